@@ -1,0 +1,49 @@
+# trading-bot: every target creates the venv it needs on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR ?= $(CURDIR)/run
+SEED ?= 1
+DAYS ?= 20
+
+.PHONY: venv test lint demo stop status bench soak clean browser
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's chromium for the dashboard's browser test (skipped if apt is unavailable).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	      || echo "warning: could not install chromium; the browser test will be skipped"; \
+	  fi; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) browser
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 -q
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+stop:
+	bash scripts/demo.sh stop
+
+bench: $(STAMP)
+	for b in outage exits dashboard ticks fills memory; do $(BIN)/python -m bench.$$b || exit 1; done
+
+soak: $(STAMP)
+	SOAK_SEED=$(SEED) SOAK_DAYS=$(DAYS) $(BIN)/pytest -q -m soak tests/chaos -p no:xdist
+
+clean:
+	rm -rf $(VENV) run .pytest_cache .ruff_cache
