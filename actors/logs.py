@@ -36,7 +36,9 @@ def redact(text: str) -> str:
     """Mask secrets in `text` (idempotent)."""
     text = _PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
     text = _PATTERNS[1].sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
-    text = _WEBHOOK_URL.sub(lambda m: f"{m.group(1)}/***" if _looks_secret(m.group(2)) else m.group(0), text)
+    text = _WEBHOOK_URL.sub(
+        lambda m: f"{m.group(1)}/***" if _looks_secret(m.group(2)) else m.group(0), text
+    )
     for value in _secret_env_values():
         text = text.replace(value, "***")
     return text

@@ -1,0 +1,608 @@
+"""Connection: the one owner of `ib_insync.IB`, on its own asyncio loop thread.
+
+ib_insync needs a running asyncio loop in the thread that uses it, and IB events
+must be handled while the actor waits for other things, so the IB object lives
+on a dedicated loop thread. Actor methods submit coroutines there with
+`run_coroutine_threadsafe` and wait with a timeout; IB event handlers on the
+loop only `tell` frozen messages (never ask, never block).
+
+The link state tracks the socket *and* the gateway: error 1100 drops READY to
+CONNECTED at once although `isConnected()` stays true; 1101/1102/2110 or a fresh
+connection bring it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ib_insync import IB, Contract, Order, Stock, Ticker, Trade
+from ib_insync.objects import Fill
+from loguru import logger
+
+from actors.config import Config
+from actors.directory import ActorDirectory
+from actors.messages import (
+    BrokerError,
+    CommissionReceived,
+    ContractInfo,
+    FillInfo,
+    FillReceived,
+    LinkChanged,
+    LinkState,
+    LinkStatus,
+    OrderInfo,
+    OrderRequest,
+    OrderUpdated,
+    PositionInfo,
+    Quote,
+    QuotesUpdated,
+)
+from actors.supervisor import SupervisedActor
+
+GATEWAY_LOST = 1100
+GATEWAY_RESTORED = (1101, 1102, 2110)
+DATA_LOST = 1101
+
+
+class BrokerCallError(RuntimeError):
+    """A request to the gateway failed or timed out; the message says which."""
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(f) or math.isinf(f) or f >= 1e300 or f == -1:
+        return None
+    return f
+
+
+def contract_info(c: Contract, min_tick: float = 0.01) -> ContractInfo:
+    try:
+        multiplier = int(float(c.multiplier or 1))
+    except ValueError:
+        multiplier = 1
+    return ContractInfo(
+        con_id=int(c.conId or 0),
+        symbol=c.symbol,
+        sec_type=c.secType,
+        expiry=(c.lastTradeDateOrContractMonth or "")[:8],
+        strike=float(c.strike or 0.0),
+        right=c.right or "",
+        multiplier=multiplier,
+        exchange=c.exchange or "SMART",
+        currency=c.currency or "USD",
+        local_symbol=c.localSymbol or "",
+        trading_class=c.tradingClass or "",
+        min_tick=min_tick,
+    )
+
+
+def to_contract(info: ContractInfo) -> Contract:
+    return Contract(
+        secType=info.sec_type,
+        conId=info.con_id,
+        symbol=info.symbol,
+        lastTradeDateOrContractMonth=info.expiry,
+        strike=info.strike,
+        right=info.right,
+        multiplier=str(info.multiplier) if info.sec_type == "OPT" else "",
+        exchange=info.exchange or "SMART",
+        currency=info.currency,
+        localSymbol=info.local_symbol,
+        tradingClass=info.trading_class,
+    )
+
+
+def order_info(trade: Trade, error: tuple[int, str] | None = None) -> OrderInfo:
+    o, s = trade.order, trade.orderStatus
+    code, msg = error or (0, "")
+    return OrderInfo(
+        order_id=int(o.orderId),
+        perm_id=int(o.permId or s.permId or 0),
+        order_ref=o.orderRef or "",
+        con_id=int(trade.contract.conId or 0),
+        local_symbol=trade.contract.localSymbol or "",
+        action=o.action,
+        order_type=o.orderType,
+        qty=float(o.totalQuantity),
+        lmt_price=_num(o.lmtPrice),
+        aux_price=_num(o.auxPrice),
+        oca_group=o.ocaGroup or "",
+        status=s.status,
+        filled=float(s.filled or 0),
+        avg_fill_price=float(s.avgFillPrice or 0),
+        error_code=code,
+        error_message=msg,
+        time=time.time(),
+    )
+
+
+def fill_info(fill: Fill) -> FillInfo:
+    e = fill.execution
+    commission = fill.commissionReport.commission if fill.commissionReport.execId else None
+    return FillInfo(
+        exec_id=e.execId,
+        order_id=int(e.orderId),
+        perm_id=int(e.permId),
+        order_ref=e.orderRef or "",
+        con_id=int(fill.contract.conId or 0),
+        local_symbol=fill.contract.localSymbol or "",
+        side=e.side,
+        qty=float(e.shares),
+        price=float(e.price),
+        time=e.time.timestamp() if e.time else time.time(),
+        commission=commission,
+    )
+
+
+def quote_of(t: Ticker) -> Quote:
+    greeks = t.modelGreeks or t.bidGreeks or t.askGreeks
+    return Quote(
+        con_id=int(t.contract.conId or 0) if t.contract else 0,
+        bid=_num(t.bid),
+        ask=_num(t.ask),
+        last=_num(t.last),
+        time=time.time(),
+        delta=_num(greeks.delta) if greeks else None,
+        iv=_num(greeks.impliedVol) if greeks else None,
+        und_price=_num(greeks.undPrice) if greeks else None,
+    )
+
+
+class Connection(SupervisedActor):
+    name = "connection"
+
+    def __init__(self, cfg: Config, directory: ActorDirectory) -> None:
+        super().__init__(directory)
+        self.cfg = cfg
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="ib-loop", daemon=True)
+        self.ib: IB | None = None
+        self._status = LinkStatus(LinkState.DISCONNECTED, time.time(), "not started")
+        self._generation = 0
+        self._order_errors: dict[int, tuple[int, str]] = {}
+        self._changed: asyncio.Event | None = None
+        self._disconnected: asyncio.Event | None = None
+        self._main_task: asyncio.Future[Any] | None = None
+        self._stopping = False
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def on_start(self) -> None:
+        self._thread.start()
+        self._main_task = asyncio.run_coroutine_threadsafe(self._maintain(), self._loop)
+
+    def on_stop(self) -> None:
+        self._stopping = True
+
+        async def shutdown() -> None:
+            if self.ib is not None:
+                self.ib.disconnect()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(3)
+        if self._main_task is not None:
+            self._main_task.cancel()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=3)
+        self._set_state(LinkState.DISCONNECTED, "connection actor stopped", publish=True)
+
+    # ---- link state (loop thread) ------------------------------------------------------
+
+    def _set_state(
+        self, state: LinkState, reason: str, *, publish: bool = True, linked: bool | None = None
+    ) -> None:
+        old = self._status
+        now = time.time()
+        gateway_linked = (state == LinkState.READY) if linked is None else linked
+        account = ""
+        if self.ib is not None and state in (LinkState.CONNECTED, LinkState.READY):
+            accounts = self.ib.managedAccounts()
+            account = self.cfg.gateway.account or (accounts[0] if accounts else "")
+        self._status = LinkStatus(
+            state=state,
+            since=now if state != old.state else old.since,
+            reason=reason,
+            gateway_linked=gateway_linked,
+            logged_in=state in (LinkState.CONNECTED, LinkState.READY),
+            account=account,
+            updated_at=now,
+            generation=self._generation,
+        )
+        if state != old.state or reason != old.reason:
+            logger.bind(actor=self.name).info(
+                "link {} -> {} ({})", old.state.value, state.value, reason
+            )
+            if publish:
+                self.directory.publish(LinkChanged(self._status, old.state))
+
+    async def _maintain(self) -> None:
+        """Connect; when the socket drops, reconnect with backoff (1 s doubling)."""
+        gw = self.cfg.gateway
+        backoff = self.cfg.watchdog.backoff_initial
+        self._changed = asyncio.Event()
+        while not self._stopping:
+            self._generation += 1
+            self._disconnected = asyncio.Event()
+            ib = IB()
+            ib.RequestTimeout = gw.request_timeout
+            self.ib = ib
+            self._wire_events(ib)
+            self._set_state(LinkState.CONNECTING, f"connecting to {gw.host}:{gw.port}")
+            try:
+                await ib.connectAsync(
+                    gw.host,
+                    gw.port,
+                    clientId=gw.client_id,
+                    timeout=gw.connect_timeout,
+                    account=gw.account,
+                )
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    ib.disconnect()
+                reason = f"connect failed: {type(exc).__name__}: {exc}".rstrip(": ")
+                self._set_state(LinkState.DISCONNECTED, reason)
+                await asyncio.sleep(backoff)
+                backoff = min(self.cfg.watchdog.backoff_max, backoff * 2)
+                continue
+            ib.reqMarketDataType(gw.market_data_type)
+            backoff = self.cfg.watchdog.backoff_initial
+            if self._status.state == LinkState.CONNECTING:
+                self._set_state(LinkState.READY, "connected and synced")
+            await self._disconnected.wait()
+            if not self._stopping:
+                self._set_state(LinkState.DISCONNECTED, "socket closed by the gateway")
+                await asyncio.sleep(backoff)
+
+    def _wire_events(self, ib: IB) -> None:
+        ib.errorEvent += self._on_error
+        ib.disconnectedEvent += self._on_disconnected
+        ib.orderStatusEvent += self._on_order
+        ib.openOrderEvent += self._on_order
+        ib.execDetailsEvent += self._on_exec
+        ib.commissionReportEvent += self._on_commission
+        ib.pendingTickersEvent += self._on_tickers
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    def _on_disconnected(self) -> None:
+        if self._disconnected is not None:
+            self._disconnected.set()
+        self._notify()
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
+        now = time.time()
+        if code == GATEWAY_LOST:
+            self._set_state(LinkState.CONNECTED, f"{code}: {message}", linked=False)
+        elif code in GATEWAY_RESTORED and self.ib is not None and self.ib.isConnected():
+            self._set_state(LinkState.READY, f"{code}: {message}")
+        if req_id > 0 and self.ib is not None:
+            self._order_errors[req_id] = (code, message)
+            trade = next((t for t in self.ib.trades() if t.order.orderId == req_id), None)
+            if trade is not None:
+                self.directory.publish(OrderUpdated(order_info(trade, (code, message))))
+                self._notify()
+        self.directory.publish(BrokerError(req_id, code, message, now))
+
+    def _on_order(self, trade: Trade) -> None:
+        err = self._order_errors.get(trade.order.orderId)
+        self.directory.publish(OrderUpdated(order_info(trade, err)))
+        self._notify()
+
+    def _on_exec(self, trade: Trade, fill: Fill) -> None:
+        self.directory.publish(FillReceived(fill_info(fill)))
+        self._notify()
+
+    def _on_commission(self, trade: Trade, fill: Fill, report: Any) -> None:
+        self.directory.publish(CommissionReceived(report.execId, float(report.commission)))
+
+    def _on_tickers(self, tickers: set[Ticker]) -> None:
+        self.directory.publish(QuotesUpdated(tuple(quote_of(t) for t in tickers)))
+
+    # ---- timed calls (actor thread -> loop thread) -------------------------------------
+
+    def _call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run `fn` on the loop (awaiting it if it returns an awaitable), with a deadline."""
+        timeout = timeout or self.cfg.gateway.request_timeout
+
+        async def invoke() -> Any:
+            if self.ib is None or not self.ib.isConnected():
+                raise BrokerCallError("not connected to the gateway")
+            result = fn()
+            if isinstance(result, Awaitable):
+                result = await result
+            return result
+
+        fut = asyncio.run_coroutine_threadsafe(asyncio.wait_for(invoke(), timeout), self._loop)
+        try:
+            return fut.result(timeout + 1.0)
+        except TimeoutError as exc:
+            fut.cancel()
+            raise BrokerCallError(f"gateway did not answer within {timeout:.1f}s") from exc
+        except BrokerCallError:
+            raise
+        except ConnectionError as exc:
+            raise BrokerCallError(f"connection lost: {exc}") from exc
+
+    def status(self) -> LinkStatus:
+        return self._status
+
+    def current_time(self, timeout: float | None = None) -> float:
+        """The heartbeat probe: a cheap request that must come back."""
+
+        async def probe() -> float:
+            assert self.ib is not None
+            return (await self.ib.reqCurrentTimeAsync()).timestamp()
+
+        return float(self._call(probe, timeout))
+
+    def qualify_stock(self, symbol: str, exchange: str) -> ContractInfo:
+        async def run() -> ContractInfo:
+            assert self.ib is not None
+            c = Stock(symbol, exchange, "USD")
+            done = await self.ib.qualifyContractsAsync(c)
+            if not done:
+                raise BrokerCallError(f"unknown contract {symbol} on {exchange}")
+            return contract_info(done[0])
+
+        return self._call(run)
+
+    def option_chain(self, symbol: str, underlying_con_id: int) -> tuple[list[str], list[float]]:
+        async def run() -> tuple[list[str], list[float]]:
+            assert self.ib is not None
+            params = await self.ib.reqSecDefOptParamsAsync(symbol, "", "STK", underlying_con_id)
+            if not params:
+                raise BrokerCallError(f"no option chain for {symbol}")
+            chain = next((p for p in params if p.exchange == "SMART"), params[0])
+            return sorted(chain.expirations), sorted(chain.strikes)
+
+        return self._call(run)
+
+    def qualify_options(
+        self, symbol: str, expiry: str, strikes: list[float], right: str = "P"
+    ) -> list[ContractInfo]:
+        async def run() -> list[ContractInfo]:
+            assert self.ib is not None
+            contracts = [
+                Contract(
+                    secType="OPT",
+                    symbol=symbol,
+                    lastTradeDateOrContractMonth=expiry,
+                    strike=s,
+                    right=right,
+                    exchange="SMART",
+                    currency="USD",
+                )
+                for s in strikes
+            ]
+            done = await self.ib.qualifyContractsAsync(*contracts)
+            return [contract_info(c) for c in done if c.conId]
+
+        return self._call(run, self.cfg.gateway.request_timeout * 2)
+
+    def subscribe(self, contracts: list[ContractInfo]) -> None:
+        def run() -> None:
+            assert self.ib is not None
+            have = {t.contract.conId for t in self.ib.tickers() if t.contract}
+            for info in contracts:
+                if info.con_id not in have:
+                    self.ib.reqMktData(to_contract(info), "", False, False)
+
+        self._call(run)
+
+    def unsubscribe(self, con_ids: list[int]) -> None:
+        def run() -> None:
+            assert self.ib is not None
+            for t in list(self.ib.tickers()):
+                if t.contract and t.contract.conId in con_ids:
+                    self.ib.cancelMktData(t.contract)
+
+        self._call(run)
+
+    def resubscribe_all(self) -> int:
+        """After 1101 the gateway dropped our market data: request every line again."""
+
+        def run() -> int:
+            assert self.ib is not None
+            tickers = [t for t in self.ib.tickers() if t.contract]
+            for t in tickers:
+                with contextlib.suppress(Exception):
+                    self.ib.cancelMktData(t.contract)
+            for t in tickers:
+                self.ib.reqMktData(t.contract, "", False, False)
+            return len(tickers)
+
+        return int(self._call(run))
+
+    def quotes(
+        self, contracts: list[ContractInfo], wait: float = 3.0, need_delta: bool = False
+    ) -> list[Quote]:
+        """Subscribe (if needed) and return quotes once each has bid/ask (or at `wait`)."""
+
+        async def run() -> list[Quote]:
+            assert self.ib is not None
+            tickers = []
+            for info in contracts:
+                c = to_contract(info)
+                t = self.ib.ticker(c) or self.ib.reqMktData(c, "", False, False)
+                tickers.append(t)
+
+            def complete(t: Ticker) -> bool:
+                q = quote_of(t)
+                return (
+                    q.bid is not None
+                    and q.ask is not None
+                    and (not need_delta or q.delta is not None)
+                )
+
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and not all(complete(t) for t in tickers):
+                await asyncio.sleep(0.02)
+            return [quote_of(t) for t in tickers]
+
+        return self._call(run, wait + 2.0)
+
+    # ---- orders ------------------------------------------------------------------------
+
+    async def _wait_trade(
+        self, trade: Trade, done: Callable[[Trade], bool], timeout: float
+    ) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done(trade):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.ib is None or not self.ib.isConnected():
+                return done(trade)
+            event = self._changed
+            assert event is not None
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, 0.25))
+        return True
+
+    def _find_trade(self, order_id: int) -> Trade | None:
+        assert self.ib is not None
+        return next((t for t in self.ib.trades() if t.order.orderId == order_id), None)
+
+    def place_order(self, req: OrderRequest, ack_timeout: float | None = None) -> OrderInfo:
+        """Send an order and wait for the gateway's ack (or a fill/reject).
+
+        On timeout the returned status is "Unknown": the order may still be
+        live, so the caller must reconcile, not resend.
+        """
+        ack_timeout = ack_timeout or self.cfg.strategy.order_ack_timeout
+
+        async def run() -> OrderInfo:
+            assert self.ib is not None
+            order = Order(
+                action=req.action,
+                totalQuantity=req.qty,
+                orderType=req.order_type,
+                orderRef=req.order_ref,
+                tif=req.tif,
+                account=req.account or self._status.account,
+                transmit=True,
+            )
+            if req.lmt_price is not None:
+                order.lmtPrice = req.lmt_price
+            if req.aux_price is not None:
+                order.auxPrice = req.aux_price
+            if req.oca_group:
+                order.ocaGroup = req.oca_group
+                order.ocaType = req.oca_type or 1
+            trade = self.ib.placeOrder(to_contract(req.contract), order)
+            acked = await self._wait_trade(
+                trade, lambda t: t.orderStatus.status not in ("PendingSubmit", ""), ack_timeout
+            )
+            info = order_info(trade, self._order_errors.get(order.orderId))
+            if not acked:
+                return _replace_status(info, "Unknown")
+            return info
+
+        return self._call(run, ack_timeout + 1.0)
+
+    def modify_limit(self, order_id: int, lmt_price: float) -> OrderInfo:
+        async def run() -> OrderInfo:
+            trade = self._find_trade(order_id)
+            if trade is None:
+                raise BrokerCallError(f"order {order_id} is not known to this session")
+            if trade.isDone():
+                return order_info(trade, self._order_errors.get(order_id))
+            trade.order.lmtPrice = lmt_price
+            assert self.ib is not None
+            self.ib.placeOrder(trade.contract, trade.order)
+            return order_info(trade, self._order_errors.get(order_id))
+
+        return self._call(run)
+
+    def wait_order(self, order_id: int, timeout: float) -> OrderInfo:
+        """Wait until the order is done (filled, cancelled, rejected) or `timeout`."""
+
+        async def run() -> OrderInfo:
+            trade = self._find_trade(order_id)
+            if trade is None:
+                raise BrokerCallError(f"order {order_id} is not known to this session")
+            await self._wait_trade(trade, lambda t: t.isDone(), timeout)
+            return order_info(trade, self._order_errors.get(order_id))
+
+        return self._call(run, timeout + 1.0)
+
+    def cancel_order(self, order_id: int, timeout: float | None = None) -> OrderInfo:
+        """Cancel and wait until the gateway says Cancelled (or Filled: a race we report)."""
+        timeout = timeout or self.cfg.strategy.order_ack_timeout
+
+        async def run() -> OrderInfo:
+            assert self.ib is not None
+            trade = self._find_trade(order_id)
+            if trade is None:
+                raise BrokerCallError(f"order {order_id} is not known to this session")
+            if not trade.isDone():
+                self.ib.cancelOrder(trade.order)
+                await self._wait_trade(trade, lambda t: t.isDone(), timeout)
+            info = order_info(trade, self._order_errors.get(order_id))
+            return info if trade.isDone() else _replace_status(info, "Unknown")
+
+        return self._call(run, timeout + 1.0)
+
+    def open_orders(self) -> list[OrderInfo]:
+        async def run() -> list[OrderInfo]:
+            assert self.ib is not None
+            await self.ib.reqOpenOrdersAsync()
+            return [
+                order_info(t, self._order_errors.get(t.order.orderId)) for t in self.ib.openTrades()
+            ]
+
+        return self._call(run)
+
+    def positions(self) -> list[PositionInfo]:
+        async def run() -> list[PositionInfo]:
+            assert self.ib is not None
+            positions = await self.ib.reqPositionsAsync()
+            return [
+                PositionInfo(
+                    p.account, contract_info(p.contract), float(p.position), float(p.avgCost)
+                )
+                for p in positions
+            ]
+
+        return self._call(run)
+
+    def executions(self) -> list[FillInfo]:
+        async def run() -> list[FillInfo]:
+            assert self.ib is not None
+            fills = await self.ib.reqExecutionsAsync()
+            known = {f.execution.execId: f for f in self.ib.fills()}
+            return [fill_info(known.get(f.execution.execId, f)) for f in fills]
+
+        return self._call(run)
+
+    def disconnect(self) -> None:
+        """Drop the socket (the maintain loop reconnects)."""
+
+        def run() -> None:
+            assert self.ib is not None
+            self.ib.disconnect()
+
+        with contextlib.suppress(BrokerCallError):
+            self._call(run)
+
+
+def _replace_status(info: OrderInfo, status: str) -> OrderInfo:
+    from dataclasses import replace
+
+    return replace(info, status=status)

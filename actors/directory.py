@@ -1,0 +1,65 @@
+"""Where actors find each other: live refs by name, and an event bus over them.
+
+Refs are looked up at every use, never kept: after the Supervisor restarts a
+child, an old ref would raise ActorDeadError (a Pykka pitfall).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any
+
+import pykka
+from loguru import logger
+
+
+class ActorDirectory:
+    """Thread-safe name -> ActorRef map, kept current by the Supervisor."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._subscribers: dict[type, list[str]] = defaultdict(list)
+
+    def set(self, name: str, ref: pykka.ActorRef[Any] | None) -> None:
+        with self._lock:
+            if ref is None:
+                self._refs.pop(name, None)
+            else:
+                self._refs[name] = ref
+
+    def ref(self, name: str) -> pykka.ActorRef[Any] | None:
+        with self._lock:
+            ref = self._refs.get(name)
+        return ref if ref is not None and ref.is_alive() else None
+
+    def proxy(self, name: str) -> Any:
+        """A proxy of the live actor `name`; raises ActorDeadError if there is none."""
+        ref = self.ref(name)
+        if ref is None:
+            raise pykka.ActorDeadError(f"actor {name} is not running")
+        return ref.proxy()
+
+    def subscribe(self, message_type: type, name: str) -> None:
+        with self._lock:
+            if name not in self._subscribers[message_type]:
+                self._subscribers[message_type].append(name)
+
+    def publish(self, message: object) -> None:
+        """Tell `message` to every subscriber of its type; never blocks."""
+        with self._lock:
+            names = list(self._subscribers.get(type(message), ()))
+        for name in names:
+            self.tell(name, message)
+
+    def tell(self, name: str, message: object) -> bool:
+        ref = self.ref(name)
+        if ref is None:
+            logger.debug("dropped {} for {} (not running)", type(message).__name__, name)
+            return False
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            return False
+        return True

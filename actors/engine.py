@@ -1,0 +1,219 @@
+"""The engine process: config, the actor tree under the Supervisor, the ZeroMQ service.
+
+`python -m actors --config PATH` runs it until SIGTERM/SIGINT (exit 0) or until
+the Supervisor's restart budget is spent (exit 1, so supervisord notices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from actors.clock import Clock, clock_from_config
+from actors.config import Config, ConfigError, load_config
+from actors.connection import Connection
+from actors.directory import ActorDirectory
+from actors.logs import setup_logging
+from actors.market_data import MarketData
+from actors.messages import RepairExits
+from actors.order_executor import OrderExecutor
+from actors.position_book import PositionBook
+from actors.supervisor import ChildSpec, Supervisor
+from actors.trading_calendar import TradingCalendar
+
+READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
+COMMAND_OPS = ("enter_now", "pause", "resume", "repair_exits", "restart_gateway")
+
+
+class Engine:
+    """Owns the actor tree and the outside-facing services of one engine process."""
+
+    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+        from actors.alerts import AlertDispatcher
+
+        self.cfg = cfg
+        self.clock = clock or clock_from_config(cfg.clock)
+        self.started_at = time.time()
+        self.directory = ActorDirectory()
+        Path(cfg.storage.path).parent.mkdir(parents=True, exist_ok=True)
+        self.alerts = AlertDispatcher(cfg)
+        self.calendar = TradingCalendar()
+        self.exit_code: int | None = None
+        self.stopped = threading.Event()
+        self.zmq: Any = None
+        self.supervisor: pykka.ActorRef[Any] | None = None
+
+    def child_specs(self) -> list[ChildSpec]:
+        cfg, d, clock = self.cfg, self.directory, self.clock
+        # The book starts first: it must be subscribed before Connection publishes fills.
+        specs = [
+            ChildSpec(
+                "position_book",
+                lambda: PositionBook.start(cfg, d, clock, self.alerts, self.started_at),
+            ),
+            ChildSpec("connection", lambda: Connection.start(cfg, d)),
+            ChildSpec("market_data", lambda: MarketData.start(cfg, d)),
+            ChildSpec(
+                "order_executor",
+                lambda: OrderExecutor.start(cfg, d, clock, self.alerts, self.calendar),
+            ),
+        ]
+        specs.extend(self.extra_specs())
+        return specs
+
+    def extra_specs(self) -> list[ChildSpec]:
+        """Scheduler and Watchdog, when their modules are present."""
+        specs: list[ChildSpec] = []
+        try:
+            from actors.scheduler import Scheduler
+        except ImportError:
+            Scheduler = None  # type: ignore[assignment,misc]
+        if Scheduler is not None:
+            specs.append(
+                ChildSpec(
+                    "scheduler",
+                    lambda: Scheduler.start(
+                        self.cfg, self.directory, self.clock, self.alerts, self.calendar
+                    ),
+                )
+            )
+        try:
+            from actors.watchdog import Watchdog
+        except ImportError:
+            Watchdog = None  # type: ignore[assignment,misc]
+        if Watchdog is not None:
+            specs.append(
+                ChildSpec(
+                    "watchdog",
+                    lambda: Watchdog.start(self.cfg, self.directory, self.clock, self.alerts),
+                )
+            )
+        return specs
+
+    def start(self) -> None:
+        from actors.zmq_service import ZmqService
+
+        self.alerts.start()
+        self.supervisor = Supervisor.start(
+            self.child_specs(), self.directory, self.cfg.supervision, self._give_up
+        )
+        self.directory.set("supervisor", self.supervisor)
+        self.zmq = ZmqService(
+            endpoint=self.cfg.zmq.endpoint,
+            handler=self.handle,
+            known_ops=set(READ_OPS) | set(COMMAND_OPS),
+            command_ops=set(COMMAND_OPS),
+            max_message_bytes=self.cfg.zmq.max_message_bytes,
+            command_max_age=self.cfg.zmq.command_max_age,
+        )
+        self.zmq.start()
+        mode = self.cfg.gateway.mode
+        logger.info(
+            "engine started ({} mode, gateway {}:{}, zmq {})",
+            mode,
+            self.cfg.gateway.host,
+            self.cfg.gateway.port,
+            self.cfg.zmq.endpoint,
+        )
+        self.alerts.raise_alert("engine_started", f"engine started in {mode} mode", severity="info")
+
+    def _give_up(self, reason: str) -> None:
+        self.alerts.raise_alert(
+            "process_crashed", f"engine giving up: {reason}", severity="critical"
+        )
+        self.exit_code = 1
+        self.stopped.set()
+
+    def stop(self) -> None:
+        if self.zmq is not None:
+            self.zmq.stop()
+        if self.supervisor is not None:
+            try:
+                self.supervisor.stop(timeout=20)
+            except (pykka.Timeout, pykka.ActorDeadError):
+                pass
+        pykka.ActorRegistry.stop_all(timeout=5)
+        self.alerts.stop()
+
+    # ---- ZeroMQ ops --------------------------------------------------------------------
+
+    def handle(self, op: str, args: dict[str, Any]) -> Any:
+        from actors.zmq_service import OpError
+
+        d = self.directory
+        try:
+            if op == "alerts":
+                limit = args.get("limit", 50)
+                if not isinstance(limit, int) or not 1 <= limit <= 1000:
+                    raise OpError("bad_args", "limit must be an integer 1..1000")
+                return {"alerts": self.alerts.recent(limit)}
+            if op in READ_OPS:
+                return d.proxy("position_book").query(op, args).get(timeout=5)
+            if op == "enter_now":
+                slot = args.get("slot")
+                if slot is not None and slot not in self.cfg.schedule.entry_times:
+                    raise OpError(
+                        "bad_args", f"slot must be one of {self.cfg.schedule.entry_times}"
+                    )
+                return d.proxy("order_executor").enter_now(slot).get(timeout=10)
+            if op in ("pause", "resume"):
+                return d.proxy("position_book").set_paused(op == "pause").get(timeout=5)
+            if op == "repair_exits":
+                try:
+                    return d.proxy("order_executor").repair_exits("operator").get(timeout=10)
+                except pykka.Timeout:
+                    d.tell("order_executor", RepairExits("operator"))
+                    return {"repaired": 0, "queued": True}
+            if op == "restart_gateway":
+                watchdog = d.ref("watchdog")
+                if watchdog is not None:
+                    return watchdog.proxy().restart_gateway("operator").get(timeout=30)
+                from actors.gateway_restart import restart_gateway
+
+                method = self.cfg.watchdog.gateway_restart
+                message = restart_gateway(method, self.cfg)
+                return {"started": method != "none", "method": method, "message": message}
+        except pykka.ActorDeadError as exc:
+            raise OpError("unavailable", f"engine part not running: {exc}") from None
+        except pykka.Timeout:
+            raise OpError("timeout", f"{op} did not finish in time") from None
+        raise OpError("unknown_op", f"unknown op {op!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actors", description=__doc__)
+    parser.add_argument("--config", help="TOML config (or TRADING_BOT_CONFIG)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("engine", cfg.logging.dir or None, cfg.logging.level)
+    engine = Engine(cfg)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("signal {}: stopping", signal.Signals(signum).name)
+        engine.exit_code = 0 if engine.exit_code is None else engine.exit_code
+        engine.stopped.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        engine.start()
+    except Exception as exc:
+        logger.exception("engine failed to start: {}", exc)
+        engine.stop()
+        return 1
+    engine.stopped.wait()
+    engine.stop()
+    logger.info("engine stopped (exit {})", engine.exit_code or 0)
+    return engine.exit_code or 0

@@ -1,0 +1,117 @@
+"""MarketData: the SPY quote and the quotes of the options we hold, each with its time.
+
+Streaming ticks arrive as `QuotesUpdated` batches from Connection. After a
+reconnect or error 1101 (data lost) the lines are requested again, since
+nothing in ib_insync resubscribes by itself.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from loguru import logger
+
+from actors.config import Config
+from actors.connection import BrokerCallError
+from actors.directory import ActorDirectory
+from actors.messages import (
+    ContractInfo,
+    LinkChanged,
+    LinkState,
+    Quote,
+    QuotesUpdated,
+)
+from actors.supervisor import SupervisedActor
+
+
+class MarketData(SupervisedActor):
+    name = "market_data"
+
+    def __init__(self, cfg: Config, directory: ActorDirectory) -> None:
+        super().__init__(directory)
+        self.cfg = cfg
+        self.underlying: ContractInfo | None = None
+        self._quotes: dict[int, Quote] = {}
+        self._wanted: dict[int, ContractInfo] = {}
+        self.last_tick_at: float = 0.0
+        self.ticks_seen = 0
+
+    def on_start(self) -> None:
+        self.directory.subscribe(QuotesUpdated, self.name)
+        self.directory.subscribe(LinkChanged, self.name)
+        self.log = logger.bind(actor=self.name)
+        conn = self.directory.ref("connection")
+        try:
+            ready = conn is not None and conn.proxy().status().get(timeout=2).state == "READY"
+        except Exception:
+            ready = False  # a LinkChanged to READY will come later
+        if ready:
+            self._subscribe_all(resubscribe=False)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, QuotesUpdated):
+            now = time.time()
+            for q in message.quotes:
+                self._quotes[q.con_id] = q
+            self.ticks_seen += len(message.quotes)
+            self.last_tick_at = now
+        elif isinstance(message, LinkChanged):
+            status = message.status
+            if status.state == LinkState.READY:
+                # 1101: the gateway kept the socket but dropped our lines.
+                data_lost = status.reason.startswith("1101") or message.previous in (
+                    LinkState.CONNECTING,
+                    LinkState.DISCONNECTED,
+                )
+                self._subscribe_all(resubscribe=status.reason.startswith("1101"))
+                if data_lost:
+                    self.log.info("market data requested again after: {}", status.reason)
+        return None
+
+    def _subscribe_all(self, resubscribe: bool) -> None:
+        conn = self.directory.ref("connection")
+        if conn is None:
+            return
+        proxy = conn.proxy()
+        try:
+            if self.underlying is None:
+                self.underlying = proxy.qualify_stock(
+                    self.cfg.strategy.symbol, self.cfg.strategy.exchange
+                ).get(timeout=self.cfg.gateway.request_timeout + 2)
+            contracts = [self.underlying, *self._wanted.values()]
+            if resubscribe:
+                proxy.resubscribe_all().get(timeout=self.cfg.gateway.request_timeout + 2)
+            proxy.subscribe(contracts).get(timeout=self.cfg.gateway.request_timeout + 2)
+        except (BrokerCallError, Exception) as exc:  # link may drop again mid-way
+            self.log.warning("market data subscription failed: {}", exc)
+
+    # ---- queries (plain values) --------------------------------------------------------
+
+    def spy(self) -> Quote | None:
+        if self.underlying is None:
+            return None
+        return self._quotes.get(self.underlying.con_id)
+
+    def quotes_for(self, con_ids: list[int]) -> dict[int, Quote]:
+        return {c: self._quotes[c] for c in con_ids if c in self._quotes}
+
+    def watch(self, contracts: list[ContractInfo]) -> None:
+        """Keep these option lines streaming (lots we hold), across reconnects."""
+        new = [c for c in contracts if c.con_id not in self._wanted]
+        for c in contracts:
+            self._wanted[c.con_id] = c
+        if new:
+            conn = self.directory.ref("connection")
+            if conn is not None:
+                try:
+                    conn.proxy().subscribe(new).get(timeout=self.cfg.gateway.request_timeout + 2)
+                except Exception as exc:
+                    self.log.warning("subscribe failed: {}", exc)
+
+    def unwatch(self, con_ids: list[int]) -> None:
+        for c in con_ids:
+            self._wanted.pop(c, None)
+
+    def stats(self) -> dict[str, float]:
+        return {"ticks_seen": self.ticks_seen, "last_tick_at": self.last_tick_at}

@@ -1,0 +1,212 @@
+"""Every message between actors: frozen dataclasses carrying plain values only.
+
+Only the Connection actor touches ib_insync objects; what leaves it is one of
+these, so no other actor can reach into the library's state from its thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class LinkState(StrEnum):
+    DISCONNECTED = "DISCONNECTED"
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"  # socket up, gateway not (yet) linked to IB or not synced
+    READY = "READY"  # gateway linked to IB and account synced: trading allowed
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    state: LinkState
+    since: float
+    reason: str = ""
+    gateway_linked: bool = False
+    logged_in: bool = False
+    account: str = ""
+    updated_at: float = 0.0
+    generation: int = 0  # connection attempt counter: a new socket, a new generation
+
+
+@dataclass(frozen=True)
+class ContractInfo:
+    con_id: int
+    symbol: str
+    sec_type: str
+    expiry: str = ""  # YYYYMMDD for options
+    strike: float = 0.0
+    right: str = ""
+    multiplier: int = 1
+    exchange: str = "SMART"
+    currency: str = "USD"
+    local_symbol: str = ""
+    trading_class: str = ""
+    min_tick: float = 0.01
+
+
+@dataclass(frozen=True)
+class Quote:
+    con_id: int
+    bid: float | None
+    ask: float | None
+    last: float | None
+    time: float
+    delta: float | None = None
+    iv: float | None = None
+    und_price: float | None = None
+
+    @property
+    def mid(self) -> float | None:
+        if self.bid is None or self.ask is None or self.bid <= 0 or self.ask < self.bid:
+            return None
+        return round((self.bid + self.ask) / 2, 4)
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    order_ref: str
+    contract: ContractInfo
+    action: str  # BUY | SELL
+    order_type: str  # LMT | STP | MKT
+    qty: int
+    lmt_price: float | None = None
+    aux_price: float | None = None
+    oca_group: str = ""
+    oca_type: int = 0
+    tif: str = "GTC"
+    account: str = ""
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    order_id: int
+    perm_id: int
+    order_ref: str
+    con_id: int
+    local_symbol: str
+    action: str
+    order_type: str
+    qty: float
+    lmt_price: float | None
+    aux_price: float | None
+    oca_group: str
+    status: str  # ib_insync OrderStatus names, or "Unknown" when an ack timed out
+    filled: float = 0.0
+    avg_fill_price: float = 0.0
+    error_code: int = 0
+    error_message: str = ""
+    time: float = 0.0
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in ("PendingSubmit", "PreSubmitted", "Submitted", "ApiPending")
+
+    @property
+    def is_filled(self) -> bool:
+        return self.status == "Filled"
+
+    @property
+    def is_dead(self) -> bool:
+        return self.status in ("Cancelled", "ApiCancelled", "Inactive")
+
+
+@dataclass(frozen=True)
+class FillInfo:
+    exec_id: str
+    order_id: int
+    perm_id: int
+    order_ref: str
+    con_id: int
+    local_symbol: str
+    side: str  # BOT | SLD
+    qty: float
+    price: float
+    time: float
+    commission: float | None = None
+
+
+@dataclass(frozen=True)
+class PositionInfo:
+    account: str
+    contract: ContractInfo
+    qty: float
+    avg_cost: float
+
+
+# ---- events published by Connection -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkChanged:
+    status: LinkStatus
+    previous: LinkState
+
+
+@dataclass(frozen=True)
+class BrokerError:
+    req_id: int
+    code: int
+    message: str
+    time: float
+
+
+@dataclass(frozen=True)
+class OrderUpdated:
+    order: OrderInfo
+
+
+@dataclass(frozen=True)
+class FillReceived:
+    fill: FillInfo
+
+
+@dataclass(frozen=True)
+class CommissionReceived:
+    exec_id: str
+    commission: float
+
+
+@dataclass(frozen=True)
+class QuotesUpdated:
+    quotes: tuple[Quote, ...]
+
+
+# ---- commands between actors -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    trade_date: str
+    slot: str
+    manual: bool = False
+
+
+@dataclass(frozen=True)
+class RepairExits:
+    reason: str = "scheduled"
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    reason: str = "link ready"
+
+
+@dataclass(frozen=True)
+class ChildFailed:
+    name: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CheckChildren:
+    pass
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    accepted: bool
+    state: str
+    reason: str = ""
+    lot_id: int | None = None
+    details: dict[str, object] = field(default_factory=dict)

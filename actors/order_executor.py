@@ -1,0 +1,594 @@
+"""OrderExecutor: the trade lifecycle, one trade at a time (DESIGN "Trade lifecycle").
+
+1. preconditions  2. choose the put  3. cancel our resting exits on that contract
+(IB rejects a sale that could trade against our own BUY orders) and remember
+them  4. sell with a limit walked from the mid toward the bid, a bounded number
+of attempts, restoring the cancelled exits after each failed attempt  5. the
+fill is the point of no return: place TP and SL as one OCA group (retried),
+restore the cancelled exits; exits that still fail leave the lot `unprotected`
+with an alert, for the repair job.
+
+Every intent is written to the book before the broker hears of it, and every
+order carries an `orderRef` naming its lot and role, so that a restart can tell
+what was ours and finish what a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from loguru import logger
+
+from actors.clock import Clock
+from actors.config import Config
+from actors.directory import ActorDirectory
+from actors.messages import (
+    ContractInfo,
+    EntryResult,
+    LinkState,
+    OrderInfo,
+    OrderRequest,
+    RepairExits,
+    RunEntry,
+)
+from actors.position_book import Alerter
+from actors.pricing import exit_prices, limit_walk, round_to_tick
+from actors.strikes import (
+    candidate_strikes,
+    choose_expiry,
+    choose_strike_by_delta,
+    choose_strike_by_distance,
+)
+from actors.supervisor import SupervisedActor
+from actors.trading_calendar import TradingCalendar
+
+ET = ZoneInfo("America/New_York")
+
+
+class EntryRefused(Exception):
+    """A precondition does not hold; the message says which.
+
+    `kind`: "wait" (link or market: the schedule retries until its deadline),
+    "done" (the slot is taken already), "skip" (a policy says no: paused, kill
+    switch, risk limits, account mismatch; the slot is recorded as skipped).
+    """
+
+    def __init__(self, message: str, kind: str = "skip") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def sale_ref(trade_date: str, slot: str, attempt: int) -> str:
+    return f"tb:{trade_date}:{slot.replace(':', '')}:sale:{attempt}"
+
+
+def exit_refs(lot_id: int, serial: int) -> tuple[str, str, str]:
+    return (
+        f"tb:lot{lot_id}:tp:{serial}",
+        f"tb:lot{lot_id}:sl:{serial}",
+        f"tb-oca-lot{lot_id}-{serial}",
+    )
+
+
+class OrderExecutor(SupervisedActor):
+    name = "order_executor"
+
+    def __init__(
+        self,
+        cfg: Config,
+        directory: ActorDirectory,
+        clock: Clock,
+        alerts: Alerter,
+        calendar: TradingCalendar,
+    ) -> None:
+        super().__init__(directory)
+        self.cfg = cfg
+        self.clock = clock
+        self.alerts = alerts
+        self.calendar = calendar
+        self.busy = False
+
+    def on_start(self) -> None:
+        self.log = logger.bind(actor=self.name)
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    @property
+    def conn(self) -> Any:
+        return self.directory.proxy("connection")
+
+    @property
+    def book(self) -> Any:
+        return self.directory.proxy("position_book")
+
+    def _t(self, extra: float = 0.0) -> float:
+        return self.cfg.gateway.request_timeout + 5.0 + extra
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, RunEntry):
+            self.run_entry(message.trade_date, message.slot, message.manual)
+        elif isinstance(message, RepairExits):
+            self.repair_exits(message.reason)
+        return None
+
+    def today(self) -> str:
+        return self.clock.now().astimezone(ET).date().isoformat()
+
+    # ---- preconditions -----------------------------------------------------------------
+
+    def check_preconditions(self, trade_date: str, slot: str, manual: bool = False) -> None:
+        """Raise EntryRefused naming the first guard that does not hold."""
+        link = self.book.link_status().get(timeout=self._t())
+        if link.state != LinkState.READY:
+            raise EntryRefused(f"link not READY ({link.state.value}: {link.reason})", "wait")
+        now = self.clock.now()
+        if not self.calendar.is_market_open(now):
+            raise EntryRefused(f"market closed at {now.astimezone(ET):%Y-%m-%d %H:%M} ET", "wait")
+        if self.book.is_paused().get(timeout=self._t()):
+            raise EntryRefused("trading is paused")
+        if self.book.get_kv("kill_switch", self.cfg.risk.kill_switch).get(timeout=self._t()):
+            raise EntryRefused("kill switch is on: no entries")
+        self._check_account(link.account)
+        entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+        if entry is not None and not (manual and entry["state"] in ("missed", "failed")):
+            raise EntryRefused(f"entry {trade_date} {slot} already {entry['state']}", "done")
+        self._check_risk(trade_date)
+
+    def _check_account(self, account: str) -> None:
+        is_paper = account.startswith("DU")
+        if not account:
+            raise EntryRefused("the gateway reported no account")
+        if self.cfg.gateway.mode == "live" and is_paper:
+            raise EntryRefused(f"config says live but account {account} is a paper account")
+        if self.cfg.gateway.mode == "paper" and not is_paper:
+            raise EntryRefused(f"config says paper but account {account} is a live account")
+
+    def _check_risk(self, trade_date: str) -> None:
+        risk, qty = self.cfg.risk, self.cfg.strategy.quantity
+        lots = self.book.open_lots().get(timeout=self._t())
+        if len(lots) >= risk.max_open_lots:
+            raise EntryRefused(f"max open lots reached ({len(lots)}/{risk.max_open_lots})")
+        sold = self.book.contracts_sold_on(trade_date).get(timeout=self._t())
+        if sold + qty > risk.max_contracts_per_day:
+            raise EntryRefused(
+                f"max contracts per day reached ({sold}/{risk.max_contracts_per_day})"
+            )
+        notional = sum(lot["strike"] * 100 * lot["qty"] for lot in lots)
+        if notional >= risk.max_short_notional:
+            raise EntryRefused(f"max short-put notional reached ({notional:.0f})")
+        if risk.daily_loss_limit > 0:
+            realized = self.book.get_kv(f"realized:{trade_date}", 0.0).get(timeout=self._t())
+            if realized <= -risk.daily_loss_limit:
+                raise EntryRefused(f"daily loss limit hit ({realized:.2f})")
+
+    def _check_order_sanity(self, contract: ContractInfo, price: float, spot: float) -> None:
+        """Refuse orders outside sane bounds before they reach the broker."""
+        if price <= 0:
+            raise EntryRefused(f"refusing a sale at price {price}")
+        if self.cfg.strategy.quantity > self.cfg.risk.max_order_quantity:
+            raise EntryRefused("quantity over risk.max_order_quantity")
+        if spot > 0 and abs(contract.strike - spot) / spot > self.cfg.risk.max_strike_distance:
+            raise EntryRefused(f"strike {contract.strike} too far from spot {spot:.2f}")
+
+    # ---- entry -------------------------------------------------------------------------
+
+    def first_open_slot(self, trade_date: str) -> str:
+        entries = {e["slot"]: e for e in self.book.entries(trade_date).get(timeout=self._t())}
+        for slot in self.cfg.schedule.entry_times:
+            if slot not in entries:
+                return slot
+        for slot in self.cfg.schedule.entry_times:
+            if entries[slot]["state"] in ("missed", "failed"):
+                return slot
+        return self.cfg.schedule.entry_times[0]
+
+    def enter_now(self, slot: str | None = None) -> dict[str, Any]:
+        """The day's entry by hand: same guards as the schedule; runs in the background."""
+        if self.busy:
+            return asdict(EntryResult(False, "busy", "an entry is already running"))
+        trade_date = self.today()
+        slot = slot or self.first_open_slot(trade_date)
+        try:
+            self.check_preconditions(trade_date, slot, manual=True)
+        except EntryRefused as exc:
+            return asdict(EntryResult(False, "refused", str(exc)))
+        self.busy = True
+        self.actor_ref.tell(RunEntry(trade_date, slot, manual=True))
+        return asdict(EntryResult(True, "started", f"entry {trade_date} {slot} started"))
+
+    def run_entry(self, trade_date: str, slot: str, manual: bool = False) -> EntryResult:
+        self.busy = True
+        try:
+            return self._run_entry(trade_date, slot, manual)
+        finally:
+            self.busy = False
+
+    def _claim(self, trade_date: str, slot: str, manual: bool) -> bool:
+        if self.book.start_entry(trade_date, slot).get(timeout=self._t()):
+            return True
+        entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+        if manual and entry and entry["state"] in ("missed", "failed"):
+            self.book.finish_entry(trade_date, slot, "started", "manual entry").get(
+                timeout=self._t()
+            )
+            return True
+        return False
+
+    def _run_entry(self, trade_date: str, slot: str, manual: bool) -> EntryResult:
+        log = self.log
+        try:
+            self.check_preconditions(trade_date, slot, manual)
+        except EntryRefused as exc:
+            if exc.kind == "done":
+                return EntryResult(False, "refused", str(exc))
+            log.warning("entry {} {} refused: {}", trade_date, slot, exc)
+            if exc.kind == "skip" and not manual and self._claim(trade_date, slot, False):
+                # Recorded once, so the schedule does not ask (and alert) again.
+                self.book.finish_entry(trade_date, slot, "skipped", str(exc)).get(timeout=self._t())
+                self.alerts.raise_alert("risk_limit", f"entry {trade_date} {slot} skipped: {exc}")
+            return EntryResult(False, "refused", str(exc))
+        if not self._claim(trade_date, slot, manual):
+            return EntryResult(False, "refused", f"entry {trade_date} {slot} already claimed")
+        log.info("entry {} {} started ({})", trade_date, slot, "manual" if manual else "schedule")
+        try:
+            contract, quote, spot = self._choose_contract(trade_date)
+            self._check_order_sanity(contract, quote.bid or 0.0, spot)
+        except Exception as exc:
+            reason = f"no contract: {exc}"
+            log.error("entry {} {} failed: {}", trade_date, slot, reason)
+            self.book.finish_entry(trade_date, slot, "failed", reason).get(timeout=self._t())
+            self.alerts.raise_alert("order_rejected", f"entry {trade_date} {slot} failed: {reason}")
+            return EntryResult(False, "failed", reason)
+        self.book.remember_contract(contract).get(timeout=self._t())
+        cancelled = self._cancel_conflicting_exits(contract)
+        try:
+            filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled)
+        except Exception as exc:
+            log.exception("sale raised")
+            filled, info, last_reason = False, None, f"{type(exc).__name__}: {exc}"
+        if not filled or info is None:
+            self._restore(cancelled)
+            entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+            if entry and entry["state"] == "done":  # a late fill opened the lot meanwhile
+                return EntryResult(True, "done", "sale filled late", entry.get("lot_id"))
+            self.book.finish_entry(trade_date, slot, "failed", last_reason).get(timeout=self._t())
+            self.alerts.raise_alert(
+                "order_rejected",
+                f"entry {trade_date} {slot}: sale of {contract.local_symbol} failed after "
+                f"{self.cfg.strategy.sale_attempts} attempts: {last_reason}",
+                severity="error",
+            )
+            return EntryResult(False, "failed", last_reason)
+        # Point of no return: the sale filled. From here the result is success.
+        lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
+            timeout=self._t()
+        )
+        self.book.finish_entry(trade_date, slot, "done", "sale filled", lot_id).get(
+            timeout=self._t()
+        )
+        lot = self.book.lot(lot_id).get(timeout=self._t())
+        self._watch(contract)
+        protected = self.place_exits(lot)
+        self._restore(cancelled)
+        self.alerts.raise_alert(
+            "entry_done",
+            f"sold {lot['qty']} {contract.local_symbol} at {info.avg_fill_price} "
+            f"(TP {lot['tp_price']} SL {lot['sl_price']}){'' if protected else ' UNPROTECTED'}",
+            severity="info",
+            details={"lot_id": lot_id},
+        )
+        return EntryResult(True, "done", "sale filled", lot_id)
+
+    def _watch(self, contract: ContractInfo) -> None:
+        md = self.directory.ref("market_data")
+        if md is not None:
+            md.proxy().watch([contract])
+
+    def _choose_contract(self, trade_date: str) -> tuple[ContractInfo, Any, float]:
+        s = self.cfg.strategy
+        conn = self.conn
+        underlying = conn.qualify_stock(s.symbol, s.exchange).get(timeout=self._t())
+        spy = conn.quotes([underlying], 3.0).get(timeout=self._t(5))[0]
+        spot = spy.mid or spy.last or spy.bid or 0.0
+        if not spot:
+            raise EntryRefused(f"no {s.symbol} quote")
+        expirations, strikes = conn.option_chain(s.symbol, underlying.con_id).get(timeout=self._t())
+        from datetime import date
+
+        expiry = choose_expiry(expirations, date.fromisoformat(trade_date), s.target_dte)
+        if s.strike_selection == "otm_distance":
+            wanted = [choose_strike_by_distance(strikes, spot, s.otm_distance)]
+        else:
+            wanted = candidate_strikes(strikes, spot, 15)
+        contracts = conn.qualify_options(s.symbol, expiry, wanted, "P").get(timeout=self._t(10))
+        if not contracts:
+            raise EntryRefused(f"no {s.symbol} puts for {expiry}")
+        quotes = conn.quotes(contracts, 3.0, s.strike_selection == "delta").get(timeout=self._t(5))
+        by_strike = {c.strike: (c, q) for c, q in zip(contracts, quotes, strict=True)}
+        if s.strike_selection == "otm_distance":
+            strike = contracts[0].strike
+        else:
+            strike = choose_strike_by_delta(
+                [(c.strike, q.delta) for c, q in zip(contracts, quotes, strict=True)],
+                s.target_delta,
+            )
+        contract, quote = by_strike[strike]
+        if quote.bid is None or quote.ask is None or quote.bid <= 0:
+            raise EntryRefused(f"no bid for {contract.local_symbol}")
+        self.log.info(
+            "chose {} (bid {} ask {} delta {}) spot {:.2f}",
+            contract.local_symbol,
+            quote.bid,
+            quote.ask,
+            quote.delta,
+            spot,
+        )
+        return contract, quote, spot
+
+    def _cancel_conflicting_exits(self, contract: ContractInfo) -> list[int]:
+        """Cancel our resting BUY exits on the contract we are about to sell."""
+        lots = [
+            lot
+            for lot in self.book.open_lots().get(timeout=self._t())
+            if lot["con_id"] == contract.con_id
+        ]
+        cancelled = []
+        for lot in lots:
+            self.book.set_lot_state(lot["id"], "unprotected").get(timeout=self._t())
+            self._cancel_exits_of(lot)
+            cancelled.append(lot["id"])
+            self.log.info("cancelled exits of lot {} before selling the same contract", lot["id"])
+        return cancelled
+
+    def _cancel_exits_of(self, lot: dict[str, Any]) -> None:
+        for role in ("tp", "sl"):
+            order_id = lot.get(f"{role}_order_id")
+            if order_id:
+                try:
+                    info = self.conn.cancel_order(order_id).get(timeout=self._t())
+                    self._record(info)
+                except Exception as exc:
+                    self.log.warning("cancel of {} {} failed: {}", role, order_id, exc)
+
+    def _record(self, info: OrderInfo) -> None:
+        from actors.position_book import _status_name
+
+        self.book.mark_order(
+            info.order_ref,
+            status=_status_name(info),
+            order_id=info.order_id or None,
+            perm_id=info.perm_id or None,
+            error=f"{info.error_code}: {info.error_message}" if info.error_code else None,
+        ).get(timeout=self._t())
+
+    def _restore(self, lot_ids: list[int]) -> None:
+        for lot_id in lot_ids:
+            lot = self.book.lot(lot_id).get(timeout=self._t())
+            if lot and lot["state"] != "closed":
+                self.place_exits(lot)
+
+    def _sell(
+        self, trade_date: str, slot: str, contract: ContractInfo, cancelled: list[int]
+    ) -> tuple[bool, OrderInfo | None, str]:
+        s = self.cfg.strategy
+        reason = "no attempt made"
+        for attempt in range(1, s.sale_attempts + 1):
+            if attempt > 1:
+                self._restore(cancelled)  # after every failed attempt, at once
+                self._cancel_conflicting_exits(contract)
+            quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
+            if quote.bid is None or quote.ask is None:
+                reason = "no quote"
+                continue
+            prices = limit_walk(
+                quote.bid,
+                quote.ask,
+                s.limit_walk_step,
+                max(2, round(1 / s.limit_walk_step) + 1),
+                contract.min_tick,
+            )
+            ref = sale_ref(trade_date, slot, attempt)
+            self.book.record_intent(
+                order_ref=ref,
+                role="sale",
+                con_id=contract.con_id,
+                action="SELL",
+                order_type="LMT",
+                qty=s.quantity,
+                lmt_price=prices[0],
+                trade_date=trade_date,
+            ).get(timeout=self._t())
+            req = OrderRequest(
+                ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY"
+            )
+            self.log.info(
+                "sale attempt {}: SELL {} x{} LMT {} ref={}",
+                attempt,
+                contract.local_symbol,
+                s.quantity,
+                prices[0],
+                ref,
+            )
+            info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
+            self._record(info)
+            if info.status == "Unknown":
+                # The order may be live: never send another; reconciliation settles it.
+                return False, None, "sale outcome unknown (no ack); left to reconciliation"
+            if info.is_dead:
+                reason = f"rejected: {info.error_code} {info.error_message}".strip()
+                self.log.warning("sale attempt {} {}", attempt, reason)
+                self.alerts.raise_alert("order_rejected", f"sale {contract.local_symbol} {reason}")
+                continue
+            info = self._walk(info, prices[1:])
+            if info.is_filled:
+                self.log.info("sale filled: {} @ {}", contract.local_symbol, info.avg_fill_price)
+                return True, info, "filled"
+            reason = f"not filled after walking to {prices[-1]}"
+        return False, None, reason
+
+    def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo:
+        interval = self.cfg.strategy.limit_walk_interval
+        for price in prices:
+            info = self.conn.wait_order(info.order_id, interval).get(timeout=self._t(interval))
+            if info.is_filled or info.is_dead:
+                return info
+            info = self.conn.modify_limit(info.order_id, price).get(timeout=self._t())
+            self.book.mark_order(info.order_ref, status="submitted").get(timeout=self._t())
+        info = self.conn.wait_order(info.order_id, interval).get(timeout=self._t(interval))
+        if info.is_filled or info.is_dead:
+            self._record(info)
+            return info
+        info = self.conn.cancel_order(info.order_id).get(timeout=self._t())
+        self._record(info)
+        return info
+
+    # ---- exits -------------------------------------------------------------------------
+
+    def place_exits(self, lot: dict[str, Any]) -> bool:
+        """TP (BUY LMT) and SL (BUY STP) as one OCA group; retried; alert if it fails."""
+        s = self.cfg.strategy
+        contract = self.book.contract(lot["con_id"]).get(timeout=self._t())
+        if contract is None:
+            self.log.error(
+                "lot {}: contract {} unknown, cannot place exits", lot["id"], lot["con_id"]
+            )
+            return False
+        tp_price, sl_price = lot["tp_price"], lot["sl_price"]
+        if not tp_price or not sl_price:
+            tp_price, sl_price = exit_prices(
+                lot["entry_price"], s.take_profit_ratio, s.stop_loss_ratio, contract.min_tick
+            )
+        last_error = ""
+        for attempt in range(1, s.exit_attempts + 1):
+            serial = int(time.time() * 1000) % 10**10
+            tp_ref, sl_ref, oca = exit_refs(lot["id"], serial)
+            legs = (
+                ("tp", tp_ref, "LMT", round_to_tick(tp_price, contract.min_tick), None),
+                ("sl", sl_ref, "STP", None, round_to_tick(sl_price, contract.min_tick)),
+            )
+            placed: dict[str, OrderInfo] = {}
+            for role, ref, otype, lmt, aux in legs:
+                self.book.record_intent(
+                    order_ref=ref,
+                    role=role,
+                    con_id=lot["con_id"],
+                    action="BUY",
+                    order_type=otype,
+                    qty=lot["qty"],
+                    lmt_price=lmt,
+                    aux_price=aux,
+                    oca_group=oca,
+                    lot_id=lot["id"],
+                    trade_date=lot["trade_date"],
+                ).get(timeout=self._t())
+                req = OrderRequest(
+                    ref,
+                    contract,
+                    "BUY",
+                    otype,
+                    lot["qty"],
+                    lmt_price=lmt,
+                    aux_price=aux,
+                    oca_group=oca,
+                    oca_type=1,
+                    tif="GTC",
+                )
+                try:
+                    info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
+                except Exception as exc:
+                    last_error = f"{role}: {exc}"
+                    break
+                self._record(info)
+                if info.is_filled:
+                    placed[role] = info  # hit at once: the lot closes by its fill
+                    break
+                if not info.is_live:
+                    last_error = f"{role} {info.status} {info.error_code} {info.error_message}"
+                    break
+                placed[role] = info
+            if any(i.is_filled for i in placed.values()):
+                return True
+            if len(placed) == 2:
+                self.book.set_exits(
+                    lot["id"],
+                    tp_order_id=placed["tp"].order_id,
+                    sl_order_id=placed["sl"].order_id,
+                    tp_order_ref=tp_ref,
+                    sl_order_ref=sl_ref,
+                    oca_group=oca,
+                    state="open",
+                ).get(timeout=self._t())
+                self.log.info(
+                    "lot {} protected: TP {} SL {} (oca {})", lot["id"], tp_price, sl_price, oca
+                )
+                return True
+            for info in placed.values():  # half a pair is no protection: cancel it
+                try:
+                    self._record(self.conn.cancel_order(info.order_id).get(timeout=self._t()))
+                except Exception as exc:
+                    self.log.warning("cancel of half exit pair failed: {}", exc)
+            self.log.warning(
+                "exits for lot {} attempt {} failed: {}", lot["id"], attempt, last_error
+            )
+            if attempt < s.exit_attempts:
+                time.sleep(s.exit_retry_backoff * 2 ** (attempt - 1))
+        self.book.set_lot_state(lot["id"], "unprotected").get(timeout=self._t())
+        self.alerts.raise_alert(
+            "lot_unprotected",
+            f"lot {lot['id']} {lot['local_symbol']} has NO exits after {s.exit_attempts} "
+            f"attempts: {last_error}; the repair job keeps trying",
+            severity="critical",
+            details={"lot_id": lot["id"]},
+        )
+        return False
+
+    def repair_exits(self, reason: str = "requested") -> dict[str, int]:
+        """Every open lot whose TP or SL is not live at the broker gets them again."""
+        if self.book.link_status().get(timeout=self._t()).state != LinkState.READY:
+            return {"repaired": 0, "checked": 0}
+        try:
+            live = {
+                o.order_ref: o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live
+            }
+        except Exception as exc:
+            self.log.warning("repair skipped: {}", exc)
+            return {"repaired": 0, "checked": 0}
+        repaired = checked = 0
+        for lot in self.book.open_lots().get(timeout=self._t()):
+            checked += 1
+            tp, sl = (
+                live.get(lot.get("tp_order_ref") or ""),
+                live.get(lot.get("sl_order_ref") or ""),
+            )
+            if tp is not None and sl is not None:
+                if lot["state"] != "open":
+                    self.book.set_lot_state(lot["id"], "open").get(timeout=self._t())
+                continue
+            for leg in (tp, sl):
+                if leg is not None:
+                    try:
+                        self._record(self.conn.cancel_order(leg.order_id).get(timeout=self._t()))
+                    except Exception as exc:
+                        self.log.warning("cancel of lone exit failed: {}", exc)
+            current = self.book.lot(lot["id"]).get(timeout=self._t())
+            if current is None or current["state"] == "closed":
+                continue  # the lone leg filled while we looked
+            self.log.warning(
+                "lot {} lacks live exits (TP {} SL {}): repairing ({})",
+                lot["id"],
+                "live" if tp else "missing",
+                "live" if sl else "missing",
+                reason,
+            )
+            if self.place_exits(current):
+                repaired += 1
+        if repaired:
+            self.alerts.raise_alert(
+                "exits_repaired",
+                f"re-placed exits of {repaired} lot(s) ({reason})",
+                severity="warning",
+            )
+        return {"repaired": repaired, "checked": checked}

@@ -1,0 +1,768 @@
+"""PositionBook: the SQLite book of lots, exit orders, fills, entries and alerts.
+
+It applies broker events (fills, order updates) to the book exactly once (fills
+are unique by execution id), reconciles with the broker whenever the link
+becomes READY, and answers the dashboard's queries over ZeroMQ.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from loguru import logger
+
+from actors import pnl as pnl_math
+from actors.clock import Clock
+from actors.config import Config
+from actors.directory import ActorDirectory
+from actors.messages import (
+    CommissionReceived,
+    ContractInfo,
+    FillInfo,
+    FillReceived,
+    LinkChanged,
+    LinkState,
+    LinkStatus,
+    OrderInfo,
+    OrderUpdated,
+    RepairExits,
+)
+from actors.store import Store
+from actors.supervisor import SupervisedActor
+
+REF_PREFIX = "tb:"
+ET_ZONE = "America/New_York"
+
+
+class Alerter(Protocol):
+    def raise_alert(
+        self,
+        kind: str,
+        message: str,
+        severity: str = "warning",
+        details: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+
+def _status_name(info: OrderInfo) -> str:
+    if info.is_filled:
+        return "filled"
+    if info.error_code == 201 or (info.is_dead and info.error_code not in (0, 202, 10147)):
+        return "rejected"
+    if info.is_dead:
+        return "cancelled"
+    if info.status == "Unknown":
+        return "unknown"
+    return "submitted"
+
+
+def contract_key(con_id: int) -> str:
+    return f"contract:{con_id}"
+
+
+class PositionBook(SupervisedActor):
+    name = "position_book"
+
+    def __init__(
+        self,
+        cfg: Config,
+        directory: ActorDirectory,
+        clock: Clock,
+        alerts: Alerter,
+        started_at: float,
+    ) -> None:
+        super().__init__(directory)
+        self.cfg = cfg
+        self.clock = clock
+        self.alerts = alerts
+        self.started_at = started_at
+        self.store: Store | None = None
+        self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
+        self.reconciled_at = 0.0
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.log = logger.bind(actor=self.name)
+        self.store = Store(self.cfg.storage.path)
+        for kind in (FillReceived, CommissionReceived, OrderUpdated, LinkChanged):
+            self.directory.subscribe(kind, self.name)
+
+    def on_stop(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    @property
+    def db(self) -> Store:
+        assert self.store is not None
+        return self.store
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, FillReceived):
+            self.apply_fill(message.fill)
+        elif isinstance(message, CommissionReceived):
+            self.db.set_commission(message.exec_id, message.commission)
+        elif isinstance(message, OrderUpdated):
+            self.apply_order(message.order)
+        elif isinstance(message, LinkChanged):
+            self.link = message.status
+            if message.status.state == LinkState.READY:
+                self.reconcile()
+        return None
+
+    # ---- intents (written before the broker hears of them) -----------------------------
+
+    def record_intent(self, **kwargs: Any) -> int:
+        return self.db.record_intent(**kwargs)
+
+    def mark_order(self, order_ref: str, **kwargs: Any) -> None:
+        self.db.mark_order(order_ref, **kwargs)
+
+    def remember_contract(self, info: ContractInfo) -> None:
+        self.db.set_kv(contract_key(info.con_id), asdict(info))
+
+    def contract(self, con_id: int) -> ContractInfo | None:
+        data = self.db.get_kv(contract_key(con_id))
+        return ContractInfo(**data) if data else None
+
+    def start_entry(self, trade_date: str, slot: str) -> bool:
+        return self.db.start_entry(trade_date, slot)
+
+    def finish_entry(
+        self, trade_date: str, slot: str, state: str, reason: str = "", lot_id: int | None = None
+    ) -> None:
+        self.db.finish_entry(trade_date, slot, state, reason=reason, lot_id=lot_id)
+
+    def entry(self, trade_date: str, slot: str) -> dict[str, Any] | None:
+        return self.db.entry(trade_date, slot)
+
+    def entries(self, trade_date: str | None = None) -> list[dict[str, Any]]:
+        return self.db.entries(trade_date)
+
+    def order_by_ref(self, ref: str) -> dict[str, Any] | None:
+        return self.db.order_by_ref(ref)
+
+    def lot(self, lot_id: int) -> dict[str, Any] | None:
+        return self.db.lot(lot_id)
+
+    def open_lots(self) -> list[dict[str, Any]]:
+        return self.db.open_lots()
+
+    def lots(self, states: list[str] | None = None) -> list[dict[str, Any]]:
+        return self.db.lots(states)
+
+    def fills(self, lot_id: int | None = None) -> list[dict[str, Any]]:
+        return self.db.fills(lot_id)
+
+    def set_exits(self, lot_id: int, **kwargs: Any) -> None:
+        self.db.set_exits(lot_id, **kwargs)
+
+    def set_lot_state(self, lot_id: int, state: str) -> None:
+        self.db.set_lot_state(lot_id, state)
+
+    def get_kv(self, key: str, default: Any = None) -> Any:
+        return self.db.get_kv(key, default)
+
+    def set_kv(self, key: str, value: Any) -> None:
+        self.db.set_kv(key, value)
+
+    def contracts_sold_on(self, trade_date: str) -> int:
+        return self.db.contracts_sold_on(trade_date)
+
+    def link_status(self) -> LinkStatus:
+        return self.link
+
+    # ---- broker events -----------------------------------------------------------------
+
+    def lot_for_sale(self, order_ref: str) -> dict[str, Any] | None:
+        return self.db.lot_by_order_ref(order_ref)
+
+    def apply_fill(self, fill: FillInfo) -> int | None:
+        """Store the fill once; a sale fill opens its lot, an exit fill closes its lot."""
+        if not fill.order_ref.startswith(REF_PREFIX):
+            return None
+        order = self.db.order_by_ref(fill.order_ref)
+        if order is None:
+            self.log.warning("fill {} for unknown order ref {}", fill.exec_id, fill.order_ref)
+            return None
+        lot_id = order.get("lot_id")
+        if order["role"] == "sale" and lot_id is None:
+            existing = self.db.lot_by_order_ref(fill.order_ref)
+            lot_id = existing["id"] if existing else self._open_lot_from_sale(order, fill)
+        new = self.db.add_fill(
+            exec_id=fill.exec_id,
+            order_ref=fill.order_ref,
+            order_id=fill.order_id,
+            perm_id=fill.perm_id,
+            con_id=fill.con_id,
+            side=fill.side,
+            qty=fill.qty,
+            price=fill.price,
+            commission=fill.commission,
+            time=fill.time,
+            lot_id=lot_id,
+        )
+        if not new:
+            if fill.commission is not None:
+                self.db.set_commission(fill.exec_id, fill.commission)
+            return lot_id
+        self.log.info(
+            "fill {} {} {} x{} @ {} ref={}",
+            fill.exec_id,
+            fill.side,
+            fill.local_symbol,
+            fill.qty,
+            fill.price,
+            fill.order_ref,
+        )
+        self.db.mark_order(
+            fill.order_ref,
+            status="filled",
+            order_id=fill.order_id,
+            perm_id=fill.perm_id,
+            lot_id=lot_id,
+        )
+        if order["role"] in ("tp", "sl") and lot_id is not None:
+            self._close_lot_on_exit(lot_id, order["role"], fill)
+        return lot_id
+
+    def open_lot_for_sale(self, order_ref: str, fill_price: float) -> int:
+        """The executor saw its sale fill: make sure the lot exists (the fill event may lag)."""
+        existing = self.db.lot_by_order_ref(order_ref)
+        if existing is not None:
+            return int(existing["id"])
+        order = self.db.order_by_ref(order_ref)
+        if order is None:
+            raise KeyError(f"no intent row for {order_ref}")
+        fill = FillInfo(
+            exec_id="",
+            order_id=order.get("order_id") or 0,
+            perm_id=0,
+            order_ref=order_ref,
+            con_id=order["con_id"],
+            local_symbol="",
+            side="SLD",
+            qty=order["qty"],
+            price=fill_price,
+            time=time.time(),
+        )
+        return self._open_lot_from_sale(order, fill)
+
+    def _open_lot_from_sale(self, order: dict[str, Any], fill: FillInfo) -> int:
+        from actors.pricing import exit_prices
+
+        info = self.contract(fill.con_id) or ContractInfo(
+            con_id=fill.con_id,
+            symbol=self.cfg.strategy.symbol,
+            sec_type="OPT",
+            local_symbol=fill.local_symbol,
+            multiplier=100,
+        )
+        tp, sl = exit_prices(
+            fill.price,
+            self.cfg.strategy.take_profit_ratio,
+            self.cfg.strategy.stop_loss_ratio,
+            info.min_tick,
+        )
+        trade_date = order.get("trade_date") or self._today()
+        entry = self._entry_for_ref(order["order_ref"])
+        lot_id = self.db.open_lot(
+            trade_date=trade_date,
+            slot=entry[1] if entry else "",
+            con_id=info.con_id,
+            symbol=info.symbol,
+            expiry=info.expiry,
+            strike=info.strike,
+            right=info.right or "P",
+            local_symbol=info.local_symbol or fill.local_symbol,
+            multiplier=info.multiplier or 100,
+            qty=int(order["qty"]),
+            entry_price=fill.price,
+            entry_time=fill.time,
+            order_ref=order["order_ref"],
+            tp_price=tp,
+            sl_price=sl,
+            state="unprotected",
+        )
+        self.db.mark_order(order["order_ref"], lot_id=lot_id)
+        if entry is not None:
+            self.db.finish_entry(entry[0], entry[1], "done", reason="sale filled", lot_id=lot_id)
+        self.log.info(
+            "lot {} opened: {} x{} @ {} (TP {} SL {})",
+            lot_id,
+            info.local_symbol,
+            order["qty"],
+            fill.price,
+            tp,
+            sl,
+        )
+        return lot_id
+
+    @staticmethod
+    def _entry_for_ref(ref: str) -> tuple[str, str] | None:
+        # tb:<date>:<HHMM>:sale:<n>
+        parts = ref.split(":")
+        if len(parts) >= 4 and parts[3] == "sale":
+            hhmm = parts[2]
+            return parts[1], f"{hhmm[:2]}:{hhmm[2:]}" if len(hhmm) == 4 else hhmm
+        return None
+
+    def _close_lot_on_exit(self, lot_id: int, role: str, fill: FillInfo) -> None:
+        lot = self.db.lot(lot_id)
+        if lot is None or lot["state"] == "closed":
+            return
+        commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(lot_id))
+        realized = pnl_math.realized_pnl(
+            lot["entry_price"],
+            fill.price,
+            lot["qty"],
+            commissions=commissions,
+            multiplier=lot.get("multiplier") or 100,
+        )
+        reason = "take_profit" if role == "tp" else "stop_loss"
+        if self.db.close_lot(lot_id, fill.price, fill.time, reason, realized):
+            self.log.info(
+                "lot {} closed by {} @ {}: realized {}", lot_id, reason, fill.price, realized
+            )
+            self.alerts.raise_alert(
+                "lot_closed",
+                f"lot {lot_id} {lot['local_symbol']} closed by {reason} at {fill.price}: "
+                f"realized P&L {realized:+.2f}",
+                severity="info",
+                details={"lot_id": lot_id, "reason": reason},
+            )
+            self._unwatch(lot["con_id"])
+
+    def _unwatch(self, con_id: int) -> None:
+        if any(lot["con_id"] == con_id for lot in self.db.open_lots()):
+            return
+        md = self.directory.ref("market_data")
+        if md is not None:
+            md.proxy().unwatch([con_id])
+
+    def apply_order(self, info: OrderInfo) -> None:
+        if not info.order_ref.startswith(REF_PREFIX):
+            return
+        row = self.db.order_by_ref(info.order_ref)
+        if row is None:
+            return
+        status = _status_name(info)
+        if row["status"] == "filled" and status != "filled":
+            return  # a late status never undoes a fill
+        self.db.mark_order(
+            info.order_ref,
+            status=status,
+            order_id=info.order_id or None,
+            perm_id=info.perm_id or None,
+            error=f"{info.error_code}: {info.error_message}" if info.error_code else None,
+        )
+
+    # ---- reconciliation ----------------------------------------------------------------
+
+    def reconcile(self) -> dict[str, int]:
+        """Match the broker's executions, open orders and positions to the book."""
+        conn = self.directory.ref("connection")
+        if conn is None:
+            return {}
+        proxy = conn.proxy()
+        timeout = self.cfg.gateway.request_timeout + 2
+        counts = {"fills": 0, "orders": 0, "closed": 0, "imported": 0, "stale_sales": 0}
+        try:
+            fills: list[FillInfo] = proxy.executions().get(timeout=timeout)
+            open_orders: list[OrderInfo] = proxy.open_orders().get(timeout=timeout)
+            positions = proxy.positions().get(timeout=timeout)
+        except Exception as exc:
+            self.log.warning("reconciliation skipped: {}", exc)
+            return counts
+        for fill in sorted(fills, key=lambda f: f.time):
+            before = self.db.fill_count()
+            self.apply_fill(fill)
+            counts["fills"] += self.db.fill_count() - before
+        live_refs = set()
+        for info in open_orders:
+            if not info.order_ref.startswith(REF_PREFIX):
+                continue
+            live_refs.add(info.order_ref)
+            row = self.db.order_by_ref(info.order_ref)
+            if row is None:
+                continue
+            self.apply_order(info)
+            counts["orders"] += 1
+            if row["role"] == "sale" and row["created_at"] < self.started_at:
+                # A sale left resting by an engine that died: its entry is over.
+                self.log.warning("cancelling stale sale {} from a previous run", info.order_ref)
+                try:
+                    proxy.cancel_order(info.order_id).get(timeout=timeout)
+                    counts["stale_sales"] += 1
+                except Exception as exc:
+                    self.log.error("could not cancel stale sale {}: {}", info.order_ref, exc)
+        filled_refs = {f.order_ref for f in fills}
+        for row in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
+            ref = row["order_ref"]
+            if ref not in live_refs and ref not in filled_refs:
+                self.db.mark_order(ref, status="cancelled", error="not live at the broker")
+        counts["closed"], counts["imported"] = self._match_positions(positions)
+        self.reconciled_at = time.time()
+        self.set_kv("last_reconciled_at", self.reconciled_at)
+        self.log.info("reconciled with the broker: {}", counts)
+        self.directory.tell("order_executor", RepairExits("reconciled"))
+        return counts
+
+    def _match_positions(self, positions: list[Any]) -> tuple[int, int]:
+        closed = imported = 0
+        broker: dict[int, Any] = {}
+        for p in positions:
+            c = p.contract
+            if c.sec_type == "OPT" and c.symbol == self.cfg.strategy.symbol and p.qty != 0:
+                broker[c.con_id] = p
+        by_con: dict[int, list[dict[str, Any]]] = {}
+        for lot in self.db.open_lots():
+            by_con.setdefault(lot["con_id"], []).append(lot)
+        for con_id, lots in by_con.items():
+            short = -int(broker[con_id].qty) if con_id in broker else 0
+            book_qty = sum(lot["qty"] for lot in lots)
+            # Newest lots go first: the broker closed what it could not show us.
+            for lot in sorted(lots, key=lambda x: x["entry_time"], reverse=True):
+                if book_qty <= short:
+                    break
+                self.db.close_lot(lot["id"], None, time.time(), "reconciled", None)
+                book_qty -= lot["qty"]
+                closed += 1
+                self.alerts.raise_alert(
+                    "reconcile",
+                    f"lot {lot['id']} {lot['local_symbol']} is not held at the broker any more;"
+                    " closed as reconciled",
+                    details={"lot_id": lot["id"]},
+                )
+        for con_id, p in broker.items():
+            c = p.contract
+            book_qty = sum(lot["qty"] for lot in by_con.get(con_id, []))
+            extra = -int(p.qty) - book_qty
+            if extra > 0 and c.right == "P":
+                mult = c.multiplier or 100
+                entry = round(p.avg_cost / mult, 4) if p.avg_cost else 0.0
+                self.remember_contract(c)
+                from actors.pricing import exit_prices
+
+                tp, sl = exit_prices(
+                    entry,
+                    self.cfg.strategy.take_profit_ratio,
+                    self.cfg.strategy.stop_loss_ratio,
+                    c.min_tick,
+                )
+                lot_id = self.db.open_lot(
+                    trade_date=self._today(),
+                    slot="",
+                    con_id=con_id,
+                    symbol=c.symbol,
+                    expiry=c.expiry,
+                    strike=c.strike,
+                    right=c.right,
+                    local_symbol=c.local_symbol,
+                    multiplier=mult,
+                    qty=extra,
+                    entry_price=entry,
+                    entry_time=time.time(),
+                    order_ref="",
+                    tp_price=tp,
+                    sl_price=sl,
+                    state="unprotected",
+                    imported=True,
+                )
+                imported += 1
+                self.alerts.raise_alert(
+                    "reconcile",
+                    f"broker position {c.local_symbol} x{extra} was not in the book: "
+                    f"imported as lot {lot_id} (flagged)",
+                    details={"lot_id": lot_id},
+                )
+        return closed, imported
+
+    # ---- expiry ------------------------------------------------------------------------
+
+    def settle_expired(self, now_iso: str) -> int:
+        """Close lots whose option expired: worthless (premium kept) or assigned."""
+        now = datetime.fromisoformat(now_iso)
+        today = now.astimezone(ZoneInfo(ET_ZONE)).date().strftime("%Y%m%d")
+        after_close = now.astimezone(ZoneInfo(ET_ZONE)).strftime("%H:%M") >= "16:00"
+        due = [
+            lot
+            for lot in self.db.open_lots()
+            if lot["expiry"] and (lot["expiry"] < today or (lot["expiry"] == today and after_close))
+        ]
+        if not due or self.link.state != LinkState.READY:
+            return 0
+        conn = self.directory.ref("connection")
+        if conn is None:
+            return 0
+        try:
+            positions = conn.proxy().positions().get(timeout=self.cfg.gateway.request_timeout + 2)
+        except Exception as exc:
+            self.log.warning("expiry check skipped: {}", exc)
+            return 0
+        held = {p.contract.con_id for p in positions if p.qty != 0}
+        shares = sum(
+            p.qty
+            for p in positions
+            if p.contract.sec_type == "STK" and p.contract.symbol == self.cfg.strategy.symbol
+        )
+        spy = self._spy()
+        spot = (spy.mid or spy.last) if spy else None
+        closed = 0
+        for lot in due:
+            if lot["con_id"] in held:
+                continue  # the broker has not settled it yet
+            mult = lot.get("multiplier") or 100
+            commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(lot["id"]))
+            itm = spot is not None and spot < lot["strike"]
+            if itm and shares > 0:
+                exit_price = round(lot["strike"] - spot, 2)
+                reason = "assigned"
+            else:
+                exit_price, reason = 0.0, "expired"
+            realized = pnl_math.realized_pnl(
+                lot["entry_price"], exit_price, lot["qty"], commissions=commissions, multiplier=mult
+            )
+            if self.db.close_lot(lot["id"], exit_price, time.time(), reason, realized):
+                closed += 1
+                for role in ("tp", "sl"):
+                    ref = lot.get(f"{role}_order_ref")
+                    if ref:
+                        self.db.mark_order(ref, status="cancelled", error=f"option {reason}")
+                self.log.info("lot {} {}: realized {}", lot["id"], reason, realized)
+                self.alerts.raise_alert(
+                    "lot_closed",
+                    f"lot {lot['id']} {lot['local_symbol']} {reason}: realized P&L {realized:+.2f}"
+                    + (
+                        f"; {int(shares)} {self.cfg.strategy.symbol} shares held"
+                        if reason == "assigned"
+                        else ""
+                    ),
+                    severity="warning" if reason == "assigned" else "info",
+                    details={"lot_id": lot["id"], "reason": reason},
+                )
+        return closed
+
+    # ---- queries for the dashboard ------------------------------------------------------
+
+    def _today(self) -> str:
+        from zoneinfo import ZoneInfo
+
+        return self.clock.now().astimezone(ZoneInfo(ET_ZONE)).date().isoformat()
+
+    def _quotes(self, con_ids: list[int]) -> dict[int, Any]:
+        md = self.directory.ref("market_data")
+        if md is None:
+            return {}
+        try:
+            return md.proxy().quotes_for(con_ids).get(timeout=0.5)
+        except Exception:
+            return {}
+
+    def _spy(self) -> Any:
+        md = self.directory.ref("market_data")
+        if md is None:
+            return None
+        try:
+            return md.proxy().spy().get(timeout=0.5)
+        except Exception:
+            return None
+
+    def positions_view(self) -> dict[str, Any]:
+        lots = self.db.open_lots()
+        quotes = self._quotes([lot["con_id"] for lot in lots])
+        orders = {
+            o["order_ref"]: o
+            for o in self.db.orders_by_status(
+                ["intent", "sent", "submitted", "unknown", "filled", "cancelled", "rejected"]
+            )
+        }
+        now = time.time()
+        rows = []
+        tot_pnl = tot_prem = 0.0
+        tot_qty = 0
+        for lot in lots:
+            q = quotes.get(lot["con_id"])
+            mid = q.mid if q is not None else None
+            mult = lot.get("multiplier") or 100
+            pnl = pnl_math.unrealized_pnl(lot["entry_price"], mid, lot["qty"], mult)
+            pct = pnl_math.pnl_percent(pnl, lot["entry_price"], lot["qty"], mult)
+            premium = lot["entry_price"] * mult * lot["qty"]
+            tot_prem += premium
+            tot_qty += lot["qty"]
+            if pnl is not None:
+                tot_pnl += pnl
+
+            def leg(role: str, lot: dict[str, Any] = lot) -> dict[str, Any]:
+                ref = lot.get(f"{role}_order_ref") or ""
+                o = orders.get(ref)
+                return {
+                    "price": lot.get(f"{role}_price"),
+                    "order_id": lot.get(f"{role}_order_id"),
+                    "status": o["status"] if o else "missing",
+                }
+
+            tp, sl = leg("tp"), leg("sl")
+            rows.append(
+                {
+                    "id": lot["id"],
+                    "symbol": lot["symbol"],
+                    "expiry": lot["expiry"],
+                    "strike": lot["strike"],
+                    "right": lot["right"],
+                    "local_symbol": lot["local_symbol"],
+                    "qty": lot["qty"],
+                    "entry_price": lot["entry_price"],
+                    "entry_time": lot["entry_time"],
+                    "mid": mid,
+                    "mid_time": q.time if q is not None else None,
+                    "pnl": pnl,
+                    "pnl_pct": pct,
+                    "age_days": round((now - lot["entry_time"]) / 86400, 2),
+                    "state": lot["state"],
+                    "tp": tp,
+                    "sl": sl,
+                    "protected": tp["status"] == "submitted" and sl["status"] == "submitted",
+                    "imported": bool(lot.get("imported")),
+                }
+            )
+        return {
+            "lots": rows,
+            "totals": {
+                "qty": tot_qty,
+                "pnl": round(tot_pnl, 2),
+                "premium": round(tot_prem, 2),
+                "pnl_pct": round(tot_pnl / tot_prem * 100, 2) if tot_prem else None,
+            },
+            "as_of": now,
+        }
+
+    def orders_view(self) -> dict[str, Any]:
+        rows = []
+        for o in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
+            lot = self.db.lot(o["lot_id"]) if o.get("lot_id") else None
+            info = self.contract(o["con_id"])
+            rows.append(
+                {
+                    "order_id": o.get("order_id"),
+                    "perm_id": o.get("perm_id"),
+                    "order_ref": o["order_ref"],
+                    "action": o["action"],
+                    "order_type": o["order_type"],
+                    "qty": o["qty"],
+                    "lmt_price": o.get("lmt_price"),
+                    "aux_price": o.get("aux_price"),
+                    "status": o["status"],
+                    "local_symbol": (lot or {}).get("local_symbol")
+                    or (info.local_symbol if info else ""),
+                    "oca_group": o.get("oca_group"),
+                    "lot_id": o.get("lot_id"),
+                    "role": o["role"],
+                }
+            )
+        return {"orders": rows}
+
+    def trades_view(self) -> dict[str, Any]:
+        rows = [
+            {
+                "lot_id": lot["id"],
+                "local_symbol": lot["local_symbol"],
+                "qty": lot["qty"],
+                "entry_price": lot["entry_price"],
+                "entry_time": lot["entry_time"],
+                "exit_price": lot.get("exit_price"),
+                "exit_time": lot.get("exit_time"),
+                "close_reason": lot.get("close_reason"),
+                "realized_pnl": lot.get("realized_pnl"),
+            }
+            for lot in self.db.lots(["closed"])
+        ]
+        rows.sort(key=lambda r: r["exit_time"] or 0, reverse=True)
+        return {"trades": rows}
+
+    def status_view(self) -> dict[str, Any]:
+        spy = self._spy()
+        today = self._today()
+        entries = {e["slot"]: e for e in self.db.entries(today)}
+        slots = [
+            {
+                "slot": s,
+                "state": (entries.get(s) or {}).get("state", "pending"),
+                "reason": (entries.get(s) or {}).get("reason") or "",
+            }
+            for s in self.cfg.schedule.entry_times
+        ]
+        lots = self.db.open_lots()
+        paused = bool(self.db.get_kv("paused", False))
+        kill = bool(self.db.get_kv("kill_switch", self.cfg.risk.kill_switch))
+        link = self.link
+        return {
+            "link": {
+                "state": link.state.value,
+                "since": link.since,
+                "reason": link.reason,
+                "gateway_linked": link.gateway_linked,
+                "logged_in": link.logged_in,
+                "updated_at": link.updated_at or link.since,
+            },
+            "account": link.account or self.cfg.gateway.account,
+            "mode": self.cfg.gateway.mode,
+            "ready_to_trade": link.state == LinkState.READY and not paused and not kill,
+            "paused": paused,
+            "kill_switch": kill,
+            "spy": {
+                "price": spy.mid if spy else None,
+                "bid": spy.bid if spy else None,
+                "ask": spy.ask if spy else None,
+                "last": spy.last if spy else None,
+                "time": spy.time if spy else None,
+            },
+            "entry": {"trade_date": today, "slots": slots},
+            "engine": {
+                "started_at": self.started_at,
+                "now": time.time(),
+                "clock": self.clock.now().isoformat(),
+            },
+            "open_lots": len(lots),
+            "unprotected_lots": sum(1 for lot in lots if lot["state"] == "unprotected"),
+            "reconciled_at": self.reconciled_at or None,
+        }
+
+    def pnl_history_view(self) -> dict[str, Any]:
+        return {"points": self.db.pnl_history()}
+
+    def query(self, op: str, args: dict[str, Any]) -> Any:
+        views = {
+            "status": self.status_view,
+            "positions": self.positions_view,
+            "orders": self.orders_view,
+            "trades": self.trades_view,
+            "pnl_history": self.pnl_history_view,
+        }
+        return views[op]()
+
+    def set_paused(self, paused: bool) -> dict[str, Any]:
+        self.db.set_kv("paused", paused)
+        self.log.warning("trading {} by operator", "paused" if paused else "resumed")
+        return {"paused": paused}
+
+    def is_paused(self) -> bool:
+        return bool(self.db.get_kv("paused", False))
+
+    def snapshot(self) -> None:
+        view = self.positions_view()
+        self.db.snapshot_pnl(
+            self._today(), self.db.realized_total(), view["totals"]["pnl"], len(view["lots"])
+        )
+
+    def dump(self) -> str:
+        """Everything, as JSON (tests and the chaos soak compare it with the broker)."""
+        return json.dumps({"lots": self.db.lots(None), "fills": self.db.fills(None)}, default=str)
+
+    def now(self) -> datetime:
+        return self.clock.now()

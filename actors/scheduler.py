@@ -1,0 +1,165 @@
+"""Scheduler: the daily entry on the exchange calendar, catch-up, repair, expiry.
+
+The schedule runs on the injected clock (`[clock] start/speed`), so a whole week
+can pass in minutes; repair intervals and waits stay in real time. Each entry
+slot is claimed in the book before the sale, so a restart cannot sell twice; a
+slot the link kept us from is retried as soon as the link is READY again, until
+the catch-up deadline, after which the day's attempt is recorded as missed and
+an alert says why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from loguru import logger
+
+from actors.clock import Clock
+from actors.config import Config
+from actors.directory import ActorDirectory
+from actors.messages import LinkChanged, LinkState, RepairExits, RunEntry
+from actors.position_book import Alerter
+from actors.supervisor import SupervisedActor
+from actors.trading_calendar import TradingCalendar
+
+ET = ZoneInfo("America/New_York")
+
+
+@dataclass(frozen=True)
+class Tick:
+    pass
+
+
+def due_slots(
+    calendar: TradingCalendar, now: datetime, entry_times: list[str]
+) -> list[tuple[str, datetime]]:
+    """The slots of `now`'s session whose time has come, as (HH:MM, slot time)."""
+    day = now.astimezone(ET).date()
+    if not calendar.is_session(day):
+        return []
+    slots = calendar.entry_slots(day, entry_times)
+    return [(t.astimezone(ET).strftime("%H:%M"), t) for t in slots if t <= now]
+
+
+class Scheduler(SupervisedActor):
+    name = "scheduler"
+
+    def __init__(
+        self,
+        cfg: Config,
+        directory: ActorDirectory,
+        clock: Clock,
+        alerts: Alerter,
+        calendar: TradingCalendar,
+    ) -> None:
+        super().__init__(directory)
+        self.cfg = cfg
+        self.clock = clock
+        self.alerts = alerts
+        self.calendar = calendar
+        self._stop = threading.Event()
+        self._requested: dict[tuple[str, str], float] = {}
+        self._last_repair = time.monotonic()
+        self.link_state = LinkState.DISCONNECTED
+
+    def on_start(self) -> None:
+        self.log = logger.bind(actor=self.name)
+        self.directory.subscribe(LinkChanged, self.name)
+        # At high clock speeds a real second is hours: tick often enough to see each slot.
+        speed = self.cfg.clock.speed if self.cfg.clock.start else 1.0
+        self.tick_seconds = max(0.01, min(self.cfg.schedule.tick_seconds, 30.0 / speed))
+        threading.Thread(target=self._ticker, name="scheduler-tick", daemon=True).start()
+
+    def on_stop(self) -> None:
+        self._stop.set()
+
+    def _ticker(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            try:
+                if self.actor_inbox.empty():
+                    self.actor_ref.tell(Tick())
+            except Exception:
+                return
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Tick):
+            self.tick()
+        elif isinstance(message, LinkChanged):
+            self.link_state = message.status.state
+            if self.link_state == LinkState.READY:
+                self.tick()  # catch-up runs right after READY, not at the next tick
+        return None
+
+    def _book(self) -> Any:
+        return self.directory.proxy("position_book")
+
+    def tick(self) -> None:
+        now = self.clock.now()
+        try:
+            self._entries(now)
+            self._expiry(now)
+            self._snapshot(now)
+        except Exception as exc:  # a dead peer is restarted by the Supervisor; try next tick
+            self.log.warning("scheduler tick failed: {}", exc)
+        if time.monotonic() - self._last_repair >= self.cfg.schedule.repair_interval:
+            self._last_repair = time.monotonic()
+            self.directory.tell("order_executor", RepairExits("scheduled"))
+
+    def _entries(self, now: datetime) -> None:
+        book = self._book()
+        day = now.astimezone(ET).date()
+        for slot, _at in due_slots(self.calendar, now, self.cfg.schedule.entry_times):
+            trade_date = day.isoformat()
+            if book.entry(trade_date, slot).get(timeout=5) is not None:
+                continue
+            deadline = self.calendar.catch_up_deadline(day, self.cfg.schedule.catch_up_until)
+            if now > deadline:
+                self._miss(trade_date, slot, deadline)
+                continue
+            if self.link_state != LinkState.READY:
+                continue  # catch-up: wait for READY (LinkChanged triggers a tick)
+            key = (trade_date, slot)
+            if time.monotonic() - self._requested.get(key, -1e9) < 30.0:
+                continue  # asked already; the executor claims the slot when it runs
+            self._requested[key] = time.monotonic()
+            self.log.info("entry {} {} due at {:%H:%M} ET", trade_date, slot, now.astimezone(ET))
+            self.directory.tell("order_executor", RunEntry(trade_date, slot))
+
+    def _miss(self, trade_date: str, slot: str, deadline: datetime) -> None:
+        book = self._book()
+        if not book.start_entry(trade_date, slot).get(timeout=5):
+            return
+        link = book.link_status().get(timeout=5)
+        reason = (
+            f"link not READY until the catch-up deadline {deadline.astimezone(ET):%H:%M} ET "
+            f"({link.state.value}: {link.reason})"
+        )
+        book.finish_entry(trade_date, slot, "missed", reason).get(timeout=5)
+        self.log.error("entry {} {} missed: {}", trade_date, slot, reason)
+        self.alerts.raise_alert(
+            "entry_missed", f"entry {trade_date} {slot} missed: {reason}", severity="error"
+        )
+
+    def _expiry(self, now: datetime) -> None:
+        self._book().settle_expired(now.astimezone(ET).isoformat()).get(timeout=10)
+
+    def _snapshot(self, now: datetime) -> None:
+        et = now.astimezone(ET)
+        day = et.date()
+        if (
+            not self.calendar.is_session(day)
+            or et.strftime("%H:%M") < self.cfg.schedule.snapshot_time
+        ):
+            return
+        book = self._book()
+        key = f"snapshot:{day.isoformat()}"
+        if book.get_kv(key).get(timeout=5):
+            return
+        book.snapshot().get(timeout=10)
+        book.set_kv(key, True).get(timeout=5)
+        self.log.info("end-of-day snapshot for {}", day)

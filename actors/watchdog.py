@@ -1,0 +1,236 @@
+"""Watchdog: link health. Sees a broken link, says so at once, and repairs it.
+
+Signals: error 1100 (the gateway lost IB while our socket stays open), the
+socket closed, a heartbeat probe unanswered `probe_failures` times, market
+data silent in market hours. On any of them the link is already shown as not
+READY (Connection publishes the state the moment the signal arrives); the
+Watchdog alerts, restarts the Connection actor through the Supervisor with
+exponential backoff until READY, and escalates to a gateway restart (the
+configured method) when the link stays down past `escalate_after`. Recovery
+raises an alert with the outage's length.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from actors.clock import Clock
+from actors.config import Config
+from actors.directory import ActorDirectory
+from actors.messages import LinkChanged, LinkState, LinkStatus
+from actors.position_book import Alerter
+from actors.supervisor import SupervisedActor
+
+TICK_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class _Tick:
+    pass
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """1 s, 2 s, 4 s ... capped: the delay before restart number `attempt` (1-based)."""
+    return min(maximum, initial * 2 ** max(0, attempt - 1))
+
+
+class Watchdog(SupervisedActor):
+    name = "watchdog"
+
+    def __init__(
+        self, cfg: Config, directory: ActorDirectory, clock: Clock, alerts: Alerter
+    ) -> None:
+        super().__init__(directory)
+        self.cfg = cfg
+        self.clock = clock
+        self.alerts = alerts
+        self._stop = threading.Event()
+        self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
+        self.down_since: float | None = None
+        self.down_reason = ""
+        self.restarts = 0
+        self.next_restart_at = 0.0
+        self.escalated_at: float | None = None
+        self.probe_failures = 0
+        self.next_probe_at = time.monotonic() + cfg.watchdog.probe_interval
+        self.ever_ready = False
+
+    def on_start(self) -> None:
+        self.log = logger.bind(actor=self.name)
+        self.directory.subscribe(LinkChanged, self.name)
+        conn = self.directory.ref("connection")
+        if conn is not None:
+            try:
+                self.link = conn.proxy().status().get(timeout=2)
+            except Exception:
+                pass
+        threading.Thread(target=self._ticker, name="watchdog-tick", daemon=True).start()
+
+    def on_stop(self) -> None:
+        self._stop.set()
+
+    def _ticker(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            try:
+                if self.actor_inbox.empty():
+                    self.actor_ref.tell(_Tick())
+            except Exception:
+                return
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, LinkChanged):
+            self._on_link(message)
+        elif isinstance(message, _Tick):
+            self._tick()
+        return None
+
+    # ---- state changes -----------------------------------------------------------------
+
+    def _on_link(self, message: LinkChanged) -> None:
+        self.link = message.status
+        now = time.monotonic()
+        if message.status.state == LinkState.READY:
+            if self.down_since is not None:
+                outage = now - self.down_since
+                self.log.info("link restored after {:.1f}s ({})", outage, message.status.reason)
+                self.alerts.raise_alert(
+                    "link_restored",
+                    f"link READY again after {outage:.1f}s down ({self.down_reason}); "
+                    f"restored by: {message.status.reason}",
+                    severity="info",
+                    details={"outage_seconds": round(outage, 3)},
+                )
+            self.down_since = None
+            self.restarts = 0
+            self.escalated_at = None
+            self.probe_failures = 0
+            self.ever_ready = True
+            self.next_probe_at = now + self.cfg.watchdog.probe_interval
+            return
+        if message.previous == LinkState.READY or (self.down_since is None and self.ever_ready):
+            self._mark_down(message.status.reason or message.status.state.value)
+
+    def _mark_down(self, reason: str) -> None:
+        if self.down_since is not None:
+            return
+        self.down_since = time.monotonic()
+        self.down_reason = reason
+        self.restarts = 0
+        self.next_restart_at = self.down_since + self.cfg.watchdog.backoff_initial
+        self.log.error("link DOWN: {}", reason)
+        self.alerts.raise_alert(
+            "link_down", f"link to IB Gateway down: {reason}", severity="critical"
+        )
+
+    # ---- periodic checks ---------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self.link.state == LinkState.READY:
+            self._probe(now)
+            self._check_market_data(now)
+            return
+        if self.down_since is None:
+            if not self.ever_ready:
+                # Never up since start: escalate on the same clock as an outage.
+                self.down_since, self.down_reason = now, self.link.reason or "not connected"
+                self.next_restart_at = now + self.cfg.watchdog.backoff_initial
+            return
+        w = self.cfg.watchdog
+        # A closed socket is retried by Connection itself; 1100 and dead probes need a
+        # fresh Connection actor.
+        socket_up = self.link.state == LinkState.CONNECTED
+        if socket_up and now >= self.next_restart_at:
+            self._restart_connection(f"link not READY: {self.link.reason}")
+        if now - self.down_since >= w.escalate_after and (
+            self.escalated_at is None or now - self.escalated_at >= w.escalate_after
+        ):
+            self.escalated_at = now
+            self.restart_gateway("watchdog", down_for=now - self.down_since)
+
+    def _restart_connection(self, why: str) -> None:
+        w = self.cfg.watchdog
+        self.restarts += 1
+        self.next_restart_at = time.monotonic() + backoff_delay(
+            self.restarts + 1, w.backoff_initial, w.backoff_max
+        )
+        self.log.warning("restarting Connection (#{}): {}", self.restarts, why)
+        try:
+            self.directory.proxy("supervisor").restart("connection").get(timeout=20)
+        except Exception as exc:
+            self.log.error("Connection restart failed: {}", exc)
+
+    def _probe(self, now: float) -> None:
+        w = self.cfg.watchdog
+        if now < self.next_probe_at:
+            return
+        self.next_probe_at = now + w.probe_interval
+        conn = self.directory.ref("connection")
+        if conn is None:
+            return
+        try:
+            conn.proxy().current_time(min(5.0, w.probe_interval)).get(
+                timeout=min(5.0, w.probe_interval) + 2
+            )
+            self.probe_failures = 0
+        except Exception as exc:
+            self.probe_failures += 1
+            self.log.warning(
+                "heartbeat probe failed ({}/{}): {}", self.probe_failures, w.probe_failures, exc
+            )
+            if self.probe_failures >= w.probe_failures:
+                self.probe_failures = 0
+                self._mark_down(f"heartbeat unanswered {w.probe_failures} times")
+                self._restart_connection("heartbeat failed")
+
+    def _check_market_data(self, now: float) -> None:
+        silence = self.cfg.watchdog.market_data_silence
+        if silence <= 0:
+            return
+        md = self.directory.ref("market_data")
+        if md is None or self.down_since is not None:
+            return
+        try:
+            from actors.trading_calendar import TradingCalendar
+
+            if not TradingCalendar().is_market_open(self.clock.now()):
+                return
+            stats = md.proxy().stats().get(timeout=2)
+        except Exception:
+            return
+        last = stats.get("last_tick_at") or 0.0
+        if last and time.time() - last > silence and time.time() - self.link.since > silence:
+            self._mark_down(f"market data silent for {time.time() - last:.0f}s")
+            self._restart_connection("market data silent")
+
+    # ---- gateway restart (escalation and the dashboard's login button) ------------------
+
+    def restart_gateway(
+        self, by: str = "operator", down_for: float | None = None
+    ) -> dict[str, Any]:
+        from actors.gateway_restart import restart_gateway
+
+        method = self.cfg.watchdog.gateway_restart
+        why = f"link down for {down_for:.0f}s" if down_for is not None else f"requested by {by}"
+        try:
+            message = restart_gateway(method, self.cfg)
+            ok = method != "none"
+        except Exception as exc:
+            message, ok = f"gateway restart failed: {exc}", False
+        self.log.warning("gateway restart via {} ({}): {}", method, why, message)
+        self.alerts.raise_alert(
+            "gateway_restart",
+            f"gateway restart via {method} ({why}): {message}",
+            severity="warning" if ok else "error",
+        )
+        self.alerts.raise_alert(
+            "login_required",
+            "the gateway was restarted: a login (2FA) may be needed before it links to IB",
+            severity="warning",
+        )
+        return {"started": ok, "method": method, "message": message}
