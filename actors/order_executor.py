@@ -160,7 +160,7 @@ class OrderExecutor(SupervisedActor):
         if notional >= risk.max_short_notional:
             raise EntryRefused(f"max short-put notional reached ({notional:.0f})")
         if risk.daily_loss_limit > 0:
-            realized = self.book.get_kv(f"realized:{trade_date}", 0.0).get(timeout=self._t())
+            realized = self.book.realized_on_date(trade_date).get(timeout=self._t())
             if realized <= -risk.daily_loss_limit:
                 raise EntryRefused(f"daily loss limit hit ({realized:.2f})")
 
@@ -302,7 +302,7 @@ class OrderExecutor(SupervisedActor):
         if s.strike_selection == "otm_distance":
             wanted = [choose_strike_by_distance(strikes, spot, s.otm_distance)]
         else:
-            wanted = candidate_strikes(strikes, spot, 15)
+            wanted = candidate_strikes(strikes, spot, 25)
         contracts = conn.qualify_options(s.symbol, expiry, wanted, "P").get(timeout=self._t(10))
         if not contracts:
             raise EntryRefused(f"no {s.symbol} puts for {expiry}")

@@ -174,6 +174,12 @@ class PositionBook(SupervisedActor):
     def contracts_sold_on(self, trade_date: str) -> int:
         return self.db.contracts_sold_on(trade_date)
 
+    def realized_on_date(self, trade_date: str) -> float:
+        """Realized P&L of lots closed on `trade_date` (New York day)."""
+        day = datetime.fromisoformat(trade_date).replace(tzinfo=ZoneInfo(ET_ZONE))
+        start = day.timestamp()
+        return self.db.realized_on(start, start + 86400)
+
     def link_status(self) -> LinkStatus:
         return self.link
 

@@ -1,0 +1,162 @@
+"""The SQLite book on real files: once-only fills, atomic slot claims, durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from actors.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _lot(store: Store, **over: object) -> int:
+    fields = dict(
+        trade_date="2026-11-24",
+        slot="09:35",
+        con_id=42,
+        symbol="SPY",
+        expiry="20261201",
+        strike=585.0,
+        right="P",
+        local_symbol="SPY P585",
+        multiplier=100,
+        qty=1,
+        entry_price=6.08,
+        entry_time=1.0,
+        order_ref="tb:s",
+        tp_price=2.43,
+        sl_price=18.24,
+        state="unprotected",
+    )
+    fields.update(over)
+    return store.open_lot(**fields)
+
+
+def test_wal_mode_and_schema(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.sqlite")
+    assert store._row("PRAGMA journal_mode")["journal_mode"] == "wal"
+    assert store.integrity_check() == "ok"
+
+
+def test_fill_is_stored_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.sqlite")
+    args = dict(
+        exec_id="e1",
+        order_ref="r",
+        order_id=1,
+        perm_id=2,
+        con_id=42,
+        side="SLD",
+        qty=1,
+        price=6.08,
+        commission=None,
+        time=1.0,
+    )
+    assert store.add_fill(**args) is True
+    assert store.add_fill(**args) is False
+    assert store.fill_count() == 1
+    store.set_commission("e1", 0.65)
+    assert store.fills()[0]["commission"] == 0.65
+
+
+def test_slot_claim_is_atomic_across_threads(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    stores = [Store(path) for _ in range(8)]
+    results: list[bool] = []
+    barrier = threading.Barrier(len(stores))
+
+    def claim(s: Store) -> None:
+        barrier.wait()
+        results.append(s.start_entry("2026-11-24", "09:35"))
+
+    threads = [threading.Thread(target=claim, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_close_lot_is_idempotent_and_persists(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    store = Store(path)
+    lot_id = _lot(store)
+    store.set_exits(
+        lot_id,
+        tp_order_id=5,
+        sl_order_id=6,
+        tp_order_ref="tp",
+        sl_order_ref="sl",
+        oca_group="g",
+        state="open",
+    )
+    assert store.lot_by_order_ref("sl")["id"] == lot_id
+    assert store.close_lot(lot_id, 2.43, 2.0, "take_profit", 365.0) is True
+    assert store.close_lot(lot_id, 18.24, 3.0, "stop_loss", -1216.0) is False
+    store.close()
+    again = Store(path)
+    lot = again.lot(lot_id)
+    assert (lot["state"], lot["close_reason"], lot["realized_pnl"]) == (
+        "closed",
+        "take_profit",
+        365.0,
+    )
+    assert again.realized_total() == 365.0
+    assert again.pnl_history()[-1]["cumulative"] == 365.0
+
+
+def test_intents_and_entries(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.sqlite")
+    store.record_intent("tb:1", "sale", 42, "SELL", "LMT", 1, lmt_price=6.1, trade_date="d")
+    store.mark_order("tb:1", status="submitted", order_id=7)
+    assert store.order_by_ref("tb:1")["order_id"] == 7
+    assert [o["order_ref"] for o in store.orders_by_status(["submitted"])] == ["tb:1"]
+    assert store.start_entry("d", "09:35")
+    store.finish_entry("d", "09:35", "done", "ok", lot_id=3)
+    assert store.entry("d", "09:35")["state"] == "done"
+    store.set_kv("paused", True)
+    assert store.get_kv("paused") is True
+    assert store.get_kv("missing", 5) == 5
+
+
+WRITER = """
+import sys
+from actors.store import Store
+s = Store(sys.argv[1])
+i = 0
+print("ready", flush=True)
+while True:
+    i += 1
+    s.add_fill(exec_id=f"e{i}", order_ref="r", order_id=i, perm_id=i, con_id=1, side="SLD",
+               qty=1, price=1.0, commission=None, time=float(i))
+    s.set_kv("n", i)
+"""
+
+
+def test_kill_9_mid_write_leaves_a_sound_database(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"ready"
+    store = Store(path)
+    deadline_rows = 0
+    while deadline_rows < 50:  # let it write a while, then kill it mid-flight
+        deadline_rows = store.fill_count()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    store.close()
+    after = Store(path)
+    assert after.integrity_check() == "ok"
+    n = after.fill_count()
+    assert n >= 50
+    assert after.get_kv("n") in (n, n - 1)  # each write is its own durable transaction
