@@ -546,43 +546,60 @@ class OrderExecutor(SupervisedActor):
         return False
 
     def repair_exits(self, reason: str = "requested") -> dict[str, int]:
-        """Every open lot whose TP or SL is not live at the broker gets them again."""
+        """Finish what a crash left behind, then make every open lot protected.
+
+        A sale still live at the broker while no entry runs was left by a previous
+        run: it is resumed (re-priced at the bid) or cancelled. Then each open lot
+        gets its TP+SL pair: a live pair of ours (same OCA group) is adopted, lone
+        or duplicate legs are cancelled, missing ones are placed again.
+        """
         if self.book.link_status().get(timeout=self._t()).state != LinkState.READY:
             return {"repaired": 0, "checked": 0}
         try:
-            live = {
-                o.order_ref: o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live
-            }
+            live = [o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live]
         except Exception as exc:
             self.log.warning("repair skipped: {}", exc)
             return {"repaired": 0, "checked": 0}
+        resumed = [o for o in live if ":sale:" in o.order_ref and o.order_ref.startswith("tb:")]
+        for order in resumed:
+            self._resume_sale(order)
+        if resumed:
+            live = [o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live]
         repaired = checked = 0
         for lot in self.book.open_lots().get(timeout=self._t()):
             checked += 1
-            tp, sl = (
-                live.get(lot.get("tp_order_ref") or ""),
-                live.get(lot.get("sl_order_ref") or ""),
-            )
-            if tp is not None and sl is not None:
-                if lot["state"] != "open":
-                    self.book.set_lot_state(lot["id"], "open").get(timeout=self._t())
-                continue
-            for leg in (tp, sl):
-                if leg is not None:
+            mine = [o for o in live if o.order_ref.startswith(f"tb:lot{lot['id']}:")]
+            pair = self._live_pair(lot, mine)
+            for o in mine:
+                if pair is None or o.order_id not in (pair[0].order_id, pair[1].order_id):
                     try:
-                        self._record(self.conn.cancel_order(leg.order_id).get(timeout=self._t()))
+                        self._record(self.conn.cancel_order(o.order_id).get(timeout=self._t()))
                     except Exception as exc:
-                        self.log.warning("cancel of lone exit failed: {}", exc)
+                        self.log.warning("cancel of stray exit {} failed: {}", o.order_ref, exc)
             current = self.book.lot(lot["id"]).get(timeout=self._t())
             if current is None or current["state"] == "closed":
-                continue  # the lone leg filled while we looked
-            self.log.warning(
-                "lot {} lacks live exits (TP {} SL {}): repairing ({})",
-                lot["id"],
-                "live" if tp else "missing",
-                "live" if sl else "missing",
-                reason,
-            )
+                continue  # a leg filled while we looked
+            if pair is not None:
+                tp, sl = pair
+                if (current["tp_order_ref"], current["sl_order_ref"], current["state"]) != (
+                    tp.order_ref,
+                    sl.order_ref,
+                    "open",
+                ):
+                    self.book.set_exits(
+                        lot["id"],
+                        tp_order_id=tp.order_id,
+                        sl_order_id=sl.order_id,
+                        tp_order_ref=tp.order_ref,
+                        sl_order_ref=sl.order_ref,
+                        oca_group=tp.oca_group,
+                        state="open",
+                    ).get(timeout=self._t())
+                    self.log.info(
+                        "lot {}: adopted live exits {} / {}", lot["id"], tp.order_ref, sl.order_ref
+                    )
+                continue
+            self.log.warning("lot {} lacks live exits: repairing ({})", lot["id"], reason)
             if self.place_exits(current):
                 repaired += 1
         if repaired:
@@ -591,4 +608,64 @@ class OrderExecutor(SupervisedActor):
                 f"re-placed exits of {repaired} lot(s) ({reason})",
                 severity="warning",
             )
-        return {"repaired": repaired, "checked": checked}
+        return {"repaired": repaired, "checked": checked, "resumed_sales": len(resumed)}
+
+    @staticmethod
+    def _live_pair(
+        lot: dict[str, Any], mine: list[OrderInfo]
+    ) -> tuple[OrderInfo, OrderInfo] | None:
+        """A live TP and SL of this lot in one OCA group (the lot's own pair first)."""
+        groups: dict[str, dict[str, OrderInfo]] = {}
+        for o in mine:
+            role = o.order_ref.split(":")[2] if o.order_ref.count(":") >= 3 else ""
+            if role in ("tp", "sl") and o.oca_group:
+                groups.setdefault(o.oca_group, {})[role] = o
+        ordered = sorted(groups, key=lambda g: g != (lot.get("oca_group") or ""))
+        for g in ordered:
+            legs = groups[g]
+            if "tp" in legs and "sl" in legs:
+                return legs["tp"], legs["sl"]
+        return None
+
+    def _resume_sale(self, order: OrderInfo) -> None:
+        """A previous run's sale is still resting: re-price it at the bid, else cancel."""
+        parts = order.order_ref.split(":")
+        trade_date, hhmm = parts[1], parts[2]
+        slot = f"{hhmm[:2]}:{hhmm[2:]}"
+        self.log.warning("resuming sale {} left by a previous run", order.order_ref)
+        contract: ContractInfo | None = None
+        try:
+            contract = self.book.contract(order.con_id).get(timeout=self._t())
+            quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
+            prices = [quote.bid] if quote.bid else []
+            info = self._walk(order, prices)
+        except Exception as exc:
+            self.log.error("resuming {} failed: {}; cancelling", order.order_ref, exc)
+            try:
+                info = self.conn.cancel_order(order.order_id).get(timeout=self._t())
+                self._record(info)
+            except Exception as exc2:
+                self.log.error("cancel of {} failed: {}", order.order_ref, exc2)
+                return
+        if info.is_filled:
+            lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
+                timeout=self._t()
+            )
+            self.book.finish_entry(trade_date, slot, "done", "resumed sale filled", lot_id).get(
+                timeout=self._t()
+            )
+            lot = self.book.lot(lot_id).get(timeout=self._t())
+            if contract is not None:
+                self._watch(contract)
+            self.place_exits(lot)
+            self.alerts.raise_alert(
+                "entry_done",
+                f"resumed sale {info.order_ref} filled at {info.avg_fill_price} (lot {lot_id})",
+                severity="info",
+            )
+        else:
+            entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+            if entry is not None and entry["state"] == "started":
+                self.book.finish_entry(
+                    trade_date, slot, "failed", "interrupted sale did not fill"
+                ).get(timeout=self._t())

@@ -377,7 +377,7 @@ class PositionBook(SupervisedActor):
             return {}
         proxy = conn.proxy()
         timeout = self.cfg.gateway.request_timeout + 2
-        counts = {"fills": 0, "orders": 0, "closed": 0, "imported": 0, "stale_sales": 0}
+        counts = {"fills": 0, "orders": 0, "closed": 0, "imported": 0}
         try:
             fills: list[FillInfo] = proxy.executions().get(timeout=timeout)
             open_orders: list[OrderInfo] = proxy.open_orders().get(timeout=timeout)
@@ -399,14 +399,6 @@ class PositionBook(SupervisedActor):
                 continue
             self.apply_order(info)
             counts["orders"] += 1
-            if row["role"] == "sale" and row["created_at"] < self.started_at:
-                # A sale left resting by an engine that died: its entry is over.
-                self.log.warning("cancelling stale sale {} from a previous run", info.order_ref)
-                try:
-                    proxy.cancel_order(info.order_id).get(timeout=timeout)
-                    counts["stale_sales"] += 1
-                except Exception as exc:
-                    self.log.error("could not cancel stale sale {}: {}", info.order_ref, exc)
         filled_refs = {f.order_ref for f in fills}
         for row in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
             ref = row["order_ref"]

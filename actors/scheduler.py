@@ -66,6 +66,7 @@ class Scheduler(SupervisedActor):
         self._requested: dict[tuple[str, str], float] = {}
         self._last_repair = time.monotonic()
         self.link_state = LinkState.DISCONNECTED
+        self.ticks = 0
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -98,7 +99,11 @@ class Scheduler(SupervisedActor):
     def _book(self) -> Any:
         return self.directory.proxy("position_book")
 
+    def tick_count(self) -> int:
+        return self.ticks
+
     def tick(self) -> None:
+        self.ticks += 1
         now = self.clock.now()
         try:
             self._entries(now)

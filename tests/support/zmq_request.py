@@ -12,8 +12,13 @@ import zmq
 _ids = itertools.count(1)
 
 
-def zmq_request(endpoint: str, op: str, args: dict[str, Any] | None = None,
-                timeout: float = 5.0, **envelope: Any) -> dict[str, Any]:
+def zmq_request(
+    endpoint: str,
+    op: str,
+    args: dict[str, Any] | None = None,
+    timeout: float = 5.0,
+    **envelope: Any,
+) -> dict[str, Any]:
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
@@ -29,8 +34,9 @@ def zmq_request(endpoint: str, op: str, args: dict[str, Any] | None = None,
         sock.close(0)
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05,
-               message: str = "condition") -> Any:
+def wait_until(
+    predicate: Any, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -40,3 +46,15 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05,
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}; last={last!r}")
+
+
+def wait_for_value(fetch: Any, accept: Any, timeout: float = 10.0, message: str = "value") -> Any:
+    """Fetch repeatedly until `accept(value)` holds; return that value."""
+    box: list[Any] = []
+
+    def probe() -> bool:
+        box[:] = [fetch()]
+        return bool(accept(box[0]))
+
+    wait_until(probe, timeout, message=message)
+    return box[0]

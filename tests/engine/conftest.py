@@ -1,0 +1,141 @@
+"""Engine tests: the real engine (in-process or as a subprocess) against ibsim over TCP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from ibsim.harness import IbsimThread, free_port
+
+from actors.clock import ManualClock
+from actors.config import load_config
+from actors.engine import Engine
+from actors.messages import LinkState
+from tests.support.zmq_request import wait_until, zmq_request
+
+ROOT = Path(__file__).resolve().parents[2]
+ET = ZoneInfo("America/New_York")
+# A Tuesday in a normal week, mid-morning: the market is open.
+SESSION_NOW = datetime(2026, 11, 24, 10, 0, tzinfo=ET)
+
+
+def write_config(path: Path, sim: Any, overrides: dict[str, dict[str, Any]] | None = None) -> Path:
+    """A test profile: ibsim on loopback, fast walks, the schedule out of the way."""
+    sections: dict[str, dict[str, Any]] = {
+        "gateway": {
+            "host": "127.0.0.1",
+            "port": sim.port,
+            "client_id": 1,
+            "mode": "paper",
+            "connect_timeout": 3.0,
+            "request_timeout": 4.0,
+        },
+        "storage": {"path": str(path.parent / "book.sqlite")},
+        "zmq": {"endpoint": f"tcp://127.0.0.1:{free_port()}"},
+        # 15:00 keeps the scheduler from selling on its own during these tests.
+        "schedule": {"entry_times": ["15:00"], "repair_interval": 3600.0},
+        "strategy": {
+            "limit_walk_interval": 0.15,
+            "order_ack_timeout": 3.0,
+            "exit_retry_backoff": 0.05,
+            "sale_attempts": 3,
+        },
+        "risk": {"max_contracts_per_day": 5},
+        "watchdog": {
+            "probe_interval": 5.0,
+            "backoff_initial": 0.2,
+            "backoff_max": 1.0,
+            "market_data_silence": 0.0,
+        },
+        "supervision": {"backoff_initial": 0.05},
+    }
+    for sec, values in (overrides or {}).items():
+        sections.setdefault(sec, {}).update(values)
+    lines = []
+    for sec, values in sections.items():
+        lines.append(f"[{sec}]")
+        for k, v in values.items():
+            lines.append(f"{k} = {_toml(v)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return repr(v)
+
+
+@pytest.fixture
+def sim() -> Iterator[Any]:
+    with IbsimThread(seed=11, spot=600.0, tick_interval=0.05, now=SESSION_NOW.isoformat()) as s:
+        yield s
+
+
+class RunningEngine:
+    def __init__(self, engine: Engine, clock: ManualClock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.endpoint = engine.cfg.zmq.endpoint
+
+    def book(self) -> Any:
+        return self.engine.directory.proxy("position_book")
+
+    def ask(self, op: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+        reply = zmq_request(self.endpoint, op, args, timeout=timeout)
+        assert reply["ok"], reply
+        return reply["data"]
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        wait_until(
+            lambda: self.book().link_status().get(timeout=5).state == LinkState.READY,
+            timeout,
+            message="link READY",
+        )
+
+    def open_lots(self) -> list[dict[str, Any]]:
+        return self.book().open_lots().get(timeout=5)
+
+
+@pytest.fixture
+def start_engine(tmp_path: Path, sim: Any) -> Iterator[Callable[..., RunningEngine]]:
+    engines: list[Engine] = []
+
+    def start(
+        overrides: dict[str, dict[str, Any]] | None = None, now: datetime = SESSION_NOW
+    ) -> RunningEngine:
+        cfg = load_config(write_config(tmp_path / "engine.toml", sim, overrides), environ={})
+        clock = ManualClock(now)
+        engine = Engine(cfg, clock=clock)
+        engine.start()
+        engines.append(engine)
+        running = RunningEngine(engine, clock)
+        running.wait_ready()
+        return running
+
+    yield start
+    for e in engines:
+        e.stop()
+
+
+def engine_subprocess(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`python -m actors --config PATH` as an operator starts it (stdout to a log file)."""
+    log = open(config.parent / "engine.log", "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(
+        [sys.executable, "-m", "actors", "--config", str(config)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )

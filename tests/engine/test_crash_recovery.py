@@ -1,0 +1,101 @@
+"""Issue 3 acceptance: `kill -9` of a real engine process at the worst moments.
+
+Each case kills the engine subprocess at one point of the sale, restarts it, and
+checks that the book and the broker (ibsim) agree on exactly one protected lot
+and that the gateway saw exactly one sale.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.store import Store
+from tests.engine.conftest import SESSION_NOW, engine_subprocess, write_config
+from tests.support.zmq_request import wait_for_value, wait_until, zmq_request
+
+
+def _sales(sim: Any) -> list[dict[str, Any]]:
+    return [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
+
+
+def _live(sim: Any, role: str) -> list[dict[str, Any]]:
+    return [o for o in sim.get_state()["open_orders"] if f":{role}:" in o["order_ref"]]
+
+
+def _ask(endpoint: str, op: str) -> Any:
+    def ok() -> Any:
+        try:
+            reply = zmq_request(endpoint, op, timeout=2.0)
+        except TimeoutError:
+            return None
+        return reply if reply.get("ok") else None
+
+    return wait_until(ok, 30, message=f"engine answers {op}")["data"]
+
+
+def _start(cfg: Path) -> Any:
+    return engine_subprocess(cfg, {"TRADING_BOT__CLOCK__START": f'"{SESSION_NOW.isoformat()}"'})
+
+
+def _kill(proc: Any) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+@pytest.mark.parametrize("moment", ["sale_sent", "sale_filled", "exits_sent"])
+def test_kill_9_then_restart_ends_with_one_protected_lot(
+    tmp_path: Path, sim: Any, moment: str
+) -> None:
+    cfg = write_config(tmp_path / "engine.toml", sim, {"strategy": {"limit_walk_interval": 2.0}})
+    endpoint = f"tcp://127.0.0.1:{_port(cfg)}"
+    proc = _start(cfg)
+    try:
+        wait_until(
+            lambda: _ask(endpoint, "status")["link"]["state"] == "READY", 30, message="READY"
+        )
+        if moment in ("sale_sent", "sale_filled"):
+            sim.post("/fault/hold_fills", {"seconds": 60})
+        assert _ask(endpoint, "enter_now")["accepted"]
+        wait_until(lambda: _live(sim, "sale") or _sales(sim), 20, message="sale at the broker")
+        if moment == "sale_filled":
+            sim.post("/fault/slow_orders", {"seconds": 5.0})  # exits will wait for their ack
+            sim.post("/fault/hold_fills", {"seconds": 0})
+            wait_until(lambda: _sales(sim), 20, message="sale filled")
+        elif moment == "exits_sent":
+            wait_until(lambda: _live(sim, "tp") and _live(sim, "sl"), 20, message="exits sent")
+        _kill(proc)
+        sim.post("/fault/hold_fills", {"seconds": 0})
+        sim.post("/fault/slow_orders", {"seconds": 0})
+        proc = _start(cfg)
+        lots = wait_for_value(
+            lambda: _ask(endpoint, "positions")["lots"],
+            lambda lots: len(lots) == 1 and lots[0]["protected"],
+            40,
+            "one protected lot",
+        )
+        lot = lots[0]
+        tps, sls = _live(sim, "tp"), _live(sim, "sl")
+        assert len(tps) == 1 and len(sls) == 1, (tps, sls)
+        assert tps[0]["oca_group"] == sls[0]["oca_group"]
+        assert len(_sales(sim)) == 1
+        positions = [p for p in sim.get_state()["positions"] if p["con_id"] == tps[0]["con_id"]]
+        assert [p["position"] for p in positions] == [-1]
+        assert lot["qty"] == 1
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
+    store = Store(tmp_path / "book.sqlite")
+    assert store.integrity_check() == "ok"
+    assert len(store.lots()) == 1
+    assert sum(1 for e in store.entries() if e["state"] == "done") == 1
+
+
+def _port(cfg: Path) -> int:
+    from actors.config import load_config
+
+    return int(load_config(cfg, environ={}).zmq.endpoint.rsplit(":", 1)[1])

@@ -1,0 +1,197 @@
+"""Issue 3 acceptance: the trade lifecycle against ibsim over real sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.engine.conftest import RunningEngine
+from tests.support.zmq_request import wait_for_value, wait_until
+
+
+def broker_orders(sim: Any, con_id: int | None = None) -> list[dict[str, Any]]:
+    orders = sim.get_state()["open_orders"]
+    return [o for o in orders if con_id is None or o["con_id"] == con_id]
+
+
+def sale_executions(sim: Any) -> list[dict[str, Any]]:
+    return [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
+
+
+def enter_and_wait(eng: RunningEngine, lots_before: int) -> dict[str, Any]:
+    reply = eng.ask("enter_now")
+    assert reply["accepted"], reply
+    lots = wait_for_value(
+        lambda: [lot for lot in eng.open_lots() if lot["state"] == "open"],
+        lambda lots: len(lots) > lots_before,
+        30,
+        "a new protected lot",
+    )
+    return max(lots, key=lambda lot: lot["id"])
+
+
+def assert_protected_at_broker(sim: Any, lot: dict[str, Any]) -> None:
+    orders = [
+        o
+        for o in broker_orders(sim, lot["con_id"])
+        if o["order_ref"] in (lot["tp_order_ref"], lot["sl_order_ref"])
+    ]
+    assert len(orders) == 2, orders
+    tp = next(o for o in orders if o["order_type"] == "LMT")
+    sl = next(o for o in orders if o["order_type"] == "STP")
+    assert tp["action"] == sl["action"] == "BUY"
+    assert tp["oca_group"] == sl["oca_group"] != ""
+    assert tp["lmt_price"] == lot["tp_price"]
+    assert sl["aux_price"] == lot["sl_price"]
+
+
+def test_sells_one_put_and_protects_it_with_an_oca_pair(sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    assert lot["qty"] == 1 and lot["right"] == "P"
+    assert lot["tp_price"] == round(lot["entry_price"] * 0.4 + 1e-9, 2)
+    assert_protected_at_broker(sim, lot)
+    assert len(sale_executions(sim)) == 1
+    # The book saw the fill once, with its execution id.
+    fills = eng.book().fills(lot["id"]).get(timeout=5)
+    assert len(fills) == 1 and fills[0]["side"] == "SLD"
+    # The day's entry is recorded; a second manual entry is refused by the risk limit.
+    positions = eng.ask("positions")
+    assert positions["lots"][0]["tp"]["status"] == "submitted"
+    status = eng.ask("status")
+    assert status["link"]["state"] == "READY"
+    assert status["entry"]["slots"][0]["state"] == "done"
+
+
+def test_second_sale_on_the_same_strike_cancels_and_restores_exits(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine(
+        {
+            "schedule": {"entry_times": ["15:00", "15:30"]},
+            "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.03},
+        }
+    )
+    first = enter_and_wait(eng, 0)
+    old_exit_ids = {first["tp_order_id"], first["sl_order_id"]}
+    sim.post("/market", {"spot": 598.5})  # same strike (580), a different option price
+    second = enter_and_wait(eng, 1)
+    assert second["con_id"] == first["con_id"]
+    first_now = eng.book().lot(first["id"]).get(timeout=5)
+    assert first_now["state"] == "open"
+    assert {first_now["tp_order_id"], first_now["sl_order_id"]}.isdisjoint(old_exit_ids)
+    assert_protected_at_broker(sim, first_now)
+    assert_protected_at_broker(sim, second)
+    view = wait_for_value(
+        lambda: eng.ask("positions"),
+        lambda v: all(lot["pnl"] is not None for lot in v["lots"]),
+        10,
+        "P&L for both lots",
+    )
+    by_id = {lot["id"]: lot for lot in view["lots"]}
+    a, b = by_id[first["id"]], by_id[second["id"]]
+    assert a["entry_price"] != b["entry_price"]
+    assert a["mid"] == b["mid"]
+    assert a["pnl"] != b["pnl"]
+    assert len(sale_executions(sim)) == 2
+
+
+def test_rejected_sale_restores_exits_and_alerts(sim: Any, start_engine: Any) -> None:
+    eng = start_engine(
+        {
+            "schedule": {"entry_times": ["15:00", "15:30"]},
+            "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.03},
+        }
+    )
+    first = enter_and_wait(eng, 0)
+    sim.post(
+        "/fault/reject",
+        {"count": 10, "action": "SELL", "code": 201, "message": "Order rejected - reason: test"},
+    )
+    assert eng.ask("enter_now")["accepted"]
+    wait_until(
+        lambda: any(e["state"] == "failed" for e in eng.book().entries().get(timeout=5)),
+        30,
+        message="entry failed",
+    )
+    assert len(eng.open_lots()) == 1
+    assert len(sale_executions(sim)) == 1
+    lot = eng.book().lot(first["id"]).get(timeout=5)
+    assert lot["state"] == "open"
+    assert_protected_at_broker(sim, lot)
+    kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
+    assert "order_rejected" in kinds
+
+
+def test_exits_rejected_three_times_leave_the_lot_unprotected(sim: Any, start_engine: Any) -> None:
+    eng = start_engine({"schedule": {"entry_times": ["15:00", "15:30"]}})
+    first = enter_and_wait(eng, 0)
+    sim.post(
+        "/fault/reject",
+        {
+            "count": 3,
+            "action": "BUY",
+            "order_type": "STP",
+            "code": 201,
+            "message": "Order rejected - reason: test",
+        },
+    )
+    sim.post("/market", {"spot": 590.0})  # another strike, so the first lot's exits stay
+    assert eng.ask("enter_now")["accepted"]
+    lot = wait_until(
+        lambda: next((x for x in eng.open_lots() if x["id"] != first["id"]), None),
+        30,
+        message="second lot",
+    )
+    wait_until(
+        lambda: eng.book().entries().get(timeout=5)[-1]["state"] == "done",
+        30,
+        message="second entry done",
+    )
+    lot = wait_for_value(
+        lambda: eng.book().lot(lot["id"]).get(timeout=5),
+        lambda x: x["state"] == "unprotected",
+        30,
+        "unprotected lot",
+    )
+    assert not [
+        o
+        for o in broker_orders(sim, lot["con_id"])
+        if o["order_ref"].startswith(f"tb:lot{lot['id']}:")
+    ]
+    assert "lot_unprotected" in [a["kind"] for a in eng.ask("alerts")["alerts"]]
+    assert_protected_at_broker(sim, eng.book().lot(first["id"]).get(timeout=5))
+
+
+def test_take_profit_closes_the_lot_and_cancels_the_sibling(sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    sim.post("/market", {"spot": 660.0})  # the put collapses below its TP
+    closed = wait_for_value(
+        lambda: eng.book().lot(lot["id"]).get(timeout=5),
+        lambda x: x["state"] == "closed",
+        20,
+        "lot closed",
+    )
+    assert closed["close_reason"] == "take_profit"
+    fills = eng.book().fills(lot["id"]).get(timeout=5)
+    assert len(fills) == 2
+    commissions = sum(f["commission"] or 0 for f in fills)
+    expected = round((lot["entry_price"] - closed["exit_price"]) * 100 - commissions, 2)
+    assert closed["realized_pnl"] == expected
+    wait_until(lambda: not broker_orders(sim, lot["con_id"]), 10, message="sibling cancelled")
+
+
+def test_stop_loss_closes_the_lot(sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    sim.post("/market", {"spot": 480.0})  # deep in the money: the put triples
+    closed = wait_for_value(
+        lambda: eng.book().lot(lot["id"]).get(timeout=5),
+        lambda x: x["state"] == "closed",
+        20,
+        "lot closed",
+    )
+    assert closed["close_reason"] == "stop_loss"
+    assert closed["realized_pnl"] < 0
+    assert len({f["exec_id"] for f in eng.book().fills(lot["id"]).get(timeout=5)}) == 2
+    wait_until(lambda: not broker_orders(sim, lot["con_id"]), 10, message="sibling cancelled")

@@ -1,0 +1,145 @@
+"""Issue 4 acceptance: the schedule on a fake clock against ibsim."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests.engine.conftest import RunningEngine
+from tests.support.zmq_request import wait_for_value, wait_until
+
+ET = ZoneInfo("America/New_York")
+FAST = {"schedule": {"entry_times": ["09:35"], "tick_seconds": 0.05, "repair_interval": 3600.0}}
+
+
+def at(day: int, hh: int, mm: int) -> datetime:
+    return datetime(2026, 11, day, hh, mm, tzinfo=ET)
+
+
+def settle(eng: RunningEngine, ticks: int = 3) -> None:
+    """Let the scheduler run a few ticks at the current clock."""
+    sched = eng.engine.directory.proxy("scheduler")
+    start = sched.tick_count().get(timeout=5)
+    wait_until(
+        lambda: sched.tick_count().get(timeout=5) >= start + ticks, 10, message="scheduler ticks"
+    )
+
+
+def entries(eng: RunningEngine) -> list[dict[str, Any]]:
+    return eng.book().entries().get(timeout=5)
+
+
+def sales(sim: Any) -> int:
+    return sum(1 for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL"))
+
+
+def move(eng: RunningEngine, sim: Any, when: datetime) -> None:
+    sim.post("/clock", {"now": when.isoformat()})
+    eng.clock.set(when)
+
+
+def test_thanksgiving_week_entries_on_sessions_only(sim: Any, start_engine: Any) -> None:
+    eng = start_engine(FAST, now=at(23, 9, 0))
+    done_days = []
+    for day in range(23, 30):
+        move(eng, sim, at(day, 9, 30))
+        settle(eng)
+        assert not [e for e in entries(eng) if e["trade_date"] == f"2026-11-{day}"]
+        move(eng, sim, at(day, 9, 36))
+        if day in (23, 24, 25, 27):
+            wait_for_value(
+                lambda d=day: [e for e in entries(eng) if e["trade_date"] == f"2026-11-{d}"],
+                lambda rows: rows and rows[0]["state"] == "done",
+                30,
+                f"entry on {day}",
+            )
+            done_days.append(day)
+        settle(eng)
+        move(eng, sim, at(day, 15, 0))
+        settle(eng)
+    assert done_days == [23, 24, 25, 27]
+    assert [e["trade_date"][-2:] for e in entries(eng)] == ["23", "24", "25", "27"]
+    assert sales(sim) == 4
+
+
+def test_outage_over_the_slot_then_entry_right_after_ready(sim: Any, start_engine: Any) -> None:
+    eng = start_engine(FAST, now=at(24, 9, 30))
+    sim.post("/fault/outage", {"seconds": 120, "restore_code": 1102})
+    wait_until(
+        lambda: eng.book().link_status().get(timeout=5).state != "READY", 10, message="link down"
+    )
+    move(eng, sim, at(24, 9, 50))
+    settle(eng)
+    assert entries(eng) == []
+    sim.post("/fault/outage_end", {})
+    wait_for_value(
+        lambda: entries(eng), lambda rows: rows and rows[0]["state"] == "done", 30, "catch-up entry"
+    )
+    settle(eng)
+    assert len(entries(eng)) == 1 and sales(sim) == 1
+
+
+def test_outage_past_the_deadline_records_a_miss_and_one_alert(sim: Any, start_engine: Any) -> None:
+    eng = start_engine(FAST, now=at(24, 9, 30))
+    sim.post("/fault/outage", {"seconds": 120, "restore_code": 1102})
+    wait_until(
+        lambda: eng.book().link_status().get(timeout=5).state != "READY", 10, message="link down"
+    )
+    move(eng, sim, at(24, 9, 36))
+    settle(eng)
+    move(eng, sim, at(24, 10, 45))
+    rows = wait_for_value(
+        lambda: entries(eng), lambda r: r and r[0]["state"] == "missed", 10, "missed entry"
+    )
+    assert "10:30" in rows[0]["reason"]
+    sim.post("/fault/outage_end", {})
+    wait_until(
+        lambda: eng.book().link_status().get(timeout=5).state == "READY", 20, message="READY again"
+    )
+    settle(eng, 5)
+    assert sales(sim) == 0
+    missed = [a for a in eng.ask("alerts")["alerts"] if a["kind"] == "entry_missed"]
+    assert len(missed) == 1
+
+
+def test_restart_after_the_entry_does_not_sell_again(sim: Any, start_engine: Any) -> None:
+    eng = start_engine(FAST, now=at(24, 9, 35))
+    wait_for_value(lambda: entries(eng), lambda r: r and r[0]["state"] == "done", 30, "entry")
+    eng.engine.stop()
+    again = start_engine(FAST, now=at(24, 9, 36))
+    settle(again, 5)
+    assert len(entries(again)) == 1 and sales(sim) == 1
+
+
+def test_max_open_lots_and_pause_block_the_entry_with_an_alert(sim: Any, start_engine: Any) -> None:
+    eng = start_engine({**FAST, "risk": {"max_open_lots": 1}}, now=at(23, 9, 35))
+    wait_for_value(lambda: entries(eng), lambda r: r and r[0]["state"] == "done", 30, "entry")
+    move(eng, sim, at(24, 9, 36))
+    rows = wait_for_value(lambda: entries(eng), lambda r: len(r) == 2, 10, "second day")
+    assert rows[1]["state"] == "skipped" and "max open lots" in rows[1]["reason"]
+    assert any(a["kind"] == "risk_limit" for a in eng.ask("alerts")["alerts"])
+    eng.ask("pause")
+    move(eng, sim, at(25, 9, 36))
+    rows = wait_for_value(lambda: entries(eng), lambda r: len(r) == 3, 10, "third day")
+    assert rows[2]["state"] == "skipped" and "paused" in rows[2]["reason"]
+    assert sales(sim) == 1
+
+
+def test_expired_out_of_the_money_lot_keeps_the_premium(sim: Any, start_engine: Any) -> None:
+    eng = start_engine(FAST, now=at(24, 9, 35))
+    lot = wait_for_value(lambda: eng.open_lots(), lambda lots: lots, 30, "lot")[0]
+    expiry = datetime.strptime(lot["expiry"], "%Y%m%d").replace(hour=16, minute=30, tzinfo=ET)
+    # Hold fills so that time decay does not hit the TP before the expiry settles.
+    sim.post("/fault/hold_fills", {"seconds": 120})
+    move(eng, sim, expiry)
+    closed = wait_for_value(
+        lambda: eng.book().lot(lot["id"]).get(timeout=5),
+        lambda x: x["state"] == "closed",
+        30,
+        "expired",
+    )
+    fills = eng.book().fills(lot["id"]).get(timeout=5)
+    commissions = sum(f["commission"] or 0 for f in fills)
+    assert closed["close_reason"] == "expired"
+    assert closed["realized_pnl"] == round(lot["entry_price"] * 100 - commissions, 2)
