@@ -63,3 +63,12 @@ def test_clock_from_config() -> None:
     assert c.now().astimezone(ET).strftime("%Y-%m-%d %H:%M") == "2026-11-25 09:20"
     manual = ManualClock(datetime(2026, 11, 25, 9, 20, tzinfo=ET))
     assert manual.advance(900).strftime("%H:%M") == "09:35"
+
+
+def test_demo_clock_starts_a_minute_before_the_last_sessions_entry() -> None:
+    from actors.demo_clock import demo_clock_start
+
+    thursday = datetime(2026, 11, 26, 20, 0, tzinfo=ET)  # Thanksgiving: closed
+    assert demo_clock_start(thursday).isoformat() == "2026-11-25T09:34:00-05:00"
+    tuesday_night = datetime(2026, 11, 24, 22, 0, tzinfo=ET)
+    assert demo_clock_start(tuesday_night).isoformat() == "2026-11-24T09:34:00-05:00"

@@ -1,0 +1,54 @@
+"""`python -m ibsim`: the simulated IB Gateway (TWS API on --port, control API on
+--control-port), loopback by default."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from loguru import logger
+
+from actors.logs import setup_logging
+from ibsim.app import Simulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ibsim", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4002)
+    p.add_argument("--control-port", type=int, default=4010)
+    p.add_argument("--account", default="DU1234567")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--spot", type=float, default=600.0)
+    p.add_argument("--state-file", default=None)
+    p.add_argument("--tick-interval", type=float, default=0.25)
+    p.add_argument("--now", default=None, help="simulated date/time (ISO with offset)")
+    p.add_argument("--log-dir", default=None)
+    args = p.parse_args(argv)
+    setup_logging("ibsim", args.log_dir)
+    sim = Simulator(
+        host=args.host, port=args.port, control_port=args.control_port, account=args.account,
+        seed=args.seed, spot=args.spot, state_file=args.state_file,
+        tick_interval=args.tick_interval, now=args.now or None,
+    )
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await sim.start()
+        logger.info("ibsim listening: TWS API on {}:{}, control on {}:{} (account {}, seed {})",
+                    args.host, sim.gateway.port, args.host, sim.control.port, args.account,
+                    args.seed)
+        await stop.wait()
+        await sim.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The control API: HTTP/1.1 + JSON on the control port (loopback), on the gateway's loop.
+
+GET /state; POST /market, /clock, /restart, /fault/{outage,outage_end,drop,logout,login,
+reject,hold_fills,slow_orders,refuse}. A bad request gets 400 (404 for an unknown
+path) with {"error": ...} and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from ibsim.broker import RejectRule
+from ibsim.server import Gateway
+
+MAX_BODY = 64 * 1024
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _num(body: dict[str, Any], key: str, default: float | None = None, lo: float = 0.0,
+         hi: float = 1e9) -> float:
+    if key not in body:
+        if default is None:
+            raise BadRequest(f"missing {key!r}")
+        return default
+    v = body[key]
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise BadRequest(f"{key!r} must be a number")
+    if not lo <= v <= hi:
+        raise BadRequest(f"{key!r} must be between {lo} and {hi}")
+    return float(v)
+
+
+class ControlServer:
+    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 4010) -> None:
+        self.gw = gateway
+        self.host, self.port = host, port
+        self.server: asyncio.base_events.Server | None = None
+        self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], Awaitable[Any]]] = {
+            ("GET", "/state"): self.get_state,
+            ("POST", "/market"): self.market,
+            ("POST", "/clock"): self.clock,
+            ("POST", "/restart"): self.restart,
+            ("POST", "/fault/outage"): self.outage,
+            ("POST", "/fault/outage_end"): self.outage_end,
+            ("POST", "/fault/drop"): self.drop,
+            ("POST", "/fault/logout"): self.logout,
+            ("POST", "/fault/login"): self.login,
+            ("POST", "/fault/reject"): self.reject,
+            ("POST", "/fault/hold_fills"): self.hold_fills,
+            ("POST", "/fault/slow_orders"): self.slow_orders,
+            ("POST", "/fault/refuse"): self.refuse,
+        }
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                 reuse_address=True)
+        if self.port == 0:
+            self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        status, payload = 500, {"error": "internal error"}
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {k.strip().lower(): v.strip() for k, v in
+                       (line.split(":", 1) for line in lines[1:] if ":" in line)}
+            length = int(headers.get("content-length", "0") or 0)
+            if length < 0 or length > MAX_BODY:
+                raise BadRequest("body too large")
+            raw = await reader.readexactly(length) if length else b""
+            path = path.split("?", 1)[0]
+            route = self.routes.get((method, path))
+            if route is None:
+                known = {p for _m, p in self.routes}
+                status = 405 if path in known else 404
+                payload = {"error": f"no route {method} {path}"}
+            else:
+                body: Any = {}
+                if raw.strip():
+                    try:
+                        body = json.loads(raw)
+                    except json.JSONDecodeError as exc:
+                        raise BadRequest(f"body is not JSON: {exc}") from None
+                if not isinstance(body, dict):
+                    raise BadRequest("body must be a JSON object")
+                status, payload = 200, await route(body)
+        except BadRequest as exc:
+            status, payload = 400, {"error": str(exc)}
+        except (asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+            status, payload = 400, {"error": f"bad request: {exc}"}
+        except Exception as exc:  # never let the control API take the gateway down
+            status, payload = 500, {"error": f"{type(exc).__name__}: {exc}"}
+        data = json.dumps(payload, default=str).encode()
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+        writer.write(
+            f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    # ---- routes ------------------------------------------------------------------------
+
+    async def get_state(self, body: dict[str, Any]) -> Any:
+        return self.gw.state()
+
+    async def market(self, body: dict[str, Any]) -> Any:
+        allowed = {"spot", "volatility", "tick_interval", "drift", "walk_sigma"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise BadRequest(f"unknown keys {sorted(unknown)}")
+        spot = _num(body, "spot", self.gw.market.spot, 1.0, 100_000.0)
+        vol = _num(body, "volatility", self.gw.market.volatility, 0.01, 5.0)
+        tick = _num(body, "tick_interval", self.gw.tick_interval, 0.001, 60.0)
+        drift = _num(body, "drift", self.gw.market.drift, -0.1, 0.1)
+        sigma = _num(body, "walk_sigma", self.gw.market.walk_sigma, 0.0, 0.1)
+        m = self.gw.market
+        m.spot, m.volatility, m.drift, m.walk_sigma = spot, vol, drift, sigma
+        self.gw.tick_interval = tick
+        m.fair = {}
+        self.gw.tick()  # quotes and matching see the new price at once
+        return {"spot": m.spot, "volatility": m.volatility, "tick_interval": tick}
+
+    async def clock(self, body: dict[str, Any]) -> Any:
+        now = body.get("now")
+        if not isinstance(now, str):
+            raise BadRequest("'now' must be an ISO time string")
+        try:
+            when = datetime.fromisoformat(now)
+        except ValueError:
+            raise BadRequest(f"'now' is not an ISO time: {now!r}") from None
+        if when.tzinfo is None:
+            raise BadRequest("'now' needs a UTC offset")
+        self.gw.set_now(when)
+        return {"now": self.gw.market.now().isoformat(), "settled": self.gw.broker.settled[-10:]}
+
+    async def restart(self, body: dict[str, Any]) -> Any:
+        seconds = _num(body, "seconds", self.gw.restart_seconds, 0.0, 600.0)
+        self.gw._spawn(self.gw.restart(seconds))
+        return {"restarting": True, "seconds": seconds}
+
+    async def outage(self, body: dict[str, Any]) -> Any:
+        seconds = _num(body, "seconds", 30.0, 0.0, 86400.0)
+        code = body.get("restore_code", 1102)
+        if code not in (1101, 1102, 2110):
+            raise BadRequest("'restore_code' must be 1101, 1102 or 2110")
+        self.gw.start_outage(seconds, int(code))
+        return {"outage": True, "seconds": seconds, "restore_code": code}
+
+    async def outage_end(self, body: dict[str, Any]) -> Any:
+        if self.gw.outage_until:
+            self.gw.end_outage()
+        return {"outage": False}
+
+    async def drop(self, body: dict[str, Any]) -> Any:
+        return {"dropped": self.gw.drop_all()}
+
+    async def logout(self, body: dict[str, Any]) -> Any:
+        seconds = _num(body, "seconds", 60.0, 0.0, 86400.0)
+        self.gw.start_logout(seconds)
+        return {"logged_out": True, "seconds": seconds}
+
+    async def login(self, body: dict[str, Any]) -> Any:
+        self.gw.end_logout()
+        return {"logged_out": False}
+
+    async def reject(self, body: dict[str, Any]) -> Any:
+        count = body.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 10_000:
+            raise BadRequest("'count' must be an integer 0..10000")
+        code = body.get("code", 201)
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise BadRequest("'code' must be an integer")
+        action = body.get("action")
+        if action not in (None, "BUY", "SELL"):
+            raise BadRequest("'action' must be BUY or SELL")
+        otype = body.get("order_type")
+        if otype not in (None, "MKT", "LMT", "STP"):
+            raise BadRequest("'order_type' must be MKT, LMT or STP")
+        message = body.get("message", "Order rejected - reason: simulated rejection")
+        if not isinstance(message, str):
+            raise BadRequest("'message' must be a string")
+        if count == 0:
+            self.gw.broker.rejects.clear()
+        else:
+            self.gw.broker.rejects.append(RejectRule(count, code, message, action, otype))
+        return {"rejects": [r.__dict__ for r in self.gw.broker.rejects]}
+
+    async def hold_fills(self, body: dict[str, Any]) -> Any:
+        seconds = _num(body, "seconds", 60.0, 0.0, 86400.0)
+        self.gw.broker.hold_fills_until = time.time() + seconds if seconds else 0.0
+        if not seconds:
+            self.gw.tick()
+        return {"hold_fills": bool(seconds), "seconds": seconds}
+
+    async def slow_orders(self, body: dict[str, Any]) -> Any:
+        self.gw.slow_orders = _num(body, "seconds", 1.0, 0.0, 600.0)
+        return {"slow_orders": self.gw.slow_orders}
+
+    async def refuse(self, body: dict[str, Any]) -> Any:
+        seconds = _num(body, "seconds", 5.0, 0.0, 3600.0)
+        self.gw._spawn(self.gw.refuse(seconds))
+        return {"refusing": True, "seconds": seconds}

@@ -1,0 +1,161 @@
+"""Run ibsim for tests and benchmarks: in-process on a thread, or as a subprocess.
+
+    with IbsimThread(seed=7) as sim:        # or IbsimProcess(...)
+        ib.connect("127.0.0.1", sim.port, clientId=1)
+        sim.post("/market", {"spot": 580.0})
+        sim.get_state()["open_orders"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ControlError(RuntimeError):
+    pass
+
+
+class _Control:
+    host = "127.0.0.1"
+    port = 0
+    control_port = 0
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        req = urllib.request.Request(f"http://{self.host}:{self.control_port}{path}", data=data,
+                                     method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise ControlError(f"{exc.code}: {exc.read().decode()}") from None
+
+    def get_state(self) -> dict[str, Any]:
+        return self._request("GET", "/state", None)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._request("POST", path, body)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.get_state()
+                return
+            except (OSError, ControlError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+class IbsimThread(_Control):
+    """The simulator on a background thread with its own event loop."""
+
+    def __init__(self, seed: int = 1, spot: float = 600.0, account: str = "DU1234567",
+                 state_file: str | None = None, tick_interval: float = 0.05,
+                 now: str | None = None, port: int = 0, control_port: int = 0) -> None:
+        self.args = dict(seed=seed, spot=spot, account=account, state_file=state_file,
+                         tick_interval=tick_interval, now=now)
+        self.port = port or free_port()
+        self.control_port = control_port or free_port()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="ibsim", daemon=True)
+        self.sim: Any = None
+
+    def start(self) -> IbsimThread:
+        from ibsim.app import Simulator
+
+        self.thread.start()
+        self.sim = Simulator(port=self.port, control_port=self.control_port, **self.args)
+        asyncio.run_coroutine_threadsafe(self.sim.start(), self.loop).result(10)
+        return self
+
+    def call(self, fn: Any) -> Any:
+        """Run `fn(gateway)` on the simulator's loop (direct access for tests)."""
+
+        async def run() -> Any:
+            return fn(self.sim.gateway)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def stop(self) -> None:
+        if self.sim is not None:
+            asyncio.run_coroutine_threadsafe(self.sim.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    def __enter__(self) -> IbsimThread:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+
+class IbsimProcess(_Control):
+    """`python -m ibsim` as a subprocess on free ports (state file in a temp dir)."""
+
+    def __init__(self, seed: int = 1, spot: float = 600.0, account: str = "DU1234567",
+                 state_file: str | None = None, tick_interval: float = 0.05,
+                 now: str | None = None, port: int = 0, control_port: int = 0,
+                 log_path: str | None = None) -> None:
+        self.port = port or free_port()
+        self.control_port = control_port or free_port()
+        self._tmp = tempfile.TemporaryDirectory(prefix="ibsim-")
+        self.state_file = state_file or str(Path(self._tmp.name) / "ibsim-state.json")
+        self.log_path = log_path or str(Path(self._tmp.name) / "ibsim.log")
+        self.cmd = [sys.executable, "-m", "ibsim", "--port", str(self.port), "--control-port",
+                    str(self.control_port), "--seed", str(seed), "--spot", str(spot),
+                    "--account", account, "--state-file", self.state_file, "--tick-interval",
+                    str(tick_interval)]
+        if now:
+            self.cmd += ["--now", now]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IbsimProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.wait_ready()
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> IbsimProcess:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+        self._tmp.cleanup()

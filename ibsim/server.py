@@ -1,0 +1,591 @@
+"""The gateway: an asyncio TCP server speaking the TWS API to each client session,
+a market tick loop, and the faults the control API injects.
+
+All simulator state is touched only on this server's loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+from ibsim import wire
+from ibsim.broker import Broker, Event
+from ibsim.market import SPY_CON_ID, Market
+
+FARM_MESSAGES = [
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefnj"),
+]
+RESTORE_TEXT = {
+    1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
+    1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+    2110: "Connectivity between Trader Workstation and server is broken. It will be restored"
+          " automatically.",
+}
+LOST_TEXT = "Connectivity between IB and Trader Workstation has been lost."
+ACCOUNT_TAGS = ("NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds",
+                "ExcessLiquidity", "RealizedPnL")
+
+
+def _int(v: str, default: int = 0) -> int:
+    return int(v) if v not in ("", None) else default
+
+
+def _float(v: str) -> float | None:
+    if v in ("", None) or v.startswith("1.7976931348623157"):
+        return None
+    return float(v)
+
+
+@dataclass
+class Subscription:
+    req_id: int
+    contract: dict[str, Any]
+    snapshot: bool = False
+
+
+@dataclass
+class Session:
+    writer: asyncio.StreamWriter
+    peer: str
+    client_id: int | None = None
+    data_type: int = 1
+    subs: dict[int, Subscription] = field(default_factory=dict)
+    wants_positions: bool = False
+    wants_account: bool = False
+    closed: bool = False
+
+    def send(self, data: bytes) -> None:
+        if not self.closed:
+            self.writer.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+
+class Gateway:
+    def __init__(self, host: str = "127.0.0.1", port: int = 4002, account: str = "DU1234567",
+                 seed: int = 1, spot: float = 600.0, state_file: str | None = None,
+                 tick_interval: float = 0.25, now: str | None = None) -> None:
+        self.host, self.port = host, port
+        fixed = datetime.fromisoformat(now) if now else None
+        self.market = Market(seed=seed, spot=spot, now=fixed)
+        self.broker = Broker(self.market, account=account, state_file=state_file)
+        self.tick_interval = tick_interval
+        self.sessions: list[Session] = []
+        self.server: asyncio.base_events.Server | None = None
+        self.outage_until = 0.0
+        self.outage_restore = 1102
+        self.logout_until = 0.0
+        self.refuse_until = 0.0
+        self.slow_orders = 0.0
+        self.restart_seconds = 1.0
+        self.pending_logins: list[Session] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.started = time.time()
+        self.log = logger.bind(actor="gateway")
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._listen()
+        self._spawn(self._tick_loop())
+
+    async def _listen(self) -> None:
+        self.server = await asyncio.start_server(self._client, self.host, self.port,
+                                                 reuse_address=True)
+        if self.port == 0:
+            self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for s in list(self.sessions):
+            s.close()
+        if self.server is not None:
+            self.server.close()
+        self.broker.save()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def in_outage(self) -> bool:
+        return time.time() < self.outage_until
+
+    @property
+    def logged_out(self) -> bool:
+        return time.time() < self.logout_until
+
+    # ---- the tick loop -----------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            try:
+                self.tick()
+            except Exception:
+                self.log.exception("tick failed")
+
+    def tick(self) -> None:
+        if self.outage_until and not self.in_outage:
+            self.end_outage()
+        if self.logout_until and not self.logged_out:
+            self.end_logout()
+        self.market.step()
+        if not self.in_outage:
+            self._dispatch(self.broker.match())
+            for s in self.sessions:
+                for sub in list(s.subs.values()):
+                    self._send_quote(s, sub)
+
+    def _send_quote(self, s: Session, sub: Subscription) -> None:
+        c = sub.contract
+        delayed = s.data_type in (3, 4)
+        bid_t, ask_t, last_t = (66, 67, 68) if delayed else (1, 2, 4)
+        bsz_t, asz_t = (69, 70) if delayed else (0, 3)
+        if c["sec_type"] == "STK":
+            bid, ask, last = self.market.stock_quote()
+            s.send(wire.tick_price(sub.req_id, bid_t, bid, self.market.bid_size))
+            s.send(wire.tick_size(sub.req_id, bsz_t, self.market.bid_size))
+            s.send(wire.tick_price(sub.req_id, ask_t, ask, self.market.ask_size))
+            s.send(wire.tick_size(sub.req_id, asz_t, self.market.ask_size))
+            s.send(wire.tick_price(sub.req_id, last_t, last, 100))
+            return
+        q = self.market.option_quote(c["expiry"], c["strike"], c["right"])
+        und = round(self.market.spot, 2)
+        s.send(wire.tick_price(sub.req_id, bid_t, q.bid, 10))
+        s.send(wire.tick_price(sub.req_id, ask_t, q.ask, 10))
+        comp = (80, 81, 83) if delayed else (10, 11, 13)
+        for tt in comp:
+            s.send(wire.tick_option(sub.req_id, tt, q.iv, q.delta, q.model, q.gamma, q.vega,
+                                    q.theta, und))
+
+    # ---- events to wire ----------------------------------------------------------------
+
+    def _clients(self, client_id: int | None) -> list[Session]:
+        return [s for s in self.sessions if s.client_id is not None
+                and (client_id is None or s.client_id == client_id)]
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for ev in events:
+            if ev.kind == "order":
+                for s in self._clients(ev.client_id):
+                    s.send(wire.open_order(ev.data))
+                    s.send(wire.order_status(ev.data))
+            elif ev.kind == "exec":
+                for s in self._clients(ev.client_id):
+                    s.send(wire.exec_details(-1, ev.data))
+                    s.send(wire.commission_report(ev.data))
+            elif ev.kind == "reject":
+                self.log.info("order {} rejected: {} {}", ev.data["order_id"], ev.data["code"],
+                              ev.data["message"])
+                for s in self._clients(ev.client_id):
+                    s.send(wire.error(ev.data["order_id"], ev.data["code"], ev.data["message"]))
+            elif ev.kind == "error":
+                for s in self._clients(ev.client_id):
+                    s.send(wire.error(ev.data["id"], ev.data["code"], ev.data["message"]))
+            elif ev.kind == "position":
+                self._push_positions(ev.data["con_id"])
+
+    def _push_positions(self, con_id: int) -> None:
+        b = self.broker
+        pos = b.positions.get(con_id)
+        for s in self.sessions:
+            if pos is not None and s.wants_positions:
+                s.send(wire.position(b.account, pos["contract"], pos["position"], pos["avg_cost"]))
+            if s.wants_account:
+                if pos is not None:
+                    self._send_portfolio(s, pos)
+                self._send_account_values(s)
+
+    def _send_portfolio(self, s: Session, pos: dict[str, Any]) -> None:
+        c = pos["contract"]
+        _bid, _ask, mark = self.broker.quote_of(c)
+        mult = float(c.get("multiplier") or 1)
+        unreal = pos["position"] * (mark * mult - pos["avg_cost"])
+        s.send(wire.portfolio(self.broker.account, c, pos["position"], mark, pos["avg_cost"],
+                              unreal, 0.0))
+
+    def _account_values(self) -> dict[str, float]:
+        b = self.broker
+        value = 0.0
+        for pos in b.positions.values():
+            _bid, _ask, mark = b.quote_of(pos["contract"])
+            value += pos["position"] * mark * float(pos["contract"].get("multiplier") or 1)
+        net = b.cash + value
+        return {"NetLiquidation": net, "TotalCashValue": b.cash, "BuyingPower": net * 4,
+                "AvailableFunds": net, "ExcessLiquidity": net, "RealizedPnL": b.realized}
+
+    def _send_account_values(self, s: Session) -> None:
+        for k, v in self._account_values().items():
+            s.send(wire.frame(6, 2, k, f"{v:.2f}", "USD", self.broker.account))
+
+    # ---- client sessions ---------------------------------------------------------------
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = str(writer.get_extra_info("peername"))
+        session = Session(writer, peer)
+        if time.time() < self.refuse_until:
+            session.close()
+            return
+        self.sessions.append(session)
+        frames = wire.FrameReader()
+        try:
+            if self.logged_out:
+                # A gateway waiting for a login accepts TCP and then says nothing.
+                self.pending_logins.append(session)
+                while not session.closed and await reader.read(4096):
+                    pass
+                return
+            while not session.closed:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                for fields in frames.feed(data):
+                    if session.client_id is None and fields and fields[0].startswith("v"):
+                        self._handshake(session)
+                        continue
+                    try:
+                        await self._handle(session, fields)
+                    except Exception as exc:  # a bad message: tell this client only
+                        self.log.warning("bad message from {}: {} ({})", peer, fields[:3], exc)
+                        session.send(wire.error(-1, 320, f"Error reading request: {exc}"))
+                await writer.drain()
+        except wire.FrameError as exc:
+            self.log.warning("closing {}: {}", peer, exc)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            session.close()
+            if session in self.sessions:
+                self.sessions.remove(session)
+            if session in self.pending_logins:
+                self.pending_logins.remove(session)
+
+    def _handshake(self, s: Session) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")
+        s.send(wire.frame(wire.SERVER_VERSION, stamp))
+
+    async def _handle(self, s: Session, f: list[str]) -> None:
+        msg = int(f[0])
+        if s.client_id is None and msg != 71:
+            raise ValueError("startApi expected first")
+        handler = HANDLERS.get(msg)
+        if handler is None:
+            s.send(wire.error(-1, 320, f"Unknown message id {msg}"))
+            return
+        await handler(self, s, f)
+
+    # ---- requests ----------------------------------------------------------------------
+
+    async def start_api(self, s: Session, f: list[str]) -> None:
+        client_id = int(f[2])
+        if any(o.client_id == client_id for o in self.sessions if o is not s):
+            s.send(wire.error(-1, 326, "Unable to connect as the client id is already in use."
+                                        " Retry with a unique client id."))
+            await s.writer.drain()
+            s.close()
+            return
+        s.client_id = client_id
+        s.send(wire.frame(15, 1, self.broker.account))
+        s.send(wire.frame(9, 1, self.broker.next_order_id))
+        for code, text in FARM_MESSAGES:
+            s.send(wire.error(-1, code, text))
+        if self.in_outage:
+            s.send(wire.error(-1, 1100, LOST_TEXT))
+        self.log.info("client {} connected from {}", client_id, s.peer)
+
+    async def req_positions(self, s: Session, f: list[str]) -> None:
+        s.wants_positions = True
+        for pos in self.broker.positions.values():
+            if pos["position"] != 0:
+                s.send(wire.position(self.broker.account, pos["contract"], pos["position"],
+                                     pos["avg_cost"]))
+        s.send(wire.frame(62, 1))
+
+    async def cancel_positions(self, s: Session, f: list[str]) -> None:
+        s.wants_positions = False
+
+    async def req_open_orders(self, s: Session, f: list[str]) -> None:
+        only = None if int(f[0]) == 16 else s.client_id
+        for o in self.broker.open_orders(only):
+            if o["status"] == "PendingSubmit":
+                continue
+            s.send(wire.open_order(o))
+            s.send(wire.order_status(o))
+        s.send(wire.frame(53, 1))
+
+    async def req_completed(self, s: Session, f: list[str]) -> None:
+        s.send(wire.frame(102))
+
+    async def req_account_updates(self, s: Session, f: list[str]) -> None:
+        s.wants_account = f[2] == "1"
+        if not s.wants_account:
+            return
+        self._send_account_values(s)
+        for pos in self.broker.positions.values():
+            if pos["position"] != 0:
+                self._send_portfolio(s, pos)
+        s.send(wire.frame(8, 1, datetime.now().strftime("%H:%M")))
+        s.send(wire.frame(54, 1, self.broker.account))
+
+    async def req_account_multi(self, s: Session, f: list[str]) -> None:
+        req_id = int(f[2])
+        for k, v in self._account_values().items():
+            s.send(wire.frame(73, 1, req_id, self.broker.account, "", k, f"{v:.2f}", "USD"))
+        s.send(wire.frame(74, 1, req_id))
+
+    async def req_account_summary(self, s: Session, f: list[str]) -> None:
+        req_id = int(f[2])
+        for k, v in self._account_values().items():
+            s.send(wire.frame(63, 1, req_id, self.broker.account, k, f"{v:.2f}", "USD"))
+        s.send(wire.frame(64, 1, req_id))
+
+    async def req_executions(self, s: Session, f: list[str]) -> None:
+        req_id = int(f[2])
+        want_client = _int(f[3]) if len(f) > 3 else 0
+        for e in self.broker.executions:
+            if want_client and e["client_id"] != want_client:
+                continue
+            s.send(wire.exec_details(req_id, e))
+            s.send(wire.commission_report(e))
+        s.send(wire.frame(55, 1, req_id))
+
+    async def req_current_time(self, s: Session, f: list[str]) -> None:
+        s.send(wire.frame(49, 1, int(time.time())))
+
+    async def req_ids(self, s: Session, f: list[str]) -> None:
+        s.send(wire.frame(9, 1, self.broker.next_order_id))
+
+    async def req_global_cancel(self, s: Session, f: list[str]) -> None:
+        self._dispatch(self.broker.cancel_all())
+
+    async def req_market_data_type(self, s: Session, f: list[str]) -> None:
+        s.data_type = int(f[2])
+
+    async def noop(self, s: Session, f: list[str]) -> None:
+        return None
+
+    @staticmethod
+    def _contract_from(f: list[str], i: int) -> dict[str, Any]:
+        """The 12 contract fields starting at index i."""
+        return {
+            "con_id": _int(f[i]), "symbol": f[i + 1], "sec_type": f[i + 2],
+            "expiry": f[i + 3], "strike": _float(f[i + 4]) or 0.0, "right": f[i + 5],
+            "multiplier": f[i + 6], "exchange": f[i + 7], "primary_exchange": f[i + 8],
+            "currency": f[i + 9], "local_symbol": f[i + 10], "trading_class": f[i + 11],
+        }
+
+    async def req_contract_details(self, s: Session, f: list[str]) -> None:
+        req_id = int(f[2])
+        spec = self._contract_from(f, 3)
+        found = self.broker.resolve(spec)
+        if spec["exchange"] and spec["sec_type"] in ("", "STK"):
+            found = [dict(c, exchange=spec["exchange"]) for c in found]
+        if not found:
+            s.send(wire.error(req_id, 200, "No security definition has been found for the"
+                                           " request"))
+            return
+        for c in found:
+            s.send(wire.contract_details(req_id, c, SPY_CON_ID if c["sec_type"] == "OPT" else 0))
+        s.send(wire.frame(52, 1, req_id))
+
+    async def req_sec_def_opt_params(self, s: Session, f: list[str]) -> None:
+        from ibsim.market import expirations
+
+        req_id = int(f[1])
+        if f[2].upper() != "SPY":
+            s.send(wire.error(req_id, 200, "No security definition has been found for the"
+                                           " request"))
+            return
+        exps = expirations(self.market.now())
+        strikes = self.market.strikes()
+        for exch in ("SMART", "CBOE"):
+            s.send(wire.frame(75, req_id, exch, SPY_CON_ID, "SPY", 100, len(exps), *exps,
+                              len(strikes), *strikes))
+        s.send(wire.frame(76, req_id))
+
+    async def req_mkt_data(self, s: Session, f: list[str]) -> None:
+        req_id = int(f[2])
+        spec = self._contract_from(f, 3)
+        i = 15
+        if spec["sec_type"] == "BAG":
+            raise ValueError("combo market data is not supported")
+        if f[i] == "1":  # delta-neutral contract
+            i += 3
+        snapshot = f[i + 2] == "1"
+        found = self.broker.resolve(spec)
+        if len(found) != 1:
+            s.send(wire.error(req_id, 200, "No security definition has been found for the"
+                                           " request"))
+            return
+        sub = Subscription(req_id, found[0], snapshot)
+        s.send(wire.frame(81, req_id, "0.01", "9c0001", 3))
+        s.send(wire.frame(58, 1, req_id, 3 if s.data_type in (3, 4) else 1))
+        if self.in_outage:
+            return
+        self._send_quote(s, sub)
+        if snapshot:
+            s.send(wire.frame(57, 1, req_id))
+        else:
+            s.subs[req_id] = sub
+
+    async def cancel_mkt_data(self, s: Session, f: list[str]) -> None:
+        s.subs.pop(int(f[2]), None)
+
+    async def place_order(self, s: Session, f: list[str]) -> None:
+        if len(f) < 48:
+            raise ValueError(f"placeOrder with {len(f)} fields")
+        order = {
+            "order_id": int(f[1]), "client_id": s.client_id,
+            "contract": self._contract_from(f, 2), "action": f[16],
+            "qty": float(f[17]), "order_type": f[18], "lmt_price": _float(f[19]),
+            "aux_price": _float(f[20]), "tif": f[21], "oca_group": f[22],
+            "account": f[23] or self.broker.account, "order_ref": f[26],
+            "transmit": f[27] != "0", "parent_id": _int(f[28]), "oca_type": _int(f[47]),
+        }
+        if order["action"] not in ("BUY", "SELL"):
+            raise ValueError(f"bad action {order['action']!r}")
+        resolved = self.broker.resolve(order["contract"])
+        if len(resolved) != 1:
+            s.send(wire.error(order["order_id"], 200, "No security definition has been found"
+                                                      " for the request"))
+            return
+        order["contract"] = resolved[0]
+        if order["order_type"] == "LMT" and order["lmt_price"] is None:
+            s.send(wire.error(order["order_id"], 201, "Order rejected - reason: a limit order"
+                                                      " needs a limit price"))
+            return
+        if order["order_type"] == "STP" and order["aux_price"] is None:
+            s.send(wire.error(order["order_id"], 201, "Order rejected - reason: a stop order"
+                                                      " needs a stop price"))
+            return
+        if self.slow_orders > 0:
+            self._spawn(self._place_later(order, self.slow_orders))
+            return
+        self._place(order)
+
+    async def _place_later(self, order: dict[str, Any], delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._place(order)
+
+    def _place(self, order: dict[str, Any]) -> None:
+        self.log.info("order {}/{} {} {} {} lmt={} aux={} ref={}", order["client_id"],
+                      order["order_id"], order["action"], order["qty"], order["order_type"],
+                      order["lmt_price"], order["aux_price"], order["order_ref"])
+        self._dispatch(self.broker.place(order, self.in_outage))
+        if not self.in_outage:
+            self._dispatch(self.broker.match())
+
+    async def cancel_order(self, s: Session, f: list[str]) -> None:
+        assert s.client_id is not None
+        self._dispatch(self.broker.cancel(s.client_id, int(f[2])))
+
+    # ---- faults ------------------------------------------------------------------------
+
+    def start_outage(self, seconds: float, restore_code: int) -> None:
+        self.outage_until = time.time() + seconds
+        self.outage_restore = restore_code
+        for s in self._clients(None):
+            s.send(wire.error(-1, 1100, LOST_TEXT))
+        self.log.warning("outage for {}s (then {})", seconds, restore_code)
+
+    def end_outage(self) -> None:
+        code = self.outage_restore
+        self.outage_until = 0.0
+        for s in self._clients(None):
+            if code == 1101:
+                s.subs.clear()  # data lost: the client must request it again
+            s.send(wire.error(-1, code, RESTORE_TEXT.get(code, "restored")))
+        self.log.warning("outage over ({})", code)
+
+    def drop_all(self) -> int:
+        n = len(self.sessions)
+        for s in list(self.sessions):
+            s.close()
+        return n
+
+    def start_logout(self, seconds: float) -> None:
+        self.logout_until = time.time() + seconds
+        self.drop_all()
+
+    def end_logout(self) -> None:
+        self.logout_until = 0.0
+        for s in list(self.pending_logins):
+            s.close()
+        self.pending_logins.clear()
+
+    async def restart(self, seconds: float) -> None:
+        """A gateway restart: every socket drops, connections are refused for a while."""
+        self.refuse_until = time.time() + seconds
+        if self.server is not None:
+            self.server.close()
+        self.drop_all()
+        self.broker.save()
+        await asyncio.sleep(seconds)
+        await self._listen()
+        self.refuse_until = 0.0
+        self.log.warning("gateway restarted")
+
+    async def refuse(self, seconds: float) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.refuse_until = time.time() + seconds
+        await asyncio.sleep(seconds)
+        await self._listen()
+        self.refuse_until = 0.0
+
+    def set_now(self, now: datetime) -> None:
+        self.market.fixed_now = now
+        self._dispatch(self.broker.settle_expiries())
+
+    def state(self) -> dict[str, Any]:
+        bid, ask, last = self.market.stock_quote()
+        snap = self.broker.snapshot()
+        now = time.time()
+        return {
+            "accounts": [self.broker.account],
+            "spot": round(self.market.spot, 4), "bid": bid, "ask": ask, "last": last,
+            "now": self.market.now().isoformat(),
+            "tick": self.market.tick_no,
+            **snap,
+            "clients": [{"client_id": s.client_id, "peer": s.peer,
+                         "subscriptions": len(s.subs)} for s in self.sessions
+                        if s.client_id is not None],
+            "faults": {
+                "outage": self.in_outage, "outage_seconds_left": max(0.0, self.outage_until - now),
+                "logged_out": self.logged_out, "refusing": now < self.refuse_until,
+                "hold_fills": now < self.broker.hold_fills_until,
+                "slow_orders": self.slow_orders,
+                "rejects": [r.__dict__ for r in self.broker.rejects],
+            },
+        }
+
+
+Handler = Any
+HANDLERS: dict[int, Handler] = {
+    71: Gateway.start_api, 61: Gateway.req_positions, 64: Gateway.cancel_positions,
+    5: Gateway.req_open_orders, 16: Gateway.req_open_orders, 15: Gateway.noop,
+    99: Gateway.req_completed, 6: Gateway.req_account_updates,
+    76: Gateway.req_account_multi, 62: Gateway.req_account_summary, 63: Gateway.noop,
+    7: Gateway.req_executions, 49: Gateway.req_current_time, 8: Gateway.req_ids,
+    58: Gateway.req_global_cancel, 59: Gateway.req_market_data_type,
+    9: Gateway.req_contract_details, 78: Gateway.req_sec_def_opt_params,
+    1: Gateway.req_mkt_data, 2: Gateway.cancel_mkt_data, 3: Gateway.place_order,
+    4: Gateway.cancel_order,
+}
