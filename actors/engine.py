@@ -106,6 +106,8 @@ class Engine:
             self.child_specs(), self.directory, self.cfg.supervision, self._give_up
         )
         self.directory.set("supervisor", self.supervisor)
+        # The first ask returns after the Supervisor's on_start has started every child.
+        self.supervisor.proxy().children().get(timeout=120)
         self.zmq = ZmqService(
             endpoint=self.cfg.zmq.endpoint,
             handler=self.handle,

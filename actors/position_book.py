@@ -92,6 +92,14 @@ class PositionBook(SupervisedActor):
         self.store = Store(self.cfg.storage.path)
         for kind in (FillReceived, CommissionReceived, OrderUpdated, LinkChanged):
             self.directory.subscribe(kind, self.name)
+        conn = self.directory.ref("connection")
+        if conn is not None:  # restarted while the link was up: take its state now
+            try:
+                self.link = conn.proxy().status().get(timeout=2)
+            except Exception:
+                pass
+            if self.link.state == LinkState.READY:
+                self.actor_ref.tell(LinkChanged(self.link, LinkState.DISCONNECTED))
 
     def on_stop(self) -> None:
         if self.store is not None:

@@ -62,7 +62,7 @@ class Scheduler(SupervisedActor):
         self.clock = clock
         self.alerts = alerts
         self.calendar = calendar
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._requested: dict[tuple[str, str], float] = {}
         self._last_repair = time.monotonic()
         self.link_state = LinkState.DISCONNECTED
@@ -77,10 +77,10 @@ class Scheduler(SupervisedActor):
         threading.Thread(target=self._ticker, name="scheduler-tick", daemon=True).start()
 
     def on_stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def _ticker(self) -> None:
-        while not self._stop.wait(self.tick_seconds):
+        while not self._halt.wait(self.tick_seconds):
             try:
                 if self.actor_inbox.empty():
                     self.actor_ref.tell(Tick())

@@ -31,6 +31,11 @@ class ChildSpec:
 
 
 @dataclass(frozen=True)
+class Ping:
+    """Answered (with None) once the actor's on_start has run."""
+
+
+@dataclass(frozen=True)
 class _RestartChild:
     name: str
 
@@ -125,6 +130,8 @@ class Supervisor(pykka.ThreadingActor):
     def _start_child(self, name: str) -> None:
         try:
             ref = self._specs[name].start()
+            # Wait for on_start (subscriptions) before the next child can publish to it.
+            ref.ask(Ping(), timeout=60)
         except Exception as exc:  # on_start failures surface here
             logger.exception("starting {} failed", name)
             self._directory.set(name, None)

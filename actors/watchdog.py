@@ -49,7 +49,7 @@ class Watchdog(SupervisedActor):
         self.cfg = cfg
         self.clock = clock
         self.alerts = alerts
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
         self.down_since: float | None = None
         self.down_reason = ""
@@ -72,10 +72,10 @@ class Watchdog(SupervisedActor):
         threading.Thread(target=self._ticker, name="watchdog-tick", daemon=True).start()
 
     def on_stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def _ticker(self) -> None:
-        while not self._stop.wait(TICK_SECONDS):
+        while not self._halt.wait(TICK_SECONDS):
             try:
                 if self.actor_inbox.empty():
                     self.actor_ref.tell(_Tick())

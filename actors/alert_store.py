@@ -1,0 +1,140 @@
+"""Alerts and their outbox, in the engine's SQLite file (tables of their own).
+
+An alert is written before anyone is told, and one outbox row per webhook target
+says whether that target has it yet; undelivered rows survive a restart and are
+retried in order.
+
+Coalescing (flapping): an alert of the same kind and key as one raised less than
+`coalesce_window` seconds ago is folded into that one (its `count` and
+`last_time` grow) while some target has not received it yet. If it has been
+delivered already, the repeat becomes a new alert held back until the window
+of the first has passed, and later repeats fold into it. So twenty 1100s in ten
+seconds reach a webhook as two alerts: the first at once, then one with a count.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.store import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL,
+    details TEXT, count INTEGER NOT NULL DEFAULT 1, last_time REAL NOT NULL,
+    coalesce_key TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alerts_kind ON alerts(kind, coalesce_key, time);
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    target_index INTEGER NOT NULL, target_hash TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0,
+    delivered_at REAL, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON alert_outbox(target_hash, delivered_at, id);
+"""
+
+
+class AlertStore:
+    def __init__(self, path: str | Path, targets: list[str] | None = None) -> None:
+        self._conn = connect(path)
+        self._lock = threading.RLock()
+        self.targets = targets or []  # target hashes, by index
+        with self._lock:
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def add(self, kind: str, message: str, severity: str = "warning",
+            details: dict[str, Any] | None = None, coalesce_window: float = 60.0,
+            coalesce_key: str | None = None) -> tuple[int, bool]:
+        """Store an alert; returns (alert id, True if folded into an earlier one)."""
+        now = time.time()
+        key = coalesce_key or ""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    "SELECT a.id, a.time, EXISTS (SELECT 1 FROM alert_outbox o WHERE"
+                    " o.alert_id = a.id AND o.delivered_at IS NULL) AS pending FROM alerts a"
+                    " WHERE a.kind = ? AND a.coalesce_key = ? AND a.time >= ?"
+                    " ORDER BY a.id DESC LIMIT 1",
+                    (kind, key, now - coalesce_window),
+                ).fetchone() if coalesce_window > 0 and self.targets else None
+                hold_until = 0.0
+                if row is not None and not row["pending"]:
+                    hold_until = row["time"] + coalesce_window
+                    row = None
+                if row is not None:
+                    self._conn.execute(
+                        "UPDATE alerts SET count = count + 1, last_time = ?, message = ?"
+                        " WHERE id = ?", (now, message, row["id"]))
+                    self._conn.execute("COMMIT")
+                    return int(row["id"]), True
+                cur = self._conn.execute(
+                    "INSERT INTO alerts(time, kind, severity, message, details, last_time,"
+                    " coalesce_key) VALUES (?,?,?,?,?,?,?)",
+                    (now, kind, severity, message, json.dumps(details or {}, default=str), now,
+                     key))
+                alert_id = int(cur.lastrowid or 0)
+                for i, target in enumerate(self.targets):
+                    self._conn.execute(
+                        "INSERT INTO alert_outbox(alert_id, target_index, target_hash,"
+                        " next_attempt_at) VALUES (?,?,?,?)", (alert_id, i, target, hold_until))
+                self._conn.execute("COMMIT")
+                return alert_id, False
+            except Exception:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT a.*, (SELECT COUNT(*) FROM alert_outbox o WHERE o.alert_id = a.id AND"
+                " o.delivered_at IS NULL) AS undelivered FROM alerts a ORDER BY a.id DESC"
+                " LIMIT ?", (limit,)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["details"] = json.loads(d["details"] or "{}")
+            d["delivered"] = d.pop("undelivered") == 0
+            out.append(d)
+        return out
+
+    def next_pending(self, target_hash: str) -> dict[str, Any] | None:
+        """The oldest undelivered alert of one target (its queue is strictly in order)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT o.id AS outbox_id, o.attempts, o.next_attempt_at, a.* FROM alert_outbox o"
+                " JOIN alerts a ON a.id = o.alert_id WHERE o.target_hash = ? AND"
+                " o.delivered_at IS NULL ORDER BY o.id LIMIT 1", (target_hash,)).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["details"] = json.loads(d["details"] or "{}")
+        return d
+
+    def mark_delivered(self, outbox_id: int) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE alert_outbox SET delivered_at = ?, attempts = attempts + 1"
+                               " WHERE id = ?", (time.time(), outbox_id))
+
+    def mark_failed(self, outbox_id: int, next_attempt_at: float, error: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE alert_outbox SET attempts = attempts + 1, next_attempt_at = ?,"
+                " last_error = ? WHERE id = ?", (next_attempt_at, error[:500], outbox_id))
+
+    def undelivered_count(self) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) AS n FROM alert_outbox WHERE delivered_at IS NULL").fetchone()
+        return int(row["n"])

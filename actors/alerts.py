@@ -1,0 +1,191 @@
+"""Alerts: webhook formats, signatures, and a dispatcher that never blocks an actor.
+
+`raise_alert` writes the alert and its outbox rows to SQLite and wakes the
+dispatcher thread; nothing else happens on the caller's thread. Each webhook
+target is its own queue, delivered strictly in order with exponential backoff,
+so a target that is down holds back only its own alerts and receives every one,
+once, in order, when it returns (they survive an engine restart too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from loguru import logger
+
+from actors.alert_store import AlertStore
+from actors.config import Config, WebhookConfig
+from actors.logs import redact
+
+SECRET_ENV = "TRADING_BOT_WEBHOOK_SECRET"
+SIGNATURE_HEADER = "X-Signature-256"
+
+
+class AlertKind(StrEnum):
+    LINK_DOWN = "link_down"
+    LINK_RESTORED = "link_restored"
+    GATEWAY_RESTART = "gateway_restart"
+    LOGIN_REQUIRED = "login_required"
+    ENTRY_DONE = "entry_done"
+    ENTRY_MISSED = "entry_missed"
+    ORDER_REJECTED = "order_rejected"
+    LOT_UNPROTECTED = "lot_unprotected"
+    EXITS_REPAIRED = "exits_repaired"
+    LOT_CLOSED = "lot_closed"
+    ENGINE_STARTED = "engine_started"
+    PROCESS_CRASHED = "process_crashed"
+    RISK_LIMIT = "risk_limit"
+    RECONCILE = "reconcile"
+
+
+SEVERITY_EMOJI = {"info": "ℹ️", "warning": "⚠️", "error": "❗", "critical": "🚨"}
+
+
+def _title(alert: dict[str, Any]) -> str:
+    count = int(alert.get("count") or 1)
+    suffix = f" (x{count})" if count > 1 else ""
+    return f"trading-bot {alert['severity'].upper()}: {alert['kind']}{suffix}"
+
+
+def format_payload(alert: dict[str, Any], fmt: str, url: str = "") -> dict[str, Any]:
+    """The JSON body for one webhook format: json, slack, discord or ntfy."""
+    when = datetime.fromtimestamp(alert["time"], UTC).isoformat()
+    count = int(alert.get("count") or 1)
+    text = f"{_title(alert)}\n{alert['message']}"
+    if fmt == "slack":
+        return {"text": text}
+    if fmt == "discord":
+        return {"content": text[:2000]}
+    if fmt == "ntfy":
+        topic = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or "trading-bot"
+        priority = {"info": 3, "warning": 4, "error": 5, "critical": 5}.get(alert["severity"], 3)
+        return {"topic": topic, "title": _title(alert), "message": alert["message"],
+                "priority": priority, "tags": [alert["kind"], alert["severity"]]}
+    return {
+        "id": alert["id"], "kind": alert["kind"], "severity": alert["severity"],
+        "message": alert["message"], "time": when, "count": count,
+        "last_time": datetime.fromtimestamp(alert.get("last_time") or alert["time"], UTC)
+        .isoformat(),
+        "details": alert.get("details") or {},
+    }
+
+
+def post_url(url: str, fmt: str) -> str:
+    """ntfy takes its JSON form at the server root; the others at the URL as given."""
+    if fmt != "ntfy":
+        return url
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
+
+
+def signature(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def target_hash(hook: WebhookConfig) -> str:
+    """Identifies a target in the outbox without storing its (secret) URL."""
+    return hashlib.sha256(f"{hook.format}|{hook.url}".encode()).hexdigest()[:16]
+
+
+def deliver(hook: WebhookConfig, alert: dict[str, Any], timeout: float) -> None:
+    """POST one alert; raises on anything but a 2xx answer."""
+    body = json.dumps(format_payload(alert, hook.format, hook.url)).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "trading-bot-alerts/1"}
+    secret = os.environ.get(SECRET_ENV)
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(body, secret)
+    req = urllib.request.Request(post_url(hook.url, hook.format), data=body, headers=headers,
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        if not 200 <= resp.status < 300:
+            raise RuntimeError(f"HTTP {resp.status}")
+
+
+class AlertDispatcher:
+    def __init__(self, cfg: Config, store_path: str | None = None) -> None:
+        self.cfg = cfg
+        self.hooks = list(cfg.alerts.webhooks)
+        self.hashes = [target_hash(h) for h in self.hooks]
+        self.store = AlertStore(store_path or cfg.storage.path, self.hashes)
+        self._wake = threading.Condition()
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+        self.log = logger.bind(actor="alerts")
+
+    def start(self) -> None:
+        for i, hook in enumerate(self.hooks):
+            t = threading.Thread(target=self._run_target, args=(i, hook), daemon=True,
+                                 name=f"alerts-{i}")
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+        self.store.close()
+
+    def raise_alert(self, kind: str, message: str, severity: str = "warning",
+                    details: dict[str, Any] | None = None) -> int:
+        message = redact(message)
+        alert_id, folded = self.store.add(
+            str(kind), message, severity, details,
+            coalesce_window=self.cfg.alerts.coalesce_window,
+        )
+        log = self.log.opt(depth=1)
+        if folded:
+            log.info("alert {} {} repeated (folded into #{}): {}", kind, severity, alert_id,
+                     message)
+        else:
+            log.warning("ALERT #{} {} [{}]: {}", alert_id, kind, severity, message)
+        with self._wake:
+            self._wake.notify_all()
+        return alert_id
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self.store.recent(limit)
+
+    def _run_target(self, index: int, hook: WebhookConfig) -> None:
+        th = self.hashes[index]
+        backoff = self.cfg.alerts.retry_initial
+        shown = redact(hook.url)
+        while True:
+            with self._wake:
+                if self._stop:
+                    return
+            alert = self.store.next_pending(th)
+            wait = 5.0
+            if alert is not None:
+                due = alert["next_attempt_at"] - time.time()
+                if due <= 0:
+                    try:
+                        deliver(hook, alert, self.cfg.alerts.timeout)
+                    except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
+                        self.store.mark_failed(alert["outbox_id"], time.time() + backoff,
+                                               redact(str(exc)))
+                        self.log.warning("webhook {} ({}) failed for alert #{}: {}; retry in"
+                                         " {:.0f}s", index, shown, alert["id"],
+                                         redact(str(exc)), backoff)
+                        backoff = min(self.cfg.alerts.retry_max, backoff * 2)
+                        continue
+                    self.store.mark_delivered(alert["outbox_id"])
+                    backoff = self.cfg.alerts.retry_initial
+                    continue
+                wait = due
+            with self._wake:
+                if self._stop:
+                    return
+                self._wake.wait(min(wait, 5.0))
