@@ -115,6 +115,9 @@ class PositionBook(SupervisedActor):
             self.apply_fill(message.fill)
         elif isinstance(message, CommissionReceived):
             self.db.set_commission(message.exec_id, message.commission)
+            lot_id = self.db.lot_of_fill(message.exec_id)
+            if lot_id is not None:
+                self.db.recompute_realized(lot_id)
         elif isinstance(message, OrderUpdated):
             self.apply_order(message.order)
         elif isinstance(message, LinkChanged):
@@ -224,6 +227,8 @@ class PositionBook(SupervisedActor):
         if not new:
             if fill.commission is not None:
                 self.db.set_commission(fill.exec_id, fill.commission)
+                if lot_id is not None:
+                    self.db.recompute_realized(lot_id)
             return lot_id
         self.log.info(
             "fill {} {} {} x{} @ {} ref={}",

@@ -363,6 +363,22 @@ class Store:
                 (exec_id,),
             )
 
+    def lot_of_fill(self, exec_id: str) -> int | None:
+        row = self._row("SELECT lot_id FROM fills WHERE exec_id = ?", (exec_id,))
+        return row["lot_id"] if row else None
+
+    def recompute_realized(self, lot_id: int) -> float | None:
+        """A closed lot's realized P&L from its prices and every commission of its fills
+        (commission reports can arrive after the closing fill)."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE lots SET realized_pnl = ROUND((entry_price - exit_price) * multiplier"
+                " * qty - (SELECT COALESCE(SUM(commission), 0) FROM fills WHERE"
+                " fills.lot_id = lots.id), 2), updated_at = ? WHERE id = ? AND state = 'closed'"
+                " AND exit_price IS NOT NULL", (time.time(), lot_id))
+        row = self._row("SELECT realized_pnl FROM lots WHERE id = ?", (lot_id,))
+        return row["realized_pnl"] if row else None
+
     def fills(self, lot_id: int | None = None) -> list[dict[str, Any]]:
         if lot_id is None:
             return self._rows("SELECT * FROM fills ORDER BY time, exec_id")

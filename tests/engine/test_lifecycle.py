@@ -71,9 +71,10 @@ def test_second_sale_on_the_same_strike_cancels_and_restores_exits(
             "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.03},
         }
     )
+    sim.post("/market", {"spot": 601.0, "walk_sigma": 0.0})
     first = enter_and_wait(eng, 0)
     old_exit_ids = {first["tp_order_id"], first["sl_order_id"]}
-    sim.post("/market", {"spot": 598.5})  # same strike (580), a different option price
+    sim.post("/market", {"spot": 600.5})  # same strike (582), a different option price
     second = enter_and_wait(eng, 1)
     assert second["con_id"] == first["con_id"]
     first_now = eng.book().lot(first["id"]).get(timeout=5)
@@ -158,7 +159,8 @@ def test_exits_rejected_three_times_leave_the_lot_unprotected(sim: Any, start_en
         for o in broker_orders(sim, lot["con_id"])
         if o["order_ref"].startswith(f"tb:lot{lot['id']}:")
     ]
-    assert "lot_unprotected" in [a["kind"] for a in eng.ask("alerts")["alerts"]]
+    wait_until(lambda: "lot_unprotected" in [a["kind"] for a in eng.ask("alerts")["alerts"]],
+               10, message="lot_unprotected alert")
     assert_protected_at_broker(sim, eng.book().lot(first["id"]).get(timeout=5))
 
 
@@ -173,8 +175,10 @@ def test_take_profit_closes_the_lot_and_cancels_the_sibling(sim: Any, start_engi
         "lot closed",
     )
     assert closed["close_reason"] == "take_profit"
-    fills = eng.book().fills(lot["id"]).get(timeout=5)
-    assert len(fills) == 2
+    fills = wait_for_value(lambda: eng.book().fills(lot["id"]).get(timeout=5),
+                           lambda fs: len(fs) == 2 and all(f["commission"] for f in fs), 10,
+                           "both fills with commissions")
+    closed = eng.book().lot(lot["id"]).get(timeout=5)
     commissions = sum(f["commission"] or 0 for f in fills)
     expected = round((lot["entry_price"] - closed["exit_price"]) * 100 - commissions, 2)
     assert closed["realized_pnl"] == expected
