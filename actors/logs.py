@@ -70,6 +70,9 @@ def setup_logging(process: str, log_dir: str | None = None, level: str = "INFO")
     global _process_name
     _process_name = process
     logger.remove()
+    # Line-buffered, so that the last lines before a kill -9 reach the log file.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     logger.configure(patcher=_patch, extra={"process": process, "actor": "-"})
     logger.add(sys.stdout, format=_FORMAT, level=level, enqueue=False, backtrace=False)
     if log_dir:

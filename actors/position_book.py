@@ -291,6 +291,7 @@ class PositionBook(SupervisedActor):
         trade_date = order.get("trade_date") or self._today()
         entry = self._entry_for_ref(order["order_ref"])
         lot_id = self.db.open_lot(
+            entry=entry,
             trade_date=trade_date,
             slot=entry[1] if entry else "",
             con_id=info.con_id,
@@ -308,9 +309,6 @@ class PositionBook(SupervisedActor):
             sl_price=sl,
             state="unprotected",
         )
-        self.db.mark_order(order["order_ref"], lot_id=lot_id)
-        if entry is not None:
-            self.db.finish_entry(entry[0], entry[1], "done", reason="sale filled", lot_id=lot_id)
         self.log.info(
             "lot {} opened: {} x{} @ {} (TP {} SL {})",
             lot_id,

@@ -243,7 +243,10 @@ class Store:
 
     # ---- lots --------------------------------------------------------------------------
 
-    def open_lot(self, **fields: Any) -> int:
+    def open_lot(self, entry: tuple[str, str] | None = None, **fields: Any) -> int:
+        """Create a lot; with `entry` (trade date, slot) the sale's intent row points at
+        the lot and the entry is marked done in the same transaction, so a crash can
+        never leave a lot whose entry still looks unfinished."""
         unknown = set(fields) - _LOT_FIELDS
         if unknown:
             raise ValueError(f"unknown lot fields: {sorted(unknown)}")
@@ -256,7 +259,16 @@ class Store:
                 f"INSERT INTO lots({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",
                 (*fields.values(), now, now),
             )
-            return int(cur.lastrowid or 0)
+            lot_id = int(cur.lastrowid or 0)
+            if fields.get("order_ref"):
+                c.execute("UPDATE orders SET lot_id = ?, updated_at = ? WHERE order_ref = ?",
+                          (lot_id, now, fields["order_ref"]))
+            if entry is not None:
+                c.execute(
+                    "UPDATE entry_attempts SET state = 'done', reason = 'sale filled',"
+                    " lot_id = ?, updated_at = ? WHERE trade_date = ? AND slot = ?",
+                    (lot_id, now, entry[0], entry[1]))
+            return lot_id
 
     def set_exits(self, lot_id: int, state: str = "open", **fields: Any) -> None:
         unknown = set(fields) - _EXIT_FIELDS
