@@ -223,6 +223,7 @@ class Connection(SupervisedActor):
             updated_at=now,
             generation=self._generation,
         )
+        self.directory.link = self._status
         if state != old.state or reason != old.reason:
             logger.bind(actor=self.name).info(
                 "link {} -> {} ({})", old.state.value, state.value, reason

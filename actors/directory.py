@@ -21,6 +21,9 @@ class ActorDirectory:
         self._lock = threading.Lock()
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
         self._subscribers: dict[type, list[str]] = defaultdict(list)
+        # The current link status, set by Connection *before* it publishes a change, so
+        # an actor that subscribes late can read what it may have missed.
+        self.link: Any = None
 
     def set(self, name: str, ref: pykka.ActorRef[Any] | None) -> None:
         with self._lock:

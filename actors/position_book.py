@@ -92,12 +92,8 @@ class PositionBook(SupervisedActor):
         self.store = Store(self.cfg.storage.path)
         for kind in (FillReceived, CommissionReceived, OrderUpdated, LinkChanged):
             self.directory.subscribe(kind, self.name)
-        conn = self.directory.ref("connection")
-        if conn is not None:  # restarted while the link was up: take its state now
-            try:
-                self.link = conn.proxy().status().get(timeout=2)
-            except Exception:
-                pass
+        if self.directory.link is not None:  # restarted while the link was up
+            self.link = self.directory.link
             if self.link.state == LinkState.READY:
                 self.actor_ref.tell(LinkChanged(self.link, LinkState.DISCONNECTED))
 

@@ -71,6 +71,7 @@ class Scheduler(SupervisedActor):
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
         self.directory.subscribe(LinkChanged, self.name)
+        self._sync_link()
         # At high clock speeds a real second is hours: tick often enough to see each slot.
         speed = self.cfg.clock.speed if self.cfg.clock.start else 1.0
         self.tick_seconds = max(0.01, min(self.cfg.schedule.tick_seconds, 30.0 / speed))
@@ -99,11 +100,18 @@ class Scheduler(SupervisedActor):
     def _book(self) -> Any:
         return self.directory.proxy("position_book")
 
+    def _sync_link(self) -> None:
+        """Take the link state Connection last set (a change published before we
+        subscribed, or while we were restarting, is not lost)."""
+        if self.directory.link is not None:
+            self.link_state = self.directory.link.state
+
     def tick_count(self) -> int:
         return self.ticks
 
     def tick(self) -> None:
         self.ticks += 1
+        self._sync_link()
         now = self.clock.now()
         try:
             self._entries(now)

@@ -184,6 +184,9 @@ class SupervisedActor(pykka.ThreadingActor):
         super().__init__()
         self.directory = directory
 
+    def on_receive(self, message: Any) -> Any:
+        return None  # Ping and anything unknown: nothing to do
+
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         logger.opt(exception=(exception_type, exception_value, traceback)).error(
             "{} crashed", self.name

@@ -63,12 +63,9 @@ class Watchdog(SupervisedActor):
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
         self.directory.subscribe(LinkChanged, self.name)
-        conn = self.directory.ref("connection")
-        if conn is not None:
-            try:
-                self.link = conn.proxy().status().get(timeout=2)
-            except Exception:
-                pass
+        if self.directory.link is not None:  # set by Connection before each publish
+            self.link = self.directory.link
+            self.ever_ready = self.link.state == LinkState.READY
         threading.Thread(target=self._ticker, name="watchdog-tick", daemon=True).start()
 
     def on_stop(self) -> None:
@@ -130,6 +127,11 @@ class Watchdog(SupervisedActor):
     # ---- periodic checks ---------------------------------------------------------------
 
     def _tick(self) -> None:
+        current = self.directory.link
+        if current is not None and current.updated_at > self.link.updated_at and (
+            current.state != self.link.state
+        ):  # a change we did not hear of (published before we subscribed)
+            self._on_link(LinkChanged(current, self.link.state))
         now = time.monotonic()
         if self.link.state == LinkState.READY:
             self._probe(now)
