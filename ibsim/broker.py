@@ -183,9 +183,16 @@ class Broker:
 
     def _self_cross(self, order: dict[str, Any]) -> bool:
         con_id = order["contract"]["con_id"]
+        parent = order.get("parent_id") or 0
+
+        def related(o: dict[str, Any]) -> bool:  # a bracket's legs may face each other
+            return o["client_id"] == order["client_id"] and bool(parent) and (
+                o["order_id"] == parent or o.get("parent_id") == parent)
+
         return any(
             o["contract"]["con_id"] == con_id and o["action"] != order["action"]
             and o.get("account", self.account) == (order.get("account") or self.account)
+            and not related(o)
             for o in self.open_orders()
         )
 

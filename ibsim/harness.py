@@ -78,8 +78,9 @@ class IbsimThread(_Control):
                  now: str | None = None, port: int = 0, control_port: int = 0) -> None:
         self.args = dict(seed=seed, spot=spot, account=account, state_file=state_file,
                          tick_interval=tick_interval, now=now)
-        self.port = port or free_port()
-        self.control_port = control_port or free_port()
+        # 0 = let the OS pick (read back after start): no race with other tests.
+        self.port = port
+        self.control_port = control_port
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="ibsim", daemon=True)
         self.sim: Any = None
@@ -90,6 +91,8 @@ class IbsimThread(_Control):
         self.thread.start()
         self.sim = Simulator(port=self.port, control_port=self.control_port, **self.args)
         asyncio.run_coroutine_threadsafe(self.sim.start(), self.loop).result(10)
+        self.port = self.sim.gateway.port
+        self.control_port = self.sim.control.port
         return self
 
     def call(self, fn: Any) -> Any:
@@ -120,6 +123,7 @@ class IbsimProcess(_Control):
                  state_file: str | None = None, tick_interval: float = 0.05,
                  now: str | None = None, port: int = 0, control_port: int = 0,
                  log_path: str | None = None) -> None:
+        self._fixed_ports = bool(port or control_port)
         self.port = port or free_port()
         self.control_port = control_port or free_port()
         self._tmp = tempfile.TemporaryDirectory(prefix="ibsim-")
@@ -134,11 +138,37 @@ class IbsimProcess(_Control):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IbsimProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.wait_ready()
+        for attempt in range(3):
+            log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it
+            self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+            try:
+                self.wait_ready()
+                return self
+            except (OSError, ControlError):
+                if self.proc.poll() is None or attempt == 2 or self._fixed_ports:
+                    raise
+                # A free port taken meanwhile by someone else: try fresh ones.
+                self.port, self.control_port = free_port(), free_port()
+                self._set_ports()
         return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.get_state()
+                return
+            except (OSError, ControlError):
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise ControlError(f"ibsim exited with {self.proc.returncode}") from None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _set_ports(self) -> None:
+        self.cmd[self.cmd.index("--port") + 1] = str(self.port)
+        self.cmd[self.cmd.index("--control-port") + 1] = str(self.control_port)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -12,12 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from ibsim.harness import IbsimThread, free_port
 
 from actors.clock import ManualClock
 from actors.config import load_config
 from actors.engine import Engine
 from actors.messages import LinkState
+from ibsim.harness import IbsimThread, free_port
 from tests.support.zmq_request import wait_until, zmq_request
 
 ROOT = Path(__file__).resolve().parents[2]

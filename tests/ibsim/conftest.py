@@ -1,0 +1,51 @@
+"""ibsim tests: the unmodified ib_insync client over real TCP sockets."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from ib_insync import IB
+
+from ibsim.harness import IbsimThread
+
+NOW = "2026-11-24T10:00:00-05:00"
+_client_ids = itertools.count(1)
+
+
+@pytest.fixture
+def sim() -> Iterator[IbsimThread]:
+    with IbsimThread(seed=5, spot=600.0, tick_interval=0.02, now=NOW) as s:
+        yield s
+
+
+@pytest.fixture
+def connect(sim: IbsimThread) -> Iterator[Callable[..., IB]]:
+    clients: list[IB] = []
+
+    def make(client_id: int | None = None, **kw: Any) -> IB:
+        ib = IB()
+        ib.RequestTimeout = 5
+        ib.connect("127.0.0.1", sim.port, clientId=client_id or next(_client_ids), timeout=5,
+                   **kw)
+        clients.append(ib)
+        return ib
+
+    yield make
+    for ib in clients:
+        ib.disconnect()
+
+
+def wait_ib(ib: IB, predicate: Callable[[], Any], timeout: float = 5.0,
+            what: str = "condition") -> Any:
+    """Let ib_insync process events until `predicate()` holds (deadline, no bare sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        ib.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
