@@ -150,7 +150,7 @@ class ControlServer:
 
     async def restart(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", self.gw.restart_seconds, 0.0, 600.0)
-        self.gw._spawn(self.gw.restart(seconds))
+        self.gw.restart(seconds)
         return {"restarting": True, "seconds": seconds}
 
     async def outage(self, body: dict[str, Any]) -> Any:
@@ -213,5 +213,5 @@ class ControlServer:
 
     async def refuse(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", 5.0, 0.0, 3600.0)
-        self.gw._spawn(self.gw.refuse(seconds))
+        self.gw.refuse(seconds)
         return {"refusing": True, "seconds": seconds}

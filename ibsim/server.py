@@ -530,25 +530,27 @@ class Gateway:
             s.close()
         self.pending_logins.clear()
 
-    async def restart(self, seconds: float) -> None:
-        """A gateway restart: every socket drops, connections are refused for a while."""
-        self.refuse_until = time.time() + seconds
-        if self.server is not None:
-            self.server.close()
+    def restart(self, seconds: float) -> None:
+        """A gateway restart: every socket drops, connections are refused for a while.
+        The listener is closed before this returns, so a connect right after is refused."""
+        self.refuse(seconds)
         self.drop_all()
         self.broker.save()
-        await asyncio.sleep(seconds)
-        await self._listen()
-        self.refuse_until = 0.0
-        self.log.warning("gateway restarted")
+        self.log.warning("gateway restarting ({}s)", seconds)
 
-    async def refuse(self, seconds: float) -> None:
+    def refuse(self, seconds: float) -> None:
         if self.server is not None:
             self.server.close()
+            self.server = None
         self.refuse_until = time.time() + seconds
+        self._spawn(self._reopen(seconds))
+
+    async def _reopen(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-        await self._listen()
+        if self.server is None:
+            await self._listen()
         self.refuse_until = 0.0
+        self.log.warning("gateway accepting connections again")
 
     def set_now(self, now: datetime) -> None:
         self.market.fixed_now = now

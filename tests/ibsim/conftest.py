@@ -29,8 +29,7 @@ def connect(sim: IbsimThread) -> Iterator[Callable[..., IB]]:
     def make(client_id: int | None = None, **kw: Any) -> IB:
         ib = IB()
         ib.RequestTimeout = 5
-        ib.connect("127.0.0.1", sim.port, clientId=client_id or next(_client_ids), timeout=5,
-                   **kw)
+        ib.connect("127.0.0.1", sim.port, clientId=client_id or next(_client_ids), timeout=5, **kw)
         clients.append(ib)
         return ib
 
@@ -39,8 +38,9 @@ def connect(sim: IbsimThread) -> Iterator[Callable[..., IB]]:
         ib.disconnect()
 
 
-def wait_ib(ib: IB, predicate: Callable[[], Any], timeout: float = 5.0,
-            what: str = "condition") -> Any:
+def wait_ib(
+    ib: IB, predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition"
+) -> Any:
     """Let ib_insync process events until `predicate()` holds (deadline, no bare sleeps)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

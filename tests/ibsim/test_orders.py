@@ -68,14 +68,19 @@ def test_oca_fill_cancels_the_sibling(sim: Any, connect: Any) -> None:
     ib = connect()
     opt, t = put(ib)
     ib.placeOrder(opt, MarketOrder("SELL", 1))
-    tp = ib.placeOrder(opt, LimitOrder("BUY", 1, round(t.bid * 0.4, 2), ocaGroup="g",
-                                       ocaType=1, orderRef="tp"))
-    sl = ib.placeOrder(opt, StopOrder("BUY", 1, round(t.ask * 3, 2), ocaGroup="g", ocaType=1,
-                                      orderRef="sl"))
+    tp = ib.placeOrder(
+        opt, LimitOrder("BUY", 1, round(t.bid * 0.4, 2), ocaGroup="g", ocaType=1, orderRef="tp")
+    )
+    sl = ib.placeOrder(
+        opt, StopOrder("BUY", 1, round(t.ask * 3, 2), ocaGroup="g", ocaType=1, orderRef="sl")
+    )
     wait_ib(ib, lambda: tp.orderStatus.status == sl.orderStatus.status == "Submitted")
     sim.post("/market", {"spot": 700.0})
-    wait_ib(ib, lambda: tp.orderStatus.status == "Filled" and sl.orderStatus.status ==
-            "Cancelled", what="OCA")
+    wait_ib(
+        ib,
+        lambda: tp.orderStatus.status == "Filled" and sl.orderStatus.status == "Cancelled",
+        what="OCA",
+    )
     assert not [o for o in sim.get_state()["open_orders"] if o["oca_group"] == "g"]
 
 
@@ -99,8 +104,11 @@ def test_bracket_children_wait_for_the_parent(sim: Any, connect: Any) -> None:
     wait_ib(ib, lambda: trades[0].orderStatus.status == "Submitted", what="parent live")
     assert [x.orderStatus.status for x in trades[1:]] == ["PreSubmitted", "PreSubmitted"]
     sim.post("/fault/hold_fills", {"seconds": 0})
-    wait_ib(ib, lambda: [x.orderStatus.status for x in trades] == ["Filled", "Submitted",
-                                                                  "Submitted"], what="release")
+    wait_ib(
+        ib,
+        lambda: [x.orderStatus.status for x in trades] == ["Filled", "Submitted", "Submitted"],
+        what="release",
+    )
 
 
 def test_modify_by_placing_the_same_id_and_cancel(sim: Any, connect: Any) -> None:
@@ -110,8 +118,11 @@ def test_modify_by_placing_the_same_id_and_cancel(sim: Any, connect: Any) -> Non
     wait_ib(ib, lambda: trade.orderStatus.status == "Submitted")
     trade.order.lmtPrice = 0.06
     ib.placeOrder(opt, trade.order)
-    wait_ib(ib, lambda: any(o["lmt_price"] == 0.06 for o in sim.get_state()["open_orders"]),
-            what="modified price")
+    wait_ib(
+        ib,
+        lambda: any(o["lmt_price"] == 0.06 for o in sim.get_state()["open_orders"]),
+        what="modified price",
+    )
     ib.cancelOrder(trade.order)
     wait_ib(ib, lambda: trade.orderStatus.status == "Cancelled", what="cancelled")
     errors: list[int] = []
@@ -120,9 +131,7 @@ def test_modify_by_placing_the_same_id_and_cancel(sim: Any, connect: Any) -> Non
     wait_ib(ib, lambda: 10147 in errors, what="10147 for an unknown order")
 
 
-def test_open_orders_positions_and_executions_are_requested_back(
-    sim: Any, connect: Any
-) -> None:
+def test_open_orders_positions_and_executions_are_requested_back(sim: Any, connect: Any) -> None:
     ib = connect(21)
     opt, t = put(ib)
     ib.placeOrder(opt, LimitOrder("SELL", 1, t.bid, orderRef="s"))
@@ -183,8 +192,10 @@ def test_state_file_survives_a_process_restart(tmp_path: Any) -> None:
 def test_reject_and_hold_fills_faults(sim: Any, connect: Any) -> None:
     ib = connect()
     opt, _t = put(ib)
-    sim.post("/fault/reject", {"count": 1, "action": "BUY", "order_type": "STP", "code": 201,
-                               "message": "nope"})
+    sim.post(
+        "/fault/reject",
+        {"count": 1, "action": "BUY", "order_type": "STP", "code": 201, "message": "nope"},
+    )
     stp = ib.placeOrder(opt, StopOrder("BUY", 1, 50.0))
     wait_ib(ib, lambda: stp.orderStatus.status == "Cancelled", what="rejected stop")
     stp2 = ib.placeOrder(opt, StopOrder("BUY", 1, 50.0))

@@ -76,8 +76,9 @@ def test_contract_details_with_wildcards(sim: Any, connect: Any) -> None:
     details = ib.reqContractDetails(Option("SPY", "20261127", 0.0, "P", "SMART"))
     assert len(details) > 100
     assert {d.contract.right for d in details} == {"P"}
-    details = ib.reqContractDetails(Contract(secType="OPT", symbol="SPY", strike=585.0,
-                                             right="P", exchange="SMART"))
+    details = ib.reqContractDetails(
+        Contract(secType="OPT", symbol="SPY", strike=585.0, right="P", exchange="SMART")
+    )
     assert len({d.contract.lastTradeDateOrContractMonth for d in details}) > 20
 
 
@@ -89,8 +90,9 @@ def test_spy_ticks_move_and_cancel_stops_them(sim: Any, connect: Any) -> None:
     wait_ib(ib, lambda: (seen.add(t.last) or len(seen)) > 3, what="moving SPY prices")
     assert t.bid < t.ask and t.bidSize > 0 and t.askSize > 0
     ib.cancelMktData(spy)
-    wait_ib(ib, lambda: sim.get_state()["clients"][0]["subscriptions"] == 0,
-            what="subscription gone")
+    wait_ib(
+        ib, lambda: sim.get_state()["clients"][0]["subscriptions"] == 0, what="subscription gone"
+    )
 
 
 def test_option_ticks_carry_model_greeks(sim: Any, connect: Any) -> None:
