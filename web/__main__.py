@@ -1,0 +1,36 @@
+"""`python -m web --config PATH`: the dashboard under waitress (a production WSGI server)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from loguru import logger
+
+from actors.config import ConfigError, load_config
+from actors.logs import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m web")
+    p.add_argument("--config")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("web", cfg.logging.dir or None, cfg.logging.level)
+    from waitress import serve
+
+    from web.app import create_app
+
+    app = create_app(cfg)
+    logger.info("dashboard on http://{}:{}/ (engine at {})", cfg.web.host, cfg.web.port,
+                cfg.zmq.endpoint)
+    serve(app, host=cfg.web.host, port=cfg.web.port, threads=cfg.web.threads, ident="trading-bot")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

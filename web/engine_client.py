@@ -1,0 +1,82 @@
+"""The dashboard's ZeroMQ client: the zguide's Lazy Pirate over REQ sockets.
+
+Each call has a deadline; a request that got no reply closes its socket (a REQ
+socket that missed a reply is stuck) and is retried on a new one. Commands carry
+an id and `sent_at`, so the engine drops a retried duplicate or a stale one
+instead of running it twice. After the retries: EngineUnreachable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import msgpack
+import zmq
+
+from actors.config import ZmqConfig
+
+COMMAND_TIMEOUT = 15.0
+
+
+class EngineUnreachable(Exception):
+    pass
+
+
+class EngineError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class EngineClient:
+    def __init__(self, cfg: ZmqConfig) -> None:
+        self.cfg = cfg
+        self.ctx = zmq.Context.instance()
+        self._local = threading.local()  # one socket per WSGI thread
+
+    def _socket(self) -> zmq.Socket[Any]:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = self.ctx.socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.connect(self.cfg.endpoint)
+            self._local.sock = sock
+        return sock
+
+    def _reset(self) -> None:
+        sock = getattr(self._local, "sock", None)
+        if sock is not None:
+            sock.close(0)
+        self._local.sock = None
+
+    def call(self, op: str, args: dict[str, Any] | None = None, command: bool = False) -> Any:
+        timeout = COMMAND_TIMEOUT if command else self.cfg.request_timeout
+        req: dict[str, Any] = {"v": 1, "id": uuid.uuid4().hex, "op": op, "args": args or {}}
+        if command:
+            req["sent_at"] = time.time()
+        frame = msgpack.packb(req, use_bin_type=True)
+        for _attempt in range(self.cfg.retries + 1):
+            sock = self._socket()
+            try:
+                sock.send(frame, zmq.NOBLOCK)
+            except zmq.Again:
+                self._reset()  # IMMEDIATE: no engine connected at all
+                time.sleep(min(0.2, timeout))
+                continue
+            if sock.poll(int(timeout * 1000)):
+                reply = msgpack.unpackb(sock.recv(), raw=False)
+                if reply.get("id") != req["id"]:
+                    self._reset()
+                    continue
+                if reply.get("ok"):
+                    return reply.get("data")
+                err = reply.get("error") or {}
+                if command and err.get("code") == "duplicate":
+                    raise EngineError("duplicate", "the engine already received this command")
+                raise EngineError(str(err.get("code")), str(err.get("message")))
+            self._reset()
+        raise EngineUnreachable("engine unreachable")
