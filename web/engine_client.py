@@ -61,11 +61,11 @@ class EngineClient:
         frame = msgpack.packb(req, use_bin_type=True)
         for _attempt in range(self.cfg.retries + 1):
             sock = self._socket()
+            sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
             try:
-                sock.send(frame, zmq.NOBLOCK)
+                sock.send(frame)
             except zmq.Again:
-                self._reset()  # IMMEDIATE: no engine connected at all
-                time.sleep(min(0.2, timeout))
+                self._reset()  # IMMEDIATE: no engine connected within the deadline
                 continue
             if sock.poll(int(timeout * 1000)):
                 reply = msgpack.unpackb(sock.recv(), raw=False)
