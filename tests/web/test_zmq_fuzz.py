@@ -101,7 +101,7 @@ def test_oversized_frame_is_refused_and_service_lives(service: Any) -> None:
 
 
 def test_deep_nesting_and_wrong_types(service: Any) -> None:
-    _svc, handler, sock = service
+    _svc, _handler, sock = service
     deep: Any = 1
     for _ in range(3000):
         deep = [deep]
