@@ -215,8 +215,11 @@ class Store:
         lmt_price: float | None = None,
     ) -> None:
         sets, args = ["updated_at = ?"], [time.time()]
+        if status is not None:
+            # A fill is final: a late "submitted" or "cancelled" never undoes it.
+            sets.append("status = CASE WHEN status = 'filled' THEN status ELSE ? END")
+            args.append(status)
         for col, val in (
-            ("status", status),
             ("order_id", order_id),
             ("perm_id", perm_id),
             ("error", error),
@@ -261,13 +264,16 @@ class Store:
             )
             lot_id = int(cur.lastrowid or 0)
             if fields.get("order_ref"):
-                c.execute("UPDATE orders SET lot_id = ?, updated_at = ? WHERE order_ref = ?",
-                          (lot_id, now, fields["order_ref"]))
+                c.execute(
+                    "UPDATE orders SET lot_id = ?, updated_at = ? WHERE order_ref = ?",
+                    (lot_id, now, fields["order_ref"]),
+                )
             if entry is not None:
                 c.execute(
                     "UPDATE entry_attempts SET state = 'done', reason = 'sale filled',"
                     " lot_id = ?, updated_at = ? WHERE trade_date = ? AND slot = ?",
-                    (lot_id, now, entry[0], entry[1]))
+                    (lot_id, now, entry[0], entry[1]),
+                )
             return lot_id
 
     def set_exits(self, lot_id: int, state: str = "open", **fields: Any) -> None:
@@ -387,7 +393,9 @@ class Store:
                 "UPDATE lots SET realized_pnl = ROUND((entry_price - exit_price) * multiplier"
                 " * qty - (SELECT COALESCE(SUM(commission), 0) FROM fills WHERE"
                 " fills.lot_id = lots.id), 2), updated_at = ? WHERE id = ? AND state = 'closed'"
-                " AND exit_price IS NOT NULL", (time.time(), lot_id))
+                " AND exit_price IS NOT NULL",
+                (time.time(), lot_id),
+            )
         row = self._row("SELECT realized_pnl FROM lots WHERE id = ?", (lot_id,))
         return row["realized_pnl"] if row else None
 

@@ -160,3 +160,12 @@ def test_kill_9_mid_write_leaves_a_sound_database(tmp_path: Path) -> None:
     n = after.fill_count()
     assert n >= 50
     assert after.get_kv("n") in (n, n - 1)  # each write is its own durable transaction
+
+
+def test_a_fill_is_final_for_the_intent_row(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.sqlite")
+    store.record_intent("tb:s", "sale", 42, "SELL", "LMT", 1, lmt_price=1.0)
+    store.mark_order("tb:s", status="filled")
+    store.mark_order("tb:s", status="submitted", order_id=9)
+    row = store.order_by_ref("tb:s")
+    assert (row["status"], row["order_id"]) == ("filled", 9)
