@@ -4,11 +4,11 @@ An alert is written before anyone is told, and one outbox row per webhook target
 says whether that target has it yet; undelivered rows survive a restart and are
 retried in order.
 
-Coalescing (flapping): an alert of the same kind and key as one raised less than
-`coalesce_window` seconds ago is folded into that one (its `count` and
-`last_time` grow) while some target has not received it yet. If it has been
-delivered already, the repeat becomes a new alert held back until the window
-of the first has passed, and later repeats fold into it. So twenty 1100s in ten
+Coalescing (flapping): the first alert of a kind goes out at once. A repeat
+within `coalesce_window` seconds becomes a new alert held back until the window
+has passed, and later repeats fold into that held one (its `count` and
+`last_time` grow) as long as it is still held; nothing folds into an alert that
+is being sent, so every repeat is counted exactly once. So twenty 1100s in ten
 seconds reach a webhook as two alerts: the first at once, then one with a count.
 """
 
@@ -63,15 +63,18 @@ class AlertStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 row = self._conn.execute(
-                    "SELECT a.id, a.time, EXISTS (SELECT 1 FROM alert_outbox o WHERE"
-                    " o.alert_id = a.id AND o.delivered_at IS NULL) AS pending FROM alerts a"
+                    "SELECT a.id, a.time, (SELECT MAX(o.next_attempt_at) FROM alert_outbox o"
+                    " WHERE o.alert_id = a.id) AS hold, EXISTS (SELECT 1 FROM alert_outbox o"
+                    " WHERE o.alert_id = a.id AND o.delivered_at IS NULL AND"
+                    " o.next_attempt_at > ?) AS held FROM alerts a"
                     " WHERE a.kind = ? AND a.coalesce_key = ? AND a.time >= ?"
                     " ORDER BY a.id DESC LIMIT 1",
-                    (kind, key, now - coalesce_window),
+                    (now, kind, key, now - coalesce_window),
                 ).fetchone() if coalesce_window > 0 and self.targets else None
                 hold_until = 0.0
-                if row is not None and not row["pending"]:
-                    hold_until = row["time"] + coalesce_window
+                if row is not None and not row["held"]:
+                    # Sent (or being sent): the repeat waits for the window to pass.
+                    hold_until = max(row["time"], row["hold"] or 0.0) + coalesce_window
                     row = None
                 if row is not None:
                     self._conn.execute(

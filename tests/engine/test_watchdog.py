@@ -1,0 +1,78 @@
+"""Issue 5 acceptance: the Watchdog against ibsim faults, alerts at a real HTTP sink."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.support.webhook_sink import WebhookSink
+from tests.support.zmq_request import wait_until, zmq_request
+
+
+@pytest.fixture
+def sink() -> Any:
+    with WebhookSink() as s:
+        yield s
+
+
+def hooks(sink: WebhookSink) -> dict[str, dict[str, Any]]:
+    return {"alerts": {"coalesce_window": 5.0, "retry_initial": 0.05, "retry_max": 0.5,
+                       "webhooks": [{"url": sink.url, "format": "json"}]}}
+
+
+def state(eng: Any) -> str:
+    return zmq_request(eng.endpoint, "status", timeout=2)["data"]["link"]["state"]
+
+
+def test_outage_is_seen_at_once_alerted_and_restored(sim: Any, start_engine: Any,
+                                                     sink: WebhookSink) -> None:
+    eng = start_engine(hooks(sink))
+    t0 = time.monotonic()
+    sim.post("/fault/outage", {"seconds": 60, "restore_code": 1102})
+    wait_until(lambda: state(eng) != "READY", 2, 0.005, "link not READY")
+    seen_down = time.monotonic() - t0
+    assert seen_down < 1.0  # milliseconds in practice; no polling interval in the way
+    sink.wait_for(lambda s: s.bodies("link_down"))
+    sim.post("/fault/outage_end", {})
+    wait_until(lambda: state(eng) == "READY", 15, message="READY after 1102")
+    restored = sink.wait_for(lambda s: s.bodies("link_restored"))
+    assert restored[0]["details"]["outage_seconds"] > 0
+    assert "outage" in restored[0]["message"] or "down" in restored[0]["message"]
+
+
+def test_after_1101_market_data_flows_again(sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    md = eng.engine.directory.proxy("market_data")
+    wait_until(lambda: md.spy().get(timeout=2) is not None, 10, message="SPY quote")
+    sim.post("/fault/outage", {"seconds": 60, "restore_code": 1101})
+    wait_until(lambda: state(eng) != "READY", 5, message="down")
+    sim.post("/fault/outage_end", {})
+    wait_until(lambda: state(eng) == "READY", 15, message="READY after 1101")
+    mark = time.time()
+    wait_until(lambda: (q := md.spy().get(timeout=2)) is not None and q.time > mark + 0.2, 10,
+               message="fresh SPY ticks after resubscribing")
+
+
+@pytest.mark.parametrize("fault", ["/fault/drop", "/restart"])
+def test_drop_and_gateway_restart_recover_without_a_person(
+    sim: Any, start_engine: Any, sink: WebhookSink, fault: str
+) -> None:
+    eng = start_engine(hooks(sink))
+    sim.post(fault, {"seconds": 1.0} if fault == "/restart" else {})
+    wait_until(lambda: state(eng) != "READY", 5, 0.005, "down")
+    wait_until(lambda: state(eng) == "READY", 20, message="READY again")
+    sink.wait_for(lambda s: s.bodies("link_down") and s.bodies("link_restored"), 10)
+
+
+def test_twenty_1100s_in_ten_seconds_make_a_few_alerts(sim: Any, start_engine: Any,
+                                                        sink: WebhookSink) -> None:
+    eng = start_engine(hooks(sink))
+    for _ in range(20):
+        sim.post("/fault/outage", {"seconds": 60, "restore_code": 1102})
+        sim.post("/fault/outage_end", {})
+    wait_until(lambda: state(eng) == "READY", 15, message="READY")
+    downs = sink.wait_for(
+        lambda s: (d := s.bodies("link_down")) and sum(b["count"] for b in d) >= 10 and d, 15)
+    assert len(downs) <= 4
