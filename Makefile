@@ -5,10 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= $(CURDIR)/run
-SEED ?= 1
-DAYS ?= 20
 
-.PHONY: venv test lint demo stop status bench soak clean browser
+.PHONY: venv test lint demo stop clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,12 +36,6 @@ demo: $(STAMP)
 
 stop:
 	bash scripts/demo.sh stop
-
-bench: $(STAMP)
-	for b in outage exits dashboard ticks fills memory; do $(BIN)/python -m bench.$$b || exit 1; done
-
-soak: $(STAMP)
-	SOAK_SEED=$(SEED) SOAK_DAYS=$(DAYS) $(BIN)/pytest -q -m soak tests/chaos -p no:xdist
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .ruff_cache
