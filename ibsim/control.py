@@ -57,6 +57,7 @@ class ControlServer:
             ("POST", "/fault/hold_fills"): self.hold_fills,
             ("POST", "/fault/slow_orders"): self.slow_orders,
             ("POST", "/fault/refuse"): self.refuse,
+            ("POST", "/order/cancel"): self.cancel_order,
         }
 
     async def start(self) -> None:
@@ -210,6 +211,20 @@ class ControlServer:
     async def slow_orders(self, body: dict[str, Any]) -> Any:
         self.gw.slow_orders = _num(body, "seconds", 1.0, 0.0, 600.0)
         return {"slow_orders": self.gw.slow_orders}
+
+    async def cancel_order(self, body: dict[str, Any]) -> Any:
+        """Cancel an order as an operator would by hand in TWS (any client's order)."""
+        perm, ref = body.get("perm_id"), body.get("order_ref")
+        if perm is None and ref is None:
+            raise BadRequest("give 'perm_id' or 'order_ref'")
+        matches = [o for o in self.gw.broker.open_orders()
+                   if (perm is not None and o["perm_id"] == perm)
+                   or (ref is not None and o.get("order_ref") == ref)]
+        if not matches:
+            raise BadRequest("no such open order")
+        for o in matches:
+            self.gw._dispatch(self.gw.broker._cancel(o, "Order Canceled - reason: by hand"))
+        return {"cancelled": [o["order_id"] for o in matches]}
 
     async def refuse(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", 5.0, 0.0, 3600.0)

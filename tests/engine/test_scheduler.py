@@ -143,3 +143,35 @@ def test_expired_out_of_the_money_lot_keeps_the_premium(sim: Any, start_engine: 
     commissions = sum(f["commission"] or 0 for f in fills)
     assert closed["close_reason"] == "expired"
     assert closed["realized_pnl"] == round(lot["entry_price"] * 100 - commissions, 2)
+
+
+def test_exits_cancelled_by_hand_come_back_within_one_repair_interval(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine({"schedule": {"entry_times": ["15:00"], "tick_seconds": 0.05,
+                                     "repair_interval": 1.0}})
+    assert eng.ask("enter_now")["accepted"]
+    lot = wait_for_value(lambda: eng.open_lots(), lambda lots: lots and lots[0]["state"] ==
+                         "open", 30, "protected lot")[0]
+    for ref in (lot["tp_order_ref"], lot["sl_order_ref"]):
+        sim.post("/order/cancel", {"order_ref": ref})
+    fixed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
+                           lambda x: x["tp_order_ref"] != lot["tp_order_ref"], 5,
+                           "exits re-placed by the repair job")
+    live = {o["order_ref"] for o in sim.get_state()["open_orders"]}
+    assert {fixed["tp_order_ref"], fixed["sl_order_ref"]} <= live
+    assert any(a["kind"] == "exits_repaired" for a in eng.ask("alerts")["alerts"])
+
+
+def test_exits_that_failed_at_entry_are_placed_once_the_fault_clears(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine({"schedule": {"entry_times": ["15:00"], "tick_seconds": 0.05,
+                                     "repair_interval": 1.0}})
+    sim.post("/fault/reject", {"count": 3, "action": "BUY", "order_type": "STP"})
+    assert eng.ask("enter_now")["accepted"]
+    lot = wait_for_value(lambda: eng.open_lots(), lambda lots: lots, 30, "lot")[0]
+    healed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
+                            lambda x: x["state"] == "open", 15, "protected after the fault")
+    live = {o["order_ref"] for o in sim.get_state()["open_orders"]}
+    assert {healed["tp_order_ref"], healed["sl_order_ref"]} <= live
