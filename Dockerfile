@@ -24,11 +24,16 @@ COPY supervisord.conf ./
 USER bot
 
 # supervisord.conf's variables (scripts/supervisord-env.sh documents them).
-# Logs go to the container's stdout; state lives on the /data volume.
+# Program output goes to the container's stdout; state lives on the /data volume.
 ENV TB_ROOT=/app \
     TB_PYTHON=/usr/local/bin/python \
     TB_RUN_DIR=/run/trading-bot \
     TB_LOG_DIR=/data/logs \
+    TB_IBSIM_LOG=/dev/stdout \
+    TB_ENGINE_LOG=/dev/stdout \
+    TB_WEB_LOG=/dev/stdout \
+    TB_LISTENER_LOG=/dev/stderr \
+    TB_LOG_MAXBYTES=0 \
     TB_SOCKET=/run/trading-bot/supervisor.sock \
     TB_START_IBSIM=false \
     TB_IBSIM_PORT=4002 \
