@@ -59,7 +59,8 @@ def broker_view(port: int) -> tuple[list[float], list[str], int]:
 
 
 def test_operator_enter_now_kill_restart_still_one_sale(tmp_path: Path) -> None:
-    now = "2026-11-24T10:00:00-05:00"
+    # 09:31: the market is open and the 09:35 schedule has not come (enter_now claims it).
+    now = "2026-11-24T09:31:00-05:00"
     with IbsimProcess(seed=4, now=now) as sim:
         zmq_port = free_port()
         endpoint = f"tcp://127.0.0.1:{zmq_port}"

@@ -46,8 +46,11 @@ limit_walk_interval = 0.2
 [watchdog]
 gateway_restart = "supervisor"
 market_data_silence = 0.0
+escalate_after = 4.0
+backoff_max = 2.0
 [alerts]
 retry_initial = 0.1
+coalesce_window = 1.0
 [[alerts.webhooks]]
 url = "{sink.url}"
 format = "json"
@@ -86,6 +89,12 @@ format = "json"
     def ibsim_state(self) -> Any:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/state",
                                     timeout=5) as r:
+            return json.loads(r.read())
+
+    def ibsim_post(self, path: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
+                                     data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
             return json.loads(r.read())
 
     def stop(self) -> None:
@@ -139,5 +148,16 @@ def test_whole_stack_under_supervisord(tmp_path: Path) -> None:
             assert stack.pid("ibsim") != ibsim_pid
             wait_until(lambda: (s := _api_ok(stack, "/api/status")) and
                        s["data"]["link"]["state"] == "READY", 60, 0.2, "READY after restart")
+            # A gateway logged out (waiting for 2FA) past escalate_after: the Watchdog
+            # restarts the gateway program through supervisord by itself.
+            ibsim_pid = stack.pid("ibsim")
+            stack.ibsim_post("/fault/logout", {"seconds": 600})
+            stack.ibsim_post("/fault/drop", {})
+            wait_until(lambda: stack.statuses().get("ibsim") == "RUNNING"
+                       and stack.pid("ibsim") != ibsim_pid, 60, 0.2, "gateway restarted")
+            wait_until(lambda: (s := _api_ok(stack, "/api/status")) and
+                       s["data"]["link"]["state"] == "READY", 60, 0.2, "READY after escalation")
+            wanted = {"link_down", "gateway_restart", "login_required", "link_restored"}
+            sink.wait_for(lambda s: wanted <= {b["kind"] for b in s.bodies()}, 30)
         finally:
             stack.stop()

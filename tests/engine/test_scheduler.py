@@ -116,12 +116,14 @@ def test_max_open_lots_and_pause_block_the_entry_with_an_alert(sim: Any, start_e
     eng = start_engine({**FAST, "risk": {"max_open_lots": 1}}, now=at(23, 9, 35))
     wait_for_value(lambda: entries(eng), lambda r: r and r[0]["state"] == "done", 30, "entry")
     move(eng, sim, at(24, 9, 36))
-    rows = wait_for_value(lambda: entries(eng), lambda r: len(r) == 2, 10, "second day")
+    rows = wait_for_value(lambda: entries(eng),
+                          lambda r: len(r) == 2 and r[1]["state"] != "started", 10, "second day")
     assert rows[1]["state"] == "skipped" and "max open lots" in rows[1]["reason"]
     assert any(a["kind"] == "risk_limit" for a in eng.ask("alerts")["alerts"])
     eng.ask("pause")
     move(eng, sim, at(25, 9, 36))
-    rows = wait_for_value(lambda: entries(eng), lambda r: len(r) == 3, 10, "third day")
+    rows = wait_for_value(lambda: entries(eng),
+                          lambda r: len(r) == 3 and r[2]["state"] != "started", 10, "third day")
     assert rows[2]["state"] == "skipped" and "paused" in rows[2]["reason"]
     assert sales(sim) == 1
 
