@@ -9,13 +9,12 @@ are coalesced (a crash loop passes through BACKOFF many times).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
 from typing import IO
 
-from actors.config import Config, ConfigError, load_config
+from actors.config import Config, cli_config
 
 WATCHED = ("PROCESS_STATE_EXITED", "PROCESS_STATE_BACKOFF", "PROCESS_STATE_FATAL")
 
@@ -108,14 +107,7 @@ def run(cfg: Config, stdin: IO[str], stdout: IO[str], own_name: str = "alert-lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m actors.alert_listener")
-    p.add_argument("--config")
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    cfg = cli_config("python -m actors.alert_listener", argv, __doc__)
     run(cfg, sys.stdin, sys.stdout)
     return 0
 

@@ -355,5 +355,22 @@ def load_config(
     return cfg
 
 
+def cli_config(prog: str, argv: list[str] | None = None, description: str | None = None
+               ) -> Config:
+    """`--config PATH` (or TRADING_BOT_CONFIG) for a process's main; a bad config ends the
+    process with exit code 2 and a message naming the key."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", help="TOML config (or TRADING_BOT_CONFIG)")
+    args = parser.parse_args(argv)
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)

@@ -6,9 +6,7 @@ the Supervisor's restart budget is spent (exit 1, so supervisord notices).
 
 from __future__ import annotations
 
-import argparse
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ import pykka
 from loguru import logger
 
 from actors.clock import Clock, clock_from_config
-from actors.config import Config, ConfigError, load_config
+from actors.config import Config, cli_config
 from actors.connection import Connection
 from actors.directory import ActorDirectory
 from actors.logs import setup_logging
@@ -191,14 +189,7 @@ class Engine:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actors", description=__doc__)
-    parser.add_argument("--config", help="TOML config (or TRADING_BOT_CONFIG)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    cfg = cli_config("python -m actors", argv, __doc__)
     setup_logging("engine", cfg.logging.dir or None, cfg.logging.level)
     engine = Engine(cfg)
 

@@ -24,7 +24,7 @@ from actors.config import Config
 from actors.directory import ActorDirectory
 from actors.messages import LinkChanged, LinkState, RepairExits, RunEntry
 from actors.position_book import Alerter
-from actors.supervisor import SupervisedActor
+from actors.supervisor import SupervisedActor, start_ticker
 from actors.trading_calendar import TradingCalendar
 
 ET = ZoneInfo("America/New_York")
@@ -75,18 +75,10 @@ class Scheduler(SupervisedActor):
         # At high clock speeds a real second is hours: tick often enough to see each slot.
         speed = self.cfg.clock.speed if self.cfg.clock.start else 1.0
         self.tick_seconds = max(0.01, min(self.cfg.schedule.tick_seconds, 30.0 / speed))
-        threading.Thread(target=self._ticker, name="scheduler-tick", daemon=True).start()
+        start_ticker(self.actor_ref, Tick, self.tick_seconds, self._halt, "scheduler-tick")
 
     def on_stop(self) -> None:
         self._halt.set()
-
-    def _ticker(self) -> None:
-        while not self._halt.wait(self.tick_seconds):
-            try:
-                if self.actor_inbox.empty():
-                    self.actor_ref.tell(Tick())
-            except Exception:
-                return
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Tick):

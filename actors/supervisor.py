@@ -67,7 +67,8 @@ class Supervisor(pykka.ThreadingActor):
     def on_start(self) -> None:
         for name in self._order:
             self._start_child(name)
-        threading.Thread(target=self._tick, name="supervisor-check", daemon=True).start()
+        start_ticker(self.actor_ref, CheckChildren, self._check_interval, self._ticker_stop,
+                     "supervisor-check")
 
     def on_stop(self) -> None:
         self._stopping = True
@@ -82,13 +83,6 @@ class Supervisor(pykka.ThreadingActor):
                 except pykka.ActorDeadError:
                     pass
             self._directory.set(name, None)
-
-    def _tick(self) -> None:
-        while not self._ticker_stop.wait(self._check_interval):
-            try:
-                self.actor_ref.tell(CheckChildren())
-            except pykka.ActorDeadError:
-                return
 
     # ---- messages --------------------------------------------------------------------
 
@@ -173,6 +167,24 @@ class Supervisor(pykka.ThreadingActor):
             self.actor_ref.tell(_RestartChild(name))
         except pykka.ActorDeadError:
             pass
+
+
+def start_ticker(ref: pykka.ActorRef[Any], make: Callable[[], object], interval: float,
+                 halt: threading.Event, name: str) -> threading.Thread:
+    """Tell `make()` to the actor every `interval` seconds until `halt` is set; skips a
+    beat while the actor is still busy with the last one (no pile-up in the inbox)."""
+
+    def run() -> None:
+        while not halt.wait(interval):
+            try:
+                if ref.actor_inbox.empty():
+                    ref.tell(make())
+            except pykka.ActorDeadError:
+                return
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class SupervisedActor(pykka.ThreadingActor):

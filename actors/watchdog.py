@@ -24,7 +24,7 @@ from actors.config import Config
 from actors.directory import ActorDirectory
 from actors.messages import LinkChanged, LinkState, LinkStatus
 from actors.position_book import Alerter
-from actors.supervisor import SupervisedActor
+from actors.supervisor import SupervisedActor, start_ticker
 
 TICK_SECONDS = 0.2
 
@@ -66,18 +66,10 @@ class Watchdog(SupervisedActor):
         if self.directory.link is not None:  # set by Connection before each publish
             self.link = self.directory.link
             self.ever_ready = self.link.state == LinkState.READY
-        threading.Thread(target=self._ticker, name="watchdog-tick", daemon=True).start()
+        start_ticker(self.actor_ref, _Tick, TICK_SECONDS, self._halt, "watchdog-tick")
 
     def on_stop(self) -> None:
         self._halt.set()
-
-    def _ticker(self) -> None:
-        while not self._halt.wait(TICK_SECONDS):
-            try:
-                if self.actor_inbox.empty():
-                    self.actor_ref.tell(_Tick())
-            except Exception:
-                return
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, LinkChanged):

@@ -58,6 +58,9 @@ class _Control:
     def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._request("POST", path, body)
 
+    def _check_alive(self) -> None:
+        """Raise if the simulator died (a subprocess that exited)."""
+
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -65,6 +68,7 @@ class _Control:
                 self.get_state()
                 return
             except (OSError, ControlError):
+                self._check_alive()
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
@@ -153,18 +157,9 @@ class IbsimProcess(_Control):
                 self._set_ports()
         return self
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.get_state()
-                return
-            except (OSError, ControlError):
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise ControlError(f"ibsim exited with {self.proc.returncode}") from None
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ControlError(f"ibsim exited with {self.proc.returncode}")
 
     def _set_ports(self) -> None:
         self.cmd[self.cmd.index("--port") + 1] = str(self.port)

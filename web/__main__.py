@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from loguru import logger
 
-from actors.config import ConfigError, load_config
+from actors.config import cli_config
 from actors.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m web")
-    p.add_argument("--config")
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    cfg = cli_config("python -m web", argv, __doc__)
     setup_logging("web", cfg.logging.dir or None, cfg.logging.level)
     from waitress import serve
 
