@@ -24,8 +24,10 @@ from actors.market_data import MarketData
 from actors.messages import RepairExits
 from actors.order_executor import OrderExecutor
 from actors.position_book import PositionBook
+from actors.scheduler import Scheduler
 from actors.supervisor import ChildSpec, Supervisor
 from actors.trading_calendar import TradingCalendar
+from actors.watchdog import Watchdog
 
 READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
 COMMAND_OPS = ("enter_now", "pause", "resume", "repair_exits", "restart_gateway")
@@ -63,37 +65,12 @@ class Engine:
                 "order_executor",
                 lambda: OrderExecutor.start(cfg, d, clock, self.alerts, self.calendar),
             ),
+            ChildSpec(
+                "scheduler",
+                lambda: Scheduler.start(cfg, d, clock, self.alerts, self.calendar),
+            ),
+            ChildSpec("watchdog", lambda: Watchdog.start(cfg, d, clock, self.alerts)),
         ]
-        specs.extend(self.extra_specs())
-        return specs
-
-    def extra_specs(self) -> list[ChildSpec]:
-        """Scheduler and Watchdog, when their modules are present."""
-        specs: list[ChildSpec] = []
-        try:
-            from actors.scheduler import Scheduler
-        except ImportError:
-            Scheduler = None  # type: ignore[assignment,misc]
-        if Scheduler is not None:
-            specs.append(
-                ChildSpec(
-                    "scheduler",
-                    lambda: Scheduler.start(
-                        self.cfg, self.directory, self.clock, self.alerts, self.calendar
-                    ),
-                )
-            )
-        try:
-            from actors.watchdog import Watchdog
-        except ImportError:
-            Watchdog = None  # type: ignore[assignment,misc]
-        if Watchdog is not None:
-            specs.append(
-                ChildSpec(
-                    "watchdog",
-                    lambda: Watchdog.start(self.cfg, self.directory, self.clock, self.alerts),
-                )
-            )
         return specs
 
     def start(self) -> None:
