@@ -143,24 +143,20 @@ def test_exits_rejected_three_times_leave_the_lot_unprotected(sim: Any, start_en
         30,
         message="second lot",
     )
+    # The alert comes after the last attempt; the lot is "unprotected" from its fill on.
     wait_until(
-        lambda: eng.book().entries().get(timeout=5)[-1]["state"] == "done",
+        lambda: "lot_unprotected" in [a["kind"] for a in eng.ask("alerts")["alerts"]],
         30,
-        message="second entry done",
+        message="lot_unprotected alert",
     )
-    lot = wait_for_value(
-        lambda: eng.book().lot(lot["id"]).get(timeout=5),
-        lambda x: x["state"] == "unprotected",
-        30,
-        "unprotected lot",
-    )
-    assert not [
+    lot = eng.book().lot(lot["id"]).get(timeout=5)
+    assert lot["state"] == "unprotected"
+    mine = [
         o
         for o in broker_orders(sim, lot["con_id"])
         if o["order_ref"].startswith(f"tb:lot{lot['id']}:")
     ]
-    wait_until(lambda: "lot_unprotected" in [a["kind"] for a in eng.ask("alerts")["alerts"]],
-               10, message="lot_unprotected alert")
+    assert not mine
     assert_protected_at_broker(sim, eng.book().lot(first["id"]).get(timeout=5))
 
 
@@ -175,9 +171,12 @@ def test_take_profit_closes_the_lot_and_cancels_the_sibling(sim: Any, start_engi
         "lot closed",
     )
     assert closed["close_reason"] == "take_profit"
-    fills = wait_for_value(lambda: eng.book().fills(lot["id"]).get(timeout=5),
-                           lambda fs: len(fs) == 2 and all(f["commission"] for f in fs), 10,
-                           "both fills with commissions")
+    fills = wait_for_value(
+        lambda: eng.book().fills(lot["id"]).get(timeout=5),
+        lambda fs: len(fs) == 2 and all(f["commission"] for f in fs),
+        10,
+        "both fills with commissions",
+    )
     closed = eng.book().lot(lot["id"]).get(timeout=5)
     commissions = sum(f["commission"] or 0 for f in fills)
     expected = round((lot["entry_price"] - closed["exit_price"]) * 100 - commissions, 2)
