@@ -24,6 +24,8 @@ class ActorDirectory:
         # The current link status, set by Connection *before* it publishes a change, so
         # an actor that subscribes late can read what it may have missed.
         self.link: Any = None
+        # When the Watchdog's heartbeat last found the gateway answering.
+        self.link_verified_at: float = 0.0
 
     def set(self, name: str, ref: pykka.ActorRef[Any] | None) -> None:
         with self._lock:

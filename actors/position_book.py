@@ -713,7 +713,8 @@ class PositionBook(SupervisedActor):
                 "reason": link.reason,
                 "gateway_linked": link.gateway_linked,
                 "logged_in": link.logged_in,
-                "updated_at": link.updated_at or link.since,
+                # The newer of the last change and the last answered heartbeat.
+                "updated_at": max(link.updated_at or link.since, self.directory.link_verified_at),
             },
             "account": link.account or self.cfg.gateway.account,
             "mode": self.cfg.gateway.mode,

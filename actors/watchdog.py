@@ -120,8 +120,10 @@ class Watchdog(SupervisedActor):
 
     def _tick(self) -> None:
         current = self.directory.link
-        if current is not None and current.updated_at > self.link.updated_at and (
-            current.state != self.link.state
+        if (
+            current is not None
+            and current.updated_at > self.link.updated_at
+            and (current.state != self.link.state)
         ):  # a change we did not hear of (published before we subscribed)
             self._on_link(LinkChanged(current, self.link.state))
         now = time.monotonic()
@@ -172,6 +174,7 @@ class Watchdog(SupervisedActor):
                 timeout=min(5.0, w.probe_interval) + 2
             )
             self.probe_failures = 0
+            self.directory.link_verified_at = time.time()
         except Exception as exc:
             self.probe_failures += 1
             self.log.warning(
