@@ -58,6 +58,7 @@ class ControlServer:
             ("POST", "/fault/slow_orders"): self.slow_orders,
             ("POST", "/fault/refuse"): self.refuse,
             ("POST", "/order/cancel"): self.cancel_order,
+            ("POST", "/fault/freeze"): self.freeze,
         }
 
     async def start(self) -> None:
@@ -225,6 +226,12 @@ class ControlServer:
         for o in matches:
             self.gw._dispatch(self.gw.broker._cancel(o, "Order Canceled - reason: by hand"))
         return {"cancelled": [o["order_id"] for o in matches]}
+
+    async def freeze(self, body: dict[str, Any]) -> Any:
+        """The gateway hangs: sockets stay open, requests get no answer (0 ends it)."""
+        seconds = _num(body, "seconds", 30.0, 0.0, 86400.0)
+        self.gw.freeze_until = time.time() + seconds if seconds else 0.0
+        return {"frozen": bool(seconds), "seconds": seconds}
 
     async def refuse(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", 5.0, 0.0, 3600.0)

@@ -90,6 +90,7 @@ class Gateway:
         self.logout_until = 0.0
         self.refuse_until = 0.0
         self.slow_orders = 0.0
+        self.freeze_until = 0.0  # requests are swallowed: a hung gateway
         self.restart_seconds = 1.0
         self.pending_logins: list[Session] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -283,6 +284,8 @@ class Gateway:
 
     async def _handle(self, s: Session, f: list[str]) -> None:
         msg = int(f[0])
+        if time.time() < self.freeze_until:
+            return  # a hung gateway: the socket stays open, nothing answers
         if s.client_id is None and msg != 71:
             raise ValueError("startApi expected first")
         handler = HANDLERS.get(msg)
@@ -574,6 +577,7 @@ class Gateway:
                 "logged_out": self.logged_out, "refusing": now < self.refuse_until,
                 "hold_fills": now < self.broker.hold_fills_until,
                 "slow_orders": self.slow_orders,
+                "frozen": now < self.freeze_until,
                 "rejects": [r.__dict__ for r in self.broker.rejects],
             },
         }

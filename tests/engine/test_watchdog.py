@@ -76,3 +76,17 @@ def test_twenty_1100s_in_ten_seconds_make_a_few_alerts(sim: Any, start_engine: A
     downs = sink.wait_for(
         lambda s: (d := s.bodies("link_down")) and sum(b["count"] for b in d) >= 10 and d, 15)
     assert len(downs) <= 4
+
+
+def test_unanswered_heartbeats_mark_the_link_down_and_it_recovers(
+    sim: Any, start_engine: Any, sink: WebhookSink
+) -> None:
+    eng = start_engine({**hooks(sink), "watchdog": {"probe_interval": 0.5, "probe_failures": 2,
+                                                    "backoff_initial": 0.2, "backoff_max": 1.0,
+                                                    "market_data_silence": 0.0}})
+    sim.post("/fault/freeze", {"seconds": 60})
+    wait_until(lambda: state(eng) != "READY", 15, message="down after unanswered probes")
+    sink.wait_for(lambda s: any("heartbeat" in b["message"] for b in s.bodies("link_down")), 10)
+    sim.post("/fault/freeze", {"seconds": 0})
+    wait_until(lambda: state(eng) == "READY", 30, message="READY once the gateway answers")
+    sink.wait_for(lambda s: s.bodies("link_restored"), 10)
