@@ -216,11 +216,14 @@ class ControlServer:
     async def cancel_order(self, body: dict[str, Any]) -> Any:
         """Cancel an order as an operator would by hand in TWS (any client's order)."""
         perm, ref = body.get("perm_id"), body.get("order_ref")
-        if perm is None and ref is None:
-            raise BadRequest("give 'perm_id' or 'order_ref'")
+        prefix = body.get("order_ref_prefix")
+        if perm is None and ref is None and not prefix:
+            raise BadRequest("give 'perm_id', 'order_ref' or 'order_ref_prefix'")
         matches = [o for o in self.gw.broker.open_orders()
                    if (perm is not None and o["perm_id"] == perm)
-                   or (ref is not None and o.get("order_ref") == ref)]
+                   or (ref is not None and o.get("order_ref") == ref)
+                   or (isinstance(prefix, str) and prefix
+                       and o.get("order_ref", "").startswith(prefix))]
         if not matches:
             raise BadRequest("no such open order")
         for o in matches:

@@ -155,8 +155,9 @@ def test_exits_cancelled_by_hand_come_back_within_one_repair_interval(
     assert eng.ask("enter_now")["accepted"]
     lot = wait_for_value(lambda: eng.open_lots(), lambda lots: lots and lots[0]["state"] ==
                          "open", 30, "protected lot")[0]
-    for ref in (lot["tp_order_ref"], lot["sl_order_ref"]):
-        sim.post("/order/cancel", {"order_ref": ref})
+    # Both legs at once, as the repair job may act between two separate cancels.
+    gone = sim.post("/order/cancel", {"order_ref_prefix": f"tb:lot{lot['id']}:"})
+    assert len(gone["cancelled"]) == 2
     fixed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
                            lambda x: x["tp_order_ref"] != lot["tp_order_ref"], 5,
                            "exits re-placed by the repair job")
