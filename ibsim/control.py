@@ -59,6 +59,7 @@ class ControlServer:
             ("POST", "/fault/refuse"): self.refuse,
             ("POST", "/order/cancel"): self.cancel_order,
             ("POST", "/fault/freeze"): self.freeze,
+            ("POST", "/fault/mute"): self.mute,
         }
 
     async def start(self) -> None:
@@ -235,6 +236,12 @@ class ControlServer:
         seconds = _num(body, "seconds", 30.0, 0.0, 86400.0)
         self.gw.freeze_until = time.time() + seconds if seconds else 0.0
         return {"frozen": bool(seconds), "seconds": seconds}
+
+    async def mute(self, body: dict[str, Any]) -> Any:
+        """Market data stops flowing while requests are still answered (0 ends it)."""
+        seconds = _num(body, "seconds", 30.0, 0.0, 86400.0)
+        self.gw.mute_until = time.time() + seconds if seconds else 0.0
+        return {"muted": bool(seconds), "seconds": seconds}
 
     async def refuse(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", 5.0, 0.0, 3600.0)

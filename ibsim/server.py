@@ -91,6 +91,7 @@ class Gateway:
         self.refuse_until = 0.0
         self.slow_orders = 0.0
         self.freeze_until = 0.0  # requests are swallowed: a hung gateway
+        self.mute_until = 0.0  # market data stops, everything else answers
         self.restart_seconds = 1.0
         self.pending_logins: list[Session] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -150,6 +151,8 @@ class Gateway:
         self.market.step()
         if not self.in_outage:
             self._dispatch(self.broker.match())
+            if time.time() < self.mute_until:
+                return
             for s in self.sessions:
                 for sub in list(s.subs.values()):
                     self._send_quote(s, sub)
@@ -578,6 +581,7 @@ class Gateway:
                 "hold_fills": now < self.broker.hold_fills_until,
                 "slow_orders": self.slow_orders,
                 "frozen": now < self.freeze_until,
+                "muted": now < self.mute_until,
                 "rejects": [r.__dict__ for r in self.broker.rejects],
             },
         }

@@ -90,3 +90,37 @@ def test_unanswered_heartbeats_mark_the_link_down_and_it_recovers(
     sim.post("/fault/freeze", {"seconds": 0})
     wait_until(lambda: state(eng) == "READY", 30, message="READY once the gateway answers")
     sink.wait_for(lambda s: s.bodies("link_restored"), 10)
+
+
+def test_silent_market_data_in_market_hours_counts_as_down(
+    sim: Any, start_engine: Any, sink: WebhookSink
+) -> None:
+    eng = start_engine({**hooks(sink), "watchdog": {"market_data_silence": 1.0,
+                                                    "backoff_initial": 0.2, "backoff_max": 1.0}})
+    md = eng.engine.directory.proxy("market_data")
+    wait_until(lambda: md.spy().get(timeout=2) is not None, 10, message="SPY quote")
+    sim.post("/fault/mute", {"seconds": 60})
+    sink.wait_for(lambda s: any("market data silent" in b["message"]
+                                for b in s.bodies("link_down")), 15)
+    sim.post("/fault/mute", {"seconds": 0})
+    wait_until(lambda: state(eng) == "READY", 30, message="READY")
+    mark = time.time()
+    wait_until(lambda: (q := md.spy().get(timeout=2)) is not None and q.time > mark, 10,
+               message="ticks again")
+
+
+def test_alerts_raised_while_the_sink_is_down_arrive_once_in_order(
+    sim: Any, start_engine: Any, sink: WebhookSink
+) -> None:
+    eng = start_engine(hooks(sink))
+    sink.wait_for(lambda s: s.bodies("engine_started"))
+    sink.stop()
+    sim.post("/fault/outage", {"seconds": 60, "restore_code": 1102})
+    wait_until(lambda: state(eng) != "READY", 5, 0.005, "down")
+    sim.post("/fault/outage_end", {})
+    wait_until(lambda: state(eng) == "READY", 15, message="READY")
+    sink.start()
+    sink.wait_for(lambda s: s.bodies("link_restored"), 20)
+    kinds = [b["kind"] for b in sink.bodies()]
+    assert kinds.count("link_down") == 1 and kinds.count("link_restored") == 1
+    assert kinds.index("link_down") < kinds.index("link_restored")
