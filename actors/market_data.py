@@ -41,11 +41,9 @@ class MarketData(SupervisedActor):
         self.directory.subscribe(QuotesUpdated, self.name)
         self.directory.subscribe(LinkChanged, self.name)
         self.log = logger.bind(actor=self.name)
-        conn = self.directory.ref("connection")
-        try:
-            ready = conn is not None and conn.proxy().status().get(timeout=2).state == "READY"
-        except Exception:
-            ready = False  # a LinkChanged to READY will come later
+        # The link may have come up before we subscribed: read what Connection last set.
+        link = self.directory.link
+        ready = link is not None and link.state == LinkState.READY
         if ready:
             self._subscribe_all(resubscribe=False)
 
