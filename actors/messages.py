@@ -58,9 +58,10 @@ class Quote:
 
     @property
     def mid(self) -> float | None:
-        if self.bid is None or self.ask is None or self.bid <= 0 or self.ask < self.bid:
-            return None
-        return round((self.bid + self.ask) / 2, 4)
+        from actors.pricing import mid
+
+        m = mid(self.bid, self.ask)
+        return None if m is None else round(m, 4)
 
 
 @dataclass(frozen=True)

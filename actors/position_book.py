@@ -7,7 +7,6 @@ becomes READY, and answers the dashboard's queries over ZeroMQ.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from datetime import datetime
@@ -765,10 +764,3 @@ class PositionBook(SupervisedActor):
         self.db.snapshot_pnl(
             self._today(), self.db.realized_total(), view["totals"]["pnl"], len(view["lots"])
         )
-
-    def dump(self) -> str:
-        """Everything, as JSON (tests and the chaos soak compare it with the broker)."""
-        return json.dumps({"lots": self.db.lots(None), "fills": self.db.fills(None)}, default=str)
-
-    def now(self) -> datetime:
-        return self.clock.now()

@@ -241,9 +241,6 @@ class Store:
         marks = ",".join("?" * len(statuses))
         return self._rows(f"SELECT * FROM orders WHERE status IN ({marks}) ORDER BY id", statuses)
 
-    def orders_for_lot(self, lot_id: int) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM orders WHERE lot_id = ? ORDER BY id", (lot_id,))
-
     # ---- lots --------------------------------------------------------------------------
 
     def open_lot(self, entry: tuple[str, str] | None = None, **fields: Any) -> int:
