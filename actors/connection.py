@@ -43,6 +43,7 @@ from actors.messages import (
     Quote,
     QuotesUpdated,
 )
+from actors.order_guard import OrderRefused, order_violation
 from actors.supervisor import SupervisedActor
 
 GATEWAY_LOST = 1100
@@ -487,6 +488,10 @@ class Connection(SupervisedActor):
         live, so the caller must reconcile, not resend.
         """
         ack_timeout = ack_timeout or self.cfg.strategy.order_ack_timeout
+        refusal = order_violation(req, self.cfg.risk, req.spot)
+        if refusal:
+            logger.bind(actor=self.name).error("order refused before the broker: {}", refusal)
+            raise OrderRefused(refusal)
 
         async def run() -> OrderInfo:
             assert self.ib is not None
@@ -524,6 +529,11 @@ class Connection(SupervisedActor):
                 raise BrokerCallError(f"order {order_id} is not known to this session")
             if trade.isDone():
                 return order_info(trade, self._order_errors.get(order_id))
+            strike = float(trade.contract.strike or 0.0)
+            if not lmt_price > 0 or (trade.contract.right == "P" and lmt_price >= strike > 0):
+                raise OrderRefused(
+                    f"re-price of {trade.order.orderRef} to {lmt_price} is out of bounds"
+                )
             trade.order.lmtPrice = lmt_price
             assert self.ib is not None
             self.ib.placeOrder(trade.contract, trade.order)

@@ -30,7 +30,14 @@ from actors.trading_calendar import TradingCalendar
 from actors.watchdog import Watchdog
 
 READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
-COMMAND_OPS = ("enter_now", "pause", "resume", "repair_exits", "restart_gateway")
+COMMAND_OPS = (
+    "enter_now",
+    "pause",
+    "resume",
+    "repair_exits",
+    "restart_gateway",
+    "kill_switch",
+)
 
 
 class Engine:
@@ -143,6 +150,11 @@ class Engine:
                 return d.proxy("order_executor").enter_now(slot).get(timeout=10)
             if op in ("pause", "resume"):
                 return d.proxy("position_book").set_paused(op == "pause").get(timeout=5)
+            if op == "kill_switch":
+                on = args.get("on")
+                if not isinstance(on, bool):
+                    raise OpError("bad_args", "kill_switch needs {\"on\": true|false}")
+                return d.proxy("position_book").set_kill_switch(on).get(timeout=5)
             if op == "repair_exits":
                 try:
                     return d.proxy("order_executor").repair_exits("operator").get(timeout=10)

@@ -77,6 +77,9 @@ class OrderRequest:
     oca_type: int = 0
     tif: str = "GTC"
     account: str = ""
+    # The underlying's price the order was decided at: the guard refuses a sale
+    # whose strike is too far from it (actors/order_guard.py).
+    spot: float | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from actors.messages import (
     RepairExits,
     RunEntry,
 )
+from actors.order_guard import OrderRefused, order_violation
 from actors.position_book import Alerter
 from actors.pricing import exit_prices, limit_walk, round_to_tick
 from actors.strikes import (
@@ -129,7 +130,7 @@ class OrderExecutor(SupervisedActor):
             raise EntryRefused(f"market closed at {now.astimezone(ET):%Y-%m-%d %H:%M} ET", "wait")
         if self.book.is_paused().get(timeout=self._t()):
             raise EntryRefused("trading is paused")
-        if self.book.get_kv("kill_switch", self.cfg.risk.kill_switch).get(timeout=self._t()):
+        if self.book.kill_switch_on().get(timeout=self._t()):
             raise EntryRefused("kill switch is on: no entries")
         self._check_account(link.account)
         entry = self.book.entry(trade_date, slot).get(timeout=self._t())
@@ -165,13 +166,13 @@ class OrderExecutor(SupervisedActor):
                 raise EntryRefused(f"daily loss limit hit ({realized:.2f})")
 
     def _check_order_sanity(self, contract: ContractInfo, price: float, spot: float) -> None:
-        """Refuse orders outside sane bounds before they reach the broker."""
-        if price <= 0:
-            raise EntryRefused(f"refusing a sale at price {price}")
-        if self.cfg.strategy.quantity > self.cfg.risk.max_order_quantity:
-            raise EntryRefused("quantity over risk.max_order_quantity")
-        if spot > 0 and abs(contract.strike - spot) / spot > self.cfg.risk.max_strike_distance:
-            raise EntryRefused(f"strike {contract.strike} too far from spot {spot:.2f}")
+        """The broker-side guard, asked early: refuse before any exit is cancelled."""
+        req = OrderRequest(
+            "tb:check", contract, "SELL", "LMT", self.cfg.strategy.quantity, price, spot=spot
+        )
+        refusal = order_violation(req, self.cfg.risk, spot)
+        if refusal:
+            raise EntryRefused(f"order out of bounds: {refusal}")
 
     # ---- entry -------------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class OrderExecutor(SupervisedActor):
         self.book.remember_contract(contract).get(timeout=self._t())
         cancelled = self._cancel_conflicting_exits(contract)
         try:
-            filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled)
+            filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled, spot)
         except Exception as exc:
             log.exception("sale raised")
             filled, info, last_reason = False, None, f"{type(exc).__name__}: {exc}"
@@ -371,7 +372,12 @@ class OrderExecutor(SupervisedActor):
                 self.place_exits(lot)
 
     def _sell(
-        self, trade_date: str, slot: str, contract: ContractInfo, cancelled: list[int]
+        self,
+        trade_date: str,
+        slot: str,
+        contract: ContractInfo,
+        cancelled: list[int],
+        spot: float,
     ) -> tuple[bool, OrderInfo | None, str]:
         s = self.cfg.strategy
         reason = "no attempt made"
@@ -402,7 +408,7 @@ class OrderExecutor(SupervisedActor):
                 trade_date=trade_date,
             ).get(timeout=self._t())
             req = OrderRequest(
-                ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY"
+                ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY", spot=spot
             )
             self.log.info(
                 "sale attempt {}: SELL {} x{} LMT {} ref={}",
@@ -412,7 +418,12 @@ class OrderExecutor(SupervisedActor):
                 prices[0],
                 ref,
             )
-            info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
+            try:
+                info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
+            except OrderRefused as exc:
+                # A guard refusal is not transient: no further attempt.
+                self.book.mark_order(ref, status="refused", error=str(exc)).get(timeout=self._t())
+                return False, None, f"refused before the broker: {exc}"
             self._record(info)
             if info.status == "Unknown":
                 # The order may be live: never send another; reconciliation settles it.
@@ -435,7 +446,11 @@ class OrderExecutor(SupervisedActor):
             info = self.conn.wait_order(info.order_id, interval).get(timeout=self._t(interval))
             if info.is_filled or info.is_dead:
                 return info
-            info = self.conn.modify_limit(info.order_id, price).get(timeout=self._t())
+            try:
+                info = self.conn.modify_limit(info.order_id, price).get(timeout=self._t())
+            except OrderRefused as exc:
+                self.log.error("walk stopped: {}", exc)
+                break  # the order still rests at its last price: cancelled below
             self.book.mark_order(info.order_ref, status="submitted").get(timeout=self._t())
         info = self.conn.wait_order(info.order_id, interval).get(timeout=self._t(interval))
         if info.is_filled or info.is_dead:
@@ -498,6 +513,12 @@ class OrderExecutor(SupervisedActor):
                 )
                 try:
                     info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
+                except OrderRefused as exc:
+                    self.book.mark_order(ref, status="refused", error=str(exc)).get(
+                        timeout=self._t()
+                    )
+                    last_error = f"{role}: refused before the broker: {exc}"
+                    break
                 except Exception as exc:
                     last_error = f"{role}: {exc}"
                     break

@@ -349,6 +349,26 @@ class PositionBook(SupervisedActor):
                 details={"lot_id": lot_id, "reason": reason},
             )
             self._unwatch(lot["con_id"])
+            self._check_daily_loss()
+
+    def _check_daily_loss(self) -> None:
+        """Past the day's loss limit: say so once; the executor refuses entries today."""
+        limit = self.cfg.risk.daily_loss_limit
+        if limit <= 0:
+            return
+        day = self._today()
+        realized = self.realized_on_date(day)
+        key = f"daily_loss_limit:{day}"
+        if realized > -limit or self.db.get_kv(key):
+            return
+        self.db.set_kv(key, realized)
+        self.log.error("daily loss limit hit on {}: realized {:.2f}", day, realized)
+        self.alerts.raise_alert(
+            "daily_loss_limit",
+            f"realized P&L {realized:+.2f} on {day} is past the daily loss limit "
+            f"-{limit:.2f}: no more entries today (exits stay in place)",
+            severity="error",
+        )
 
     def _unwatch(self, con_id: int) -> None:
         if any(lot["con_id"] == con_id for lot in self.db.open_lots()):
@@ -703,7 +723,7 @@ class PositionBook(SupervisedActor):
         ]
         lots = self.db.open_lots()
         paused = bool(self.db.get_kv("paused", False))
-        kill = bool(self.db.get_kv("kill_switch", self.cfg.risk.kill_switch))
+        kill = self.kill_switch_on()
         link = self.link
         return {
             "link": {
@@ -755,6 +775,23 @@ class PositionBook(SupervisedActor):
         self.db.set_kv("paused", paused)
         self.log.warning("trading {} by operator", "paused" if paused else "resumed")
         return {"paused": paused}
+
+    def set_kill_switch(self, on: bool) -> dict[str, Any]:
+        """Stops entries; cancels nothing: exits and repairs keep running."""
+        self.db.set_kv("kill_switch", on)
+        self.log.warning("kill switch {} by operator", "ON" if on else "off")
+        self.alerts.raise_alert(
+            "kill_switch",
+            "kill switch ON: no new entries; exits stay in place"
+            if on
+            else "kill switch off: entries allowed again",
+            severity="warning",
+        )
+        return {"kill_switch": on}
+
+    def kill_switch_on(self) -> bool:
+        # The config's switch cannot be turned off from outside; the operator's can.
+        return self.cfg.risk.kill_switch or bool(self.db.get_kv("kill_switch", False))
 
     def is_paused(self) -> bool:
         return bool(self.db.get_kv("paused", False))

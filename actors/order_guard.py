@@ -1,0 +1,52 @@
+"""The last check before an order reaches the broker: sane bounds, as a pure function.
+
+Connection calls it for every order it is asked to place or re-price, so no path
+of the engine (entry, exits, repair, a future bug) can send a nonsense order.
+Exits are never refused for where spot is: buying back a short put is always
+allowed; only opening sales must be near the money.
+"""
+
+from __future__ import annotations
+
+from actors.config import RiskConfig
+from actors.messages import OrderRequest
+
+
+class OrderRefused(ValueError):
+    """The order broke a sanity bound; it was not sent. The message says which."""
+
+
+def order_violation(req: OrderRequest, risk: RiskConfig, spot: float | None) -> str | None:
+    """Why `req` must not be sent, or None when it is within bounds.
+
+    `spot` is the underlying's price the order was decided at (None: unknown).
+    """
+    c = req.contract
+    name = f"{req.action} {req.order_type} {c.local_symbol or c.con_id} ref={req.order_ref}"
+    if not req.order_ref:
+        return f"{name}: no orderRef"
+    if req.action not in ("BUY", "SELL"):
+        return f"{name}: action must be BUY or SELL"
+    if req.qty <= 0:
+        return f"{name}: quantity {req.qty} must be > 0"
+    if req.qty > risk.max_order_quantity:
+        return f"{name}: quantity {req.qty} over risk.max_order_quantity {risk.max_order_quantity}"
+    for field_name, price in (("limit", req.lmt_price), ("stop", req.aux_price)):
+        if price is not None and not price > 0:  # also refuses NaN
+            return f"{name}: {field_name} price {price} must be > 0"
+        if price is not None and c.sec_type == "OPT" and c.right == "P" and price >= c.strike:
+            return f"{name}: {field_name} price {price} at or above the strike {c.strike}"
+    if req.order_type == "LMT" and req.lmt_price is None:
+        return f"{name}: a limit order needs a limit price"
+    if req.order_type == "STP" and req.aux_price is None:
+        return f"{name}: a stop order needs a stop price"
+    if req.action == "SELL" and c.sec_type == "OPT":
+        if not spot or not spot > 0:
+            return f"{name}: no underlying price to check the strike against"
+        distance = abs(c.strike - spot) / spot
+        if distance > risk.max_strike_distance:
+            return (
+                f"{name}: strike {c.strike} is {distance:.1%} from spot {spot:.2f}, "
+                f"over risk.max_strike_distance {risk.max_strike_distance:.1%}"
+            )
+    return None

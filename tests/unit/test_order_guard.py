@@ -1,0 +1,59 @@
+"""The pre-broker order guard as a pure function (actors/order_guard.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from actors.config import RiskConfig
+from actors.messages import ContractInfo, OrderRequest
+from actors.order_guard import order_violation
+
+PUT = ContractInfo(
+    con_id=7, symbol="SPY", sec_type="OPT", expiry="20261127", strike=590.0, right="P",
+    multiplier=100, local_symbol="SPY   261127P00590000",
+)
+RISK = RiskConfig(max_order_quantity=2, max_strike_distance=0.05)
+SALE = OrderRequest("tb:2026-11-24:0935:sale:1", PUT, "SELL", "LMT", 1, lmt_price=1.25,
+                    spot=600.0)
+TP = OrderRequest("tb:lot1:tp:1", PUT, "BUY", "LMT", 1, lmt_price=0.5, oca_group="g")
+SL = OrderRequest("tb:lot1:sl:1", PUT, "BUY", "STP", 1, aux_price=2.5, oca_group="g")
+
+
+def test_sane_orders_pass() -> None:
+    assert order_violation(SALE, RISK, 600.0) is None
+    assert order_violation(TP, RISK, None) is None
+    assert order_violation(SL, RISK, None) is None
+
+
+@pytest.mark.parametrize(
+    ("req", "spot", "words"),
+    [
+        (replace(SALE, lmt_price=0.0), 600.0, "limit price 0.0 must be > 0"),
+        (replace(SALE, lmt_price=-1.0), 600.0, "must be > 0"),
+        (replace(SALE, lmt_price=float("nan")), 600.0, "must be > 0"),
+        (replace(SL, aux_price=0.0), None, "stop price 0.0 must be > 0"),
+        (replace(SALE, lmt_price=590.0), 600.0, "at or above the strike"),
+        (replace(SALE, qty=3), 600.0, "over risk.max_order_quantity 2"),
+        (replace(TP, qty=0), None, "must be > 0"),
+        (replace(SALE, order_ref=""), 600.0, "no orderRef"),
+        (replace(SALE, lmt_price=None), 600.0, "needs a limit price"),
+        (replace(SL, aux_price=None), None, "needs a stop price"),
+        (replace(SALE, action="SHORT"), 600.0, "BUY or SELL"),
+        (SALE, 700.0, "over risk.max_strike_distance"),
+        (SALE, None, "no underlying price"),
+        (SALE, 0.0, "no underlying price"),
+    ],
+)
+def test_out_of_bounds_orders_are_refused_with_the_reason(
+    req: OrderRequest, spot: float | None, words: str
+) -> None:
+    why = order_violation(req, RISK, spot)
+    assert why is not None and words in why, why
+
+
+def test_exits_are_never_refused_for_where_spot_is() -> None:
+    # Buying back is always allowed, however far the market ran.
+    assert order_violation(TP, RISK, 300.0) is None
+    assert order_violation(SL, RISK, 900.0) is None
