@@ -141,6 +141,7 @@ class AlertsConfig:
 class ClockConfig:
     start: str = ""
     speed: float = 1.0
+    file: str = ""  # simulated time written by another process (the chaos soak)
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,11 @@ def _validate(cfg: Config) -> None:
         else:
             if start.tzinfo is None:
                 fail("clock.start", "needs a UTC offset, e.g. 2026-11-25T09:20:00-05:00")
+    if cfg.clock.file and cfg.clock.start:
+        fail("clock.file", "set clock.start or clock.file, not both")
+    if (cfg.clock.file or cfg.clock.start) and cfg.gateway.mode == "live":
+        fail("clock.start" if cfg.clock.start else "clock.file",
+             "a simulated clock is refused in live mode")
     for key in ("probe_interval", "escalate_after", "backoff_initial", "backoff_max"):
         if getattr(cfg.watchdog, key) <= 0:
             fail(f"watchdog.{key}", "must be > 0")

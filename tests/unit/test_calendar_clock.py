@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from actors.clock import ManualClock, SimClock, clock_from_config
 from actors.config import ClockConfig
@@ -72,3 +75,21 @@ def test_demo_clock_starts_a_minute_before_the_last_sessions_entry() -> None:
     assert demo_clock_start(thursday).isoformat() == "2026-11-25T09:34:00-05:00"
     tuesday_night = datetime(2026, 11, 24, 22, 0, tzinfo=ET)
     assert demo_clock_start(tuesday_night).isoformat() == "2026-11-24T09:34:00-05:00"
+
+
+def test_file_clock_follows_the_file_and_keeps_the_last_good_time(tmp_path: Path) -> None:
+    from actors.clock import ClockFileError, FileClock, write_clock_file
+    from tests.support.zmq_request import wait_until
+
+    path = tmp_path / "clock.json"
+    with pytest.raises(ClockFileError):
+        FileClock(path)
+    monday = datetime(2026, 11, 23, 9, 30, tzinfo=ET)
+    write_clock_file(path, monday, 0.0)
+    clock = FileClock(path)
+    assert clock.now() == monday
+    friday = datetime(2026, 11, 27, 9, 30, tzinfo=ET)
+    write_clock_file(path, friday, 0.0)
+    wait_until(lambda: clock.now() == friday, 5, message="the clock jumps to the new time")
+    path.write_text("{not json")
+    assert clock.now() == friday  # a broken write changes nothing
