@@ -134,7 +134,8 @@ class OrderExecutor(SupervisedActor):
             raise EntryRefused("kill switch is on: no entries")
         self._check_account(link.account)
         entry = self.book.entry(trade_date, slot).get(timeout=self._t())
-        if entry is not None and not (manual and entry["state"] in ("missed", "failed")):
+        retry_ok = ("interrupted", "missed", "failed") if manual else ("interrupted",)
+        if entry is not None and entry["state"] not in retry_ok:
             raise EntryRefused(f"entry {trade_date} {slot} already {entry['state']}", "done")
         self._check_risk(trade_date)
 
@@ -182,7 +183,7 @@ class OrderExecutor(SupervisedActor):
             if slot not in entries:
                 return slot
         for slot in self.cfg.schedule.entry_times:
-            if entries[slot]["state"] in ("missed", "failed"):
+            if entries[slot]["state"] in ("interrupted", "missed", "failed"):
                 return slot
         return self.cfg.schedule.entry_times[0]
 
@@ -210,6 +211,8 @@ class OrderExecutor(SupervisedActor):
     def _claim(self, trade_date: str, slot: str, manual: bool) -> bool:
         if self.book.start_entry(trade_date, slot).get(timeout=self._t()):
             return True
+        if self.book.reclaim_entry(trade_date, slot).get(timeout=self._t()):
+            return True  # a run that died before selling anything
         entry = self.book.entry(trade_date, slot).get(timeout=self._t())
         if manual and entry and entry["state"] in ("missed", "failed"):
             self.book.finish_entry(trade_date, slot, "started", "manual entry").get(
@@ -586,6 +589,7 @@ class OrderExecutor(SupervisedActor):
             self._resume_sale(order)
         if resumed:
             live = [o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live]
+        self._release_interrupted_entries(live)
         repaired = checked = 0
         for lot in self.book.open_lots().get(timeout=self._t()):
             checked += 1
@@ -630,6 +634,29 @@ class OrderExecutor(SupervisedActor):
                 severity="warning",
             )
         return {"repaired": repaired, "checked": checked, "resumed_sales": len(resumed)}
+
+    def _release_interrupted_entries(self, live: list[OrderInfo]) -> None:
+        """Entries a dead run left 'started' with no sale live: the slot is free again.
+
+        Runs inside this actor, so no entry of this process is between its claim and
+        its end; a sale that filled has already made its entry 'done' (same
+        transaction as the lot), and live sales were resumed just before.
+        """
+        for entry in self.book.started_entries().get(timeout=self._t()):
+            prefix = f"tb:{entry['trade_date']}:{entry['slot'].replace(':', '')}:sale:"
+            if any(o.order_ref.startswith(prefix) for o in live):
+                continue
+            reason = "interrupted: the engine stopped during the entry; nothing was sold"
+            if self.book.interrupt_entry(entry["trade_date"], entry["slot"], reason).get(
+                timeout=self._t()
+            ):
+                self.log.warning("entry {} {} {}", entry["trade_date"], entry["slot"], reason)
+                self.alerts.raise_alert(
+                    "entry_interrupted",
+                    f"entry {entry['trade_date']} {entry['slot']} {reason}; it runs again "
+                    "if its catch-up deadline has not passed",
+                    severity="warning",
+                )
 
     @staticmethod
     def _live_pair(

@@ -147,6 +147,15 @@ class PositionBook(SupervisedActor):
     def entry(self, trade_date: str, slot: str) -> dict[str, Any] | None:
         return self.db.entry(trade_date, slot)
 
+    def interrupt_entry(self, trade_date: str, slot: str, reason: str) -> bool:
+        return self.db.interrupt_entry(trade_date, slot, reason)
+
+    def reclaim_entry(self, trade_date: str, slot: str) -> bool:
+        return self.db.reclaim_entry(trade_date, slot)
+
+    def started_entries(self) -> list[dict[str, Any]]:
+        return self.db.entries_in_state("started")
+
     def entries(self, trade_date: str | None = None) -> list[dict[str, Any]]:
         return self.db.entries(trade_date)
 

@@ -120,7 +120,8 @@ class Scheduler(SupervisedActor):
         day = now.astimezone(ET).date()
         for slot, _at in due_slots(self.calendar, now, self.cfg.schedule.entry_times):
             trade_date = day.isoformat()
-            if book.entry(trade_date, slot).get(timeout=5) is not None:
+            entry = book.entry(trade_date, slot).get(timeout=5)
+            if entry is not None and entry["state"] != "interrupted":
                 continue
             deadline = self.calendar.catch_up_deadline(day, self.cfg.schedule.catch_up_until)
             if now > deadline:
@@ -137,7 +138,10 @@ class Scheduler(SupervisedActor):
 
     def _miss(self, trade_date: str, slot: str, deadline: datetime) -> None:
         book = self._book()
-        if not book.start_entry(trade_date, slot).get(timeout=5):
+        if not (
+            book.start_entry(trade_date, slot).get(timeout=5)
+            or book.reclaim_entry(trade_date, slot).get(timeout=5)
+        ):
             return
         link = book.link_status().get(timeout=5)
         reason = (

@@ -419,6 +419,32 @@ class Store:
             )
             return cur.rowcount == 1
 
+    def interrupt_entry(self, trade_date: str, slot: str, reason: str) -> bool:
+        """A 'started' entry whose run died (nothing live, nothing filled): the slot may
+        be claimed again. Only from 'started', so a late 'done' is never overwritten."""
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE entry_attempts SET state = 'interrupted', reason = ?, updated_at = ?"
+                " WHERE trade_date = ? AND slot = ? AND state = 'started'",
+                (reason, time.time(), trade_date, slot),
+            )
+            return cur.rowcount == 1
+
+    def reclaim_entry(self, trade_date: str, slot: str) -> bool:
+        """Claim an interrupted slot again: True only for the first caller."""
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE entry_attempts SET state = 'started', reason = NULL, updated_at = ?"
+                " WHERE trade_date = ? AND slot = ? AND state = 'interrupted'",
+                (time.time(), trade_date, slot),
+            )
+            return cur.rowcount == 1
+
+    def entries_in_state(self, state: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT * FROM entry_attempts WHERE state = ? ORDER BY trade_date, slot", (state,)
+        )
+
     def finish_entry(
         self,
         trade_date: str,

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ibsim.harness import free_port
+from tests.support.stack import Stack
 from tests.support.webhook_sink import WebhookSink
 from tests.support.zmq_request import wait_for_value, wait_until, zmq_request
 
@@ -22,83 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-24T10:00:00-05:00"
 
 
-class Stack:
-    def __init__(self, tmp: Path, sink: WebhookSink) -> None:
-        self.tmp = tmp
-        self.ibsim_port, self.control_port = free_port(), free_port()
-        self.zmq = f"tcp://127.0.0.1:{free_port()}"
-        self.web_port = free_port()
-        cfg = tmp / "stack.toml"
-        cfg.write_text(f"""
-[gateway]
-port = {self.ibsim_port}
-connect_timeout = 3.0
-[storage]
-path = "{tmp / 'book.sqlite'}"
-[zmq]
-endpoint = "{self.zmq}"
-[web]
-port = {self.web_port}
-[schedule]
-entry_times = ["15:00"]
-[strategy]
-limit_walk_interval = 0.2
-[watchdog]
-gateway_restart = "supervisor"
-market_data_silence = 0.0
-escalate_after = 4.0
-backoff_max = 2.0
-[alerts]
-retry_initial = 0.1
-coalesce_window = 1.0
-[[alerts.webhooks]]
-url = "{sink.url}"
-format = "json"
-""")
-        self.env = {
-            **os.environ,
-            "TB_PYTHON": sys.executable, "TB_RUN_DIR": str(tmp / "run"),
-            "TB_LOG_DIR": str(tmp / "logs"), "TB_SOCKET": str(tmp / "run" / "sv.sock"),
-            "TB_IBSIM_PORT": str(self.ibsim_port), "TB_IBSIM_CONTROL_PORT":
-            str(self.control_port), "TB_IBSIM_NOW": NOW, "TB_START_IBSIM": "true",
-            "TRADING_BOT_CONFIG": str(cfg), "TRADING_BOT__CLOCK__START": f'"{NOW}"',
-            "SUPERVISOR_USER": "ops", "SUPERVISOR_PASSWORD": "pw-for-tests",
-            "TRADING_BOT_WEB_PASSWORD": "web-pw", "PYTHONPATH": str(ROOT),
-        }
-
-    def start(self) -> None:
-        subprocess.run([str(ROOT / "scripts" / "supervisord-env.sh")], env=self.env, check=True,
-                       cwd=ROOT, timeout=30)
-
-    def ctl(self, *args: str) -> str:
-        out = subprocess.run([str(ROOT / "scripts" / "supervisord-env.sh"), "ctl", *args],
-                             env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        return out.stdout
-
-    def statuses(self) -> dict[str, str]:
-        lines = [ln.split() for ln in self.ctl("status").splitlines() if ln.strip()]
-        return {p[0]: p[1] for p in lines if len(p) > 1}
-
-    def pid(self, name: str) -> int:
-        return int(self.ctl("pid", name).strip())
-
-    def api(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as r:
-            return json.loads(r.read())
-
-    def ibsim_state(self) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/state",
-                                    timeout=5) as r:
-            return json.loads(r.read())
-
-    def ibsim_post(self, path: str, body: dict[str, Any]) -> Any:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
-                                     data=json.dumps(body).encode(), method="POST")
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        self.ctl("shutdown")
+def make_stack(tmp: Path, sink: WebhookSink) -> Stack:
+    return Stack(tmp, sink.url, NOW, {
+        "schedule": {"entry_times": ["15:00"]},
+        "strategy": {"limit_walk_interval": 0.2},
+        "watchdog": {"gateway_restart": "supervisor", "market_data_silence": 0.0,
+                     "escalate_after": 4.0, "backoff_max": 2.0},
+        "alerts": {"retry_initial": 0.1, "coalesce_window": 1.0},
+    }, {"TRADING_BOT__CLOCK__START": f'"{NOW}"'})
 
 
 def _api_ok(stack: Stack, path: str) -> Any:
@@ -111,7 +38,7 @@ def _api_ok(stack: Stack, path: str) -> Any:
 @pytest.mark.slow
 def test_whole_stack_under_supervisord(tmp_path: Path) -> None:
     with WebhookSink() as sink:
-        stack = Stack(tmp_path, sink)
+        stack = make_stack(tmp_path, sink)
         stack.start()
         try:
             wait_until(lambda: set(stack.statuses().values()) == {"RUNNING"}

@@ -99,3 +99,21 @@ def _port(cfg: Path) -> int:
     from actors.config import load_config
 
     return int(load_config(cfg, environ={}).zmq.endpoint.rsplit(":", 1)[1])
+
+
+def test_entry_killed_before_its_sale_runs_again_after_restart(
+    tmp_path: Path, start_engine: Any, sim: Any
+) -> None:
+    """Found by the chaos soak (seed 2): a kill between claiming the slot and sending
+    the sale left the entry 'started' for ever, so the day never sold. Now the
+    restarted engine sees no live sale and no fill, frees the slot with an alert,
+    and the catch-up sells once."""
+    Store(tmp_path / "book.sqlite").start_entry("2026-11-24", "09:35")  # the dead run's claim
+    eng = start_engine({"schedule": {"entry_times": ["09:35"], "repair_interval": 1.0}},
+                       now=SESSION_NOW)  # 10:00: before the 10:30 catch-up deadline
+    entry = wait_for_value(lambda: eng.book().entry("2026-11-24", "09:35").get(timeout=5),
+                           lambda e: e["state"] == "done", 30, "the interrupted entry done")
+    assert entry["lot_id"]
+    assert len(_sales(sim)) == 1
+    kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
+    assert "entry_interrupted" in kinds

@@ -1,0 +1,538 @@
+"""Seeded chaos soak: the whole stack on a fast clock over many simulated trading days,
+with faults nobody planned in order, and the invariants checked throughout.
+
+    python -m tests.chaos.soak --seed 7 --days 20        # or: make soak SEED=7 DAYS=20
+
+The stack is real: ibsim, the engine, the dashboard and the alert listener under a
+real supervisord started from supervisord.conf, a loopback webhook sink, the engine
+on a clock the soak sets (`[clock] file`), ibsim's date kept in step over its
+control API. Each simulated day:
+
+1. chaos: 09:33 -> ~09:48 ET at 40x while faults drawn from the seed fire at
+   random moments (outages ending in 1101 or 1102, socket drops, gateway restarts,
+   logouts past the escalation time, rejected sales and exits, held fills, spot
+   jumps through TP and SL, the webhook sink down) and `kill -9` of the engine
+   (PRAGMA integrity_check right after each kill);
+2. settle: every fault ended, the clock at 1x: the link must come back READY and
+   every open lot must have live TP and SL at the broker within one repair
+   interval (plus slack for the orders' round trips); the book's open lots must
+   match the broker's positions contract by contract;
+3. past the catch-up deadline (10:31) and past the close (16:01): the day's
+   entries are final (a missed one needs an alert), expired options settle and
+   the book still matches the broker.
+
+At the end: every fill stored exactly once, realized P&L equal to the sum over
+fills, every alert delivered once and in order after the sink came back. The
+report prints the seed, the counts of faults, kills and checks, and every
+violation with the command that replays it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from actors.clock import write_clock_file
+from actors.trading_calendar import TradingCalendar
+from tests.support.stack import Stack
+from tests.support.webhook_sink import WebhookSink
+from tests.support.zmq_request import zmq_request
+
+ET = ZoneInfo("America/New_York")
+FIRST_DAY = date(2026, 11, 23)
+ENTRY_TIMES = ["09:35", "09:45"]
+CHAOS_SPEED = 40.0  # simulated seconds per real second during the chaos window
+CHAOS_SECONDS = 22.0  # real seconds of chaos per day: 09:33 -> ~09:47:40 ET
+REPAIR_INTERVAL = 2.0
+SETTLE_SLACK = 8.0  # order round trips and exit retry backoff on top of the repair interval
+
+FAULT_KINDS = (
+    "outage_1101",
+    "outage_1102",
+    "drop",
+    "gateway_restart",
+    "logout",
+    "reject_sale",
+    "reject_exits",
+    "hold_fills",
+    "spot_jump",
+    "sink_down",
+)
+# Relative weights: the slow ones (logout escalates to a gateway restart) rarer.
+FAULT_WEIGHTS = (3, 3, 3, 2, 1, 2, 3, 2, 4, 2)
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float  # real seconds into the day's chaos window
+    kind: str
+    seconds: float  # how long it lasts (real seconds), where that applies
+    size: float = 0.0  # count of rejections, or the spot move
+
+
+@dataclass
+class Report:
+    seed: int
+    days: int
+    faults: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    kills: int = 0
+    checks: Counter[str] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    entries: Counter[str] = field(default_factory=Counter)
+    lots: Counter[str] = field(default_factory=Counter)
+    alerts_delivered: int = 0
+    crash_alerts: int = 0
+    seconds: float = 0.0
+
+    def violate(self, day: str, what: str) -> None:
+        self.violations.append(f"{day}: {what}")
+
+    def text(self) -> str:
+        lines = [
+            f"chaos soak  seed={self.seed}  days={self.days}  ({self.seconds:.0f} s)",
+            f"faults: {sum(self.faults.values())}  "
+            + "  ".join(f"{k}={v}" for k, v in sorted(self.faults.items())),
+        ]
+        if self.skipped:
+            lines.append("faults not applied (gateway down at the time): "
+                         + "  ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())))
+        lines += [
+            f"kills: {self.kills} (kill -9 of the engine; integrity_check after each)",
+            f"checks: {sum(self.checks.values())}  "
+            + "  ".join(f"{k}={v}" for k, v in sorted(self.checks.items())),
+            "entries: " + "  ".join(f"{k}={v}" for k, v in sorted(self.entries.items())),
+            "lots: " + "  ".join(f"{k}={v}" for k, v in sorted(self.lots.items())),
+            f"alerts delivered: {self.alerts_delivered} (+{self.crash_alerts} process_crashed"
+            " from the supervisord listener)",
+        ]
+        if self.violations:
+            lines.append(f"VIOLATIONS: {len(self.violations)}")
+            lines += [f"  - {v}" for v in self.violations]
+            lines.append(f"replay: make soak SEED={self.seed} DAYS={self.days}")
+        else:
+            lines.append("violations: none")
+        return "\n".join(lines)
+
+    def as_json(self) -> str:
+        return json.dumps({
+            "seed": self.seed, "days": self.days, "faults": dict(self.faults),
+            "kills": self.kills, "checks": dict(self.checks), "violations": self.violations,
+            "entries": dict(self.entries), "lots": dict(self.lots),
+            "alerts_delivered": self.alerts_delivered, "seconds": round(self.seconds, 1),
+        }, sort_keys=True)
+
+
+def plan_day(rng: random.Random, faults_per_day: int, kills_per_day: int) -> list[Fault]:
+    """The day's faults and kills at random moments of the chaos window."""
+    plan: list[Fault] = []
+    for _ in range(faults_per_day):
+        kind = rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
+        at = rng.uniform(0.0, CHAOS_SECONDS - 3.0)
+        if kind.startswith("outage"):
+            plan.append(Fault(at, kind, rng.uniform(0.5, 4.0)))
+        elif kind in ("reject_sale", "reject_exits"):
+            plan.append(Fault(at, kind, 0.0, float(rng.randint(1, 4))))
+        elif kind == "hold_fills":
+            plan.append(Fault(at, kind, rng.uniform(1.0, 5.0)))
+        elif kind == "sink_down":
+            plan.append(Fault(at, kind, rng.uniform(1.0, 8.0)))
+        elif kind == "spot_jump":
+            move = rng.choice([rng.uniform(-0.08, -0.04), rng.uniform(0.03, 0.06)])
+            plan.append(Fault(at, kind, 0.0, move))
+        else:
+            plan.append(Fault(at, kind, 0.0))
+    for _ in range(kills_per_day):
+        plan.append(Fault(rng.uniform(1.0, CHAOS_SECONDS - 2.0), "kill", 0.0))
+    return sorted(plan, key=lambda f: f.at)
+
+
+class Soak:
+    def __init__(self, seed: int, days: int, workdir: Path, faults_per_day: int = 9,
+                 kills_per_day: int = 1, log: Callable[[str], None] | None = None) -> None:
+        self.seed, self.days, self.workdir = seed, days, workdir
+        self.rng = random.Random(seed)
+        self.faults_per_day, self.kills_per_day = faults_per_day, kills_per_day
+        self.report = Report(seed, days)
+        self.log = log or (lambda line: print(line, flush=True))
+        self.calendar = TradingCalendar()
+        self.clock_path = workdir / "clock.json"
+        self.sim_at = datetime(2026, 11, 23, 9, 0, tzinfo=ET)
+        self.speed = 0.0
+        self.wall = time.time()
+        self.endings: list[tuple[float, str, Callable[[], None]]] = []
+        self.missed_days: list[str] = []
+        self.sink = WebhookSink()
+        self.sink_port = self.sink.port
+        self.set_clock(self.sim_at, 0.0)
+        self.stack = Stack(workdir, self.sink.url, self.sim_at.isoformat(), {
+            "gateway": {"request_timeout": 4.0},
+            "clock": {"file": str(self.clock_path)},
+            "schedule": {"entry_times": ENTRY_TIMES, "repair_interval": REPAIR_INTERVAL,
+                         "tick_seconds": 0.05},
+            "strategy": {"target_dte": 1, "limit_walk_interval": 0.1, "order_ack_timeout": 3.0,
+                         "exit_retry_backoff": 0.2, "sale_attempts": 2},
+            "risk": {"max_open_lots": 20, "max_contracts_per_day": 2,
+                     "max_short_notional": 10_000_000.0},
+            "watchdog": {"gateway_restart": "supervisor", "market_data_silence": 0.0,
+                         "escalate_after": 3.0, "backoff_initial": 0.2, "backoff_max": 1.0,
+                         "probe_interval": 1.0},
+            "alerts": {"retry_initial": 0.1, "retry_max": 0.5, "coalesce_window": 2.0},
+            "zmq": {"command_max_age": 30.0},
+        })
+
+    # ---- the clock ----------------------------------------------------------------------
+
+    def set_clock(self, at: datetime, speed: float) -> None:
+        self.sim_at, self.speed, self.wall = at, speed, time.time()
+        write_clock_file(self.clock_path, at, speed)
+
+    def sim_now(self) -> datetime:
+        return self.sim_at + timedelta(seconds=(time.time() - self.wall) * self.speed)
+
+    def sync_gateway_clock(self) -> None:
+        try:
+            self.stack.ibsim_post("/clock", {"now": self.sim_now().isoformat()})
+        except OSError:
+            pass  # the gateway is restarting: the next call sets it
+
+    # ---- views ---------------------------------------------------------------------------
+
+    def db(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.stack.db_path), timeout=10.0)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        try:
+            with self.db() as conn:
+                return [dict(r) for r in conn.execute(sql, args).fetchall()]
+        except sqlite3.OperationalError:
+            return []  # the engine has not created the table yet
+
+    def broker(self) -> dict[str, Any] | None:
+        try:
+            return self.stack.ibsim_state()  # type: ignore[no-any-return]
+        except OSError:
+            return None
+
+    def link_state(self) -> str:
+        try:
+            reply = zmq_request(self.stack.zmq, "status", timeout=1.0)
+        except (TimeoutError, OSError):
+            return "UNREACHABLE"
+        return str(reply["data"]["link"]["state"]) if reply.get("ok") else "ERROR"
+
+    def wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
+        """Poll `predicate` (keeping ibsim's date in step) until truthy or `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sync_gateway_clock()
+            value = predicate()
+            if value or time.monotonic() > deadline:
+                return value
+            time.sleep(0.1)
+
+    # ---- faults ---------------------------------------------------------------------------
+
+    def post(self, kind: str, path: str, body: dict[str, Any]) -> bool:
+        try:
+            self.stack.ibsim_post(path, body)
+            return True
+        except OSError:
+            self.report.skipped[kind] += 1
+            return False
+
+    def apply(self, fault: Fault, t0: float) -> None:
+        k, s = fault.kind, fault.seconds
+        ok = True
+        if k == "kill":
+            self.kill_engine()
+            return
+        if k.startswith("outage"):
+            ok = self.post(k, "/fault/outage", {"seconds": s, "restore_code": int(k[-4:])})
+        elif k == "drop":
+            ok = self.post(k, "/fault/drop", {})
+        elif k == "gateway_restart":
+            ok = self.post(k, "/restart", {"seconds": 1})
+        elif k == "logout":
+            # Logged out (waiting for 2FA) with the socket dropped: the link stays down
+            # past escalate_after and the Watchdog restarts the gateway program.
+            ok = self.post(k, "/fault/logout", {"seconds": 600}) and self.post(
+                k, "/fault/drop", {})
+            self.endings.append((time.monotonic() + 30.0, "login", lambda: self.post(
+                "login", "/fault/login", {}) and None))
+        elif k == "reject_sale":
+            ok = self.post(k, "/fault/reject", {"count": int(fault.size), "action": "SELL"})
+        elif k == "reject_exits":
+            ok = self.post(k, "/fault/reject", {"count": int(fault.size), "action": "BUY"})
+        elif k == "hold_fills":
+            ok = self.post(k, "/fault/hold_fills", {"seconds": s})
+        elif k == "spot_jump":
+            state = self.broker()
+            ok = state is not None and self.post(
+                k, "/market", {"spot": round(state["spot"] * (1 + fault.size), 2)})
+        elif k == "sink_down":
+            self.sink.stop()
+            self.endings.append((time.monotonic() + s, "sink_up", self.sink_up))
+        if ok:
+            self.report.faults[k] += 1
+
+    def sink_up(self) -> None:
+        if self.sink._server is None:
+            self.sink.port = self.sink_port
+            self.sink.start()
+
+    def end_all_faults(self) -> None:
+        for _, _, end in self.endings:
+            end()
+        self.endings.clear()
+        self.sink_up()
+        for path, body in (("/fault/outage_end", {}), ("/fault/login", {}),
+                           ("/fault/hold_fills", {"seconds": 0}), ("/fault/reject", {"count": 0})):
+            self.wait(lambda p=path, b=body: self._quiet_post(p, b), 60)
+
+    def _quiet_post(self, path: str, body: dict[str, Any]) -> bool:
+        try:
+            self.stack.ibsim_post(path, body)
+            return True
+        except OSError:
+            return False
+
+    def kill_engine(self) -> None:
+        try:
+            pid = self.stack.pid("engine")
+        except ValueError:
+            self.report.skipped["kill"] += 1  # between a kill and supervisord's restart
+            return
+        os.kill(pid, signal.SIGKILL)
+        self.report.kills += 1
+        self.check_integrity(f"after kill {self.report.kills}")
+
+    # ---- checks ---------------------------------------------------------------------------
+
+    def check_integrity(self, when: str) -> None:
+        self.report.checks["integrity"] += 1
+        with self.db() as conn:
+            result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            self.report.violate(when, f"PRAGMA integrity_check: {result}")
+
+    def open_lots(self) -> list[dict[str, Any]]:
+        return self.rows("SELECT * FROM lots WHERE state != 'closed' ORDER BY id")
+
+    def unprotected(self) -> list[str]:
+        """Open lots without a live TP and SL of theirs (one OCA group) at the broker."""
+        state = self.broker()
+        if state is None:
+            return ["the gateway is not answering"]
+        live = {o["order_ref"]: o for o in state["open_orders"]}
+        problems = []
+        for lot in self.open_lots():
+            tp, sl = live.get(lot["tp_order_ref"] or ""), live.get(lot["sl_order_ref"] or "")
+            if lot["state"] != "open" or tp is None or sl is None:
+                problems.append(f"lot {lot['id']} state={lot['state']} tp={tp is not None} "
+                                f"sl={sl is not None}")
+            elif tp["oca_group"] != sl["oca_group"] or tp["order_type"] != "LMT" \
+                    or sl["order_type"] != "STP":
+                problems.append(f"lot {lot['id']}: exits are not one TP LMT + SL STP pair")
+        return problems
+
+    def mismatch(self) -> list[str]:
+        """Book's open lots vs the broker's option positions, contract by contract."""
+        state = self.broker()
+        if state is None:
+            return ["the gateway is not answering"]
+        broker = {p["con_id"]: -p["position"] for p in state["positions"]
+                  if p["sec_type"] == "OPT"}
+        book: Counter[int] = Counter()
+        for lot in self.open_lots():
+            book[lot["con_id"]] += lot["qty"]
+        return [f"con_id {c}: book {book.get(c, 0)} short, broker {broker.get(c, 0)} short"
+                for c in sorted(set(book) | set(broker)) if book.get(c, 0) != broker.get(c, 0)]
+
+    def check(self, day: str, name: str, problems: Callable[[], list[str]],
+              timeout: float) -> None:
+        self.report.checks[name] += 1
+        found = self.wait(lambda: not problems(), timeout)
+        if not found:
+            left = problems()
+            if left:
+                self.report.violate(day, f"{name} after {timeout:.0f} s: {'; '.join(left)}")
+
+    # ---- one day ----------------------------------------------------------------------------
+
+    def run_day(self, day: date) -> None:
+        d = day.isoformat()
+        plan = plan_day(self.rng, self.faults_per_day, self.kills_per_day)
+        self.log(f"[{d}] chaos: " + ", ".join(f"{f.kind}@{f.at:.1f}s" for f in plan))
+        self.post("spot", "/market", {"spot": 600.0})
+        self.set_clock(datetime(day.year, day.month, day.day, 9, 33, tzinfo=ET), CHAOS_SPEED)
+        t0 = time.monotonic()
+        pending = list(plan)
+        while time.monotonic() - t0 < CHAOS_SECONDS:
+            now = time.monotonic()
+            while pending and now - t0 >= pending[0].at:
+                self.apply(pending.pop(0), t0)
+            for item in [e for e in self.endings if e[0] <= now]:
+                self.endings.remove(item)
+                item[2]()
+            self.sync_gateway_clock()
+            time.sleep(0.05)  # the scenario's pace, not a wait for a result
+        # Settle: faults over, time at 1x. The link must come back and the lots be whole.
+        self.set_clock(self.sim_now(), 1.0)
+        self.end_all_faults()
+        self.report.checks["ready"] += 1
+        if not self.wait(lambda: self.link_state() == "READY", 90):
+            self.report.violate(d, "link not READY 90 s after the faults ended")
+        self.wait(lambda: not self.rows(
+            "SELECT 1 FROM entry_attempts WHERE trade_date = ? AND state = 'started'", (d,)), 60)
+        self.check(d, "protected", self.unprotected, REPAIR_INTERVAL + SETTLE_SLACK)
+        self.check(d, "book_matches_broker", self.mismatch, 20)
+        # Past the catch-up deadline: the day's entries are final.
+        self.set_clock(datetime(day.year, day.month, day.day, 10, 31, tzinfo=ET), 1.0)
+        self.report.checks["entries_final"] += 1
+        final = self.wait(lambda: (rows := self.rows(
+            "SELECT * FROM entry_attempts WHERE trade_date = ?", (d,))) and len(rows) == len(
+            ENTRY_TIMES) and all(r["state"] != "started" for r in rows) and rows, 30)
+        if not final:
+            self.report.violate(d, "entries not final after the catch-up deadline")
+        else:
+            for r in final:
+                self.report.entries[r["state"]] += 1
+                if r["state"] == "missed":
+                    self.missed_days.append(d)
+        # After the close: expiries settle at the broker and in the book.
+        self.set_clock(datetime(day.year, day.month, day.day, 16, 1, tzinfo=ET), 1.0)
+        self.check(d, "book_matches_broker_after_expiry", self.mismatch, 30)
+        self.check(d, "protected_after_close", self.unprotected, REPAIR_INTERVAL + SETTLE_SLACK)
+        self.log(f"[{d}] done in {time.monotonic() - t0:.0f} s; violations so far: "
+                 f"{len(self.report.violations)}")
+
+    # ---- the end ------------------------------------------------------------------------------
+
+    def final_checks(self) -> None:
+        end = "end"
+        self.check_integrity("end")
+        # Entries: never more than the slots per day (the broker's sales, by their refs).
+        state = self.broker() or {"executions": []}
+        sales: Counter[str] = Counter()
+        for e in state["executions"]:
+            if e["order_ref"].startswith("tb:") and ":sale:" in e["order_ref"] \
+                    and e["side"] in ("SLD", "SELL"):
+                sales[e["order_ref"].split(":")[1]] += e["qty"]
+        self.report.checks["entries_per_day"] += 1
+        for day, qty in sorted(sales.items()):
+            if qty > len(ENTRY_TIMES):
+                self.report.violate(day, f"{qty} sold, more than {len(ENTRY_TIMES)} slots")
+        # Fills: every execution of ours stored once; nothing stored the broker never did.
+        self.report.checks["fills_once"] += 1
+        ours = {e["exec_id"] for e in state["executions"] if e["order_ref"].startswith("tb:")}
+        stored = Counter(r["exec_id"] for r in self.rows("SELECT exec_id FROM fills"))
+        dup = [x for x, n in stored.items() if n > 1]
+        if dup:
+            self.report.violate(end, f"fills stored more than once: {dup}")
+        if len(state["executions"]) < 500:  # the control API shows the last 500
+            missing, extra = ours - set(stored), set(stored) - ours
+            if missing:
+                self.report.violate(end, f"broker executions missing from the book: {missing}")
+            if extra:
+                self.report.violate(end, f"book fills the broker never made: {extra}")
+        # Realized P&L of each closed lot = the sum over its fills.
+        self.report.checks["pnl_from_fills"] += 1
+        for lot in self.rows("SELECT * FROM lots WHERE state = 'closed'"):
+            self.report.lots[lot["close_reason"] or "closed"] += 1
+            if lot["close_reason"] not in ("take_profit", "stop_loss", "expired"):
+                continue
+            fills = self.rows("SELECT * FROM fills WHERE lot_id = ?", (lot["id"],))
+            mult = lot["multiplier"] or 100
+            cash = sum((f["price"] if f["side"] == "SLD" else -f["price"]) * f["qty"] * mult
+                       for f in fills)
+            expected = round(cash - sum(f["commission"] or 0.0 for f in fills), 2)
+            if abs(expected - (lot["realized_pnl"] or 0.0)) > 0.011:
+                self.report.violate(end, f"lot {lot['id']} realized {lot['realized_pnl']} but "
+                                         f"its fills say {expected}")
+        self.report.lots["open"] = len(self.open_lots())
+        # Alerts: all delivered, each once, in order.
+        self.report.checks["alerts_delivered"] += 1
+        delivered = self.wait(lambda: not self.rows(
+            "SELECT 1 FROM alert_outbox WHERE delivered_at IS NULL LIMIT 1"), 60)
+        if not delivered:
+            self.report.violate(end, "alerts still undelivered 60 s after the sink came back")
+        bodies = self.sink.bodies()
+        ids = [b["id"] for b in bodies if b.get("id")]
+        self.report.crash_alerts = sum(1 for b in bodies if b.get("kind") == "process_crashed")
+        self.report.alerts_delivered = len(ids)
+        stored_ids = [r["id"] for r in self.rows("SELECT id FROM alerts ORDER BY id")]
+        dups = sorted(x for x, n in Counter(ids).items() if n > 1)
+        if dups:
+            self.report.violate(end, f"alerts delivered more than once: {dups}")
+        if ids != sorted(ids):
+            self.report.violate(end, "alerts delivered out of order")
+        if set(stored_ids) - set(ids):
+            lost = sorted(set(stored_ids) - set(ids))
+            self.report.violate(end, f"alerts never delivered: {lost}")
+        self.report.checks["missed_alerted"] += 1
+        texts = [b.get("message", "") for b in bodies if b.get("kind") == "entry_missed"]
+        for day in self.missed_days:
+            if not any(day in t for t in texts):
+                self.report.violate(day, "entry missed without an entry_missed alert")
+
+    def run(self) -> Report:
+        started = time.monotonic()
+        self.stack.start()
+        try:
+            if not self.wait(lambda: self.link_state() == "READY", 90):
+                self.report.violate("start", "the engine never became READY")
+                return self.report
+            day, done = FIRST_DAY, 0
+            while done < self.days:
+                if self.calendar.is_session(day):
+                    self.run_day(day)
+                    done += 1
+                day += timedelta(days=1)
+            self.final_checks()
+        finally:
+            self.report.seconds = time.monotonic() - started
+            self.stack.stop()
+            self.sink.stop()
+        return self.report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.soak", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--days", type=int, default=20)
+    parser.add_argument("--faults-per-day", type=int, default=9)
+    parser.add_argument("--kills-per-day", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, book)")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix=f"soak-{args.seed}-"))
+    report = Soak(args.seed, args.days, workdir, args.faults_per_day, args.kills_per_day).run()
+    print(report.text())
+    print("SOAK_JSON " + report.as_json())
+    print(f"work dir: {workdir}" if args.keep else "")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
