@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= $(CURDIR)/run
 
-.PHONY: venv test lint demo stop clean browser
+SEED ?= 1
+DAYS ?= 20
+
+.PHONY: venv test lint demo stop clean browser soak
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +33,10 @@ lint: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 -q
+
+# The long chaos soak: prints the report (seed, faults, kills, checks, violations).
+soak: $(STAMP)
+	$(BIN)/python -m tests.chaos.soak --seed $(SEED) --days $(DAYS)
 
 demo: $(STAMP)
 	bash scripts/demo.sh
