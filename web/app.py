@@ -21,7 +21,13 @@ from actors.config import Config
 from web.engine_client import EngineClient, EngineError, EngineUnreachable
 
 READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
-ACTIONS = ("enter_now", "pause", "resume", "repair_exits", "restart_gateway")
+ACTIONS = ("enter_now", "pause", "resume", "repair_exits", "restart_gateway",
+           "kill_switch_on", "kill_switch_off")
+# Actions that are one engine op with fixed arguments.
+ACTION_OPS: dict[str, tuple[str, dict[str, Any]]] = {
+    "kill_switch_on": ("kill_switch", {"on": True}),
+    "kill_switch_off": ("kill_switch", {"on": False}),
+}
 PASSWORD_ENV = "TRADING_BOT_WEB_PASSWORD"
 SECRET_ENV = "TRADING_BOT_WEB_SECRET"
 
@@ -75,7 +81,9 @@ def create_app(cfg: Config, client: EngineClient | None = None) -> Flask:
                           f"set {PASSWORD_ENV} in the environment to enable actions")
         given = (request.get_json(silent=True) or {}).get("password") or request.form.get(
             "password", "")
-        if not isinstance(given, str) or not hmac.compare_digest(given, expected):
+        # Bytes: compare_digest refuses non-ASCII str (a 500 found by the HTTP fuzz).
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(),
+                                                                 expected.encode()):
             return _error(401, "bad_password", "wrong password")
         session.clear()
         session["user"] = "operator"
@@ -114,10 +122,12 @@ def create_app(cfg: Config, client: EngineClient | None = None) -> Flask:
         if not logged_in():
             return _error(401, "login_required", "log in first")
         token = request.headers.get("X-CSRF-Token", "")
-        if not token or not hmac.compare_digest(token, str(session.get("csrf", ""))):
+        if not token or not hmac.compare_digest(token.encode(),
+                                                str(session.get("csrf", "")).encode()):
             return _error(403, "csrf", "missing or wrong CSRF token")
         try:
-            return jsonify({"ok": True, "data": engine.call(op, {}, command=True)})
+            engine_op, args = ACTION_OPS.get(op, (op, {}))
+            return jsonify({"ok": True, "data": engine.call(engine_op, args, command=True)})
         except EngineUnreachable:
             return _error(503, "engine_unreachable", "engine unreachable")
         except EngineError as exc:

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)
+    if isinstance(v, str):  # a TOML basic string: JSON's escapes, DEL escaped too
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     return repr(v)

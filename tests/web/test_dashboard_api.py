@@ -55,6 +55,13 @@ def test_actions_need_login_and_csrf_and_are_not_reachable_by_get(
     code, reply = web.request("POST", "/api/pause", headers={"X-CSRF-Token": body["csrf"]})
     assert code == 200 and reply["data"] == {"paused": True}
     assert web.request("GET", "/api/status")[1]["data"]["paused"] is True
+    # The kill switch from the dashboard: on, then off again.
+    code, reply = web.request("POST", "/api/kill_switch_on",
+                              headers={"X-CSRF-Token": body["csrf"]})
+    assert code == 200 and reply["data"] == {"kill_switch": True}
+    assert web.request("GET", "/api/status")[1]["data"]["kill_switch"] is True
+    web.request("POST", "/api/kill_switch_off", headers={"X-CSRF-Token": body["csrf"]})
+    assert web.request("GET", "/api/status")[1]["data"]["kill_switch"] is False
 
 
 def test_engine_unreachable_then_recovers(tmp_path: Any, web_server: Any) -> None:

@@ -1,0 +1,1 @@
+from tests.engine.conftest import sim, start_engine  # noqa: F401 - shared fixtures
