@@ -97,6 +97,7 @@ class Report:
     entries: Counter[str] = field(default_factory=Counter)
     lots: Counter[str] = field(default_factory=Counter)
     alerts_delivered: int = 0
+    alert_kinds: Counter[str] = field(default_factory=Counter)
     crash_alerts: int = 0
     seconds: float = 0.0
 
@@ -120,6 +121,7 @@ class Report:
             "lots: " + "  ".join(f"{k}={v}" for k, v in sorted(self.lots.items())),
             f"alerts delivered: {self.alerts_delivered} (+{self.crash_alerts} process_crashed"
             " from the supervisord listener)",
+            "alert kinds: " + "  ".join(f"{k}={v}" for k, v in sorted(self.alert_kinds.items())),
         ]
         if self.violations:
             lines.append(f"VIOLATIONS: {len(self.violations)}")
@@ -134,7 +136,8 @@ class Report:
             "seed": self.seed, "days": self.days, "faults": dict(self.faults),
             "kills": self.kills, "checks": dict(self.checks), "violations": self.violations,
             "entries": dict(self.entries), "lots": dict(self.lots),
-            "alerts_delivered": self.alerts_delivered, "seconds": round(self.seconds, 1),
+            "alerts_delivered": self.alerts_delivered, "alert_kinds": dict(self.alert_kinds),
+            "seconds": round(self.seconds, 1),
         }, sort_keys=True)
 
 
@@ -491,6 +494,7 @@ class Soak:
         ids = [b["id"] for b in bodies if b.get("id")]
         self.report.crash_alerts = sum(1 for b in bodies if b.get("kind") == "process_crashed")
         self.report.alerts_delivered = len(ids)
+        self.report.alert_kinds = Counter(b.get("kind", "?") for b in bodies if b.get("id"))
         stored_ids = [r["id"] for r in self.rows("SELECT id FROM alerts ORDER BY id")]
         dups = sorted(x for x, n in Counter(ids).items() if n > 1)
         if dups:
