@@ -316,7 +316,10 @@ class Connection(SupervisedActor):
         self.directory.publish(CommissionReceived(report.execId, float(report.commission)))
 
     def _on_tickers(self, tickers: set[Ticker]) -> None:
-        self.directory.publish(QuotesUpdated(tuple(quote_of(t) for t in tickers)))
+        received = self.ib.client.connectionStats().numMsgRecv if self.ib is not None else 0
+        self.directory.publish(
+            QuotesUpdated(tuple(quote_of(t) for t in tickers), messages_received=received)
+        )
 
     # ---- timed calls (actor thread -> loop thread) -------------------------------------
 

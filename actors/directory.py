@@ -26,6 +26,10 @@ class ActorDirectory:
         self.link: Any = None
         # When the Watchdog's heartbeat last found the gateway answering.
         self.link_verified_at: float = 0.0
+        # The latest quote per con_id, written by MarketData only; readers (the book's
+        # dashboard views) take them without queueing behind MarketData's mailbox.
+        self.quotes: dict[int, Any] = {}
+        self.spy_con_id: int = 0
 
     def set(self, name: str, ref: pykka.ActorRef[Any] | None) -> None:
         with self._lock:

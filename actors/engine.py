@@ -30,6 +30,7 @@ from actors.trading_calendar import TradingCalendar
 from actors.watchdog import Watchdog
 
 READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
+ENGINE_READ_OPS = ("market_data",)  # answered by the engine itself, not the book
 COMMAND_OPS = (
     "enter_now",
     "pause",
@@ -93,7 +94,7 @@ class Engine:
         self.zmq = ZmqService(
             endpoint=self.cfg.zmq.endpoint,
             handler=self.handle,
-            known_ops=set(READ_OPS) | set(COMMAND_OPS),
+            known_ops=set(READ_OPS) | set(ENGINE_READ_OPS) | set(COMMAND_OPS),
             command_ops=set(COMMAND_OPS),
             max_message_bytes=self.cfg.zmq.max_message_bytes,
             command_max_age=self.cfg.zmq.command_max_age,
@@ -139,6 +140,8 @@ class Engine:
                 if not isinstance(limit, int) or not 1 <= limit <= 1000:
                     raise OpError("bad_args", "limit must be an integer 1..1000")
                 return {"alerts": self.alerts.recent(limit)}
+            if op == "market_data":
+                return d.proxy("market_data").stats().get(timeout=5)
             if op in READ_OPS:
                 return d.proxy("position_book").query(op, args).get(timeout=5)
             if op == "enter_now":

@@ -8,6 +8,7 @@ nothing in ib_insync resubscribes by itself.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 from loguru import logger
@@ -36,6 +37,9 @@ class MarketData(SupervisedActor):
         self._wanted: dict[int, ContractInfo] = {}
         self.last_tick_at: float = 0.0
         self.ticks_seen = 0
+        self.messages_received = 0
+        # Recent quote lags: decoded by Connection -> applied here (a backlog shows here).
+        self.lags: deque[float] = deque(maxlen=2000)
 
     def on_start(self) -> None:
         self.directory.subscribe(QuotesUpdated, self.name)
@@ -50,10 +54,15 @@ class MarketData(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, QuotesUpdated):
             now = time.time()
+            shared = self.directory.quotes
             for q in message.quotes:
                 self._quotes[q.con_id] = q
+                shared[q.con_id] = q
             self.ticks_seen += len(message.quotes)
             self.last_tick_at = now
+            self.messages_received = max(self.messages_received, message.messages_received)
+            if message.quotes:
+                self.lags.append(now - message.quotes[0].time)
         elif isinstance(message, LinkChanged):
             status = message.status
             if status.state == LinkState.READY:
@@ -77,6 +86,7 @@ class MarketData(SupervisedActor):
                 self.underlying = proxy.qualify_stock(
                     self.cfg.strategy.symbol, self.cfg.strategy.exchange
                 ).get(timeout=self.cfg.gateway.request_timeout + 2)
+                self.directory.spy_con_id = self.underlying.con_id
             contracts = [self.underlying, *self._wanted.values()]
             if resubscribe:
                 proxy.resubscribe_all().get(timeout=self.cfg.gateway.request_timeout + 2)
@@ -112,4 +122,16 @@ class MarketData(SupervisedActor):
             self._wanted.pop(c, None)
 
     def stats(self) -> dict[str, float]:
-        return {"ticks_seen": self.ticks_seen, "last_tick_at": self.last_tick_at}
+        lags = sorted(self.lags)
+
+        def pct(p: float) -> float:
+            return round(lags[min(len(lags) - 1, int(p * len(lags)))] * 1000, 3) if lags else 0.0
+
+        return {
+            "ticks_seen": self.ticks_seen,
+            "messages_received": self.messages_received,
+            "last_tick_at": self.last_tick_at,
+            "lines": 1 + len(self._wanted) if self.underlying else len(self._wanted),
+            "quote_lag_ms_p50": pct(0.5),
+            "quote_lag_ms_p99": pct(0.99),
+        }

@@ -174,6 +174,7 @@ class CommissionReceived:
 @dataclass(frozen=True)
 class QuotesUpdated:
     quotes: tuple[Quote, ...]
+    messages_received: int = 0  # the API client's message count so far (a rate gauge)
 
 
 # ---- commands between actors -----------------------------------------------------------

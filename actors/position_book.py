@@ -7,12 +7,15 @@ becomes READY, and answers the dashboard's queries over ZeroMQ.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import pykka
 from loguru import logger
 
 from actors import pnl as pnl_math
@@ -64,6 +67,17 @@ def contract_key(con_id: int) -> str:
     return f"contract:{con_id}"
 
 
+@dataclass(frozen=True)
+class _BrokerSnapshot:
+    """The broker's side for a reconciliation, fetched off the book's thread."""
+
+    fills: list[FillInfo]
+    open_orders: list[OrderInfo]
+    positions: list[Any]
+    fetched_at: float  # monotonic, taken before the first request
+    attempt: int
+
+
 class PositionBook(SupervisedActor):
     name = "position_book"
 
@@ -83,6 +97,7 @@ class PositionBook(SupervisedActor):
         self.store: Store | None = None
         self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
         self.reconciled_at = 0.0
+        self.last_broker_event = 0.0
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -106,6 +121,8 @@ class PositionBook(SupervisedActor):
         return self.store
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, (FillReceived, CommissionReceived, OrderUpdated)):
+            self.last_broker_event = time.monotonic()
         if isinstance(message, FillReceived):
             self.apply_fill(message.fill)
         elif isinstance(message, CommissionReceived):
@@ -118,8 +135,42 @@ class PositionBook(SupervisedActor):
         elif isinstance(message, LinkChanged):
             self.link = message.status
             if message.status.state == LinkState.READY:
-                self.reconcile()
+                self._fetch_for_reconcile(1)
+        elif isinstance(message, _BrokerSnapshot):
+            if message.fetched_at < self.last_broker_event:
+                # Events came in while it was fetched: it may be older than the book.
+                if message.attempt < 3:
+                    self._fetch_for_reconcile(message.attempt + 1)
+                else:
+                    self.reconcile()  # in the actor: nothing interleaves
+                return None
+            self._apply_snapshot(message.fills, message.open_orders, message.positions)
         return None
+
+    def _fetch_for_reconcile(self, attempt: int) -> None:
+        """Ask the broker on a helper thread, so that the dashboard's reads are not
+        queued behind three gateway round trips after every reconnect; the answer
+        comes back as a message and is applied only if no broker event overtook it."""
+        conn = self.directory.ref("connection")
+        if conn is None:
+            return
+        timeout = self.cfg.gateway.request_timeout + 2
+        fetched_at = time.monotonic()
+        me = self.actor_ref
+
+        def fetch() -> None:
+            try:
+                proxy = conn.proxy()
+                fills = proxy.executions().get(timeout=timeout)
+                open_orders = proxy.open_orders().get(timeout=timeout)
+                positions = proxy.positions().get(timeout=timeout)
+            except Exception as exc:
+                self.log.warning("reconciliation skipped: {}", exc)
+                return
+            with contextlib.suppress(pykka.ActorDeadError):
+                me.tell(_BrokerSnapshot(fills, open_orders, positions, fetched_at, attempt))
+
+        threading.Thread(target=fetch, name="reconcile-fetch", daemon=True).start()
 
     # ---- intents (written before the broker hears of them) -----------------------------
 
@@ -420,6 +471,12 @@ class PositionBook(SupervisedActor):
         except Exception as exc:
             self.log.warning("reconciliation skipped: {}", exc)
             return counts
+        return self._apply_snapshot(fills, open_orders, positions)
+
+    def _apply_snapshot(
+        self, fills: list[FillInfo], open_orders: list[OrderInfo], positions: list[Any]
+    ) -> dict[str, int]:
+        counts = {"fills": 0, "orders": 0, "closed": 0, "imported": 0}
         for fill in sorted(fills, key=lambda f: f.time):
             before = self.db.fill_count()
             self.apply_fill(fill)
@@ -589,22 +646,13 @@ class PositionBook(SupervisedActor):
         return self.clock.now().astimezone(ZoneInfo(ET_ZONE)).date().isoformat()
 
     def _quotes(self, con_ids: list[int]) -> dict[int, Any]:
-        md = self.directory.ref("market_data")
-        if md is None:
-            return {}
-        try:
-            return md.proxy().quotes_for(con_ids).get(timeout=0.5)
-        except Exception:
-            return {}
+        # Shared by MarketData (never a call into its mailbox: a view must not wait
+        # behind a subscription that waits behind the gateway).
+        shared = self.directory.quotes
+        return {c: shared[c] for c in con_ids if c in shared}
 
     def _spy(self) -> Any:
-        md = self.directory.ref("market_data")
-        if md is None:
-            return None
-        try:
-            return md.proxy().spy().get(timeout=0.5)
-        except Exception:
-            return None
+        return self.directory.quotes.get(self.directory.spy_con_id)
 
     def positions_view(self) -> dict[str, Any]:
         lots = self.db.open_lots()

@@ -423,6 +423,7 @@ class Broker:
                 "status": o["status"], "con_id": o["contract"]["con_id"],
                 "local_symbol": o["contract"].get("local_symbol", ""),
                 "parent_id": o.get("parent_id", 0), "filled": o.get("filled", 0.0),
+                "created": o.get("created"),
             }
 
         return {

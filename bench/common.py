@@ -1,0 +1,221 @@
+"""Shared pieces of the benchmarks: percentiles, the report, a test-profile config,
+an engine subprocess and polling at a fixed resolution."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.stack import render_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+POLL = 0.001  # seconds between polls of a latency figure: its resolution
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (0..100) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+@dataclass
+class Row:
+    figure: str
+    value: float
+    unit: str
+    goal: str = ""
+    met: bool | None = None  # None: a figure without a goal (a baseline, a count)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def report(name: str, rows: list[Row], notes: list[str] | None = None) -> dict[str, Any]:
+    """Print the table and the JSON line; return the JSON object."""
+    width = max(len(r.figure) for r in rows) + 2
+    print(f"\n== bench.{name} ==")
+    print(f"{'figure':<{width}}{'value':>12}  {'unit':<8}{'goal':<22}met")
+    for r in rows:
+        met = "" if r.met is None else ("yes" if r.met else "NO")
+        print(f"{r.figure:<{width}}{r.value:>12.3f}  {r.unit:<8}{r.goal:<22}{met}")
+    for n in notes or []:
+        print(f"  note: {n}")
+    out = {
+        "bench": name,
+        "figures": {r.figure: round(r.value, 4) for r in rows},
+        "goals_met": {r.figure: r.met for r in rows if r.met is not None},
+        "notes": notes or [],
+        "machine": machine(),
+    }
+    print("BENCH_JSON " + json.dumps(out, sort_keys=True))
+    return out
+
+
+def poll(predicate: Callable[[], Any], timeout: float, interval: float = POLL) -> Any:
+    """Poll until truthy; the time it took is the caller's figure (resolution `interval`)."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"condition not met in {timeout}s")
+        time.sleep(interval)
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    path.write_text(render_toml(sections))
+    return path
+
+
+def engine_config(tmp: Path, gateway_port: int, zmq_endpoint: str,
+                  extra: dict[str, dict[str, Any]] | None = None) -> Path:
+    """A paper profile against ibsim with the schedule out of the way."""
+    sections: dict[str, dict[str, Any]] = {
+        "gateway": {"port": gateway_port, "connect_timeout": 3.0, "request_timeout": 5.0},
+        "storage": {"path": str(tmp / "book.sqlite")},
+        "zmq": {"endpoint": zmq_endpoint},
+        "schedule": {"entry_times": ["15:59"], "repair_interval": 3600.0},
+        "watchdog": {"market_data_silence": 0.0},
+        "logging": {"level": "WARNING"},
+    }
+    for k, v in (extra or {}).items():
+        sections.setdefault(k, {}).update(v)
+    return write_config(tmp / "engine.toml", sections)
+
+
+def start_engine(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log = open(config.parent / "engine.log", "ab")  # noqa: SIM115 - the child writes it
+    return subprocess.Popen([sys.executable, "-m", "actors", "--config", str(config)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class ZmqClient:
+    """A REQ client kept open between polls (a new socket per poll would be the cost
+    measured); on a timeout the socket is replaced, as the Lazy Pirate pattern does."""
+
+    def __init__(self, endpoint: str, timeout: float = 2.0) -> None:
+        import zmq
+
+        self.zmq = zmq
+        self.endpoint, self.timeout = endpoint, timeout
+        self.ctx = zmq.Context.instance()
+        self.sock = self._open()
+        self.n = 0
+
+    def _open(self) -> Any:
+        s = self.ctx.socket(self.zmq.REQ)
+        s.setsockopt(self.zmq.LINGER, 0)
+        s.connect(self.endpoint)
+        return s
+
+    def ask(self, op: str, args: dict[str, Any] | None = None) -> Any:
+        import msgpack
+
+        self.n += 1
+        self.sock.send(msgpack.packb({"v": 1, "id": f"b{self.n}", "op": op, "args": args or {}}))
+        if not self.sock.poll(int(self.timeout * 1000)):
+            self.sock.close()
+            self.sock = self._open()
+            raise TimeoutError(f"{op}: no reply in {self.timeout}s")
+        reply = msgpack.unpackb(self.sock.recv(), raw=False)
+        if not reply.get("ok"):
+            raise RuntimeError(f"{op}: {reply.get('error')}")
+        return reply["data"]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def echo_server(endpoint: str) -> Callable[[], None]:
+    """A raw ZeroMQ ROUTER that returns each request as it came: the baseline of every
+    ZeroMQ figure. Runs in a child process; returns a function that stops it."""
+    code = (
+        "import sys, zmq\n"
+        "ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
+        "while True:\n"
+        "    s.send_multipart(s.recv_multipart())\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, endpoint])
+
+    def stop_echo() -> None:
+        proc.kill()
+        proc.wait(5)
+
+    return stop_echo
+
+
+def raw_round_trips(endpoint: str, payload: bytes, n: int) -> list[float]:
+    """n REQ round trips of `payload` against an echo server, in seconds each."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    out = []
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            s.send(payload)
+            s.recv()
+            out.append(time.perf_counter() - t)
+    finally:
+        s.close()
+    return out
+
+
+class workdir:
+    """A temp dir, kept (and its path printed) when BENCH_KEEP=1, for the engine's log."""
+
+    def __enter__(self) -> str:
+        import tempfile
+
+        self.keep = os.environ.get("BENCH_KEEP") == "1"
+        self.path = tempfile.mkdtemp(prefix="bench-")
+        return self.path
+
+    def __exit__(self, *_: Any) -> None:
+        import shutil
+
+        if self.keep:
+            print(f"work dir kept: {self.path}")
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
