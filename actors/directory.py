@@ -20,6 +20,7 @@ class ActorDirectory:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._proxies: dict[str, tuple[pykka.ActorRef[Any], Any]] = {}
         self._subscribers: dict[type, list[str]] = defaultdict(list)
         # The current link status, set by Connection *before* it publishes a change, so
         # an actor that subscribes late can read what it may have missed.
@@ -48,7 +49,14 @@ class ActorDirectory:
         ref = self.ref(name)
         if ref is None:
             raise pykka.ActorDeadError(f"actor {name} is not running")
-        return ref.proxy()
+        # Building a pykka proxy introspects the actor (a profile of bench.exits showed
+        # it per call); one per actor instance is kept and renewed when the ref changes.
+        cached = self._proxies.get(name)
+        if cached is not None and cached[0] is ref:
+            return cached[1]
+        proxy = ref.proxy()
+        self._proxies[name] = (ref, proxy)
+        return proxy
 
     def subscribe(self, message_type: type, name: str) -> None:
         with self._lock:

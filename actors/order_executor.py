@@ -358,6 +358,9 @@ class OrderExecutor(SupervisedActor):
                     self.log.warning("cancel of {} {} failed: {}", role, order_id, exc)
 
     def _record(self, info: OrderInfo) -> None:
+        """The broker's answer, for the book. Not waited for: the intent is already
+        durable, the book's mailbox keeps the order, and reconciliation settles any
+        status the book misses; waiting here queued the exits behind the book."""
         from actors.position_book import _status_name
 
         self.book.mark_order(
@@ -366,7 +369,7 @@ class OrderExecutor(SupervisedActor):
             order_id=info.order_id or None,
             perm_id=info.perm_id or None,
             error=f"{info.error_code}: {info.error_message}" if info.error_code else None,
-        ).get(timeout=self._t())
+        )
 
     def _restore(self, lot_ids: list[int]) -> None:
         for lot_id in lot_ids:

@@ -7,6 +7,7 @@ the same seed gives the same prices (wall time never enters a price).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ def stock_contract(exchange: str = "SMART") -> dict[str, object]:
     }
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_session(d: date) -> bool:
     try:
         from actors.trading_calendar import TradingCalendar
@@ -119,6 +121,13 @@ def expirations(now: datetime) -> list[str]:
     today = now.astimezone(ET).date()
     if now.astimezone(ET).time() >= time(16, 0):
         today += timedelta(days=1)
+    # Cached per day: every order and contract request resolves against it (a profile
+    # of bench.exits showed the calendar walk as most of ibsim's time per order).
+    return list(_expirations_from(today))
+
+
+@functools.lru_cache(maxsize=64)
+def _expirations_from(today: date) -> tuple[str, ...]:
     end = today + timedelta(days=365)
     out: set[date] = set()
     d = today
@@ -140,7 +149,7 @@ def expirations(now: datetime) -> list[str]:
             e -= timedelta(days=1)  # an expiry on a holiday moves to the day before
         if _is_session(e) or e.weekday() < 5:
             result.append(e.strftime("%Y%m%d"))
-    return sorted(set(result))
+    return tuple(sorted(set(result)))
 
 
 class Market:

@@ -1,0 +1,152 @@
+"""How fast a sold put is protected: the sale's fill at ibsim (its execution time) to
+both exit orders (TP LMT and SL STP) accepted by ibsim (their creation times), both
+stamped by ibsim's clock, over 100 entries of the real engine (a process).
+Baseline: ibsim's own order round trip with a bare ib_insync client (placeOrder ->
+Submitted), measured in the same run.
+
+    python -m bench.exits [--entries 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ib_insync import IB, LimitOrder, Option
+
+from bench.common import (
+    Row,
+    ZmqClient,
+    engine_config,
+    pct,
+    poll,
+    report,
+    start_engine,
+    stop,
+    workdir,
+)
+from ibsim.harness import IbsimProcess, free_port
+
+NOW = "2026-11-24T10:00:00-05:00"
+# ib_insync holds requests past 45 per second (IB's pacing limit, Client.MaxRequests):
+# orders and entries are paced under it, as a once-a-day entry always is.
+PACE = 0.03
+ENTRY_PAUSE = 0.6
+
+
+def baseline_round_trips(port: int, n: int) -> list[float]:
+    ib = IB()
+    ib.connect("127.0.0.1", port, clientId=77, timeout=10)
+    try:
+        spy = ib.reqContractDetails(Option("SPY", "20261127", 500.0, "P", "SMART"))[0].contract
+        out = []
+        for i in range(n + 10):  # the first 10 warm up (contract cache, first sends)
+            order = LimitOrder("BUY", 1, 0.01, orderRef=f"bench:{i}", tif="GTC")
+            t = time.perf_counter()
+            trade = ib.placeOrder(spy, order)
+            while trade.orderStatus.status not in ("Submitted", "Filled", "Cancelled"):
+                ib.waitOnUpdate(timeout=5)
+            if i >= 10:
+                out.append(time.perf_counter() - t)
+            ib.sleep(PACE)
+        ib.reqGlobalCancel()
+        ib.sleep(0.2)
+        return out
+    finally:
+        ib.disconnect()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.exits")
+    ap.add_argument("--entries", type=int, default=100)
+    args = ap.parse_args(argv)
+    n = args.entries
+    # Slots after 10:00 on a clock held at 10:00: only enter_now sells.
+    slots = [f"{11 + i // 60:02d}:{i % 60:02d}" for i in range(n)]
+    with workdir() as tmp, IbsimProcess(seed=5, now=NOW, tick_interval=0.02) as sim:
+        base = baseline_round_trips(sim.port, 100)
+        zmq_ep = f"tcp://127.0.0.1:{free_port()}"
+        cfg = engine_config(Path(tmp), sim.port, zmq_ep, {
+            "clock": {"start": NOW, "speed": 0.001},  # 10:00 stays 10:00: no schedule
+            "schedule": {"entry_times": slots},
+            "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.02,
+                         "limit_walk_interval": 0.05, "target_dte": 3},
+            "risk": {"max_open_lots": 10_000, "max_contracts_per_day": 10_000,
+                     "max_short_notional": 1e12},
+            "zmq": {"command_max_age": 60.0},
+        })
+        engine = start_engine(cfg)
+        client = ZmqClient(zmq_ep, timeout=10)
+        lat: list[float] = []
+        seen: set[int] = set()
+        try:
+            poll(lambda: _ready(client), 60, 0.05)
+            for i in range(n):
+                sim.post("/market", {"spot": 600.0 + i, "walk_sigma": 0.0})
+                reply = client.ask("enter_now", {"slot": slots[i]})
+                if not reply["accepted"]:
+                    raise RuntimeError(f"entry {i} refused: {reply}")
+                poll(lambda s=slots[i]: _entry_over(client, s), 30, 0.01)
+                # Read while the new lot's exits are live (a later spot move may fill them).
+                lat += protection_times(sim.get_state(), seen)
+                time.sleep(ENTRY_PAUSE)  # pacing (see PACE), not a wait for a result
+        finally:
+            client.close()
+            stop(engine)
+    ms = 1000.0
+    ratio = pct(lat, 99) / pct(base, 99)
+    rows = [
+        Row("baseline order round trip p50", pct(base, 50) * ms, "ms"),
+        Row("baseline order round trip p99", pct(base, 99) * ms, "ms"),
+        Row("fill -> both exits acked p50", pct(lat, 50) * ms, "ms"),
+        Row("fill -> both exits acked p99", pct(lat, 99) * ms, "ms", "<= 50 ms",
+            pct(lat, 99) <= 0.05),
+        Row("p99 / baseline p99", ratio, "x", "<= 5x", ratio <= 5.0),
+        Row("entries measured", len(lat), "count"),
+    ]
+    report("exits", rows, ["times from ibsim's clock: execution time of the sale, creation "
+                           "time of the later exit leg",
+                           f"entries {ENTRY_PAUSE}s apart and baseline orders {PACE}s apart:"
+                           " under ib_insync's 45 requests/s throttle"])
+
+
+def _ready(client: ZmqClient) -> bool:
+    try:
+        return bool(client.ask("status")["link"]["state"] == "READY")
+    except TimeoutError:
+        return False
+
+
+def _entry_over(client: ZmqClient, slot: str) -> bool:
+    slots = client.ask("status")["entry"]["slots"]
+    state = next(s["state"] for s in slots if s["slot"] == slot)
+    return state in ("done", "failed")
+
+
+def protection_times(state: dict[str, Any], seen: set[int]) -> list[float]:
+    """For lots not measured yet: the later exit leg's creation at ibsim minus its
+    sale's execution time at ibsim (the first exit pair of the lot only)."""
+    sale_time = {}
+    for e in state["executions"]:
+        if ":sale:" in e["order_ref"]:
+            sale_time[e["con_id"]] = e["time"]
+    legs: dict[tuple[int, str], list[float]] = {}
+    for o in state["open_orders"]:
+        if o["order_ref"].startswith("tb:lot") and o.get("created"):
+            lot = int(o["order_ref"].split(":")[1][3:])
+            legs.setdefault((lot, o["oca_group"]), []).append(o["created"])
+            legs[(lot, o["oca_group"])].append(float(o["con_id"]))
+    out = []
+    for (lot, _oca), vals in sorted(legs.items()):
+        created, con_ids = vals[0::2], vals[1::2]
+        if lot in seen or len(created) != 2 or int(con_ids[0]) not in sale_time:
+            continue
+        seen.add(lot)
+        out.append(max(created) - sale_time[int(con_ids[0])])
+    return out
+
+
+if __name__ == "__main__":
+    main()
