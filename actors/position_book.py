@@ -657,12 +657,9 @@ class PositionBook(SupervisedActor):
     def positions_view(self) -> dict[str, Any]:
         lots = self.db.open_lots()
         quotes = self._quotes([lot["con_id"] for lot in lots])
-        orders = {
-            o["order_ref"]: o
-            for o in self.db.orders_by_status(
-                ["intent", "sent", "submitted", "unknown", "filled", "cancelled", "rejected"]
-            )
-        }
+        # Only the exit orders of the open lots (not every order ever: bench.dashboard).
+        refs = [r for lot in lots for r in (lot["tp_order_ref"], lot["sl_order_ref"]) if r]
+        orders = {o["order_ref"]: o for o in self.db.orders_by_refs(refs)}
         now = time.time()
         rows = []
         tot_pnl = tot_prem = 0.0

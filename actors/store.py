@@ -237,6 +237,12 @@ class Store:
     def order_by_ref(self, ref: str) -> dict[str, Any] | None:
         return self._row("SELECT * FROM orders WHERE order_ref = ?", (ref,))
 
+    def orders_by_refs(self, refs: list[str]) -> list[dict[str, Any]]:
+        if not refs:
+            return []
+        marks = ",".join("?" * len(refs))
+        return self._rows(f"SELECT * FROM orders WHERE order_ref IN ({marks})", refs)
+
     def orders_by_status(self, statuses: list[str]) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
         return self._rows(f"SELECT * FROM orders WHERE status IN ({marks}) ORDER BY id", statuses)
