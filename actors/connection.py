@@ -172,6 +172,11 @@ class Connection(SupervisedActor):
         self._status = LinkStatus(LinkState.DISCONNECTED, time.time(), "not started")
         self._generation = 0
         self._order_errors: dict[int, tuple[int, str]] = {}
+        # Streaming market-data lines of the current IB session, by con_id. ib_insync
+        # finds a ticker by the identity of the Contract object it was asked with, so
+        # looking one up with a fresh Contract never matches: without this map every
+        # quote request opened another line (bench.ticks found 16 lines for 5 wanted).
+        self._lines: dict[int, Ticker] = {}
         self._changed: asyncio.Event | None = None
         self._disconnected: asyncio.Event | None = None
         self._main_task: asyncio.Future[Any] | None = None
@@ -243,6 +248,7 @@ class Connection(SupervisedActor):
             ib = IB()
             ib.RequestTimeout = gw.request_timeout
             self.ib = ib
+            self._lines = {}  # a new session has no lines
             self._wire_events(ib)
             self._set_state(LinkState.CONNECTING, f"connecting to {gw.host}:{gw.port}")
             try:
@@ -402,37 +408,51 @@ class Connection(SupervisedActor):
 
         return self._call(run, self.cfg.gateway.request_timeout * 2)
 
+    def _open_line(self, info: ContractInfo) -> Ticker:
+        assert self.ib is not None
+        ticker = self._lines.get(info.con_id)
+        if ticker is None:
+            ticker = self.ib.reqMktData(to_contract(info), "", False, False)
+            self._lines[info.con_id] = ticker
+        return ticker
+
+    def _close_line(self, con_id: int) -> None:
+        ticker = self._lines.pop(con_id, None)
+        if ticker is not None and self.ib is not None and ticker.contract is not None:
+            with contextlib.suppress(Exception):
+                self.ib.cancelMktData(ticker.contract)
+
     def subscribe(self, contracts: list[ContractInfo]) -> None:
         def run() -> None:
-            assert self.ib is not None
-            have = {t.contract.conId for t in self.ib.tickers() if t.contract}
             for info in contracts:
-                if info.con_id not in have:
-                    self.ib.reqMktData(to_contract(info), "", False, False)
+                self._open_line(info)
 
         self._call(run)
 
     def unsubscribe(self, con_ids: list[int]) -> None:
         def run() -> None:
-            assert self.ib is not None
-            for t in list(self.ib.tickers()):
-                if t.contract and t.contract.conId in con_ids:
-                    self.ib.cancelMktData(t.contract)
+            for con_id in con_ids:
+                self._close_line(con_id)
 
         self._call(run)
+
+    def lines(self) -> list[int]:
+        """The con_ids streaming now (each one line at the gateway)."""
+        return sorted(self._lines)
 
     def resubscribe_all(self) -> int:
         """After 1101 the gateway dropped our market data: request every line again."""
 
         def run() -> int:
             assert self.ib is not None
-            tickers = [t for t in self.ib.tickers() if t.contract]
-            for t in tickers:
+            lines = [(c, t) for c, t in self._lines.items() if t.contract]
+            for _, t in lines:
                 with contextlib.suppress(Exception):
                     self.ib.cancelMktData(t.contract)
-            for t in tickers:
-                self.ib.reqMktData(t.contract, "", False, False)
-            return len(tickers)
+            for con_id, t in lines:
+                assert t.contract is not None
+                self._lines[con_id] = self.ib.reqMktData(t.contract, "", False, False)
+            return len(lines)
 
         return int(self._call(run))
 
@@ -443,11 +463,8 @@ class Connection(SupervisedActor):
 
         async def run() -> list[Quote]:
             assert self.ib is not None
-            tickers = []
-            for info in contracts:
-                c = to_contract(info)
-                t = self.ib.ticker(c) or self.ib.reqMktData(c, "", False, False)
-                tickers.append(t)
+            opened = [c.con_id for c in contracts if c.con_id not in self._lines]
+            tickers = [self._open_line(info) for info in contracts]
 
             def complete(t: Ticker) -> bool:
                 q = quote_of(t)
@@ -458,9 +475,13 @@ class Connection(SupervisedActor):
                 )
 
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and not all(complete(t) for t in tickers):
-                await asyncio.sleep(0.02)
-            return [quote_of(t) for t in tickers]
+            try:
+                while time.monotonic() < deadline and not all(complete(t) for t in tickers):
+                    await asyncio.sleep(0.02)
+                return [quote_of(t) for t in tickers]
+            finally:
+                for con_id in opened:  # lines opened for this look only are closed again
+                    self._close_line(con_id)
 
         return self._call(run, wait + 2.0)
 

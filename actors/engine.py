@@ -141,7 +141,8 @@ class Engine:
                     raise OpError("bad_args", "limit must be an integer 1..1000")
                 return {"alerts": self.alerts.recent(limit)}
             if op == "market_data":
-                return d.proxy("market_data").stats().get(timeout=5)
+                stats = d.proxy("market_data").stats().get(timeout=5)
+                return {**stats, "lines": d.proxy("connection").lines().get(timeout=5)}
             if op in READ_OPS:
                 return d.proxy("position_book").query(op, args).get(timeout=5)
             if op == "enter_now":

@@ -118,8 +118,11 @@ class MarketData(SupervisedActor):
                     self.log.warning("subscribe failed: {}", exc)
 
     def unwatch(self, con_ids: list[int]) -> None:
-        for c in con_ids:
-            self._wanted.pop(c, None)
+        """A closed lot's line is closed too (IB counts every line against a limit)."""
+        gone = [c for c in con_ids if self._wanted.pop(c, None) is not None]
+        conn = self.directory.ref("connection")
+        if gone and conn is not None:
+            conn.proxy().unsubscribe(gone)  # not waited for: nothing depends on it
 
     def stats(self) -> dict[str, float]:
         lags = sorted(self.lags)
@@ -131,7 +134,6 @@ class MarketData(SupervisedActor):
             "ticks_seen": self.ticks_seen,
             "messages_received": self.messages_received,
             "last_tick_at": self.last_tick_at,
-            "lines": 1 + len(self._wanted) if self.underlying else len(self._wanted),
             "quote_lag_ms_p50": pct(0.5),
             "quote_lag_ms_p99": pct(0.99),
         }

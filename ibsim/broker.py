@@ -12,7 +12,6 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +288,10 @@ class Broker:
         o["filled"] += qty
         o["last_price"] = price
         o["status"] = "Filled"
-        now = datetime.now(ET)
+        # The gateway's own clock: a simulated day's fills carry that day's time, as the
+        # engine (on the same simulated clock) books P&L by the fill's New York date.
+        # "time" stays the wall clock: the control API's record of when it happened.
+        now = self.market.now()
         execution = {
             "exec_id": exec_id, "order_id": o["order_id"], "client_id": o["client_id"],
             "perm_id": o["perm_id"], "order_ref": o.get("order_ref", ""), "contract": c,

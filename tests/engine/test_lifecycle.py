@@ -198,3 +198,13 @@ def test_stop_loss_closes_the_lot(sim: Any, start_engine: Any) -> None:
     assert closed["realized_pnl"] < 0
     assert len({f["exec_id"] for f in eng.book().fills(lot["id"]).get(timeout=5)}) == 2
     wait_until(lambda: not broker_orders(sim, lot["con_id"]), 10, message="sibling cancelled")
+
+
+def test_an_entry_leaves_only_the_lines_it_needs(sim: Any, start_engine: Any) -> None:
+    """Found by bench.ticks: each quote look opened another market-data line (ib_insync
+    finds tickers by Contract identity), so 25 candidate strikes stayed streaming."""
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    engine_client = next(c for c in sim.get_state()["clients"] if c["client_id"] == 1)
+    assert engine_client["subscriptions"] == 2  # SPY and the lot's put
+    assert sorted(eng.ask("market_data")["lines"])[-1] in (lot["con_id"], 756733)

@@ -140,6 +140,9 @@ while True:
 
 def test_kill_9_mid_write_leaves_a_sound_database(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
+    # Opened before the writer starts: from here on this side only reads, so a writer
+    # in a tight loop cannot starve it of the write lock (SQLite's busy wait polls).
+    store = Store(path)
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path)],
         cwd=ROOT,
@@ -148,7 +151,6 @@ def test_kill_9_mid_write_leaves_a_sound_database(tmp_path: Path) -> None:
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == b"ready"
-    store = Store(path)
     deadline_rows = 0
     while deadline_rows < 50:  # let it write a while, then kill it mid-flight
         deadline_rows = store.fill_count()
