@@ -374,7 +374,13 @@ class Store:
             )
             return cur.rowcount == 1
 
-    def set_commission(self, exec_id: str, commission: float) -> None:
+    def set_commission(self, exec_id: str, commission: float) -> bool:
+        """Store a fill's commission; False (and no write) when it is already stored."""
+        row = self._row("SELECT commission FROM fills WHERE exec_id = ?", (exec_id,))
+        if row is None or (
+            row["commission"] is not None and abs(row["commission"] - commission) < 1e-9
+        ):
+            return False
         with self._tx() as c:
             c.execute("UPDATE fills SET commission = ? WHERE exec_id = ?", (commission, exec_id))
             c.execute(
@@ -383,6 +389,7 @@ class Store:
                 " exec_id = ?)",
                 (exec_id,),
             )
+        return True
 
     def lot_of_fill(self, exec_id: str) -> int | None:
         row = self._row("SELECT lot_id FROM fills WHERE exec_id = ?", (exec_id,))

@@ -26,6 +26,7 @@ from ibsim.market import (
 
 OPTION_COMMISSION = 0.65
 STOCK_COMMISSION_MIN = 1.0
+PRUNE_KEEP_DONE = 500
 DONE = ("Filled", "Cancelled", "Inactive")
 
 
@@ -67,6 +68,7 @@ class Broker:
     next_perm_id: int = 0
     next_exec: int = 0
     hold_fills_until: float = 0.0
+    defer_saves: bool = False  # a batch of orders saves once, at its end
     rejects: list[RejectRule] = field(default_factory=list)
     settled: list[dict[str, Any]] = field(default_factory=list)
 
@@ -93,7 +95,19 @@ class Broker:
         self.settled = data.get("settled", [])
         self.market.spot = data.get("spot", self.market.spot)
 
+    def prune(self, keep_done: int = 2000) -> None:
+        """Forget the oldest finished orders past `keep_done` (as a gateway's completed
+        orders list is bounded): every tick's matching walks the orders, and every save
+        writes them, so an unbounded dict made a long run quadratic (bench.memory)."""
+        done = [k for k, o in self.orders.items() if o["status"] in DONE]
+        for k in done[:max(0, len(done) - keep_done)]:
+            del self.orders[k]
+
     def save(self) -> None:
+        if self.defer_saves:
+            return
+        if len(self.orders) > 2 * PRUNE_KEEP_DONE:
+            self.prune(PRUNE_KEEP_DONE)
         if not self.state_file:
             return
         data = {

@@ -1,8 +1,8 @@
 """The control API: HTTP/1.1 + JSON on the control port (loopback), on the gateway's loop.
 
 GET /state; POST /market, /clock, /restart, /fault/{outage,outage_end,drop,logout,login,
-reject,hold_fills,slow_orders,refuse}. A bad request gets 400 (404 for an unknown
-path) with {"error": ...} and changes nothing.
+reject,hold_fills,slow_orders,refuse,freeze,mute}, /order/{cancel,external}. A bad request
+gets 400 (404 for an unknown path) with {"error": ...} and changes nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class ControlServer:
             ("POST", "/fault/slow_orders"): self.slow_orders,
             ("POST", "/fault/refuse"): self.refuse,
             ("POST", "/order/cancel"): self.cancel_order,
+            ("POST", "/order/external"): self.external_orders,
             ("POST", "/fault/freeze"): self.freeze,
             ("POST", "/fault/mute"): self.mute,
         }
@@ -230,6 +231,50 @@ class ControlServer:
         for o in matches:
             self.gw._dispatch(self.gw.broker._cancel(o, "Order Canceled - reason: by hand"))
         return {"cancelled": [o["order_id"] for o in matches]}
+
+    async def external_orders(self, body: dict[str, Any]) -> Any:
+        """Market orders placed outside the API but bound to a client (as TWS binds an
+        order entered by hand to the API client that owns its id): they fill at once and
+        the client gets openOrder, orderStatus, execDetails and commissionReport as for
+        its own. bench.memory streams a trade's fills this way."""
+        client_id = int(_num(body, "client_id", None, 0, 2**31 - 1))
+        orders = body.get("orders")
+        if not isinstance(orders, list) or not orders or len(orders) > 500:
+            raise BadRequest("'orders' must be a list of 1..500 orders")
+        checked = []
+        for o in orders:
+            if not isinstance(o, dict) or o.get("action") not in ("BUY", "SELL") \
+                    or not isinstance(o.get("order_ref"), str):
+                raise BadRequest("each order needs 'action' (BUY or SELL) and 'order_ref'")
+            con_id = int(_num(o, "con_id", None, 1, 2**31 - 1))
+            qty = _num(o, "qty", 1.0, 1.0, 10_000.0)
+            resolved = self.gw.broker.resolve({"con_id": con_id})
+            if len(resolved) != 1:
+                raise BadRequest(f"no contract with con_id {con_id}")
+            checked.append((resolved[0], o["action"], qty, o["order_ref"]))
+        broker = self.gw.broker
+        ids = []
+        broker.defer_saves = True
+        try:
+            self._place_external(client_id, checked, ids)
+        finally:
+            broker.defer_saves = False
+            broker.save()
+        return {"order_ids": ids}
+
+    def _place_external(self, client_id: int, checked: list[tuple[Any, ...]],
+                        ids: list[int]) -> None:
+        broker = self.gw.broker
+        for contract, action, qty, ref in checked:
+            order = {
+                "order_id": broker.next_order_id, "client_id": client_id, "contract": contract,
+                "action": action, "qty": qty, "order_type": "MKT", "lmt_price": None,
+                "aux_price": None, "tif": "DAY", "oca_group": "", "account": broker.account,
+                "order_ref": ref, "transmit": True, "parent_id": 0, "oca_type": 0,
+            }
+            ids.append(order["order_id"])
+            self.gw._dispatch(broker.place(order, self.gw.in_outage))
+            self.gw._dispatch(broker.match())  # each fills before the next is placed
 
     async def freeze(self, body: dict[str, Any]) -> Any:
         """The gateway hangs: sockets stay open, requests get no answer (0 ends it)."""

@@ -74,7 +74,9 @@ def ticks_up(x: float) -> float:
     return math.ceil(round(x / TICK, 6)) * TICK
 
 
+@functools.lru_cache(maxsize=4096)
 def expiry_close(expiry: str) -> datetime:
+    # Cached: every option quote of every tick asks it (strptime was a tenth of ibsim).
     d = datetime.strptime(expiry, "%Y%m%d").date()
     return datetime.combine(d, time(16, 0), ET)
 

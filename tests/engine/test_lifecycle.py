@@ -208,3 +208,28 @@ def test_an_entry_leaves_only_the_lines_it_needs(sim: Any, start_engine: Any) ->
     engine_client = next(c for c in sim.get_state()["clients"] if c["client_id"] == 1)
     assert engine_client["subscriptions"] == 2  # SPY and the lot's put
     assert sorted(eng.ask("market_data")["lines"])[-1] in (lot["con_id"], 756733)
+
+
+def test_finished_trades_leave_the_client_but_open_exits_stay_live(
+    sim: Any, start_engine: Any, monkeypatch: Any
+) -> None:
+    """Found by bench.memory: ib_insync kept every Trade of the session (~30 KB a
+    trade). Forgetting finished ones must never touch a live exit: the lot still closes
+    by its take profit afterwards, with its fill stored once."""
+    import actors.connection
+
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    conn = eng.engine.directory.proxy("connection")
+    monkeypatch.setattr(actors.connection, "KEEP_FINISHED_TRADES", 0)
+    assert conn.forget_finished_trades().get(timeout=5) >= 1  # the filled sale
+    ib = conn.ib.get(timeout=5)
+    refs = {t.order.orderRef for t in ib.trades()}
+    assert refs == {lot["tp_order_ref"], lot["sl_order_ref"]}, refs
+    sim.post("/market", {"spot": 680.0})  # far out of the money: the take profit fills
+    closed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
+                            lambda x: x["state"] == "closed", 30, "lot closed by its TP")
+    assert closed["close_reason"] == "take_profit"
+    fills = eng.book().fills(lot["id"]).get(timeout=5)
+    assert sorted(f["order_ref"] for f in fills) == sorted([lot["order_ref"],
+                                                            lot["tp_order_ref"]])

@@ -60,8 +60,10 @@ def test_fill_is_stored_once(tmp_path: Path) -> None:
     assert store.add_fill(**args) is True
     assert store.add_fill(**args) is False
     assert store.fill_count() == 1
-    store.set_commission("e1", 0.65)
+    assert store.set_commission("e1", 0.65) is True
     assert store.fills()[0]["commission"] == 0.65
+    assert store.set_commission("e1", 0.65) is False  # a repeat writes nothing
+    assert store.set_commission("nope", 0.65) is False
 
 
 def test_slot_claim_is_atomic_across_threads(tmp_path: Path) -> None:
