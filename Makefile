@@ -9,7 +9,7 @@ RUN_DIR ?= $(CURDIR)/run
 SEED ?= 1
 DAYS ?= 20
 
-.PHONY: venv test lint demo stop clean browser soak
+.PHONY: venv test lint demo stop clean browser soak bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(STAMP) browser
 # The long chaos soak: prints the report (seed, faults, kills, checks, violations).
 soak: $(STAMP)
 	$(BIN)/python -m tests.chaos.soak --seed $(SEED) --days $(DAYS)
+
+# The benchmarks (bench/): each prints a table and a BENCH_JSON line, under 2 min each.
+BENCHES ?= outage exits dashboard ticks fills memory
+bench: $(STAMP)
+	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; done
 
 demo: $(STAMP)
 	bash scripts/demo.sh

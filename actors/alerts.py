@@ -42,6 +42,7 @@ class AlertKind(StrEnum):
     ORDER_REJECTED = "order_rejected"
     LOT_UNPROTECTED = "lot_unprotected"
     EXITS_REPAIRED = "exits_repaired"
+    STRAY_EXITS_CANCELLED = "stray_exits_cancelled"
     LOT_CLOSED = "lot_closed"
     ENGINE_STARTED = "engine_started"
     PROCESS_CRASHED = "process_crashed"

@@ -15,7 +15,9 @@ what was ours and finish what a crash interrupted.
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -538,6 +540,12 @@ class OrderExecutor(SupervisedActor):
                 placed[role] = info
             if any(i.is_filled for i in placed.values()):
                 return True
+            if placed and self._lot_closed(lot["id"]):
+                # A leg filled between its ack and its sibling's placement (found by
+                # bench.fills): the sibling joined a filled OCA group and would rest
+                # alone, an order for a closed lot. Cancel what is still live.
+                self._cancel_legs(placed.values(), "leg left on a closed lot")
+                return True
             if len(placed) == 2:
                 self.book.set_exits(
                     lot["id"],
@@ -552,11 +560,7 @@ class OrderExecutor(SupervisedActor):
                     "lot {} protected: TP {} SL {} (oca {})", lot["id"], tp_price, sl_price, oca
                 )
                 return True
-            for info in placed.values():  # half a pair is no protection: cancel it
-                try:
-                    self._record(self.conn.cancel_order(info.order_id).get(timeout=self._t()))
-                except Exception as exc:
-                    self.log.warning("cancel of half exit pair failed: {}", exc)
+            self._cancel_legs(placed.values(), "half exit pair")  # half a pair is no protection
             self.log.warning(
                 "exits for lot {} attempt {} failed: {}", lot["id"], attempt, last_error
             )
@@ -571,6 +575,39 @@ class OrderExecutor(SupervisedActor):
             details={"lot_id": lot["id"]},
         )
         return False
+
+    def _cancel_legs_of_closed_lots(self, live: list[OrderInfo], open_ids: set[int]) -> None:
+        """An exit order of ours whose lot is closed protects nothing and could open a
+        position if it fills: cancel it."""
+        strays = []
+        for o in live:
+            m = re.match(r"tb:lot(\d+):(tp|sl):", o.order_ref)
+            if m and int(m.group(1)) not in open_ids and self._lot_closed(int(m.group(1))):
+                strays.append(o)
+        if strays:
+            self._cancel_legs(strays, "exit of a closed lot")
+            self.alerts.raise_alert(
+                "stray_exits_cancelled",
+                f"cancelled {len(strays)} exit order(s) left on closed lots: "
+                + ", ".join(o.order_ref for o in strays),
+                severity="warning",
+            )
+
+    def _lot_closed(self, lot_id: int) -> bool:
+        # The book is asked after the last leg's ack, so a fill that came before that
+        # ack on the same socket is already in the book's mailbox ahead of this ask.
+        current = self.book.lot(lot_id).get(timeout=self._t())
+        return current is None or current["state"] == "closed"
+
+    def _cancel_legs(self, legs: Iterable[OrderInfo], what: str) -> None:
+        for info in legs:
+            if info.is_filled:
+                continue
+            try:
+                self._record(self.conn.cancel_order(info.order_id).get(timeout=self._t()))
+                self.log.warning("cancelled {} {}", what, info.order_ref)
+            except Exception as exc:
+                self.log.warning("cancel of {} {} failed: {}", what, info.order_ref, exc)
 
     def repair_exits(self, reason: str = "requested") -> dict[str, int]:
         """Finish what a crash left behind, then make every open lot protected.
@@ -594,7 +631,9 @@ class OrderExecutor(SupervisedActor):
             live = [o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live]
         self._release_interrupted_entries(live)
         repaired = checked = 0
-        for lot in self.book.open_lots().get(timeout=self._t()):
+        open_lots = self.book.open_lots().get(timeout=self._t())
+        self._cancel_legs_of_closed_lots(live, {lot["id"] for lot in open_lots})
+        for lot in open_lots:
             checked += 1
             mine = [o for o in live if o.order_ref.startswith(f"tb:lot{lot['id']}:")]
             pair = self._live_pair(lot, mine)

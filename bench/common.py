@@ -97,7 +97,7 @@ def engine_config(tmp: Path, gateway_port: int, zmq_endpoint: str,
         "zmq": {"endpoint": zmq_endpoint},
         "schedule": {"entry_times": ["15:59"], "repair_interval": 3600.0},
         "watchdog": {"market_data_silence": 0.0},
-        "logging": {"level": "WARNING"},
+        "logging": {"level": os.environ.get("BENCH_LOG_LEVEL", "WARNING")},
     }
     for k, v in (extra or {}).items():
         sections.setdefault(k, {}).update(v)

@@ -19,7 +19,6 @@ second half (what a leak would show: the first half includes warm-up).
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import time
 from datetime import datetime, timedelta
@@ -99,7 +98,6 @@ def main(argv: list[str] | None = None) -> None:
             "risk": {"max_open_lots": 100, "max_contracts_per_day": 100,
                      "max_short_notional": 1e12},
             "zmq": {"command_max_age": 60.0},
-            "logging": {"level": os.environ.get("BENCH_LOG_LEVEL", "WARNING")},
         })
         engine = start_engine(cfg)
         client = ZmqClient(zmq_ep, timeout=10)

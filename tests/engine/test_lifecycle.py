@@ -233,3 +233,47 @@ def test_finished_trades_leave_the_client_but_open_exits_stay_live(
     fills = eng.book().fills(lot["id"]).get(timeout=5)
     assert sorted(f["order_ref"] for f in fills) == sorted([lot["order_ref"],
                                                             lot["tp_order_ref"]])
+
+
+def test_a_take_profit_filled_before_its_stop_is_placed_leaves_no_order(
+    sim: Any, start_engine: Any
+) -> None:
+    """Found by bench.fills: the TP filled between its ack and the SL's placement, so
+    the SL joined a filled OCA group and rested alone on a closed lot (a BUY STP that
+    would open a long put). Orders are slowed so the spot jump lands in that gap."""
+    eng = start_engine()
+    sim.post("/fault/slow_orders", {"seconds": 0.5})
+    assert eng.ask("enter_now")["accepted"]
+    tp = wait_for_value(lambda: [o for o in broker_orders(sim) if ":tp:" in o["order_ref"]],
+                        lambda legs: len(legs) == 1, 30, "the TP live, its SL on the way")
+    assert not [o for o in broker_orders(sim) if ":sl:" in o["order_ref"]]
+    sim.post("/market", {"spot": 680.0})  # the put collapses: the TP fills at once
+    lot_id = int(tp[0]["order_ref"].split(":")[1][3:])
+    closed = wait_for_value(lambda: eng.book().lot(lot_id).get(timeout=5),
+                            lambda x: x["state"] == "closed", 20, "lot closed by its TP")
+    assert closed["close_reason"] == "take_profit"
+    # The slot is "done" at the sale's fill; the entry_done alert comes after the exits.
+    wait_until(lambda: "entry_done" in [a["kind"] for a in eng.ask("alerts")["alerts"]],
+               20, message="the entry over")
+    # Cancelled by the entry itself, before it ends (not left to a later repair).
+    assert broker_orders(sim) == []
+    positions = [p for p in sim.get_state()["positions"] if p.get("position")]
+    assert positions == [], positions
+
+
+def test_repair_cancels_exits_left_on_a_closed_lot(sim: Any, start_engine: Any) -> None:
+    """A live exit whose lot is closed protects nothing and would open a position if it
+    filled: the repair job cancels it and says so. (The lot is closed behind the
+    engine's back here, in its SQLite file, as a crash between the two could leave it.)"""
+    from actors.store import Store
+
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    assert len(broker_orders(sim, lot["con_id"])) == 2
+    store = Store(eng.engine.cfg.storage.path)
+    assert store.close_lot(lot["id"], 0.5, 1.0, "manual", 100.0)
+    store.close()
+    eng.ask("repair_exits")
+    wait_until(lambda: not broker_orders(sim, lot["con_id"]), 20, message="both legs cancelled")
+    wait_until(lambda: "stray_exits_cancelled" in [a["kind"] for a in eng.ask("alerts")["alerts"]],
+               10, message="stray_exits_cancelled alert")

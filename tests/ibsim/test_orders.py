@@ -227,3 +227,34 @@ def test_same_seed_same_prices_and_fills() -> None:
             return spots, trade.orderStatus.avgFillPrice
 
     assert run() == run()
+
+
+def test_external_orders_reach_their_client_as_its_own_and_bad_ones_change_nothing(
+    sim: Any, connect: Any
+) -> None:
+    """POST /order/external (bench.memory's fill source): market orders bound to a
+    client fill at once and arrive with orderRef, fill and commission; a bad batch is
+    refused whole."""
+    import pytest
+
+    from ibsim.harness import ControlError
+
+    ib = connect(client_id=31)
+    opt, _t = put(ib)
+    before = len(sim.get_state()["executions"])
+    for bad in ({"client_id": 31, "orders": []},
+                {"client_id": 31, "orders": [{"order_ref": "x", "con_id": opt.conId,
+                                              "action": "HOLD"}]},
+                {"client_id": 31, "orders": [{"order_ref": "x", "con_id": 5, "action": "BUY"},
+                                             ]}):
+        with pytest.raises(ControlError):
+            sim.post("/order/external", bad)
+    assert len(sim.get_state()["executions"]) == before
+    sim.post("/order/external", {"client_id": 31, "orders": [
+        {"order_ref": "tb:ext:sale", "con_id": opt.conId, "action": "SELL"},
+        {"order_ref": "tb:ext:tp", "con_id": opt.conId, "action": "BUY"}]})
+    wait_ib(ib, lambda: len(ib.fills()) == 2, what="both fills at the client")
+    assert sorted(f.execution.orderRef for f in ib.fills()) == ["tb:ext:sale", "tb:ext:tp"]
+    wait_ib(ib, lambda: all(f.commissionReport.commission > 0 for f in ib.fills()),
+            what="commissions")
+    assert not any(p.position for p in ib.positions() if p.contract.conId == opt.conId)
