@@ -541,40 +541,55 @@ class Connection(SupervisedActor):
         On timeout the returned status is "Unknown": the order may still be
         live, so the caller must reconcile, not resend.
         """
-        ack_timeout = ack_timeout or self.cfg.strategy.order_ack_timeout
-        refusal = order_violation(req, self.cfg.risk, req.spot)
-        if refusal:
-            logger.bind(actor=self.name).error("order refused before the broker: {}", refusal)
-            raise OrderRefused(refusal)
+        return self.place_orders([req], ack_timeout)[0]
 
-        async def run() -> OrderInfo:
-            assert self.ib is not None
-            order = Order(
-                action=req.action,
-                totalQuantity=req.qty,
-                orderType=req.order_type,
-                orderRef=req.order_ref,
-                tif=req.tif,
-                account=req.account or self._status.account,
-                transmit=True,
-            )
-            if req.lmt_price is not None:
-                order.lmtPrice = req.lmt_price
-            if req.aux_price is not None:
-                order.auxPrice = req.aux_price
-            if req.oca_group:
-                order.ocaGroup = req.oca_group
-                order.ocaType = req.oca_type or 1
-            trade = self.ib.placeOrder(to_contract(req.contract), order)
-            acked = await self._wait_trade(
-                trade, lambda t: t.orderStatus.status not in ("PendingSubmit", ""), ack_timeout
-            )
-            info = order_info(trade, self._order_errors.get(order.orderId))
-            if not acked:
-                return _replace_status(info, "Unknown")
-            return info
+    def place_orders(
+        self, reqs: list[OrderRequest], ack_timeout: float | None = None
+    ) -> list[OrderInfo]:
+        """Send the orders back to back, then wait for every ack: an exit pair costs one
+        round trip, not two (bench.exits). All pass the guard or none is sent."""
+        ack_timeout = ack_timeout or self.cfg.strategy.order_ack_timeout
+        for req in reqs:
+            refusal = order_violation(req, self.cfg.risk, req.spot)
+            if refusal:
+                logger.bind(actor=self.name).error("order refused before the broker: {}", refusal)
+                raise OrderRefused(refusal)
+
+        async def run() -> list[OrderInfo]:
+            trades = [self._send(req) for req in reqs]
+            acks = await asyncio.gather(*(
+                self._wait_trade(
+                    t, lambda t: t.orderStatus.status not in ("PendingSubmit", ""), ack_timeout
+                )
+                for t in trades
+            ))
+            out = []
+            for trade, acked in zip(trades, acks, strict=True):
+                info = order_info(trade, self._order_errors.get(trade.order.orderId))
+                out.append(info if acked else _replace_status(info, "Unknown"))
+            return out
 
         return self._call(run, ack_timeout + 1.0)
+
+    def _send(self, req: OrderRequest) -> Trade:
+        assert self.ib is not None
+        order = Order(
+            action=req.action,
+            totalQuantity=req.qty,
+            orderType=req.order_type,
+            orderRef=req.order_ref,
+            tif=req.tif,
+            account=req.account or self._status.account,
+            transmit=True,
+        )
+        if req.lmt_price is not None:
+            order.lmtPrice = req.lmt_price
+        if req.aux_price is not None:
+            order.auxPrice = req.aux_price
+        if req.oca_group:
+            order.ocaGroup = req.oca_group
+            order.ocaType = req.oca_type or 1
+        return self.ib.placeOrder(to_contract(req.contract), order)
 
     def modify_limit(self, order_id: int, lmt_price: float) -> OrderInfo:
         async def run() -> OrderInfo:

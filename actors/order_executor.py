@@ -39,6 +39,7 @@ from actors.messages import (
 from actors.order_guard import OrderRefused, order_violation
 from actors.position_book import Alerter
 from actors.pricing import exit_prices, limit_walk, round_to_tick
+from actors.store import Store
 from actors.strikes import (
     candidate_strikes,
     choose_expiry,
@@ -96,6 +97,13 @@ class OrderExecutor(SupervisedActor):
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
+        # Intents are written here, on the executor's own SQLite connection: through the
+        # book's mailbox each waited behind the sale fill's own durable writes (bench.exits:
+        # most of fill -> exits). Durable before the order is sent, as before.
+        self.intents = Store(self.cfg.storage.path)
+
+    def on_stop(self) -> None:
+        self.intents.close()
 
     # ---- plumbing ----------------------------------------------------------------------
 
@@ -272,12 +280,14 @@ class OrderExecutor(SupervisedActor):
         lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
             timeout=self._t()
         )
+        lot = self.book.lot(lot_id).get(timeout=self._t())
+        # Exits first: opening the lot already marked the entry done in the same
+        # transaction, so nothing else stands between the fill and its protection.
+        protected = self.place_exits(lot, contract)
         self.book.finish_entry(trade_date, slot, "done", "sale filled", lot_id).get(
             timeout=self._t()
         )
-        lot = self.book.lot(lot_id).get(timeout=self._t())
         self._watch(contract)
-        protected = self.place_exits(lot)
         self._restore(cancelled)
         self.alerts.raise_alert(
             "entry_done",
@@ -405,7 +415,7 @@ class OrderExecutor(SupervisedActor):
                 contract.min_tick,
             )
             ref = sale_ref(trade_date, slot, attempt)
-            self.book.record_intent(
+            self.intents.record_intent(
                 order_ref=ref,
                 role="sale",
                 con_id=contract.con_id,
@@ -414,7 +424,7 @@ class OrderExecutor(SupervisedActor):
                 qty=s.quantity,
                 lmt_price=prices[0],
                 trade_date=trade_date,
-            ).get(timeout=self._t())
+            )
             req = OrderRequest(
                 ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY", spot=spot
             )
@@ -470,10 +480,11 @@ class OrderExecutor(SupervisedActor):
 
     # ---- exits -------------------------------------------------------------------------
 
-    def place_exits(self, lot: dict[str, Any]) -> bool:
+    def place_exits(self, lot: dict[str, Any], contract: ContractInfo | None = None) -> bool:
         """TP (BUY LMT) and SL (BUY STP) as one OCA group; retried; alert if it fails."""
         s = self.cfg.strategy
-        contract = self.book.contract(lot["con_id"]).get(timeout=self._t())
+        if contract is None or contract.con_id != lot["con_id"]:
+            contract = self.book.contract(lot["con_id"]).get(timeout=self._t())
         if contract is None:
             self.log.error(
                 "lot {}: contract {} unknown, cannot place exits", lot["id"], lot["con_id"]
@@ -492,53 +503,40 @@ class OrderExecutor(SupervisedActor):
                 ("tp", tp_ref, "LMT", round_to_tick(tp_price, contract.min_tick), None),
                 ("sl", sl_ref, "STP", None, round_to_tick(sl_price, contract.min_tick)),
             )
+            rows = [
+                dict(order_ref=ref, role=role, con_id=lot["con_id"], action="BUY",
+                     order_type=otype, qty=lot["qty"], lmt_price=lmt, aux_price=aux,
+                     oca_group=oca, lot_id=lot["id"], trade_date=lot["trade_date"])
+                for role, ref, otype, lmt, aux in legs
+            ]
+            reqs = [
+                OrderRequest(ref, contract, "BUY", otype, lot["qty"], lmt_price=lmt,
+                             aux_price=aux, oca_group=oca, oca_type=1, tif="GTC")
+                for _role, ref, otype, lmt, aux in legs
+            ]
+            # Both intents in one durable commit, then both orders in one round trip.
+            self.intents.record_intents(rows)
+            infos: list[OrderInfo] = []
+            try:
+                infos = self.conn.place_orders(reqs).get(timeout=self._t(s.order_ack_timeout))
+            except OrderRefused as exc:
+                for row in rows:
+                    self.intents.mark_order(row["order_ref"], status="refused", error=str(exc))
+                last_error = f"refused before the broker: {exc}"
+            except Exception as exc:
+                last_error = f"exits: {exc}"
             placed: dict[str, OrderInfo] = {}
-            for role, ref, otype, lmt, aux in legs:
-                self.book.record_intent(
-                    order_ref=ref,
-                    role=role,
-                    con_id=lot["con_id"],
-                    action="BUY",
-                    order_type=otype,
-                    qty=lot["qty"],
-                    lmt_price=lmt,
-                    aux_price=aux,
-                    oca_group=oca,
-                    lot_id=lot["id"],
-                    trade_date=lot["trade_date"],
-                ).get(timeout=self._t())
-                req = OrderRequest(
-                    ref,
-                    contract,
-                    "BUY",
-                    otype,
-                    lot["qty"],
-                    lmt_price=lmt,
-                    aux_price=aux,
-                    oca_group=oca,
-                    oca_type=1,
-                    tif="GTC",
-                )
-                try:
-                    info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
-                except OrderRefused as exc:
-                    self.book.mark_order(ref, status="refused", error=str(exc)).get(
-                        timeout=self._t()
-                    )
-                    last_error = f"{role}: refused before the broker: {exc}"
-                    break
-                except Exception as exc:
-                    last_error = f"{role}: {exc}"
-                    break
+            for (role, *_), info in zip(legs, infos, strict=True):
                 self._record(info)
-                if info.is_filled:
-                    placed[role] = info  # hit at once: the lot closes by its fill
-                    break
-                if not info.is_live:
+                if info.is_filled or info.is_live:
+                    placed[role] = info
+                else:
                     last_error = f"{role} {info.status} {info.error_code} {info.error_message}"
-                    break
-                placed[role] = info
             if any(i.is_filled for i in placed.values()):
+                # Hit at once: the lot closes by that fill. A sibling that reached the
+                # broker after it joined a filled OCA group: cancel it.
+                self._cancel_legs([i for i in placed.values() if not i.is_filled],
+                                  "leg beside a filled exit")
                 return True
             if placed and self._lot_closed(lot["id"]):
                 # A leg filled between its ack and its sibling's placement (found by

@@ -174,8 +174,8 @@ class PositionBook(SupervisedActor):
 
     # ---- intents (written before the broker hears of them) -----------------------------
 
-    def record_intent(self, **kwargs: Any) -> int:
-        return self.db.record_intent(**kwargs)
+    def record_intent(self, **kwargs: Any) -> None:
+        self.db.record_intent(**kwargs)
 
     def mark_order(self, order_ref: str, **kwargs: Any) -> None:
         self.db.mark_order(order_ref, **kwargs)

@@ -165,6 +165,22 @@ class Store:
 
     # ---- order intents -----------------------------------------------------------------
 
+    def record_intents(self, rows: list[dict[str, Any]]) -> None:
+        """Several intents (an exit pair) in one durable transaction."""
+        now = time.time()
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO orders(order_ref, lot_id, trade_date, role, con_id, action,"
+                " order_type, qty, lmt_price, aux_price, oca_group, status, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'intent',?,?)",
+                [
+                    (r["order_ref"], r.get("lot_id"), r.get("trade_date"), r["role"],
+                     r["con_id"], r["action"], r["order_type"], r["qty"], r.get("lmt_price"),
+                     r.get("aux_price"), r.get("oca_group"), now, now)
+                    for r in rows
+                ],
+            )
+
     def record_intent(
         self,
         order_ref: str,
@@ -178,30 +194,12 @@ class Store:
         oca_group: str | None = None,
         lot_id: int | None = None,
         trade_date: str | None = None,
-    ) -> int:
-        now = time.time()
-        with self._tx() as c:
-            cur = c.execute(
-                "INSERT INTO orders(order_ref, lot_id, trade_date, role, con_id, action,"
-                " order_type, qty, lmt_price, aux_price, oca_group, status, created_at,"
-                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'intent',?,?)",
-                (
-                    order_ref,
-                    lot_id,
-                    trade_date,
-                    role,
-                    con_id,
-                    action,
-                    order_type,
-                    qty,
-                    lmt_price,
-                    aux_price,
-                    oca_group,
-                    now,
-                    now,
-                ),
-            )
-            return int(cur.lastrowid or 0)
+    ) -> None:
+        self.record_intents([dict(
+            order_ref=order_ref, role=role, con_id=con_id, action=action,
+            order_type=order_type, qty=qty, lmt_price=lmt_price, aux_price=aux_price,
+            oca_group=oca_group, lot_id=lot_id, trade_date=trade_date,
+        )])
 
     def mark_order(
         self,

@@ -104,6 +104,10 @@ class Broker:
             del self.orders[k]
 
     def save(self) -> None:
+        """Persist the state file on every change, as IB keeps orders server-side: a
+        gateway killed at any moment loses nothing. Finished orders and old executions
+        are trimmed first, so its cost stays flat over a long run (it grew with the
+        history before: bench.exits)."""
         if self.defer_saves:
             return
         if len(self.orders) > 2 * PRUNE_KEEP_DONE:
@@ -112,7 +116,7 @@ class Broker:
             return
         data = {
             "orders": self.orders, "positions": {str(k): v for k, v in self.positions.items()},
-            "executions": self.executions[-2000:], "cash": self.cash, "realized": self.realized,
+            "executions": self.executions[-500:], "cash": self.cash, "realized": self.realized,
             "next_order_id": self.next_order_id, "next_perm_id": self.next_perm_id,
             "next_exec": self.next_exec, "settled": self.settled, "spot": self.market.spot,
         }

@@ -238,23 +238,20 @@ def test_finished_trades_leave_the_client_but_open_exits_stay_live(
 def test_a_take_profit_filled_before_its_stop_is_placed_leaves_no_order(
     sim: Any, start_engine: Any
 ) -> None:
-    """Found by bench.fills: the TP filled between its ack and the SL's placement, so
-    the SL joined a filled OCA group and rested alone on a closed lot (a BUY STP that
-    would open a long put). Orders are slowed so the spot jump lands in that gap."""
+    """Found by bench.fills: the TP filled on arrival, before the SL reached the broker,
+    so the SL joined a filled OCA group and rested alone on a closed lot (a BUY STP that
+    would open a long put). Orders are slowed so the spot jump lands after the sale's
+    fill and before the exits arrive."""
     eng = start_engine()
     sim.post("/fault/slow_orders", {"seconds": 0.5})
     assert eng.ask("enter_now")["accepted"]
-    tp = wait_for_value(lambda: [o for o in broker_orders(sim) if ":tp:" in o["order_ref"]],
-                        lambda legs: len(legs) == 1, 30, "the TP live, its SL on the way")
-    assert not [o for o in broker_orders(sim) if ":sl:" in o["order_ref"]]
-    sim.post("/market", {"spot": 680.0})  # the put collapses: the TP fills at once
-    lot_id = int(tp[0]["order_ref"].split(":")[1][3:])
-    closed = wait_for_value(lambda: eng.book().lot(lot_id).get(timeout=5),
-                            lambda x: x["state"] == "closed", 20, "lot closed by its TP")
-    assert closed["close_reason"] == "take_profit"
-    # The slot is "done" at the sale's fill; the entry_done alert comes after the exits.
+    wait_until(lambda: sale_executions(sim), 30, message="the sale filled")
+    assert not broker_orders(sim)  # the exits are still on their way
+    sim.post("/market", {"spot": 680.0})  # the put collapses: the TP fills on arrival
     wait_until(lambda: "entry_done" in [a["kind"] for a in eng.ask("alerts")["alerts"]],
-               20, message="the entry over")
+               20, message="the entry over (its alert comes after the exits)")
+    closed = eng.ask("trades")["trades"]
+    assert [t["close_reason"] for t in closed] == ["take_profit"], closed
     # Cancelled by the entry itself, before it ends (not left to a later repair).
     assert broker_orders(sim) == []
     positions = [p for p in sim.get_state()["positions"] if p.get("position")]
