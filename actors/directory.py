@@ -31,6 +31,10 @@ class ActorDirectory:
         # dashboard views) take them without queueing behind MarketData's mailbox.
         self.quotes: dict[int, Any] = {}
         self.spy_con_id: int = 0
+        # PositionBook's read views (`query(op, args)`), set by the running book: the
+        # ZeroMQ workers call them on their own thread (the Store is locked per
+        # statement), so a dashboard read makes no round trip through the book's mailbox.
+        self.views: Any = None
 
     def set(self, name: str, ref: pykka.ActorRef[Any] | None) -> None:
         with self._lock:

@@ -144,6 +144,9 @@ class Engine:
                 stats = d.proxy("market_data").stats().get(timeout=5)
                 return {**stats, "lines": d.proxy("connection").lines().get(timeout=5)}
             if op in READ_OPS:
+                views = d.views
+                if views is not None:  # on this worker's thread (bench.dashboard)
+                    return views(op, args)
                 return d.proxy("position_book").query(op, args).get(timeout=5)
             if op == "enter_now":
                 slot = args.get("slot")

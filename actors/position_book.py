@@ -110,10 +110,20 @@ class PositionBook(SupervisedActor):
             self.link = self.directory.link
             if self.link.state == LinkState.READY:
                 self.actor_ref.tell(LinkChanged(self.link, LinkState.DISCONNECTED))
+        self.directory.views = self.query
 
     def on_stop(self) -> None:
+        self._withdraw_views()
         if self.store is not None:
             self.store.close()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._withdraw_views()
+        super().on_failure(exception_type, exception_value, traceback)
+
+    def _withdraw_views(self) -> None:
+        if self.directory.views == self.query:
+            self.directory.views = None
 
     @property
     def db(self) -> Store:
