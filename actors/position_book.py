@@ -136,10 +136,7 @@ class PositionBook(SupervisedActor):
         if isinstance(message, FillReceived):
             self.apply_fill(message.fill)
         elif isinstance(message, CommissionReceived):
-            if self.db.set_commission(message.exec_id, message.commission):
-                lot_id = self.db.lot_of_fill(message.exec_id)
-                if lot_id is not None:
-                    self.db.recompute_realized(lot_id)
+            self.db.set_commission(message.exec_id, message.commission)  # and realized P&L
         elif isinstance(message, OrderUpdated):
             self.apply_order(message.order)
         elif isinstance(message, LinkChanged):
@@ -290,11 +287,8 @@ class PositionBook(SupervisedActor):
             lot_id=lot_id,
         )
         if not new:
-            changed = fill.commission is not None and self.db.set_commission(
-                fill.exec_id, fill.commission
-            )
-            if changed and lot_id is not None:
-                self.db.recompute_realized(lot_id)
+            if fill.commission is not None:
+                self.db.set_commission(fill.exec_id, fill.commission)  # and realized P&L
             return lot_id
         self.log.info(
             "fill {} {} {} x{} @ {} ref={}",
@@ -305,13 +299,7 @@ class PositionBook(SupervisedActor):
             fill.price,
             fill.order_ref,
         )
-        self.db.mark_order(
-            fill.order_ref,
-            status="filled",
-            order_id=fill.order_id,
-            perm_id=fill.perm_id,
-            lot_id=lot_id,
-        )
+        # add_fill marked the order filled in its own transaction.
         if order["role"] in ("tp", "sl") and lot_id is not None:
             self._close_lot_on_exit(lot_id, order["role"], fill)
         return lot_id

@@ -114,6 +114,16 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+_now = time.time  # add_fill's `time` argument shadows the module
+
+# A closed lot's realized P&L from its prices and every commission of its fills.
+_RECOMPUTE_REALIZED = (
+    "UPDATE lots SET realized_pnl = ROUND((entry_price - exit_price) * multiplier * qty"
+    " - (SELECT COALESCE(SUM(commission), 0) FROM fills WHERE fills.lot_id = lots.id), 2),"
+    " updated_at = ? WHERE id ="
+)
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -351,7 +361,8 @@ class Store:
         time: float,
         lot_id: int | None = None,
     ) -> bool:
-        """Store a fill once: True the first time its execution id is seen."""
+        """Store a fill once: True the first time its execution id is seen. Its order's
+        row turns `filled` in the same transaction (one durable commit per fill)."""
         with self._tx() as c:
             cur = c.execute(
                 "INSERT OR IGNORE INTO fills(exec_id, order_ref, order_id, perm_id, con_id,"
@@ -370,7 +381,14 @@ class Store:
                     lot_id,
                 ),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            c.execute(
+                "UPDATE orders SET status = 'filled', order_id = ?, perm_id = ?,"
+                " lot_id = COALESCE(?, lot_id), updated_at = ? WHERE order_ref = ?",
+                (order_id or None, perm_id or None, lot_id, _now(), order_ref),
+            )
+            return True
 
     def set_commission(self, exec_id: str, commission: float) -> bool:
         """Store a fill's commission; False (and no write) when it is already stored."""
@@ -387,25 +405,11 @@ class Store:
                 " exec_id = ?)",
                 (exec_id,),
             )
+            # A closed lot's realized P&L includes every commission, also a late one.
+            c.execute(_RECOMPUTE_REALIZED + " (SELECT lot_id FROM fills WHERE exec_id = ?)"
+                      " AND state = 'closed' AND exit_price IS NOT NULL",
+                      (time.time(), exec_id))
         return True
-
-    def lot_of_fill(self, exec_id: str) -> int | None:
-        row = self._row("SELECT lot_id FROM fills WHERE exec_id = ?", (exec_id,))
-        return row["lot_id"] if row else None
-
-    def recompute_realized(self, lot_id: int) -> float | None:
-        """A closed lot's realized P&L from its prices and every commission of its fills
-        (commission reports can arrive after the closing fill)."""
-        with self._tx() as c:
-            c.execute(
-                "UPDATE lots SET realized_pnl = ROUND((entry_price - exit_price) * multiplier"
-                " * qty - (SELECT COALESCE(SUM(commission), 0) FROM fills WHERE"
-                " fills.lot_id = lots.id), 2), updated_at = ? WHERE id = ? AND state = 'closed'"
-                " AND exit_price IS NOT NULL",
-                (time.time(), lot_id),
-            )
-        row = self._row("SELECT realized_pnl FROM lots WHERE id = ?", (lot_id,))
-        return row["realized_pnl"] if row else None
 
     def fills(self, lot_id: int | None = None) -> list[dict[str, Any]]:
         if lot_id is None:
