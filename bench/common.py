@@ -164,6 +164,20 @@ class ZmqClient:
         self.sock.close()
 
 
+def engine_ready(client: ZmqClient) -> bool:
+    """The engine answers and its link is READY."""
+    try:
+        return bool(client.ask("status")["link"]["state"] == "READY")
+    except TimeoutError:
+        return False
+
+
+def entry_over(client: ZmqClient, slot: str) -> bool:
+    """The day's entry for `slot` has ended, done or failed."""
+    slots = client.ask("status")["entry"]["slots"]
+    return next(s["state"] for s in slots if s["slot"] == slot) in ("done", "failed")
+
+
 def echo_server(endpoint: str) -> Callable[[], None]:
     """A raw ZeroMQ ROUTER that returns each request as it came: the baseline of every
     ZeroMQ figure. Runs in a child process; returns a function that stops it."""

@@ -20,6 +20,8 @@ from bench.common import (
     Row,
     ZmqClient,
     engine_config,
+    engine_ready,
+    entry_over,
     pct,
     poll,
     report,
@@ -84,13 +86,13 @@ def main(argv: list[str] | None = None) -> None:
         lat: list[float] = []
         seen: set[int] = set()
         try:
-            poll(lambda: _ready(client), 60, 0.05)
+            poll(lambda: engine_ready(client), 60, 0.05)
             for i in range(n):
                 sim.post("/market", {"spot": 600.0 + i, "walk_sigma": 0.0})
                 reply = client.ask("enter_now", {"slot": slots[i]})
                 if not reply["accepted"]:
                     raise RuntimeError(f"entry {i} refused: {reply}")
-                poll(lambda s=slots[i]: _entry_over(client, s), 30, 0.01)
+                poll(lambda s=slots[i]: entry_over(client, s), 30, 0.01)
                 # Read while the new lot's exits are live (a later spot move may fill them).
                 lat += protection_times(sim.get_state(), seen)
                 time.sleep(ENTRY_PAUSE)  # pacing (see PACE), not a wait for a result
@@ -113,19 +115,6 @@ def main(argv: list[str] | None = None) -> None:
                            "time of the later exit leg",
                            f"entries {ENTRY_PAUSE}s apart and baseline orders {PACE}s apart:"
                            " under ib_insync's 45 requests/s throttle"])
-
-
-def _ready(client: ZmqClient) -> bool:
-    try:
-        return bool(client.ask("status")["link"]["state"] == "READY")
-    except TimeoutError:
-        return False
-
-
-def _entry_over(client: ZmqClient, slot: str) -> bool:
-    slots = client.ask("status")["entry"]["slots"]
-    state = next(s["state"] for s in slots if s["slot"] == slot)
-    return state in ("done", "failed")
 
 
 def protection_times(state: dict[str, Any], seen: set[int]) -> list[float]:

@@ -27,6 +27,8 @@ from bench.common import (
     Row,
     ZmqClient,
     engine_config,
+    engine_ready,
+    entry_over,
     pct,
     poll,
     report,
@@ -64,13 +66,13 @@ def engine_sales(sim: Any, tmp: Path, spot_list: list[float], walk_interval: flo
     engine = start_engine(cfg)
     client = ZmqClient(zmq_ep, timeout=10)
     try:
-        poll(lambda: _ready(client), 60, 0.05)
+        poll(lambda: engine_ready(client), 60, 0.05)
         for slot, spot in zip(slots, spot_list, strict=True):
             sim.post("/market", {"spot": spot, "walk_sigma": 0.0})
             reply = client.ask("enter_now", {"slot": slot})
             if not reply["accepted"]:
                 raise RuntimeError(f"entry {slot} refused: {reply}")
-            poll(lambda s=slot: _entry_over(client, s), 30, 0.01)
+            poll(lambda s=slot: entry_over(client, s), 30, 0.01)
     finally:
         client.close()
         stop(engine)
@@ -157,19 +159,6 @@ def main(argv: list[str] | None = None) -> None:
         "baseline on a second ibsim of the same seed and spot: a MKT SELL of the same "
         "contract by a bare ib_insync client",
     ])
-
-
-def _ready(client: ZmqClient) -> bool:
-    try:
-        return bool(client.ask("status")["link"]["state"] == "READY")
-    except TimeoutError:
-        return False
-
-
-def _entry_over(client: ZmqClient, slot: str) -> bool:
-    slots = client.ask("status")["entry"]["slots"]
-    state = next(s["state"] for s in slots if s["slot"] == slot)
-    return state in ("done", "failed")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from bench.common import (
     Row,
     ZmqClient,
     engine_config,
+    engine_ready,
+    entry_over,
     poll,
     report,
     rss_mb,
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         client = ZmqClient(zmq_ep, timeout=10)
         rss: dict[str, float] = {}
         try:
-            poll(lambda: _ready(client), 60, 0.05)
+            poll(lambda: engine_ready(client), 60, 0.05)
             time.sleep(1.0)  # settle: the first reconcile and subscriptions
             rss["start"] = rss_mb(engine.pid)
             for i, slot in enumerate(slots):  # the streaming lots (ids 1..10)
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                 reply = client.ask("enter_now", {"slot": slot})
                 if not reply["accepted"]:
                     raise RuntimeError(f"entry {slot} refused: {reply}")
-                poll(lambda s=slot: _done(client, s), 30, 0.02)
+                poll(lambda s=slot: entry_over(client, s), 30, 0.02)
             # Spot holds (no exit fills) while quotes keep moving, every tick_interval.
             sim.post("/market", {"spot": 600.0 + LOTS, "walk_sigma": 0.0,
                                  "tick_interval": args.tick_interval})
@@ -157,18 +159,6 @@ def main(argv: list[str] | None = None) -> None:
         f"ibsim, with their intents recorded first; market data from {LOTS} real lots and SPY at "
         f"a {args.tick_interval * 1000:.0f} ms tick interval",
     ])
-
-
-def _ready(client: ZmqClient) -> bool:
-    try:
-        return bool(client.ask("status")["link"]["state"] == "READY")
-    except TimeoutError:
-        return False
-
-
-def _done(client: ZmqClient, slot: str) -> bool:
-    slots = client.ask("status")["entry"]["slots"]
-    return next(s["state"] for s in slots if s["slot"] == slot) in ("done", "failed")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from bench.common import (
     Row,
     ZmqClient,
     engine_config,
+    engine_ready,
+    entry_over,
     poll,
     report,
     start_engine,
@@ -73,13 +75,13 @@ def main(argv: list[str] | None = None) -> None:
         engine = start_engine(cfg)
         client = ZmqClient(zmq_ep, timeout=10)
         try:
-            poll(lambda: _ready(client), 60, 0.05)
+            poll(lambda: engine_ready(client), 60, 0.05)
             for i, slot in enumerate(slots):  # a few lots: their options stream too
                 sim.post("/market", {"spot": 600.0 + i, "walk_sigma": 0.00008})
                 reply = client.ask("enter_now", {"slot": slot})
                 if not reply["accepted"]:
                     raise RuntimeError(f"entry {slot} refused: {reply}")
-                poll(lambda s=slot: _done(client, s), 30, 0.02)
+                poll(lambda s=slot: entry_over(client, s), 30, 0.02)
             # Quotes keep moving (fair prices, sizes) but spot holds: no exit fills and
             # no line closes while the window runs.
             sim.post("/market", {"spot": 600.0 + args.lots, "walk_sigma": 0.0,
@@ -115,18 +117,6 @@ def main(argv: list[str] | None = None) -> None:
     report("ticks", rows, [f"ibsim tick interval {args.tick_interval * 1000:.1f} ms, "
                            f"{args.seconds:.0f} s window; messages = tickPrice/tickSize/"
                            "tickOptionComputation frames, counted by each API client"])
-
-
-def _ready(client: ZmqClient) -> bool:
-    try:
-        return bool(client.ask("status")["link"]["state"] == "READY")
-    except TimeoutError:
-        return False
-
-
-def _done(client: ZmqClient, slot: str) -> bool:
-    slots = client.ask("status")["entry"]["slots"]
-    return next(s["state"] for s in slots if s["slot"] == slot) in ("done", "failed")
 
 
 if __name__ == "__main__":
