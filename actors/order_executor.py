@@ -105,6 +105,10 @@ class OrderExecutor(SupervisedActor):
     def on_stop(self) -> None:
         self.intents.close()
 
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self.intents.close()  # the supervisor starts a new executor with its own
+        super().on_failure(exception_type, exception_value, traceback)
+
     # ---- plumbing ----------------------------------------------------------------------
 
     @property
