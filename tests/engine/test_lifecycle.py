@@ -205,8 +205,14 @@ def test_an_entry_leaves_only_the_lines_it_needs(sim: Any, start_engine: Any) ->
     finds tickers by Contract identity), so 25 candidate strikes stayed streaming."""
     eng = start_engine()
     lot = enter_and_wait(eng, 0)
-    engine_client = next(c for c in sim.get_state()["clients"] if c["client_id"] == 1)
-    assert engine_client["subscriptions"] == 2  # SPY and the lot's put
+
+    def engine_lines() -> int:
+        return int(next(c for c in sim.get_state()["clients"] if c["client_id"] == 1)
+                   ["subscriptions"])
+
+    # The lot's line opens just after its exits: wait for it; leaked lines would show
+    # as more than 2 for good.
+    wait_for_value(engine_lines, lambda n: n == 2, 10, "SPY and the lot's put streaming")
     assert sorted(eng.ask("market_data")["lines"])[-1] in (lot["con_id"], 756733)
 
 
