@@ -178,6 +178,35 @@ def entry_over(client: ZmqClient, slot: str) -> bool:
     return next(s["state"] for s in slots if s["slot"] == slot) in ("done", "failed")
 
 
+def streaming_profile(now: str, slots: list[str]) -> dict[str, dict[str, Any]]:
+    """Engine config for benches that hold open lots so their puts stream: a clock held
+    at `now` (only enter_now sells), exits far away (the lots stay open while spot steps
+    up per entry), risk limits out of the way."""
+    return {
+        "clock": {"start": now, "speed": 0.001},
+        "schedule": {"entry_times": slots},
+        "strategy": {"strike_selection": "otm_distance", "limit_walk_interval": 0.05,
+                     "take_profit_ratio": 0.05, "stop_loss_ratio": 20.0},
+        "risk": {"max_open_lots": 100, "max_contracts_per_day": 100,
+                 "max_short_notional": 1e12},
+        "zmq": {"command_max_age": 60.0},
+    }
+
+
+def open_streaming_lots(sim: Any, client: ZmqClient, slots: list[str],
+                        tick_interval: float) -> None:
+    """One real entry per slot, spot a dollar higher each (a strike each), then spot
+    held (no exit fills, no line closes) while quotes tick every `tick_interval`."""
+    for i, slot in enumerate(slots):
+        sim.post("/market", {"spot": 600.0 + i, "walk_sigma": 0.00008})
+        reply = client.ask("enter_now", {"slot": slot})
+        if not reply["accepted"]:
+            raise RuntimeError(f"entry {slot} refused: {reply}")
+        poll(lambda s=slot: entry_over(client, s), 30, 0.02)
+    sim.post("/market", {"spot": 600.0 + len(slots), "walk_sigma": 0.0,
+                         "tick_interval": tick_interval})
+
+
 def echo_server(endpoint: str) -> Callable[[], None]:
     """A raw ZeroMQ ROUTER that returns each request as it came: the baseline of every
     ZeroMQ figure. Runs in a child process; returns a function that stops it."""

@@ -29,12 +29,13 @@ from bench.common import (
     ZmqClient,
     engine_config,
     engine_ready,
-    entry_over,
+    open_streaming_lots,
     poll,
     report,
     rss_mb,
     start_engine,
     stop,
+    streaming_profile,
     workdir,
 )
 from ibsim.harness import IbsimProcess, free_port
@@ -91,16 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         trades = trade_refs(args.trades, con_ids)
         zmq_ep = f"tcp://127.0.0.1:{free_port()}"
         slots = [f"12:{i:02d}" for i in range(LOTS)]
-        cfg = engine_config(Path(tmp), sim.port, zmq_ep, {
-            "clock": {"start": NOW, "speed": 0.001},
-            "schedule": {"entry_times": slots},
-            # Exits far away: the streaming lots stay open while spot steps up per entry.
-            "strategy": {"strike_selection": "otm_distance", "limit_walk_interval": 0.05,
-                         "take_profit_ratio": 0.05, "stop_loss_ratio": 20.0},
-            "risk": {"max_open_lots": 100, "max_contracts_per_day": 100,
-                     "max_short_notional": 1e12},
-            "zmq": {"command_max_age": 60.0},
-        })
+        cfg = engine_config(Path(tmp), sim.port, zmq_ep, streaming_profile(NOW, slots))
         engine = start_engine(cfg)
         client = ZmqClient(zmq_ep, timeout=10)
         rss: dict[str, float] = {}
@@ -108,15 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             poll(lambda: engine_ready(client), 60, 0.05)
             time.sleep(1.0)  # settle: the first reconcile and subscriptions
             rss["start"] = rss_mb(engine.pid)
-            for i, slot in enumerate(slots):  # the streaming lots (ids 1..10)
-                sim.post("/market", {"spot": 600.0 + i, "walk_sigma": 0.00008})
-                reply = client.ask("enter_now", {"slot": slot})
-                if not reply["accepted"]:
-                    raise RuntimeError(f"entry {slot} refused: {reply}")
-                poll(lambda s=slot: entry_over(client, s), 30, 0.02)
-            # Spot holds (no exit fills) while quotes keep moving, every tick_interval.
-            sim.post("/market", {"spot": 600.0 + LOTS, "walk_sigma": 0.0,
-                                 "tick_interval": args.tick_interval})
+            open_streaming_lots(sim, client, slots, args.tick_interval)
             rss["lots open"] = rss_mb(engine.pid)
             msgs0 = client.ask("market_data")["messages_received"]
             fills0 = stored_fills(book)

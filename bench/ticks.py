@@ -24,11 +24,12 @@ from bench.common import (
     ZmqClient,
     engine_config,
     engine_ready,
-    entry_over,
+    open_streaming_lots,
     poll,
     report,
     start_engine,
     stop,
+    streaming_profile,
     workdir,
 )
 from ibsim.harness import IbsimProcess, free_port
@@ -62,30 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     with workdir() as tmp, IbsimProcess(seed=9, now=NOW, tick_interval=0.05) as sim:
         zmq_ep = f"tcp://127.0.0.1:{free_port()}"
         slots = [f"12:{i:02d}" for i in range(args.lots)]
-        cfg = engine_config(Path(tmp), sim.port, zmq_ep, {
-            "clock": {"start": NOW, "speed": 0.001},
-            "schedule": {"entry_times": slots},
-            # Exits far away: the lots stay open (and stream) while spot steps up per entry.
-            "strategy": {"strike_selection": "otm_distance", "limit_walk_interval": 0.05,
-                         "take_profit_ratio": 0.05, "stop_loss_ratio": 20.0},
-            "risk": {"max_open_lots": 100, "max_contracts_per_day": 100,
-                     "max_short_notional": 1e12},
-            "zmq": {"command_max_age": 60.0},
-        })
+        cfg = engine_config(Path(tmp), sim.port, zmq_ep, streaming_profile(NOW, slots))
         engine = start_engine(cfg)
         client = ZmqClient(zmq_ep, timeout=10)
         try:
             poll(lambda: engine_ready(client), 60, 0.05)
-            for i, slot in enumerate(slots):  # a few lots: their options stream too
-                sim.post("/market", {"spot": 600.0 + i, "walk_sigma": 0.00008})
-                reply = client.ask("enter_now", {"slot": slot})
-                if not reply["accepted"]:
-                    raise RuntimeError(f"entry {slot} refused: {reply}")
-                poll(lambda s=slot: entry_over(client, s), 30, 0.02)
-            # Quotes keep moving (fair prices, sizes) but spot holds: no exit fills and
-            # no line closes while the window runs.
-            sim.post("/market", {"spot": 600.0 + args.lots, "walk_sigma": 0.0,
-                                 "tick_interval": args.tick_interval})
+            open_streaming_lots(sim, client, slots, args.tick_interval)
             lines = client.ask("market_data")["lines"]
             bare = subprocess.Popen(
                 [sys.executable, "-c", BARE, str(sim.port), str(args.seconds), json.dumps(lines)],
