@@ -384,8 +384,9 @@ class Store:
             if cur.rowcount != 1:
                 return False
             c.execute(
-                "UPDATE orders SET status = 'filled', order_id = ?, perm_id = ?,"
-                " lot_id = COALESCE(?, lot_id), updated_at = ? WHERE order_ref = ?",
+                "UPDATE orders SET status = 'filled', order_id = COALESCE(?, order_id),"
+                " perm_id = COALESCE(?, perm_id), lot_id = COALESCE(?, lot_id),"
+                " updated_at = ? WHERE order_ref = ?",
                 (order_id or None, perm_id or None, lot_id, _now(), order_ref),
             )
             return True

@@ -173,3 +173,16 @@ def test_a_fill_is_final_for_the_intent_row(tmp_path: Path) -> None:
     store.mark_order("tb:s", status="submitted", order_id=9)
     row = store.order_by_ref("tb:s")
     assert (row["status"], row["order_id"]) == ("filled", 9)
+
+
+def test_a_fill_marks_its_order_filled_and_keeps_what_it_does_not_know(tmp_path: Path) -> None:
+    """One transaction stores the fill and turns its order `filled`; a fill without an
+    order id (as a reconcile may see one) does not erase the one the order has."""
+    store = Store(tmp_path / "b.sqlite")
+    store.record_intent("tb:x", "tp", 42, "BUY", "LMT", 1, lmt_price=1.0, lot_id=3)
+    store.mark_order("tb:x", status="submitted", order_id=9, perm_id=77)
+    assert store.add_fill(exec_id="e9", order_ref="tb:x", order_id=0, perm_id=0, con_id=42,
+                          side="BOT", qty=1, price=1.0, commission=None, time=1.0)
+    row = store.order_by_ref("tb:x")
+    assert (row["status"], row["order_id"], row["perm_id"], row["lot_id"]) == (
+        "filled", 9, 77, 3)
