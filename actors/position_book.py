@@ -181,9 +181,6 @@ class PositionBook(SupervisedActor):
 
     # ---- intents (written before the broker hears of them) -----------------------------
 
-    def record_intent(self, **kwargs: Any) -> None:
-        self.db.record_intent(**kwargs)
-
     def mark_order(self, order_ref: str, **kwargs: Any) -> None:
         self.db.mark_order(order_ref, **kwargs)
 

@@ -116,13 +116,6 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 _now = time.time  # add_fill's `time` argument shadows the module
 
-# A closed lot's realized P&L from its prices and every commission of its fills.
-_RECOMPUTE_REALIZED = (
-    "UPDATE lots SET realized_pnl = ROUND((entry_price - exit_price) * multiplier * qty"
-    " - (SELECT COALESCE(SUM(commission), 0) FROM fills WHERE fills.lot_id = lots.id), 2),"
-    " updated_at = ? WHERE id ="
-)
-
 
 class Store:
     def __init__(self, path: str | Path) -> None:
@@ -407,9 +400,13 @@ class Store:
                 (exec_id,),
             )
             # A closed lot's realized P&L includes every commission, also a late one.
-            c.execute(_RECOMPUTE_REALIZED + " (SELECT lot_id FROM fills WHERE exec_id = ?)"
-                      " AND state = 'closed' AND exit_price IS NOT NULL",
-                      (time.time(), exec_id))
+            c.execute(
+                "UPDATE lots SET realized_pnl = ROUND((entry_price - exit_price) * multiplier"
+                " * qty - (SELECT COALESCE(SUM(commission), 0) FROM fills WHERE"
+                " fills.lot_id = lots.id), 2), updated_at = ? WHERE id = (SELECT lot_id FROM"
+                " fills WHERE exec_id = ?) AND state = 'closed' AND exit_price IS NOT NULL",
+                (time.time(), exec_id),
+            )
         return True
 
     def fills(self, lot_id: int | None = None) -> list[dict[str, Any]]:

@@ -178,6 +178,36 @@ def entry_over(client: ZmqClient, slot: str) -> bool:
     return next(s["state"] for s in slots if s["slot"] == slot) in ("done", "failed")
 
 
+def manual_slots(n: int) -> list[str]:
+    """n entry slots from 11:00 on: on a clock held at 10:00 only enter_now sells."""
+    return [f"{11 + i // 60:02d}:{i % 60:02d}" for i in range(n)]
+
+
+def entries_profile(now: str, slots: list[str],
+                    walk_interval: float = 0.05) -> dict[str, dict[str, Any]]:
+    """Engine config for benches that sell many entries by hand: the clock held at
+    `now`, a strike 2 % out of the money three days out, risk limits out of the way."""
+    return {
+        "clock": {"start": now, "speed": 0.001},
+        "schedule": {"entry_times": slots},
+        "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.02,
+                     "limit_walk_interval": walk_interval, "target_dte": 3},
+        "risk": {"max_open_lots": 10_000, "max_contracts_per_day": 10_000,
+                 "max_short_notional": 1e12},
+        "zmq": {"command_max_age": 60.0},
+    }
+
+
+def enter(sim: Any, client: ZmqClient, slot: str, market: dict[str, Any],
+          interval: float = 0.02) -> None:
+    """Set ibsim's market, sell the slot by hand and wait until its entry is over."""
+    sim.post("/market", market)
+    reply = client.ask("enter_now", {"slot": slot})
+    if not reply["accepted"]:
+        raise RuntimeError(f"entry {slot} refused: {reply}")
+    poll(lambda: entry_over(client, slot), 30, interval)
+
+
 def streaming_profile(now: str, slots: list[str]) -> dict[str, dict[str, Any]]:
     """Engine config for benches that hold open lots so their puts stream: a clock held
     at `now` (only enter_now sells), exits far away (the lots stay open while spot steps
@@ -198,11 +228,7 @@ def open_streaming_lots(sim: Any, client: ZmqClient, slots: list[str],
     """One real entry per slot, spot a dollar higher each (a strike each), then spot
     held (no exit fills, no line closes) while quotes tick every `tick_interval`."""
     for i, slot in enumerate(slots):
-        sim.post("/market", {"spot": 600.0 + i, "walk_sigma": 0.00008})
-        reply = client.ask("enter_now", {"slot": slot})
-        if not reply["accepted"]:
-            raise RuntimeError(f"entry {slot} refused: {reply}")
-        poll(lambda s=slot: entry_over(client, s), 30, 0.02)
+        enter(sim, client, slot, {"spot": 600.0 + i, "walk_sigma": 0.00008})
     sim.post("/market", {"spot": 600.0 + len(slots), "walk_sigma": 0.0,
                          "tick_interval": tick_interval})
 

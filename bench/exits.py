@@ -21,7 +21,9 @@ from bench.common import (
     ZmqClient,
     engine_config,
     engine_ready,
-    entry_over,
+    enter,
+    entries_profile,
+    manual_slots,
     pct,
     poll,
     report,
@@ -65,22 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--entries", type=int, default=100)
     args = ap.parse_args(argv)
     n = args.entries
-    # Slots after 10:00 on a clock held at 10:00: only enter_now sells.
-    slots = [f"{11 + i // 60:02d}:{i % 60:02d}" for i in range(n)]
+    slots = manual_slots(n)
     with workdir() as tmp, IbsimProcess(seed=5, now=NOW, tick_interval=0.02) as sim:
         # Half the baseline before the engine's entries and half after: ibsim's own
         # cost per order grows a little with its book, so both ends are measured.
         base = baseline_round_trips(sim.port, 50)
         zmq_ep = f"tcp://127.0.0.1:{free_port()}"
-        cfg = engine_config(Path(tmp), sim.port, zmq_ep, {
-            "clock": {"start": NOW, "speed": 0.001},  # 10:00 stays 10:00: no schedule
-            "schedule": {"entry_times": slots},
-            "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.02,
-                         "limit_walk_interval": 0.05, "target_dte": 3},
-            "risk": {"max_open_lots": 10_000, "max_contracts_per_day": 10_000,
-                     "max_short_notional": 1e12},
-            "zmq": {"command_max_age": 60.0},
-        })
+        cfg = engine_config(Path(tmp), sim.port, zmq_ep, entries_profile(NOW, slots))
         engine = start_engine(cfg)
         client = ZmqClient(zmq_ep, timeout=10)
         lat: list[float] = []
@@ -88,11 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             poll(lambda: engine_ready(client), 60, 0.05)
             for i in range(n):
-                sim.post("/market", {"spot": 600.0 + i, "walk_sigma": 0.0})
-                reply = client.ask("enter_now", {"slot": slots[i]})
-                if not reply["accepted"]:
-                    raise RuntimeError(f"entry {i} refused: {reply}")
-                poll(lambda s=slots[i]: entry_over(client, s), 30, 0.01)
+                enter(sim, client, slots[i], {"spot": 600.0 + i, "walk_sigma": 0.0}, 0.01)
                 # Read while the new lot's exits are live (a later spot move may fill them).
                 lat += protection_times(sim.get_state(), seen)
                 time.sleep(ENTRY_PAUSE)  # pacing (see PACE), not a wait for a result

@@ -28,7 +28,9 @@ from bench.common import (
     ZmqClient,
     engine_config,
     engine_ready,
-    entry_over,
+    enter,
+    entries_profile,
+    manual_slots,
     pct,
     poll,
     report,
@@ -52,27 +54,15 @@ def engine_sales(sim: Any, tmp: Path, spot_list: list[float], walk_interval: flo
         dict[int, dict[str, Any]]:
     """Run one engine entry per spot; return the sale executions by entry number."""
     n = len(spot_list)
-    slots = [f"{11 + i // 60:02d}:{i % 60:02d}" for i in range(n)]
+    slots = manual_slots(n)
     zmq_ep = f"tcp://127.0.0.1:{free_port()}"
-    cfg = engine_config(tmp, sim.port, zmq_ep, {
-        "clock": {"start": NOW, "speed": 0.001},  # 10:00 stays 10:00: only enter_now sells
-        "schedule": {"entry_times": slots},
-        "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.02,
-                     "limit_walk_interval": walk_interval, "target_dte": 3},
-        "risk": {"max_open_lots": 10_000, "max_contracts_per_day": 10_000,
-                 "max_short_notional": 1e12},
-        "zmq": {"command_max_age": 60.0},
-    })
+    cfg = engine_config(tmp, sim.port, zmq_ep, entries_profile(NOW, slots, walk_interval))
     engine = start_engine(cfg)
     client = ZmqClient(zmq_ep, timeout=10)
     try:
         poll(lambda: engine_ready(client), 60, 0.05)
         for slot, spot in zip(slots, spot_list, strict=True):
-            sim.post("/market", {"spot": spot, "walk_sigma": 0.0})
-            reply = client.ask("enter_now", {"slot": slot})
-            if not reply["accepted"]:
-                raise RuntimeError(f"entry {slot} refused: {reply}")
-            poll(lambda s=slot: entry_over(client, s), 30, 0.01)
+            enter(sim, client, slot, {"spot": spot, "walk_sigma": 0.0}, 0.01)
     finally:
         client.close()
         stop(engine)
