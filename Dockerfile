@@ -1,6 +1,6 @@
 # trading-bot: engine + dashboard + alert listener under supervisord, next to IB Gateway
 # (see docker-compose.yml). Build: docker build -t trading-bot .
-FROM python:3.11-slim
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

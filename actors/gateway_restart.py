@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import xmlrpc.client
 from typing import Any
@@ -71,9 +72,19 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+# Docker's own rule for container names; anything else never reaches a URL path.
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+
+
 def restart_via_docker(endpoint: str, container: str, timeout: float = 30.0) -> str:
-    """POST /containers/{name}/restart on the Docker Engine API (unix socket or tcp://,
-    the latter for a docker-socket proxy that allows only this call)."""
+    """POST /containers/{name}/restart on the Docker Engine API: a unix socket, or tcp://
+    for the docker-socket proxy of docker-compose.yml, which allows only that one call.
+
+    Only the configured container, by name: the name is checked before any request,
+    and the client sends nothing else (no lookups, no other endpoints)."""
+    if not _CONTAINER_NAME.fullmatch(container):
+        raise GatewayRestartError(
+            f"gateway.container {container!r} is not a Docker container name: nothing restarted")
     if endpoint.startswith("tcp://") or endpoint.startswith("http://"):
         parts = urlsplit(endpoint.replace("tcp://", "http://", 1))
         conn: http.client.HTTPConnection = http.client.HTTPConnection(
@@ -85,10 +96,19 @@ def restart_via_docker(endpoint: str, container: str, timeout: float = 30.0) -> 
         conn.request("POST", path, headers={"Content-Length": "0"})
         resp = conn.getresponse()
         body = resp.read()[:300].decode(errors="replace")
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         raise GatewayRestartError(f"Docker API at {endpoint} unreachable: {exc}") from exc
     finally:
         conn.close()
+    if resp.status == 403:
+        # The socket proxy's answer to a call outside its allowlist.
+        raise GatewayRestartError(
+            f"the Docker socket proxy at {endpoint} refused POST /containers/{container}/restart "
+            f"(403 Forbidden): its allowlist must permit restarting exactly this container "
+            f"(docker-compose.yml, docker-proxy -allowPOST; gateway.container = {container!r})")
+    if resp.status == 404:
+        raise GatewayRestartError(
+            f"Docker has no container {container!r} (404): check gateway.container")
     if resp.status != 204:
         raise GatewayRestartError(f"Docker API answered {resp.status}: {body.strip()}")
     return f"docker restarted container {container}"

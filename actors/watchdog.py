@@ -225,9 +225,10 @@ class Watchdog(SupervisedActor):
             f"gateway restart via {method} ({why}): {message}",
             severity="warning" if ok else "error",
         )
-        self.alerts.raise_alert(
-            "login_required",
-            "the gateway was restarted: a login (2FA) may be needed before it links to IB",
-            severity="warning",
-        )
+        if ok:  # a refused restart (e.g. the socket proxy's 403) asks no one to log in
+            self.alerts.raise_alert(
+                "login_required",
+                "the gateway was restarted: a login (2FA) may be needed before it links to IB",
+                severity="warning",
+            )
         return {"started": ok, "method": method, "message": message}
