@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
     alert_id INTEGER NOT NULL REFERENCES alerts(id),
     target_index INTEGER NOT NULL, target_hash TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0,
-    delivered_at REAL, last_error TEXT
+    delivered_at REAL, last_error TEXT, parked_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON alert_outbox(target_hash, delivered_at, id);
 """
@@ -48,6 +48,9 @@ class AlertStore:
         self.targets = targets or []  # target hashes, by index
         with self._lock:
             self._conn.executescript(SCHEMA)
+            columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(alert_outbox)")}
+            if "parked_at" not in columns:  # a book written before parking existed
+                self._conn.execute("ALTER TABLE alert_outbox ADD COLUMN parked_at REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -118,7 +121,8 @@ class AlertStore:
             row = self._conn.execute(
                 "SELECT o.id AS outbox_id, o.attempts, o.next_attempt_at, a.* FROM alert_outbox o"
                 " JOIN alerts a ON a.id = o.alert_id WHERE o.target_hash = ? AND"
-                " o.delivered_at IS NULL ORDER BY o.id LIMIT 1", (target_hash,)).fetchone()
+                " o.delivered_at IS NULL AND o.parked_at IS NULL ORDER BY o.id LIMIT 1",
+                (target_hash,)).fetchone()
         if row is None:
             return None
         d = dict(row)
@@ -135,6 +139,26 @@ class AlertStore:
             self._conn.execute(
                 "UPDATE alert_outbox SET attempts = attempts + 1, next_attempt_at = ?,"
                 " last_error = ? WHERE id = ?", (next_attempt_at, error[:500], outbox_id))
+
+    def mark_parked(self, outbox_id: int, error: str) -> None:
+        """A target refused this alert for good (a 4xx): kept, no longer retried, and no
+        longer holding back the alerts behind it."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE alert_outbox SET attempts = attempts + 1, parked_at = ?, last_error = ?"
+                " WHERE id = ?", (time.time(), error[:500], outbox_id))
+
+    def delivery_status(self) -> list[dict[str, Any]]:
+        """Per target (by index): alerts pending, alerts parked, the last error."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT target_index, SUM(delivered_at IS NULL AND parked_at IS NULL) AS pending,"
+                " SUM(parked_at IS NOT NULL) AS parked, (SELECT last_error FROM alert_outbox i"
+                " WHERE i.target_index = o.target_index AND i.last_error IS NOT NULL"
+                " ORDER BY i.id DESC LIMIT 1) AS last_error FROM alert_outbox o"
+                " GROUP BY target_index ORDER BY target_index").fetchall()
+        return [{"target": int(r["target_index"]), "pending": int(r["pending"] or 0),
+                 "parked": int(r["parked"] or 0), "last_error": r["last_error"]} for r in rows]
 
     def undelivered_count(self) -> int:
         with self._lock:

@@ -99,6 +99,21 @@ def target_hash(hook: WebhookConfig) -> str:
     return hashlib.sha256(f"{hook.format}|{hook.url}".encode()).hexdigest()[:16]
 
 
+class PermanentDeliveryError(RuntimeError):
+    """The target answered that it will never take this alert (a 4xx other than 408/429)."""
+
+
+def coalesce_key(details: dict[str, Any] | None) -> str:
+    """Alerts of one kind fold together only when they are about the same thing: the
+    same lot, else the same contract (two lots left unprotected are two alerts)."""
+    d = details or {}
+    if d.get("lot_id") is not None:
+        return f"lot:{d['lot_id']}"
+    if d.get("con_id") is not None:
+        return f"con:{d['con_id']}"
+    return ""
+
+
 def deliver(hook: WebhookConfig, alert: dict[str, Any], timeout: float) -> None:
     """POST one alert; raises on anything but a 2xx answer."""
     body = json.dumps(format_payload(alert, hook.format, hook.url)).encode()
@@ -108,9 +123,15 @@ def deliver(hook: WebhookConfig, alert: dict[str, Any], timeout: float) -> None:
         headers[SIGNATURE_HEADER] = signature(body, secret)
     req = urllib.request.Request(post_url(hook.url, hook.format), data=body, headers=headers,
                                  method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        if not 200 <= resp.status < 300:
-            raise RuntimeError(f"HTTP {resp.status}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            if not 200 <= resp.status < 300:
+                raise RuntimeError(f"HTTP {resp.status}")
+    except urllib.error.HTTPError as exc:
+        # 408/429 say "later"; any other 4xx says this request will never be taken.
+        if 400 <= exc.code < 500 and exc.code not in (408, 429):
+            raise PermanentDeliveryError(f"HTTP {exc.code} {exc.reason}") from exc
+        raise
 
 
 class AlertDispatcher:
@@ -145,6 +166,7 @@ class AlertDispatcher:
         alert_id, folded = self.store.add(
             str(kind), message, severity, details,
             coalesce_window=self.cfg.alerts.coalesce_window,
+            coalesce_key=coalesce_key(details),
         )
         log = self.log.opt(depth=1)
         if folded:
@@ -159,6 +181,15 @@ class AlertDispatcher:
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         return self.store.recent(limit)
 
+    def delivery_status(self) -> list[dict[str, Any]]:
+        """Per webhook target (format, never the URL): pending, parked, last error."""
+        rows = {r["target"]: r for r in self.store.delivery_status()}
+        return [{"target": i, "format": hook.format,
+                 **{k: v for k, v in rows.get(i, {"pending": 0, "parked": 0,
+                                                  "last_error": None}).items()
+                    if k != "target"}}
+                for i, hook in enumerate(self.hooks)]
+
     def _run_target(self, index: int, hook: WebhookConfig) -> None:
         th = self.hashes[index]
         backoff = self.cfg.alerts.retry_initial
@@ -167,19 +198,30 @@ class AlertDispatcher:
             with self._wake:
                 if self._stop:
                     return
-            alert = self.store.next_pending(th)
+            try:
+                alert = self.store.next_pending(th)
+            except Exception as exc:  # e.g. the book is locked: try again later
+                self.log.error("alert outbox of webhook {} unreadable: {}", index, exc)
+                alert = None
             wait = 5.0
             if alert is not None:
                 due = alert["next_attempt_at"] - time.time()
                 if due <= 0:
                     try:
                         deliver(hook, alert, self.cfg.alerts.timeout)
-                    except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
+                    except PermanentDeliveryError as exc:
+                        self.store.mark_parked(alert["outbox_id"], redact(str(exc)))
+                        self.log.error("webhook {} ({}) refused alert #{} for good: {}; parked"
+                                       " (see status alert_delivery), the queue goes on",
+                                       index, shown, alert["id"], redact(str(exc)))
+                        continue
+                    except Exception as exc:  # the thread must outlive any
+                        # failure (URLError, OSError, http.client.HTTPException, ...)
                         self.store.mark_failed(alert["outbox_id"], time.time() + backoff,
-                                               redact(str(exc)))
+                                               redact(str(exc) or type(exc).__name__))
                         self.log.warning("webhook {} ({}) failed for alert #{}: {}; retry in"
                                          " {:.0f}s", index, shown, alert["id"],
-                                         redact(str(exc)), backoff)
+                                         redact(str(exc) or type(exc).__name__), backoff)
                         backoff = min(self.cfg.alerts.retry_max, backoff * 2)
                         continue
                     self.store.mark_delivered(alert["outbox_id"])

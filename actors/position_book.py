@@ -816,6 +816,8 @@ class PositionBook(SupervisedActor):
             "open_lots": len(lots),
             "unprotected_lots": sum(1 for lot in lots if lot["state"] == "unprotected"),
             "reconciled_at": self.reconciled_at or None,
+            # Per webhook target: alerts pending, parked (refused for good), last error.
+            "alert_delivery": self.alerts.delivery_status(),
         }
 
     def pnl_history_view(self) -> dict[str, Any]:
