@@ -96,6 +96,9 @@ class StrategyConfig:
     exit_attempts: int = 3
     exit_retry_backoff: float = 0.5
     order_ack_timeout: float = 5.0
+    # How long exit legs without an ack are looked for at the broker (then cancelled by
+    # id and looked for again) before the lot is left to the repair job.
+    exit_unknown_wait: float = 10.0
 
 
 @dataclass(frozen=True)

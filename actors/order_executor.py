@@ -77,6 +77,13 @@ def exit_refs(lot_id: int, serial: int) -> tuple[str, str, str]:
     )
 
 
+def _gone(row: dict[str, Any]) -> OrderInfo:
+    """A leg the broker does not know after a cancel by id: it is not live."""
+    return OrderInfo(0, 0, row["order_ref"], row["con_id"], "", row["action"],
+                     row["order_type"], row["qty"], row["lmt_price"], row["aux_price"],
+                     row["oca_group"], "Cancelled", error_message="never reached the broker")
+
+
 class OrderExecutor(SupervisedActor):
     name = "order_executor"
 
@@ -485,7 +492,84 @@ class OrderExecutor(SupervisedActor):
     # ---- exits -------------------------------------------------------------------------
 
     def place_exits(self, lot: dict[str, Any], contract: ContractInfo | None = None) -> bool:
-        """TP (BUY LMT) and SL (BUY STP) as one OCA group; retried; alert if it fails."""
+        """TP (BUY LMT) and SL (BUY STP) as one OCA group; retried; alert if it fails.
+
+        Never raises: after a sale has filled, nothing here may stop the entry from
+        finishing (its bookkeeping, the watch, restoring the exits it cancelled)."""
+        try:
+            return self._place_exits(lot, contract)
+        except Exception as exc:
+            self.log.exception("placing exits for lot {} failed: {}", lot["id"], exc)
+            self._mark_unprotected(lot, f"error while placing exits: {exc}")
+            return False
+
+    def _mark_unprotected(self, lot: dict[str, Any], why: str) -> None:
+        try:
+            self.book.set_lot_state(lot["id"], "unprotected").get(timeout=self._t())
+        except Exception as exc:  # the alert below still goes out
+            self.log.error("lot {}: could not mark unprotected: {}", lot["id"], exc)
+        self.alerts.raise_alert(
+            "lot_unprotected",
+            f"lot {lot['id']} {lot.get('local_symbol', '')} has NO exits: {why}; "
+            "the repair job keeps trying",
+            severity="critical",
+            details={"lot_id": lot["id"]},
+        )
+
+    def _settle_exit_legs(
+        self, rows: list[dict[str, Any]], infos: list[OrderInfo]
+    ) -> list[OrderInfo] | None:
+        """Legs whose outcome is unknown (no ack in time, or the call itself failed) may be
+        live at the broker: find out by orderRef before anything else is sent, so that
+        never two pairs protect one lot. Returns each leg's known state, a leg that is
+        nowhere to be found as a Cancelled stand-in, or None if still unknown at the
+        deadline (then nothing more may be sent; the repair job adopts what appears)."""
+        s = self.cfg.strategy
+        known = {i.order_ref: i for i in infos}
+        settled_states = ("PreSubmitted", "Submitted", "Filled", "Cancelled", "ApiCancelled",
+                          "Inactive")
+        deadline = time.monotonic() + s.exit_unknown_wait
+        cancel_sent = False
+        while True:
+            try:
+                broker = {o.order_ref: o for o in self.conn.open_orders().get(timeout=self._t())}
+                asked = True
+            except Exception as exc:
+                self.log.warning("exit legs: open orders not available yet: {}", exc)
+                broker, asked = {}, False
+            out: list[OrderInfo] = []
+            for row in rows:
+                ref = row["order_ref"]
+                info: OrderInfo | None = broker.get(ref)
+                if (info is None or info.status not in settled_states) and ref in known:
+                    try:  # the session's own view of an order it sent (fills, cancels)
+                        info = self.conn.wait_order(known[ref].order_id, 0.0).get(
+                            timeout=self._t())
+                    except Exception:
+                        info = broker.get(ref) or known[ref]
+                if info is not None and info.status in settled_states:
+                    out.append(info)
+                elif info is None and asked and ref not in known and cancel_sent:
+                    out.append(_gone(row))  # never reached the broker
+            if len(out) == len(rows):
+                return out
+            if time.monotonic() >= deadline:
+                if cancel_sent:
+                    return None
+                # Still unknown: cancel what we can name. The gateway handles a cancel
+                # after the order it follows, so a slow leg cannot come alive after it.
+                for ref, info in known.items():
+                    if info.order_id and info.status not in settled_states:
+                        try:
+                            self._record(self.conn.cancel_order(info.order_id).get(
+                                timeout=self._t(s.order_ack_timeout)))
+                        except Exception as exc:
+                            self.log.warning("cancel of unknown leg {} failed: {}", ref, exc)
+                cancel_sent = True
+                deadline = time.monotonic() + s.exit_unknown_wait
+            time.sleep(0.1)
+
+    def _place_exits(self, lot: dict[str, Any], contract: ContractInfo | None = None) -> bool:
         s = self.cfg.strategy
         if contract is None or contract.con_id != lot["con_id"]:
             contract = self.book.contract(lot["con_id"]).get(timeout=self._t())
@@ -521,14 +605,26 @@ class OrderExecutor(SupervisedActor):
             # Both intents in one durable commit, then both orders in one round trip.
             self.intents.record_intents(rows)
             infos: list[OrderInfo] = []
+            maybe_sent = False
             try:
                 infos = self.conn.place_orders(reqs).get(timeout=self._t(s.order_ack_timeout))
             except OrderRefused as exc:
                 for row in rows:
                     self.intents.mark_order(row["order_ref"], status="refused", error=str(exc))
                 last_error = f"refused before the broker: {exc}"
-            except Exception as exc:
+            except Exception as exc:  # a drop, a restarted Connection, a timeout
                 last_error = f"exits: {exc}"
+                maybe_sent = True
+            if maybe_sent or any(i.status in ("Unknown", "PendingSubmit") for i in infos):
+                self.log.warning("lot {}: exit legs {} / {} unacknowledged: asking the broker",
+                                 lot["id"], tp_ref, sl_ref)
+                settled = self._settle_exit_legs(rows, infos)
+                if settled is None:
+                    self._mark_unprotected(
+                        lot, f"exit legs {tp_ref} / {sl_ref} still unacknowledged; nothing "
+                        "more is sent until the broker shows them")
+                    return False
+                infos = settled
             placed: dict[str, OrderInfo] = {}
             for (role, *_), info in zip(legs, infos, strict=True):
                 self._record(info)

@@ -212,8 +212,13 @@ class ControlServer:
         return {"hold_fills": bool(seconds), "seconds": seconds}
 
     async def slow_orders(self, body: dict[str, Any]) -> Any:
+        """{"seconds": S, "action": "BUY"|"SELL" (optional: only those orders)}."""
+        action = body.get("action", "")
+        if action not in ("", "BUY", "SELL"):
+            raise BadRequest("'action' must be BUY or SELL")
         self.gw.slow_orders = _num(body, "seconds", 1.0, 0.0, 600.0)
-        return {"slow_orders": self.gw.slow_orders}
+        self.gw.slow_orders_action = action
+        return {"slow_orders": self.gw.slow_orders, "action": action}
 
     async def cancel_order(self, body: dict[str, Any]) -> Any:
         """Cancel an order as an operator would by hand in TWS (any client's order)."""

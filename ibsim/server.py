@@ -90,6 +90,8 @@ class Gateway:
         self.logout_until = 0.0
         self.refuse_until = 0.0
         self.slow_orders = 0.0
+        self.slow_orders_action = ""  # "" = every order, else only BUY or SELL ones
+        self._slow_pending: dict[tuple[int, int], bool] = {}  # -> cancel on arrival
         self.freeze_until = 0.0  # requests are swallowed: a hung gateway
         self.mute_until = 0.0  # market data stops, everything else answers
         self.restart_seconds = 1.0
@@ -481,14 +483,20 @@ class Gateway:
             s.send(wire.error(order["order_id"], 201, "Order rejected - reason: a stop order"
                                                       " needs a stop price"))
             return
-        if self.slow_orders > 0:
+        if self.slow_orders > 0 and self.slow_orders_action in ("", order["action"]):
+            key = (order["client_id"], order["order_id"])
+            self._slow_pending[key] = False
             self._spawn(self._place_later(order, self.slow_orders))
             return
         self._place(order)
 
     async def _place_later(self, order: dict[str, Any], delay: float) -> None:
         await asyncio.sleep(delay)
+        key = (order["client_id"], order["order_id"])
+        cancelled = self._slow_pending.pop(key, False)
         self._place(order)
+        if cancelled:  # a cancel that came after this order is handled after it
+            self._dispatch(self.broker.cancel(*key))
 
     def _place(self, order: dict[str, Any]) -> None:
         self.log.info("order {}/{} {} {} {} lmt={} aux={} ref={}", order["client_id"],
@@ -500,7 +508,13 @@ class Gateway:
 
     async def cancel_order(self, s: Session, f: list[str]) -> None:
         assert s.client_id is not None
-        self._dispatch(self.broker.cancel(s.client_id, int(f[2])))
+        key = (s.client_id, int(f[2]))
+        if key in self._slow_pending:
+            # A gateway handles one client's messages in order: a cancel never
+            # overtakes the order it names, however slow that order is.
+            self._slow_pending[key] = True
+            return
+        self._dispatch(self.broker.cancel(*key))
 
     # ---- faults ------------------------------------------------------------------------
 
@@ -580,6 +594,7 @@ class Gateway:
                 "logged_out": self.logged_out, "refusing": now < self.refuse_until,
                 "hold_fills": now < self.broker.hold_fills_until,
                 "slow_orders": self.slow_orders,
+                "slow_pending": len(self._slow_pending),  # orders received, not yet acked
                 "frozen": now < self.freeze_until,
                 "muted": now < self.mute_until,
                 "rejects": [r.__dict__ for r in self.broker.rejects],

@@ -1,0 +1,86 @@
+"""Money paths under IB's real behaviour (issue "Money paths hold under IB's real
+behaviour"): each test is named after its path and drives it through ibsim over real
+sockets with the unmodified ib_insync client."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tests.engine.conftest import RunningEngine
+from tests.support.zmq_request import wait_for_value, wait_until
+
+
+def live_buys(sim: Any) -> list[dict[str, Any]]:
+    return [o for o in sim.get_state()["open_orders"] if o["action"] == "BUY"]
+
+
+@contextmanager
+def watch_live_exits(sim: Any) -> Iterator[dict[str, int]]:
+    """Samples the broker every ~20 ms: the most live BUY orders and OCA groups seen."""
+    worst = {"orders": 0, "groups": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            buys = live_buys(sim)
+            worst["orders"] = max(worst["orders"], len(buys))
+            worst["groups"] = max(worst["groups"], len({o["oca_group"] for o in buys}))
+            stop.wait(0.02)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        yield worst
+    finally:
+        stop.set()
+        t.join(5)
+
+
+def protected_lot(eng: RunningEngine, timeout: float = 40.0) -> dict[str, Any]:
+    return wait_for_value(
+        lambda: [lot for lot in eng.open_lots() if lot["state"] == "open"],
+        lambda lots: len(lots) == 1, timeout, "one protected lot")[0]
+
+
+def test_path_2_an_exit_pair_is_not_resent_while_the_first_may_be_live(
+    sim: Any, start_engine: Any
+) -> None:
+    """Exit acks slower than order_ack_timeout: the legs are 'Unknown'. The old code
+    sent a second pair at once (4 live BUYs on a one-lot short); now the engine asks
+    the broker by orderRef and adopts the first pair when it shows up."""
+    eng = start_engine({"strategy": {"order_ack_timeout": 0.5}})
+    sim.post("/fault/slow_orders", {"seconds": 2.0, "action": "BUY"})
+    with watch_live_exits(sim) as worst:
+        assert eng.ask("enter_now")["accepted"]
+        lot = protected_lot(eng)
+        wait_until(lambda: len(live_buys(sim)) == 2, 10, message="the pair live")
+    assert worst["orders"] <= 2 and worst["groups"] <= 1, worst
+    refs = {o["order_ref"] for o in live_buys(sim)}
+    assert refs == {lot["tp_order_ref"], lot["sl_order_ref"]}
+
+
+def test_path_1_an_error_while_placing_the_exit_pair_does_not_kill_the_entry(
+    sim: Any, start_engine: Any
+) -> None:
+    """The socket drops while the exit pair waits for its ack, and the Connection is
+    restarted: the old code died in place_exits (zip of two legs with no answers) after
+    the sale had filled. Now the legs are looked up at the broker once the link is back:
+    the pair that reached the gateway is adopted, the entry finishes."""
+    eng = start_engine({"strategy": {"order_ack_timeout": 0.5}})
+    sim.post("/fault/slow_orders", {"seconds": 3.0, "action": "BUY"})
+    with watch_live_exits(sim) as worst:
+        assert eng.ask("enter_now")["accepted"]
+        wait_until(lambda: sim.get_state()["faults"]["slow_pending"] == 2, 30,
+                   message="the exit pair sent, not yet acknowledged")
+        sim.post("/fault/drop", {})
+        lot = protected_lot(eng, 60)
+        wait_until(lambda: len(live_buys(sim)) == 2, 10, message="the pair live")
+    assert worst["groups"] <= 1, worst
+    refs = {o["order_ref"] for o in live_buys(sim)}
+    assert refs == {lot["tp_order_ref"], lot["sl_order_ref"]}
+    # The entry finished: its record says done with this lot (not left 'started').
+    entries = eng.book().entries().get(timeout=5)
+    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
