@@ -44,7 +44,7 @@ from actors.messages import (
     Quote,
     QuotesUpdated,
 )
-from actors.order_guard import OrderRefused, order_violation
+from actors.order_guard import OrderRefused, order_violation, verify_account
 from actors.supervisor import SupervisedActor
 
 GATEWAY_LOST = 1100
@@ -223,10 +223,14 @@ class Connection(SupervisedActor):
         old = self._status
         now = time.time()
         gateway_linked = (state == LinkState.READY) if linked is None else linked
-        account = ""
+        accounts: tuple[str, ...] = ()
+        account, problem = "", ""
         if self.ib is not None and state in (LinkState.CONNECTED, LinkState.READY):
-            accounts = self.ib.managedAccounts()
-            account = self.cfg.gateway.account or (accounts[0] if accounts else "")
+            # The gateway's word, checked on every state change of every session: a
+            # gateway restarted on another login is a different gateway (issue 21).
+            accounts = tuple(self.ib.managedAccounts())
+            gw = self.cfg.gateway
+            account, problem = verify_account(accounts, gw.account, gw.mode)
         self._status = LinkStatus(
             state=state,
             since=now if state != old.state else old.since,
@@ -236,7 +240,11 @@ class Connection(SupervisedActor):
             account=account,
             updated_at=now,
             generation=self._generation,
+            accounts=accounts,
+            account_problem=problem,
         )
+        if problem and problem != old.account_problem:
+            logger.bind(actor=self.name).error("account check failed: {}", problem)
         self.directory.link = self._status
         if state != old.state or reason != old.reason:
             logger.bind(actor=self.name).info(
@@ -265,7 +273,9 @@ class Connection(SupervisedActor):
                     gw.port,
                     clientId=gw.client_id,
                     timeout=gw.connect_timeout,
-                    account=gw.account,
+                    # Not the configured account: one the login does not manage would
+                    # stall the sync; the guard compares the two after the connect.
+                    account="",
                 )
             except Exception as exc:
                 with contextlib.suppress(Exception):
@@ -556,7 +566,8 @@ class Connection(SupervisedActor):
                 raise OrderRefused(refusal)
 
         async def run() -> list[OrderInfo]:
-            trades = [self._send(req) for req in reqs]
+            account = self._order_account(reqs)  # on the loop: the session it is sent on
+            trades = [self._send(req, account) for req in reqs]
             acks = await asyncio.gather(*(
                 self._wait_trade(
                     t, lambda t: t.orderStatus.status not in ("PendingSubmit", ""), ack_timeout
@@ -571,7 +582,25 @@ class Connection(SupervisedActor):
 
         return self._call(run, ack_timeout + 1.0)
 
-    def _send(self, req: OrderRequest) -> Trade:
+    def _order_account(self, reqs: list[OrderRequest]) -> str:
+        """The account the gateway reported and the guard verified, or OrderRefused.
+
+        Every order carries it explicitly: an order with an empty account field goes to
+        whatever account the login defaults to."""
+        status = self._status
+        refusal = ""
+        if not status.account:
+            refusal = f"account check failed: {status.account_problem or 'no account verified'}"
+        for req in reqs:
+            if not refusal and req.account and req.account != status.account:
+                refusal = (f"{req.order_ref}: account {req.account} is not the gateway's "
+                           f"verified account {status.account}")
+        if refusal:
+            logger.bind(actor=self.name).error("order refused before the broker: {}", refusal)
+            raise OrderRefused(refusal)
+        return status.account
+
+    def _send(self, req: OrderRequest, account: str) -> Trade:
         assert self.ib is not None
         order = Order(
             action=req.action,
@@ -579,7 +608,7 @@ class Connection(SupervisedActor):
             orderType=req.order_type,
             orderRef=req.order_ref,
             tif=req.tif,
-            account=req.account or self._status.account,
+            account=account,
             transmit=True,
         )
         if req.lmt_price is not None:
@@ -604,6 +633,7 @@ class Connection(SupervisedActor):
                     f"re-price of {trade.order.orderRef} to {lmt_price} is out of bounds"
                 )
             trade.order.lmtPrice = lmt_price
+            trade.order.account = self._order_account([])
             assert self.ib is not None
             self.ib.placeOrder(trade.contract, trade.order)
             return order_info(trade, self._order_errors.get(order_id))

@@ -24,9 +24,12 @@ class LinkStatus:
     reason: str = ""
     gateway_linked: bool = False
     logged_in: bool = False
-    account: str = ""
+    account: str = ""  # the verified account every order carries ("" = none may be sent)
     updated_at: float = 0.0
     generation: int = 0  # connection attempt counter: a new socket, a new generation
+    # What the gateway reports (managedAccounts()), and why no account passed the check.
+    accounts: tuple[str, ...] = ()
+    account_problem: str = ""
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,13 @@ from actors.messages import (
     ContractInfo,
     EntryResult,
     LinkState,
+    LinkStatus,
     OrderInfo,
     OrderRequest,
     RepairExits,
     RunEntry,
 )
-from actors.order_guard import OrderRefused, order_violation
+from actors.order_guard import OrderRefused, order_violation, verify_account
 from actors.position_book import Alerter
 from actors.pricing import exit_prices, limit_walk, round_to_tick
 from actors.store import Store
@@ -60,9 +61,10 @@ class EntryRefused(Exception):
     switch, risk limits, account mismatch; the slot is recorded as skipped).
     """
 
-    def __init__(self, message: str, kind: str = "skip") -> None:
+    def __init__(self, message: str, kind: str = "skip", alert: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+        self.alert = alert  # an alert kind a refusal by hand raises too ("" = none)
 
 
 def sale_ref(trade_date: str, slot: str, attempt: int) -> str:
@@ -153,21 +155,22 @@ class OrderExecutor(SupervisedActor):
             raise EntryRefused("trading is paused")
         if self.book.kill_switch_on().get(timeout=self._t()):
             raise EntryRefused("kill switch is on: no entries")
-        self._check_account(link.account)
+        self._check_account(link)
         entry = self.book.entry(trade_date, slot).get(timeout=self._t())
         retry_ok = ("interrupted", "missed", "failed") if manual else ("interrupted",)
         if entry is not None and entry["state"] not in retry_ok:
             raise EntryRefused(f"entry {trade_date} {slot} already {entry['state']}", "done")
         self._check_risk(trade_date)
 
-    def _check_account(self, account: str) -> None:
-        is_paper = account.startswith("DU")
-        if not account:
-            raise EntryRefused("the gateway reported no account")
-        if self.cfg.gateway.mode == "live" and is_paper:
-            raise EntryRefused(f"config says live but account {account} is a paper account")
-        if self.cfg.gateway.mode == "paper" and not is_paper:
-            raise EntryRefused(f"config says paper but account {account} is a live account")
+    def _check_account(self, link: LinkStatus) -> None:
+        """The accounts the gateway reported (never the config) against the config."""
+        gw = self.cfg.gateway
+        account, problem = verify_account(link.accounts, gw.account, gw.mode)
+        if problem or account != link.account:
+            raise EntryRefused(
+                problem or f"account {link.account} is not the verified {account}",
+                alert="risk_limit",
+            )
 
     def _check_risk(self, trade_date: str) -> None:
         risk, qty = self.cfg.risk, self.cfg.strategy.quantity
@@ -217,10 +220,17 @@ class OrderExecutor(SupervisedActor):
         try:
             self.check_preconditions(trade_date, slot, manual=True)
         except EntryRefused as exc:
+            self._alert_refusal(trade_date, slot, exc)
             return asdict(EntryResult(False, "refused", str(exc)))
         self.busy = True
         self.actor_ref.tell(RunEntry(trade_date, slot, manual=True))
         return asdict(EntryResult(True, "started", f"entry {trade_date} {slot} started"))
+
+    def _alert_refusal(self, trade_date: str, slot: str, exc: EntryRefused) -> None:
+        """A refusal by hand that the operator must hear of even when nobody watches the
+        dashboard (the account check): the schedule's refusals alert on their own."""
+        if exc.alert:
+            self.alerts.raise_alert(exc.alert, f"entry {trade_date} {slot} refused: {exc}")
 
     def run_entry(self, trade_date: str, slot: str, manual: bool = False) -> EntryResult:
         self.busy = True
@@ -254,6 +264,8 @@ class OrderExecutor(SupervisedActor):
                 # Recorded once, so the schedule does not ask (and alert) again.
                 self.book.finish_entry(trade_date, slot, "skipped", str(exc)).get(timeout=self._t())
                 self.alerts.raise_alert("risk_limit", f"entry {trade_date} {slot} skipped: {exc}")
+            elif manual:
+                self._alert_refusal(trade_date, slot, exc)
             return EntryResult(False, "refused", str(exc))
         if not self._claim(trade_date, slot, manual):
             return EntryResult(False, "refused", f"entry {trade_date} {slot} already claimed")

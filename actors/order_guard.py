@@ -50,3 +50,40 @@ def order_violation(req: OrderRequest, risk: RiskConfig, spot: float | None) -> 
                 f"over risk.max_strike_distance {risk.max_strike_distance:.1%}"
             )
     return None
+
+
+def is_paper_account(account: str) -> bool:
+    """IB's paper-trading accounts start with DU (a paper login may also show DF...)."""
+    return account.startswith("DU")
+
+
+def verify_account(
+    managed: tuple[str, ...] | list[str], configured: str, mode: str
+) -> tuple[str, str]:
+    """(the account every order must carry, "") or ("", why nothing may be sent).
+
+    `managed` is what the gateway reports (managedAccounts()), never the config: the
+    config only chooses among them. An order must never go to "whichever came first",
+    so several managed accounts and none configured is a refusal too.
+    """
+    managed = [a for a in managed if a]
+    configured = configured.strip()
+    shown = ", ".join(managed)
+    if not managed:
+        return "", "the gateway reported no account"
+    if configured and configured not in managed:
+        return "", (
+            f"configured account {configured} is not one of the accounts the gateway "
+            f"manages ({shown}); config says {mode}"
+        )
+    if not configured and len(managed) > 1:
+        return "", (
+            f"the gateway manages several accounts ({shown}) and [gateway] account "
+            f"is not set: choose one"
+        )
+    account = configured or managed[0]
+    if mode == "live" and is_paper_account(account):
+        return "", f"config says live but account {account} is a paper account"
+    if mode == "paper" and not is_paper_account(account):
+        return "", f"config says paper but account {account} is a live account"
+    return account, ""

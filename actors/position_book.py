@@ -140,8 +140,19 @@ class PositionBook(SupervisedActor):
         elif isinstance(message, OrderUpdated):
             self.apply_order(message.order)
         elif isinstance(message, LinkChanged):
-            self.link = message.status
-            if message.status.state == LinkState.READY:
+            old, self.link = self.link, message.status
+            problem = message.status.account_problem
+            if problem and (problem, message.status.generation) != (
+                old.account_problem, old.generation
+            ):
+                # Once per gateway session: the gateway is not the account the config
+                # trades (issue 21). Nothing is sent and nothing reconciled against it.
+                self.alerts.raise_alert(
+                    "risk_limit", f"gateway account check failed: {problem}", "critical",
+                    {"configured": self.cfg.gateway.account,
+                     "managed": list(message.status.accounts), "mode": self.cfg.gateway.mode},
+                )
+            if message.status.state == LinkState.READY and not problem:
                 self._fetch_for_reconcile(1)
         elif isinstance(message, _BrokerSnapshot):
             if message.fetched_at < self.last_broker_event:
@@ -795,9 +806,16 @@ class PositionBook(SupervisedActor):
                 # The newer of the last change and the last answered heartbeat.
                 "updated_at": max(link.updated_at or link.since, self.directory.link_verified_at),
             },
-            "account": link.account or self.cfg.gateway.account,
+            # What the gateway reports, never the config (issue 21).
+            "account": link.account or ", ".join(link.accounts),
             "mode": self.cfg.gateway.mode,
-            "ready_to_trade": link.state == LinkState.READY and not paused and not kill,
+            "ready_to_trade": (
+                link.state == LinkState.READY and not paused and not kill
+                and not link.account_problem
+            ),
+            "managed_accounts": list(link.accounts),
+            "configured_account": self.cfg.gateway.account,
+            "account_reason": link.account_problem,  # why orders are refused ("" = none)
             "paused": paused,
             "kill_switch": kill,
             "spy": {

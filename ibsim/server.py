@@ -469,6 +469,15 @@ class Gateway:
         }
         if order["action"] not in ("BUY", "SELL"):
             raise ValueError(f"bad action {order['action']!r}")
+        if order["account"] != self.broker.account:
+            # IB validates the account before it takes the order: 321 on the order id,
+            # no openOrder, no orderStatus (README: "Accounts").
+            self.log.warning("order {}/{} refused: account {} is not managed ({})",
+                             s.client_id, order["order_id"], order["account"],
+                             self.broker.account)
+            s.send(wire.error(order["order_id"], 321, "Error validating request.-'cq' : cause"
+                                                      " - Invalid account code"))
+            return
         resolved = self.broker.resolve(order["contract"])
         if len(resolved) != 1:
             s.send(wire.error(order["order_id"], 200, "No security definition has been found"

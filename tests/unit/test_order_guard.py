@@ -8,7 +8,7 @@ import pytest
 
 from actors.config import RiskConfig
 from actors.messages import ContractInfo, OrderRequest
-from actors.order_guard import order_violation
+from actors.order_guard import order_violation, verify_account
 
 PUT = ContractInfo(
     con_id=7, symbol="SPY", sec_type="OPT", expiry="20261127", strike=590.0, right="P",
@@ -57,3 +57,33 @@ def test_exits_are_never_refused_for_where_spot_is() -> None:
     # Buying back is always allowed, however far the market ran.
     assert order_violation(TP, RISK, 300.0) is None
     assert order_violation(SL, RISK, 900.0) is None
+
+
+# ---- issue 21: the account comes from the gateway, the config only chooses ----------
+
+@pytest.mark.parametrize(
+    ("managed", "configured", "mode", "account", "words"),
+    [
+        (["DU1234567"], "", "paper", "DU1234567", ""),
+        (["DU1234567"], "DU1234567", "paper", "DU1234567", ""),
+        (["U7654321"], "", "live", "U7654321", ""),
+        (["DU1", "DU2"], "DU2", "paper", "DU2", ""),
+        # The config names an account the login does not manage: both are named.
+        (["U7654321"], "DU1234567", "paper", "", "DU1234567 is not one of the accounts"),
+        (["DU1234567"], "U7654321", "live", "", "U7654321 is not one of the accounts"),
+        # Several and none chosen: never "whichever came first".
+        (["DU1", "DU2"], "", "paper", "", "several accounts (DU1, DU2)"),
+        ([], "DU1234567", "paper", "", "the gateway reported no account"),
+        (["U7654321"], "", "paper", "", "config says paper but account U7654321 is a live"),
+        (["DU1234567"], "", "live", "", "config says live but account DU1234567 is a paper"),
+        (["DU1", "U2"], "U2", "paper", "", "config says paper but account U2 is a live"),
+    ],
+)
+def test_verify_account(
+    managed: list[str], configured: str, mode: str, account: str, words: str
+) -> None:
+    got, problem = verify_account(managed, configured, mode)
+    assert got == account
+    assert (words in problem) if words else problem == ""
+    if configured and words and "not one of" in words:
+        assert all(a in problem for a in managed)  # names both sides

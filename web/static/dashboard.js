@@ -46,7 +46,8 @@ async function refresh() {
     set("link-reason", link.reason || "");
     set("gw-linked", link.gateway_linked ? "yes" : "NO", link.gateway_linked ? "good" : "bad");
     set("gw-login", link.logged_in ? "yes" : "NO", link.logged_in ? "good" : "bad");
-    set("account", st.account || "–"); set("mode", st.mode);
+    set("account", st.account || "–", st.account_reason ? "bad" : ""); set("mode", st.mode);
+    set("account-reason", st.account_reason ? `no orders: ${st.account_reason}` : "");
     set("ready", st.ready_to_trade ? "yes" : "no", st.ready_to_trade ? "good" : "warn");
     set("paused-flag", st.paused ? "paused" : st.kill_switch ? "kill switch ON" : "running", st.paused || st.kill_switch ? "warn" : "good");
     const spyStale = !st.spy.time || now() - st.spy.time > STALE;

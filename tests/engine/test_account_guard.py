@@ -1,0 +1,165 @@
+"""Issue 21: the paper/live guard trusts the gateway (managedAccounts()), not the config.
+
+ibsim over real sockets. A spy on ibsim's placeOrder handler (the real handler still
+runs) counts every order frame that reaches the gateway, so "no order reached ibsim"
+holds even for an order ibsim itself would have refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ibsim.server as ibsim_server
+from actors.clock import ManualClock
+from actors.config import load_config
+from actors.engine import Engine
+from actors.messages import ContractInfo, LinkState, OrderRequest
+from actors.order_guard import OrderRefused
+from ibsim.harness import IbsimThread
+from tests.engine.conftest import SESSION_NOW, RunningEngine, write_config
+from tests.engine.test_lifecycle import enter_and_wait
+from tests.support.zmq_request import wait_for_value, wait_until
+
+TWO_SLOTS = {"schedule": {"entry_times": ["15:00", "15:30"]}}
+
+
+@pytest.fixture
+def order_frames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, str]]:
+    """(gateway's account, order id, the order's account field) per placeOrder frame."""
+    seen: list[tuple[str, int, str]] = []
+    real = ibsim_server.HANDLERS[3]
+
+    async def spy(gw: Any, s: Any, f: list[str]) -> None:
+        seen.append((gw.broker.account, int(f[1]), f[23] if len(f) > 23 else ""))
+        await real(gw, s, f)
+
+    monkeypatch.setitem(ibsim_server.HANDLERS, 3, spy)
+    return seen
+
+
+@pytest.fixture
+def engines() -> Iterator[list[Engine]]:
+    started: list[Engine] = []
+    yield started
+    for e in started:
+        e.stop()
+
+
+def start_engine(
+    tmp_path: Path, sim: Any, engines: list[Engine], overrides: dict[str, dict[str, Any]]
+) -> RunningEngine:
+    cfg = load_config(write_config(tmp_path / "engine.toml", sim, overrides), environ={})
+    engine = Engine(cfg, clock=ManualClock(SESSION_NOW))
+    engine.start()
+    engines.append(engine)
+    eng = RunningEngine(engine, engine.clock)  # type: ignore[arg-type]
+    eng.wait_ready()
+    return eng
+
+
+def alerts(eng: RunningEngine, kind: str) -> list[str]:
+    return [a["message"] for a in eng.ask("alerts")["alerts"] if a["kind"] == kind]
+
+
+@pytest.mark.parametrize(
+    ("gateway_account", "mode", "configured"),
+    [("U7654321", "paper", "DU1234567"), ("DU1234567", "live", "U7654321")],
+)
+def test_configured_account_the_gateway_does_not_manage_refuses_everything(
+    tmp_path: Path,
+    engines: list[Engine],
+    order_frames: list[tuple[str, int, str]],
+    gateway_account: str,
+    mode: str,
+    configured: str,
+) -> None:
+    with IbsimThread(seed=3, account=gateway_account, now=SESSION_NOW.isoformat()) as sim:
+        eng = start_engine(
+            tmp_path, sim, engines, {"gateway": {"mode": mode, "account": configured}}
+        )
+        reply = eng.ask("enter_now")
+        assert not reply["accepted"], reply
+        assert configured in reply["reason"] and gateway_account in reply["reason"], reply
+        # The alert names both accounts (the connect's, and the refusal's).
+        msgs = wait_until(lambda: alerts(eng, "risk_limit"), 10, message="risk_limit alert")
+        assert any(configured in m and gateway_account in m for m in msgs), msgs
+        assert any("refused" in m for m in msgs), msgs
+        # The status says what the gateway reports, and why nothing is traded.
+        st = eng.ask("status")
+        assert st["account"] == gateway_account and st["managed_accounts"] == [gateway_account]
+        assert st["configured_account"] == configured and st["mode"] == mode
+        assert configured in st["account_reason"] and st["ready_to_trade"] is False
+        assert st["link"]["state"] == "READY"  # the link is up; the account is what is wrong
+        # Connection refuses any order (exits and repairs too), not just entries.
+        conn = eng.engine.directory.proxy("connection")
+        put = conn.qualify_options("SPY", "20261127", [590.0], "P").get(timeout=10)[0]
+        assert isinstance(put, ContractInfo)
+        with pytest.raises(OrderRefused, match="account check failed"):
+            conn.place_order(
+                OrderRequest("tb:lot1:tp:1", put, "BUY", "LMT", 1, lmt_price=1.0)
+            ).get(timeout=10)
+        assert order_frames == []
+        state = sim.get_state()
+        assert state["open_orders"] == [] and state["executions"] == []
+
+
+def test_every_order_carries_the_verified_account(
+    tmp_path: Path, engines: list[Engine], order_frames: list[tuple[str, int, str]]
+) -> None:
+    with IbsimThread(seed=3, account="DU1234567", now=SESSION_NOW.isoformat()) as sim:
+        eng = start_engine(tmp_path, sim, engines, {})  # no account configured: the gateway's
+        enter_and_wait(eng, 0)
+        assert len(order_frames) >= 3  # the sale, take-profit and stop-loss
+        assert {acct for _, _, acct in order_frames} == {"DU1234567"}
+        assert eng.ask("status")["account_reason"] == ""
+
+
+@pytest.mark.parametrize(
+    ("configured", "first", "second"),
+    [("DU1234567", "DU1234567", "DU7654321"), ("", "DU1234567", "U7654321")],
+)
+def test_gateway_restarted_on_another_account_refuses_the_next_entry(
+    tmp_path: Path,
+    engines: list[Engine],
+    order_frames: list[tuple[str, int, str]],
+    configured: str,
+    first: str,
+    second: str,
+) -> None:
+    sim = IbsimThread(seed=3, account=first, now=SESSION_NOW.isoformat()).start()
+    port = sim.port
+    try:
+        eng = start_engine(
+            tmp_path, sim, engines, {**TWO_SLOTS, "gateway": {"account": configured}}
+        )
+        enter_and_wait(eng, 0)
+        generation = eng.book().link_status().get(timeout=5).generation
+    finally:
+        sim.stop()
+    # The same address, another login: a different gateway.
+    with IbsimThread(seed=4, account=second, now=SESSION_NOW.isoformat(), port=port) as sim2:
+        link = wait_for_value(
+            lambda: eng.book().link_status().get(timeout=5),
+            lambda ln: ln.state == LinkState.READY and ln.generation > generation,
+            20,
+            "READY on the restarted gateway",
+        )
+        assert link.accounts == (second,) and link.account == "" and link.account_problem
+        before = len(order_frames)
+        reply = eng.ask("enter_now")
+        assert not reply["accepted"] and second in reply["reason"], reply
+        if configured:
+            assert configured in reply["reason"]
+        msgs = wait_until(
+            lambda: [m for m in alerts(eng, "risk_limit") if second in m], 10,
+            message="risk_limit alert for the new gateway",
+        )
+        assert msgs
+        assert eng.ask("status")["account"] == second
+        assert [f for f in order_frames[before:] if f[0] == second] == []
+        state = sim2.get_state()
+        assert state["open_orders"] == [] and state["executions"] == []
