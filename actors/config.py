@@ -96,6 +96,9 @@ class StrategyConfig:
     exit_attempts: int = 3
     exit_retry_backoff: float = 0.5
     order_ack_timeout: float = 5.0
+    # A put sold outside the engine (by hand): false = alert only; true = import it as
+    # an unprotected lot and place its exits.
+    adopt_outside_positions: bool = False
 
 
 @dataclass(frozen=True)
