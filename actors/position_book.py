@@ -588,7 +588,23 @@ class PositionBook(SupervisedActor):
         by_con: dict[int, list[dict[str, Any]]] = {}
         for lot in self.db.open_lots():
             by_con.setdefault(lot["con_id"], []).append(lot)
+        # A sale of ours still working may have filled in part (its lot has the full
+        # size already), and an expired option is settle_expired's: neither is a hand close.
+        selling = {
+            o["con_id"]
+            for o in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"])
+            if o["role"] == "sale"
+        }
+        now = self.clock.now().astimezone(ZoneInfo(ET_ZONE))
+        today, after_close = now.strftime("%Y%m%d"), now.strftime("%H:%M") >= "16:00"
         for con_id, lots in by_con.items():
+            expired = any(
+                lot["expiry"]
+                and (lot["expiry"] < today or (after_close and lot["expiry"] == today))
+                for lot in lots
+            )
+            if con_id in selling or expired:
+                continue
             short = max(0, -int(broker[con_id].qty)) if con_id in broker else 0
             missing = sum(lot["qty"] for lot in lots) - short
             # Newest lots go first: they are the ones the operator most likely closed.
@@ -604,6 +620,8 @@ class PositionBook(SupervisedActor):
             book_qty = sum(lot["qty"] for lot in by_con.get(con_id, []))
             extra = -int(p.qty) - book_qty
             key = f"outside_position:{con_id}"
+            if con_id in selling:
+                continue
             if extra <= 0 or c.right != "P":
                 if self.db.get_kv(key) is not None:
                     self.db.set_kv(key, None)
