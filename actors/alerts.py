@@ -48,6 +48,8 @@ class AlertKind(StrEnum):
     PROCESS_CRASHED = "process_crashed"
     RISK_LIMIT = "risk_limit"
     RECONCILE = "reconcile"
+    CLOSED_OUTSIDE = "closed_outside"
+    OUTSIDE_POSITION = "outside_position"
 
 
 SEVERITY_EMOJI = {"info": "ℹ️", "warning": "⚠️", "error": "❗", "critical": "🚨"}

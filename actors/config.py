@@ -99,6 +99,9 @@ class StrategyConfig:
     # How long exit legs without an ack are looked for at the broker (then cancelled by
     # id and looked for again) before the lot is left to the repair job.
     exit_unknown_wait: float = 10.0
+    # A put sold outside the engine (by hand): false = alert only; true = import it as
+    # an unprotected lot and place its exits.
+    adopt_outside_positions: bool = False
 
 
 @dataclass(frozen=True)

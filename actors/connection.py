@@ -40,6 +40,7 @@ from actors.messages import (
     OrderInfo,
     OrderRequest,
     OrderUpdated,
+    PositionChanged,
     PositionInfo,
     Quote,
     QuotesUpdated,
@@ -302,6 +303,8 @@ class Connection(SupervisedActor):
         ib.execDetailsEvent += self._on_exec
         ib.commissionReportEvent += self._on_commission
         ib.pendingTickersEvent += self._on_tickers
+        ib.positionEvent += self._on_position
+        ib.updatePortfolioEvent += self._on_portfolio
 
     def _notify(self) -> None:
         if self._changed is not None:
@@ -360,6 +363,19 @@ class Connection(SupervisedActor):
 
     def _on_commission(self, trade: Trade, fill: Fill, report: Any) -> None:
         self.directory.publish(CommissionReceived(report.execId, float(report.commission)))
+
+    def _on_position(self, pos: Any) -> None:
+        # Every change of the account's positions, also one no order of ours explains
+        # (a put closed by hand in TWS): the book checks it against its lots.
+        self.directory.publish(PositionChanged(PositionInfo(
+            pos.account, contract_info(pos.contract), float(pos.position), float(pos.avgCost)
+        )))
+
+    def _on_portfolio(self, item: Any) -> None:
+        self.directory.publish(PositionChanged(PositionInfo(
+            item.account, contract_info(item.contract), float(item.position),
+            float(item.averageCost),
+        )))
 
     def _on_tickers(self, tickers: set[Ticker]) -> None:
         received = self.ib.client.connectionStats().numMsgRecv if self.ib is not None else 0

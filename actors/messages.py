@@ -169,6 +169,14 @@ class FillReceived:
 
 
 @dataclass(frozen=True)
+class PositionChanged:
+    """A position or portfolio update from the gateway (it comes for every change of the
+    account's positions, also those no order of ours explains)."""
+
+    position: PositionInfo
+
+
+@dataclass(frozen=True)
 class CommissionReceived:
     exec_id: str
     commission: float

@@ -689,11 +689,18 @@ class OrderExecutor(SupervisedActor):
     def _cancel_legs_of_closed_lots(self, live: list[OrderInfo], open_ids: set[int]) -> None:
         """An exit order of ours whose lot is closed protects nothing and could open a
         position if it fills: cancel it."""
-        strays = []
+        strays, outside = [], []
         for o in live:
             m = re.match(r"tb:lot(\d+):(tp|sl):", o.order_ref)
-            if m and int(m.group(1)) not in open_ids and self._lot_closed(int(m.group(1))):
-                strays.append(o)
+            if m and int(m.group(1)) not in open_ids:
+                lot = self.book.lot(int(m.group(1))).get(timeout=self._t())
+                if lot is None or lot["state"] != "closed":
+                    continue
+                # A lot closed by hand was announced with its close ("closed_outside"):
+                # its exits go without a second alert.
+                (outside if lot.get("close_reason") == "closed_outside" else strays).append(o)
+        if outside:
+            self._cancel_legs(outside, "exit of a lot closed outside the engine")
         if strays:
             self._cancel_legs(strays, "exit of a closed lot")
             self.alerts.raise_alert(
@@ -729,6 +736,7 @@ class OrderExecutor(SupervisedActor):
         """
         if self.book.link_status().get(timeout=self._t()).state != LinkState.READY:
             return {"repaired": 0, "checked": 0}
+        self._check_positions()
         try:
             live = [o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live]
         except Exception as exc:
@@ -740,13 +748,23 @@ class OrderExecutor(SupervisedActor):
         if resumed:
             live = [o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live]
         self._release_interrupted_entries(live)
-        repaired = checked = 0
+        repaired = checked = resized = 0
         open_lots = self.book.open_lots().get(timeout=self._t())
         self._cancel_legs_of_closed_lots(live, {lot["id"] for lot in open_lots})
         for lot in open_lots:
             checked += 1
             mine = [o for o in live if o.order_ref.startswith(f"tb:lot{lot['id']}:")]
             pair = self._live_pair(lot, mine)
+            current = self.book.lot(lot["id"]).get(timeout=self._t())
+            resize = pair is not None and current is not None and any(
+                int(o.qty) != int(current["qty"]) for o in pair
+            )
+            if resize:
+                # Part of the lot was closed by hand: the pair is cancelled and placed
+                # again for what is left (one alert already said so).
+                self.log.warning("lot {}: exits sized {} for {} contracts: resizing",
+                                 lot["id"], int(pair[0].qty), current["qty"])
+                pair = None
             for o in mine:
                 if pair is None or o.order_id not in (pair[0].order_id, pair[1].order_id):
                     try:
@@ -776,6 +794,10 @@ class OrderExecutor(SupervisedActor):
                         "lot {}: adopted live exits {} / {}", lot["id"], tp.order_ref, sl.order_ref
                     )
                 continue
+            if resize:
+                if self.place_exits(current):
+                    resized += 1
+                continue
             self.log.warning("lot {} lacks live exits: repairing ({})", lot["id"], reason)
             if self.place_exits(current):
                 repaired += 1
@@ -785,7 +807,19 @@ class OrderExecutor(SupervisedActor):
                 f"re-placed exits of {repaired} lot(s) ({reason})",
                 severity="warning",
             )
-        return {"repaired": repaired, "checked": checked, "resumed_sales": len(resumed)}
+        return {"repaired": repaired, "checked": checked, "resumed_sales": len(resumed),
+                "resized": resized}
+
+    def _check_positions(self) -> None:
+        """Every repair tick: the broker's positions against the book, so a put closed
+        (or sold) by hand is seen even if no position update reached us. Positions are
+        asked first: a fill of ours that moved them is then among the executions."""
+        try:
+            positions = self.conn.positions().get(timeout=self._t())
+            fills = self.conn.executions().get(timeout=self._t())
+            self.book.reconcile_positions(positions, fills, False).get(timeout=self._t())
+        except Exception as exc:
+            self.log.warning("position check skipped: {}", exc)
 
     def _release_interrupted_entries(self, live: list[OrderInfo]) -> None:
         """Entries a dead run left 'started' with no sale live: the slot is free again.

@@ -32,6 +32,8 @@ from actors.messages import (
     LinkStatus,
     OrderInfo,
     OrderUpdated,
+    PositionChanged,
+    PositionInfo,
     RepairExits,
 )
 from actors.store import Store
@@ -76,6 +78,7 @@ class _BrokerSnapshot:
     positions: list[Any]
     fetched_at: float  # monotonic, taken before the first request
     attempt: int
+    full: bool = True  # False: a position check (no open orders, no order statuses)
 
 
 class PositionBook(SupervisedActor):
@@ -98,13 +101,14 @@ class PositionBook(SupervisedActor):
         self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
         self.reconciled_at = 0.0
         self.last_broker_event = 0.0
+        self._checking = False  # a position check is being fetched
 
     # ---- lifecycle ---------------------------------------------------------------------
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
         self.store = Store(self.cfg.storage.path)
-        for kind in (FillReceived, CommissionReceived, OrderUpdated, LinkChanged):
+        for kind in (FillReceived, CommissionReceived, OrderUpdated, LinkChanged, PositionChanged):
             self.directory.subscribe(kind, self.name)
         if self.directory.link is not None:  # restarted while the link was up
             self.link = self.directory.link
@@ -139,6 +143,8 @@ class PositionBook(SupervisedActor):
             self.db.set_commission(message.exec_id, message.commission)  # and realized P&L
         elif isinstance(message, OrderUpdated):
             self.apply_order(message.order)
+        elif isinstance(message, PositionChanged):
+            self._on_position(message.position)
         elif isinstance(message, LinkChanged):
             old, self.link = self.link, message.status
             problem = message.status.account_problem
@@ -155,17 +161,37 @@ class PositionBook(SupervisedActor):
             if message.status.state == LinkState.READY and not problem:
                 self._fetch_for_reconcile(1)
         elif isinstance(message, _BrokerSnapshot):
+            if not message.full:
+                self._checking = False
             if message.fetched_at < self.last_broker_event:
                 # Events came in while it was fetched: it may be older than the book.
                 if message.attempt < 3:
-                    self._fetch_for_reconcile(message.attempt + 1)
-                else:
+                    self._fetch_for_reconcile(message.attempt + 1, message.full)
+                elif message.full:
                     self.reconcile()  # in the actor: nothing interleaves
                 return None
-            self._apply_snapshot(message.fills, message.open_orders, message.positions)
+            if message.full:
+                self._apply_snapshot(message.fills, message.open_orders, message.positions)
+            else:
+                self.reconcile_positions(message.positions, message.fills)
         return None
 
-    def _fetch_for_reconcile(self, attempt: int) -> None:
+    def _on_position(self, pos: PositionInfo) -> None:
+        """A position update no fill of ours explains: check the broker at once."""
+        c = pos.contract
+        if c.sec_type != "OPT" or c.symbol != self.cfg.strategy.symbol:
+            return
+        if self.link.state != LinkState.READY:
+            return  # the reconciliation at READY covers it
+        book_qty = sum(lot["qty"] for lot in self.db.open_lots() if lot["con_id"] == c.con_id)
+        if -int(pos.qty) == book_qty or self._checking:
+            return
+        if self.db.get_kv(f"outside_position:{c.con_id}") == -int(pos.qty) - book_qty:
+            return  # a hand sale already reported and not adopted
+        self._checking = True
+        self._fetch_for_reconcile(1, full=False)
+
+    def _fetch_for_reconcile(self, attempt: int, full: bool = True) -> None:
         """Ask the broker on a helper thread, so that the dashboard's reads are not
         queued behind three gateway round trips after every reconnect; the answer
         comes back as a message and is applied only if no broker event overtook it."""
@@ -179,14 +205,21 @@ class PositionBook(SupervisedActor):
         def fetch() -> None:
             try:
                 proxy = conn.proxy()
-                fills = proxy.executions().get(timeout=timeout)
-                open_orders = proxy.open_orders().get(timeout=timeout)
+                # Positions first: a fill that moved them is then among the executions,
+                # so an exit of ours is never taken for a close by hand.
                 positions = proxy.positions().get(timeout=timeout)
+                fills = proxy.executions().get(timeout=timeout)
+                open_orders = proxy.open_orders().get(timeout=timeout) if full else []
             except Exception as exc:
                 self.log.warning("reconciliation skipped: {}", exc)
+                if not full:  # let the next update try again
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        me.tell(_BrokerSnapshot([], [], [], -1.0, 99, False))
                 return
             with contextlib.suppress(pykka.ActorDeadError):
-                me.tell(_BrokerSnapshot(fills, open_orders, positions, fetched_at, attempt))
+                me.tell(
+                    _BrokerSnapshot(fills, open_orders, positions, fetched_at, attempt, full)
+                )
 
         threading.Thread(target=fetch, name="reconcile-fetch", daemon=True).start()
 
@@ -272,6 +305,7 @@ class PositionBook(SupervisedActor):
     def apply_fill(self, fill: FillInfo) -> int | None:
         """Store the fill once; a sale fill opens its lot, an exit fill closes its lot."""
         if not fill.order_ref.startswith(REF_PREFIX):
+            self._store_outside_fill(fill)
             return None
         order = self.db.order_by_ref(fill.order_ref)
         if order is None:
@@ -311,6 +345,23 @@ class PositionBook(SupervisedActor):
         if order["role"] in ("tp", "sl") and lot_id is not None:
             self._close_lot_on_exit(lot_id, order["role"], fill)
         return lot_id
+
+    def _store_outside_fill(self, fill: FillInfo) -> None:
+        """An execution of an order that is not ours (entered in TWS or the app): kept
+        (once, by execution id) so that a lot it closed gets its real price."""
+        if not fill.exec_id or fill.con_id not in {
+            lot["con_id"] for lot in self.db.open_lots()
+        }:
+            return
+        if self.db.add_fill(
+            exec_id=fill.exec_id, order_ref=fill.order_ref, order_id=fill.order_id,
+            perm_id=fill.perm_id, con_id=fill.con_id, side=fill.side, qty=fill.qty,
+            price=fill.price, commission=fill.commission, time=fill.time, lot_id=None,
+        ):
+            self.log.info(
+                "outside fill {} {} {} x{} @ {}",
+                fill.exec_id, fill.side, fill.local_symbol, fill.qty, fill.price,
+            )
 
     def open_lot_for_sale(self, order_ref: str, fill_price: float) -> int:
         """The executor saw its sale fill: make sure the lot exists (the fill event may lag)."""
@@ -520,7 +571,25 @@ class PositionBook(SupervisedActor):
         self.directory.tell("order_executor", RepairExits("reconciled"))
         return counts
 
+    def reconcile_positions(
+        self, positions: list[Any], fills: list[FillInfo], notify: bool = True
+    ) -> dict[str, int]:
+        """The position check (a position update, every repair tick): our fills first,
+        then lots the broker no longer holds are closed or reduced as `closed_outside`.
+        Tells the executor to cancel or resize exits when something changed."""
+        counts = {"fills": 0, "closed": 0, "imported": 0}
+        for fill in sorted(fills, key=lambda f: f.time):
+            before = self.db.fill_count()
+            self.apply_fill(fill)
+            counts["fills"] += self.db.fill_count() - before
+        counts["closed"], counts["imported"] = self._match_positions(positions)
+        if notify and (counts["closed"] or counts["imported"]):
+            self.directory.tell("order_executor", RepairExits("closed_outside"))
+        return counts
+
     def _match_positions(self, positions: list[Any]) -> tuple[int, int]:
+        """Lots vs the broker's positions: contracts gone at the broker were closed
+        outside the engine (by hand); a short put the book lacks was sold outside it."""
         closed = imported = 0
         broker: dict[int, Any] = {}
         for p in positions:
@@ -530,65 +599,154 @@ class PositionBook(SupervisedActor):
         by_con: dict[int, list[dict[str, Any]]] = {}
         for lot in self.db.open_lots():
             by_con.setdefault(lot["con_id"], []).append(lot)
+        # A sale of ours still working may have filled in part (its lot has the full
+        # size already), and an expired option is settle_expired's: neither is a hand close.
+        selling = {
+            o["con_id"]
+            for o in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"])
+            if o["role"] == "sale"
+        }
+        now = self.clock.now().astimezone(ZoneInfo(ET_ZONE))
+        today, after_close = now.strftime("%Y%m%d"), now.strftime("%H:%M") >= "16:00"
         for con_id, lots in by_con.items():
-            short = -int(broker[con_id].qty) if con_id in broker else 0
-            book_qty = sum(lot["qty"] for lot in lots)
-            # Newest lots go first: the broker closed what it could not show us.
+            expired = any(
+                lot["expiry"]
+                and (lot["expiry"] < today or (after_close and lot["expiry"] == today))
+                for lot in lots
+            )
+            if con_id in selling or expired:
+                continue
+            short = max(0, -int(broker[con_id].qty)) if con_id in broker else 0
+            missing = sum(lot["qty"] for lot in lots) - short
+            # Newest lots go first: they are the ones the operator most likely closed.
             for lot in sorted(lots, key=lambda x: x["entry_time"], reverse=True):
-                if book_qty <= short:
+                if missing <= 0:
                     break
-                self.db.close_lot(lot["id"], None, time.time(), "reconciled", None)
-                book_qty -= lot["qty"]
-                closed += 1
-                self.alerts.raise_alert(
-                    "reconcile",
-                    f"lot {lot['id']} {lot['local_symbol']} is not held at the broker any more;"
-                    " closed as reconciled",
-                    details={"lot_id": lot["id"]},
-                )
+                take = min(missing, lot["qty"])
+                if self._close_outside(lot, take):
+                    closed += 1
+                missing -= take
         for con_id, p in broker.items():
             c = p.contract
             book_qty = sum(lot["qty"] for lot in by_con.get(con_id, []))
             extra = -int(p.qty) - book_qty
-            if extra > 0 and c.right == "P":
-                mult = c.multiplier or 100
-                entry = round(p.avg_cost / mult, 4) if p.avg_cost else 0.0
-                self.remember_contract(c)
-                from actors.pricing import exit_prices
-
-                tp, sl = exit_prices(
-                    entry,
-                    self.cfg.strategy.take_profit_ratio,
-                    self.cfg.strategy.stop_loss_ratio,
-                    c.min_tick,
-                )
-                lot_id = self.db.open_lot(
-                    trade_date=self._today(),
-                    slot="",
-                    con_id=con_id,
-                    symbol=c.symbol,
-                    expiry=c.expiry,
-                    strike=c.strike,
-                    right=c.right,
-                    local_symbol=c.local_symbol,
-                    multiplier=mult,
-                    qty=extra,
-                    entry_price=entry,
-                    entry_time=time.time(),
-                    order_ref="",
-                    tp_price=tp,
-                    sl_price=sl,
-                    state="unprotected",
-                    imported=True,
-                )
-                imported += 1
-                self.alerts.raise_alert(
-                    "reconcile",
-                    f"broker position {c.local_symbol} x{extra} was not in the book: "
-                    f"imported as lot {lot_id} (flagged)",
-                    details={"lot_id": lot_id},
-                )
+            key = f"outside_position:{con_id}"
+            if con_id in selling:
+                continue
+            if extra <= 0 or c.right != "P":
+                if self.db.get_kv(key) is not None:
+                    self.db.set_kv(key, None)
+                continue
+            if not self.cfg.strategy.adopt_outside_positions:
+                if self.db.get_kv(key) != extra:  # one alert per change, not per check
+                    self.db.set_kv(key, extra)
+                    self.log.warning("outside sale of {} x{} not adopted", c.local_symbol, extra)
+                    self.alerts.raise_alert(
+                        "outside_position",
+                        f"{c.local_symbol} x{extra} was sold outside the engine: not adopted "
+                        "(strategy.adopt_outside_positions = false), no exits placed",
+                        severity="warning",
+                        details={"con_id": con_id, "qty": extra},
+                    )
+                continue
+            lot_id = self._import_position(p, extra)
+            imported += 1
+            self.alerts.raise_alert(
+                "outside_position",
+                f"{c.local_symbol} x{extra} was sold outside the engine: imported as lot "
+                f"{lot_id} (unprotected, exits being placed)",
+                severity="warning",
+                details={"lot_id": lot_id, "con_id": con_id, "qty": extra},
+            )
         return closed, imported
+
+    def _import_position(self, p: Any, qty: int) -> int:
+        from actors.pricing import exit_prices
+
+        c = p.contract
+        mult = c.multiplier or 100
+        entry = round(p.avg_cost / mult, 4) if p.avg_cost else 0.0
+        self.remember_contract(c)
+        tp, sl = exit_prices(
+            entry, self.cfg.strategy.take_profit_ratio, self.cfg.strategy.stop_loss_ratio,
+            c.min_tick,
+        )
+        return self.db.open_lot(
+            trade_date=self._today(), slot="", con_id=c.con_id, symbol=c.symbol,
+            expiry=c.expiry, strike=c.strike, right=c.right, local_symbol=c.local_symbol,
+            multiplier=mult, qty=qty, entry_price=entry, entry_time=time.time(), order_ref="",
+            tp_price=tp, sl_price=sl, state="unprotected", imported=True,
+        )
+
+    def _close_outside(self, lot: dict[str, Any], qty: int) -> bool:
+        """`qty` contracts of the lot are gone at the broker: close them as
+        `closed_outside`, priced by the outside execution when the engine saw it, else
+        estimated from the quote now (and marked so). A part closes a split-off piece;
+        the lot keeps the rest and the executor resizes its exits."""
+        partial = qty < lot["qty"]
+        piece_id = self.db.split_lot(lot["id"], qty) if partial else lot["id"]
+        if piece_id is None:
+            return False
+        mult = lot.get("multiplier") or 100
+        outside = [
+            # No time bound: they are kept only while a lot on the contract is open, and
+            # a gateway on a simulated clock stamps them in its own time.
+            f for f in self.db.outside_fills(lot["con_id"], 0.0)
+            if f["side"] == "BOT"
+        ]
+        used: list[dict[str, Any]] = []
+        got = 0.0
+        for f in outside:
+            if got >= qty:
+                break
+            used.append(f)
+            got += f["qty"] or 0
+        estimated = not used
+        if used:
+            price: float | None = round(
+                sum(f["price"] * f["qty"] for f in used) / sum(f["qty"] for f in used), 4
+            )
+            self.db.attach_fills([f["exec_id"] for f in used], piece_id)
+        else:
+            q = self._quotes([lot["con_id"]]).get(lot["con_id"])
+            price = None
+            if q is not None:
+                price = q.mid or q.last or q.ask or q.bid
+        commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(piece_id))
+        realized = (
+            pnl_math.realized_pnl(
+                lot["entry_price"], price, qty, commissions=commissions, multiplier=mult
+            )
+            if price is not None
+            else None
+        )
+        when = used[-1]["time"] if used else time.time()
+        if not self.db.close_lot(piece_id, price, when, "closed_outside", realized):
+            return False
+        if estimated:
+            self.db.mark_pnl_estimated(piece_id)
+        pnl = "unknown" if realized is None else f"{realized:+.2f}"
+        how = "estimated from the quote" if estimated else "from the outside execution"
+        left = lot["qty"] - qty
+        what = (
+            f"{qty} of {lot['qty']} contracts of lot {lot['id']} {lot['local_symbol']} were "
+            f"closed outside the engine (as lot {piece_id}); {left} remain, exits resized"
+            if partial
+            else f"lot {lot['id']} {lot['local_symbol']} x{qty} was closed outside the "
+            "engine; its exits are cancelled"
+        )
+        self.log.warning("{} at {}: realized {} ({})", what, price, pnl, how)
+        self.alerts.raise_alert(
+            "closed_outside",
+            f"{what}: at {price if price is not None else '?'}, realized P&L {pnl} ({how})",
+            severity="warning",
+            details={"lot_id": lot["id"], "closed_lot_id": piece_id, "qty": qty,
+                     "estimated": estimated},
+        )
+        if not partial:
+            self._unwatch(lot["con_id"])
+        self._check_daily_loss()
+        return True
 
     # ---- expiry ------------------------------------------------------------------------
 
@@ -774,6 +932,7 @@ class PositionBook(SupervisedActor):
                 "exit_time": lot.get("exit_time"),
                 "close_reason": lot.get("close_reason"),
                 "realized_pnl": lot.get("realized_pnl"),
+                "pnl_estimated": bool(lot.get("pnl_estimated")),
             }
             for lot in self.db.lots(["closed"])
         ]

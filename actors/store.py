@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS lots (
     state TEXT NOT NULL CHECK (state IN ('open', 'unprotected', 'closed')),
     exit_price REAL, exit_time REAL, close_reason TEXT, realized_pnl REAL,
     commissions REAL NOT NULL DEFAULT 0, imported INTEGER NOT NULL DEFAULT 0,
+    pnl_estimated INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS lots_state ON lots(state);
@@ -129,6 +130,11 @@ class Store:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(lots)")}
+            if "pnl_estimated" not in cols:  # a book written before closed_outside existed
+                self._conn.execute(
+                    "ALTER TABLE lots ADD COLUMN pnl_estimated INTEGER NOT NULL DEFAULT 0"
+                )
 
     # ---- plumbing ----------------------------------------------------------------------
 
@@ -316,6 +322,50 @@ class Store:
                 (exit_price, exit_time, reason, realized_pnl, time.time(), lot_id),
             )
             return cur.rowcount == 1
+
+    def mark_pnl_estimated(self, lot_id: int) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE lots SET pnl_estimated = 1 WHERE id = ?", (lot_id,))
+
+    def split_lot(self, lot_id: int, qty: int) -> int | None:
+        """Take `qty` contracts off an open lot into a new open lot (same entry), in one
+        transaction; the caller closes the new one. None if the lot cannot give them."""
+        now = time.time()
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE lots SET qty = qty - ?, updated_at = ? WHERE id = ? AND qty > ?"
+                " AND state != 'closed'",
+                (qty, now, lot_id, qty),
+            )
+            if cur.rowcount != 1:
+                return None
+            cols = sorted(_LOT_FIELDS - {"qty", "state", "order_ref"})
+            cur = c.execute(
+                f"INSERT INTO lots({', '.join(cols)}, qty, state, order_ref, created_at,"
+                f" updated_at) SELECT {', '.join(cols)}, ?, 'open', '', ?, ? FROM lots"
+                " WHERE id = ?",
+                (qty, now, now, lot_id),
+            )
+            return int(cur.lastrowid or 0) or None
+
+    def outside_fills(self, con_id: int, since: float) -> list[dict[str, Any]]:
+        """Executions on a contract that no order of ours explains, not yet given to a lot."""
+        return self._rows(
+            "SELECT * FROM fills WHERE con_id = ? AND lot_id IS NULL AND time >= ? AND"
+            " COALESCE(order_ref, '') NOT LIKE 'tb:%' ORDER BY time, exec_id",
+            (con_id, since),
+        )
+
+    def attach_fills(self, exec_ids: list[str], lot_id: int) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "UPDATE fills SET lot_id = ? WHERE exec_id = ?", [(lot_id, e) for e in exec_ids]
+            )
+            c.execute(
+                "UPDATE lots SET commissions = (SELECT COALESCE(SUM(commission), 0) FROM fills"
+                " WHERE fills.lot_id = lots.id) WHERE id = ?",
+                (lot_id,),
+            )
 
     def lot(self, lot_id: int) -> dict[str, Any] | None:
         return self._row("SELECT * FROM lots WHERE id = ?", (lot_id,))

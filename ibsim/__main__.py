@@ -26,12 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tick-interval", type=float, default=0.25)
     p.add_argument("--now", default=None, help="simulated date/time (ISO with offset)")
     p.add_argument("--log-dir", default=None)
+    p.add_argument("--master-client-id", type=int, default=None,
+                   help="TWS's Master API client ID: hears every client's orders and fills")
     args = p.parse_args(argv)
     setup_logging("ibsim", args.log_dir)
     sim = Simulator(
         host=args.host, port=args.port, control_port=args.control_port, account=args.account,
         seed=args.seed, spot=args.spot, state_file=args.state_file,
         tick_interval=args.tick_interval, now=args.now or None,
+        master_client_id=args.master_client_id,
     )
 
     async def run() -> None:

@@ -79,9 +79,10 @@ class IbsimThread(_Control):
 
     def __init__(self, seed: int = 1, spot: float = 600.0, account: str = "DU1234567",
                  state_file: str | None = None, tick_interval: float = 0.05,
-                 now: str | None = None, port: int = 0, control_port: int = 0) -> None:
+                 now: str | None = None, port: int = 0, control_port: int = 0,
+                 master_client_id: int | None = None) -> None:
         self.args = dict(seed=seed, spot=spot, account=account, state_file=state_file,
-                         tick_interval=tick_interval, now=now)
+                         tick_interval=tick_interval, now=now, master_client_id=master_client_id)
         # 0 = let the OS pick (read back after start): no race with other tests.
         self.port = port
         self.control_port = control_port

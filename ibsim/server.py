@@ -77,8 +77,12 @@ class Session:
 class Gateway:
     def __init__(self, host: str = "127.0.0.1", port: int = 4002, account: str = "DU1234567",
                  seed: int = 1, spot: float = 600.0, state_file: str | None = None,
-                 tick_interval: float = 0.25, now: str | None = None) -> None:
+                 tick_interval: float = 0.25, now: str | None = None,
+                 master_client_id: int | None = None) -> None:
         self.host, self.port = host, port
+        # TWS's "Master API client ID" setting: that client also hears the orders and
+        # executions of every other client and of orders entered by hand (client 0).
+        self.master_client_id = master_client_id
         fixed = datetime.fromisoformat(now) if now else None
         self.market = Market(seed=seed, spot=spot, now=fixed)
         self.broker = Broker(self.market, account=account, state_file=state_file)
@@ -187,14 +191,23 @@ class Gateway:
         return [s for s in self.sessions if s.client_id is not None
                 and (client_id is None or s.client_id == client_id)]
 
+    def _order_audience(self, client_id: int | None) -> list[Session]:
+        """Who hears an order's status and executions: the client that owns it (client 0
+        for an order typed into TWS), plus the master API client if one is set."""
+        out = self._clients(client_id)
+        master = self.master_client_id
+        if client_id is not None and master is not None and master != client_id:
+            out += self._clients(master)
+        return out
+
     def _dispatch(self, events: list[Event]) -> None:
         for ev in events:
             if ev.kind == "order":
-                for s in self._clients(ev.client_id):
+                for s in self._order_audience(ev.client_id):
                     s.send(wire.open_order(ev.data))
                     s.send(wire.order_status(ev.data))
             elif ev.kind == "exec":
-                for s in self._clients(ev.client_id):
+                for s in self._order_audience(ev.client_id):
                     s.send(wire.exec_details(-1, ev.data))
                     s.send(wire.commission_report(ev.data))
             elif ev.kind == "reject":

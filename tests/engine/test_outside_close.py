@@ -1,0 +1,161 @@
+"""Issue 25 acceptance: a put closed (or sold) by hand outside the engine, through
+ibsim's `POST /order/external` with client 0 (an order typed into TWS or the app)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.engine.conftest import RunningEngine
+from tests.engine.test_lifecycle import enter_and_wait
+from tests.support.zmq_request import wait_for_value, wait_until
+
+REPAIR = 6.0  # the repair interval of these tests (seconds)
+
+
+def our_buys(sim: Any, con_id: int) -> list[dict[str, Any]]:
+    return [
+        o for o in sim.get_state()["open_orders"]
+        if o["con_id"] == con_id and o["action"] == "BUY" and o["order_ref"].startswith("tb:")
+    ]
+
+
+def hand_order(sim: Any, con_id: int, action: str, qty: int = 1) -> dict[str, Any]:
+    """An order entered in TWS: bound to client 0, no orderRef; returns its execution."""
+    before = len(sim.get_state()["executions"])
+    sim.post("/order/external", {"client_id": 0, "orders": [
+        {"order_ref": "", "con_id": con_id, "action": action, "qty": qty}]})
+    execs = sim.get_state()["executions"][before:]
+    assert len(execs) == 1, execs
+    return execs[0]
+
+
+def alerts(eng: RunningEngine, kind: str) -> list[dict[str, Any]]:
+    return [a for a in eng.ask("alerts")["alerts"] if a["kind"] == kind]
+
+
+def closed_lots(eng: RunningEngine) -> list[dict[str, Any]]:
+    return eng.book().lots(["closed"]).get(timeout=5)
+
+
+def cfg(**strategy: Any) -> dict[str, dict[str, Any]]:
+    return {"schedule": {"entry_times": ["15:00"], "repair_interval": REPAIR},
+            "strategy": strategy}
+
+
+def expected_pnl(entry: float, exit_price: float, qty: int, commissions: float) -> float:
+    return round((entry - exit_price) * 100 * qty - commissions, 2)
+
+
+def test_hand_close_cancels_the_exits_within_one_repair_interval(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine(cfg())
+    lot = enter_and_wait(eng, 0)
+    assert len(our_buys(sim, lot["con_id"])) == 2
+    ex = hand_order(sim, lot["con_id"], "BUY")
+    wait_until(lambda: not our_buys(sim, lot["con_id"]), REPAIR,
+               message="no BUY of ours left on the contract")
+    closed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
+                            lambda x: x["state"] == "closed", 10, "the lot closed")
+    assert closed["close_reason"] == "closed_outside"
+    assert closed["exit_price"] == ex["price"] and not closed["pnl_estimated"]
+    # P&L from the outside execution: premium kept minus buy-back, both commissions.
+    want = expected_pnl(lot["entry_price"], ex["price"], 1, 0.65 + ex["commission"])
+    wait_until(lambda: eng.book().lot(lot["id"]).get(timeout=5)["realized_pnl"] == want, 10,
+               message=f"realized P&L {want}")
+    trade = eng.ask("trades")["trades"][0]
+    assert trade["close_reason"] == "closed_outside" and trade["realized_pnl"] == want
+    assert eng.ask("positions")["lots"] == []
+    # One alert, also after another repair pass; no second "stray exits" alert.
+    eng.ask("repair_exits")
+    assert len(alerts(eng, "closed_outside")) == 1
+    assert alerts(eng, "stray_exits_cancelled") == []
+    assert not sim.get_state()["positions"]
+
+
+def test_hand_close_while_the_engine_is_down_is_seen_at_restart(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine(cfg())
+    lot = enter_and_wait(eng, 0)
+    eng.engine.stop()
+    ex = hand_order(sim, lot["con_id"], "BUY")
+    assert len(our_buys(sim, lot["con_id"])) == 2  # nobody cancelled them yet
+    eng = start_engine(cfg())
+    wait_until(lambda: not our_buys(sim, lot["con_id"]), 20,
+               message="the restarted engine cancelled the exits")
+    closed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
+                            lambda x: x["state"] == "closed", 10, "the lot closed")
+    assert closed["close_reason"] == "closed_outside" and closed["exit_price"] == ex["price"]
+    want = expected_pnl(lot["entry_price"], ex["price"], 1, 0.65 + ex["commission"])
+    assert closed["realized_pnl"] == want
+    eng.ask("repair_exits")
+    assert len(alerts(eng, "closed_outside")) == 1
+    assert eng.open_lots() == []
+
+
+def test_partial_hand_close_of_a_3_lot_reduces_it_and_resizes_its_exits(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine(cfg(quantity=3))
+    lot = enter_and_wait(eng, 0)
+    assert lot["qty"] == 3
+    assert [o["qty"] for o in our_buys(sim, lot["con_id"])] == [3, 3]
+    ex = hand_order(sim, lot["con_id"], "BUY", 1)
+    wait_until(
+        lambda: sorted(o["qty"] for o in our_buys(sim, lot["con_id"])) == [2, 2],
+        REPAIR + 5, message="exits resized to 2",
+    )
+    left = eng.book().lot(lot["id"]).get(timeout=5)
+    assert left["qty"] == 2 and left["state"] == "open"
+    assert {left["tp_order_ref"], left["sl_order_ref"]} == {
+        o["order_ref"] for o in our_buys(sim, lot["con_id"])}
+    (piece,) = closed_lots(eng)
+    assert piece["qty"] == 1 and piece["close_reason"] == "closed_outside"
+    assert piece["entry_price"] == lot["entry_price"] and piece["exit_price"] == ex["price"]
+    assert piece["realized_pnl"] == expected_pnl(
+        lot["entry_price"], ex["price"], 1, ex["commission"])
+    assert [p["position"] for p in sim.get_state()["positions"]] == [-2]
+    eng.ask("repair_exits")
+    assert len(alerts(eng, "closed_outside")) == 1
+    assert alerts(eng, "exits_repaired") == []
+
+
+def _a_put(sim: Any) -> int:
+    spec = {"symbol": "SPY", "sec_type": "OPT", "expiry": "20261201", "strike": 580.0,
+            "right": "P"}
+    (contract,) = sim.call(lambda gw: gw.broker.resolve(spec))
+    return int(contract["con_id"])
+
+
+def test_hand_sale_with_adoption_off_alerts_and_places_no_order(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine(cfg())
+    con_id = _a_put(sim)
+    hand_order(sim, con_id, "SELL")
+    wait_until(lambda: alerts(eng, "outside_position"), REPAIR + 5,
+               message="an alert about the hand sale")
+    eng.ask("repair_exits")
+    eng.ask("repair_exits")
+    assert [o for o in sim.get_state()["open_orders"] if o["order_ref"].startswith("tb:")] == []
+    assert eng.open_lots() == []
+    assert len(alerts(eng, "outside_position")) == 1
+    assert "not adopted" in alerts(eng, "outside_position")[0]["message"]
+
+
+def test_hand_sale_with_adoption_on_imports_a_lot_and_places_its_exits(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine(cfg(adopt_outside_positions=True))
+    con_id = _a_put(sim)
+    ex = hand_order(sim, con_id, "SELL", 2)
+    lot = wait_for_value(
+        lambda: [x for x in eng.open_lots() if x["con_id"] == con_id and x["state"] == "open"],
+        lambda lots: len(lots) == 1, REPAIR + 10, "the imported lot, protected")[0]
+    assert lot["imported"] and lot["qty"] == 2
+    assert abs(lot["entry_price"] - ex["price"]) < 0.01
+    orders = our_buys(sim, con_id)
+    assert sorted(o["order_type"] for o in orders) == ["LMT", "STP"]
+    assert all(o["qty"] == 2 for o in orders)
+    assert len(alerts(eng, "outside_position")) == 1
