@@ -84,10 +84,12 @@ class StrategyConfig:
     symbol: str = "SPY"
     exchange: str = "BATS"
     quantity: int = 1
-    target_dte: int = 7
-    strike_selection: str = "delta"
+    # The seed's shape: a month-end put about 90 days out, about 10% below spot (README).
+    expiry_rule: str = "month_end"
+    target_dte: int = 90
+    strike_selection: str = "otm_distance"
     target_delta: float = 0.20
-    otm_distance: float = 0.03
+    otm_distance: float = 0.10
     take_profit_ratio: float = 0.4
     stop_loss_ratio: float = 3.0
     limit_walk_step: float = 0.25
@@ -182,6 +184,7 @@ class Config:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "gateway.mode": ("paper", "live"),
+    "strategy.expiry_rule": ("nearest_dte", "month_end"),
     "strategy.strike_selection": ("delta", "otm_distance"),
     "watchdog.gateway_restart": ("supervisor", "docker", "none"),
     "alerts.webhooks.format": ("json", "slack", "discord", "ntfy"),
@@ -312,6 +315,13 @@ def _validate(cfg: Config) -> None:
         fail("strategy.target_dte", "must be >= 0")
     if not 0 < s.target_delta < 1:
         fail("strategy.target_delta", "must be between 0 and 1 (absolute put delta)")
+    if not 0 < s.otm_distance < 1:
+        fail("strategy.otm_distance", f"must be between 0 and 1 (share of spot), got "
+             f"{s.otm_distance}")
+    if s.strike_selection == "otm_distance" and s.otm_distance > cfg.risk.max_strike_distance:
+        # Every sale would be refused by the order guard: say so at start instead.
+        fail("strategy.otm_distance", f"{s.otm_distance} is beyond risk.max_strike_distance "
+             f"{cfg.risk.max_strike_distance}")
     if not 0 < s.take_profit_ratio < 1:
         fail("strategy.take_profit_ratio", "must be between 0 and 1 (share of the fill price)")
     if s.stop_loss_ratio <= 1:

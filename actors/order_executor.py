@@ -43,7 +43,7 @@ from actors.pricing import exit_prices, limit_walk, round_to_tick
 from actors.store import Store
 from actors.strikes import (
     candidate_strikes,
-    choose_expiry,
+    choose_expiry_by_rule,
     choose_strike_by_delta,
     choose_strike_by_distance,
 )
@@ -337,7 +337,9 @@ class OrderExecutor(SupervisedActor):
         expirations, strikes = conn.option_chain(s.symbol, underlying.con_id).get(timeout=self._t())
         from datetime import date
 
-        expiry = choose_expiry(expirations, date.fromisoformat(trade_date), s.target_dte)
+        expiry = choose_expiry_by_rule(
+            expirations, date.fromisoformat(trade_date), s.target_dte, s.expiry_rule
+        )
         if s.strike_selection == "otm_distance":
             wanted = [choose_strike_by_distance(strikes, spot, s.otm_distance)]
         else:

@@ -1,4 +1,5 @@
-"""Which put to sell: the expiry nearest a target DTE, the strike by delta or distance."""
+"""Which put to sell: the expiry nearest a target DTE (any listed one, or month-ends only),
+the strike by delta or distance below spot."""
 
 from __future__ import annotations
 
@@ -22,6 +23,31 @@ def choose_expiry(expirations: list[str], today: date, target_dte: int) -> str:
     if not candidates:
         raise ValueError(f"no expiry on or after {today} in {len(expirations)} expirations")
     return min(candidates)[2]
+
+
+def month_end_expiries(expirations: list[str]) -> list[str]:
+    """The last listed expiry of each month (the seed's bot sold these: 2026-04-30 etc.).
+    The chain's own listing decides: a month-end moved to the day before a holiday is still
+    the month's last expiry."""
+    last: dict[str, str] = {}
+    for e in sorted(expirations):
+        last[e[:6]] = e  # sorted: the month's last one wins
+    return sorted(last.values())
+
+
+EXPIRY_RULES = ("nearest_dte", "month_end")
+
+
+def choose_expiry_by_rule(
+    expirations: list[str], today: date, target_dte: int, rule: str
+) -> str:
+    """`nearest_dte`: any listed expiry nearest `target_dte`; `month_end`: the month-end
+    expiry nearest it (same tie and never-past rules as `choose_expiry`)."""
+    if rule == "nearest_dte":
+        return choose_expiry(expirations, today, target_dte)
+    if rule == "month_end":
+        return choose_expiry(month_end_expiries(expirations), today, target_dte)
+    raise ValueError(f"unknown expiry rule {rule!r} (one of {', '.join(EXPIRY_RULES)})")
 
 
 def choose_strike_by_delta(

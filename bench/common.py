@@ -190,8 +190,9 @@ def entries_profile(now: str, slots: list[str],
     return {
         "clock": {"start": now, "speed": 0.001},
         "schedule": {"entry_times": slots},
-        "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.02,
-                     "limit_walk_interval": walk_interval, "target_dte": 3},
+        "strategy": {"expiry_rule": "nearest_dte", "strike_selection": "otm_distance",
+                     "otm_distance": 0.02, "limit_walk_interval": walk_interval,
+                     "target_dte": 3},
         "risk": {"max_open_lots": 10_000, "max_contracts_per_day": 10_000,
                  "max_short_notional": 1e12},
         "zmq": {"command_max_age": 60.0},
@@ -215,7 +216,10 @@ def streaming_profile(now: str, slots: list[str]) -> dict[str, dict[str, Any]]:
     return {
         "clock": {"start": now, "speed": 0.001},
         "schedule": {"entry_times": slots},
-        "strategy": {"strike_selection": "otm_distance", "limit_walk_interval": 0.05,
+        # The weekly put 3% below spot these benches were measured with.
+        "strategy": {"expiry_rule": "nearest_dte", "target_dte": 7,
+                     "strike_selection": "otm_distance", "otm_distance": 0.03,
+                     "limit_walk_interval": 0.05,
                      "take_profit_ratio": 0.05, "stop_loss_ratio": 20.0},
         "risk": {"max_open_lots": 100, "max_contracts_per_day": 100,
                  "max_short_notional": 1e12},

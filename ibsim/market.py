@@ -61,9 +61,12 @@ def black_scholes(spot: float, strike: float, years: float, iv: float, right: st
 
 
 def skewed_iv(spot: float, strike: float, base: float) -> float:
-    """Puts below spot trade at a higher implied volatility (the equity skew)."""
+    """Puts below spot trade at a higher implied volatility (the equity skew): +0.75 vol
+    points per 1% below spot, so a 90-day put 10% out of the money trades near 23.5% and
+    about $6 with SPY near 690, where the seed's bot sold (2026-04-30 624P at 6.16, 85 days;
+    a slope of 0.9 made it ~$7.2)."""
     moneyness = strike / spot - 1
-    return max(0.06, base - 0.9 * moneyness if moneyness < 0 else base - 0.2 * moneyness)
+    return max(0.06, base - 0.75 * moneyness if moneyness < 0 else base - 0.2 * moneyness)
 
 
 def ticks_down(x: float) -> float:
@@ -119,7 +122,8 @@ def _is_session(d: date) -> bool:
 
 
 def expirations(now: datetime) -> list[str]:
-    """Dailies for two weeks, Fridays, monthlies (3rd Friday) and month-ends, 12 months."""
+    """Dailies for two weeks, Fridays, monthlies (3rd Friday) and month-ends: to the end of
+    the month 12 months out."""
     today = now.astimezone(ET).date()
     if now.astimezone(ET).time() >= time(16, 0):
         today += timedelta(days=1)
@@ -130,7 +134,11 @@ def expirations(now: datetime) -> list[str]:
 
 @functools.lru_cache(maxsize=64)
 def _expirations_from(today: date) -> tuple[str, ...]:
-    end = today + timedelta(days=365)
+    # To the end of the month a year out, so that the last month listed is whole and its
+    # last expiry is the true month-end (the engine's month_end rule picks by that).
+    year_out = today + timedelta(days=365)
+    end = date(year_out.year + year_out.month // 12, year_out.month % 12 + 1, 1) - timedelta(
+        days=1)
     out: set[date] = set()
     d = today
     while d <= end:

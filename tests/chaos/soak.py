@@ -188,7 +188,9 @@ class Soak:
             "clock": {"file": str(self.clock_path)},
             "schedule": {"entry_times": ENTRY_TIMES, "repair_interval": REPAIR_INTERVAL,
                          "tick_seconds": 0.05},
-            "strategy": {"target_dte": 1, "limit_walk_interval": 0.1, "order_ack_timeout": 3.0,
+            # The nearest expiry a day out (weekly rule), so that lots expire in the soak.
+            "strategy": {"expiry_rule": "nearest_dte", "strike_selection": "delta",
+                         "target_dte": 1, "limit_walk_interval": 0.1, "order_ack_timeout": 3.0,
                          "exit_retry_backoff": 0.2, "sale_attempts": 2},
             "risk": {"max_open_lots": 20, "max_contracts_per_day": 2,
                      "max_short_notional": 10_000_000.0},

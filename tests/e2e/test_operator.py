@@ -71,6 +71,11 @@ def test_operator_enter_now_kill_restart_still_one_sale(tmp_path: Path) -> None:
             assert reply["ok"] and reply["data"]["accepted"], reply
             wait_until(lambda: broker_view(sim.port)[:2] == ([-1.0], ["LMT", "STP"]), 40, 0.2,
                        "one short put and its two exits at the broker")
+            # demo.toml's trade is the seed's shape (issue 24): the month-end put nearest
+            # 90 days out (2027-02-26: 94 days; 2027-01-29 is 66), about 10% below spot.
+            (lot,) = Store(tmp_path / "book.sqlite").lots()
+            assert lot["expiry"] == "20270226"
+            assert 0.085 < 1 - lot["strike"] / 600.0 < 0.115
             engine.send_signal(signal.SIGKILL)
             engine.wait(10)
             engine = start_engine(tmp_path, sim, zmq_port, now)
