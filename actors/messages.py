@@ -204,6 +204,16 @@ class RepairExits:
 
 
 @dataclass(frozen=True)
+class ProtectLot:
+    """A lot was opened by a sale fill the broker reported (a late fill after the entry
+    gave up, or one seen at reconnect): the executor gives it exits at once, unless it
+    is already protected (the entry that sold it got there first)."""
+
+    lot_id: int
+    reason: str = "sale fill"
+
+
+@dataclass(frozen=True)
 class Reconcile:
     reason: str = "link ready"
 

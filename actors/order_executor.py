@@ -34,6 +34,7 @@ from actors.messages import (
     LinkStatus,
     OrderInfo,
     OrderRequest,
+    ProtectLot,
     RepairExits,
     RunEntry,
 )
@@ -103,6 +104,7 @@ class OrderExecutor(SupervisedActor):
         self.alerts = alerts
         self.calendar = calendar
         self.busy = False
+        self._lots_sold_here: set[int] = set()  # lots this executor protects itself
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -136,7 +138,29 @@ class OrderExecutor(SupervisedActor):
             self.run_entry(message.trade_date, message.slot, message.manual)
         elif isinstance(message, RepairExits):
             self.repair_exits(message.reason)
+        elif isinstance(message, ProtectLot):
+            self.protect_lot(message.lot_id, message.reason)
         return None
+
+    def protect_lot(self, lot_id: int, reason: str) -> bool:
+        """Exits at once for a lot a sale fill opened behind the entry's back (the walk
+        had given up, or the sale's ack never came): seconds, not the next repair tick."""
+        if lot_id in self._lots_sold_here:
+            return False  # the entry that sold it protected it (or alerted and repairs)
+        lot = self.book.lot(lot_id).get(timeout=self._t())
+        if lot is None or lot["state"] != "unprotected" or lot.get("tp_order_ref"):
+            return False  # closed, or protected already
+        self.log.warning("lot {} opened by a late {}: placing its exits now", lot_id, reason)
+        protected = self.place_exits(lot)
+        if protected:
+            self.alerts.raise_alert(
+                "late_fill_protected",
+                f"lot {lot_id} {lot['local_symbol']}: the sale filled after the entry gave up "
+                f"({reason}); its exits are placed (TP {lot['tp_price']} SL {lot['sl_price']})",
+                severity="warning",
+                details={"lot_id": lot_id},
+            )
+        return protected
 
     def today(self) -> str:
         return self.clock.now().astimezone(ET).date().isoformat()
@@ -303,6 +327,7 @@ class OrderExecutor(SupervisedActor):
         lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
             timeout=self._t()
         )
+        self._lots_sold_here.add(lot_id)
         lot = self.book.lot(lot_id).get(timeout=self._t())
         # Exits first: opening the lot already marked the entry done in the same
         # transaction, so nothing else stands between the fill and its protection.
@@ -887,6 +912,7 @@ class OrderExecutor(SupervisedActor):
             lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
                 timeout=self._t()
             )
+            self._lots_sold_here.add(lot_id)
             self.book.finish_entry(trade_date, slot, "done", "resumed sale filled", lot_id).get(
                 timeout=self._t()
             )

@@ -34,6 +34,7 @@ from actors.messages import (
     OrderUpdated,
     PositionChanged,
     PositionInfo,
+    ProtectLot,
     RepairExits,
 )
 from actors.store import Store
@@ -314,7 +315,13 @@ class PositionBook(SupervisedActor):
         lot_id = order.get("lot_id")
         if order["role"] == "sale" and lot_id is None:
             existing = self.db.lot_by_order_ref(fill.order_ref)
-            lot_id = existing["id"] if existing else self._open_lot_from_sale(order, fill)
+            if existing:
+                lot_id = existing["id"]
+            else:
+                lot_id = self._open_lot_from_sale(order, fill)
+                # Whoever sold it may have given up already: protection must not wait
+                # for the repair tick (the executor ignores this if it placed exits).
+                self.directory.tell("order_executor", ProtectLot(lot_id, "sale fill"))
         new = self.db.add_fill(
             exec_id=fill.exec_id,
             order_ref=fill.order_ref,

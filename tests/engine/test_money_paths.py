@@ -84,3 +84,21 @@ def test_path_1_an_error_while_placing_the_exit_pair_does_not_kill_the_entry(
     # The entry finished: its record says done with this lot (not left 'started').
     entries = eng.book().entries().get(timeout=5)
     assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
+
+
+def test_path_3_a_sale_that_fills_late_is_protected_at_once(
+    sim: Any, start_engine: Any
+) -> None:
+    """The sale's ack comes after order_ack_timeout: the entry gives up ('outcome
+    unknown'), then the order reaches the market and fills. The old code opened the
+    lot unprotected and left it to the repair tick (an hour here); now its exits are
+    placed within seconds and `late_fill_protected` is alerted."""
+    eng = start_engine({"strategy": {"order_ack_timeout": 0.5}})
+    sim.post("/fault/slow_orders", {"seconds": 2.0, "action": "SELL"})
+    assert eng.ask("enter_now")["accepted"]
+    lot = protected_lot(eng, 30)
+    wait_until(lambda: len(live_buys(sim)) == 2, 10, message="the pair live")
+    assert {o["order_ref"] for o in live_buys(sim)} == {lot["tp_order_ref"],
+                                                         lot["sl_order_ref"]}
+    kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
+    assert kinds.count("late_fill_protected") == 1, kinds
