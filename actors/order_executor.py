@@ -449,8 +449,12 @@ class OrderExecutor(SupervisedActor):
     ) -> tuple[bool, OrderInfo | None, str]:
         s = self.cfg.strategy
         reason = "no attempt made"
-        for attempt in range(1, s.sale_attempts + 1):
-            if attempt > 1:
+        # A slot run again (by hand after a failure, or after an interrupted run) goes on
+        # from its last serial: an orderRef is never reused (it is UNIQUE in the book and
+        # the key by which the broker is asked).
+        first = self.book.next_sale_serial(trade_date, slot).get(timeout=self._t())
+        for attempt in range(first, first + s.sale_attempts):
+            if attempt > first:
                 self._restore(cancelled)  # after every failed attempt, at once
                 self._cancel_conflicting_exits(contract)
             quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]

@@ -300,6 +300,9 @@ class PositionBook(SupervisedActor):
 
     # ---- broker events -----------------------------------------------------------------
 
+    def next_sale_serial(self, trade_date: str, slot: str) -> int:
+        return self.db.next_sale_serial(trade_date, slot)
+
     def lot_for_sale(self, order_ref: str) -> dict[str, Any] | None:
         return self.db.lot_by_order_ref(order_ref)
 

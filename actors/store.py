@@ -244,6 +244,15 @@ class Store:
     def order_by_ref(self, ref: str) -> dict[str, Any] | None:
         return self._row("SELECT * FROM orders WHERE order_ref = ?", (ref,))
 
+    def next_sale_serial(self, trade_date: str, slot: str) -> int:
+        """1 + the highest attempt serial of the slot's sale orderRefs so far."""
+        prefix = f"tb:{trade_date}:{slot.replace(':', '')}:sale:"
+        rows = self._rows("SELECT order_ref FROM orders WHERE order_ref LIKE ? || '%'",
+                          (prefix,))
+        serials = [int(r["order_ref"][len(prefix):]) for r in rows
+                   if r["order_ref"][len(prefix):].isdigit()]
+        return max(serials, default=0) + 1
+
     def orders_by_refs(self, refs: list[str]) -> list[dict[str, Any]]:
         if not refs:
             return []

@@ -102,3 +102,21 @@ def test_path_3_a_sale_that_fills_late_is_protected_at_once(
                                                          lot["sl_order_ref"]}
     kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
     assert kinds.count("late_fill_protected") == 1, kinds
+
+
+def test_path_8_a_slot_run_again_uses_a_fresh_attempt_serial(
+    sim: Any, start_engine: Any
+) -> None:
+    """Every sale attempt of the slot is rejected: the slot fails. The operator runs it
+    again by hand: the old code sent `…:sale:1` again, which the book refuses (UNIQUE
+    orderRef), and the entry failed at once. Now the attempts go on at `…:sale:4`."""
+    eng = start_engine({"strategy": {"sale_attempts": 3}})
+    sim.post("/fault/reject", {"count": 3, "action": "SELL"})
+    assert eng.ask("enter_now")["accepted"]
+    failed = wait_for_value(lambda: eng.book().entries().get(timeout=5),
+                            lambda es: es and es[0]["state"] == "failed", 30, "slot failed")
+    assert eng.ask("enter_now")["accepted"]
+    lot = protected_lot(eng)
+    assert lot["order_ref"].endswith(":sale:4"), lot["order_ref"]
+    entries = eng.book().entries().get(timeout=5)
+    assert [(e["slot"], e["state"]) for e in entries] == [(failed[0]["slot"], "done")]
