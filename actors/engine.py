@@ -154,7 +154,9 @@ class Engine:
                     raise OpError(
                         "bad_args", f"slot must be one of {self.cfg.schedule.entry_times}"
                     )
-                return d.proxy("order_executor").enter_now(slot).get(timeout=10)
+                wait = 10.0
+                return d.proxy("order_executor").enter_now(slot, time.time() + wait).get(
+                    timeout=wait)
             if op in ("pause", "resume"):
                 return d.proxy("position_book").set_paused(op == "pause").get(timeout=5)
             if op == "kill_switch":

@@ -235,8 +235,16 @@ class OrderExecutor(SupervisedActor):
                 return slot
         return self.cfg.schedule.entry_times[0]
 
-    def enter_now(self, slot: str | None = None) -> dict[str, Any]:
-        """The day's entry by hand: same guards as the schedule; runs in the background."""
+    def enter_now(self, slot: str | None = None, deadline: float | None = None) -> dict[str, Any]:
+        """The day's entry by hand: same guards as the schedule; runs in the background.
+
+        `deadline` (epoch seconds): the asker stops waiting then. A command that waited in
+        the mailbox behind a running entry past it is refused, never run late."""
+        if deadline is not None and time.time() > deadline:
+            self.log.warning("enter_now refused: it waited past its deadline")
+            return asdict(EntryResult(False, "expired",
+                                      "the command waited past its deadline (an entry was "
+                                      "running); nothing was started: send it again"))
         if self.busy:
             return asdict(EntryResult(False, "busy", "an entry is already running"))
         trade_date = self.today()

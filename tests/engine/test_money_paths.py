@@ -120,3 +120,30 @@ def test_path_8_a_slot_run_again_uses_a_fresh_attempt_serial(
     assert lot["order_ref"].endswith(":sale:4"), lot["order_ref"]
     entries = eng.book().entries().get(timeout=5)
     assert [(e["slot"], e["state"]) for e in entries] == [(failed[0]["slot"], "done")]
+
+
+def test_path_10_an_enter_now_that_timed_out_does_not_run_later(
+    sim: Any, start_engine: Any
+) -> None:
+    """An entry is running (its sale waits 13 s for an ack). A second enter_now (for
+    the day's other slot) cannot start within its 10 s deadline: the operator is told
+    it timed out, and the old code then ran it anyway once the first entry finished
+    (a second sale nobody was waiting for). Now it is refused."""
+    from tests.support.zmq_request import zmq_request
+
+    eng = start_engine({
+        "schedule": {"entry_times": ["15:00", "15:30"]},
+        "strategy": {"order_ack_timeout": 14.0},
+    })
+    sim.post("/fault/slow_orders", {"seconds": 13.0, "action": "SELL"})
+    assert eng.ask("enter_now", {"slot": "15:00"})["accepted"]
+    reply = zmq_request(eng.endpoint, "enter_now", {"slot": "15:30"}, timeout=30)
+    assert not reply["ok"] or not reply["data"]["accepted"], reply
+    protected_lot(eng, 60)
+    # The executor has answered the queued command by now: ask it something after it.
+    executor = eng.engine.directory.proxy("order_executor")
+    executor.today().get(timeout=30)
+    entries = eng.book().entries().get(timeout=5)
+    assert [(e["slot"], e["state"]) for e in entries] == [("15:00", "done")], entries
+    sales = [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
+    assert len(sales) == 1, sales
