@@ -45,6 +45,15 @@ class MarketData(SupervisedActor):
         self.directory.subscribe(QuotesUpdated, self.name)
         self.directory.subscribe(LinkChanged, self.name)
         self.log = logger.bind(actor=self.name)
+        # The lots we hold are watched from the start, not only after a new entry: after
+        # any engine restart their quotes (and the dashboard's P&L) must come back.
+        book = self.directory.ref("position_book")
+        if book is not None:
+            try:
+                for c in book.proxy().held_contracts().get(timeout=10):
+                    self._wanted[c.con_id] = c
+            except Exception as exc:  # the book's lots are watched at their next entry
+                self.log.error("open lots' contracts not read: {}", exc)
         # The link may have come up before we subscribed: read what Connection last set.
         link = self.directory.link
         ready = link is not None and link.state == LinkState.READY

@@ -268,6 +268,15 @@ class PositionBook(SupervisedActor):
     def open_lots(self) -> list[dict[str, Any]]:
         return self.db.open_lots()
 
+    def held_contracts(self) -> list[ContractInfo]:
+        """The contracts of the open lots (MarketData streams them from its start)."""
+        out: dict[int, ContractInfo] = {}
+        for lot in self.db.open_lots():
+            info = self.contract(lot["con_id"])
+            if info is not None:
+                out[info.con_id] = info
+        return list(out.values())
+
     def lots(self, states: list[str] | None = None) -> list[dict[str, Any]]:
         return self.db.lots(states)
 

@@ -147,3 +147,21 @@ def test_path_10_an_enter_now_that_timed_out_does_not_run_later(
     assert [(e["slot"], e["state"]) for e in entries] == [("15:00", "done")], entries
     sales = [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
     assert len(sales) == 1, sales
+
+
+def test_path_9_open_lots_keep_their_quotes_after_an_engine_restart(
+    sim: Any, start_engine: Any
+) -> None:
+    """The old MarketData watched only contracts added by a new entry: after a restart
+    the held put had no quote and the dashboard's P&L stayed blank."""
+    eng = start_engine()
+    lot = protected_lot(eng) if eng.ask("enter_now")["accepted"] else None
+    assert lot is not None
+    eng.engine.stop()
+    again = start_engine()  # same book, a new engine process's worth of actors
+    wait_until(lambda: lot["con_id"] in again.ask("market_data")["lines"], 20,
+               message="the held put streaming again")
+    row = wait_for_value(
+        lambda: next(p for p in again.ask("positions")["lots"] if p["id"] == lot["id"]),
+        lambda p: p.get("pnl") is not None, 20, "the lot's P&L")
+    assert row["mid"] is not None
