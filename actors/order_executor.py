@@ -900,11 +900,51 @@ class OrderExecutor(SupervisedActor):
                 return legs["tp"], legs["sl"]
         return None
 
+    def _resume_refusal(self) -> str:
+        """Why a leftover sale may not be resumed now ("" = it may): kill switch, pause,
+        market hours and the account check, as for any entry."""
+        link = self.book.link_status().get(timeout=self._t())
+        if link.state != LinkState.READY:
+            return f"link not READY ({link.state.value})"
+        now = self.clock.now()
+        if not self.calendar.is_market_open(now):
+            return f"market closed at {now.astimezone(ET):%Y-%m-%d %H:%M} ET"
+        if self.book.kill_switch_on().get(timeout=self._t()):
+            return "kill switch is on"
+        if self.book.is_paused().get(timeout=self._t()):
+            return "trading is paused"
+        try:
+            self._check_account(link)
+        except EntryRefused as exc:
+            return str(exc)
+        return ""
+
     def _resume_sale(self, order: OrderInfo) -> None:
         """A previous run's sale is still resting: re-price it at the bid, else cancel."""
         parts = order.order_ref.split(":")
         trade_date, hhmm = parts[1], parts[2]
         slot = f"{hhmm[:2]}:{hhmm[2:]}"
+        refusal = self._resume_refusal()
+        if refusal:
+            # A sale left resting is an entry like any other: the same guards hold.
+            self.log.warning("sale {} left by a previous run is cancelled: {}",
+                             order.order_ref, refusal)
+            try:
+                self._record(self.conn.cancel_order(order.order_id).get(timeout=self._t()))
+            except Exception as exc:
+                self.log.error("cancel of {} failed: {}", order.order_ref, exc)
+            self.alerts.raise_alert(
+                "risk_limit",
+                f"sale {order.order_ref} left resting by a previous run was cancelled, not "
+                f"resumed: {refusal}",
+                severity="warning",
+            )
+            entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+            if entry is not None and entry["state"] == "started":
+                self.book.finish_entry(trade_date, slot, "failed",
+                                       f"leftover sale cancelled: {refusal}").get(
+                    timeout=self._t())
+            return
         self.log.warning("resuming sale {} left by a previous run", order.order_ref)
         contract: ContractInfo | None = None
         try:

@@ -117,3 +117,38 @@ def test_entry_killed_before_its_sale_runs_again_after_restart(
     assert len(_sales(sim)) == 1
     kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
     assert "entry_interrupted" in kinds
+
+
+def test_path_7_a_leftover_sale_is_not_resumed_past_the_kill_switch(
+    tmp_path: Path, sim: Any
+) -> None:
+    """Money paths item 7: the engine is killed while its sale rests unfilled; it comes
+    back with the kill switch on. The old code re-priced the leftover sale at the bid
+    anyway; now it is cancelled, with an alert, and nothing is sold."""
+    cfg = write_config(tmp_path / "engine.toml", sim, {"strategy": {"limit_walk_interval": 2.0}})
+    endpoint = f"tcp://127.0.0.1:{_port(cfg)}"
+    proc = _start(cfg)
+    try:
+        wait_until(
+            lambda: _ask(endpoint, "status")["link"]["state"] == "READY", 30, message="READY"
+        )
+        sim.post("/fault/hold_fills", {"seconds": 60})
+        assert _ask(endpoint, "enter_now")["accepted"]
+        wait_until(lambda: _live(sim, "sale"), 20, message="sale resting at the broker")
+        _kill(proc)
+        proc = engine_subprocess(cfg, {
+            "TRADING_BOT__CLOCK__START": f'"{SESSION_NOW.isoformat()}"',
+            "TRADING_BOT__RISK__KILL_SWITCH": "true",
+        })
+        wait_until(lambda: not _live(sim, "sale"), 40, message="leftover sale cancelled")
+        sim.post("/fault/hold_fills", {"seconds": 0})
+        alerts = wait_for_value(lambda: _ask(endpoint, "alerts")["alerts"],
+                                lambda a: any("left resting" in x["message"] for x in a), 20,
+                                "the alert")
+        assert any(x["kind"] == "risk_limit" for x in alerts)
+        assert _sales(sim) == []
+        assert _ask(endpoint, "positions")["lots"] == []
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
