@@ -58,6 +58,10 @@ class ZmqConfig:
     retries: int = 2
     # Commands older than this are dropped (a request queued while the engine was down).
     command_max_age: float = 10.0
+    # CURVE keys (server and client pairs); empty: `zmq-keys/` beside the SQLite file.
+    keys_dir: str = ""
+    # false only for an ipc socket its owner alone can reach; refused on tcp in live mode.
+    curve: bool = True
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,9 @@ def _validate(cfg: Config) -> None:
         fail("storage.path", "must not be empty")
     if not re.match(r"^(tcp://[^:]+:\d+|ipc://.+)$", cfg.zmq.endpoint):
         fail("zmq.endpoint", f"expected tcp://HOST:PORT or ipc://PATH, got {cfg.zmq.endpoint!r}")
+    if not cfg.zmq.curve and cfg.zmq.endpoint.startswith("tcp://") and cfg.gateway.mode == "live":
+        # Any local process could send orders over an unauthenticated tcp socket.
+        fail("zmq.curve", "false is refused on a tcp endpoint in live mode (use ipc://)")
     if not cfg.schedule.entry_times:
         fail("schedule.entry_times", "needs at least one HH:MM time")
     for i, t in enumerate(cfg.schedule.entry_times):

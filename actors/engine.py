@@ -82,8 +82,15 @@ class Engine:
         return specs
 
     def start(self) -> None:
+        from actors.zmq_keys import ensure_keys, keys_dir, server_keys
         from actors.zmq_service import ZmqService
 
+        curve = None
+        if self.cfg.zmq.curve:
+            directory = keys_dir(self.cfg)
+            if ensure_keys(directory):
+                logger.info("wrote ZeroMQ CURVE keys to {}", directory)
+            curve = server_keys(directory)
         self.alerts.start()
         self.supervisor = Supervisor.start(
             self.child_specs(), self.directory, self.cfg.supervision, self._give_up
@@ -98,15 +105,17 @@ class Engine:
             command_ops=set(COMMAND_OPS),
             max_message_bytes=self.cfg.zmq.max_message_bytes,
             command_max_age=self.cfg.zmq.command_max_age,
+            curve=curve,
         )
         self.zmq.start()
         mode = self.cfg.gateway.mode
         logger.info(
-            "engine started ({} mode, gateway {}:{}, zmq {})",
+            "engine started ({} mode, gateway {}:{}, zmq {}, curve {})",
             mode,
             self.cfg.gateway.host,
             self.cfg.gateway.port,
             self.cfg.zmq.endpoint,
+            "on" if curve else "off",
         )
         self.alerts.raise_alert("engine_started", f"engine started in {mode} mode", severity="info")
 

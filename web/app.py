@@ -18,6 +18,7 @@ from flask import Flask, jsonify, render_template, request, session
 from flask.typing import ResponseReturnValue
 
 from actors.config import Config
+from actors.zmq_keys import curve_keys_dir
 from web.engine_client import EngineClient, EngineError, EngineUnreachable
 
 READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
@@ -40,7 +41,7 @@ def create_app(cfg: Config, client: EngineClient | None = None) -> Flask:
     app = Flask(__name__)
     app.secret_key = os.environ.get(SECRET_ENV) or secrets.token_hex(32)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
-    engine = client or EngineClient(cfg.zmq)
+    engine = client or EngineClient(cfg.zmq, curve_keys_dir(cfg))
 
     def logged_in() -> bool:
         return bool(session.get("user"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ibsim.harness import free_port
+from tests.support.zmq_request import engine_keys_dir, use_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +50,7 @@ class Stack:
         self.zmq = f"tcp://127.0.0.1:{free_port()}"
         self.web_port = free_port()
         self.db_path = tmp / "book.sqlite"
+        use_keys(self.zmq, engine_keys_dir(self.db_path))  # the engine writes them at start
         sections: dict[str, dict[str, Any]] = {
             "gateway": {"port": self.ibsim_port, "connect_timeout": 3.0},
             "storage": {"path": str(self.db_path)},
