@@ -152,6 +152,7 @@ class ClockConfig:
 class LoggingConfig:
     dir: str = ""
     level: str = "INFO"
+    format: str = "text"  # "json": one JSON object per line, for log shippers
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "strategy.strike_selection": ("delta", "otm_distance"),
     "watchdog.gateway_restart": ("supervisor", "docker", "none"),
     "alerts.webhooks.format": ("json", "slack", "discord", "ntfy"),
+    "logging.format": ("text", "json"),
     "logging.level": ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"),
 }
 

@@ -195,7 +195,7 @@ class Engine:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = cli_config("python -m actors", argv, __doc__)
-    setup_logging("engine", cfg.logging.dir or None, cfg.logging.level)
+    setup_logging("engine", cfg.logging.dir or None, cfg.logging.level, cfg.logging.format)
     engine = Engine(cfg)
 
     def on_signal(signum: int, _frame: Any) -> None:
