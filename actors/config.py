@@ -156,6 +156,17 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class IbsimConfig:
+    """The simulated gateway under supervisord (`python -m actors.ibsim_launcher`): it
+    listens on `gateway.port`; off in the paper and live profiles."""
+
+    enabled: bool = False
+    control_port: int = 4010
+    state_file: str = ""  # empty: ibsim-state.json beside the SQLite file
+    now: str = ""  # simulated start (ISO with offset); empty: clock.start, else real time
+
+
+@dataclass(frozen=True)
 class SupervisionConfig:
     max_restarts: int = 5
     restart_window: float = 60.0
@@ -177,6 +188,7 @@ class Config:
     clock: ClockConfig = field(default_factory=ClockConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
+    ibsim: IbsimConfig = field(default_factory=IbsimConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -286,7 +298,8 @@ def _validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, parts[0]), parts[1])
         if value not in allowed:
             fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
-    for key, port in (("gateway.port", cfg.gateway.port), ("web.port", cfg.web.port)):
+    for key, port in (("gateway.port", cfg.gateway.port), ("web.port", cfg.web.port),
+                      ("ibsim.control_port", cfg.ibsim.control_port)):
         if not 1 <= port <= 65535:
             fail(key, f"must be a TCP port (1-65535), got {port}")
     if cfg.gateway.client_id < 0:
@@ -372,16 +385,21 @@ def load_config(
 
 def cli_config(prog: str, argv: list[str] | None = None, description: str | None = None
                ) -> Config:
-    """`--config PATH` (or TRADING_BOT_CONFIG) for a process's main; a bad config ends the
-    process with exit code 2 and a message naming the key."""
+    """`--config PATH` (or TRADING_BOT_CONFIG, else `--default-config PATH`) for a
+    process's main; a bad config ends the process with exit code 2 and a message
+    naming the key."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", help="TOML config (or TRADING_BOT_CONFIG)")
+    parser.add_argument("--default-config", metavar="PATH",
+                        help="used when neither --config nor TRADING_BOT_CONFIG is given "
+                             "(supervisord.conf: the demo profile)")
     args = parser.parse_args(argv)
     try:
-        return load_config(args.config)
+        return load_config(args.config or os.environ.get(ENV_CONFIG_PATH)
+                           or args.default_config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
