@@ -72,6 +72,8 @@ class WebConfig:
     stale_after: float = 15.0
     refresh_seconds: float = 2.0
     threads: int = 8
+    # A login lasts this long; a new TRADING_BOT_WEB_PASSWORD ends every session at once.
+    session_hours: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,8 @@ def _validate(cfg: Config) -> None:
     for key in ("sale_attempts", "exit_attempts"):
         if getattr(s, key) < 1:
             fail(f"strategy.{key}", "must be >= 1")
+    if cfg.web.session_hours <= 0:
+        fail("web.session_hours", "must be > 0")
     if cfg.risk.max_order_quantity < 1:
         fail("risk.max_order_quantity", "must be >= 1")
     if cfg.clock.speed <= 0:
