@@ -315,8 +315,8 @@ def _validate(cfg: Config) -> None:
     if not cfg.zmq.curve and cfg.zmq.endpoint.startswith("tcp://") and cfg.gateway.mode == "live":
         # Any local process could send orders over an unauthenticated tcp socket.
         fail("zmq.curve", "false is refused on a tcp endpoint in live mode (use ipc://)")
-    if not cfg.schedule.entry_times:
-        fail("schedule.entry_times", "needs at least one HH:MM time")
+    # An empty schedule is allowed: no scheduled entry, entries by hand only (a warning
+    # at start and on the dashboard, see schedule_warnings).
     for i, t in enumerate(cfg.schedule.entry_times):
         if not _HHMM.match(t):
             fail(f"schedule.entry_times[{i}]", f"expected HH:MM (ET), got {t!r}")
@@ -363,6 +363,14 @@ def _validate(cfg: Config) -> None:
     for key in ("probe_interval", "escalate_after", "backoff_initial", "backoff_max"):
         if getattr(cfg.watchdog, key) <= 0:
             fail(f"watchdog.{key}", "must be > 0")
+
+
+def schedule_warnings(cfg: Config) -> list[str]:
+    """What an operator should be told about the schedule (logged at start, on the
+    dashboard's status)."""
+    if not cfg.schedule.entry_times:
+        return ["schedule.entry_times is empty: no scheduled entry, entries by hand only"]
+    return []
 
 
 def load_config(

@@ -16,7 +16,7 @@ import pykka
 from loguru import logger
 
 from actors.clock import Clock, clock_from_config
-from actors.config import Config, cli_config
+from actors.config import _HHMM, Config, cli_config, schedule_warnings
 from actors.connection import Connection
 from actors.directory import ActorDirectory
 from actors.logs import setup_logging
@@ -117,6 +117,8 @@ class Engine:
             self.cfg.zmq.endpoint,
             "on" if curve else "off",
         )
+        for warning in schedule_warnings(self.cfg):
+            logger.warning(warning)
         self.alerts.raise_alert("engine_started", f"engine started in {mode} mode", severity="info")
 
     def _give_up(self, reason: str) -> None:
@@ -159,7 +161,10 @@ class Engine:
                 return d.proxy("position_book").query(op, args).get(timeout=5)
             if op == "enter_now":
                 slot = args.get("slot")
-                if slot is not None and slot not in self.cfg.schedule.entry_times:
+                if slot is not None and self.cfg.schedule.entry_times == []:
+                    if not isinstance(slot, str) or not _HHMM.match(slot):
+                        raise OpError("bad_args", "slot must be HH:MM (ET)")
+                elif slot is not None and slot not in self.cfg.schedule.entry_times:
                     raise OpError(
                         "bad_args", f"slot must be one of {self.cfg.schedule.entry_times}"
                     )

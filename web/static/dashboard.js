@@ -64,6 +64,8 @@ async function refresh() {
     const spyStale = !st.spy.time || now() - st.spy.time > STALE;
     set("spy", fmt(st.spy.price), spyStale ? "big stale" : "big");
     set("spy-bid", fmt(st.spy.bid)); set("spy-ask", fmt(st.spy.ask)); set("spy-age", age(st.spy.time));
+    const warnings = (st.warnings || []).join("; ");
+    set("warnings", warnings); $("warnings").classList.toggle("hidden", !warnings);
     set("entry-slots", st.entry.slots.map((s) => `${s.slot} ${s.state}`).join(", ") || "–");
     set("open-lots", st.open_lots); set("unprotected", st.unprotected_lots, st.unprotected_lots ? "bad" : "");
     syncRows($("lots").tBodies[0], pos.lots, "id", (l) => [
