@@ -21,27 +21,15 @@ COPY config ./config
 COPY scripts ./scripts
 COPY supervisord.conf ./
 
+# supervisord.conf as operators use it: paths from its folder (/app/run holds the socket,
+# the program logs and the pid file), the interpreter at /app/.venv/bin/python (here the
+# image's own python), the profile from TRADING_BOT_CONFIG; state lives on /data.
+RUN ln -s /usr/local /app/.venv && mkdir -p /app/run && chown bot:bot /app/run \
+ && chmod 700 /app/run
+
 USER bot
 
-# supervisord.conf's variables (scripts/supervisord-env.sh documents them).
-# Program output goes to the container's stdout; state lives on the /data volume.
-ENV TB_ROOT=/app \
-    TB_PYTHON=/usr/local/bin/python \
-    TB_RUN_DIR=/run/trading-bot \
-    TB_LOG_DIR=/data/logs \
-    TB_IBSIM_LOG=/dev/stdout \
-    TB_ENGINE_LOG=/dev/stdout \
-    TB_WEB_LOG=/dev/stdout \
-    TB_LISTENER_LOG=/dev/stderr \
-    TB_LOG_MAXBYTES=0 \
-    TB_SOCKET=/run/trading-bot/supervisor.sock \
-    TB_START_IBSIM=false \
-    TB_IBSIM_PORT=4002 \
-    TB_IBSIM_CONTROL_PORT=4010 \
-    TB_IBSIM_NOW= \
-    SUPERVISOR_USER=admin \
-    TRADING_BOT_CONFIG=/app/config/paper.toml \
-    TRADING_BOT__WATCHDOG__SUPERVISOR_URL=unix:///run/trading-bot/supervisor.sock
+ENV TRADING_BOT_CONFIG=/app/config/paper.toml
 
 VOLUME ["/data"]
 EXPOSE 8080
@@ -50,4 +38,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["python", "-m", "actors.healthcheck"]
 
-CMD ["scripts/supervisord-env.sh", "-n"]
+CMD ["supervisord", "-n", "-c", "/app/supervisord.conf"]

@@ -58,6 +58,10 @@ class ZmqConfig:
     retries: int = 2
     # Commands older than this are dropped (a request queued while the engine was down).
     command_max_age: float = 10.0
+    # CURVE keys (server and client pairs); empty: `zmq-keys/` beside the SQLite file.
+    keys_dir: str = ""
+    # false only for an ipc socket its owner alone can reach; refused on tcp in live mode.
+    curve: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class WebConfig:
     stale_after: float = 15.0
     refresh_seconds: float = 2.0
     threads: int = 8
+    # A login lasts this long; a new TRADING_BOT_WEB_PASSWORD ends every session at once.
+    session_hours: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,18 @@ class ClockConfig:
 class LoggingConfig:
     dir: str = ""
     level: str = "INFO"
+    format: str = "text"  # "json": one JSON object per line, for log shippers
+
+
+@dataclass(frozen=True)
+class IbsimConfig:
+    """The simulated gateway under supervisord (`python -m actors.ibsim_launcher`): it
+    listens on `gateway.port`; off in the paper and live profiles."""
+
+    enabled: bool = False
+    control_port: int = 4010
+    state_file: str = ""  # empty: ibsim-state.json beside the SQLite file
+    now: str = ""  # simulated start (ISO with offset); empty: clock.start, else real time
 
 
 @dataclass(frozen=True)
@@ -180,6 +198,7 @@ class Config:
     clock: ClockConfig = field(default_factory=ClockConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
+    ibsim: IbsimConfig = field(default_factory=IbsimConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -188,6 +207,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "strategy.strike_selection": ("delta", "otm_distance"),
     "watchdog.gateway_restart": ("supervisor", "docker", "none"),
     "alerts.webhooks.format": ("json", "slack", "discord", "ntfy"),
+    "logging.format": ("text", "json"),
     "logging.level": ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"),
 }
 
@@ -289,7 +309,8 @@ def _validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, parts[0]), parts[1])
         if value not in allowed:
             fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
-    for key, port in (("gateway.port", cfg.gateway.port), ("web.port", cfg.web.port)):
+    for key, port in (("gateway.port", cfg.gateway.port), ("web.port", cfg.web.port),
+                      ("ibsim.control_port", cfg.ibsim.control_port)):
         if not 1 <= port <= 65535:
             fail(key, f"must be a TCP port (1-65535), got {port}")
     if cfg.gateway.client_id < 0:
@@ -300,8 +321,11 @@ def _validate(cfg: Config) -> None:
         fail("storage.path", "must not be empty")
     if not re.match(r"^(tcp://[^:]+:\d+|ipc://.+)$", cfg.zmq.endpoint):
         fail("zmq.endpoint", f"expected tcp://HOST:PORT or ipc://PATH, got {cfg.zmq.endpoint!r}")
-    if not cfg.schedule.entry_times:
-        fail("schedule.entry_times", "needs at least one HH:MM time")
+    if not cfg.zmq.curve and cfg.zmq.endpoint.startswith("tcp://") and cfg.gateway.mode == "live":
+        # Any local process could send orders over an unauthenticated tcp socket.
+        fail("zmq.curve", "false is refused on a tcp endpoint in live mode (use ipc://)")
+    # An empty schedule is allowed: no scheduled entry, entries by hand only (a warning
+    # at start and on the dashboard, see schedule_warnings).
     for i, t in enumerate(cfg.schedule.entry_times):
         if not _HHMM.match(t):
             fail(f"schedule.entry_times[{i}]", f"expected HH:MM (ET), got {t!r}")
@@ -331,6 +355,8 @@ def _validate(cfg: Config) -> None:
     for key in ("sale_attempts", "exit_attempts"):
         if getattr(s, key) < 1:
             fail(f"strategy.{key}", "must be >= 1")
+    if cfg.web.session_hours <= 0:
+        fail("web.session_hours", "must be > 0")
     if cfg.risk.max_order_quantity < 1:
         fail("risk.max_order_quantity", "must be >= 1")
     if cfg.clock.speed <= 0:
@@ -353,6 +379,14 @@ def _validate(cfg: Config) -> None:
     for key in ("probe_interval", "escalate_after", "backoff_initial", "backoff_max"):
         if getattr(cfg.watchdog, key) <= 0:
             fail(f"watchdog.{key}", "must be > 0")
+
+
+def schedule_warnings(cfg: Config) -> list[str]:
+    """What an operator should be told about the schedule (logged at start, on the
+    dashboard's status)."""
+    if not cfg.schedule.entry_times:
+        return ["schedule.entry_times is empty: no scheduled entry, entries by hand only"]
+    return []
 
 
 def load_config(
@@ -379,16 +413,21 @@ def load_config(
 
 def cli_config(prog: str, argv: list[str] | None = None, description: str | None = None
                ) -> Config:
-    """`--config PATH` (or TRADING_BOT_CONFIG) for a process's main; a bad config ends the
-    process with exit code 2 and a message naming the key."""
+    """`--config PATH` (or TRADING_BOT_CONFIG, else `--default-config PATH`) for a
+    process's main; a bad config ends the process with exit code 2 and a message
+    naming the key."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", help="TOML config (or TRADING_BOT_CONFIG)")
+    parser.add_argument("--default-config", metavar="PATH",
+                        help="used when neither --config nor TRADING_BOT_CONFIG is given "
+                             "(supervisord.conf: the demo profile)")
     args = parser.parse_args(argv)
     try:
-        return load_config(args.config)
+        return load_config(args.config or os.environ.get(ENV_CONFIG_PATH)
+                           or args.default_config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

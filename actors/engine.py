@@ -16,7 +16,7 @@ import pykka
 from loguru import logger
 
 from actors.clock import Clock, clock_from_config
-from actors.config import Config, cli_config
+from actors.config import _HHMM, Config, cli_config, schedule_warnings
 from actors.connection import Connection
 from actors.directory import ActorDirectory
 from actors.logs import setup_logging
@@ -82,8 +82,15 @@ class Engine:
         return specs
 
     def start(self) -> None:
+        from actors.zmq_keys import ensure_keys, keys_dir, server_keys
         from actors.zmq_service import ZmqService
 
+        curve = None
+        if self.cfg.zmq.curve:
+            directory = keys_dir(self.cfg)
+            if ensure_keys(directory):
+                logger.info("wrote ZeroMQ CURVE keys to {}", directory)
+            curve = server_keys(directory)
         self.alerts.start()
         self.supervisor = Supervisor.start(
             self.child_specs(), self.directory, self.cfg.supervision, self._give_up
@@ -98,16 +105,20 @@ class Engine:
             command_ops=set(COMMAND_OPS),
             max_message_bytes=self.cfg.zmq.max_message_bytes,
             command_max_age=self.cfg.zmq.command_max_age,
+            curve=curve,
         )
         self.zmq.start()
         mode = self.cfg.gateway.mode
         logger.info(
-            "engine started ({} mode, gateway {}:{}, zmq {})",
+            "engine started ({} mode, gateway {}:{}, zmq {}, curve {})",
             mode,
             self.cfg.gateway.host,
             self.cfg.gateway.port,
             self.cfg.zmq.endpoint,
+            "on" if curve else "off",
         )
+        for warning in schedule_warnings(self.cfg):
+            logger.warning(warning)
         self.alerts.raise_alert("engine_started", f"engine started in {mode} mode", severity="info")
 
     def _give_up(self, reason: str) -> None:
@@ -150,7 +161,10 @@ class Engine:
                 return d.proxy("position_book").query(op, args).get(timeout=5)
             if op == "enter_now":
                 slot = args.get("slot")
-                if slot is not None and slot not in self.cfg.schedule.entry_times:
+                if slot is not None and self.cfg.schedule.entry_times == []:
+                    if not isinstance(slot, str) or not _HHMM.match(slot):
+                        raise OpError("bad_args", "slot must be HH:MM (ET)")
+                elif slot is not None and slot not in self.cfg.schedule.entry_times:
                     raise OpError(
                         "bad_args", f"slot must be one of {self.cfg.schedule.entry_times}"
                     )
@@ -188,7 +202,7 @@ class Engine:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = cli_config("python -m actors", argv, __doc__)
-    setup_logging("engine", cfg.logging.dir or None, cfg.logging.level)
+    setup_logging("engine", cfg.logging.dir or None, cfg.logging.level, cfg.logging.format)
     engine = Engine(cfg)
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -1,22 +1,24 @@
 """One loguru setup for every process (engine, web, ibsim, alert listener).
 
-Format names the process and the actor; a filter redacts secrets (passwords,
-tokens, webhook URLs' paths and query strings) before a line is written.
+Format names the process and the actor; secrets (passwords, tokens, webhook
+URLs' paths and query strings) are redacted before a line is written. Our sinks
+render the whole line themselves (time, message and exception text), redact all
+of it, and show tracebacks without local variables (`diagnose=False`,
+`backtrace=False`): an exception's text or a local holding a webhook URL never
+reaches a sink. `fmt="json"` writes one JSON object per line for log shippers.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
-
-_FORMAT = (
-    "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level:<7} | {extra[process]}:{extra[actor]} | {message}"
-)
 
 # Values that must never reach a log line, whatever the caller wrote.
 _PATTERNS = [
@@ -56,6 +58,55 @@ def _secret_env_values() -> list[str]:
     return [v for k, v in os.environ.items() if _SECRET_ENV_NAMES.search(k) and len(v) >= 6]
 
 
+def _exception_text(record: Any) -> str:
+    exc = record["exception"]
+    if exc is None or exc.type is None:
+        return ""
+    # The standard library's rendering: frames and the exception text, never locals.
+    return "".join(traceback.format_exception(exc.type, exc.value, exc.traceback)).rstrip("\n")
+
+
+def render_text(record: Any) -> str:
+    """One log line (plus a traceback if any), redacted as a whole."""
+    extra = record["extra"]
+    line = (
+        record["time"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        + f" | {record['level'].name:<7} | {extra.get('process', _process_name)}:"
+        f"{extra.get('actor', '-')} | {record['message']}"
+    )
+    exc = _exception_text(record)
+    return redact(f"{line}\n{exc}" if exc else line)
+
+
+def render_json(record: Any) -> str:
+    """One JSON object per line: time, level, process, actor, message[, exception]."""
+    extra = record["extra"]
+    out = {
+        "time": record["time"].isoformat(),
+        "level": record["level"].name,
+        "process": extra.get("process", _process_name),
+        "actor": extra.get("actor", "-"),
+        "message": record["message"],
+    }
+    exc = _exception_text(record)
+    if exc:
+        out["exception"] = exc
+    # Each field redacted before serialising: a pattern run over the JSON text could
+    # swallow an escaping backslash and break the line.
+    return json.dumps({k: redact(str(v)) for k, v in out.items()}, ensure_ascii=False)
+
+
+def _formatter(render: Any) -> Any:
+    """A loguru format function: the rendered, redacted line goes in as a value (so that
+    braces or `<tags>` in it are never read as format fields or colour markup)."""
+
+    def fmt(record: Any) -> str:
+        record["extra"]["_line"] = render(record)
+        return "{extra[_line]}\n"
+
+    return fmt
+
+
 def _patch(record: Any) -> None:
     record["message"] = redact(record["message"])
     record["extra"].setdefault("process", _process_name)
@@ -65,23 +116,32 @@ def _patch(record: Any) -> None:
 _process_name = "main"
 
 
-def setup_logging(process: str, log_dir: str | None = None, level: str = "INFO") -> None:
-    """Log to stdout (supervisord/Docker collect it) and, if set, a rotated file."""
+def setup_logging(
+    process: str, log_dir: str | None = None, level: str = "INFO", fmt: str = "text"
+) -> None:
+    """Log to stdout (supervisord/Docker collect it) and, if set, a rotated file;
+    `fmt` is "text" or "json" (`[logging] format`)."""
     global _process_name
+    if fmt not in ("text", "json"):
+        raise ValueError(f"log format must be text or json, got {fmt!r}")
+    line = _formatter(render_json if fmt == "json" else render_text)
     _process_name = process
     logger.remove()
     # Line-buffered, so that the last lines before a kill -9 reach the log file.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     logger.configure(patcher=_patch, extra={"process": process, "actor": "-"})
-    logger.add(sys.stdout, format=_FORMAT, level=level, enqueue=False, backtrace=False)
+    logger.add(sys.stdout, format=line, level=level, enqueue=False, colorize=False,
+               backtrace=False, diagnose=False)
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         logger.add(
             str(Path(log_dir) / f"{process}.log"),
-            format=_FORMAT,
+            format=line,
             level=level,
             rotation="20 MB",
             retention=5,
             enqueue=True,
+            backtrace=False,
+            diagnose=False,
         )

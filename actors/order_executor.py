@@ -226,6 +226,9 @@ class OrderExecutor(SupervisedActor):
     # ---- entry -------------------------------------------------------------------------
 
     def first_open_slot(self, trade_date: str) -> str:
+        if not self.cfg.schedule.entry_times:
+            # Entries by hand only: the slot is the minute of the request (ET).
+            return f"{self.clock.now().astimezone(ET):%H:%M}"
         entries = {e["slot"]: e for e in self.book.entries(trade_date).get(timeout=self._t())}
         for slot in self.cfg.schedule.entry_times:
             if slot not in entries:

@@ -20,7 +20,7 @@ from loguru import logger
 
 from actors import pnl as pnl_math
 from actors.clock import Clock
-from actors.config import Config
+from actors.config import Config, schedule_warnings
 from actors.directory import ActorDirectory
 from actors.messages import (
     CommissionReceived,
@@ -1004,6 +1004,7 @@ class PositionBook(SupervisedActor):
                 "time": spy.time if spy else None,
             },
             "entry": {"trade_date": today, "slots": slots},
+            "warnings": schedule_warnings(self.cfg),
             "engine": {
                 "started_at": self.started_at,
                 "now": time.time(),

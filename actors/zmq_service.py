@@ -7,12 +7,19 @@ msgpack, a wrong shape, unknown ops, stale or repeated commands. No request can
 kill the service. Handlers run on a small worker pool so that a slow command
 never holds up reads; replies go back to the socket thread through a queue,
 since ZeroMQ sockets are not thread-safe.
+
+With CURVE keys (the default, issue 18) the socket is a CURVE server and a ZAP
+handler accepts only the client key from `[zmq] keys_dir`: a peer without it
+never gets a request through, so it gets no reply and changes nothing. Refused
+handshakes are seen on a socket monitor and logged once a minute at most.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
+import os
 import queue
 import threading
 import time
@@ -25,9 +32,35 @@ from typing import Any
 import msgpack
 import zmq
 from loguru import logger
+from zmq.utils.monitor import recv_monitor_message
+
+from actors.zmq_keys import CurveKeys
 
 PROTOCOL_VERSION = 1
 RECENT_COMMANDS = 1000
+REFUSAL_LOG_INTERVAL = 60.0
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+class _OnlyClientKey:
+    """ZAP credentials check: the one known client public key, nothing else."""
+
+    def __init__(self, client_public: bytes) -> None:
+        self.client_public = client_public
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key == self.client_public
+
+
+def _quiet_zap_log() -> logging.Logger:
+    # pyzmq's authenticator logs every denial; the service logs them, rate-limited.
+    log = logging.getLogger("trading_bot.zap")
+    log.setLevel(logging.ERROR)
+    return log
 
 
 class OpError(Exception):
@@ -106,8 +139,10 @@ class ZmqService:
         max_message_bytes: int = 65536,
         command_max_age: float = 10.0,
         workers: int = 4,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.curve = curve
         self.handler = handler
         self.known_ops = known_ops
         self.command_ops = command_ops
@@ -124,6 +159,10 @@ class ZmqService:
         self._error: Exception | None = None
         self.requests = 0
         self.refused = 0
+        self.handshakes_refused = 0
+        self._refusals_unlogged = 0
+        self._last_refusal_log = float("-inf")
+        self._auth: Any = None
         self.log = logger.bind(actor="zmq")
 
     def start(self) -> None:
@@ -136,6 +175,8 @@ class ZmqService:
         self._stop.set()
         self._thread.join(5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._auth is not None:
+            self._auth.stop()
         self._ctx.term()
 
     # ---- socket thread -----------------------------------------------------------------
@@ -154,18 +195,28 @@ class ZmqService:
         self._bell = self._ctx.socket(zmq.PUSH)
         self._bell.connect(bell_addr)
         self._bell_lock = threading.Lock()
+        monitor: zmq.Socket[Any] | None = None
         try:
+            if self.curve is not None:
+                monitor = self._secure(sock)
             if self.endpoint.startswith("ipc://"):
-                Path(self.endpoint[len("ipc://") :]).parent.mkdir(parents=True, exist_ok=True)
-            sock.bind(self.endpoint)
+                path = Path(self.endpoint[len("ipc://") :])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sock.bind(self.endpoint)
+                os.chmod(path, 0o600)  # the owner only, with or without CURVE
+            else:
+                sock.bind(self.endpoint)
         except Exception as exc:
             self._error = exc
             self._bound.set()
+            sock.close(0)
             return
         self._bound.set()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(bell_rx, zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 events = dict(poller.poll(200))
@@ -188,10 +239,51 @@ class ZmqService:
                         except zmq.Again:
                             break
                         self._on_request(sock, parts)
+                if monitor is not None and monitor in events:
+                    self._on_monitor(monitor)
         finally:
+            if monitor is not None:
+                sock.disable_monitor()
+                monitor.close(0)
             sock.close(0)
             bell_rx.close(0)
             self._bell.close(0)
+
+    def _secure(self, sock: zmq.Socket[Any]) -> zmq.Socket[Any]:
+        """CURVE server with a ZAP handler that knows one client key; returns a monitor
+        socket that reports failed handshakes."""
+        from zmq.auth.thread import ThreadAuthenticator
+
+        assert self.curve is not None and self.curve.server_secret is not None
+        self._auth = ThreadAuthenticator(self._ctx, log=_quiet_zap_log())
+        self._auth.start()
+        self._auth.configure_curve_callback(
+            domain="*", credentials_provider=_OnlyClientKey(self.curve.client_public)
+        )
+        sock.curve_publickey = self.curve.server_public
+        sock.curve_secretkey = self.curve.server_secret
+        sock.curve_server = True
+        return sock.get_monitor_socket(_HANDSHAKE_FAILED)
+
+    def _on_monitor(self, monitor: zmq.Socket[Any]) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if event["event"] & _HANDSHAKE_FAILED:
+                self.handshakes_refused += 1
+                self._refusals_unlogged += 1
+        now = time.monotonic()
+        if self._refusals_unlogged and now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
+            # Once a minute at most: a scanner must not flood the log.
+            self.log.warning(
+                "refused {} ZeroMQ handshake(s) on {}: peer without the client CURVE key",
+                self._refusals_unlogged,
+                self.endpoint,
+            )
+            self._refusals_unlogged = 0
+            self._last_refusal_log = now
 
     def _send(self, sock: zmq.Socket[Any], envelope: list[bytes], reply: bytes) -> None:
         try:

@@ -18,6 +18,8 @@ from tests.support.stack import render_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL = 0.001  # seconds between polls of a latency figure: its resolution
+# The engine's ZeroMQ is CURVE-secured: endpoint -> the keys folder its engine writes.
+ENGINE_KEYS: dict[str, Path] = {}
 
 
 def pct(values: list[float], p: float) -> float:
@@ -90,7 +92,9 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 def engine_config(tmp: Path, gateway_port: int, zmq_endpoint: str,
                   extra: dict[str, dict[str, Any]] | None = None) -> Path:
-    """A paper profile against ibsim with the schedule out of the way."""
+    """A paper profile against ibsim with the schedule out of the way (CURVE keys in
+    `tmp/zmq-keys`, written by the engine, which ZmqClient loads)."""
+    ENGINE_KEYS[zmq_endpoint] = tmp / "zmq-keys"
     sections: dict[str, dict[str, Any]] = {
         "gateway": {"port": gateway_port, "connect_timeout": 3.0, "request_timeout": 5.0},
         "storage": {"path": str(tmp / "book.sqlite")},
@@ -131,11 +135,13 @@ class ZmqClient:
     """A REQ client kept open between polls (a new socket per poll would be the cost
     measured); on a timeout the socket is replaced, as the Lazy Pirate pattern does."""
 
-    def __init__(self, endpoint: str, timeout: float = 2.0) -> None:
+    def __init__(self, endpoint: str, timeout: float = 2.0,
+                 keys_dir: Path | None = None) -> None:
         import zmq
 
         self.zmq = zmq
         self.endpoint, self.timeout = endpoint, timeout
+        self.keys_dir = keys_dir or ENGINE_KEYS.get(endpoint)
         self.ctx = zmq.Context.instance()
         self.sock = self._open()
         self.n = 0
@@ -143,6 +149,8 @@ class ZmqClient:
     def _open(self) -> Any:
         s = self.ctx.socket(self.zmq.REQ)
         s.setsockopt(self.zmq.LINGER, 0)
+        if self.keys_dir is not None:
+            curve_client(s, self.keys_dir)
         s.connect(self.endpoint)
         return s
 
@@ -237,16 +245,44 @@ def open_streaming_lots(sim: Any, client: ZmqClient, slots: list[str],
                          "tick_interval": tick_interval})
 
 
-def echo_server(endpoint: str) -> Callable[[], None]:
+def curve_client(sock: Any, keys_dir: Path, wait: float = 60.0) -> None:
+    """Give `sock` the client keys from `keys_dir`, waiting for an engine that is
+    starting to write them."""
+    from actors.zmq_keys import KeysError, apply_client, client_keys
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            apply_client(sock, client_keys(keys_dir))
+            return
+        except KeysError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def echo_server(endpoint: str, keys_dir: Path | None = None) -> Callable[[], None]:
     """A raw ZeroMQ ROUTER that returns each request as it came: the baseline of every
-    ZeroMQ figure. Runs in a child process; returns a function that stops it."""
+    ZeroMQ figure. With `keys_dir` (written here if missing) it is a CURVE server, the
+    baseline of the engine's CURVE cost. Runs in a child process; returns a function
+    that stops it."""
     code = (
-        "import sys, zmq\n"
-        "ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
+        "import sys, zmq, zmq.auth\n"
+        "ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER)\n"
+        "if len(sys.argv) > 2:\n"
+        "    pub, sec = zmq.auth.load_certificate(sys.argv[2] + '/server.key_secret')\n"
+        "    s.curve_publickey, s.curve_secretkey, s.curve_server = pub, sec, True\n"
+        "s.bind(sys.argv[1])\n"
         "while True:\n"
         "    s.send_multipart(s.recv_multipart())\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, endpoint])
+    extra: list[str] = []
+    if keys_dir is not None:
+        from actors.zmq_keys import ensure_keys
+
+        ensure_keys(keys_dir)
+        extra = [str(keys_dir)]
+    proc = subprocess.Popen([sys.executable, "-c", code, endpoint, *extra])
 
     def stop_echo() -> None:
         proc.kill()

@@ -2,7 +2,8 @@
 app under waitress (a process) querying the real engine (a process) over ZeroMQ, with
 1,000 lots (10 open), 10,000 fills and 3,000 orders in the book, 8 concurrent client
 processes for 10 s each: req/s, p50/p99. Baseline: a raw ZeroMQ+msgpack echo of the
-same payloads by 8 clients for the same time.
+same payloads by 8 clients for the same time, plain and with CURVE (the engine's
+ZeroMQ is CURVE-secured, issue 18: the CURVE echo is the fair baseline).
 
 The engine runs without a gateway (its link stays down): a book seeded with lots the
 broker never held would otherwise be reconciled away; the views read the book alike.
@@ -29,6 +30,7 @@ from bench.common import (
     ROOT,
     Row,
     ZmqClient,
+    curve_client,
     echo_server,
     engine_config,
     pct,
@@ -91,10 +93,10 @@ def http_worker(port: int, path: str, seconds: float, cookie: str, out: Any) -> 
     out.put((lat, errors))
 
 
-def zmq_worker(endpoint: str, op: str, seconds: float, out: Any) -> None:
+def zmq_worker(endpoint: str, op: str, seconds: float, keys: str, out: Any) -> None:
     from bench.common import ZmqClient
 
-    client = ZmqClient(endpoint, timeout=10)
+    client = ZmqClient(endpoint, timeout=10, keys_dir=Path(keys))
     lat: list[float] = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -105,10 +107,12 @@ def zmq_worker(endpoint: str, op: str, seconds: float, out: Any) -> None:
     out.put((lat, 0))
 
 
-def echo_worker(endpoint: str, payload: bytes, seconds: float, out: Any) -> None:
+def echo_worker(endpoint: str, payload: bytes, seconds: float, keys: str, out: Any) -> None:
     import zmq
 
     s = zmq.Context().socket(zmq.REQ)
+    if keys:
+        curve_client(s, Path(keys))
     s.connect(endpoint)
     lat: list[float] = []
     end = time.perf_counter() + seconds
@@ -160,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
                                     "TRADING_BOT_WEB_PASSWORD": PASSWORD})
         echo_ep = f"tcp://127.0.0.1:{free_port()}"
         stop_echo = echo_server(echo_ep)
+        curve_ep, echo_keys = f"tcp://127.0.0.1:{free_port()}", Path(tmp) / "echo-keys"
+        stop_curve_echo = echo_server(curve_ep, echo_keys)
+        engine_keys = str(Path(tmp) / "zmq-keys")
         client = ZmqClient(zmq_ep, timeout=5)
         try:
             poll(lambda: _answers(client), 60, 0.05)
@@ -170,8 +177,11 @@ def main(argv: list[str] | None = None) -> None:
                 lat, errors = run_clients(http_worker,
                                           (web_port, f"/api/{op}", args.seconds, ""),
                                           args.clients)
-                base, _ = run_clients(echo_worker, (echo_ep, b"x" * sizes[op], args.seconds),
+                base, _ = run_clients(echo_worker,
+                                      (echo_ep, b"x" * sizes[op], args.seconds, ""),
                                       args.clients)
+                cbase, _ = run_clients(echo_worker, (curve_ep, b"x" * sizes[op], args.seconds,
+                                                     str(echo_keys)), args.clients)
                 rps, base_rps = len(lat) / args.seconds, len(base) / args.seconds
                 ms = 1000.0
                 rows += [
@@ -182,17 +192,26 @@ def main(argv: list[str] | None = None) -> None:
                     Row(f"{op}: raw echo req/s ({sizes[op]} B)", base_rps, "req/s"),
                     Row(f"{op}: raw echo p50", pct(base, 50) * ms, "ms"),
                     Row(f"{op}: raw echo p99", pct(base, 99) * ms, "ms"),
+                    Row(f"{op}: CURVE echo req/s", len(cbase) / args.seconds, "req/s"),
+                    Row(f"{op}: CURVE echo p50", pct(cbase, 50) * ms, "ms"),
+                    Row(f"{op}: CURVE echo p99", pct(cbase, 99) * ms, "ms"),
                 ]
                 if op == "status":
-                    zlat, _ = run_clients(zmq_worker, (zmq_ep, "status", args.seconds),
+                    zlat, _ = run_clients(zmq_worker,
+                                          (zmq_ep, "status", args.seconds, engine_keys),
                                           args.clients)
-                    rows.append(Row("status over zmq (no HTTP) p50", pct(zlat, 50) * ms, "ms"))
-                    rows.append(Row("status over zmq (no HTTP) p99", pct(zlat, 99) * ms, "ms"))
-                    ratio = pct(zlat, 50) / pct(base, 50)
-                    rows.append(Row("zmq status p50 / raw echo p50", ratio, "x", "<= 5x",
+                    rows.append(Row("status over zmq+CURVE (no HTTP) p50", pct(zlat, 50) * ms,
+                                    "ms"))
+                    rows.append(Row("status over zmq+CURVE (no HTTP) p99", pct(zlat, 99) * ms,
+                                    "ms"))
+                    ratio = pct(zlat, 50) / pct(cbase, 50)
+                    rows.append(Row("zmq status p50 / CURVE echo p50", ratio, "x", "<= 5x",
                                     ratio <= 5))
+                    curve_cost = pct(cbase, 50) / pct(base, 50)
+                    rows.append(Row("CURVE echo p50 / raw echo p50", curve_cost, "x"))
         finally:
             client.close()
+            stop_curve_echo()
             stop_echo()
             stop(web)
             stop(engine)

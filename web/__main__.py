@@ -12,7 +12,7 @@ from actors.logs import setup_logging
 
 def main(argv: list[str] | None = None) -> int:
     cfg = cli_config("python -m web", argv, __doc__)
-    setup_logging("web", cfg.logging.dir or None, cfg.logging.level)
+    setup_logging("web", cfg.logging.dir or None, cfg.logging.level, cfg.logging.format)
     from waitress import serve
 
     from web.app import create_app

@@ -4,13 +4,22 @@ Reads are GETs under /api; every action is a POST that needs a login (password
 from TRADING_BOT_WEB_PASSWORD, session cookie) and the session's CSRF token in
 the X-CSRF-Token header. When the engine does not answer, the API says
 "engine unreachable" (HTTP 503) instead of failing.
+
+Issue 18: reads need a login too unless the dashboard listens on loopback only
+(or `web.login_required_for_reads`); a session ends after `web.session_hours` or
+when the password changes (the session carries a keyed fingerprint of it); failed
+logins are throttled per client address with a doubling delay (HTTP 429).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
+import threading
+import time
 from functools import wraps
 from typing import Any
 
@@ -18,6 +27,7 @@ from flask import Flask, jsonify, render_template, request, session
 from flask.typing import ResponseReturnValue
 
 from actors.config import Config
+from actors.zmq_keys import curve_keys_dir
 from web.engine_client import EngineClient, EngineError, EngineUnreachable
 
 READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
@@ -32,6 +42,55 @@ PASSWORD_ENV = "TRADING_BOT_WEB_PASSWORD"
 SECRET_ENV = "TRADING_BOT_WEB_SECRET"
 
 
+THROTTLE_FIRST = 1.0  # seconds locked out after the first failed login from an address
+THROTTLE_MAX = 300.0  # the delay doubles per failure up to this
+THROTTLE_FORGET = 3600.0  # an address quiet this long starts again from the first delay
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or 0.0.0.0: reachable from elsewhere
+
+
+class LoginThrottle:
+    """Failed logins per client address: after the n-th failure the address is refused
+    for THROTTLE_FIRST * 2**(n-1) seconds (capped), without its password being checked."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float, float]] = {}  # addr: (n, until, last)
+
+    def retry_after(self, addr: str, now: float) -> float:
+        with self._lock:
+            n, until, last = self._failures.get(addr, (0, 0.0, 0.0))
+            if n and now - last > THROTTLE_FORGET:
+                del self._failures[addr]
+                return 0.0
+            return max(0.0, until - now)
+
+    def failed(self, addr: str, now: float) -> float:
+        with self._lock:
+            n = self._failures.get(addr, (0, 0.0, 0.0))[0] + 1
+            delay = min(THROTTLE_MAX, THROTTLE_FIRST * 2 ** (n - 1))
+            self._failures[addr] = (n, now + delay, now)
+            if len(self._failures) > 10_000:  # many addresses: drop the oldest
+                oldest = min(self._failures, key=lambda a: self._failures[a][2])
+                del self._failures[oldest]
+            return delay
+
+    def succeeded(self, addr: str) -> None:
+        with self._lock:
+            self._failures.pop(addr, None)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+
 def _error(status: int, code: str, message: str) -> ResponseReturnValue:
     return jsonify({"ok": False, "error": {"code": code, "message": message}}), status
 
@@ -40,10 +99,30 @@ def create_app(cfg: Config, client: EngineClient | None = None) -> Flask:
     app = Flask(__name__)
     app.secret_key = os.environ.get(SECRET_ENV) or secrets.token_hex(32)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
-    engine = client or EngineClient(cfg.zmq)
+    engine = client or EngineClient(cfg.zmq, curve_keys_dir(cfg))
+    throttle = LoginThrottle()
+    reads_need_login = cfg.web.login_required_for_reads or not is_loopback(cfg.web.host)
+    app.config["throttle"] = throttle
+
+    def password_mark(password: str) -> str:
+        # Keyed with the session secret: the cookie never carries the password's hash.
+        key = str(app.secret_key).encode()
+        return hmac.new(key, password.encode(), hashlib.sha256).hexdigest()[:32]
 
     def logged_in() -> bool:
-        return bool(session.get("user"))
+        if not session.get("user"):
+            return False
+        expected = os.environ.get(PASSWORD_ENV)
+        login_at = session.get("login_at")
+        if (
+            not expected
+            or not isinstance(login_at, int | float)
+            or time.time() - login_at > cfg.web.session_hours * 3600
+            or not hmac.compare_digest(str(session.get("pw", "")), password_mark(expected))
+        ):
+            session.clear()  # expired, or the password changed since this login
+            return False
+        return True
 
     def csrf_token() -> str:
         if "csrf" not in session:
@@ -53,7 +132,7 @@ def create_app(cfg: Config, client: EngineClient | None = None) -> Flask:
     def requires_login_for_reads(view: Any) -> Any:
         @wraps(view)
         def wrapped(*a: Any, **kw: Any) -> Any:
-            if cfg.web.login_required_for_reads and not logged_in():
+            if reads_need_login and not logged_in():
                 return _error(401, "login_required", "log in first")
             return view(*a, **kw)
 
@@ -61,7 +140,7 @@ def create_app(cfg: Config, client: EngineClient | None = None) -> Flask:
 
     @app.get("/")
     def index() -> ResponseReturnValue:
-        if cfg.web.login_required_for_reads and not logged_in():
+        if reads_need_login and not logged_in():
             return render_template("login.html", error=None), 200
         return render_template(
             "index.html", csrf=csrf_token(), logged_in=logged_in(),
@@ -79,14 +158,27 @@ def create_app(cfg: Config, client: EngineClient | None = None) -> Flask:
         if not expected:
             return _error(403, "login_disabled",
                           f"set {PASSWORD_ENV} in the environment to enable actions")
-        given = (request.get_json(silent=True) or {}).get("password") or request.form.get(
+        addr = request.remote_addr or "?"
+        wait = throttle.retry_after(addr, time.monotonic())
+        if wait > 0:
+            resp = jsonify({"ok": False, "error": {
+                "code": "throttled", "message": f"too many failed logins: retry in {wait:.0f}s"}})
+            resp.headers["Retry-After"] = str(max(1, round(wait)))
+            return resp, 429
+        body = request.get_json(silent=True)
+        given = (body.get("password") if isinstance(body, dict) else None) or request.form.get(
             "password", "")
         # Bytes: compare_digest refuses non-ASCII str (a 500 found by the HTTP fuzz).
         if not isinstance(given, str) or not hmac.compare_digest(given.encode(),
                                                                  expected.encode()):
-            return _error(401, "bad_password", "wrong password")
+            delay = throttle.failed(addr, time.monotonic())
+            resp = jsonify({"ok": False, "error": {"code": "bad_password",
+                                                   "message": "wrong password"}})
+            resp.headers["Retry-After"] = str(max(1, round(delay)))
+            return resp, 401
+        throttle.succeeded(addr)
         session.clear()
-        session["user"] = "operator"
+        session.update(user="operator", login_at=time.time(), pw=password_mark(expected))
         return jsonify({"ok": True, "csrf": csrf_token()})
 
     @app.post("/logout")

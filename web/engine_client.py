@@ -4,6 +4,10 @@ Each call has a deadline; a request that got no reply closes its socket (a REQ
 socket that missed a reply is stuck) and is retried on a new one. Commands carry
 an id and `sent_at`, so the engine drops a retried duplicate or a stale one
 instead of running it twice. After the retries: EngineUnreachable.
+
+With CURVE on, each new socket loads the client pair and the server's public key
+from `[zmq] keys_dir` (read again per socket, so keys the engine writes at its
+first start are picked up without restarting the dashboard).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import zmq
 
 from actors.config import ZmqConfig
+from actors.zmq_keys import KeysError, apply_client, client_keys
 
 COMMAND_TIMEOUT = 15.0
 
@@ -32,17 +38,27 @@ class EngineError(Exception):
 
 
 class EngineClient:
-    def __init__(self, cfg: ZmqConfig) -> None:
+    def __init__(self, cfg: ZmqConfig, keys_dir: Path | None = None) -> None:
+        """`keys_dir`: CURVE keys to use (None: plain sockets, `[zmq] curve = false`)."""
         self.cfg = cfg
+        self.keys_dir = keys_dir
         self.ctx = zmq.Context.instance()
         self._local = threading.local()  # one socket per WSGI thread
 
     def _socket(self) -> zmq.Socket[Any]:
         sock = getattr(self._local, "sock", None)
         if sock is None:
+            keys = None
+            if self.keys_dir is not None:
+                try:
+                    keys = client_keys(self.keys_dir)
+                except KeysError as exc:  # the engine has not written them yet
+                    raise EngineUnreachable(f"engine unreachable: {exc}") from None
             sock = self.ctx.socket(zmq.REQ)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.IMMEDIATE, 1)
+            if keys is not None:
+                apply_client(sock, keys)
             sock.connect(self.cfg.endpoint)
             self._local.sock = sock
         return sock

@@ -17,7 +17,7 @@ from ib_insync import IB
 
 from actors.store import Store
 from ibsim.harness import IbsimProcess, free_port
-from tests.support.zmq_request import wait_for_value, wait_until, zmq_request
+from tests.support.zmq_request import use_keys, wait_for_value, wait_until, zmq_request
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +33,7 @@ def start_engine(tmp: Path, sim: Any, zmq_port: int, clock: str, speed: float = 
         "TRADING_BOT__WATCHDOG__GATEWAY_RESTART": "none",
         **(extra or {}),
     }
+    use_keys(f"tcp://127.0.0.1:{zmq_port}", tmp / "zmq-keys")  # written by the engine
     log = open(tmp / "engine.log", "ab")  # noqa: SIM115 - the child writes it
     return subprocess.Popen([sys.executable, "-m", "actors", "--config", "config/demo.toml"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

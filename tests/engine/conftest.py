@@ -17,8 +17,9 @@ from actors.clock import ManualClock
 from actors.config import load_config
 from actors.engine import Engine
 from actors.messages import LinkState
+from actors.zmq_keys import keys_dir
 from ibsim.harness import IbsimThread, free_port
-from tests.support.zmq_request import wait_until, zmq_request
+from tests.support.zmq_request import use_keys, wait_until, zmq_request
 
 ROOT = Path(__file__).resolve().parents[2]
 ET = ZoneInfo("America/New_York")
@@ -105,6 +106,7 @@ class RunningEngine:
         self.engine = engine
         self.clock = clock
         self.endpoint = engine.cfg.zmq.endpoint
+        use_keys(self.endpoint, keys_dir(engine.cfg))
 
     def book(self) -> Any:
         return self.engine.directory.proxy("position_book")

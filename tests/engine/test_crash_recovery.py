@@ -15,7 +15,7 @@ import pytest
 
 from actors.store import Store
 from tests.engine.conftest import SESSION_NOW, engine_subprocess, write_config
-from tests.support.zmq_request import wait_for_value, wait_until, zmq_request
+from tests.support.zmq_request import use_keys, wait_for_value, wait_until, zmq_request
 
 
 def _sales(sim: Any) -> list[dict[str, Any]]:
@@ -96,9 +96,13 @@ def test_kill_9_then_restart_ends_with_one_protected_lot(
 
 
 def _port(cfg: Path) -> int:
+    """The engine's ZeroMQ port; its requests use the keys the engine writes."""
     from actors.config import load_config
+    from actors.zmq_keys import keys_dir
 
-    return int(load_config(cfg, environ={}).zmq.endpoint.rsplit(":", 1)[1])
+    conf = load_config(cfg, environ={})
+    use_keys(conf.zmq.endpoint, keys_dir(conf))
+    return int(conf.zmq.endpoint.rsplit(":", 1)[1])
 
 
 def test_entry_killed_before_its_sale_runs_again_after_restart(

@@ -65,6 +65,7 @@ def test_random_requests_get_clean_answers_and_change_nothing(
             as_json: bool) -> None:
         client = app.test_client()
         if logged_in:  # an operator's session, then a request with a random CSRF header
+            app.config["throttle"].reset()  # drawn wrong passwords throttle the test client
             assert client.post("/login", json={"password": PASSWORD}).status_code == 200
         if as_json:
             hdrs = {**hdrs, "Content-Type": "application/json"}

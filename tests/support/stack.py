@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from ibsim.harness import free_port
+from tests.support.zmq_request import engine_keys_dir, use_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +40,20 @@ def render_toml(sections: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def project_root(tmp: Path) -> Path:
+    """A project root of its own for a test: the code, config and venv linked in, a copy
+    of supervisord.conf (so that %(here)s, and with it run/, is under `tmp`)."""
+    root = tmp / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("actors", "web", "ibsim", "config", ".venv"):
+        link = root / name
+        if not link.exists():
+            link.symlink_to(ROOT / name)
+    (root / "supervisord.conf").write_text((ROOT / "supervisord.conf").read_text())
+    (root / "run").mkdir(exist_ok=True)
+    return root
+
+
 class Stack:
     def __init__(self, tmp: Path, sink_url: str, now: str,
                  overrides: dict[str, dict[str, Any]] | None = None,
@@ -49,37 +63,43 @@ class Stack:
         self.zmq = f"tcp://127.0.0.1:{free_port()}"
         self.web_port = free_port()
         self.db_path = tmp / "book.sqlite"
+        use_keys(self.zmq, engine_keys_dir(self.db_path))  # the engine writes them at start
         sections: dict[str, dict[str, Any]] = {
             "gateway": {"port": self.ibsim_port, "connect_timeout": 3.0},
             "storage": {"path": str(self.db_path)},
             "zmq": {"endpoint": self.zmq},
             "web": {"port": self.web_port},
+            # supervisord's ibsim program reads its ports and clock from here.
+            "ibsim": {"enabled": True, "control_port": self.control_port, "now": now,
+                      "state_file": str(tmp / "run" / "ibsim-state.json")},
         }
         for name, values in (overrides or {}).items():
             sections.setdefault(name, {}).update(values)
         sections["webhooks"] = {"sink": {"url": sink_url, "format": "json"}}
         self.config = tmp / "stack.toml"
         self.config.write_text(render_toml(sections))
+        self.root = project_root(tmp)
+        self.bin = ROOT / ".venv" / "bin"
+        # supervisord.conf needs nothing exported: the profile and overrides only.
         self.env = {
             **os.environ,
-            "TB_PYTHON": sys.executable, "TB_RUN_DIR": str(tmp / "run"),
-            "TB_LOG_DIR": str(tmp / "logs"), "TB_SOCKET": str(tmp / "run" / "sv.sock"),
-            "TB_IBSIM_PORT": str(self.ibsim_port),
-            "TB_IBSIM_CONTROL_PORT": str(self.control_port),
-            "TB_IBSIM_NOW": now, "TB_START_IBSIM": "true",
             "TRADING_BOT_CONFIG": str(self.config),
-            "SUPERVISOR_USER": "ops", "SUPERVISOR_PASSWORD": "pw-for-tests",
-            "TRADING_BOT_WEB_PASSWORD": "web-pw", "PYTHONPATH": str(ROOT),
+            "TRADING_BOT_WEB_PASSWORD": "web-pw",
             **(env or {}),
         }
 
     def start(self) -> None:
-        subprocess.run([str(ROOT / "scripts" / "supervisord-env.sh")], env=self.env, check=True,
-                       cwd=ROOT, timeout=30)
+        # The convenience wrapper, run from the copied root.
+        wrapper = self.root / "scripts" / "supervisord-env.sh"
+        if not wrapper.exists():
+            wrapper.parent.mkdir(exist_ok=True)
+            wrapper.symlink_to(ROOT / "scripts" / "supervisord-env.sh")
+        subprocess.run(["bash", str(self.root / "scripts" / "supervisord-env.sh")],
+                       env=self.env, check=True, cwd=self.root, timeout=30)
 
     def ctl(self, *args: str) -> str:
-        out = subprocess.run([str(ROOT / "scripts" / "supervisord-env.sh"), "ctl", *args],
-                             env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        out = subprocess.run([str(self.bin / "supervisorctl"), *args], env=self.env,
+                             cwd=self.root, capture_output=True, text=True, timeout=60)
         return out.stdout
 
     def statuses(self) -> dict[str, str]:

@@ -30,6 +30,9 @@ def test_dashboard_shows_lots_and_pauses_after_login(
     enter_and_wait(eng, 0)
     sim.post("/market", {"spot": 600.5})
     enter_and_wait(eng, 1)
+    # Engine text with markup in it (issue 18): shown as text, never parsed as HTML.
+    eng.engine.alerts.raise_alert("reconcile", '<img id="injected" src="x"> odd contract',
+                                  severity="warning")
     web = web_server(eng.engine.cfg, refresh_seconds=0.5)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -43,6 +46,9 @@ def test_dashboard_shows_lots_and_pauses_after_login(
             for cell in pnl:
                 expect(cell).not_to_have_text("–", timeout=10_000)
             assert pnl[0].inner_text() != pnl[1].inner_text()
+            expect(page.locator("#alerts")).to_contain_text('<img id="injected" src="x">',
+                                                            timeout=10_000)
+            assert page.locator("#injected").count() == 0
             page.fill("#login-form input[name=password]", PASSWORD)
             page.click("#login-form button")
             expect(page.locator("#who")).to_have_text("operator")

@@ -9,6 +9,18 @@ const fmt = (v, d = 2) => (v === null || v === undefined ? "–" : Number(v).toF
 const age = (t) => (t ? `${Math.max(0, now() - t).toFixed(0)}s ago` : "–");
 const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString() : "–");
 function set(id, text, cls) { const el = $(id); if (el.textContent !== String(text)) el.textContent = text; if (cls !== undefined) el.className = cls; }
+// Engine-supplied text only ever goes in as text nodes (never innerHTML): an alert
+// message or an error naming a contract cannot inject markup.
+function el(tag, attrs, ...children) {
+  const ns = ["svg", "line", "path", "circle", "text", "title"].includes(tag) ? "http://www.w3.org/2000/svg" : null;
+  const node = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== "") node.setAttribute(k, String(v));
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+function show(state, cls, text, spinner) {
+  state.replaceChildren(...(spinner ? [el("span", { class: "spinner" }), " "] : []), cls ? el("span", { class: cls }, text) : text);
+}
 function signed(v) { return v === null || v === undefined ? "" : v >= 0 ? "good" : "bad"; }
 
 async function api(op) {
@@ -53,6 +65,8 @@ async function refresh() {
     const spyStale = !st.spy.time || now() - st.spy.time > STALE;
     set("spy", fmt(st.spy.price), spyStale ? "big stale" : "big");
     set("spy-bid", fmt(st.spy.bid)); set("spy-ask", fmt(st.spy.ask)); set("spy-age", age(st.spy.time));
+    const warnings = (st.warnings || []).join("; ");
+    set("warnings", warnings); $("warnings").classList.toggle("hidden", !warnings);
     set("entry-slots", st.entry.slots.map((s) => `${s.slot} ${s.state}`).join(", ") || "–");
     set("open-lots", st.open_lots); set("unprotected", st.unprotected_lots, st.unprotected_lots ? "bad" : "");
     syncRows($("lots").tBodies[0], pos.lots, "id", (l) => [
@@ -79,8 +93,13 @@ async function refresh() {
 
 function syncList(items) {
   const ul = $("alerts");
-  const html = items.slice(0, 30).map((a) => `<li class="${a.severity === "critical" || a.severity === "error" ? "bad" : a.severity === "warning" ? "warn" : ""}">${clock(a.time)} <b>${a.kind}</b>${a.count > 1 ? ` ×${a.count}` : ""}: ${a.message.replace(/</g, "&lt;")}</li>`).join("");
-  if (ul.dataset.html !== html) { ul.innerHTML = html; ul.dataset.html = html; }
+  const shown = items.slice(0, 30);
+  const key = JSON.stringify(shown.map((a) => [a.time, a.kind, a.count, a.message, a.severity]));
+  if (ul.dataset.key === key) return;
+  ul.dataset.key = key;
+  ul.replaceChildren(...shown.map((a) => el("li",
+    { class: a.severity === "critical" || a.severity === "error" ? "bad" : a.severity === "warning" ? "warn" : "" },
+    `${clock(a.time)} `, el("b", {}, a.kind), `${a.count > 1 ? ` ×${a.count}` : ""}: ${a.message}`)));
 }
 
 function drawChart(points) {
@@ -88,20 +107,22 @@ function drawChart(points) {
   const key = JSON.stringify(points);
   if (svg.dataset.key === key) return;
   svg.dataset.key = key;
-  if (!points.length) { svg.innerHTML = '<text x="10" y="90" fill="#8b98a5">no closed trades yet</text>'; return; }
+  if (!points.length) { svg.replaceChildren(el("text", { x: 10, y: 90, fill: "#8b98a5" }, "no closed trades yet")); return; }
   const ys = points.map((p) => p.cumulative);
   const lo = Math.min(0, ...ys), hi = Math.max(0, ...ys), span = hi - lo || 1;
   const x = (i) => (points.length === 1 ? 300 : 10 + (i * 580) / (points.length - 1));
   const y = (v) => 170 - ((v - lo) * 160) / span;
   const path = points.map((p, i) => `${i ? "L" : "M"}${x(i)},${y(p.cumulative)}`).join(" ");
-  svg.innerHTML = `<line x1="0" x2="600" y1="${y(0)}" y2="${y(0)}" stroke="#363b42"/>` +
-    `<path d="${path}" fill="none" stroke="${ys[ys.length - 1] >= 0 ? "#3fb950" : "#f85149"}" stroke-width="2"/>` +
-    points.map((p, i) => `<circle cx="${x(i)}" cy="${y(p.cumulative)}" r="3" fill="#58a6ff"><title>${p.date}: ${p.realized} (total ${p.cumulative})</title></circle>`).join("");
+  svg.replaceChildren(
+    el("line", { x1: 0, x2: 600, y1: y(0), y2: y(0), stroke: "#363b42" }),
+    el("path", { d: path, fill: "none", stroke: ys[ys.length - 1] >= 0 ? "#3fb950" : "#f85149", "stroke-width": 2 }),
+    ...points.map((p, i) => el("circle", { cx: x(i), cy: y(p.cumulative), r: 3, fill: "#58a6ff" },
+      el("title", {}, `${p.date}: ${p.realized} (total ${p.cumulative})`))));
 }
 
 async function act(op, button) {
   const state = $("action-state");
-  state.innerHTML = `<span class="spinner"></span> ${op}…`;
+  show(state, "", `${op}…`, true);
   button.disabled = true;
   try {
     const r = await fetch(`/api/${op}`, { method: "POST", headers: { "X-CSRF-Token": csrf() } });
@@ -110,7 +131,7 @@ async function act(op, button) {
     if (op === "restart_gateway") await waitForLogin(state);
     else state.textContent = `${op}: ${JSON.stringify(body.data)}`;
   } catch (err) {
-    state.innerHTML = `<span class="bad">${op} failed: ${(err && err.message) || err}</span>`;
+    show(state, "bad", `${op} failed: ${(err && err.message) || err}`);
   } finally { button.disabled = false; refresh(); }
 }
 
@@ -118,11 +139,11 @@ async function act(op, button) {
 async function waitForLogin(state) {
   const deadline = now() + 300;
   while (now() < deadline) {
-    state.innerHTML = '<span class="spinner"></span> gateway restarting: approve the login (2FA) if asked…';
-    try { const st = await api("status"); if (st.link.state === "READY") { state.innerHTML = '<span class="good">gateway logged in, link READY</span>'; return; } } catch (e) { /* engine busy */ }
+    show(state, "", "gateway restarting: approve the login (2FA) if asked…", true);
+    try { const st = await api("status"); if (st.link.state === "READY") { show(state, "good", "gateway logged in, link READY"); return; } } catch (e) { /* engine busy */ }
     await new Promise((r) => setTimeout(r, 2000));
   }
-  state.innerHTML = '<span class="bad">gateway not logged in after 5 minutes: check the gateway and its 2FA</span>';
+  show(state, "bad", "gateway not logged in after 5 minutes: check the gateway and its 2FA");
 }
 
 document.querySelectorAll("button[data-action]").forEach((b) => { b.onclick = () => act(b.dataset.action, b); });
@@ -131,7 +152,7 @@ $("login-form").onsubmit = async (e) => {
   const r = await fetch("/login", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ password: e.target.password.value }) });
   const body = await r.json();
   if (body.ok) { document.querySelector('meta[name="csrf-token"]').content = body.csrf; $("login-form").classList.add("hidden"); $("logout").classList.remove("hidden"); set("who", "operator"); }
-  else $("action-state").innerHTML = `<span class="bad">${body.error.message}</span>`;
+  else show($("action-state"), "bad", body.error.message);
 };
 $("logout").onclick = async () => { await fetch("/logout", { method: "POST" }); location.reload(); };
 refresh();
