@@ -1,0 +1,370 @@
+"""What outside IB clients ask of a gateway beyond the bot's own needs: the full
+margin-account values, whatIf orders, historical bars and head timestamps, completed
+orders, the ticks a real feed has (open/high/low/close/volume, open interest), the
+market-data line limit, and an error with the request's own id for anything ibsim
+does not serve. Kept apart from server.py: the server calls in at a few points.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ibsim import account, history, reqids, wire
+from ibsim.market import ET
+
+if TYPE_CHECKING:
+    from ibsim.server import Gateway, Session, Subscription
+
+MAX_LINES = 100  # IB's default market-data lines per client
+NO_SECDEF = "No security definition has been found for the request"
+
+
+class Extras:
+    """Per-gateway state of these services."""
+
+    def __init__(self, gw: Gateway, seed: int = 0) -> None:
+        self.gw = gw
+        self.seed = seed
+        self.account = account.AccountModel(gw.broker)
+        self.stats: dict[str, history.DayStats] = {}
+
+    def walk(self, symbol: str = "SPY") -> history.Walk:
+        m = self.gw.market
+        return history.Walk(self.seed, symbol, m.volatility, m.spot, m.now())
+
+    def day_stats(self, symbol: str = "SPY") -> history.DayStats:
+        today = self.gw.market.now().astimezone(ET).date()
+        st = self.stats.get(symbol)
+        if st is None or st.day != today:
+            st = history.day_stats(self.walk(symbol))
+            self.stats[symbol] = st
+        return st
+
+
+def extras(gw: Gateway) -> Extras:
+    return gw.extras
+
+
+# ---- account values --------------------------------------------------------------------
+
+
+def account_values(gw: Gateway) -> dict[str, float | str]:
+    return extras(gw).account.figures().values
+
+
+def send_account_updates(gw: Gateway, s: Session) -> None:
+    """updateAccountValue (6) for every key, as reqAccountUpdates gets them."""
+    fig = extras(gw).account.figures()
+    for key, value, ccy in account.update_rows(fig):
+        s.send(wire.frame(6, 2, key, value, ccy, gw.broker.account))
+
+
+async def req_account_summary(gw: Gateway, s: Session, f: list[str]) -> None:
+    req_id = int(f[2])
+    tags = f[4] if len(f) > 4 else "All"
+    fig = extras(gw).account.figures()
+    for tag, value, ccy in account.summary_rows(fig, tags):
+        s.send(wire.frame(63, 1, req_id, gw.broker.account, tag, value, ccy))
+    s.send(wire.frame(64, 1, req_id))
+
+
+async def req_account_multi(gw: Gateway, s: Session, f: list[str]) -> None:
+    req_id = int(f[2])
+    fig = extras(gw).account.figures()
+    for key, value, ccy in account.update_rows(fig):
+        s.send(wire.frame(73, 1, req_id, gw.broker.account, "", key, value, ccy))
+    s.send(wire.frame(74, 1, req_id))
+
+
+# ---- requests ibsim cannot serve --------------------------------------------------------
+
+
+def unserved(s: Session, f: list[str], why: str | None = None) -> None:
+    """Answer a request ibsim does not serve: an error with its own id (321), nothing
+    for a cancel, 320 with -1 only for a message that carries no id."""
+    msg = int(f[0]) if f and f[0].lstrip("-").isdigit() else -1
+    if msg in reqids.CANCELS:
+        return
+    req_id = reqids.request_id(f)
+    if req_id is None:
+        s.send(wire.error(-1, 320, why or f"Unknown message id {msg}"))
+        return
+    text = reqids.unserved_text(msg)
+    s.send(wire.error(req_id, 321, f"{text}: {why}" if why else text))
+
+
+# ---- historical data -------------------------------------------------------------------
+
+
+def _contract(gw: Gateway, f: list[str], i: int) -> dict[str, Any] | None:
+    spec = gw._contract_from(f, i)
+    found = gw.broker.resolve(spec)
+    return found[0] if len(found) == 1 else None
+
+
+async def req_historical_data(gw: Gateway, s: Session, f: list[str]) -> None:
+    # 20 | reqId | C12 | includeExpired | end | barSize | duration | useRTH | whatToShow |
+    # formatDate | [BAG legs] | keepUpToDate | chartOptions
+    req_id = int(f[1])
+    c = _contract(gw, f, 2)
+    if c is None:
+        s.send(wire.error(req_id, 200, NO_SECDEF))
+        return
+    if c["sec_type"] == "BAG":
+        s.send(wire.error(req_id, 321, reqids.unserved_text(20) + " for a combo"))
+        return
+    keep = f[-2] == "1" if len(f) >= 23 else False
+    if keep:
+        s.send(wire.error(req_id, 321, "Error validating request.-'bP' : cause - ibsim does"
+                                       " not serve keepUpToDate=True"))
+        return
+    gwx = extras(gw)
+    try:
+        now = gw.market.now()
+        end = min(history.parse_end(f[15], now), now)
+        bar_seconds = history.parse_bar(f[16])
+        days = history.parse_duration(f[17])
+        rth = f[18] == "1"
+        show = f[19].upper()
+        fmt_date = int(f[20] or 1)
+        bars = history.bars_for(c, gwx.walk("SPY"), end, days, bar_seconds, show, rth,
+                                gw.market.volatility)
+    except history.HistoryError as exc:
+        s.send(wire.error(req_id, exc.code, exc.text))
+        return
+    fields: list[Any] = [17, req_id,
+                         (end - timedelta(days=days)).astimezone(ET).strftime("%Y%m%d %H:%M:%S"),
+                         end.astimezone(ET).strftime("%Y%m%d %H:%M:%S"), len(bars)]
+    for b in bars:
+        fields += [history.format_bar_date(b.start, bar_seconds, fmt_date), b.open, b.high,
+                   b.low, b.close, b.volume, b.wap, b.count]
+    s.send(wire.frame(*fields))
+
+
+async def req_head_timestamp(gw: Gateway, s: Session, f: list[str]) -> None:
+    # 87 | reqId | C12 | includeExpired | useRTH | whatToShow | formatDate
+    req_id = int(f[1])
+    c = _contract(gw, f, 2)
+    if c is None:
+        s.send(wire.error(req_id, 200, NO_SECDEF))
+        return
+    fmt_date = int(f[17] or 1) if len(f) > 17 else 1
+    s.send(wire.frame(88, req_id, history.head_timestamp(c, fmt_date)))
+
+
+async def noop(gw: Gateway, s: Session, f: list[str]) -> None:
+    return None
+
+
+# ---- completed orders ------------------------------------------------------------------
+
+
+def _completed_order(o: dict[str, Any], done: datetime) -> bytes:
+    """completedOrder (101): the 97 fields of shared/tws-protocol.md 7.2."""
+    c = o["contract"]
+    f: list[Any] = [""] * 97
+    f[0] = 101
+    f[1:12] = wire.contract12(c, primary=False)
+    f[12], f[13], f[14] = o["action"], wire.fmt(float(o["qty"])), o["order_type"]
+    f[15] = wire.fmt(o["lmt_price"]) if o.get("lmt_price") is not None else ""
+    f[16] = wire.fmt(o["aux_price"]) if o.get("aux_price") is not None else ""
+    f[17], f[18], f[19] = o.get("tif") or "DAY", o.get("oca_group", ""), o["account"]
+    f[20], f[21], f[22], f[23] = "O", 0, o.get("order_ref", ""), o["perm_id"]
+    f[24] = f[25] = 0
+    f[26] = "0"
+    f[39] = "-1"
+    f[45], f[46], f[47] = 0, 0, 0
+    f[49] = o.get("oca_type", 0)
+    f[50] = 0
+    f[60] = f[61] = f[62] = 0  # combo legs, order legs, smart params
+    f[69], f[70] = 0, 0  # notHeld, delta-neutral contract
+    f[72], f[73] = 0, o["status"]
+    f[74] = f[75] = 0
+    f[76] = 0  # conditions
+    f[83] = wire.fmt(float(o.get("filled", 0.0)))
+    f[89] = 0
+    f[90] = done.astimezone(ET).strftime("%Y%m%d %H:%M:%S") + " US/Eastern"
+    f[91] = o["status"] if o["status"] != "Cancelled" else "Cancelled by Trader"
+    return wire.frame(*f)
+
+
+async def req_completed_orders(gw: Gateway, s: Session, f: list[str]) -> None:
+    """The day's filled and cancelled orders (IB's "current day": since the last reset)."""
+    b = gw.broker
+    now = gw.market.now().astimezone(ET)
+    last_exec: dict[int, str] = {e["perm_id"]: e["time_str"] for e in b.executions}
+    for o in list(b.orders.values()):
+        if o["status"] not in ("Filled", "Cancelled"):
+            continue
+        if o["status"] == "Filled" and o["perm_id"] in last_exec:
+            stamp = last_exec[o["perm_id"]].removesuffix(" US/Eastern")
+            done = datetime.strptime(stamp, "%Y%m%d %H:%M:%S").replace(tzinfo=ET)
+            if done.date() != now.date():
+                continue
+        else:
+            # Cancels carry no simulated time: the last 24 hours of wall time.
+            created = float(o.get("created") or 0)
+            if datetime.now().timestamp() - created > 86400:
+                continue
+            done = now
+        s.send(_completed_order(o, done))
+    s.send(wire.frame(102))
+
+
+# ---- whatIf and order checks -----------------------------------------------------------
+
+
+def order_layout(f: list[str]) -> dict[str, Any]:
+    """Walk placeOrder's conditional blocks (shared/tws-protocol.md 6.1) to the fields
+    that move: the combo legs, ocaType and whatIf."""
+    i = 35
+    legs: list[dict[str, Any]] = []
+    if f[4] == "BAG":
+        n = int(f[i] or 0)
+        i += 1
+        for _ in range(n):
+            legs.append({"con_id": int(f[i] or 0), "ratio": int(f[i + 1] or 1),
+                         "action": f[i + 2], "exchange": f[i + 3]})
+            i += 8
+        m = int(f[i] or 0)
+        i += 1 + m
+        p = int(f[i] or 0)
+        i += 1 + 2 * p
+    b = i  # the deprecated empty field
+    oca_type = int(f[b + 12] or 0)
+    extra = 8 if f[b + 30] else 0
+    inc = f[b + 38 + extra]
+    if inc and 0 < float(inc) < 1e300:
+        extra += 7
+    if f[b + 42 + extra]:
+        extra += 1
+    if f[b + 47 + extra] == "1":
+        extra += 3
+    algo = f[b + 48 + extra]
+    if algo:
+        extra += 1 + 2 * int(f[b + 49 + extra] or 0)
+    what_if = f[b + 50 + extra] == "1"
+    return {"legs": legs, "oca_type": oca_type, "what_if": what_if}
+
+
+def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
+    """Before the server places an order: answer a whatIf, refuse what ibsim cannot
+    trade, each tied to the order's id. True when the order was handled here."""
+    order_id = int(f[1])
+    try:
+        layout = order_layout(f)
+    except (IndexError, ValueError):
+        s.send(wire.error(order_id, 321, "Error validating request.-'bO' : cause - the order"
+                                         " fields could not be read"))
+        return True
+    spec = gw._contract_from(f, 2)
+    if spec["sec_type"] == "BAG":
+        s.send(wire.error(order_id, 201, "Order rejected - reason: ibsim does not trade combo"
+                                         " (BAG) orders; place the legs as single orders"))
+        return True
+    if not spec["con_id"] and not spec["exchange"]:
+        s.send(wire.error(order_id, 321, "Error validating request.-'bO' : cause - Missing"
+                                         " order exchange"))
+        return True
+    if not spec["con_id"] and not spec["currency"] and spec["sec_type"] != "CASH":
+        s.send(wire.error(order_id, 321, "Error validating request.-'bO' : cause - Please"
+                                         " enter a currency"))
+        return True
+    if not layout["what_if"]:
+        return False
+    found = gw.broker.resolve(spec)
+    if len(found) != 1:
+        s.send(wire.error(order_id, 200, NO_SECDEF))
+        return True
+    c = found[0]
+    action, qty = f[16], float(f[17] or 0)
+    if action not in ("BUY", "SELL") or qty <= 0:
+        s.send(wire.error(order_id, 321, "Error validating request.-'bO' : cause - an order"
+                                         " needs BUY or SELL and a positive quantity"))
+        return True
+    lmt = f[19]
+    price = float(lmt) if f[18] == "LMT" and lmt and float(lmt) < 1e300 else None
+    commission = (0.65 * qty if c["sec_type"] == "OPT" else max(1.0, 0.005 * qty))
+    m = extras(gw).account.what_if(c, action, qty, price, commission)
+    order = {"order_id": order_id, "client_id": s.client_id, "contract": c, "action": action,
+             "qty": qty, "order_type": f[18], "lmt_price": price, "aux_price": None,
+             "tif": f[21], "oca_group": f[22], "account": f[23] or gw.broker.account,
+             "order_ref": f[26], "perm_id": 0, "status": "PreSubmitted"}
+    state = {85: 1}
+    for k, name in enumerate(("init_before", "maint_before", "ewl_before", "init_change",
+                              "maint_change", "ewl_change", "init_after", "maint_after",
+                              "ewl_after")):
+        state[87 + k] = f"{m[name]:.2f}"
+    state.update({96: wire.fmt(commission), 97: wire.fmt(commission),
+                  98: wire.fmt(commission), 99: "USD", 100: ""})
+    s.send(wire.open_order(order, extra=state))
+    return True
+
+
+# ---- market data -----------------------------------------------------------------------
+
+
+def line_limit_reached(s: Session, req_id: int, snapshot: bool) -> bool:
+    """IB's 100 lines per client: one more streaming line gets error 101."""
+    if snapshot or req_id in s.subs or len(s.subs) < MAX_LINES:
+        return False
+    s.send(wire.error(req_id, 101, "Max number of tickers has been reached."))
+    return True
+
+
+def open_interest(c: dict[str, Any], spot: float) -> int:
+    """Seeded per contract, largest near the money and on round strikes."""
+    h = zlib.crc32(str(c["con_id"]).encode()) % 1000
+    dist = abs(float(c["strike"]) - spot) / max(spot, 1.0)
+    base = 20_000 * max(0.02, 1 - dist * 8) * (3 if float(c["strike"]) % 5 == 0 else 1)
+    return int(base * (0.5 + h / 1000))
+
+
+def extra_ticks(gw: Gateway, s: Session, sub: Subscription, first: bool) -> None:
+    """The ticks a real feed adds: day stats for every line, open interest with
+    generic tick 101. Static ones are sent once, on the first quote."""
+    c = sub.contract
+    st = extras(gw).day_stats("SPY")
+    delayed = s.data_type in (3, 4)
+    if c["sec_type"] == "STK":
+        st.observe(round(gw.market.spot, 2))
+        hi, lo, vol = st.high, st.low, st.volume + 100 * gw.market.tick_no
+        if first:
+            s.send(wire.tick_price(sub.req_id, 76 if delayed else 14, st.open, 0))
+            s.send(wire.tick_price(sub.req_id, 75 if delayed else 9, st.close, 0))
+        s.send(wire.tick_price(sub.req_id, 72 if delayed else 6, hi, 0))
+        s.send(wire.tick_price(sub.req_id, 73 if delayed else 7, lo, 0))
+        s.send(wire.tick_size(sub.req_id, 74 if delayed else 8, float(int(vol // 100))))
+        if first and "101" in sub.generic:
+            strikes = gw.market.strikes()
+            calls = sum(open_interest({"con_id": int(k) * 2 + 1, "strike": k}, gw.market.spot)
+                        for k in strikes)
+            puts = sum(open_interest({"con_id": int(k) * 2, "strike": k}, gw.market.spot)
+                       for k in strikes)
+            s.send(wire.tick_size(sub.req_id, 27, float(calls)))
+            s.send(wire.tick_size(sub.req_id, 28, float(puts)))
+        return
+    if not first:
+        return
+    # An option: yesterday's close and today's open/high/low from the model on the walk.
+    now = gw.market.now()
+    prior_close = history.option_price(c, st.close, now - timedelta(days=1), gw.market.volatility)
+    op = history.option_price(c, st.open, now, gw.market.volatility)
+    lo_, hi_ = sorted(history.option_price(c, x, now, gw.market.volatility)
+                      for x in (st.high, st.low))
+    s.send(wire.tick_price(sub.req_id, 75 if delayed else 9, round(prior_close, 2), 0))
+    s.send(wire.tick_price(sub.req_id, 76 if delayed else 14, round(op, 2), 0))
+    s.send(wire.tick_price(sub.req_id, 72 if delayed else 6, round(max(hi_, op), 2), 0))
+    s.send(wire.tick_price(sub.req_id, 73 if delayed else 7, round(min(lo_, op), 2), 0))
+    oi = open_interest(c, gw.market.spot)
+    s.send(wire.tick_size(sub.req_id, 74 if delayed else 8, float(max(1, oi // 15))))
+    if "101" in sub.generic:
+        s.send(wire.tick_size(sub.req_id, 27 if c["right"] == "C" else 28, float(oi)))
+
+
+HANDLERS = {
+    20: req_historical_data, 87: req_head_timestamp, 90: noop, 99: req_completed_orders,
+    62: req_account_summary, 76: req_account_multi,
+}
