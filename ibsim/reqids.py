@@ -45,4 +45,4 @@ def request_id(fields: list[str]) -> int | None:
 
 def unserved_text(msg: int) -> str:
     name = NAMES.get(msg, f"message id {msg}")
-    return f"Error validating request.-'{name}' : cause - ibsim does not serve {name}"
+    return f"Error reading request.-'{name}' : cause - ibsim does not serve {name}"

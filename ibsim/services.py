@@ -82,8 +82,10 @@ async def req_account_multi(gw: Gateway, s: Session, f: list[str]) -> None:
 
 
 def unserved(s: Session, f: list[str], why: str | None = None) -> None:
-    """Answer a request ibsim does not serve: an error with its own id (321), nothing
-    for a cancel, 320 with -1 only for a message that carries no id."""
+    """Answer a request ibsim does not serve or cannot read: 320 with its own id (a
+    non-warning code in both client libraries, so the request ends at once; ib_async
+    treats 321 as a warning and would wait out its timeout), nothing for a cancel, and
+    -1 only for a message that carries no id."""
     msg = int(f[0]) if f and f[0].lstrip("-").isdigit() else -1
     if msg in reqids.CANCELS:
         return
@@ -91,8 +93,7 @@ def unserved(s: Session, f: list[str], why: str | None = None) -> None:
     if req_id is None:
         s.send(wire.error(-1, 320, why or f"Unknown message id {msg}"))
         return
-    text = reqids.unserved_text(msg)
-    s.send(wire.error(req_id, 321, f"{text}: {why}" if why else text))
+    s.send(wire.error(req_id, 320, why or reqids.unserved_text(msg)))
 
 
 # ---- historical data -------------------------------------------------------------------
@@ -113,12 +114,13 @@ async def req_historical_data(gw: Gateway, s: Session, f: list[str]) -> None:
         s.send(wire.error(req_id, 200, NO_SECDEF))
         return
     if c["sec_type"] == "BAG":
-        s.send(wire.error(req_id, 321, reqids.unserved_text(20) + " for a combo"))
+        s.send(wire.error(req_id, 162, "Historical Market Data Service error message:"
+                                       "ibsim serves no history for combos"))
         return
     keep = f[-2] == "1" if len(f) >= 23 else False
     if keep:
-        s.send(wire.error(req_id, 321, "Error validating request.-'bP' : cause - ibsim does"
-                                       " not serve keepUpToDate=True"))
+        s.send(wire.error(req_id, 162, "Historical Market Data Service error message:"
+                                       "ibsim does not serve keepUpToDate=True"))
         return
     gwx = extras(gw)
     try:
@@ -256,7 +258,7 @@ def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
     try:
         layout = order_layout(f)
     except (IndexError, ValueError):
-        s.send(wire.error(order_id, 321, "Error validating request.-'bO' : cause - the order"
+        s.send(wire.error(order_id, 320, "Error validating request.-'bO' : cause - the order"
                                          " fields could not be read"))
         return True
     spec = gw._contract_from(f, 2)
