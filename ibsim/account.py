@@ -60,6 +60,20 @@ def option_margin(c: dict[str, Any], qty: float, und: float, price: float) -> fl
     return (per_share + price) * mult * -qty
 
 
+FOREX_MARGIN = 0.03  # IB's margin on major pairs is a few percent of notional
+
+
+def commission(c: dict[str, Any], qty: float, price: float) -> float:
+    """IB's tiered-ish fees: options 0.65/contract, stock 0.005/share (min $1), forex
+    0.2 bp of notional (min $2)."""
+    if c["sec_type"] == "OPT":
+        return 0.65 * qty
+    if c["sec_type"] == "CASH":
+        notional = qty * (price if c.get("currency") == "USD" else 1.0)
+        return max(2.0, 0.00002 * notional)
+    return max(1.0, 0.005 * qty)
+
+
 def stock_margin(value: float) -> tuple[float, float]:
     """(initial, maintenance) for a stock position of signed market value."""
     if value >= 0:
@@ -92,6 +106,12 @@ def compute(book: Book, quote: Quote, underlying: Callable[[dict[str, Any]], flo
         if qty == 0:
             continue
         _bid, _ask, mark = quote(c)
+        if c["sec_type"] == "CASH":
+            # A currency trade swaps balances (NLV unchanged); it needs ~3 % of notional.
+            notional = abs(qty) * (mark if c.get("currency") == "USD" else 1.0)
+            init += FOREX_MARGIN * notional
+            maint += FOREX_MARGIN * notional
+            continue
         mult = float(c.get("multiplier") or 1)
         value = qty * mark * mult
         gross += abs(value)
@@ -105,7 +125,6 @@ def compute(book: Book, quote: Quote, underlying: Callable[[dict[str, Any]], flo
             i, mm = stock_margin(value)
             init += i
             maint += mm
-        # Quotes-only instruments (an index, a forex pair as a quote) hold no position.
     net = book.cash + stock_value + option_value
     ewl = book.cash + stock_value
     avail = ewl - init
@@ -217,7 +236,11 @@ class AccountModel:
         return Book(b.cash, positions, b.realized, unreal)
 
     def underlying(self, c: dict[str, Any]) -> float:
-        return float(self.broker.market.spot)
+        from ibsim import universe
+
+        inst = universe.underlying_of(c)
+        m = self.broker.market
+        return universe.price(inst, m) if inst else float(m.spot)
 
     def figures(self, book: Book | None = None) -> Figures:
         book = book or self.book()
@@ -244,7 +267,9 @@ class AccountModel:
                 break
         else:
             positions.append((contract, signed))
-        after_book = Book(before_book.cash - signed * px * mult - commission, positions)
+        # A forex trade swaps currencies at no change in value: only the fee leaves cash.
+        paid = 0.0 if contract["sec_type"] == "CASH" else signed * px * mult
+        after_book = Book(before_book.cash - paid - commission, positions)
         before = compute(before_book, self.broker.quote_of, self.underlying)
         after = compute(after_book, self.broker.quote_of, self.underlying)
         out: dict[str, float] = {}

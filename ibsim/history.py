@@ -230,7 +230,8 @@ def _half_spread(price: float, stock: bool) -> float:
 
 
 def bars_for(c: dict[str, Any], walk: Walk, end: datetime, duration_days: float,
-             bar_seconds: int, show: str, rth: bool, base_vol: float) -> list[Bar]:
+             bar_seconds: int, show: str, rth: bool, base_vol: float,
+             digits: int = 2) -> list[Bar]:
     if show not in SHOWS:
         raise HistoryError(162, "Historical Market Data Service error message:No data of"
                                 f" type {show} is available for this contract (ibsim serves"
@@ -247,6 +248,7 @@ def bars_for(c: dict[str, Any], walk: Walk, end: datetime, duration_days: float,
         raise HistoryError(162, "Historical Market Data Service error message:Time length"
                                 " exceed max.")
     stock = c["sec_type"] != "OPT"
+    tick = 10.0 ** -digits
     out = []
     for b in bars:
         if not stock:
@@ -258,26 +260,27 @@ def bars_for(c: dict[str, Any], walk: Walk, end: datetime, duration_days: float,
             h, lo = max(hi_lo + prices), min(hi_lo + prices)
             v = float(max(1, int(b.volume // 20_000)))
             b = Bar(b.start, o, h, lo, cl, v, (o + h + lo + cl) / 4, max(1, int(v // 3)))
-        half = _half_spread(b.close, stock)
+        half = _half_spread(b.close, stock) if digits == 2 else tick / 2
         if show == "TRADES":
-            out.append(_rounded(b))
+            out.append(_rounded(b, digits))
         elif show == "MIDPOINT":
-            out.append(_rounded(Bar(b.start, b.open, b.high, b.low, b.close, -1, -1, -1)))
+            out.append(_rounded(Bar(b.start, b.open, b.high, b.low, b.close, -1, -1, -1),
+                                digits))
         elif show == "BID":
             out.append(_rounded(Bar(b.start, b.open - half, b.high - half, b.low - half,
-                                    b.close - half, -1, -1, -1)))
+                                    b.close - half, -1, -1, -1), digits))
         elif show == "ASK":
             out.append(_rounded(Bar(b.start, b.open + half, b.high + half, b.low + half,
-                                    b.close + half, -1, -1, -1)))
+                                    b.close + half, -1, -1, -1), digits))
         else:  # BID_ASK: open = average bid, high = max ask, low = min bid, close = avg ask
             out.append(_rounded(Bar(b.start, b.wap - half, b.high + half, b.low - half,
-                                    b.wap + half, -1, -1, -1)))
+                                    b.wap + half, -1, -1, -1), digits))
     return out
 
 
-def _rounded(b: Bar) -> Bar:
+def _rounded(b: Bar, digits: int = 2) -> Bar:
     def r(x: float) -> float:
-        return max(0.0, round(x, 2))
+        return max(0.0, round(x, digits))
 
     return Bar(b.start, r(b.open), r(b.high), r(b.low), r(b.close), b.volume,
                round(b.wap, 4) if b.wap >= 0 else -1, b.count)
@@ -320,7 +323,7 @@ class DayStats:
         self.low = min(self.low, price)
 
 
-def day_stats(walk: Walk) -> DayStats:
+def day_stats(walk: Walk, digits: int = 2) -> DayStats:
     now = walk.now
     today = now.date()
     prior = [d for d in walk.days if d < today]
@@ -338,4 +341,5 @@ def day_stats(walk: Walk) -> DayStats:
     else:
         op = hi = lo = close
         vol = 0.0
-    return DayStats(today, round(op, 2), round(hi, 2), round(lo, 2), round(close, 2), vol)
+    return DayStats(today, round(op, digits), round(hi, digits), round(lo, digits),
+                    round(close, digits), vol)

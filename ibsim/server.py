@@ -162,6 +162,9 @@ class Gateway:
 
     def _send_quote(self, s: Session, sub: Subscription) -> None:
         c = sub.contract
+        if c["symbol"] != "SPY":
+            services.other_quote(self, s, sub)  # QQQ, IWM, stocks, VIX, forex
+            return
         delayed = s.data_type in (3, 4)
         bid_t, ask_t, last_t = (66, 67, 68) if delayed else (1, 2, 4)
         bsz_t, asz_t = (69, 70) if delayed else (0, 3)
@@ -403,7 +406,7 @@ class Gateway:
                                            " request"))
             return
         for c in found:
-            s.send(wire.contract_details(req_id, c, SPY_CON_ID if c["sec_type"] == "OPT" else 0))
+            s.send(wire.contract_details(req_id, c, services.under_con_id(c)))
         s.send(wire.frame(52, 1, req_id))
 
     async def req_sec_def_opt_params(self, s: Session, f: list[str]) -> None:

@@ -11,8 +11,8 @@ import zlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ibsim import account, history, reqids, wire
-from ibsim.market import ET
+from ibsim import account, history, reqids, universe, wire
+from ibsim.market import ET, SPY_CON_ID, expirations
 
 if TYPE_CHECKING:
     from ibsim.server import Gateway, Session, Subscription
@@ -29,16 +29,21 @@ class Extras:
         self.seed = seed
         self.account = account.AccountModel(gw.broker)
         self.stats: dict[str, history.DayStats] = {}
+        universe.start_spot(gw.market)  # other instruments move relative to SPY from here
+
+    def spot(self, symbol: str) -> float:
+        inst = universe.INSTRUMENTS.get(symbol)
+        return universe.price(inst, self.gw.market) if inst else self.gw.market.spot
 
     def walk(self, symbol: str = "SPY") -> history.Walk:
         m = self.gw.market
-        return history.Walk(self.seed, symbol, m.volatility, m.spot, m.now())
+        return history.Walk(self.seed, symbol, m.volatility, self.spot(symbol), m.now())
 
     def day_stats(self, symbol: str = "SPY") -> history.DayStats:
         today = self.gw.market.now().astimezone(ET).date()
         st = self.stats.get(symbol)
         if st is None or st.day != today:
-            st = history.day_stats(self.walk(symbol))
+            st = history.day_stats(self.walk(symbol), price_digits(symbol))
             self.stats[symbol] = st
         return st
 
@@ -131,8 +136,9 @@ async def req_historical_data(gw: Gateway, s: Session, f: list[str]) -> None:
         rth = f[18] == "1"
         show = f[19].upper()
         fmt_date = int(f[20] or 1)
-        bars = history.bars_for(c, gwx.walk("SPY"), end, days, bar_seconds, show, rth,
-                                gw.market.volatility)
+        under = _walk_symbol(c)
+        bars = history.bars_for(c, gwx.walk(under), end, days, bar_seconds, show, rth,
+                                gw.market.volatility, price_digits(under))
     except history.HistoryError as exc:
         s.send(wire.error(req_id, exc.code, exc.text))
         return
@@ -143,6 +149,41 @@ async def req_historical_data(gw: Gateway, s: Session, f: list[str]) -> None:
         fields += [history.format_bar_date(b.start, bar_seconds, fmt_date), b.open, b.high,
                    b.low, b.close, b.volume, b.wap, b.count]
     s.send(wire.frame(*fields))
+
+
+def price_digits(symbol: str) -> int:
+    """Decimals a price of this walk is quoted in (forex: 5, yen pairs 3)."""
+    inst = universe.INSTRUMENTS.get(symbol)
+    if inst is None or inst.sec_type != "CASH":
+        return 2
+    return 3 if inst.currency == "JPY" else 5
+
+
+def _walk_symbol(c: dict[str, Any]) -> str:
+    """The walk a contract's history follows: its underlying's (a forex pair by pair)."""
+    return c["symbol"] + c["currency"] if c["sec_type"] == "CASH" else c["symbol"]
+
+
+def under_con_id(c: dict[str, Any]) -> int:
+    if c["sec_type"] != "OPT":
+        return 0
+    inst = universe.underlying_of(c)
+    return inst.con_id if inst else SPY_CON_ID
+
+
+async def req_sec_def_opt_params(gw: Gateway, s: Session, f: list[str]) -> None:
+    """QQQ's and IWM's chains here; SPY's (and refusals) stay with the server."""
+    inst = universe.WITH_OPTIONS.get(f[2].upper()) if len(f) > 2 else None
+    if inst is None:
+        await gw.req_sec_def_opt_params(s, f)
+        return
+    req_id = int(f[1])
+    exps = expirations(gw.market.now())
+    strikes = universe.strikes(inst, gw.market)
+    for exch in ("SMART", "CBOE"):
+        s.send(wire.frame(75, req_id, exch, inst.con_id, inst.symbol, 100, len(exps), *exps,
+                          len(strikes), *strikes))
+    s.send(wire.frame(76, req_id))
 
 
 async def req_head_timestamp(gw: Gateway, s: Session, f: list[str]) -> None:
@@ -274,9 +315,18 @@ def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
         s.send(wire.error(order_id, 321, "Error validating request.-'bO' : cause - Please"
                                          " enter a currency"))
         return True
+    found = gw.broker.resolve(spec)
+    kind = found[0]["sec_type"] if len(found) == 1 else ""
+    if kind == "IND":
+        s.send(wire.error(order_id, 201, "Order rejected - reason: an index is not tradable"
+                                         " (VIX: quotes only)"))
+        return True
+    if kind == "CASH" and not layout["what_if"]:
+        s.send(wire.error(order_id, 201, "Order rejected - reason: ibsim serves forex pairs"
+                                         " for quotes and whatIf only"))
+        return True
     if not layout["what_if"]:
         return False
-    found = gw.broker.resolve(spec)
     if len(found) != 1:
         s.send(wire.error(order_id, 200, NO_SECDEF))
         return True
@@ -288,7 +338,7 @@ def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
         return True
     lmt = f[19]
     price = float(lmt) if f[18] == "LMT" and lmt and float(lmt) < 1e300 else None
-    commission = (0.65 * qty if c["sec_type"] == "OPT" else max(1.0, 0.005 * qty))
+    commission = account.commission(c, qty, gw.broker.quote_of(c)[2])
     m = extras(gw).account.what_if(c, action, qty, price, commission)
     order = {"order_id": order_id, "client_id": s.client_id, "contract": c, "action": action,
              "qty": qty, "order_type": f[18], "lmt_price": price, "aux_price": None,
@@ -328,10 +378,11 @@ def extra_ticks(gw: Gateway, s: Session, sub: Subscription, first: bool) -> None
     """The ticks a real feed adds: day stats for every line, open interest with
     generic tick 101. Static ones are sent once, on the first quote."""
     c = sub.contract
-    st = extras(gw).day_stats("SPY")
+    under = _walk_symbol(c)
+    st = extras(gw).day_stats(under)
     delayed = s.data_type in (3, 4)
-    if c["sec_type"] == "STK":
-        st.observe(round(gw.market.spot, 2))
+    if c["sec_type"] != "OPT":
+        st.observe(round(extras(gw).spot(under), price_digits(under)))
         hi, lo, vol = st.high, st.low, st.volume + 100 * gw.market.tick_no
         if first:
             s.send(wire.tick_price(sub.req_id, 76 if delayed else 14, st.open, 0))
@@ -339,11 +390,12 @@ def extra_ticks(gw: Gateway, s: Session, sub: Subscription, first: bool) -> None
         s.send(wire.tick_price(sub.req_id, 72 if delayed else 6, hi, 0))
         s.send(wire.tick_price(sub.req_id, 73 if delayed else 7, lo, 0))
         s.send(wire.tick_size(sub.req_id, 74 if delayed else 8, float(int(vol // 100))))
-        if first and "101" in sub.generic:
-            strikes = gw.market.strikes()
-            calls = sum(open_interest({"con_id": int(k) * 2 + 1, "strike": k}, gw.market.spot)
+        spot = extras(gw).spot(under)
+        if first and "101" in sub.generic and c["sec_type"] == "STK":
+            strikes = [float(k) for k in range(int(spot * 0.7) + 1, int(spot * 1.3) + 1)]
+            calls = sum(open_interest({"con_id": int(k) * 2 + 1, "strike": k}, spot)
                         for k in strikes)
-            puts = sum(open_interest({"con_id": int(k) * 2, "strike": k}, gw.market.spot)
+            puts = sum(open_interest({"con_id": int(k) * 2, "strike": k}, spot)
                        for k in strikes)
             s.send(wire.tick_size(sub.req_id, 27, float(calls)))
             s.send(wire.tick_size(sub.req_id, 28, float(puts)))
@@ -360,13 +412,42 @@ def extra_ticks(gw: Gateway, s: Session, sub: Subscription, first: bool) -> None
     s.send(wire.tick_price(sub.req_id, 76 if delayed else 14, round(op, 2), 0))
     s.send(wire.tick_price(sub.req_id, 72 if delayed else 6, round(max(hi_, op), 2), 0))
     s.send(wire.tick_price(sub.req_id, 73 if delayed else 7, round(min(lo_, op), 2), 0))
-    oi = open_interest(c, gw.market.spot)
+    oi = open_interest(c, extras(gw).spot(under))
     s.send(wire.tick_size(sub.req_id, 74 if delayed else 8, float(max(1, oi // 15))))
     if "101" in sub.generic:
         s.send(wire.tick_size(sub.req_id, 27 if c["right"] == "C" else 28, float(oi)))
 
 
+def other_quote(gw: Gateway, s: Session, sub: Subscription) -> None:
+    """Quotes of the instruments besides SPY: bid/ask/last (an index: last only),
+    options with model greeks on their own underlying."""
+    c = sub.contract
+    delayed = s.data_type in (3, 4)
+    bid_t, ask_t, last_t = (66, 67, 68) if delayed else (1, 2, 4)
+    q = gw.broker.quote_of(c)
+    bid, ask, mark = q
+    if c["sec_type"] == "OPT":
+        inst = universe.underlying_of(c)
+        und = universe.price(inst, gw.market) if inst else gw.market.spot
+        oq = universe.option_quote(gw.market, und, c["expiry"], c["strike"], c["right"])
+        s.send(wire.tick_price(sub.req_id, bid_t, oq.bid, 10))
+        s.send(wire.tick_price(sub.req_id, ask_t, oq.ask, 10))
+        for tt in (80, 81, 83) if delayed else (10, 11, 13):
+            s.send(wire.tick_option(sub.req_id, tt, oq.iv, oq.delta, oq.model, oq.gamma,
+                                    oq.vega, oq.theta, round(und, 2)))
+    elif c["sec_type"] == "IND":
+        s.send(wire.tick_price(sub.req_id, last_t, mark, 0))
+    else:
+        size = 1_000_000 if c["sec_type"] == "CASH" else 100
+        s.send(wire.tick_price(sub.req_id, bid_t, bid, size))
+        s.send(wire.tick_price(sub.req_id, ask_t, ask, size))
+        if c["sec_type"] == "STK":
+            s.send(wire.tick_price(sub.req_id, last_t, mark, 100))
+    extra_ticks(gw, s, sub, first=not sub.quoted)
+    sub.quoted = True
+
+
 HANDLERS = {
     20: req_historical_data, 87: req_head_timestamp, 90: noop, 99: req_completed_orders,
-    62: req_account_summary, 76: req_account_multi,
+    62: req_account_summary, 76: req_account_multi, 78: req_sec_def_opt_params,
 }
