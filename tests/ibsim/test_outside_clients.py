@@ -327,3 +327,56 @@ def test_readme_trader_script_runs(quiet_sim: Any) -> None:
     exec(compile(script, "trader_script.py", "exec"), out)  # our own README
     assert out["sale"].orderStatus.status == "Filled"
     assert len(out["bars"]) == 390 and float(out["summary"]["InitMarginReq"]) > 0
+
+
+# ---- 6. more underlyings ---------------------------------------------------------------
+
+
+def test_more_underlyings_chains_index_and_forex(aib: Any, quiet_sim: Any) -> None:
+    ib = aib
+    errs = errors_of(ib)
+    qqq, iwm, aapl = ib.qualifyContracts(iba.Stock("QQQ", "SMART", "USD"),
+                                         iba.Stock("IWM", "SMART", "USD"),
+                                         iba.Stock("AAPL", "SMART", "USD"))
+    (vix,) = ib.qualifyContracts(iba.Index("VIX", "CBOE", "USD"))
+    eur, gbp, jpy = ib.qualifyContracts(iba.Forex("EURUSD"), iba.Forex("GBPUSD"),
+                                        iba.Forex("USDJPY"))
+    assert (qqq.conId, iwm.conId, vix.conId, eur.conId) == (320227571, 9579970, 13455763,
+                                                            12087792)
+    assert eur.localSymbol == "EUR.USD" and jpy.localSymbol == "USD.JPY" and aapl.conId > 0
+    for under in (qqq, iwm):
+        (chain,) = [c for c in ib.reqSecDefOptParams(under.symbol, "", "STK", under.conId)
+                    if c.exchange == "SMART"]
+        assert int(chain.underlyingConId) == under.conId and chain.expirations[0] == "20261124"
+        [t] = ib.reqTickers(under)
+        strike = max(k for k in chain.strikes if k <= t.marketPrice() * 0.97)
+        (put,) = ib.qualifyContracts(iba.Option(under.symbol, EXPIRY, strike, "P", "SMART"))
+        assert put.localSymbol.startswith(under.symbol) and put.conId not in (0, qqq.conId)
+        (details,) = ib.reqContractDetails(put)
+        assert details.underConId == under.conId
+        q = ib.reqMktData(put)
+        until(ib, lambda q=q: q.bid == q.bid and q.bid > 0 and q.modelGreeks, "option quote")
+        assert q.modelGreeks.undPrice == pytest.approx(t.marketPrice(), rel=0.01)
+        st = ib.whatIfOrder(put, iba.LimitOrder("SELL", 1, q.bid))
+        und = q.modelGreeks.undPrice
+        rule = (max(0.2 * und - (und - strike), 0.1 * strike) + q.modelGreeks.optPrice) * 100
+        assert float(st.initMarginChange) == pytest.approx(rule, rel=0.01)
+        sale = ib.placeOrder(put, iba.LimitOrder("SELL", 1, q.bid, orderRef="t20:" + under.symbol))
+        until(ib, lambda sale=sale: sale.orderStatus.status == "Filled", "sale on " + under.symbol)
+    quotes = {c.symbol: ib.reqMktData(c) for c in (vix, eur, gbp, jpy)}
+    until(ib, lambda: all(t.last == t.last for t in [quotes["VIX"]])
+          and all(t.bid == t.bid and t.ask > t.bid for s, t in quotes.items() if s != "VIX"),
+          "index and forex quotes")
+    assert 1.0 < quotes["EUR"].bid < 1.2 and 140 < quotes["USD"].bid < 160
+    assert quotes["VIX"].bid != quotes["VIX"].bid  # an index has no bid
+    fx = ib.whatIfOrder(eur, iba.MarketOrder("BUY", 20_000))
+    assert float(fx.initMarginChange) == pytest.approx(0.03 * 20_000 * quotes["EUR"].ask,
+                                                       rel=0.01)
+    assert fx.commission == 2.0
+    bars = ib.reqHistoricalData(eur, "", "1 D", "1 hour", "MIDPOINT", False)
+    assert bars and all(1.0 < b.close < 1.2 for b in bars) and len({b.close for b in bars}) > 3
+    refused = ib.placeOrder(vix, iba.MarketOrder("BUY", 1))
+    until(ib, lambda: refused.orderStatus.status == "Cancelled", "index order refused")
+    assert any(r == refused.order.orderId and c == 201 for r, c, _m in errs)
+    held = {p["local_symbol"][:3] for p in quiet_sim.get_state()["positions"]}
+    assert held == {"QQQ", "IWM"}
