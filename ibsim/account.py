@@ -255,20 +255,28 @@ class AccountModel:
     def what_if(self, contract: dict[str, Any], action: str, qty: float,
                 price: float | None, commission: float) -> dict[str, float]:
         """Margin before/change/after of a hypothetical fill; nothing is placed."""
-        before_book = self.book()
         bid, ask, mark = self.broker.quote_of(contract)
         px = price if price is not None else (ask if action == "BUY" else bid) or mark
-        signed = qty if action == "BUY" else -qty
-        mult = float(contract.get("multiplier") or 1)
+        return self.what_if_trades([(contract, qty if action == "BUY" else -qty, px)],
+                                   commission)
+
+    def what_if_trades(self, trades: list[tuple[dict[str, Any], float, float]],
+                       commission: float) -> dict[str, float]:
+        """The same for several fills at once (a combo's legs): (contract, signed qty,
+        price) each."""
+        before_book = self.book()
         positions = list(before_book.positions)
-        for i, (c, q) in enumerate(positions):
-            if c["con_id"] == contract["con_id"]:
-                positions[i] = (c, q + signed)
-                break
-        else:
-            positions.append((contract, signed))
-        # A forex trade swaps currencies at no change in value: only the fee leaves cash.
-        paid = 0.0 if contract["sec_type"] == "CASH" else signed * px * mult
+        paid = 0.0
+        for contract, signed, px in trades:
+            for i, (c, q) in enumerate(positions):
+                if c["con_id"] == contract["con_id"]:
+                    positions[i] = (c, q + signed)
+                    break
+            else:
+                positions.append((contract, signed))
+            # A forex trade swaps currencies at no change in value: only the fee leaves.
+            if contract["sec_type"] != "CASH":
+                paid += signed * px * float(contract.get("multiplier") or 1)
         after_book = Book(before_book.cash - paid - commission, positions)
         before = compute(before_book, self.broker.quote_of, self.underlying)
         after = compute(after_book, self.broker.quote_of, self.underlying)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ibsim import universe
+from ibsim import combos, universe
 from ibsim.market import (
     ET,
     SPY_CON_ID,
@@ -265,6 +265,9 @@ class Broker:
         events: list[Event] = []
         for o in list(self.open_orders()):
             if o["status"] != "Submitted" or o["status"] in DONE:
+                continue
+            if o["contract"]["sec_type"] == "BAG":  # a combo fills on its legs' net
+                events += combos.fill_if_reached(self, o)
                 continue
             bid, ask, _mark = self.quote_of(o["contract"])
             price = self._fill_price(o, bid, ask)

@@ -11,7 +11,7 @@ import zlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ibsim import account, history, reqids, universe, wire
+from ibsim import account, combos, history, reqids, universe, wire
 from ibsim.market import ET, SPY_CON_ID, expirations
 
 if TYPE_CHECKING:
@@ -304,8 +304,7 @@ def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
         return True
     spec = gw._contract_from(f, 2)
     if spec["sec_type"] == "BAG":
-        s.send(wire.error(order_id, 201, "Order rejected - reason: ibsim does not trade combo"
-                                         " (BAG) orders; place the legs as single orders"))
+        place_combo(gw, s, f, layout)
         return True
     if not spec["con_id"] and not spec["exchange"]:
         s.send(wire.error(order_id, 321, "Error validating request.-'bO' : cause - Missing"
@@ -343,16 +342,69 @@ def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
     order = {"order_id": order_id, "client_id": s.client_id, "contract": c, "action": action,
              "qty": qty, "order_type": f[18], "lmt_price": price, "aux_price": None,
              "tif": f[21], "oca_group": f[22], "account": f[23] or gw.broker.account,
-             "order_ref": f[26], "perm_id": 0, "status": "PreSubmitted"}
-    state = {85: 1}
+             "order_ref": f[26]}
+    _whatif_reply(gw, s, order, m, commission)
+    return True
+
+
+def _whatif_reply(gw: Gateway, s: Session, order: dict[str, Any], m: dict[str, float],
+                  commission: float) -> None:
+    state: dict[int, Any] = {85: 1}
     for k, name in enumerate(("init_before", "maint_before", "ewl_before", "init_change",
                               "maint_change", "ewl_change", "init_after", "maint_after",
                               "ewl_after")):
         state[87 + k] = f"{m[name]:.2f}"
     state.update({96: wire.fmt(commission), 97: wire.fmt(commission),
                   98: wire.fmt(commission), 99: "USD", 100: ""})
-    s.send(wire.open_order(order, extra=state))
-    return True
+    s.send(wire.open_order(dict(order, perm_id=0, status="PreSubmitted"), extra=state))
+
+
+def place_combo(gw: Gateway, s: Session, f: list[str], layout: dict[str, Any]) -> None:
+    """A BAG order: its legs checked, then placed (or, with whatIf, margined)."""
+    order_id = int(f[1])
+
+    def reject(why: str) -> None:
+        s.send(wire.error(order_id, 201, f"Order rejected - reason: {why}"))
+
+    legs, why = combos.resolve_legs(gw.broker, layout["legs"])
+    if why:
+        reject(why)
+        return
+    action, qty, kind = f[16], float(f[17] or 0), f[18]
+    lmt = f[19]
+    limit = float(lmt) if lmt and abs(float(lmt)) < 1e300 else None
+    if action not in ("BUY", "SELL") or qty <= 0:
+        reject("a combo needs BUY or SELL and a positive quantity")
+        return
+    if kind not in ("MKT", "LMT") or (kind == "LMT" and limit is None):
+        reject(f"combo orders are MKT or LMT with a limit price (got {kind})")
+        return
+    order = {
+        "order_id": order_id, "client_id": s.client_id,
+        "contract": combos.bag_contract(legs[0]["contract"]["symbol"]), "legs": legs,
+        "action": action, "qty": qty, "order_type": kind, "lmt_price": limit,
+        "aux_price": None, "tif": f[21], "oca_group": f[22],
+        "account": f[23] or gw.broker.account, "order_ref": f[26], "transmit": f[27] != "0",
+        "parent_id": int(f[28] or 0), "oca_type": layout["oca_type"],
+    }
+    if layout["what_if"]:
+        trades = []
+        commission = 0.0
+        flip = action == "SELL"
+        for leg in legs:
+            side = leg["action"] if not flip else ("SELL" if leg["action"] == "BUY" else "BUY")
+            bid, ask, _mark = gw.broker.quote_of(leg["contract"])
+            n = qty * leg["ratio"]
+            trades.append((leg["contract"], n if side == "BUY" else -n,
+                           ask if side == "BUY" else bid))
+            commission += account.commission(leg["contract"], n, 0.0)
+        m = extras(gw).account.what_if_trades(trades, commission)
+        _whatif_reply(gw, s, order, m, commission)
+        return
+    if gw.slow_orders > 0:
+        gw._spawn(gw._place_later(order, gw.slow_orders))
+        return
+    gw._place(order)
 
 
 # ---- market data -----------------------------------------------------------------------

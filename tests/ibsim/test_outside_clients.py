@@ -160,24 +160,53 @@ def test_requests_ibsim_does_not_serve_fail_fast_with_their_id(aib: Any) -> None
     assert all(req != -1 for req, code, _ in errs if code in (320, 321)), errs
 
 
-def test_combo_market_data_and_combo_order_get_their_own_ids(aib: Any) -> None:
+def _bag(*legs: tuple[Any, str]) -> Any:
+    return iba.Contract(secType="BAG", symbol=legs[0][0].symbol, exchange="SMART",
+                        currency="USD",
+                        comboLegs=[iba.ComboLeg(conId=c.conId, ratio=1, action=side,
+                                                exchange="SMART") for c, side in legs])
+
+
+def test_combo_roll_fills_at_the_net_and_bad_combos_get_their_ids(aib: Any,
+                                                                  quiet_sim: Any) -> None:
     ib = aib
     errs = errors_of(ib)
-    (a, b) = ib.qualifyContracts(iba.Option("SPY", EXPIRY, 585, "P", "SMART"),
-                                 iba.Option("SPY", EXPIRY, 580, "P", "SMART"))
-    bag = iba.Contract(secType="BAG", symbol="SPY", exchange="SMART", currency="USD",
-                       comboLegs=[iba.ComboLeg(conId=a.conId, ratio=1, action="BUY",
-                                               exchange="SMART"),
-                                  iba.ComboLeg(conId=b.conId, ratio=1, action="SELL",
-                                               exchange="SMART")])
-    t = ib.reqMktData(bag)
-    roll = ib.placeOrder(bag, iba.LimitOrder("BUY", 1, 0.5, orderRef="t20:roll"))
-    until(ib, lambda: roll.orderStatus.status == "Cancelled", "the combo's rejection")
-    req_ids = {req for req, _code, _m in errs}
-    assert ib.wrapper.ticker2ReqId["mktData"][t] in req_ids
-    assert any(req == roll.order.orderId and code == 201 and "combo" in msg
-               for req, code, msg in errs)
-    assert all(req != -1 for req, code, _ in errs if code in (320, 321)), errs
+    near, far = ib.qualifyContracts(iba.Option("SPY", EXPIRY, 585, "P", "SMART"),
+                                    iba.Option("SPY", EXPIRY, 580, "P", "SMART"))
+    (qqq_put,) = ib.qualifyContracts(iba.Option("QQQ", EXPIRY, 500, "P", "SMART"))
+    qn, qf = ib.reqMktData(near), ib.reqMktData(far)
+    until(ib, lambda: all(q.bid == q.bid and q.bid > 0 for q in (qn, qf)), "leg quotes")
+    sale = ib.placeOrder(near, iba.LimitOrder("SELL", 1, qn.bid, orderRef="t20:short"))
+    until(ib, lambda: sale.orderStatus.status == "Filled", "the short put")
+    roll = _bag((near, "BUY"), (far, "SELL"))  # buy back 585, sell 580: a debit
+    net = round(qn.ask - qf.bid, 2)
+    st = ib.whatIfOrder(roll, iba.LimitOrder("BUY", 1, net))
+    assert float(st.initMarginChange) < 0  # the farther strike needs less margin
+    assert st.commission == pytest.approx(1.30)
+    assert quiet_sim.get_state()["positions"][0]["local_symbol"] == near.localSymbol
+    low = ib.placeOrder(roll, iba.LimitOrder("BUY", 1, round(net - 0.5, 2), orderRef="t20:lo"))
+    until(ib, lambda: low.orderStatus.status == "Submitted", "a combo resting below the net")
+    ib.cancelOrder(low.order)
+    until(ib, lambda: low.orderStatus.status == "Cancelled", "combo cancel")
+    trade = ib.placeOrder(roll, iba.LimitOrder("BUY", 1, round(net + 0.05, 2),
+                                               orderRef="t20:roll"))
+    until(ib, lambda: trade.orderStatus.status == "Filled" and len(trade.fills) == 2,
+          "the roll's two leg fills")
+    assert trade.orderStatus.avgFillPrice == pytest.approx(net, abs=0.011)
+    legs = {f.contract.conId: (f.execution.side, f.execution.price) for f in trade.fills}
+    assert legs[near.conId][0] == "BOT" and legs[far.conId][0] == "SLD"
+    assert legs[near.conId][1] - legs[far.conId][1] == pytest.approx(net, abs=0.011)
+    held = {p["local_symbol"]: p["position"] for p in quiet_sim.get_state()["positions"]}
+    assert held == {far.localSymbol: -1.0}
+    # A combo across underlyings, and combo market data: each gets its own id.
+    t = ib.reqMktData(roll)
+    bad = ib.placeOrder(_bag((near, "BUY"), (qqq_put, "SELL")), iba.LimitOrder("BUY", 1, 0.1))
+    until(ib, lambda: bad.orderStatus.status == "Cancelled", "the mixed combo's rejection")
+    assert any(r == bad.order.orderId and c == 201 and "one underlying" in m
+               for r, c, m in errs)
+    until(ib, lambda: any(r == ib.wrapper.ticker2ReqId["mktData"][t] for r, _c, _m in errs),
+          "combo market data answered on its id")
+    assert all(r != -1 for r, c, _m in errs if c in (320, 321)), errs
 
 
 # ---- 3. completed orders and history ----------------------------------------------------
