@@ -52,6 +52,7 @@ class Subscription:
     snapshot: bool = False
     generic: str = ""  # the generic tick list ("101" asks for open interest)
     quoted: bool = False  # once-a-day ticks (open, close, open interest) went out
+    day_ticks: tuple[float, ...] = ()  # high, low, volume last sent: resent on change only
 
 
 @dataclass

@@ -435,13 +435,19 @@ def extra_ticks(gw: Gateway, s: Session, sub: Subscription, first: bool) -> None
     delayed = s.data_type in (3, 4)
     if c["sec_type"] != "OPT":
         st.observe(round(extras(gw).spot(under), price_digits(under)))
-        hi, lo, vol = st.high, st.low, st.volume + 100 * gw.market.tick_no
+        # Volume grows a lot every 20 ticks: a feed's volume updates are coarser than quotes.
+        hi, lo, vol = st.high, st.low, st.volume + 2000 * (gw.market.tick_no // 20)
         if first:
             s.send(wire.tick_price(sub.req_id, 76 if delayed else 14, st.open, 0))
             s.send(wire.tick_price(sub.req_id, 75 if delayed else 9, st.close, 0))
-        s.send(wire.tick_price(sub.req_id, 72 if delayed else 6, hi, 0))
-        s.send(wire.tick_price(sub.req_id, 73 if delayed else 7, lo, 0))
-        s.send(wire.tick_size(sub.req_id, 74 if delayed else 8, float(int(vol // 100))))
+        last = sub.day_ticks or (None, None, None)
+        if hi != last[0]:
+            s.send(wire.tick_price(sub.req_id, 72 if delayed else 6, hi, 0))
+        if lo != last[1]:
+            s.send(wire.tick_price(sub.req_id, 73 if delayed else 7, lo, 0))
+        if vol != last[2]:
+            s.send(wire.tick_size(sub.req_id, 74 if delayed else 8, float(int(vol // 100))))
+        sub.day_ticks = (hi, lo, vol)
         spot = extras(gw).spot(under)
         if first and "101" in sub.generic and c["sec_type"] == "STK":
             strikes = [float(k) for k in range(int(spot * 0.7) + 1, int(spot * 1.3) + 1)]
