@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ibsim import combos, universe
 from ibsim.market import (
     ET,
     SPY_CON_ID,
@@ -135,6 +136,9 @@ class Broker:
 
     def quote_of(self, contract: dict[str, Any]) -> tuple[float, float, float]:
         """(bid, ask, mark) of a contract now."""
+        other = universe.quote(contract, self.market)  # QQQ, IWM, stocks, VIX, forex
+        if other is not None:
+            return other
         if contract["sec_type"] == "STK":
             return self.market.stock_quote()
         q = self.market.option_quote(contract["expiry"], contract["strike"], contract["right"])
@@ -262,6 +266,9 @@ class Broker:
         for o in list(self.open_orders()):
             if o["status"] != "Submitted" or o["status"] in DONE:
                 continue
+            if o["contract"]["sec_type"] == "BAG":  # a combo fills on its legs' net
+                events += combos.fill_if_reached(self, o)
+                continue
             bid, ask, _mark = self.quote_of(o["contract"])
             price = self._fill_price(o, bid, ask)
             if price is not None:
@@ -362,7 +369,6 @@ class Broker:
     def settle_expiries(self) -> list[Event]:
         """Options whose expiry passed: OTM expire worthless, ITM are exercised/assigned."""
         now = self.market.now()
-        spot = self.market.spot
         events: list[Event] = []
         for con_id, pos in list(self.positions.items()):
             c = pos["contract"]
@@ -370,12 +376,15 @@ class Broker:
                 continue
             if now < expiry_close(c["expiry"]):
                 continue
+            inst = universe.underlying_of(c)  # a QQQ/IWM option settles on its own price
+            spot = universe.price(inst, self.market) if inst else self.market.spot
+            shares_of = universe.stock_contract(inst) if inst else stock_contract("SMART")
             itm = spot < c["strike"] if c["right"] == "P" else spot > c["strike"]
             qty = pos["position"]
             if itm:
                 shares = 100 * qty * (1 if c["right"] == "C" else -1)
                 # A short put (qty < 0) is assigned: it buys 100 shares per contract.
-                self._apply_position(stock_contract("SMART"), shares, c["strike"])
+                self._apply_position(shares_of, shares, c["strike"])
                 self.cash -= shares * c["strike"]
             if not itm:
                 self.realized += -qty * pos["avg_cost"]  # the premium is kept (or lost)
@@ -388,7 +397,7 @@ class Broker:
                 if o["contract"]["con_id"] == con_id:
                     events += self._cancel(o, f"Order Canceled - reason: option {outcome}")
             events.append(Event("position", {"con_id": con_id}))
-            events.append(Event("position", {"con_id": SPY_CON_ID}))
+            events.append(Event("position", {"con_id": shares_of["con_id"]}))
         if events:
             self.save()
         return events
@@ -399,6 +408,9 @@ class Broker:
         """Contracts matching a (partial) contract from the client: SPY stock or options."""
         from ibsim.market import expirations, option_con_id
 
+        other = universe.resolve(spec, self.market)  # QQQ, IWM, stocks, VIX, forex
+        if other is not None:
+            return other
         if spec.get("con_id"):
             cid = spec["con_id"]
             if cid == SPY_CON_ID:

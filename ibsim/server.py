@@ -15,7 +15,7 @@ from typing import Any
 
 from loguru import logger
 
-from ibsim import wire
+from ibsim import services, wire
 from ibsim.broker import Broker, Event
 from ibsim.market import SPY_CON_ID, Market
 
@@ -50,6 +50,9 @@ class Subscription:
     req_id: int
     contract: dict[str, Any]
     snapshot: bool = False
+    generic: str = ""  # the generic tick list ("101" asks for open interest)
+    quoted: bool = False  # once-a-day ticks (open, close, open interest) went out
+    day_ticks: tuple[float, ...] = ()  # high, low, volume last sent: resent on change only
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.started = time.time()
         self.log = logger.bind(actor="gateway")
+        self.extras = services.Extras(self, seed)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -165,6 +169,9 @@ class Gateway:
 
     def _send_quote(self, s: Session, sub: Subscription) -> None:
         c = sub.contract
+        if c["symbol"] != "SPY":
+            services.other_quote(self, s, sub)  # QQQ, IWM, stocks, VIX, forex
+            return
         delayed = s.data_type in (3, 4)
         bid_t, ask_t, last_t = (66, 67, 68) if delayed else (1, 2, 4)
         bsz_t, asz_t = (69, 70) if delayed else (0, 3)
@@ -175,6 +182,8 @@ class Gateway:
             s.send(wire.tick_price(sub.req_id, ask_t, ask, self.market.ask_size))
             s.send(wire.tick_size(sub.req_id, asz_t, self.market.ask_size))
             s.send(wire.tick_price(sub.req_id, last_t, last, 100))
+            services.extra_ticks(self, s, sub, first=not sub.quoted)
+            sub.quoted = True
             return
         q = self.market.option_quote(c["expiry"], c["strike"], c["right"])
         und = round(self.market.spot, 2)
@@ -184,6 +193,8 @@ class Gateway:
         for tt in comp:
             s.send(wire.tick_option(sub.req_id, tt, q.iv, q.delta, q.model, q.gamma, q.vega,
                                     q.theta, und))
+        services.extra_ticks(self, s, sub, first=not sub.quoted)
+        sub.quoted = True
 
     # ---- events to wire ----------------------------------------------------------------
 
@@ -240,19 +251,11 @@ class Gateway:
         s.send(wire.portfolio(self.broker.account, c, pos["position"], mark, pos["avg_cost"],
                               unreal, 0.0))
 
-    def _account_values(self) -> dict[str, float]:
-        b = self.broker
-        value = 0.0
-        for pos in b.positions.values():
-            _bid, _ask, mark = b.quote_of(pos["contract"])
-            value += pos["position"] * mark * float(pos["contract"].get("multiplier") or 1)
-        net = b.cash + value
-        return {"NetLiquidation": net, "TotalCashValue": b.cash, "BuyingPower": net * 4,
-                "AvailableFunds": net, "ExcessLiquidity": net, "RealizedPnL": b.realized}
+    def _account_values(self) -> dict[str, float | str]:
+        return services.account_values(self)  # the margin account: ibsim/account.py
 
     def _send_account_values(self, s: Session) -> None:
-        for k, v in self._account_values().items():
-            s.send(wire.frame(6, 2, k, f"{v:.2f}", "USD", self.broker.account))
+        services.send_account_updates(self, s)
 
     # ---- client sessions ---------------------------------------------------------------
 
@@ -283,7 +286,9 @@ class Gateway:
                         await self._handle(session, fields)
                     except Exception as exc:  # a bad message: tell this client only
                         self.log.warning("bad message from {}: {} ({})", peer, fields[:3], exc)
-                        session.send(wire.error(-1, 320, f"Error reading request: {exc}"))
+                        # The request's own id when its layout has one, so the client
+                        # fails fast instead of waiting out its timeout.
+                        services.unserved(session, fields, f"Error reading request: {exc}")
                 await writer.drain()
         except wire.FrameError as exc:
             self.log.warning("closing {}: {}", peer, exc)
@@ -308,7 +313,7 @@ class Gateway:
             raise ValueError("startApi expected first")
         handler = HANDLERS.get(msg)
         if handler is None:
-            s.send(wire.error(-1, 320, f"Unknown message id {msg}"))
+            services.unserved(s, f)
             return
         await handler(self, s, f)
 
@@ -366,16 +371,10 @@ class Gateway:
         s.send(wire.frame(54, 1, self.broker.account))
 
     async def req_account_multi(self, s: Session, f: list[str]) -> None:
-        req_id = int(f[2])
-        for k, v in self._account_values().items():
-            s.send(wire.frame(73, 1, req_id, self.broker.account, "", k, f"{v:.2f}", "USD"))
-        s.send(wire.frame(74, 1, req_id))
+        await services.req_account_multi(self, s, f)
 
     async def req_account_summary(self, s: Session, f: list[str]) -> None:
-        req_id = int(f[2])
-        for k, v in self._account_values().items():
-            s.send(wire.frame(63, 1, req_id, self.broker.account, k, f"{v:.2f}", "USD"))
-        s.send(wire.frame(64, 1, req_id))
+        await services.req_account_summary(self, s, f)
 
     async def req_executions(self, s: Session, f: list[str]) -> None:
         req_id = int(f[2])
@@ -423,7 +422,7 @@ class Gateway:
                                            " request"))
             return
         for c in found:
-            s.send(wire.contract_details(req_id, c, SPY_CON_ID if c["sec_type"] == "OPT" else 0))
+            s.send(wire.contract_details(req_id, c, services.under_con_id(c)))
         s.send(wire.frame(52, 1, req_id))
 
     async def req_sec_def_opt_params(self, s: Session, f: list[str]) -> None:
@@ -450,12 +449,14 @@ class Gateway:
         if f[i] == "1":  # delta-neutral contract
             i += 3
         snapshot = f[i + 2] == "1"
+        if services.line_limit_reached(s, req_id, snapshot):
+            return
         found = self.broker.resolve(spec)
         if len(found) != 1:
             s.send(wire.error(req_id, 200, "No security definition has been found for the"
                                            " request"))
             return
-        sub = Subscription(req_id, found[0], snapshot)
+        sub = Subscription(req_id, found[0], snapshot, generic=f[i + 1])
         s.send(wire.frame(81, req_id, "0.01", "9c0001", 3))
         s.send(wire.frame(58, 1, req_id, 3 if s.data_type in (3, 4) else 1))
         if self.in_outage:
@@ -472,6 +473,8 @@ class Gateway:
     async def place_order(self, s: Session, f: list[str]) -> None:
         if len(f) < 48:
             raise ValueError(f"placeOrder with {len(f)} fields")
+        if services.check_order(self, s, f):
+            return  # a whatIf answered, or an order ibsim refuses (its id, its reason)
         order = {
             "order_id": int(f[1]), "client_id": s.client_id,
             "contract": self._contract_from(f, 2), "action": f[16],
@@ -636,3 +639,4 @@ HANDLERS: dict[int, Handler] = {
     1: Gateway.req_mkt_data, 2: Gateway.cancel_mkt_data, 3: Gateway.place_order,
     4: Gateway.cancel_order,
 }
+HANDLERS.update(services.HANDLERS)  # history, completed orders, account summary

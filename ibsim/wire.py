@@ -95,8 +95,9 @@ _OPEN_ORDER_TEMPLATE = (
 ).split("|")  # the transcript's layout, kept readable
 
 
-def open_order(o: dict[str, Any]) -> bytes:
-    """openOrder (5): the transcript's 128-field layout with this order's values."""
+def open_order(o: dict[str, Any], extra: dict[int, Any] | None = None) -> bytes:
+    """openOrder (5): the transcript's 128-field layout with this order's values;
+    `extra` sets fields by index (a whatIf's flag and OrderState margins)."""
     f: list[Any] = list(_OPEN_ORDER_TEMPLATE)
     c = o["contract"]
     f[1] = o["order_id"]
@@ -115,6 +116,8 @@ def open_order(o: dict[str, Any]) -> bytes:
     f[54] = o.get("oca_type", 0)
     f[58] = o.get("parent_id", 0)
     f[86] = o["status"]
+    for k, v in (extra or {}).items():
+        f[k] = v
     return frame(*f[:-1], "")
 
 
