@@ -118,6 +118,8 @@ class WatchdogConfig:
     gateway_restart: str = "none"
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    # READY this long (s) puts the Connection-restart backoff back to backoff_initial.
+    stable_after: float = 300.0
     supervisor_url: str = "unix:///tmp/trading-bot-supervisor.sock"
     docker_socket: str = "/var/run/docker.sock"
 
@@ -334,7 +336,8 @@ def _validate(cfg: Config) -> None:
     if (cfg.clock.file or cfg.clock.start) and cfg.gateway.mode == "live":
         fail("clock.start" if cfg.clock.start else "clock.file",
              "a simulated clock is refused in live mode")
-    for key in ("probe_interval", "escalate_after", "backoff_initial", "backoff_max"):
+    for key in ("probe_interval", "escalate_after", "backoff_initial", "backoff_max",
+                "stable_after"):
         if getattr(cfg.watchdog, key) <= 0:
             fail(f"watchdog.{key}", "must be > 0")
 

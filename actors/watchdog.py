@@ -53,8 +53,14 @@ class Watchdog(SupervisedActor):
         self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
         self.down_since: float | None = None
         self.down_reason = ""
+        # Deliberate Connection restarts since the link was last stable (READY for
+        # `stable_after`): they are spaced 1 s, 2 s, 4 s ... up to `backoff_max` apart,
+        # across outages, so a flapping gateway costs a few restarts, not one per flap.
         self.restarts = 0
+        self.last_restart_at = -1e9
+        self.ready_since: float | None = None
         self.next_restart_at = 0.0
+        self.id_in_use_alerted = False
         self.escalated_at: float | None = None
         self.probe_failures = 0
         self.next_probe_at = time.monotonic() + cfg.watchdog.probe_interval
@@ -95,22 +101,49 @@ class Watchdog(SupervisedActor):
                     details={"outage_seconds": round(outage, 3)},
                 )
             self.down_since = None
-            self.restarts = 0
+            self.ready_since = now
             self.escalated_at = None
             self.probe_failures = 0
             self.ever_ready = True
             self.next_probe_at = now + self.cfg.watchdog.probe_interval
             return
+        self.ready_since = None
+        self._check_client_id(message.status)
         if message.previous == LinkState.READY or (self.down_since is None and self.ever_ready):
             self._mark_down(message.status.reason or message.status.state.value)
+
+    def _check_client_id(self, status: LinkStatus) -> None:
+        """326 at connect: Connection retries with backoff; from the second refusal in a
+        row, one alert (usually the gateway has not yet noticed our old, dead socket)."""
+        tries = self.directory.client_id_refusals
+        if tries < 2:
+            self.id_in_use_alerted = tries > 0 and self.id_in_use_alerted
+            return
+        if not self.id_in_use_alerted:
+            self.id_in_use_alerted = True
+            self.alerts.raise_alert(
+                "link_down",
+                f"client id {self.cfg.gateway.client_id} in use at the gateway (326), "
+                f"{tries} tries so far; retrying with backoff",
+                severity="error",
+            )
+
+    def _schedule_restart(self) -> None:
+        """The earliest moment for the next deliberate Connection restart."""
+        w = self.cfg.watchdog
+        assert self.down_since is not None
+        self.next_restart_at = max(
+            self.down_since + w.backoff_initial,
+            self.last_restart_at + backoff_delay(self.restarts + 1, w.backoff_initial,
+                                                 w.backoff_max),
+        )
 
     def _mark_down(self, reason: str) -> None:
         if self.down_since is not None:
             return
         self.down_since = time.monotonic()
         self.down_reason = reason
-        self.restarts = 0
-        self.next_restart_at = self.down_since + self.cfg.watchdog.backoff_initial
+        self._schedule_restart()
         self.log.error("link DOWN: {}", reason)
         self.alerts.raise_alert(
             "link_down", f"link to IB Gateway down: {reason}", severity="critical"
@@ -128,6 +161,11 @@ class Watchdog(SupervisedActor):
             self._on_link(LinkChanged(current, self.link.state))
         now = time.monotonic()
         if self.link.state == LinkState.READY:
+            w = self.cfg.watchdog
+            if self.restarts and self.ready_since is not None \
+                    and now - self.ready_since >= w.stable_after:
+                self.log.info("link stable for {:.0f}s: restart backoff reset", w.stable_after)
+                self.restarts = 0
             self._probe(now)
             self._check_market_data(now)
             return
@@ -135,7 +173,7 @@ class Watchdog(SupervisedActor):
             if not self.ever_ready:
                 # Never up since start: escalate on the same clock as an outage.
                 self.down_since, self.down_reason = now, self.link.reason or "not connected"
-                self.next_restart_at = now + self.cfg.watchdog.backoff_initial
+                self._schedule_restart()
             return
         w = self.cfg.watchdog
         # A closed socket is retried by Connection itself; 1100 and dead probes need a
@@ -150,11 +188,14 @@ class Watchdog(SupervisedActor):
             self.restart_gateway("watchdog", down_for=now - self.down_since)
 
     def _restart_connection(self, why: str) -> None:
-        w = self.cfg.watchdog
+        current = self.directory.link
+        if current is not None and current.state == LinkState.READY \
+                and current.updated_at > self.link.updated_at:
+            return  # restored (1101/1102) since this tick was queued: nothing to repair
         self.restarts += 1
-        self.next_restart_at = time.monotonic() + backoff_delay(
-            self.restarts + 1, w.backoff_initial, w.backoff_max
-        )
+        self.last_restart_at = time.monotonic()
+        if self.down_since is not None:
+            self._schedule_restart()
         self.log.warning("restarting Connection (#{}): {}", self.restarts, why)
         try:
             self.directory.proxy("supervisor").restart("connection").get(timeout=20)
