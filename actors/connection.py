@@ -347,10 +347,12 @@ class Connection(SupervisedActor):
             self._maybe_ready()
 
     def _on_account_value(self, *_: Any) -> None:
+        self.directory.last_message_at = time.time()
         self._on_evidence("account update")
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
         now = time.time()
+        self.directory.last_message_at = now
         eff = code_effect(code) if req_id == -1 else None
         if code in LINK_LOST and req_id == -1:
             self._lost = True
@@ -372,14 +374,17 @@ class Connection(SupervisedActor):
             if code in FARM_OK:
                 self._on_evidence(f"{code} {eff.farm} farm OK")
         if req_id > 0 and self.ib is not None:
-            self._order_errors[req_id] = (code, message)
+            # Only an order's own id makes an order error: an error on a market-data or
+            # contract request id (354, 10167, 200 ...) is that request's, not an order's.
             trade = next((t for t in self.ib.trades() if t.order.orderId == req_id), None)
             if trade is not None:
+                self._order_errors[req_id] = (code, message)
                 self.directory.publish(OrderUpdated(order_info(trade, (code, message))))
                 self._notify()
         self.directory.publish(BrokerError(req_id, code, message, now))
 
     def _on_order(self, trade: Trade) -> None:
+        self.directory.last_message_at = time.time()
         err = self._order_errors.get(trade.order.orderId)
         self.directory.publish(OrderUpdated(order_info(trade, err)))
         self._notify()
@@ -414,6 +419,7 @@ class Connection(SupervisedActor):
         self.directory.publish(CommissionReceived(report.execId, float(report.commission)))
 
     def _on_tickers(self, tickers: set[Ticker]) -> None:
+        self.directory.last_message_at = time.time()
         if self._connected:
             self._on_evidence("quote")
         received = self.ib.client.connectionStats().numMsgRecv if self.ib is not None else 0

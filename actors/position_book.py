@@ -794,6 +794,8 @@ class PositionBook(SupervisedActor):
                 "logged_in": link.logged_in,
                 # The newer of the last change and the last answered heartbeat.
                 "updated_at": max(link.updated_at or link.since, self.directory.link_verified_at),
+                # Evidence of life, with its age: a frozen status shows as an old figure.
+                **self._life(spy),
             },
             "account": link.account or self.cfg.gateway.account,
             "mode": self.cfg.gateway.mode,
@@ -816,6 +818,18 @@ class PositionBook(SupervisedActor):
             "open_lots": len(lots),
             "unprotected_lots": sum(1 for lot in lots if lot["state"] == "unprotected"),
             "reconciled_at": self.reconciled_at or None,
+        }
+
+    def _life(self, spy: Any) -> dict[str, Any]:
+        now = time.time()
+        heard = max(self.directory.last_message_at, self.directory.link_verified_at) or None
+        quote = spy.time if spy else None
+        return {
+            "last_message_at": heard,
+            "last_message_age": round(now - heard, 3) if heard else None,
+            "last_quote_at": quote,
+            "last_quote_age": round(now - quote, 3) if quote else None,
+            "farms_broken": sorted(self.directory.farms_broken),
         }
 
     def pnl_history_view(self) -> dict[str, Any]:
