@@ -31,6 +31,8 @@ class ActorDirectory:
         # name ("market", "hmds", "secdef"); set by Connection. No entry is priced while
         # "market" is in it.
         self.farms_broken: set[str] = set()
+        # An expected outage named by the Watchdog ("weekly re-authentication"), or "".
+        self.link_note: str = ""
         # When the gateway last sent anything on the current socket (any event).
         self.last_message_at: float = 0.0
         # Connects refused in a row with 326 (client id in use); set by Connection.

@@ -830,6 +830,8 @@ class PositionBook(SupervisedActor):
             "last_quote_at": quote,
             "last_quote_age": round(now - quote, 3) if quote else None,
             "farms_broken": sorted(self.directory.farms_broken),
+            # Why, when the outage is an expected one (the Sunday re-authentication).
+            "note": self.directory.link_note if self.link.state != LinkState.READY else "",
         }
 
     def pnl_history_view(self) -> dict[str, Any]:

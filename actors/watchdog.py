@@ -15,18 +15,41 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from actors.clock import Clock
-from actors.config import Config
+from actors.config import Config, parse_quiet_window
 from actors.directory import ActorDirectory
 from actors.messages import LinkChanged, LinkState, LinkStatus
 from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor, start_ticker
 
 TICK_SECONDS = 0.2
+ET = ZoneInfo("America/New_York")
+WEEKLY_REAUTH = "weekly re-authentication"
+
+
+def in_quiet_window(now_et: datetime, windows: list[str]) -> bool:
+    """True inside one of IB's reset windows (config strings, ET; see parse_quiet_window)."""
+    minute = now_et.hour * 60 + now_et.minute
+    wd = now_et.weekday()
+    for text in windows:
+        days, start, end = parse_quiet_window(text)
+        if end > start:
+            if wd in days and start <= minute < end:
+                return True
+        elif (wd in days and minute >= start) or ((wd - 1) % 7 in days and minute < end):
+            return True
+    return False
+
+
+def weekly_reauth(now_et: datetime) -> bool:
+    """Sunday from 01:00 ET: IB's session has expired; a new login (2FA) is due."""
+    return now_et.weekday() == 6 and now_et.hour >= 1
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,14 @@ class Watchdog(SupervisedActor):
         self.ready_since: float | None = None
         self.next_restart_at = 0.0
         self.id_in_use_alerted = False
+        # Bounded escalation: gateway restarts per ET day, and after one that did not
+        # bring READY, a single login_required alert and a wait (no 2FA loop).
+        self.gateway_day = ""
+        self.gateway_restarts = 0
+        self.awaiting_login = False
+        self.login_alerted = False
+        self.budget_alerted = ""
+        self.weekly_noted = ""
         self.escalated_at: float | None = None
         self.probe_failures = 0
         self.next_probe_at = time.monotonic() + cfg.watchdog.probe_interval
@@ -103,6 +134,8 @@ class Watchdog(SupervisedActor):
             self.down_since = None
             self.ready_since = now
             self.escalated_at = None
+            self.awaiting_login = self.login_alerted = False
+            self.directory.link_note = ""
             self.probe_failures = 0
             self.ever_ready = True
             self.next_probe_at = now + self.cfg.watchdog.probe_interval
@@ -148,6 +181,22 @@ class Watchdog(SupervisedActor):
         self.alerts.raise_alert(
             "link_down", f"link to IB Gateway down: {reason}", severity="critical"
         )
+        self._note_weekly_reauth()
+
+    def _note_weekly_reauth(self) -> None:
+        """The Sunday 01:00 ET session expiry is expected: say so once, by name."""
+        et = self.clock.now().astimezone(ET)
+        if not weekly_reauth(et):
+            return
+        self.directory.link_note = WEEKLY_REAUTH
+        if self.weekly_noted != et.date().isoformat():
+            self.weekly_noted = et.date().isoformat()
+            self.alerts.raise_alert(
+                "login_required",
+                "weekly re-authentication: IB ends the session Sunday 01:00 ET; log in "
+                "(2FA) to the gateway, then press the dashboard's login button",
+                severity="warning",
+            )
 
     # ---- periodic checks ---------------------------------------------------------------
 
@@ -185,7 +234,47 @@ class Watchdog(SupervisedActor):
             self.escalated_at is None or now - self.escalated_at >= w.escalate_after
         ):
             self.escalated_at = now
-            self.restart_gateway("watchdog", down_for=now - self.down_since)
+            self._escalate(now - self.down_since)
+
+    def _escalate(self, down_for: float) -> None:
+        """A gateway restart, bounded: at most `max_gateway_restarts` per ET day, never in
+        IB's reset windows or the weekly re-authentication, never twice without a login."""
+        w = self.cfg.watchdog
+        et = self.clock.now().astimezone(ET)
+        if self.awaiting_login:
+            if not self.login_alerted:
+                self.login_alerted = True
+                self.alerts.raise_alert(
+                    "login_required",
+                    f"the gateway was restarted and the link is still not READY after "
+                    f"{down_for:.0f}s: log in (2FA), then press the dashboard's login button; "
+                    f"no further restart until then",
+                    severity="error",
+                )
+            return
+        if weekly_reauth(et):
+            self._note_weekly_reauth()
+            return  # a restart would only ask for the same login again
+        if in_quiet_window(et, w.quiet_windows):
+            self.log.info("link down {:.0f}s inside IB's reset window: no gateway restart",
+                          down_for)
+            return
+        day = et.date().isoformat()
+        if day != self.gateway_day:
+            self.gateway_day, self.gateway_restarts = day, 0
+        if self.gateway_restarts >= w.max_gateway_restarts:
+            if self.budget_alerted != day:
+                self.budget_alerted = day
+                self.alerts.raise_alert(
+                    "gateway_restart",
+                    f"link down {down_for:.0f}s; the day's {w.max_gateway_restarts} gateway "
+                    f"restarts are spent: waiting for an operator",
+                    severity="error",
+                )
+            return
+        self.gateway_restarts += 1
+        self.restart_gateway("watchdog", down_for=down_for)
+        self.awaiting_login = True
 
     def _restart_connection(self, why: str) -> None:
         current = self.directory.link
@@ -266,9 +355,8 @@ class Watchdog(SupervisedActor):
             f"gateway restart via {method} ({why}): {message}",
             severity="warning" if ok else "error",
         )
-        self.alerts.raise_alert(
-            "login_required",
-            "the gateway was restarted: a login (2FA) may be needed before it links to IB",
-            severity="warning",
-        )
+        if by != "watchdog":
+            # The operator's login: escalation may try again if this one does not help.
+            self.awaiting_login = self.login_alerted = False
+            self.escalated_at = time.monotonic()
         return {"started": ok, "method": method, "message": message}

@@ -199,3 +199,71 @@ def test_status_reports_state_why_since_and_the_age_of_the_last_evidence(
     sim.post("/fault/farm", {"farm": "market", "broken": True})
     wait_until(lambda: eng.ask("status")["link"]["farms_broken"] == ["market"], 5, 0.01,
                "the broken farm in status")
+
+
+ESCALATE = {"watchdog": {"escalate_after": 1.0, "gateway_restart": "none"}}
+
+
+def kinds(sink: WebhookSink, kind: str) -> list[dict[str, Any]]:
+    return [b for b in sink.bodies(kind)]
+
+
+def hold(seconds: float, check: Any) -> None:
+    """`check()` must hold for `seconds` (an absence over a window, checked all along)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        check()
+        time.sleep(0.05)
+
+
+def logout(sim: Any, eng: RunningEngine) -> None:
+    sim.post("/fault/logout", {"seconds": 600})  # waiting for a 2FA login; sockets drop
+    wait_until(lambda: eng.engine.directory.link.state != READY, 10, 0.01, "down")
+
+
+def test_logout_one_gateway_restart_then_login_required_and_no_loop(
+    sim: Any, start_engine: Any, sink: WebhookSink
+) -> None:
+    eng = start_engine({**hooks(sink), **ESCALATE})
+    logout(sim, eng)
+    sink.wait_for(lambda s: s.bodies("gateway_restart"), 15)
+    sink.wait_for(lambda s: s.bodies("login_required"), 15)
+
+    def once_each() -> None:
+        assert len(kinds(sink, "gateway_restart")) == 1
+        assert len(kinds(sink, "login_required")) == 1
+
+    hold(5.0, once_each)  # five escalate_after periods: no second restart, no alert loop
+    assert "log in" in kinds(sink, "login_required")[0]["message"]
+    sim.post("/fault/login", {})
+    wait_until(lambda: eng.engine.directory.link.state == READY, 30, 0.02, "READY after login")
+
+
+def test_no_gateway_restart_inside_ibs_reset_window(
+    sim: Any, start_engine: Any, sink: WebhookSink
+) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    tuesday_night = datetime(2026, 11, 24, 23, 50, tzinfo=ZoneInfo("America/New_York"))
+    eng = start_engine({**hooks(sink), **ESCALATE}, now=tuesday_night)
+    logout(sim, eng)
+    sink.wait_for(lambda s: s.bodies("link_down"), 10)
+    hold(4.0, lambda: not kinds(sink, "gateway_restart") or pytest.fail("restarted"))
+    assert not kinds(sink, "login_required")
+
+
+def test_sunday_reauth_is_named_once_and_in_status(
+    sim: Any, start_engine: Any, sink: WebhookSink
+) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    sunday = datetime(2026, 11, 29, 1, 5, tzinfo=ZoneInfo("America/New_York"))
+    eng = start_engine({**hooks(sink), **ESCALATE}, now=sunday)
+    logout(sim, eng)
+    sink.wait_for(lambda s: s.bodies("login_required"), 10)
+    assert "weekly re-authentication" in kinds(sink, "login_required")[0]["message"]
+    assert eng.ask("status")["link"]["note"] == "weekly re-authentication"
+    hold(3.0, lambda: len(kinds(sink, "login_required")) == 1
+         and not kinds(sink, "gateway_restart") or pytest.fail("repeated"))
