@@ -265,5 +265,5 @@ def test_sunday_reauth_is_named_once_and_in_status(
     sink.wait_for(lambda s: s.bodies("login_required"), 10)
     assert "weekly re-authentication" in kinds(sink, "login_required")[0]["message"]
     assert eng.ask("status")["link"]["note"] == "weekly re-authentication"
-    hold(3.0, lambda: len(kinds(sink, "login_required")) == 1
-         and not kinds(sink, "gateway_restart") or pytest.fail("repeated"))
+    hold(3.0, lambda: (len(kinds(sink, "login_required")) == 1
+         and not kinds(sink, "gateway_restart")) or pytest.fail("repeated"))
