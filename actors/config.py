@@ -132,6 +132,15 @@ class WatchdogConfig:
     gateway_restart: str = "none"
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    # READY this long (s) puts the Connection-restart backoff back to backoff_initial.
+    stable_after: float = 300.0
+    # Gateway restarts (escalation) per ET day at most; none inside IB's reset windows
+    # ("DAYS HH:MM-HH:MM" in ET, DAYS a day or a range, e.g. "Sun-Thu"; a window may
+    # cross midnight and belongs to the day it starts on).
+    max_gateway_restarts: int = 3
+    quiet_windows: list[str] = field(
+        default_factory=lambda: ["Sun-Thu 23:45-00:45", "Fri 23:00-03:00"]
+    )
     supervisor_url: str = "unix:///tmp/trading-bot-supervisor.sock"
     docker_socket: str = "/var/run/docker.sock"
 
@@ -376,9 +385,37 @@ def _validate(cfg: Config) -> None:
     if (cfg.clock.file or cfg.clock.start) and cfg.gateway.mode == "live":
         fail("clock.start" if cfg.clock.start else "clock.file",
              "a simulated clock is refused in live mode")
-    for key in ("probe_interval", "escalate_after", "backoff_initial", "backoff_max"):
+    for key in ("probe_interval", "escalate_after", "backoff_initial", "backoff_max",
+                "stable_after"):
         if getattr(cfg.watchdog, key) <= 0:
             fail(f"watchdog.{key}", "must be > 0")
+    if cfg.watchdog.max_gateway_restarts < 0:
+        fail("watchdog.max_gateway_restarts", "must be >= 0")
+    for i, window in enumerate(cfg.watchdog.quiet_windows):
+        try:
+            parse_quiet_window(window)
+        except ValueError as exc:
+            fail(f"watchdog.quiet_windows[{i}]", str(exc))
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_QUIET = re.compile(r"^(\w{3})(?:-(\w{3}))? (\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+
+
+def parse_quiet_window(text: str) -> tuple[set[int], int, int]:
+    """"Sun-Thu 23:45-00:45" -> ({6, 0, 1, 2, 3}, 1425, 45): start weekdays (Mon = 0)
+    and start/end minutes of the day; end <= start means the window crosses midnight."""
+    m = _QUIET.match(text.strip())
+    if not m or m.group(1) not in _DAYS or (m.group(2) and m.group(2) not in _DAYS):
+        raise ValueError(f"expected 'DAY[-DAY] HH:MM-HH:MM' (ET, e.g. 'Sun-Thu 23:45-00:45'),"
+                         f" got {text!r}")
+    first = _DAYS.index(m.group(1))
+    last = _DAYS.index(m.group(2) or m.group(1))
+    days = {(first + i) % 7 for i in range((last - first) % 7 + 1)}
+    h1, m1, h2, m2 = (int(m.group(i)) for i in range(3, 7))
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise ValueError(f"bad time in {text!r}")
+    return days, h1 * 60 + m1, h2 * 60 + m2
 
 
 def schedule_warnings(cfg: Config) -> list[str]:

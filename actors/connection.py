@@ -6,9 +6,10 @@ on a dedicated loop thread. Actor methods submit coroutines there with
 `run_coroutine_threadsafe` and wait with a timeout; IB event handlers on the
 loop only `tell` frozen messages (never ask, never block).
 
-The link state tracks the socket *and* the gateway: error 1100 drops READY to
-CONNECTED at once although `isConnected()` stays true; 1101/1102/2110 or a fresh
-connection bring it back.
+The link state tracks the socket *and* the gateway (codes as actors/ib_codes.py has
+them): 1100 or 2110 drop READY to CONNECTED at once although `isConnected()` stays
+true; 1101/1102 bring it back. A fresh connect is READY only on evidence of IB's
+side: no loss since connect and a farm-OK code, an account update or a quote.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from loguru import logger
 
 from actors.config import Config
 from actors.directory import ActorDirectory
+from actors.ib_codes import CLIENT_ID_IN_USE, FARM_BROKEN, FARM_OK, LINK_LOST, LINK_RESTORED
+from actors.ib_codes import effect as code_effect
 from actors.messages import (
     BrokerError,
     CommissionReceived,
@@ -48,8 +51,6 @@ from actors.messages import (
 from actors.order_guard import OrderRefused, order_violation, verify_account
 from actors.supervisor import SupervisedActor
 
-GATEWAY_LOST = 1100
-GATEWAY_RESTORED = (1101, 1102, 2110)
 DATA_LOST = 1101
 # ib_insync keeps every Trade and Fill of a session (an Order alone holds ~150 fields):
 # bench.memory saw ~30 KB per trade, 98 -> 160 MB over 2,000 trades. The book has them
@@ -190,6 +191,13 @@ class Connection(SupervisedActor):
         self._disconnected: asyncio.Event | None = None
         self._main_task: asyncio.Future[Any] | None = None
         self._stopping = False
+        # Evidence of IB's side since the last connect (READY needs it, see module doc).
+        self._lost = False  # a 1100/2110 since connect, not yet restored
+        self._evidence = ""  # what showed IB's side alive ("" = nothing yet)
+        self._connected = False  # connectAsync has returned on this socket
+        self._id_in_use = 0  # consecutive connects refused with 326
+        self._id_refused = False  # this connect attempt got 326
+        self.directory.farms_broken = set()
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -266,6 +274,9 @@ class Connection(SupervisedActor):
             ib.RequestTimeout = gw.request_timeout
             self.ib = ib
             self._lines = {}  # a new session has no lines
+            self._lost, self._evidence, self._connected = False, "", False
+            self._id_refused = False
+            self.directory.farms_broken = set()
             self._wire_events(ib)
             self._set_state(LinkState.CONNECTING, f"connecting to {gw.host}:{gw.port}")
             try:
@@ -282,14 +293,27 @@ class Connection(SupervisedActor):
                 with contextlib.suppress(Exception):
                     ib.disconnect()
                 reason = f"connect failed: {type(exc).__name__}: {exc}".rstrip(": ")
+                if self._id_refused:
+                    # Usually the gateway has not yet noticed our previous (dead) socket:
+                    # retried with the same backoff; the Watchdog alerts from the 2nd try.
+                    self._id_in_use += 1
+                    self.directory.client_id_refusals = self._id_in_use
+                    reason = (f"{CLIENT_ID_IN_USE}: client id {gw.client_id} already in use "
+                              f"(try {self._id_in_use})")
                 self._set_state(LinkState.DISCONNECTED, reason)
                 await asyncio.sleep(backoff)
                 backoff = min(self.cfg.watchdog.backoff_max, backoff * 2)
                 continue
+            self._id_in_use = 0
+            self.directory.client_id_refusals = 0
             ib.reqMarketDataType(gw.market_data_type)
             backoff = self.cfg.watchdog.backoff_initial
+            self._connected = True
             if self._status.state == LinkState.CONNECTING:
-                self._set_state(LinkState.READY, "connected and synced")
+                # READY only on evidence of IB's side; until then the socket alone.
+                self._set_state(LinkState.CONNECTED, "connected; waiting for evidence of IB's"
+                                " side (farm code, account update or quote)", linked=False)
+            self._maybe_ready()
             await self._disconnected.wait()
             if not self._stopping:
                 self._set_state(LinkState.DISCONNECTED, "socket closed by the gateway")
@@ -305,6 +329,7 @@ class Connection(SupervisedActor):
         ib.pendingTickersEvent += self._on_tickers
         ib.positionEvent += self._on_position
         ib.updatePortfolioEvent += self._on_portfolio
+        ib.accountValueEvent += self._on_account_value
 
     def _notify(self) -> None:
         if self._changed is not None:
@@ -316,21 +341,63 @@ class Connection(SupervisedActor):
             self._disconnected.set()
         self._notify()
 
+    def _maybe_ready(self) -> None:
+        """CONNECTED -> READY once the fresh socket shows evidence of IB's side and no
+        loss (1100/2110) has come since connect."""
+        if (
+            self._connected
+            and not self._lost
+            and self._evidence
+            and self._status.state == LinkState.CONNECTED
+            and self.ib is not None
+            and self.ib.isConnected()
+        ):
+            self._set_state(LinkState.READY, f"connected; IB's side seen: {self._evidence}")
+
+    def _on_evidence(self, what: str) -> None:
+        if not self._evidence:
+            self._evidence = what
+            self._maybe_ready()
+
+    def _on_account_value(self, *_: Any) -> None:
+        self.directory.last_message_at = time.time()
+        self._on_evidence("account update")
+
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
         now = time.time()
-        if code == GATEWAY_LOST:
+        self.directory.last_message_at = now
+        eff = code_effect(code) if req_id == -1 else None
+        if code in LINK_LOST and req_id == -1:
+            self._lost = True
             self._set_state(LinkState.CONNECTED, f"{code}: {message}", linked=False)
-        elif code in GATEWAY_RESTORED and self.ib is not None and self.ib.isConnected():
-            self._set_state(LinkState.READY, f"{code}: {message}")
+        elif code in LINK_RESTORED and req_id == -1:
+            self._lost = False
+            self._evidence = self._evidence or f"{code}"
+            if self._connected and self.ib is not None and self.ib.isConnected():
+                self._set_state(LinkState.READY, f"{code}: {message}")
+        elif code == CLIENT_ID_IN_USE:
+            self._id_refused = True
+        elif eff is not None and eff.farm:
+            broken = set(self.directory.farms_broken)
+            if code in FARM_BROKEN:
+                broken.add(eff.farm)
+            else:
+                broken.discard(eff.farm)
+            self.directory.farms_broken = broken
+            if code in FARM_OK:
+                self._on_evidence(f"{code} {eff.farm} farm OK")
         if req_id > 0 and self.ib is not None:
-            self._order_errors[req_id] = (code, message)
+            # Only an order's own id makes an order error: an error on a market-data or
+            # contract request id (354, 10167, 200 ...) is that request's, not an order's.
             trade = next((t for t in self.ib.trades() if t.order.orderId == req_id), None)
             if trade is not None:
+                self._order_errors[req_id] = (code, message)
                 self.directory.publish(OrderUpdated(order_info(trade, (code, message))))
                 self._notify()
         self.directory.publish(BrokerError(req_id, code, message, now))
 
     def _on_order(self, trade: Trade) -> None:
+        self.directory.last_message_at = time.time()
         err = self._order_errors.get(trade.order.orderId)
         self.directory.publish(OrderUpdated(order_info(trade, err)))
         self._notify()
@@ -378,6 +445,9 @@ class Connection(SupervisedActor):
         )))
 
     def _on_tickers(self, tickers: set[Ticker]) -> None:
+        self.directory.last_message_at = time.time()
+        if self._connected:
+            self._on_evidence("quote")
         received = self.ib.client.connectionStats().numMsgRecv if self.ib is not None else 0
         self.directory.publish(
             QuotesUpdated(tuple(quote_of(t) for t in tickers), messages_received=received)

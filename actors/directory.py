@@ -27,6 +27,16 @@ class ActorDirectory:
         self.link: Any = None
         # When the Watchdog's heartbeat last found the gateway answering.
         self.link_verified_at: float = 0.0
+        # IB's data farms reported broken (2103/2105/2157) on the current socket, by
+        # name ("market", "hmds", "secdef"); set by Connection. No entry is priced while
+        # "market" is in it.
+        self.farms_broken: set[str] = set()
+        # An expected outage named by the Watchdog ("weekly re-authentication"), or "".
+        self.link_note: str = ""
+        # When the gateway last sent anything on the current socket (any event).
+        self.last_message_at: float = 0.0
+        # Connects refused in a row with 326 (client id in use); set by Connection.
+        self.client_id_refusals: int = 0
         # The latest quote per con_id, written by MarketData only; readers (the book's
         # dashboard views) take them without queueing behind MarketData's mailbox.
         self.quotes: dict[int, Any] = {}

@@ -308,6 +308,15 @@ class OrderExecutor(SupervisedActor):
         try:
             contract, quote, spot = self._choose_contract(trade_date)
             self._check_order_sanity(contract, quote.bid or 0.0, spot)
+        except EntryRefused as exc:
+            if exc.kind != "wait":
+                return self._entry_failed(trade_date, slot, f"no contract: {exc}")
+            # No quote yet is not a failure (after a restore, a farm break, a slow line):
+            # the slot goes back to the schedule, which asks again until catch_up_until;
+            # only that deadline makes it `missed` (alerted).
+            log.warning("entry {} {} waits: {}", trade_date, slot, exc)
+            self.book.interrupt_entry(trade_date, slot, f"waiting: {exc}").get(timeout=self._t())
+            return EntryResult(False, "waiting", str(exc))
         except Exception as exc:
             reason = f"no contract: {exc}"
             log.error("entry {} {} failed: {}", trade_date, slot, reason)
@@ -357,6 +366,12 @@ class OrderExecutor(SupervisedActor):
         )
         return EntryResult(True, "done", "sale filled", lot_id)
 
+    def _entry_failed(self, trade_date: str, slot: str, reason: str) -> EntryResult:
+        self.log.error("entry {} {} failed: {}", trade_date, slot, reason)
+        self.book.finish_entry(trade_date, slot, "failed", reason).get(timeout=self._t())
+        self.alerts.raise_alert("order_rejected", f"entry {trade_date} {slot} failed: {reason}")
+        return EntryResult(False, "failed", reason)
+
     def _watch(self, contract: ContractInfo) -> None:
         md = self.directory.ref("market_data")
         if md is not None:
@@ -365,11 +380,14 @@ class OrderExecutor(SupervisedActor):
     def _choose_contract(self, trade_date: str) -> tuple[ContractInfo, Any, float]:
         s = self.cfg.strategy
         conn = self.conn
+        if "market" in self.directory.farms_broken:
+            # Quotes from a broken farm are stale: no entry is priced on them.
+            raise EntryRefused("market data farm broken (2103): no fresh quote", "wait")
         underlying = conn.qualify_stock(s.symbol, s.exchange).get(timeout=self._t())
         spy = conn.quotes([underlying], 3.0).get(timeout=self._t(5))[0]
         spot = spy.mid or spy.last or spy.bid or 0.0
         if not spot:
-            raise EntryRefused(f"no {s.symbol} quote")
+            raise EntryRefused(f"no fresh {s.symbol} quote yet", "wait")
         expirations, strikes = conn.option_chain(s.symbol, underlying.con_id).get(timeout=self._t())
         from datetime import date
 
@@ -394,7 +412,7 @@ class OrderExecutor(SupervisedActor):
             )
         contract, quote = by_strike[strike]
         if quote.bid is None or quote.ask is None or quote.bid <= 0:
-            raise EntryRefused(f"no bid for {contract.local_symbol}")
+            raise EntryRefused(f"no bid for {contract.local_symbol} yet", "wait")
         self.log.info(
             "chose {} (bid {} ask {} delta {}) spot {:.2f}",
             contract.local_symbol,

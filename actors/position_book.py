@@ -983,6 +983,8 @@ class PositionBook(SupervisedActor):
                 "logged_in": link.logged_in,
                 # The newer of the last change and the last answered heartbeat.
                 "updated_at": max(link.updated_at or link.since, self.directory.link_verified_at),
+                # Evidence of life, with its age: a frozen status shows as an old figure.
+                **self._life(spy),
             },
             # What the gateway reports, never the config (issue 21).
             "account": link.account or ", ".join(link.accounts),
@@ -1015,6 +1017,20 @@ class PositionBook(SupervisedActor):
             "reconciled_at": self.reconciled_at or None,
             # Per webhook target: alerts pending, parked (refused for good), last error.
             "alert_delivery": self.alerts.delivery_status(),
+        }
+
+    def _life(self, spy: Any) -> dict[str, Any]:
+        now = time.time()
+        heard = max(self.directory.last_message_at, self.directory.link_verified_at) or None
+        quote = spy.time if spy else None
+        return {
+            "last_message_at": heard,
+            "last_message_age": round(now - heard, 3) if heard else None,
+            "last_quote_at": quote,
+            "last_quote_age": round(now - quote, 3) if quote else None,
+            "farms_broken": sorted(self.directory.farms_broken),
+            # Why, when the outage is an expected one (the Sunday re-authentication).
+            "note": self.directory.link_note if self.link.state != LinkState.READY else "",
         }
 
     def pnl_history_view(self) -> dict[str, Any]:

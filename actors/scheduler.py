@@ -28,6 +28,8 @@ from actors.supervisor import SupervisedActor, start_ticker
 from actors.trading_calendar import TradingCalendar
 
 ET = ZoneInfo("America/New_York")
+# A due slot is asked for again this often (s) while it waits (link, quote, farm).
+ENTRY_RETRY_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class Scheduler(SupervisedActor):
             if self.link_state != LinkState.READY:
                 continue  # catch-up: wait for READY (LinkChanged triggers a tick)
             key = (trade_date, slot)
-            if time.monotonic() - self._requested.get(key, -1e9) < 30.0:
+            if time.monotonic() - self._requested.get(key, -1e9) < ENTRY_RETRY_SECONDS:
                 continue  # asked already; the executor claims the slot when it runs
             self._requested[key] = time.monotonic()
             self.log.info("entry {} {} due at {:%H:%M} ET", trade_date, slot, now.astimezone(ET))
@@ -138,16 +140,22 @@ class Scheduler(SupervisedActor):
 
     def _miss(self, trade_date: str, slot: str, deadline: datetime) -> None:
         book = self._book()
+        before = book.entry(trade_date, slot).get(timeout=5)
         if not (
             book.start_entry(trade_date, slot).get(timeout=5)
             or book.reclaim_entry(trade_date, slot).get(timeout=5)
         ):
             return
         link = book.link_status().get(timeout=5)
-        reason = (
-            f"link not READY until the catch-up deadline {deadline.astimezone(ET):%H:%M} ET "
-            f"({link.state.value}: {link.reason})"
-        )
+        waited = (before or {}).get("reason") or ""
+        if waited.startswith("waiting: ") and link.state == LinkState.READY:
+            reason = (f"{waited[9:]} until the catch-up deadline "
+                      f"{deadline.astimezone(ET):%H:%M} ET")
+        else:
+            reason = (
+                f"link not READY until the catch-up deadline {deadline.astimezone(ET):%H:%M} ET "
+                f"({link.state.value}: {link.reason})"
+            )
         book.finish_entry(trade_date, slot, "missed", reason).get(timeout=5)
         self.log.error("entry {} {} missed: {}", trade_date, slot, reason)
         self.alerts.raise_alert(

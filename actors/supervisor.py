@@ -4,7 +4,8 @@ Pykka has no supervision of its own (a stopped actor cannot be restarted), so
 this is OTP's one-for-one strategy by hand: a child that stops unexpectedly is
 started anew after a backoff; more than `max_restarts` within `restart_window`
 seconds and the Supervisor gives up, so the engine exits non-zero and
-supervisord (the process supervisor) takes over.
+supervisord (the process supervisor) takes over. Only crashes count: a
+deliberate `restart(name)` (the Watchdog's, on a gateway outage) does not.
 """
 
 from __future__ import annotations
@@ -101,9 +102,13 @@ class Supervisor(pykka.ThreadingActor):
         return None
 
     def restart(self, name: str) -> bool:
-        """Stop and start `name` now (the Watchdog's call); counts against the budget."""
+        """Stop and start `name` now (the Watchdog's call). A deliberate restart, not a
+        crash: it does not spend the crash budget (a flapping gateway must never make
+        the engine give up; the Watchdog spaces its restarts with its own backoff)."""
         if name not in self._specs:
             raise KeyError(name)
+        if self._given_up or self._stopping:
+            return False
         ref = self._directory.ref(name)
         self._directory.set(name, None)
         if ref is not None:
@@ -111,8 +116,7 @@ class Supervisor(pykka.ThreadingActor):
                 ref.stop(timeout=10)
             except (pykka.Timeout, pykka.ActorDeadError):
                 pass
-        if not self._count_restart(name):
-            return False
+        self._pending.discard(name)
         self._start_child(name)
         return True
 

@@ -15,18 +15,41 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from actors.clock import Clock
-from actors.config import Config
+from actors.config import Config, parse_quiet_window
 from actors.directory import ActorDirectory
 from actors.messages import LinkChanged, LinkState, LinkStatus
 from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor, start_ticker
 
 TICK_SECONDS = 0.2
+ET = ZoneInfo("America/New_York")
+WEEKLY_REAUTH = "weekly re-authentication"
+
+
+def in_quiet_window(now_et: datetime, windows: list[str]) -> bool:
+    """True inside one of IB's reset windows (config strings, ET; see parse_quiet_window)."""
+    minute = now_et.hour * 60 + now_et.minute
+    wd = now_et.weekday()
+    for text in windows:
+        days, start, end = parse_quiet_window(text)
+        if end > start:
+            if wd in days and start <= minute < end:
+                return True
+        elif (wd in days and minute >= start) or ((wd - 1) % 7 in days and minute < end):
+            return True
+    return False
+
+
+def weekly_reauth(now_et: datetime) -> bool:
+    """Sunday from 01:00 ET: IB's session has expired; a new login (2FA) is due."""
+    return now_et.weekday() == 6 and now_et.hour >= 1
 
 
 @dataclass(frozen=True)
@@ -53,8 +76,22 @@ class Watchdog(SupervisedActor):
         self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
         self.down_since: float | None = None
         self.down_reason = ""
+        # Deliberate Connection restarts since the link was last stable (READY for
+        # `stable_after`): they are spaced 1 s, 2 s, 4 s ... up to `backoff_max` apart,
+        # across outages, so a flapping gateway costs a few restarts, not one per flap.
         self.restarts = 0
+        self.last_restart_at = -1e9
+        self.ready_since: float | None = None
         self.next_restart_at = 0.0
+        self.id_in_use_alerted = False
+        # Bounded escalation: gateway restarts per ET day, and after one that did not
+        # bring READY, a single login_required alert and a wait (no 2FA loop).
+        self.gateway_day = ""
+        self.gateway_restarts = 0
+        self.awaiting_login = False
+        self.login_alerted = False
+        self.budget_alerted = ""
+        self.weekly_noted = ""
         self.escalated_at: float | None = None
         self.probe_failures = 0
         self.next_probe_at = time.monotonic() + cfg.watchdog.probe_interval
@@ -95,26 +132,71 @@ class Watchdog(SupervisedActor):
                     details={"outage_seconds": round(outage, 3)},
                 )
             self.down_since = None
-            self.restarts = 0
+            self.ready_since = now
             self.escalated_at = None
+            self.awaiting_login = self.login_alerted = False
+            self.directory.link_note = ""
             self.probe_failures = 0
             self.ever_ready = True
             self.next_probe_at = now + self.cfg.watchdog.probe_interval
             return
+        self.ready_since = None
+        self._check_client_id(message.status)
         if message.previous == LinkState.READY or (self.down_since is None and self.ever_ready):
             self._mark_down(message.status.reason or message.status.state.value)
+
+    def _check_client_id(self, status: LinkStatus) -> None:
+        """326 at connect: Connection retries with backoff; from the second refusal in a
+        row, one alert (usually the gateway has not yet noticed our old, dead socket)."""
+        tries = self.directory.client_id_refusals
+        if tries < 2:
+            self.id_in_use_alerted = tries > 0 and self.id_in_use_alerted
+            return
+        if not self.id_in_use_alerted:
+            self.id_in_use_alerted = True
+            self.alerts.raise_alert(
+                "link_down",
+                f"client id {self.cfg.gateway.client_id} in use at the gateway (326), "
+                f"{tries} tries so far; retrying with backoff",
+                severity="error",
+            )
+
+    def _schedule_restart(self) -> None:
+        """The earliest moment for the next deliberate Connection restart."""
+        w = self.cfg.watchdog
+        assert self.down_since is not None
+        self.next_restart_at = max(
+            self.down_since + w.backoff_initial,
+            self.last_restart_at + backoff_delay(self.restarts + 1, w.backoff_initial,
+                                                 w.backoff_max),
+        )
 
     def _mark_down(self, reason: str) -> None:
         if self.down_since is not None:
             return
         self.down_since = time.monotonic()
         self.down_reason = reason
-        self.restarts = 0
-        self.next_restart_at = self.down_since + self.cfg.watchdog.backoff_initial
+        self._schedule_restart()
         self.log.error("link DOWN: {}", reason)
         self.alerts.raise_alert(
             "link_down", f"link to IB Gateway down: {reason}", severity="critical"
         )
+        self._note_weekly_reauth()
+
+    def _note_weekly_reauth(self) -> None:
+        """The Sunday 01:00 ET session expiry is expected: say so once, by name."""
+        et = self.clock.now().astimezone(ET)
+        if not weekly_reauth(et):
+            return
+        self.directory.link_note = WEEKLY_REAUTH
+        if self.weekly_noted != et.date().isoformat():
+            self.weekly_noted = et.date().isoformat()
+            self.alerts.raise_alert(
+                "login_required",
+                "weekly re-authentication: IB ends the session Sunday 01:00 ET; log in "
+                "(2FA) to the gateway, then press the dashboard's login button",
+                severity="warning",
+            )
 
     # ---- periodic checks ---------------------------------------------------------------
 
@@ -128,6 +210,11 @@ class Watchdog(SupervisedActor):
             self._on_link(LinkChanged(current, self.link.state))
         now = time.monotonic()
         if self.link.state == LinkState.READY:
+            w = self.cfg.watchdog
+            if self.restarts and self.ready_since is not None \
+                    and now - self.ready_since >= w.stable_after:
+                self.log.info("link stable for {:.0f}s: restart backoff reset", w.stable_after)
+                self.restarts = 0
             self._probe(now)
             self._check_market_data(now)
             return
@@ -135,7 +222,7 @@ class Watchdog(SupervisedActor):
             if not self.ever_ready:
                 # Never up since start: escalate on the same clock as an outage.
                 self.down_since, self.down_reason = now, self.link.reason or "not connected"
-                self.next_restart_at = now + self.cfg.watchdog.backoff_initial
+                self._schedule_restart()
             return
         w = self.cfg.watchdog
         # A closed socket is retried by Connection itself; 1100 and dead probes need a
@@ -147,14 +234,57 @@ class Watchdog(SupervisedActor):
             self.escalated_at is None or now - self.escalated_at >= w.escalate_after
         ):
             self.escalated_at = now
-            self.restart_gateway("watchdog", down_for=now - self.down_since)
+            self._escalate(now - self.down_since)
+
+    def _escalate(self, down_for: float) -> None:
+        """A gateway restart, bounded: at most `max_gateway_restarts` per ET day, never in
+        IB's reset windows or the weekly re-authentication, never twice without a login."""
+        w = self.cfg.watchdog
+        et = self.clock.now().astimezone(ET)
+        if self.awaiting_login:
+            if not self.login_alerted:
+                self.login_alerted = True
+                self.alerts.raise_alert(
+                    "login_required",
+                    f"the gateway was restarted and the link is still not READY after "
+                    f"{down_for:.0f}s: log in (2FA), then press the dashboard's login button; "
+                    f"no further restart until then",
+                    severity="error",
+                )
+            return
+        if weekly_reauth(et):
+            self._note_weekly_reauth()
+            return  # a restart would only ask for the same login again
+        if in_quiet_window(et, w.quiet_windows):
+            self.log.info("link down {:.0f}s inside IB's reset window: no gateway restart",
+                          down_for)
+            return
+        day = et.date().isoformat()
+        if day != self.gateway_day:
+            self.gateway_day, self.gateway_restarts = day, 0
+        if self.gateway_restarts >= w.max_gateway_restarts:
+            if self.budget_alerted != day:
+                self.budget_alerted = day
+                self.alerts.raise_alert(
+                    "gateway_restart",
+                    f"link down {down_for:.0f}s; the day's {w.max_gateway_restarts} gateway "
+                    f"restarts are spent: waiting for an operator",
+                    severity="error",
+                )
+            return
+        self.gateway_restarts += 1
+        self.restart_gateway("watchdog", down_for=down_for)
+        self.awaiting_login = True
 
     def _restart_connection(self, why: str) -> None:
-        w = self.cfg.watchdog
+        current = self.directory.link
+        if current is not None and current.state == LinkState.READY \
+                and current.updated_at > self.link.updated_at:
+            return  # restored (1101/1102) since this tick was queued: nothing to repair
         self.restarts += 1
-        self.next_restart_at = time.monotonic() + backoff_delay(
-            self.restarts + 1, w.backoff_initial, w.backoff_max
-        )
+        self.last_restart_at = time.monotonic()
+        if self.down_since is not None:
+            self._schedule_restart()
         self.log.warning("restarting Connection (#{}): {}", self.restarts, why)
         try:
             self.directory.proxy("supervisor").restart("connection").get(timeout=20)
@@ -225,10 +355,8 @@ class Watchdog(SupervisedActor):
             f"gateway restart via {method} ({why}): {message}",
             severity="warning" if ok else "error",
         )
-        if ok:  # a refused restart (e.g. the socket proxy's 403) asks no one to log in
-            self.alerts.raise_alert(
-                "login_required",
-                "the gateway was restarted: a login (2FA) may be needed before it links to IB",
-                severity="warning",
-            )
+        if by != "watchdog":
+            # The operator's login: escalation may try again if this one does not help.
+            self.awaiting_login = self.login_alerted = False
+            self.escalated_at = time.monotonic()
         return {"started": ok, "method": method, "message": message}

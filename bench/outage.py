@@ -4,10 +4,13 @@ ibsim (a process) sends error 1100 on `/fault/outage`; the figure is the time fr
 that control call to the engine's ZeroMQ `status` reporting the link not READY
 (DOWN), and to the `link_down` alert arriving at a loopback webhook sink; then
 `/fault/outage_end` with 1102 -> READY; then `/restart` (sockets dropped, the gateway
-back after 1 s) -> READY, counted past the gateway's return. Baseline: one raw
-ZeroMQ round trip (REQ -> echo ROUTER process) of the same request.
+back after 1 s) -> READY, counted past the gateway's return; then flapping (issue 15):
+`--flaps` 1 s outages (2110, then 1102) 0.5 s apart, the status sampled every 10 ms:
+the engine process must live, never READY from 20 ms after an outage starts to its
+restore, READY again after each. Baseline: one raw ZeroMQ round trip (REQ -> echo
+ROUTER process) of the same request.
 
-    python -m bench.outage [--outages 20] [--restarts 5]
+    python -m bench.outage [--outages 20] [--restarts 5] [--flaps 10]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.outage")
     ap.add_argument("--outages", type=int, default=20)
     ap.add_argument("--restarts", type=int, default=5)
+    ap.add_argument("--flaps", type=int, default=10)
     ap.add_argument("--verbose", action="store_true", help="print every sample")
     args = ap.parse_args(argv)
     echo_ep = f"tcp://127.0.0.1:{free_port()}"
@@ -89,6 +93,20 @@ def main(argv: list[str] | None = None) -> None:
                 poll(lambda: state() != "READY", 10)
                 poll(lambda: state() == "READY", 30)
                 restart.append(time.perf_counter() - back)
+            flap_ready, ready_inside, exited = [], 0, False
+            for _ in range(args.flaps):
+                t0 = time.perf_counter()
+                sim.post("/fault/outage", {"seconds": 3600, "code": 2110, "restore_code": 1102})
+                while time.perf_counter() - t0 < 1.0:  # sample the outage every 10 ms
+                    if time.perf_counter() - t0 > 0.02 and state() == "READY":
+                        ready_inside += 1
+                    time.sleep(0.01)
+                t1 = time.perf_counter()
+                sim.post("/fault/outage_end", {})
+                poll(lambda: state() == "READY", 30)
+                flap_ready.append(time.perf_counter() - t1)
+                exited = exited or engine.poll() is not None
+                time.sleep(0.5)  # the gap between flaps (the fault's shape)
         finally:
             client.close()
             stop(engine)
@@ -111,7 +129,16 @@ def main(argv: list[str] | None = None) -> None:
             max(restart) <= 2.0),
         Row("DOWN p50 / raw round trip p50", pct(down, 50) / pct(base, 50), "x"),
     ]
-    report("outage", rows, [f"{args.outages} outages, {args.restarts} restarts; poll every "
+    if flap_ready:
+        rows += [
+            Row("flapping: 1102 -> READY p99", pct(flap_ready, 99) * ms, "ms", "<= 200 ms",
+                pct(flap_ready, 99) <= 0.2),
+            Row("flapping: READY samples inside an outage", ready_inside, "", "0",
+                ready_inside == 0),
+            Row("flapping: engine exited", int(exited), "", "0", not exited),
+        ]
+    report("outage", rows, [f"{args.outages} outages, {args.restarts} restarts, "
+                            f"{args.flaps} flaps; poll every "
                             f"{POLL * 1000:.0f} ms; times include the control HTTP call"])
 
 

@@ -1,6 +1,6 @@
 """The control API: HTTP/1.1 + JSON on the control port (loopback), on the gateway's loop.
 
-GET /state; POST /market, /clock, /restart, /fault/{outage,outage_end,drop,logout,login,
+GET /state; POST /market, /clock, /restart, /fault/{outage,outage_end,farm,drop,logout,login,
 reject,hold_fills,slow_orders,refuse,freeze,mute}, /order/{cancel,external}. A bad request
 gets 400 (404 for an unknown path) with {"error": ...} and changes nothing.
 """
@@ -50,6 +50,7 @@ class ControlServer:
             ("POST", "/restart"): self.restart,
             ("POST", "/fault/outage"): self.outage,
             ("POST", "/fault/outage_end"): self.outage_end,
+            ("POST", "/fault/farm"): self.farm,
             ("POST", "/fault/drop"): self.drop,
             ("POST", "/fault/logout"): self.logout,
             ("POST", "/fault/login"): self.login,
@@ -158,12 +159,26 @@ class ControlServer:
         return {"restarting": True, "seconds": seconds}
 
     async def outage(self, body: dict[str, Any]) -> Any:
+        """IB loses the gateway: `code` 1100 (default) or 2110 (both a loss, IB's
+        message codes), restored by `restore_code` 1101 or 1102 after `seconds`."""
         seconds = _num(body, "seconds", 30.0, 0.0, 86400.0)
-        code = body.get("restore_code", 1102)
-        if code not in (1101, 1102, 2110):
-            raise BadRequest("'restore_code' must be 1101, 1102 or 2110")
-        self.gw.start_outage(seconds, int(code))
-        return {"outage": True, "seconds": seconds, "restore_code": code}
+        code = body.get("code", 1100)
+        if isinstance(code, bool) or code not in (1100, 2110):
+            raise BadRequest("'code' must be 1100 or 2110")
+        restore = body.get("restore_code", 1102)
+        if isinstance(restore, bool) or restore not in (1101, 1102):
+            raise BadRequest("'restore_code' must be 1101 or 1102")
+        self.gw.start_outage(seconds, int(restore), int(code))
+        return {"outage": True, "seconds": seconds, "code": code, "restore_code": restore}
+
+    async def farm(self, body: dict[str, Any]) -> Any:
+        farm, broken = body.get("farm"), body.get("broken", True)
+        if farm not in ("market", "hmds", "secdef"):
+            raise BadRequest("'farm' must be market, hmds or secdef")
+        if not isinstance(broken, bool):
+            raise BadRequest("'broken' must be true or false")
+        self.gw.set_farm(farm, broken)
+        return {"farm": farm, "broken": broken, "farms_broken": sorted(self.gw.farms_broken)}
 
     async def outage_end(self, body: dict[str, Any]) -> Any:
         if self.gw.outage_until:

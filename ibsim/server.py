@@ -24,13 +24,23 @@ FARM_MESSAGES = [
     (2106, "HMDS data farm connection is OK:ushmds"),
     (2158, "Sec-def data farm connection is OK:secdefnj"),
 ]
+# Farm codes by farm: (broken, OK) as IB sends them (TWS API "Message Codes").
+FARM_CODES = {
+    "market": ((2103, "Market data farm connection is broken:usfarm"), FARM_MESSAGES[0]),
+    "hmds": ((2105, "HMDS data farm connection is broken:ushmds"), FARM_MESSAGES[1]),
+    "secdef": ((2157, "Sec-def data farm connection is broken:secdefnj"), FARM_MESSAGES[2]),
+}
 RESTORE_TEXT = {
     1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
     1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+}
+LOST_TEXT = "Connectivity between IB and Trader Workstation has been lost."
+# 2110 is a loss like 1100 (IB: "It will be restored automatically", by 1101/1102).
+LOSS_TEXT = {
+    1100: LOST_TEXT,
     2110: "Connectivity between Trader Workstation and server is broken. It will be restored"
           " automatically.",
 }
-LOST_TEXT = "Connectivity between IB and Trader Workstation has been lost."
 ACCOUNT_TAGS = ("NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds",
                 "ExcessLiquidity", "RealizedPnL")
 
@@ -94,6 +104,8 @@ class Gateway:
         self.server: asyncio.base_events.Server | None = None
         self.outage_until = 0.0
         self.outage_restore = 1102
+        self.outage_code = 1100  # the loss code of the current outage (1100 or 2110)
+        self.farms_broken: set[str] = set()  # "market" | "hmds" | "secdef"
         self.logout_until = 0.0
         self.refuse_until = 0.0
         self.slow_orders = 0.0
@@ -161,7 +173,7 @@ class Gateway:
         self.market.step()
         if not self.in_outage:
             self._dispatch(self.broker.match())
-            if time.time() < self.mute_until:
+            if time.time() < self.mute_until or "market" in self.farms_broken:
                 return
             for s in self.sessions:
                 for sub in list(s.subs.values()):
@@ -330,10 +342,13 @@ class Gateway:
         s.client_id = client_id
         s.send(wire.frame(15, 1, self.broker.account))
         s.send(wire.frame(9, 1, self.broker.next_order_id))
-        for code, text in FARM_MESSAGES:
-            s.send(wire.error(-1, code, text))
         if self.in_outage:
-            s.send(wire.error(-1, 1100, LOST_TEXT))
+            # A gateway cut off from IB says so at once, and has no farm to report OK.
+            s.send(wire.error(-1, self.outage_code, LOSS_TEXT[self.outage_code]))
+        else:
+            for farm, (broken, ok) in FARM_CODES.items():
+                code, text = broken if farm in self.farms_broken else ok
+                s.send(wire.error(-1, code, text))
         self.log.info("client {} connected from {}", client_id, s.peer)
 
     async def req_positions(self, s: Session, f: list[str]) -> None:
@@ -413,6 +428,8 @@ class Gateway:
 
     async def req_contract_details(self, s: Session, f: list[str]) -> None:
         req_id = int(f[2])
+        if "secdef" in self.farms_broken:
+            return  # no farm to look it up: the request goes unanswered (client timeout)
         spec = self._contract_from(f, 3)
         found = self.broker.resolve(spec)
         if spec["exchange"] and spec["sec_type"] in ("", "STK"):
@@ -429,6 +446,8 @@ class Gateway:
         from ibsim.market import expirations
 
         req_id = int(f[1])
+        if "secdef" in self.farms_broken:
+            return
         if f[2].upper() != "SPY":
             s.send(wire.error(req_id, 200, "No security definition has been found for the"
                                            " request"))
@@ -459,7 +478,9 @@ class Gateway:
         sub = Subscription(req_id, found[0], snapshot, generic=f[i + 1])
         s.send(wire.frame(81, req_id, "0.01", "9c0001", 3))
         s.send(wire.frame(58, 1, req_id, 3 if s.data_type in (3, 4) else 1))
-        if self.in_outage:
+        if self.in_outage or "market" in self.farms_broken:
+            if not snapshot:
+                s.subs[req_id] = sub  # ticks start once the farm or link is back
             return
         self._send_quote(s, sub)
         if snapshot:
@@ -543,12 +564,28 @@ class Gateway:
 
     # ---- faults ------------------------------------------------------------------------
 
-    def start_outage(self, seconds: float, restore_code: int) -> None:
+    def start_outage(self, seconds: float, restore_code: int, code: int = 1100) -> None:
         self.outage_until = time.time() + seconds
         self.outage_restore = restore_code
+        self.outage_code = code
         for s in self._clients(None):
-            s.send(wire.error(-1, 1100, LOST_TEXT))
-        self.log.warning("outage for {}s (then {})", seconds, restore_code)
+            s.send(wire.error(-1, code, LOSS_TEXT[code]))
+        self.log.warning("outage {} for {}s (then {})", code, seconds, restore_code)
+
+    def set_farm(self, farm: str, broken: bool) -> None:
+        """A data farm breaks (2103/2105/2157) or comes back (2104/2106/2158): what it
+        serves stops meanwhile (market: quotes; secdef: contract lookups)."""
+        was = farm in self.farms_broken
+        if broken:
+            self.farms_broken.add(farm)
+        else:
+            self.farms_broken.discard(farm)
+        if was == broken:
+            return
+        code, text = FARM_CODES[farm][0 if broken else 1]
+        for s in self._clients(None):
+            s.send(wire.error(-1, code, text))
+        self.log.warning("{} farm {}", farm, "broken" if broken else "OK")
 
     def end_outage(self) -> None:
         code = self.outage_restore
@@ -616,6 +653,7 @@ class Gateway:
                         if s.client_id is not None],
             "faults": {
                 "outage": self.in_outage, "outage_seconds_left": max(0.0, self.outage_until - now),
+                "outage_code": self.outage_code, "farms_broken": sorted(self.farms_broken),
                 "logged_out": self.logged_out, "refusing": now < self.refuse_until,
                 "hold_fills": now < self.broker.hold_fills_until,
                 "slow_orders": self.slow_orders,

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 SMALL = {
-    "outage": ["--outages", "2", "--restarts", "1"],
+    "outage": ["--outages", "2", "--restarts", "1", "--flaps", "2"],
     "exits": ["--entries", "3"],
     "dashboard": ["--seconds", "1", "--clients", "2"],
     "ticks": ["--seconds", "1", "--lots", "1"],

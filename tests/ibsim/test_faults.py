@@ -22,15 +22,21 @@ def errors_of(ib: IB) -> list[int]:
     return codes
 
 
-@pytest.mark.parametrize("restore", [1102, 1101, 2110])
-def test_outage_sends_1100_then_the_restore_code(sim: Any, connect: Any, restore: int) -> None:
+@pytest.mark.parametrize(("loss", "restore"), [(1100, 1102), (1100, 1101), (2110, 1102),
+                                               (2110, 1101)])
+def test_outage_sends_the_loss_then_the_restore_code(sim: Any, connect: Any, loss: int,
+                                                     restore: int) -> None:
     ib = connect()
     codes = errors_of(ib)
     spy = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))[0]
     t = ib.reqMktData(spy)
     wait_ib(ib, lambda: t.bid > 0)
-    sim.post("/fault/outage", {"seconds": 30, "restore_code": restore})
-    wait_ib(ib, lambda: 1100 in codes, what="1100")
+    body: dict[str, Any] = {"seconds": 30, "restore_code": restore}
+    if loss != 1100:
+        body["code"] = loss
+    sim.post("/fault/outage", body)
+    wait_ib(ib, lambda: loss in codes, what=str(loss))
+    assert 2110 not in codes or loss == 2110
     assert ib.isConnected()  # the socket stays up: only errorEvent says so
     assert sim.get_state()["faults"]["outage"]
     sim.post("/fault/outage_end", {})
@@ -41,6 +47,53 @@ def test_outage_sends_1100_then_the_restore_code(sim: Any, connect: Any, restore
         t = ib.reqMktData(spy)
         last = t.last
         wait_ib(ib, lambda: t.last != last, what="ticks after resubscribing")
+
+
+def test_outage_restore_code_2110_is_refused(sim: Any) -> None:
+    with pytest.raises(ControlError):  # 2110 is a loss, never a restore
+        sim.post("/fault/outage", {"seconds": 5, "restore_code": 2110})
+    with pytest.raises(ControlError):
+        sim.post("/fault/outage", {"seconds": 5, "code": 1102})
+    assert not sim.get_state()["faults"]["outage"]
+
+
+@pytest.mark.parametrize("loss", [1100, 2110])
+def test_a_client_connecting_during_an_outage_gets_the_loss_at_once(sim: Any, loss: int) -> None:
+    sim.post("/fault/outage", {"seconds": 30, "code": loss, "restore_code": 1102})
+    ib = IB()
+    codes = errors_of(ib)
+    ib.connect("127.0.0.1", sim.port, clientId=21, timeout=3)
+    try:
+        assert codes and codes[0] == loss  # before any farm code; and no farm is OK
+        assert not {2104, 2106, 2158} & set(codes)
+        sim.post("/fault/outage_end", {})
+        wait_ib(ib, lambda: 1102 in codes, what="1102")
+    finally:
+        ib.disconnect()
+
+
+def test_a_broken_market_farm_stops_quotes_until_it_is_ok(sim: Any, connect: Any) -> None:
+    ib = connect()
+    codes = errors_of(ib)
+    spy = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))[0]
+    t = ib.reqMktData(spy)
+    wait_ib(ib, lambda: t.bid > 0)
+    sim.post("/fault/farm", {"farm": "market", "broken": True})
+    wait_ib(ib, lambda: 2103 in codes, what="2103")
+    ib2 = IB()
+    codes2 = errors_of(ib2)
+    ib2.connect("127.0.0.1", sim.port, clientId=22, timeout=3)
+    try:
+        assert 2103 in codes2 and 2104 not in codes2 and 2158 in codes2
+        t2 = ib2.reqMktData(spy)
+        ib2.sleep(0.5)
+        assert not t2.bid > 0  # nothing streams from a broken farm
+        sim.post("/fault/farm", {"farm": "market", "broken": False})
+        wait_ib(ib2, lambda: 2104 in codes2 and t2.bid > 0, what="2104 and quotes again")
+    finally:
+        ib2.disconnect()
+    with pytest.raises(ControlError):
+        sim.post("/fault/farm", {"farm": "nope", "broken": True})
 
 
 def test_drop_fires_disconnected_and_restart_allows_a_reconnect(sim: Any, connect: Any) -> None:

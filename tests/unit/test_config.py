@@ -105,3 +105,27 @@ def test_engine_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "strategy.target_delta" in proc.stderr
+
+
+def test_watchdog_escalation_keys_and_quiet_windows(tmp_path: Path) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from actors.watchdog import in_quiet_window, weekly_reauth
+
+    cfg = Config()
+    assert cfg.watchdog.max_gateway_restarts == 3 and cfg.watchdog.stable_after == 300.0
+    for bad in ('["Mon 25:00-01:00"]', '["Someday 23:45-00:45"]', '["Mon-Fri 2345-0045"]'):
+        with pytest.raises(ConfigError, match=r"watchdog\.quiet_windows\[0\]"):
+            load_config(environ={"TRADING_BOT__WATCHDOG__QUIET_WINDOWS": bad})
+    with pytest.raises(ConfigError, match=r"watchdog\.max_gateway_restarts"):
+        load_config(environ={"TRADING_BOT__WATCHDOG__MAX_GATEWAY_RESTARTS": "-1"})
+    et = ZoneInfo("America/New_York")
+    windows = cfg.watchdog.quiet_windows
+    assert in_quiet_window(datetime(2026, 11, 24, 23, 50, tzinfo=et), windows)  # Tue night
+    assert in_quiet_window(datetime(2026, 11, 25, 0, 30, tzinfo=et), windows)  # past midnight
+    assert not in_quiet_window(datetime(2026, 11, 25, 0, 50, tzinfo=et), windows)
+    assert in_quiet_window(datetime(2026, 11, 28, 2, 0, tzinfo=et), windows)  # Fri into Sat
+    assert not in_quiet_window(datetime(2026, 11, 24, 10, 0, tzinfo=et), windows)
+    assert weekly_reauth(datetime(2026, 11, 29, 1, 0, tzinfo=et))
+    assert not weekly_reauth(datetime(2026, 11, 29, 0, 30, tzinfo=et))

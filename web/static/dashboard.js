@@ -55,7 +55,9 @@ async function refresh() {
     set("link-state", link.state, `big state-${link.state}`);
     set("link-since", clock(link.since));
     set("link-age", age(link.updated_at), now() - st.engine.now > STALE ? "stale" : "");
-    set("link-reason", link.reason || "");
+    set("link-reason", link.note ? `${link.note} (${link.reason})` : (link.reason || ""));
+    set("link-heard", age(link.last_message_at));
+    set("link-quote", age(link.last_quote_at));
     set("gw-linked", link.gateway_linked ? "yes" : "NO", link.gateway_linked ? "good" : "bad");
     set("gw-login", link.logged_in ? "yes" : "NO", link.logged_in ? "good" : "bad");
     set("account", st.account || "–", st.account_reason ? "bad" : ""); set("mode", st.mode);
