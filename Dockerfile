@@ -15,6 +15,11 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY actors ./actors
+COPY trading ./trading
+COPY book ./book
+COPY wire ./wire
+COPY alerts ./alerts
+COPY ops ./ops
 COPY web ./web
 COPY ibsim ./ibsim
 COPY config ./config
@@ -36,6 +41,6 @@ EXPOSE 8080
 
 # Healthy = the engine answers over ZeroMQ (a gateway waiting for 2FA is not a sick engine).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-  CMD ["python", "-m", "actors.healthcheck"]
+  CMD ["python", "-m", "ops.healthcheck"]
 
 CMD ["supervisord", "-n", "-c", "/app/supervisord.conf"]

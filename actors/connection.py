@@ -27,29 +27,31 @@ from ib_insync import IB, Contract, Order, Stock, Ticker, Trade
 from ib_insync.objects import Fill
 from loguru import logger
 
-from actors.config import Config
 from actors.directory import ActorDirectory
 from actors.ib_codes import CLIENT_ID_IN_USE, FARM_BROKEN, FARM_OK, LINK_LOST, LINK_RESTORED
 from actors.ib_codes import effect as code_effect
 from actors.messages import (
-    BrokerError,
     CommissionReceived,
-    ContractInfo,
-    FillInfo,
     FillReceived,
     LinkChanged,
+    OrderUpdated,
+    PositionChanged,
+    QuotesUpdated,
+)
+from actors.supervisor import SupervisedActor
+from config.loader import Config
+from ops.backoff import Backoff
+from trading.model import (
+    ContractInfo,
+    FillInfo,
     LinkState,
     LinkStatus,
     OrderInfo,
     OrderRequest,
-    OrderUpdated,
-    PositionChanged,
     PositionInfo,
     Quote,
-    QuotesUpdated,
 )
-from actors.order_guard import OrderRefused, order_violation, verify_account
-from actors.supervisor import SupervisedActor
+from trading.risk import OrderRefused, order_violation, verify_account
 
 DATA_LOST = 1101
 # ib_insync keeps every Trade and Fill of a session (an Order alone holds ~150 fields):
@@ -265,7 +267,7 @@ class Connection(SupervisedActor):
     async def _maintain(self) -> None:
         """Connect; when the socket drops, reconnect with backoff (1 s doubling)."""
         gw = self.cfg.gateway
-        backoff = self.cfg.watchdog.backoff_initial
+        retry = Backoff(self.cfg.watchdog.backoff_initial, self.cfg.watchdog.backoff_max)
         self._changed = asyncio.Event()
         while not self._stopping:
             self._generation += 1
@@ -301,13 +303,13 @@ class Connection(SupervisedActor):
                     reason = (f"{CLIENT_ID_IN_USE}: client id {gw.client_id} already in use "
                               f"(try {self._id_in_use})")
                 self._set_state(LinkState.DISCONNECTED, reason)
-                await asyncio.sleep(backoff)
-                backoff = min(self.cfg.watchdog.backoff_max, backoff * 2)
+                await asyncio.sleep(retry.delay)
+                retry.grow()
                 continue
             self._id_in_use = 0
             self.directory.client_id_refusals = 0
             ib.reqMarketDataType(gw.market_data_type)
-            backoff = self.cfg.watchdog.backoff_initial
+            retry.reset()
             self._connected = True
             if self._status.state == LinkState.CONNECTING:
                 # READY only on evidence of IB's side; until then the socket alone.
@@ -317,7 +319,7 @@ class Connection(SupervisedActor):
             await self._disconnected.wait()
             if not self._stopping:
                 self._set_state(LinkState.DISCONNECTED, "socket closed by the gateway")
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(retry.delay)
 
     def _wire_events(self, ib: IB) -> None:
         ib.errorEvent += self._on_error
@@ -394,7 +396,6 @@ class Connection(SupervisedActor):
                 self._order_errors[req_id] = (code, message)
                 self.directory.publish(OrderUpdated(order_info(trade, (code, message))))
                 self._notify()
-        self.directory.publish(BrokerError(req_id, code, message, now))
 
     def _on_order(self, trade: Trade) -> None:
         self.directory.last_message_at = time.time()

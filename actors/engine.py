@@ -15,37 +15,27 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.clock import Clock, clock_from_config
-from actors.config import _HHMM, Config, cli_config, schedule_warnings
 from actors.connection import Connection
 from actors.directory import ActorDirectory
-from actors.logs import setup_logging
 from actors.market_data import MarketData
 from actors.messages import RepairExits
 from actors.order_executor import OrderExecutor
 from actors.position_book import PositionBook
 from actors.scheduler import Scheduler
 from actors.supervisor import ChildSpec, Supervisor
-from actors.trading_calendar import TradingCalendar
 from actors.watchdog import Watchdog
-
-READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
-ENGINE_READ_OPS = ("market_data",)  # answered by the engine itself, not the book
-COMMAND_OPS = (
-    "enter_now",
-    "pause",
-    "resume",
-    "repair_exits",
-    "restart_gateway",
-    "kill_switch",
-)
+from config.loader import _HHMM, Config, cli_config, schedule_warnings
+from ops.logs import setup_logging
+from trading.calendar import TradingCalendar
+from trading.clock import Clock, clock_from_config
+from wire.protocol import COMMAND_OPS, ENGINE_READ_OPS, READ_OPS
 
 
 class Engine:
     """Owns the actor tree and the outside-facing services of one engine process."""
 
     def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
-        from actors.alerts import AlertDispatcher
+        from alerts.dispatcher import AlertDispatcher
 
         self.cfg = cfg
         self.clock = clock or clock_from_config(cfg.clock)
@@ -82,8 +72,8 @@ class Engine:
         return specs
 
     def start(self) -> None:
-        from actors.zmq_keys import ensure_keys, keys_dir, server_keys
-        from actors.zmq_service import ZmqService
+        from wire.keys import ensure_keys, keys_dir, server_keys
+        from wire.server import ZmqService
 
         curve = None
         if self.cfg.zmq.curve:
@@ -142,7 +132,7 @@ class Engine:
     # ---- ZeroMQ ops --------------------------------------------------------------------
 
     def handle(self, op: str, args: dict[str, Any]) -> Any:
-        from actors.zmq_service import OpError
+        from wire.server import OpError
 
         d = self.directory
         try:
@@ -188,7 +178,7 @@ class Engine:
                 watchdog = d.ref("watchdog")
                 if watchdog is not None:
                     return watchdog.proxy().restart_gateway("operator").get(timeout=30)
-                from actors.gateway_restart import restart_gateway
+                from ops.gateway_restart import restart_gateway
 
                 method = self.cfg.watchdog.gateway_restart
                 message = restart_gateway(method, self.cfg)

@@ -13,17 +13,12 @@ from typing import Any
 
 from loguru import logger
 
-from actors.config import Config
 from actors.connection import BrokerCallError
 from actors.directory import ActorDirectory
-from actors.messages import (
-    ContractInfo,
-    LinkChanged,
-    LinkState,
-    Quote,
-    QuotesUpdated,
-)
+from actors.messages import LinkChanged, QuotesUpdated
 from actors.supervisor import SupervisedActor
+from config.loader import Config
+from trading.model import ContractInfo, LinkState, Quote
 
 
 class MarketData(SupervisedActor):
@@ -104,14 +99,6 @@ class MarketData(SupervisedActor):
             self.log.warning("market data subscription failed: {}", exc)
 
     # ---- queries (plain values) --------------------------------------------------------
-
-    def spy(self) -> Quote | None:
-        if self.underlying is None:
-            return None
-        return self._quotes.get(self.underlying.con_id)
-
-    def quotes_for(self, con_ids: list[int]) -> dict[int, Quote]:
-        return {c: self._quotes[c] for c in con_ids if c in self._quotes}
 
     def watch(self, contracts: list[ContractInfo]) -> None:
         """Keep these option lines streaming (lots we hold), across reconnects."""

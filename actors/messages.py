@@ -7,155 +7,14 @@ these, so no other actor can reach into the library's state from its thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-
-class LinkState(StrEnum):
-    DISCONNECTED = "DISCONNECTED"
-    CONNECTING = "CONNECTING"
-    CONNECTED = "CONNECTED"  # socket up, gateway not (yet) linked to IB or not synced
-    READY = "READY"  # gateway linked to IB and account synced: trading allowed
-
-
-@dataclass(frozen=True)
-class LinkStatus:
-    state: LinkState
-    since: float
-    reason: str = ""
-    gateway_linked: bool = False
-    logged_in: bool = False
-    account: str = ""  # the verified account every order carries ("" = none may be sent)
-    updated_at: float = 0.0
-    generation: int = 0  # connection attempt counter: a new socket, a new generation
-    # What the gateway reports (managedAccounts()), and why no account passed the check.
-    accounts: tuple[str, ...] = ()
-    account_problem: str = ""
-
-
-@dataclass(frozen=True)
-class ContractInfo:
-    con_id: int
-    symbol: str
-    sec_type: str
-    expiry: str = ""  # YYYYMMDD for options
-    strike: float = 0.0
-    right: str = ""
-    multiplier: int = 1
-    exchange: str = "SMART"
-    currency: str = "USD"
-    local_symbol: str = ""
-    trading_class: str = ""
-    min_tick: float = 0.01
-
-
-@dataclass(frozen=True)
-class Quote:
-    con_id: int
-    bid: float | None
-    ask: float | None
-    last: float | None
-    time: float
-    delta: float | None = None
-    iv: float | None = None
-    und_price: float | None = None
-
-    @property
-    def mid(self) -> float | None:
-        from actors.pricing import mid
-
-        m = mid(self.bid, self.ask)
-        return None if m is None else round(m, 4)
-
-
-@dataclass(frozen=True)
-class OrderRequest:
-    order_ref: str
-    contract: ContractInfo
-    action: str  # BUY | SELL
-    order_type: str  # LMT | STP | MKT
-    qty: int
-    lmt_price: float | None = None
-    aux_price: float | None = None
-    oca_group: str = ""
-    oca_type: int = 0
-    tif: str = "GTC"
-    account: str = ""
-    # The underlying's price the order was decided at: the guard refuses a sale
-    # whose strike is too far from it (actors/order_guard.py).
-    spot: float | None = None
-
-
-@dataclass(frozen=True)
-class OrderInfo:
-    order_id: int
-    perm_id: int
-    order_ref: str
-    con_id: int
-    local_symbol: str
-    action: str
-    order_type: str
-    qty: float
-    lmt_price: float | None
-    aux_price: float | None
-    oca_group: str
-    status: str  # ib_insync OrderStatus names, or "Unknown" when an ack timed out
-    filled: float = 0.0
-    avg_fill_price: float = 0.0
-    error_code: int = 0
-    error_message: str = ""
-    time: float = 0.0
-
-    @property
-    def is_live(self) -> bool:
-        return self.status in ("PendingSubmit", "PreSubmitted", "Submitted", "ApiPending")
-
-    @property
-    def is_filled(self) -> bool:
-        return self.status == "Filled"
-
-    @property
-    def is_dead(self) -> bool:
-        return self.status in ("Cancelled", "ApiCancelled", "Inactive")
-
-
-@dataclass(frozen=True)
-class FillInfo:
-    exec_id: str
-    order_id: int
-    perm_id: int
-    order_ref: str
-    con_id: int
-    local_symbol: str
-    side: str  # BOT | SLD
-    qty: float
-    price: float
-    time: float
-    commission: float | None = None
-
-
-@dataclass(frozen=True)
-class PositionInfo:
-    account: str
-    contract: ContractInfo
-    qty: float
-    avg_cost: float
-
-
-# ---- events published by Connection -------------------------------------------------
+from trading.model import FillInfo, LinkState, LinkStatus, OrderInfo, PositionInfo, Quote
 
 
 @dataclass(frozen=True)
 class LinkChanged:
     status: LinkStatus
     previous: LinkState
-
-
-@dataclass(frozen=True)
-class BrokerError:
-    req_id: int
-    code: int
-    message: str
-    time: float
 
 
 @dataclass(frozen=True)
@@ -211,11 +70,6 @@ class ProtectLot:
 
     lot_id: int
     reason: str = "sale fill"
-
-
-@dataclass(frozen=True)
-class Reconcile:
-    reason: str = "link ready"
 
 
 @dataclass(frozen=True)

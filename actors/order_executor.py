@@ -20,38 +20,35 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from actors.clock import Clock
-from actors.config import Config
 from actors.directory import ActorDirectory
-from actors.messages import (
-    ContractInfo,
-    EntryResult,
-    LinkState,
-    LinkStatus,
-    OrderInfo,
-    OrderRequest,
-    ProtectLot,
-    RepairExits,
-    RunEntry,
-)
-from actors.order_guard import OrderRefused, order_violation, verify_account
+from actors.messages import EntryResult, ProtectLot, RepairExits, RunEntry
 from actors.position_book import Alerter
-from actors.pricing import exit_prices, limit_walk, round_to_tick
-from actors.store import Store
-from actors.strikes import (
+from actors.supervisor import SupervisedActor
+from book.store import Store
+from config.loader import Config
+from ops.backoff import backoff_delay
+from trading.calendar import ET, TradingCalendar
+from trading.clock import Clock
+from trading.model import ContractInfo, LinkState, LinkStatus, OrderInfo, OrderRequest
+from trading.order_refs import (
+    exit_refs,
+    is_sale,
+    lot_prefix,
+    parse_sale,
+    sale_prefix,
+    sale_ref,
+)
+from trading.pricing import exit_prices, limit_walk, round_to_tick
+from trading.risk import OrderRefused, order_violation, verify_account
+from trading.strikes import (
     candidate_strikes,
     choose_expiry_by_rule,
     choose_strike_by_delta,
     choose_strike_by_distance,
 )
-from actors.supervisor import SupervisedActor
-from actors.trading_calendar import TradingCalendar
-
-ET = ZoneInfo("America/New_York")
 
 
 class EntryRefused(Exception):
@@ -66,18 +63,6 @@ class EntryRefused(Exception):
         super().__init__(message)
         self.kind = kind
         self.alert = alert  # an alert kind a refusal by hand raises too ("" = none)
-
-
-def sale_ref(trade_date: str, slot: str, attempt: int) -> str:
-    return f"tb:{trade_date}:{slot.replace(':', '')}:sale:{attempt}"
-
-
-def exit_refs(lot_id: int, serial: int) -> tuple[str, str, str]:
-    return (
-        f"tb:lot{lot_id}:tp:{serial}",
-        f"tb:lot{lot_id}:sl:{serial}",
-        f"tb-oca-lot{lot_id}-{serial}",
-    )
 
 
 def _gone(row: dict[str, Any]) -> OrderInfo:
@@ -735,7 +720,7 @@ class OrderExecutor(SupervisedActor):
                 "exits for lot {} attempt {} failed: {}", lot["id"], attempt, last_error
             )
             if attempt < s.exit_attempts:
-                time.sleep(s.exit_retry_backoff * 2 ** (attempt - 1))
+                time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
         self.book.set_lot_state(lot["id"], "unprotected").get(timeout=self._t())
         self.alerts.raise_alert(
             "lot_unprotected",
@@ -802,7 +787,7 @@ class OrderExecutor(SupervisedActor):
         except Exception as exc:
             self.log.warning("repair skipped: {}", exc)
             return {"repaired": 0, "checked": 0}
-        resumed = [o for o in live if ":sale:" in o.order_ref and o.order_ref.startswith("tb:")]
+        resumed = [o for o in live if is_sale(o.order_ref)]
         for order in resumed:
             self._resume_sale(order)
         if resumed:
@@ -813,7 +798,7 @@ class OrderExecutor(SupervisedActor):
         self._cancel_legs_of_closed_lots(live, {lot["id"] for lot in open_lots})
         for lot in open_lots:
             checked += 1
-            mine = [o for o in live if o.order_ref.startswith(f"tb:lot{lot['id']}:")]
+            mine = [o for o in live if o.order_ref.startswith(lot_prefix(lot["id"]))]
             pair = self._live_pair(lot, mine)
             current = self.book.lot(lot["id"]).get(timeout=self._t())
             resize = pair is not None and current is not None and any(
@@ -889,7 +874,7 @@ class OrderExecutor(SupervisedActor):
         transaction as the lot), and live sales were resumed just before.
         """
         for entry in self.book.started_entries().get(timeout=self._t()):
-            prefix = f"tb:{entry['trade_date']}:{entry['slot'].replace(':', '')}:sale:"
+            prefix = sale_prefix(entry["trade_date"], entry["slot"])
             if any(o.order_ref.startswith(prefix) for o in live):
                 continue
             reason = "interrupted: the engine stopped during the entry; nothing was sold"
@@ -942,9 +927,11 @@ class OrderExecutor(SupervisedActor):
 
     def _resume_sale(self, order: OrderInfo) -> None:
         """A previous run's sale is still resting: re-price it at the bid, else cancel."""
-        parts = order.order_ref.split(":")
-        trade_date, hhmm = parts[1], parts[2]
-        slot = f"{hhmm[:2]}:{hhmm[2:]}"
+        sale = parse_sale(order.order_ref)
+        if sale is None:
+            self.log.error("resume: {} is not a sale ref of ours", order.order_ref)
+            return
+        trade_date, slot = sale.trade_date, sale.slot
         refusal = self._resume_refusal()
         if refusal:
             # A sale left resting is an entry like any other: the same guards hold.

@@ -13,35 +13,28 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 import pykka
 from loguru import logger
 
-from actors import pnl as pnl_math
-from actors.clock import Clock
-from actors.config import Config, schedule_warnings
 from actors.directory import ActorDirectory
 from actors.messages import (
     CommissionReceived,
-    ContractInfo,
-    FillInfo,
     FillReceived,
     LinkChanged,
-    LinkState,
-    LinkStatus,
-    OrderInfo,
     OrderUpdated,
     PositionChanged,
-    PositionInfo,
     ProtectLot,
     RepairExits,
 )
-from actors.store import Store
 from actors.supervisor import SupervisedActor
-
-REF_PREFIX = "tb:"
-ET_ZONE = "America/New_York"
+from book.store import Store
+from config.loader import Config, schedule_warnings
+from trading import pnl as pnl_math
+from trading.calendar import ET
+from trading.clock import Clock
+from trading.model import ContractInfo, FillInfo, LinkState, LinkStatus, OrderInfo, PositionInfo
+from trading.order_refs import PREFIX, parse_sale
 
 
 class Alerter(Protocol):
@@ -300,7 +293,7 @@ class PositionBook(SupervisedActor):
 
     def realized_on_date(self, trade_date: str) -> float:
         """Realized P&L of lots closed on `trade_date` (New York day)."""
-        day = datetime.fromisoformat(trade_date).replace(tzinfo=ZoneInfo(ET_ZONE))
+        day = datetime.fromisoformat(trade_date).replace(tzinfo=ET)
         start = day.timestamp()
         return self.db.realized_on(start, start + 86400)
 
@@ -312,12 +305,9 @@ class PositionBook(SupervisedActor):
     def next_sale_serial(self, trade_date: str, slot: str) -> int:
         return self.db.next_sale_serial(trade_date, slot)
 
-    def lot_for_sale(self, order_ref: str) -> dict[str, Any] | None:
-        return self.db.lot_by_order_ref(order_ref)
-
     def apply_fill(self, fill: FillInfo) -> int | None:
         """Store the fill once; a sale fill opens its lot, an exit fill closes its lot."""
-        if not fill.order_ref.startswith(REF_PREFIX):
+        if not fill.order_ref.startswith(PREFIX):
             self._store_outside_fill(fill)
             return None
         order = self.db.order_by_ref(fill.order_ref)
@@ -405,7 +395,7 @@ class PositionBook(SupervisedActor):
         return self._open_lot_from_sale(order, fill)
 
     def _open_lot_from_sale(self, order: dict[str, Any], fill: FillInfo) -> int:
-        from actors.pricing import exit_prices
+        from trading.pricing import exit_prices
 
         info = self.contract(fill.con_id) or ContractInfo(
             con_id=fill.con_id,
@@ -421,7 +411,8 @@ class PositionBook(SupervisedActor):
             info.min_tick,
         )
         trade_date = order.get("trade_date") or self._today()
-        entry = self._entry_for_ref(order["order_ref"])
+        sale = parse_sale(order["order_ref"])
+        entry = (sale.trade_date, sale.slot) if sale else None
         lot_id = self.db.open_lot(
             entry=entry,
             trade_date=trade_date,
@@ -451,15 +442,6 @@ class PositionBook(SupervisedActor):
             sl,
         )
         return lot_id
-
-    @staticmethod
-    def _entry_for_ref(ref: str) -> tuple[str, str] | None:
-        # tb:<date>:<HHMM>:sale:<n>
-        parts = ref.split(":")
-        if len(parts) >= 4 and parts[3] == "sale":
-            hhmm = parts[2]
-            return parts[1], f"{hhmm[:2]}:{hhmm[2:]}" if len(hhmm) == 4 else hhmm
-        return None
 
     def _close_lot_on_exit(self, lot_id: int, role: str, fill: FillInfo) -> None:
         lot = self.db.lot(lot_id)
@@ -515,7 +497,7 @@ class PositionBook(SupervisedActor):
             md.proxy().unwatch([con_id])
 
     def apply_order(self, info: OrderInfo) -> None:
-        if not info.order_ref.startswith(REF_PREFIX):
+        if not info.order_ref.startswith(PREFIX):
             return
         row = self.db.order_by_ref(info.order_ref)
         if row is None:
@@ -570,7 +552,7 @@ class PositionBook(SupervisedActor):
             counts["fills"] += self.db.fill_count() - before
         live_refs = set()
         for info in open_orders:
-            if not info.order_ref.startswith(REF_PREFIX):
+            if not info.order_ref.startswith(PREFIX):
                 continue
             live_refs.add(info.order_ref)
             row = self.db.order_by_ref(info.order_ref)
@@ -625,7 +607,7 @@ class PositionBook(SupervisedActor):
             for o in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"])
             if o["role"] == "sale"
         }
-        now = self.clock.now().astimezone(ZoneInfo(ET_ZONE))
+        now = self.clock.now().astimezone(ET)
         today, after_close = now.strftime("%Y%m%d"), now.strftime("%H:%M") >= "16:00"
         for con_id, lots in by_con.items():
             expired = any(
@@ -680,7 +662,7 @@ class PositionBook(SupervisedActor):
         return closed, imported
 
     def _import_position(self, p: Any, qty: int) -> int:
-        from actors.pricing import exit_prices
+        from trading.pricing import exit_prices
 
         c = p.contract
         mult = c.multiplier or 100
@@ -772,8 +754,8 @@ class PositionBook(SupervisedActor):
     def settle_expired(self, now_iso: str) -> int:
         """Close lots whose option expired: worthless (premium kept) or assigned."""
         now = datetime.fromisoformat(now_iso)
-        today = now.astimezone(ZoneInfo(ET_ZONE)).date().strftime("%Y%m%d")
-        after_close = now.astimezone(ZoneInfo(ET_ZONE)).strftime("%H:%M") >= "16:00"
+        today = now.astimezone(ET).date().strftime("%Y%m%d")
+        after_close = now.astimezone(ET).strftime("%H:%M") >= "16:00"
         due = [
             lot
             for lot in self.db.open_lots()
@@ -835,9 +817,8 @@ class PositionBook(SupervisedActor):
     # ---- queries for the dashboard ------------------------------------------------------
 
     def _today(self) -> str:
-        from zoneinfo import ZoneInfo
 
-        return self.clock.now().astimezone(ZoneInfo(ET_ZONE)).date().isoformat()
+        return self.clock.now().astimezone(ET).date().isoformat()
 
     def _quotes(self, con_ids: list[int]) -> dict[int, Any]:
         # Shared by MarketData (never a call into its mailbox: a view must not wait

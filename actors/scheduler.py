@@ -15,19 +15,18 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from actors.clock import Clock
-from actors.config import Config
 from actors.directory import ActorDirectory
-from actors.messages import LinkChanged, LinkState, RepairExits, RunEntry
+from actors.messages import LinkChanged, RepairExits, RunEntry
 from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor, start_ticker
-from actors.trading_calendar import TradingCalendar
+from config.loader import Config
+from trading.calendar import ET, TradingCalendar
+from trading.clock import Clock
+from trading.model import LinkState
 
-ET = ZoneInfo("America/New_York")
 # A due slot is asked for again this often (s) while it waits (link, quote, farm).
 ENTRY_RETRY_SECONDS = 3.0
 

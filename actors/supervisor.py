@@ -20,9 +20,10 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.config import SupervisionConfig
 from actors.directory import ActorDirectory
 from actors.messages import CheckChildren, ChildFailed
+from config.loader import SupervisionConfig
+from ops.backoff import backoff_delay
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class Supervisor(pykka.ThreadingActor):
         if not self._count_restart(name):
             return
         attempts = len(self._restarts[name])
-        delay = min(self._cfg.backoff_max, self._cfg.backoff_initial * 2 ** (attempts - 1))
+        delay = backoff_delay(attempts, self._cfg.backoff_initial, self._cfg.backoff_max)
         logger.warning("restarting {} in {:.1f}s (attempt {}) {}", name, delay, attempts, why)
         self._pending.add(name)
         timer = threading.Timer(delay, self._tell_restart, args=(name,))

@@ -17,19 +17,20 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from actors.clock import Clock
-from actors.config import Config, parse_quiet_window
 from actors.directory import ActorDirectory
-from actors.messages import LinkChanged, LinkState, LinkStatus
+from actors.messages import LinkChanged
 from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor, start_ticker
+from config.loader import Config, parse_quiet_window
+from ops.backoff import backoff_delay
+from trading.calendar import ET
+from trading.clock import Clock
+from trading.model import LinkState, LinkStatus
 
 TICK_SECONDS = 0.2
-ET = ZoneInfo("America/New_York")
 WEEKLY_REAUTH = "weekly re-authentication"
 
 
@@ -55,11 +56,6 @@ def weekly_reauth(now_et: datetime) -> bool:
 @dataclass(frozen=True)
 class _Tick:
     pass
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
-    """1 s, 2 s, 4 s ... capped: the delay before restart number `attempt` (1-based)."""
-    return min(maximum, initial * 2 ** max(0, attempt - 1))
 
 
 class Watchdog(SupervisedActor):
@@ -323,7 +319,7 @@ class Watchdog(SupervisedActor):
         if md is None or self.down_since is not None:
             return
         try:
-            from actors.trading_calendar import TradingCalendar
+            from trading.calendar import TradingCalendar
 
             if not TradingCalendar().is_market_open(self.clock.now()):
                 return
@@ -340,7 +336,7 @@ class Watchdog(SupervisedActor):
     def restart_gateway(
         self, by: str = "operator", down_for: float | None = None
     ) -> dict[str, Any]:
-        from actors.gateway_restart import restart_gateway
+        from ops.gateway_restart import restart_gateway
 
         method = self.cfg.watchdog.gateway_restart
         why = f"link down for {down_for:.0f}s" if down_for is not None else f"requested by {by}"

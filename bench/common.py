@@ -248,7 +248,7 @@ def open_streaming_lots(sim: Any, client: ZmqClient, slots: list[str],
 def curve_client(sock: Any, keys_dir: Path, wait: float = 60.0) -> None:
     """Give `sock` the client keys from `keys_dir`, waiting for an engine that is
     starting to write them."""
-    from actors.zmq_keys import KeysError, apply_client, client_keys
+    from wire.keys import KeysError, apply_client, client_keys
 
     deadline = time.monotonic() + wait
     while True:
@@ -278,7 +278,7 @@ def echo_server(endpoint: str, keys_dir: Path | None = None) -> Callable[[], Non
     )
     extra: list[str] = []
     if keys_dir is not None:
-        from actors.zmq_keys import ensure_keys
+        from wire.keys import ensure_keys
 
         ensure_keys(keys_dir)
         extra = [str(keys_dir)]

@@ -47,7 +47,7 @@ PASSWORD = "bench-password"
 
 def seed_book(path: Path, lots: int = 1000, fills: int = 10_000, open_lots: int = 10) -> None:
     """Through the book's own store API, as the engine would have written it."""
-    from actors.store import Store
+    from book.store import Store
 
     rng = random.Random(1)
     store = Store(path)

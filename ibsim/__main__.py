@@ -10,8 +10,8 @@ import sys
 
 from loguru import logger
 
-from actors.logs import setup_logging
 from ibsim.app import Simulator
+from ops.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

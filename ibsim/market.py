@@ -114,7 +114,7 @@ def stock_contract(exchange: str = "SMART") -> dict[str, object]:
 @functools.lru_cache(maxsize=4096)
 def _is_session(d: date) -> bool:
     try:
-        from actors.trading_calendar import TradingCalendar
+        from trading.calendar import TradingCalendar
 
         return TradingCalendar().is_session(d)
     except Exception:  # the calendar is a nicety; weekdays are close enough

@@ -29,11 +29,11 @@ if [ -z "${TRADING_BOT_WEB_PASSWORD:-}" ]; then
 fi
 export TRADING_BOT_WEB_PASSWORD
 export TRADING_BOT_CONFIG="${TRADING_BOT_CONFIG:-$ROOT/config/demo.toml}"
-START="$("$PY" -m actors.demo_clock 09:35)"
+START="$("$PY" -m ops.demo_clock 09:35)"
 # ibsim's clock follows clock.start ([ibsim] now is empty in the demo profile).
 export TRADING_BOT__CLOCK__START="${TRADING_BOT__CLOCK__START:-\"$START\"}"
 scripts/supervisord-env.sh
-PORT="$("$PY" -c 'from actors.config import load_config; print(load_config().web.port)')"
+PORT="$("$PY" -c 'from config.loader import load_config; print(load_config().web.port)')"
 echo "waiting for the dashboard…"
 for _ in $(seq 1 60); do
   if "$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PORT/healthz', timeout=1)" 2>/dev/null; then

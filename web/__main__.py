@@ -6,8 +6,8 @@ import sys
 
 from loguru import logger
 
-from actors.config import cli_config
-from actors.logs import setup_logging
+from config.loader import cli_config
+from ops.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

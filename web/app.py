@@ -26,11 +26,12 @@ from typing import Any
 from flask import Flask, jsonify, render_template, request, session
 from flask.typing import ResponseReturnValue
 
-from actors.config import Config
-from actors.zmq_keys import curve_keys_dir
-from web.engine_client import EngineClient, EngineError, EngineUnreachable
+from config.loader import Config
+from ops.backoff import backoff_delay
+from wire.client import EngineClient, EngineError, EngineUnreachable
+from wire.keys import curve_keys_dir
+from wire.protocol import READ_OPS
 
-READ_OPS = ("status", "positions", "orders", "trades", "pnl_history", "alerts")
 ACTIONS = ("enter_now", "pause", "resume", "repair_exits", "restart_gateway",
            "kill_switch_on", "kill_switch_off")
 # Actions that are one engine op with fixed arguments.
@@ -75,7 +76,7 @@ class LoginThrottle:
     def failed(self, addr: str, now: float) -> float:
         with self._lock:
             n = self._failures.get(addr, (0, 0.0, 0.0))[0] + 1
-            delay = min(THROTTLE_MAX, THROTTLE_FIRST * 2 ** (n - 1))
+            delay = backoff_delay(n, THROTTLE_FIRST, THROTTLE_MAX)
             self._failures[addr] = (n, now + delay, now)
             if len(self._failures) > 10_000:  # many addresses: drop the oldest
                 oldest = min(self._failures, key=lambda a: self._failures[a][2])

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from actors.alert_store import AlertStore
-from actors.alerts import AlertDispatcher
+from alerts.dispatcher import AlertDispatcher
+from alerts.outbox import AlertStore
 from tests.alerts.test_alerts import _cfg
 from tests.support.webhook_sink import WebhookSink
 from tests.support.zmq_request import wait_until

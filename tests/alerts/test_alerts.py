@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from actors.alerts import SIGNATURE_HEADER, AlertDispatcher, format_payload, post_url
-from actors.config import load_config
-from actors.gateway_restart import GatewayRestartError, restart_via_docker
+from alerts.dispatcher import SIGNATURE_HEADER, AlertDispatcher, format_payload, post_url
+from config.loader import load_config
+from ops.gateway_restart import GatewayRestartError, restart_via_docker
 from tests.support.webhook_sink import WebhookSink
 
 
@@ -99,7 +99,7 @@ def test_flapping_is_coalesced_with_a_count(tmp_path: Path, sink: WebhookSink) -
 
 def test_secrets_never_reach_a_log_line(tmp_path: Path, sink: WebhookSink,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from actors.logs import setup_logging
+    from ops.logs import setup_logging
 
     monkeypatch.setenv("TRADING_BOT_WEB_PASSWORD", "hunter2-password")
     out = io.StringIO()
@@ -118,7 +118,7 @@ def test_secrets_never_reach_a_log_line(tmp_path: Path, sink: WebhookSink,
     text = out.getvalue()
     assert "secret-token-abc" not in text and "hunter2-password" not in text
     assert "ALERT" in text
-    from actors.alert_store import AlertStore
+    from alerts.outbox import AlertStore
 
     alerts = AlertStore(tmp_path / "book.sqlite").recent()
     assert "secret-token-abc" not in json.dumps(alerts)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from actors.gateway_restart import GatewayRestartError, restart_via_docker
+from ops.gateway_restart import GatewayRestartError, restart_via_docker
 from tests.engine.conftest import RunningEngine
 
 ROOT = Path(__file__).resolve().parents[2]

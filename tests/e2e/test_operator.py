@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ib_insync import IB
 
-from actors.store import Store
+from book.store import Store
 from ibsim.harness import IbsimProcess, free_port
 from tests.support.zmq_request import use_keys, wait_for_value, wait_until, zmq_request
 

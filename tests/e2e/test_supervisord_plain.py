@@ -79,7 +79,7 @@ def test_supervisord_and_supervisorctl_as_typed_with_a_clean_environment(
         wait_until(lambda: zmq_request(endpoint, "status", timeout=5, keys_dir=keys)["data"]
                    ["link"]["state"] == "READY", 60, 0.5, "engine READY on the demo's ibsim")
         # The healthcheck loads the same keys.
-        health = subprocess.run([".venv/bin/python", "-m", "actors.healthcheck",
+        health = subprocess.run([".venv/bin/python", "-m", "ops.healthcheck",
                                  "config/demo.toml"], cwd=root, env=env, capture_output=True,
                                 text=True, timeout=30)
         assert health.returncode == 0 and "engine ok" in health.stdout, health

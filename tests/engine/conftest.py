@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from actors.clock import ManualClock
-from actors.config import load_config
 from actors.engine import Engine
-from actors.messages import LinkState
-from actors.zmq_keys import keys_dir
+from config.loader import load_config
 from ibsim.harness import IbsimThread, free_port
 from tests.support.zmq_request import use_keys, wait_until, zmq_request
+from trading.clock import ManualClock
+from trading.model import LinkState
+from wire.keys import keys_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 ET = ZoneInfo("America/New_York")

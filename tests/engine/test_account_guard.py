@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 
 import ibsim.server as ibsim_server
-from actors.clock import ManualClock
-from actors.config import load_config
 from actors.engine import Engine
-from actors.messages import ContractInfo, LinkState, OrderRequest
-from actors.order_guard import OrderRefused
+from config.loader import load_config
 from ibsim.harness import IbsimThread
 from tests.engine.conftest import SESSION_NOW, RunningEngine, write_config
 from tests.engine.test_lifecycle import enter_and_wait
 from tests.support.zmq_request import wait_for_value, wait_until
+from trading.clock import ManualClock
+from trading.model import ContractInfo, LinkState, OrderRequest
+from trading.risk import OrderRefused
 
 TWO_SLOTS = {"schedule": {"entry_times": ["15:00", "15:30"]}}
 

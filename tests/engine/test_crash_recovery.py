@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from actors.store import Store
+from book.store import Store
 from tests.engine.conftest import SESSION_NOW, engine_subprocess, write_config
 from tests.support.zmq_request import use_keys, wait_for_value, wait_until, zmq_request
 
@@ -97,8 +97,8 @@ def test_kill_9_then_restart_ends_with_one_protected_lot(
 
 def _port(cfg: Path) -> int:
     """The engine's ZeroMQ port; its requests use the keys the engine writes."""
-    from actors.config import load_config
-    from actors.zmq_keys import keys_dir
+    from config.loader import load_config
+    from wire.keys import keys_dir
 
     conf = load_config(cfg, environ={})
     use_keys(conf.zmq.endpoint, keys_dir(conf))

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from actors.clock import ManualClock
-from actors.config import load_config
 from actors.engine import Engine
-from actors.messages import ContractInfo, OrderRequest
-from actors.order_guard import OrderRefused
+from config.loader import load_config
 from ibsim.harness import IbsimThread
 from tests.engine.conftest import SESSION_NOW, RunningEngine, write_config
 from tests.engine.test_lifecycle import assert_protected_at_broker, broker_orders, enter_and_wait
 from tests.support.zmq_request import wait_for_value, wait_until, zmq_request
+from trading.clock import ManualClock
+from trading.model import ContractInfo, OrderRequest
+from trading.risk import OrderRefused
 
 TWO_SLOTS = {"schedule": {"entry_times": ["15:00", "15:30"]}}
 

@@ -268,7 +268,7 @@ def test_repair_cancels_exits_left_on_a_closed_lot(sim: Any, start_engine: Any) 
     """A live exit whose lot is closed protects nothing and would open a position if it
     filled: the repair job cancels it and says so. (The lot is closed behind the
     engine's back here, in its SQLite file, as a crash between the two could leave it.)"""
-    from actors.store import Store
+    from book.store import Store
 
     eng = start_engine()
     lot = enter_and_wait(eng, 0)

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from ib_insync import IB
 
-from actors.clock import ManualClock
-from actors.config import load_config
 from actors.engine import Engine
-from actors.messages import LinkState
+from config.loader import load_config
 from tests.engine.conftest import SESSION_NOW, RunningEngine, write_config
 from tests.support.webhook_sink import WebhookSink
 from tests.support.zmq_request import wait_until
+from trading.clock import ManualClock
+from trading.model import LinkState
 
 READY = LinkState.READY
 # The figures: an outage is seen within 20 ms; READY within 200 ms of a restore.

@@ -7,7 +7,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors.config import load_config
+from config.loader import load_config
 from tests.engine.test_lifecycle import enter_and_wait
 
 

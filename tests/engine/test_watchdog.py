@@ -11,6 +11,11 @@ from tests.support.webhook_sink import WebhookSink
 from tests.support.zmq_request import wait_until, zmq_request
 
 
+def spy_quote(directory: Any) -> Any:
+    """The SPY quote MarketData shares with the book (directory.quotes)."""
+    return directory.quotes.get(directory.spy_con_id)
+
+
 @pytest.fixture
 def sink() -> Any:
     with WebhookSink() as s:
@@ -44,14 +49,14 @@ def test_outage_is_seen_at_once_alerted_and_restored(sim: Any, start_engine: Any
 
 def test_after_1101_market_data_flows_again(sim: Any, start_engine: Any) -> None:
     eng = start_engine()
-    md = eng.engine.directory.proxy("market_data")
-    wait_until(lambda: md.spy().get(timeout=2) is not None, 10, message="SPY quote")
+    directory = eng.engine.directory
+    wait_until(lambda: spy_quote(directory) is not None, 10, message="SPY quote")
     sim.post("/fault/outage", {"seconds": 60, "restore_code": 1101})
     wait_until(lambda: state(eng) != "READY", 5, message="down")
     sim.post("/fault/outage_end", {})
     wait_until(lambda: state(eng) == "READY", 15, message="READY after 1101")
     mark = time.time()
-    wait_until(lambda: (q := md.spy().get(timeout=2)) is not None and q.time > mark + 0.2, 10,
+    wait_until(lambda: (q := spy_quote(directory)) is not None and q.time > mark + 0.2, 10,
                message="fresh SPY ticks after resubscribing")
 
 
@@ -97,15 +102,15 @@ def test_silent_market_data_in_market_hours_counts_as_down(
 ) -> None:
     eng = start_engine({**hooks(sink), "watchdog": {"market_data_silence": 1.0,
                                                     "backoff_initial": 0.2, "backoff_max": 1.0}})
-    md = eng.engine.directory.proxy("market_data")
-    wait_until(lambda: md.spy().get(timeout=2) is not None, 10, message="SPY quote")
+    directory = eng.engine.directory
+    wait_until(lambda: spy_quote(directory) is not None, 10, message="SPY quote")
     sim.post("/fault/mute", {"seconds": 60})
     sink.wait_for(lambda s: any("market data silent" in b["message"]
                                 for b in s.bodies("link_down")), 15)
     sim.post("/fault/mute", {"seconds": 0})
     wait_until(lambda: state(eng) == "READY", 30, message="READY")
     mark = time.time()
-    wait_until(lambda: (q := md.spy().get(timeout=2)) is not None and q.time > mark, 10,
+    wait_until(lambda: (q := spy_quote(directory)) is not None and q.time > mark, 10,
                message="ticks again")
 
 

@@ -12,10 +12,10 @@ import pytest
 import zmq
 from loguru import logger
 
-from actors.config import ConfigError, load_config
-from actors.healthcheck import check
-from actors.zmq_keys import KEY_FILES, KeysError, ensure_keys, keys_dir
+from config.loader import ConfigError, load_config
+from ops.healthcheck import check
 from tests.support.zmq_request import wait_until, zmq_request
+from wire.keys import KEY_FILES, KeysError, ensure_keys, keys_dir
 
 
 def _raw_request(endpoint: str, op: str, args: dict[str, Any],
@@ -115,7 +115,7 @@ def test_curve_off_only_for_ipc_in_live_mode(tmp_path: Path) -> None:
 
 
 def test_ipc_socket_is_owner_only(tmp_path: Path) -> None:
-    from actors.zmq_service import ZmqService
+    from wire.server import ZmqService
 
     path = tmp_path / "run" / "engine.sock"
     service = ZmqService(f"ipc://{path}", lambda op, args: {"ok": 1}, {"status"}, set())

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.config import Config, ConfigError, load_config
+from config.loader import Config, ConfigError, load_config
 from tests.support.stack import render_toml
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from actors.zmq_keys import KeysError, apply_client, client_keys
+from wire.keys import KeysError, apply_client, client_keys
 
 _ids = itertools.count(1)
 _keys: dict[str, Path] = {}

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from actors.clock import ManualClock, SimClock, clock_from_config
-from actors.config import ClockConfig
 from actors.scheduler import due_slots
-from actors.trading_calendar import TradingCalendar
+from config.loader import ClockConfig
+from trading.calendar import TradingCalendar
+from trading.clock import ManualClock, SimClock, clock_from_config
 
 ET = ZoneInfo("America/New_York")
 
@@ -21,8 +21,8 @@ def test_thanksgiving_week() -> None:
     cal = TradingCalendar()
     sessions = [d for d in range(23, 30) if cal.is_session(date(2026, 11, d))]
     assert sessions == [23, 24, 25, 27]
-    assert cal.is_half_day(date(2026, 11, 27))
-    assert not cal.is_half_day(date(2026, 11, 25))
+    _o, full = cal.session_open_close(date(2026, 11, 25))
+    assert (full.hour, full.minute) == (16, 0)
     _o, close = cal.session_open_close(date(2026, 11, 27))
     assert (close.hour, close.minute) == (13, 0)
 
@@ -69,7 +69,7 @@ def test_clock_from_config() -> None:
 
 
 def test_demo_clock_starts_a_minute_before_the_last_sessions_entry() -> None:
-    from actors.demo_clock import demo_clock_start
+    from ops.demo_clock import demo_clock_start
 
     thursday = datetime(2026, 11, 26, 20, 0, tzinfo=ET)  # Thanksgiving: closed
     assert demo_clock_start(thursday).isoformat() == "2026-11-25T09:34:00-05:00"
@@ -78,8 +78,8 @@ def test_demo_clock_starts_a_minute_before_the_last_sessions_entry() -> None:
 
 
 def test_file_clock_follows_the_file_and_keeps_the_last_good_time(tmp_path: Path) -> None:
-    from actors.clock import ClockFileError, FileClock, write_clock_file
     from tests.support.zmq_request import wait_until
+    from trading.clock import ClockFileError, FileClock, write_clock_file
 
     path = tmp_path / "clock.json"
     with pytest.raises(ClockFileError):

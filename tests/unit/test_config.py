@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import Config, ConfigError, load_config
+from config.loader import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,13 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from actors.config import Config, ConfigError, load_config
-from actors.strikes import (
-    choose_expiry_by_rule,
-    choose_strike_by_distance,
-    month_end_expiries,
-)
+from config.loader import Config, ConfigError, load_config
 from ibsim.market import expirations
+from trading.strikes import choose_expiry_by_rule, choose_strike_by_distance, month_end_expiries
 
 ET = ZoneInfo("America/New_York")
 # A chain shaped like SPY's: weeklies, a monthly, month-ends (2026-04-03 is Good Friday).

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from actors.logs import setup_logging
+from ops.logs import setup_logging
 
 HOOK = "https://hooks.slack.com/services/T0001/B0002/Zq9xTOKENinPATH"
 LOCAL = "https://discord.com/api/webhooks/123/LOCALtokenXYZ"
@@ -57,7 +57,7 @@ def test_exception_text_and_locals_reach_no_sink(
 
 
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
-    from actors.config import ConfigError, load_config
+    from config.loader import ConfigError, load_config
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[logging]\nformat = "xml"\n')

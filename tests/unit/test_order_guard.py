@@ -1,4 +1,4 @@
-"""The pre-broker order guard as a pure function (actors/order_guard.py)."""
+"""The pre-broker order guard as a pure function (trading/risk.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from actors.config import RiskConfig
-from actors.messages import ContractInfo, OrderRequest
-from actors.order_guard import order_violation, verify_account
+from config.loader import RiskConfig
+from trading.model import ContractInfo, OrderRequest
+from trading.risk import order_violation, verify_account
 
 PUT = ContractInfo(
     con_id=7, symbol="SPY", sec_type="OPT", expiry="20261127", strike=590.0, right="P",

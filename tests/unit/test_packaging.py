@@ -16,7 +16,7 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.M)  # pinned to a release
     assert re.search(r"^USER bot", text, re.M)
-    assert "HEALTHCHECK" in text and "actors.healthcheck" in text
+    assert "HEALTHCHECK" in text and "ops.healthcheck" in text
     # The same supervisord.conf operators use, no wrapper (issue 18).
     assert 'CMD ["supervisord", "-n", "-c", "/app/supervisord.conf"]' in text
     assert "ln -s /usr/local /app/.venv" in text  # %(here)s/.venv/bin/python exists
@@ -42,7 +42,7 @@ def test_healthcheck_reports_an_unreachable_engine(tmp_path: Path) -> None:
 
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[zmq]\nendpoint = "tcp://127.0.0.1:{free_port()}"\n')
-    out = subprocess.run([sys.executable, "-m", "actors.healthcheck", str(cfg)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "ops.healthcheck", str(cfg)], cwd=ROOT,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and "unreachable" in out.stdout
 

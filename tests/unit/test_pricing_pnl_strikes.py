@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.pnl import expired_pnl, pnl_percent, realized_pnl, unrealized_pnl
-from actors.pricing import exit_prices, limit_walk, mid, round_to_tick
-from actors.strikes import (
+from trading.pnl import pnl_percent, realized_pnl, unrealized_pnl
+from trading.pricing import exit_prices, limit_walk, mid, round_to_tick
+from trading.strikes import (
     candidate_strikes,
     choose_expiry,
     choose_strike_by_delta,
@@ -71,7 +71,7 @@ def test_two_lots_on_one_strike_have_their_own_pnl() -> None:
 def test_realized_and_expired_pnl() -> None:
     assert realized_pnl(6.08, 2.43, 1) == 365.0
     assert realized_pnl(6.08, 18.24, 1, commissions=1.3) == -1217.3
-    assert expired_pnl(6.15, 2) == 1230.0
+    assert realized_pnl(6.15, 0.0, 2) == 1230.0  # expired worthless: the premium kept
 
 
 def test_choose_expiry_nearest_target_never_past() -> None:

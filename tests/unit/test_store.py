@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from actors.store import Store
+from book.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,7 +128,7 @@ def test_intents_and_entries(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
-from actors.store import Store
+from book.store import Store
 s = Store(sys.argv[1])
 i = 0
 print("ready", flush=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.config import load_config
+from config.loader import load_config
 from tests.engine.test_lifecycle import enter_and_wait
 from tests.support.zmq_request import wait_for_value
 from tests.web.conftest import PASSWORD, Browserless
@@ -67,9 +67,9 @@ def test_actions_need_login_and_csrf_and_are_not_reachable_by_get(
 
 
 def test_engine_unreachable_then_recovers(tmp_path: Any, web_server: Any) -> None:
-    from actors.zmq_keys import ensure_keys, server_keys
-    from actors.zmq_service import ZmqService
     from ibsim.harness import free_port
+    from wire.keys import ensure_keys, server_keys
+    from wire.server import ZmqService
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     cfg_file = tmp_path / "c.toml"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from actors.config import Config, load_config
+from config.loader import Config, load_config
 from tests.support.zmq_request import wait_for_value, wait_until
 from tests.web.conftest import PASSWORD, Browserless
 from web.app import LoginThrottle, is_loopback

@@ -12,8 +12,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.zmq_service import ZmqService
 from ibsim.harness import free_port
+from wire.server import ZmqService
 
 MAX = 4096
 

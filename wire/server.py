@@ -34,7 +34,7 @@ import zmq
 from loguru import logger
 from zmq.utils.monitor import recv_monitor_message
 
-from actors.zmq_keys import CurveKeys
+from wire.keys import CurveKeys
 
 PROTOCOL_VERSION = 1
 RECENT_COMMANDS = 1000

@@ -1,6 +1,6 @@
 """supervisord event listener: a webhook when a program dies, backs off or goes FATAL.
 
-`python -m actors.alert_listener [--config PATH]` under `[eventlistener:...]`.
+`python -m alerts.listener [--config PATH]` under `[eventlistener:...]`.
 stdout carries only the listener protocol (READY / RESULT); logs go to stderr.
 After trying the webhooks it always answers OK: FAIL would make supervisord
 send the same event again and again. Repeats for one program within a window
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
-from actors.config import Config, cli_config
+from config.loader import Config, cli_config
 
 WATCHED = ("PROCESS_STATE_EXITED", "PROCESS_STATE_BACKOFF", "PROCESS_STATE_FATAL")
 
@@ -63,7 +63,7 @@ class Coalescer:
 
 
 def post(cfg: Config, kind: str, message: str, severity: str, count: int) -> None:
-    from actors.alerts import deliver
+    from alerts.dispatcher import deliver
 
     alert = {
         "id": 0,
@@ -79,7 +79,7 @@ def post(cfg: Config, kind: str, message: str, severity: str, count: int) -> Non
         try:
             deliver(hook, alert, min(cfg.alerts.timeout, 5.0))
         except Exception as exc:
-            from actors.logs import redact
+            from ops.logs import redact
 
             print(f"alert-listener: webhook failed: {redact(str(exc))}", file=sys.stderr)
 
@@ -107,7 +107,7 @@ def run(cfg: Config, stdin: IO[str], stdout: IO[str], own_name: str = "alert-lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = cli_config("python -m actors.alert_listener", argv, __doc__)
+    cfg = cli_config("python -m alerts.listener", argv, __doc__)
     run(cfg, sys.stdin, sys.stdout)
     return 0
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from actors.config import ClockConfig
+from config.loader import ClockConfig
 
 
 class Clock(Protocol):

@@ -1,4 +1,4 @@
-"""`python -m actors.ibsim_launcher [--config PATH] [--default-config PATH]`: the
+"""`python -m ops.ibsim_launcher [--config PATH] [--default-config PATH]`: the
 simulated gateway as supervisord.conf starts it, its settings read from the profile.
 
 With `[ibsim] enabled = true` (the demo profile) it replaces itself with
@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from actors.config import Config, cli_config
+from config.loader import Config, cli_config
 
 
 def ibsim_argv(cfg: Config) -> list[str]:
@@ -31,7 +31,7 @@ def ibsim_argv(cfg: Config) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = cli_config("python -m actors.ibsim_launcher", argv, __doc__)
+    cfg = cli_config("python -m ops.ibsim_launcher", argv, __doc__)
     if not cfg.ibsim.enabled:
         print("ibsim: not enabled in this profile ([ibsim] enabled = false); nothing to run",
               flush=True)

@@ -1,4 +1,5 @@
-"""The dashboard's ZeroMQ client: the zguide's Lazy Pirate over REQ sockets.
+"""The one ZeroMQ client (dashboard and healthcheck): the zguide's Lazy Pirate over REQ
+sockets.
 
 Each call has a deadline; a request that got no reply closes its socket (a REQ
 socket that missed a reply is stuck) and is retried on a new one. Commands carry
@@ -21,8 +22,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from actors.config import ZmqConfig
-from actors.zmq_keys import KeysError, apply_client, client_keys
+from config.loader import ZmqConfig
+from wire.keys import KeysError, apply_client, client_keys
 
 COMMAND_TIMEOUT = 15.0
 
@@ -68,6 +69,10 @@ class EngineClient:
         if sock is not None:
             sock.close(0)
         self._local.sock = None
+
+    def close(self) -> None:
+        """Close this thread's socket (a short-lived caller such as the healthcheck)."""
+        self._reset()
 
     def call(self, op: str, args: dict[str, Any] | None = None, command: bool = False) -> Any:
         timeout = COMMAND_TIMEOUT if command else self.cfg.request_timeout

@@ -1,6 +1,6 @@
 """The demo's clock start: a minute before the entry time of the current or last session.
 
-`python -m actors.demo_clock [HH:MM]` prints it as ISO, for `make demo`, so a
+`python -m ops.demo_clock [HH:MM]` prints it as ISO, for `make demo`, so a
 newcomer sees the day's entry within a minute, whatever the hour.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timedelta
 
-from actors.trading_calendar import ET, TradingCalendar
+from trading.calendar import ET, TradingCalendar
 
 
 def demo_clock_start(now: datetime, entry_time: str = "09:35",

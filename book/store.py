@@ -18,6 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from trading.calendar import ET
+from trading.order_refs import sale_prefix
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -246,7 +249,7 @@ class Store:
 
     def next_sale_serial(self, trade_date: str, slot: str) -> int:
         """1 + the highest attempt serial of the slot's sale orderRefs so far."""
-        prefix = f"tb:{trade_date}:{slot.replace(':', '')}:sale:"
+        prefix = sale_prefix(trade_date, slot)
         rows = self._rows("SELECT order_ref FROM orders WHERE order_ref LIKE ? || '%'",
                           (prefix,))
         serials = [int(r["order_ref"][len(prefix):]) for r in rows
@@ -596,15 +599,13 @@ class Store:
     def pnl_history(self) -> list[dict[str, Any]]:
         """Realized P&L per day of closing (New York date), with the running total."""
         from datetime import datetime
-        from zoneinfo import ZoneInfo
 
-        et = ZoneInfo("America/New_York")
         per_day: dict[str, float] = {}
         for row in self._rows(
             "SELECT exit_time, realized_pnl FROM lots WHERE state = 'closed'"
             " AND realized_pnl IS NOT NULL"
         ):
-            day = datetime.fromtimestamp(row["exit_time"] or 0, et).date().isoformat()
+            day = datetime.fromtimestamp(row["exit_time"] or 0, ET).date().isoformat()
             per_day[day] = per_day.get(day, 0.0) + float(row["realized_pnl"])
         for row in self._rows("SELECT trade_date FROM pnl_daily"):
             per_day.setdefault(row["trade_date"], 0.0)

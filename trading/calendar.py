@@ -39,12 +39,6 @@ class TradingCalendar:
         c = self.cal.session_close(d.isoformat()).to_pydatetime().astimezone(ET)
         return o, c
 
-    def is_half_day(self, d: date) -> bool:
-        if not self.is_session(d):
-            return False
-        _o, c = self.session_open_close(d)
-        return c.time() < time(16, 0)
-
     def is_market_open(self, at: datetime) -> bool:
         et = at.astimezone(ET)
         if not self.is_session(et.date()):
@@ -56,12 +50,6 @@ class TradingCalendar:
         d -= timedelta(days=1)
         while not self.is_session(d):
             d -= timedelta(days=1)
-        return d
-
-    def next_session(self, d: date) -> date:
-        d += timedelta(days=1)
-        while not self.is_session(d):
-            d += timedelta(days=1)
         return d
 
     def entry_slots(self, d: date, entry_times: list[str]) -> list[datetime]:

@@ -13,7 +13,7 @@ import xmlrpc.client
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from actors.config import Config
+from config.loader import Config
 
 
 class GatewayRestartError(RuntimeError):

@@ -8,8 +8,8 @@ allowed; only opening sales must be near the money.
 
 from __future__ import annotations
 
-from actors.config import RiskConfig
-from actors.messages import OrderRequest
+from config.loader import RiskConfig
+from trading.model import OrderRequest
 
 
 class OrderRefused(ValueError):

@@ -18,38 +18,18 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from loguru import logger
 
-from actors.alert_store import AlertStore
-from actors.config import Config, WebhookConfig
-from actors.logs import redact
+from alerts.outbox import AlertStore
+from config.loader import Config, WebhookConfig
+from ops.backoff import Backoff
+from ops.logs import redact
 
 SECRET_ENV = "TRADING_BOT_WEBHOOK_SECRET"
 SIGNATURE_HEADER = "X-Signature-256"
-
-
-class AlertKind(StrEnum):
-    LINK_DOWN = "link_down"
-    LINK_RESTORED = "link_restored"
-    GATEWAY_RESTART = "gateway_restart"
-    LOGIN_REQUIRED = "login_required"
-    ENTRY_DONE = "entry_done"
-    ENTRY_MISSED = "entry_missed"
-    ORDER_REJECTED = "order_rejected"
-    LOT_UNPROTECTED = "lot_unprotected"
-    EXITS_REPAIRED = "exits_repaired"
-    STRAY_EXITS_CANCELLED = "stray_exits_cancelled"
-    LOT_CLOSED = "lot_closed"
-    ENGINE_STARTED = "engine_started"
-    PROCESS_CRASHED = "process_crashed"
-    RISK_LIMIT = "risk_limit"
-    RECONCILE = "reconcile"
-    CLOSED_OUTSIDE = "closed_outside"
-    OUTSIDE_POSITION = "outside_position"
 
 
 SEVERITY_EMOJI = {"info": "ℹ️", "warning": "⚠️", "error": "❗", "critical": "🚨"}
@@ -194,7 +174,7 @@ class AlertDispatcher:
 
     def _run_target(self, index: int, hook: WebhookConfig) -> None:
         th = self.hashes[index]
-        backoff = self.cfg.alerts.retry_initial
+        retry = Backoff(self.cfg.alerts.retry_initial, self.cfg.alerts.retry_max)
         shown = redact(hook.url)
         while True:
             with self._wake:
@@ -219,15 +199,15 @@ class AlertDispatcher:
                         continue
                     except Exception as exc:  # the thread must outlive any
                         # failure (URLError, OSError, http.client.HTTPException, ...)
-                        self.store.mark_failed(alert["outbox_id"], time.time() + backoff,
+                        self.store.mark_failed(alert["outbox_id"], time.time() + retry.delay,
                                                redact(str(exc) or type(exc).__name__))
                         self.log.warning("webhook {} ({}) failed for alert #{}: {}; retry in"
                                          " {:.0f}s", index, shown, alert["id"],
-                                         redact(str(exc) or type(exc).__name__), backoff)
-                        backoff = min(self.cfg.alerts.retry_max, backoff * 2)
+                                         redact(str(exc) or type(exc).__name__), retry.delay)
+                        retry.grow()
                         continue
                     self.store.mark_delivered(alert["outbox_id"])
-                    backoff = self.cfg.alerts.retry_initial
+                    retry.reset()
                     continue
                 wait = due
             with self._wake:

@@ -20,7 +20,7 @@ from typing import Any
 import zmq
 import zmq.auth
 
-from actors.config import Config
+from config.loader import Config
 
 KEY_FILES = ("server.key", "server.key_secret", "client.key", "client.key_secret")
 

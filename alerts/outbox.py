@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.store import connect
+from book.store import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -160,8 +160,3 @@ class AlertStore:
         return [{"target": int(r["target_index"]), "pending": int(r["pending"] or 0),
                  "parked": int(r["parked"] or 0), "last_error": r["last_error"]} for r in rows]
 
-    def undelivered_count(self) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(*) AS n FROM alert_outbox WHERE delivered_at IS NULL").fetchone()
-        return int(row["n"])

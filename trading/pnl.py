@@ -25,7 +25,3 @@ def realized_pnl(
     """Premium kept on closing at `exit_price`, less commissions."""
     return round((entry - exit_price) * multiplier * qty - commissions, 2)
 
-
-def expired_pnl(entry: float, qty: int, commissions: float = 0.0, multiplier: int = 100) -> float:
-    """An option that expired worthless: the whole premium, less commissions."""
-    return realized_pnl(entry, 0.0, qty, commissions, multiplier)

@@ -176,7 +176,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class IbsimConfig:
-    """The simulated gateway under supervisord (`python -m actors.ibsim_launcher`): it
+    """The simulated gateway under supervisord (`python -m ops.ibsim_launcher`): it
     listens on `gateway.port`; off in the paper and live profiles."""
 
     enabled: bool = False

@@ -1,0 +1,1 @@
+"""Alerts: the outbox, the webhook dispatcher and formats, the supervisord event listener."""

@@ -1,0 +1,1 @@
+"""SQLite: schema, repositories returning model types, the dashboard's read models."""

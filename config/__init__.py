@@ -1,0 +1,1 @@
+"""The TOML profiles and the typed loader that reads them."""

@@ -1,0 +1,1 @@
+"""Operations: logging setup, healthcheck, gateway restart clients, demo clock, ibsim launcher."""
