@@ -215,22 +215,38 @@ class Connection(SupervisedActor):
         self._stopping = True
 
         async def shutdown() -> None:
+            # Disconnect, then cancel and await every task of this loop: nothing is left
+            # pending for the garbage collector to finalize later at a random moment.
             if self.ib is not None:
                 self.ib.disconnect()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=2)
 
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(3)
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(4)
         if self._main_task is not None:
             self._main_task.cancel()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=3)
-        self._set_state(LinkState.DISCONNECTED, "connection actor stopped", publish=True)
+        if not self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._loop.close()
+        self._set_state(LinkState.DISCONNECTED, "connection actor stopped", publish=True,
+                        final=True)
 
     # ---- link state (loop thread) ------------------------------------------------------
 
     def _set_state(
-        self, state: LinkState, reason: str, *, publish: bool = True, linked: bool | None = None
+        self, state: LinkState, reason: str, *, publish: bool = True, linked: bool | None = None,
+        final: bool = False,
     ) -> None:
+        if self._stopping and not final:
+            # A stopped instance's loop may still run a step (a connect failing on a
+            # closing loop): it must never overwrite the link of the instance after it.
+            return
         old = self._status
         now = time.time()
         gateway_linked = (state == LinkState.READY) if linked is None else linked

@@ -1,0 +1,23 @@
+"""Suite-wide fixtures."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_between_tests() -> Iterator[None]:
+    """Run the cyclic GC after each test, at a quiet moment.
+
+    CPython 3.11.7 raises `SystemError: AST constructor recursion depth mismatch` when a
+    finalizer (an ib_insync IB's `__del__`, an abandoned coroutine) runs while `compile`
+    builds an AST (CPython gh-106905, fixed in later releases). The engine tests leave
+    such objects behind (restarted Connection actors); collected here, they cannot be
+    collected in the middle of pytest's assertion rewriting or traceback formatting,
+    which would crash the worker (INTERNALERROR) instead of reporting a result.
+    """
+    yield
+    gc.collect()
