@@ -25,9 +25,10 @@ from actors.scheduler import Scheduler
 from actors.supervisor import ChildSpec, Supervisor
 from actors.watchdog import Watchdog
 from config.loader import _HHMM, Config, cli_config, schedule_warnings
+from ops.clock_source import clock_from_config
 from ops.logs import setup_logging
 from trading.calendar import TradingCalendar
-from trading.clock import Clock, clock_from_config
+from trading.clock import Clock
 from wire.protocol import COMMAND_OPS, ENGINE_READ_OPS, READ_OPS
 
 

@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ops.clock_source import write_clock_file
 from tests.support.stack import Stack
 from tests.support.webhook_sink import WebhookSink
 from tests.support.zmq_request import zmq_request
 from trading.calendar import TradingCalendar
-from trading.clock import write_clock_file
 
 ET = ZoneInfo("America/New_York")
 FIRST_DAY = date(2026, 11, 23)

@@ -11,8 +11,9 @@ import pytest
 
 from actors.scheduler import due_slots
 from config.loader import ClockConfig
+from ops.clock_source import clock_from_config
 from trading.calendar import TradingCalendar
-from trading.clock import ManualClock, SimClock, clock_from_config
+from trading.clock import ManualClock, SimClock
 
 ET = ZoneInfo("America/New_York")
 
@@ -78,8 +79,8 @@ def test_demo_clock_starts_a_minute_before_the_last_sessions_entry() -> None:
 
 
 def test_file_clock_follows_the_file_and_keeps_the_last_good_time(tmp_path: Path) -> None:
+    from ops.clock_source import ClockFileError, FileClock, write_clock_file
     from tests.support.zmq_request import wait_until
-    from trading.clock import ClockFileError, FileClock, write_clock_file
 
     path = tmp_path / "clock.json"
     with pytest.raises(ClockFileError):
