@@ -19,11 +19,12 @@ PROGRAMS = {"alert-listener", "engine", "ibsim", "web"}
 
 
 def demo_root(tmp: Path) -> tuple[Path, dict[str, int]]:
-    """A project root whose config/ is a copy, the demo profile's ports made free."""
+    """A project root whose config/ is a copy (profiles and loader), the demo profile's
+    ports made free."""
     root = project_root(tmp)
     (root / "config").unlink()
     (root / "config").mkdir()
-    for f in (ROOT / "config").glob("*.toml"):
+    for f in [*(ROOT / "config").glob("*.toml"), *(ROOT / "config").glob("*.py")]:
         (root / "config" / f.name).write_text(f.read_text())
     scripts = root / "scripts"
     if not scripts.exists():

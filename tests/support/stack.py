@@ -45,7 +45,8 @@ def project_root(tmp: Path) -> Path:
     of supervisord.conf (so that %(here)s, and with it run/, is under `tmp`)."""
     root = tmp / "root"
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("actors", "web", "ibsim", "config", ".venv"):
+    for name in ("actors", "trading", "book", "wire", "alerts", "ops", "web", "ibsim", "config",
+                 "scripts", ".venv"):
         link = root / name
         if not link.exists():
             link.symlink_to(ROOT / name)
