@@ -10,8 +10,8 @@ import sys
 
 from loguru import logger
 
-from actors.logs import setup_logging
 from ibsim.app import Simulator
+from ibsim.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--master-client-id", type=int, default=None,
                    help="TWS's Master API client ID: hears every client's orders and fills")
     args = p.parse_args(argv)
-    setup_logging("ibsim", args.log_dir)
+    setup_logging(args.log_dir)
     sim = Simulator(
         host=args.host, port=args.port, control_port=args.control_port, account=args.account,
         seed=args.seed, spot=args.spot, state_file=args.state_file,
