@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ibsim import combos, universe
+from ibsim import combos, sessions, universe
 from ibsim.market import (
     ET,
     SPY_CON_ID,
@@ -183,6 +183,7 @@ class Broker:
         order["status"] = "PreSubmitted" if parent and parent["status"] != "Filled" else (
             "Submitted")
         self.orders[self._key(order)] = order
+        warning = self._hold_for_session(order)
         # A transmitted child releases its untransmitted parent and siblings.
         held = [o for o in self.orders.values() if o["client_id"] == cid
                 and o["status"] == "PendingSubmit"
@@ -192,8 +193,23 @@ class Broker:
             o["status"] = "Submitted" if not o.get("parent_id") else "PreSubmitted"
             events.append(Event("order", dict(o), o["client_id"]))
         events.append(Event("order", dict(order), cid))
+        if warning:  # a warning: the order stays working (ib_insync keeps it active)
+            events.append(Event("error", {"id": order["order_id"], "code": 399,
+                                          "message": warning}, cid))
         self.save()
         return events
+
+    def _hold_for_session(self, order: dict[str, Any]) -> str:
+        """Outside its session an order rests PreSubmitted until the session opens (IB's
+        default: regular trading hours only); returns warning 399's text, or ""."""
+        now = self.market.now()
+        if sessions.in_session(order["contract"], now, order.get("outside_rth", False)):
+            return ""
+        if order["status"] == "Submitted":
+            order["status"] = "PreSubmitted"
+            order["session_hold"] = True
+        at = sessions.next_open(order["contract"], now, order.get("outside_rth", False))
+        return sessions.warning_399(order, at)
 
     def _key(self, order: dict[str, Any]) -> str:
         return f"{order['client_id']}:{order['order_id']}"
@@ -263,9 +279,14 @@ class Broker:
         if time.time() < self.hold_fills_until:
             return []
         events: list[Event] = []
+        now = self.market.now()
         for o in list(self.open_orders()):
-            if o["status"] != "Submitted" or o["status"] in DONE:
-                continue
+            in_session = sessions.in_session(o["contract"], now, o.get("outside_rth", False))
+            if o.get("session_hold") and in_session:
+                o["status"], o["session_hold"] = "Submitted", False  # the session opened
+                events.append(Event("order", dict(o), o["client_id"]))
+            if o["status"] != "Submitted" or not in_session:
+                continue  # outside its session: stops do not trigger, limits do not fill
             if o["contract"]["sec_type"] == "BAG":  # a combo fills on its legs' net
                 events += combos.fill_if_reached(self, o)
                 continue

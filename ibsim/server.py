@@ -15,7 +15,7 @@ from typing import Any
 
 from loguru import logger
 
-from ibsim import services, wire
+from ibsim import services, sessions, wire
 from ibsim.broker import Broker, Event
 from ibsim.market import SPY_CON_ID, Market
 
@@ -439,7 +439,10 @@ class Gateway:
                                            " request"))
             return
         for c in found:
-            s.send(wire.contract_details(req_id, c, services.under_con_id(c)))
+            now = self.market.now()
+            s.send(wire.contract_details(req_id, c, services.under_con_id(c),
+                                         sessions.hours(c, now, liquid=False),
+                                         sessions.hours(c, now, liquid=True)))
         s.send(wire.frame(52, 1, req_id))
 
     async def req_sec_def_opt_params(self, s: Session, f: list[str]) -> None:
@@ -503,6 +506,7 @@ class Gateway:
             "aux_price": _float(f[20]), "tif": f[21], "oca_group": f[22],
             "account": f[23] or self.broker.account, "order_ref": f[26],
             "transmit": f[27] != "0", "parent_id": _int(f[28]), "oca_type": _int(f[47]),
+            "outside_rth": f[33] == "1",
         }
         if order["action"] not in ("BUY", "SELL"):
             raise ValueError(f"bad action {order['action']!r}")
