@@ -188,7 +188,8 @@ def contract_details(req_id: int, c: dict[str, Any], under_con_id: int = 0,
     expiry = c.get("expiry", "")
     return frame(
         10, req_id, c["symbol"], c["sec_type"],
-        f"{expiry} {calendar.close_time(_day(expiry)):%H:%M} US/Eastern" if is_opt else "", fmt(float(c.get("strike", 0.0))),
+        f"{expiry} {calendar.close_time(_day(expiry)):%H:%M} US/Eastern" if is_opt else "",
+        fmt(float(c.get("strike", 0.0))),
         c.get("right", ""), c.get("exchange", "SMART"), c.get("currency", "USD"),
         c.get("local_symbol", ""), c["symbol"], c.get("trading_class", ""), c["con_id"], "0.01",
         c.get("multiplier", ""), "ACTIVETIM,AD,ALERT,ALLOC,LMT,MKT,STP,STPLMT",
