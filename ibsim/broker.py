@@ -72,6 +72,10 @@ class Broker:
     defer_saves: bool = False  # a batch of orders saves once, at its end
     rejects: list[RejectRule] = field(default_factory=list)
     settled: list[dict[str, Any]] = field(default_factory=list)
+    # /fault/partial_fills: the next `count` orders of qty >= 2 fill in `slices` slices.
+    partial_count: int = 0
+    partial_slices: int = 2
+    slice_gap: float = 0.15  # seconds between slices ("moments apart")
 
     def __post_init__(self) -> None:
         # Time-based prefixes keep perm and exec ids unique across restarts without a file.
@@ -290,11 +294,28 @@ class Broker:
             if o["contract"]["sec_type"] == "BAG":  # a combo fills on its legs' net
                 events += combos.fill_if_reached(self, o)
                 continue
+            if time.time() < o.get("next_slice_at", 0.0):
+                continue  # a sliced fill: the next slice comes moments later
             bid, ask, _mark = self.quote_of(o["contract"])
             price = self._fill_price(o, bid, ask)
             if price is not None:
-                events += self._fill(o, price)
+                events += self._fill(o, price, self._slice_qty(o))
         return events
+
+    def _slice_qty(self, o: dict[str, Any]) -> float | None:
+        """The quantity of this fill: the whole rest, or one slice of a sliced order."""
+        if "slices_left" not in o:
+            if self.partial_count <= 0 or o["qty"] < 2:
+                return None
+            self.partial_count -= 1
+            o["slices_left"] = int(min(self.partial_slices, o["qty"]))
+        left = o["slices_left"]
+        rest = o["qty"] - o["filled"]
+        if left <= 1:
+            return None
+        o["slices_left"] = left - 1
+        o["next_slice_at"] = time.time() + self.slice_gap
+        return float(max(1, int(rest // left)))
 
     def _fill_price(self, o: dict[str, Any], bid: float, ask: float) -> float | None:
         kind, side = o["order_type"], o["action"]
@@ -320,8 +341,8 @@ class Broker:
         fair = bid + (ask - bid) * self.market.fair_fraction(o["contract"]["con_id"])
         return limit if limit < ask and fair >= limit else None
 
-    def _fill(self, o: dict[str, Any], price: float) -> list[Event]:
-        qty = o["qty"] - o["filled"]
+    def _fill(self, o: dict[str, Any], price: float, part: float | None = None) -> list[Event]:
+        qty = o["qty"] - o["filled"] if part is None else min(part, o["qty"] - o["filled"])
         price = round(price, 2)
         c = o["contract"]
         mult = float(c.get("multiplier") or 1)
@@ -333,7 +354,8 @@ class Broker:
         o["avg_price"] = (o["avg_price"] * o["filled"] + price * qty) / (o["filled"] + qty)
         o["filled"] += qty
         o["last_price"] = price
-        o["status"] = "Filled"
+        done = o["filled"] >= o["qty"]
+        o["status"] = "Filled" if done else "Submitted"  # a slice: the rest keeps working
         # The gateway's own clock: a simulated day's fills carry that day's time, as the
         # engine (on the same simulated clock) books P&L by the fill's New York date.
         # "time" stays the wall clock: the control API's record of when it happened.
@@ -351,14 +373,20 @@ class Broker:
         self._apply_position(c, signed, price * mult)
         self.cash -= signed * price * mult + commission
         events = [Event("exec", execution, o["client_id"]), Event("order", dict(o), o["client_id"])]
-        # OCA: a fill cancels the siblings (ocaType 1).
+        # OCA: ocaType 1 cancels the siblings at the first fill, even a partial one (IB:
+        # "cancel all remaining orders"); 2 and 3 reduce them by the quantity filled.
         if o.get("oca_group"):
             for sib in self.open_orders():
-                if sib["oca_group"] == o["oca_group"] and sib is not o and (
-                        sib.get("account") == o.get("account")):
+                if sib["oca_group"] != o["oca_group"] or sib is o or (
+                        sib.get("account") != o.get("account")):
+                    continue
+                if o.get("oca_type") in (2, 3) and sib["qty"] - sib["filled"] > qty:
+                    sib["qty"] -= qty
+                    events.append(Event("order", dict(sib), sib["client_id"]))
+                else:
                     events += self._cancel(sib, "Order Canceled - reason: OCA group fill")
         # A filled parent releases its children.
-        for child in self.open_orders():
+        for child in self.open_orders() if done else []:
             if child.get("parent_id") == o["order_id"] and child["client_id"] == o["client_id"]:
                 child["status"] = "Submitted"
                 events.append(Event("order", dict(child), child["client_id"]))

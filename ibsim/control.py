@@ -62,6 +62,7 @@ class ControlServer:
             ("POST", "/order/external"): self.external_orders,
             ("POST", "/fault/freeze"): self.freeze,
             ("POST", "/fault/mute"): self.mute,
+            ("POST", "/fault/partial_fills"): self.partial_fills,
         }
 
     async def start(self) -> None:
@@ -234,6 +235,14 @@ class ControlServer:
         self.gw.slow_orders = _num(body, "seconds", 1.0, 0.0, 600.0)
         self.gw.slow_orders_action = action
         return {"slow_orders": self.gw.slow_orders, "action": action}
+
+    async def partial_fills(self, body: dict[str, Any]) -> Any:
+        """{"count": N, "slices": K}: the next N orders of quantity >= 2 fill in K slices,
+        each with its own execDetails, commissionReport and orderStatus (0 ends it)."""
+        count = int(_num(body, "count", 1.0, 0.0, 10_000.0))
+        slices = int(_num(body, "slices", 2.0, 2.0, 100.0))
+        self.gw.broker.partial_count, self.gw.broker.partial_slices = count, slices
+        return {"partial_fills": count, "slices": slices}
 
     async def cancel_order(self, body: dict[str, Any]) -> Any:
         """Cancel an order as an operator would by hand in TWS (any client's order)."""

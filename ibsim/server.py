@@ -665,6 +665,7 @@ class Gateway:
                 "frozen": now < self.freeze_until,
                 "muted": now < self.mute_until,
                 "rejects": [r.__dict__ for r in self.broker.rejects],
+                "partial_fills": self.broker.partial_count,
             },
         }
 

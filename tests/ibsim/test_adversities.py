@@ -1,0 +1,93 @@
+"""Issue 13: IB's adversities: partial fills, stalls, fills that cross a cancel, errors
+with the ids IB uses, early assignment, OCC expiry, margin rejections, daily resets."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from ib_insync import IB, LimitOrder, MarketOrder, Option
+
+from tests.ibsim.conftest import wait_ib
+
+EXPIRY = "20261201"
+
+
+def put(ib: IB, strike: float = 585) -> Any:
+    (opt,) = ib.qualifyContracts(Option("SPY", EXPIRY, strike, "P", "SMART"))
+    t = ib.reqMktData(opt)
+    wait_ib(ib, lambda: t.bid > 0 and t.ask > 0, what="option quote")
+    return opt, t
+
+
+def errors_of(ib: IB) -> list[tuple[int, int, str]]:
+    seen: list[tuple[int, int, str]] = []
+    ib.errorEvent += lambda req, code, msg, c: seen.append((req, code, msg))
+    return seen
+
+
+def test_partial_fills_arrive_in_slices_each_with_exec_commission_and_status(
+        sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, _t = put(ib)
+    sim.post("/fault/partial_fills", {"count": 1, "slices": 3})
+    statuses: list[tuple[str, float, float]] = []
+    sale = ib.placeOrder(opt, MarketOrder("SELL", 3, orderRef="pf:sale"))
+    sale.statusEvent += lambda tr: statuses.append(
+        (tr.orderStatus.status, tr.orderStatus.filled, tr.orderStatus.remaining))
+    wait_ib(ib, lambda: sale.orderStatus.status == "Filled", what="all slices")
+    wait_ib(ib, lambda: all(f.commissionReport.commission > 0 for f in sale.fills),
+            what="a commission per slice")
+    assert [f.execution.shares for f in sale.fills] == [1, 1, 1]
+    assert len({f.execution.execId for f in sale.fills}) == 3
+    assert [f.execution.cumQty for f in sale.fills] == [1, 2, 3]
+    assert [f.commissionReport.commission for f in sale.fills] == [0.65] * 3
+    assert ("Submitted", 1.0, 2.0) in statuses and ("Submitted", 2.0, 1.0) in statuses
+    # Moments apart: the slices do not share one instant.
+    stamps = [e["time"] for e in sim.get_state()["executions"] if e["order_ref"] == "pf:sale"]
+    assert all(b - a >= 0.1 for a, b in itertools.pairwise(stamps))
+    # Only the next N orders: the second fills whole.
+    again = ib.placeOrder(opt, MarketOrder("SELL", 2))
+    wait_ib(ib, lambda: again.orderStatus.status == "Filled", what="whole fill")
+    assert [f.execution.shares for f in again.fills] == [2]
+
+
+def test_cancel_after_a_partial_fill_leaves_the_filled_part(sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, _t = put(ib)
+    sim.post("/fault/partial_fills", {"count": 1, "slices": 4})
+    sale = ib.placeOrder(opt, MarketOrder("SELL", 4))
+    wait_ib(ib, lambda: sale.orderStatus.filled >= 1, what="first slice")
+    ib.cancelOrder(sale.order)
+    wait_ib(ib, lambda: sale.orderStatus.status == "Cancelled", what="cancel")
+    filled = sale.orderStatus.filled
+    assert 1 <= filled < 4
+    positions = {p["con_id"]: p["position"] for p in sim.get_state()["positions"]}
+    assert positions[opt.conId] == -filled
+    ib.sleep(0.4)
+    assert {p["con_id"]: p["position"] for p in sim.get_state()["positions"]}[opt.conId] == (
+        -filled)  # nothing more fills after the cancel
+
+
+def test_partial_fill_of_an_oca_leg_cancels_type_1_siblings_reduces_type_2(
+        sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, t = put(ib)
+    for oca_type in (1, 2):
+        sim.post("/fault/partial_fills", {"count": 1, "slices": 2})
+        group = f"oca-{oca_type}"
+        far = LimitOrder("SELL", 4, round(t.ask + 5, 2), ocaGroup=group, ocaType=oca_type)
+        near = MarketOrder("SELL", 4, ocaGroup=group, ocaType=oca_type)
+        a = ib.placeOrder(opt, far)
+        sizes: list[float] = []
+        ib.openOrderEvent += lambda tr, a=a, sizes=sizes: sizes.append(
+            tr.order.totalQuantity) if tr is a else None
+        b = ib.placeOrder(opt, near)
+        wait_ib(ib, lambda b=b: b.orderStatus.status == "Filled", what="sliced OCA leg")
+        if oca_type == 1:
+            assert a.order.totalQuantity == 4
+            wait_ib(ib, lambda a=a: a.orderStatus.status == "Cancelled", what="sibling gone")
+        else:
+            # Reduced by the first slice, cancelled once nothing is left to protect.
+            wait_ib(ib, lambda a=a: a.orderStatus.status == "Cancelled", what="sibling gone")
+            assert 2.0 in sizes
