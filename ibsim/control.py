@@ -63,6 +63,7 @@ class ControlServer:
             ("POST", "/fault/freeze"): self.freeze,
             ("POST", "/fault/mute"): self.mute,
             ("POST", "/fault/partial_fills"): self.partial_fills,
+            ("POST", "/fault/stall"): self.stall,
         }
 
     async def start(self) -> None:
@@ -235,6 +236,13 @@ class ControlServer:
         self.gw.slow_orders = _num(body, "seconds", 1.0, 0.0, 600.0)
         self.gw.slow_orders_action = action
         return {"slow_orders": self.gw.slow_orders, "action": action}
+
+    async def stall(self, body: dict[str, Any]) -> Any:
+        """{"seconds": S}: requests are taken, nothing is sent for S seconds, then all of it
+        in order (0 ends it now)."""
+        seconds = _num(body, "seconds", 10.0, 0.0, 600.0)
+        self.gw.stall(seconds)
+        return {"stalled": bool(seconds), "seconds": seconds}
 
     async def partial_fills(self, body: dict[str, Any]) -> Any:
         """{"count": N, "slices": K}: the next N orders of quantity >= 2 fill in K slices,

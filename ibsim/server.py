@@ -75,10 +75,21 @@ class Session:
     wants_positions: bool = False
     wants_account: bool = False
     closed: bool = False
+    held: list[bytes] | None = None  # a stalled gateway: what it will send, in order
 
     def send(self, data: bytes) -> None:
-        if not self.closed:
-            self.writer.write(data)
+        if self.closed:
+            return
+        if self.held is not None:
+            self.held.append(data)
+            return
+        self.writer.write(data)
+
+    def release(self) -> None:
+        """End of a stall: everything held goes out, in the order it was produced."""
+        held, self.held = self.held, None
+        if held and not self.closed:
+            self.writer.write(b"".join(held))
 
     def close(self) -> None:
         if not self.closed:
@@ -112,6 +123,7 @@ class Gateway:
         self.slow_orders_action = ""  # "" = every order, else only BUY or SELL ones
         self._slow_pending: dict[tuple[int, int], bool] = {}  # -> cancel on arrival
         self.freeze_until = 0.0  # requests are swallowed: a hung gateway
+        self.stall_until = 0.0  # requests are handled, replies held until then
         self.mute_until = 0.0  # market data stops, everything else answers
         self.restart_seconds = 1.0
         self.pending_logins: list[Session] = []
@@ -150,6 +162,10 @@ class Gateway:
     @property
     def in_outage(self) -> bool:
         return time.time() < self.outage_until
+
+    @property
+    def stalled(self) -> bool:
+        return time.time() < self.stall_until
 
     @property
     def logged_out(self) -> bool:
@@ -274,6 +290,8 @@ class Gateway:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername"))
         session = Session(writer, peer)
+        if self.stalled:
+            session.held = []
         if time.time() < self.refuse_until:
             session.close()
             return
@@ -576,6 +594,30 @@ class Gateway:
             s.send(wire.error(-1, code, LOSS_TEXT[code]))
         self.log.warning("outage {} for {}s (then {})", code, seconds, restore_code)
 
+    def stall(self, seconds: float) -> None:
+        """A busy gateway: it keeps taking requests (orders are placed, fills happen) but
+        sends nothing for `seconds`, then delivers everything in order."""
+        self.stall_until = time.time() + seconds if seconds else 0.0
+        for s in self.sessions:
+            if seconds and s.held is None:
+                s.held = []
+        if not seconds:
+            self._release_stall()
+            return
+        self.log.warning("stall for {}s", seconds)
+        self._spawn(self._end_stall_later(seconds))
+
+    async def _end_stall_later(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self.stalled:
+            self._release_stall()
+
+    def _release_stall(self) -> None:
+        self.stall_until = 0.0
+        for s in self.sessions:
+            s.release()
+        self.log.warning("stall over")
+
     def set_farm(self, farm: str, broken: bool) -> None:
         """A data farm breaks (2103/2105/2157) or comes back (2104/2106/2158): what it
         serves stops meanwhile (market: quotes; secdef: contract lookups)."""
@@ -663,6 +705,7 @@ class Gateway:
                 "slow_orders": self.slow_orders,
                 "slow_pending": len(self._slow_pending),  # orders received, not yet acked
                 "frozen": now < self.freeze_until,
+                "stalled": now < self.stall_until,
                 "muted": now < self.mute_until,
                 "rejects": [r.__dict__ for r in self.broker.rejects],
                 "partial_fills": self.broker.partial_count,

@@ -91,3 +91,27 @@ def test_partial_fill_of_an_oca_leg_cancels_type_1_siblings_reduces_type_2(
             # Reduced by the first slice, cancelled once nothing is left to protect.
             wait_ib(ib, lambda a=a: a.orderStatus.status == "Cancelled", what="sibling gone")
             assert 2.0 in sizes
+
+
+def test_stall_takes_requests_sends_nothing_then_delivers_in_order(
+        sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, _t = put(ib)
+    sim.post("/fault/stall", {"seconds": 2.0})
+    sale = ib.placeOrder(opt, MarketOrder("SELL", 1, orderRef="stall:sale"))
+    seen: list[str] = []
+    sale.statusEvent += lambda tr: seen.append(tr.orderStatus.status)
+    sale.fillEvent += lambda tr, fill: seen.append("fill")
+    # The gateway took it: the order filled at IB while the client hears nothing.
+    deadline_state = sim.get_state()
+    for _ in range(50):
+        if any(e["order_ref"] == "stall:sale" for e in deadline_state["executions"]):
+            break
+        ib.sleep(0.02)
+        deadline_state = sim.get_state()
+    assert any(e["order_ref"] == "stall:sale" for e in deadline_state["executions"])
+    assert deadline_state["faults"]["stalled"]
+    assert sale.orderStatus.status == "PendingSubmit" and not sale.fills
+    wait_ib(ib, lambda: sale.orderStatus.status == "Filled", 8, "delivery after the stall")
+    assert seen[0] == "Submitted" and seen[-1] == "Filled" and "fill" in seen
+    assert not sim.get_state()["faults"]["stalled"]
