@@ -156,6 +156,10 @@ class Broker:
         existing = self.find(cid, order["order_id"])
         self.next_order_id = max(self.next_order_id, order["order_id"] + 1)
         if existing is not None:
+            if (existing["contract"]["con_id"] != order["contract"]["con_id"]
+                    or existing["action"] != order["action"]):
+                # Not a modification: another order under a used id (IB: 103).
+                return [self._reject_event(order, 103, "Duplicate order id")]
             return self._modify(existing, order)
         if outage:
             return [self._reject_event(order, 201, "Order rejected - reason: the gateway has"
@@ -197,6 +201,13 @@ class Broker:
             o["status"] = "Submitted" if not o.get("parent_id") else "PreSubmitted"
             events.append(Event("order", dict(o), o["client_id"]))
         events.append(Event("order", dict(order), cid))
+        if order.get("outside_rth") and order["contract"]["sec_type"] in ("OPT", "BAG"):
+            # Options have no extended session: IB ignores the flag and says so (a warning).
+            events.append(Event("error", {"id": order["order_id"], "code": 2109, "message":
+                                          "Order Event Warning:Attribute \"Outside Regular"
+                                          " Trading Hours\" is ignored based on the order type"
+                                          " and destination. PlaceOrder is now being"
+                                          " processed."}, cid))
         if warning:  # a warning: the order stays working (ib_insync keeps it active)
             events.append(Event("error", {"id": order["order_id"], "code": 399,
                                           "message": warning}, cid))
@@ -239,7 +250,7 @@ class Broker:
 
     def _modify(self, existing: dict[str, Any], order: dict[str, Any]) -> list[Event]:
         if existing["status"] in DONE:
-            return [self._reject_event(order, 104, "Cannot modify a filled order.")
+            return [self._reject_event(order, 104, "Can't modify a filled order")
                     if existing["status"] == "Filled" else
                     self._reject_event(order, 10148, "OrderId that needs to be modified can not"
                                        " be modified, state: Cancelled.")]
@@ -250,6 +261,14 @@ class Broker:
             existing["status"] = "Submitted"
         self.save()
         return [Event("order", dict(existing), existing["client_id"])]
+
+    def fill_before(self, o: dict[str, Any]) -> list[Event]:
+        """A cancel or modify that arrives too late: the order fills first, whole, at its
+        limit (a LMT reached at the exchange) or at the market (MKT, STP)."""
+        bid, ask, _mark = self.quote_of(o["contract"])
+        market = ask if o["action"] == "BUY" else bid
+        price = o["lmt_price"] if o["order_type"] == "LMT" and o.get("lmt_price") else market
+        return self._fill(o, max(price, 0.01))
 
     def cancel(self, client_id: int, order_id: int) -> list[Event]:
         o = self.find(client_id, order_id)

@@ -64,6 +64,7 @@ class ControlServer:
             ("POST", "/fault/mute"): self.mute,
             ("POST", "/fault/partial_fills"): self.partial_fills,
             ("POST", "/fault/stall"): self.stall,
+            ("POST", "/fault/fill_on_cancel"): self.fill_on_cancel,
         }
 
     async def start(self) -> None:
@@ -243,6 +244,16 @@ class ControlServer:
         seconds = _num(body, "seconds", 10.0, 0.0, 600.0)
         self.gw.stall(seconds)
         return {"stalled": bool(seconds), "seconds": seconds}
+
+    async def fill_on_cancel(self, body: dict[str, Any]) -> Any:
+        """{"count": N, "code": 10148|161}: the next N cancels or modifies arrive too late:
+        the order fills first, then the cancel gets `code` (10148 default), a modify 104."""
+        count = int(_num(body, "count", 1.0, 0.0, 10_000.0))
+        code = body.get("code", 10148)
+        if code not in (10148, 161):
+            raise BadRequest("'code' must be 10148 or 161")
+        self.gw.fill_on_cancel, self.gw.late_cancel_code = count, code
+        return {"fill_on_cancel": count, "code": code}
 
     async def partial_fills(self, body: dict[str, Any]) -> Any:
         """{"count": N, "slices": K}: the next N orders of quantity >= 2 fill in K slices,

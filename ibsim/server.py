@@ -124,6 +124,8 @@ class Gateway:
         self._slow_pending: dict[tuple[int, int], bool] = {}  # -> cancel on arrival
         self.freeze_until = 0.0  # requests are swallowed: a hung gateway
         self.stall_until = 0.0  # requests are handled, replies held until then
+        self.fill_on_cancel = 0  # the next N cancels/modifies arrive after the fill
+        self.late_cancel_code = 10148  # or 161: what the late cancel gets
         self.mute_until = 0.0  # market data stops, everything else answers
         self.restart_seconds = 1.0
         self.pending_logins: list[Session] = []
@@ -567,6 +569,9 @@ class Gateway:
             self._dispatch(self.broker.cancel(*key))
 
     def _place(self, order: dict[str, Any]) -> None:
+        key = (order["client_id"], order["order_id"])
+        if self.broker.find(*key) is not None and self._late(key, modify=True):
+            return
         self.log.info("order {}/{} {} {} {} lmt={} aux={} ref={}", order["client_id"],
                       order["order_id"], order["action"], order["qty"], order["order_type"],
                       order["lmt_price"], order["aux_price"], order["order_ref"])
@@ -582,7 +587,32 @@ class Gateway:
             # overtakes the order it names, however slow that order is.
             self._slow_pending[key] = True
             return
+        if self._late(key):
+            return
         self._dispatch(self.broker.cancel(*key))
+
+    def _late(self, key: tuple[int, int], modify: bool = False) -> bool:
+        """/fault/fill_on_cancel: this cancel or modify lost the race with a fill. The
+        order fills first; then 10148 (or 161) for a cancel, 104 for a modify."""
+        o = self.broker.find(*key)
+        if self.fill_on_cancel <= 0 or o is None or o["status"] in ("Filled", "Cancelled",
+                                                                      "Inactive",
+                                                                      "PendingSubmit"):
+            return False
+        self.fill_on_cancel -= 1
+        self.log.warning("order {}/{}: {} arrives after its fill", *key,
+                         "modify" if modify else "cancel")
+        self._dispatch(self.broker.fill_before(o))
+        if modify:
+            code, text = 104, "Can't modify a filled order"
+        elif self.late_cancel_code == 161:
+            code, text = 161, ("Cancel attempted when order is not in a cancellable state."
+                               f" Order permId ={o['perm_id']}")
+        else:
+            code, text = 10148, (f"OrderId {key[1]} that needs to be cancelled cannot be"
+                                 " cancelled, state: Filled.")
+        self._dispatch([Event("error", {"id": key[1], "code": code, "message": text}, key[0])])
+        return True
 
     # ---- faults ------------------------------------------------------------------------
 
@@ -709,6 +739,7 @@ class Gateway:
                 "muted": now < self.mute_until,
                 "rejects": [r.__dict__ for r in self.broker.rejects],
                 "partial_fills": self.broker.partial_count,
+                "fill_on_cancel": self.fill_on_cancel,
             },
         }
 

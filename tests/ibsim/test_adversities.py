@@ -115,3 +115,67 @@ def test_stall_takes_requests_sends_nothing_then_delivers_in_order(
     wait_ib(ib, lambda: sale.orderStatus.status == "Filled", 8, "delivery after the stall")
     assert seen[0] == "Submitted" and seen[-1] == "Filled" and "fill" in seen
     assert not sim.get_state()["faults"]["stalled"]
+
+
+def test_fill_on_cancel_fills_first_then_10148_and_the_trade_ends_filled_at_ib(
+        sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, t = put(ib)
+    seen = errors_of(ib)
+    resting = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1.0, 2), orderRef="foc"))
+    wait_ib(ib, lambda: resting.orderStatus.status == "Submitted", what="resting")
+    sim.post("/fault/fill_on_cancel", {"count": 1})
+    ib.cancelOrder(resting.order)
+    wait_ib(ib, lambda: any(c == 10148 for _r, c, _m in seen), what="10148")
+    req, _c, msg = next(x for x in seen if x[1] == 10148)
+    assert req == resting.order.orderId and "state: Filled" in msg
+    wait_ib(ib, lambda: resting.fills, what="the fill")
+    assert resting.fills[0].execution.price == round(t.ask + 1.0, 2)  # at its limit
+    state = sim.get_state()
+    assert {p["con_id"]: p["position"] for p in state["positions"]}[opt.conId] == -1
+    assert not [o for o in state["open_orders"] if o["order_ref"] == "foc"]
+    assert state["faults"]["fill_on_cancel"] == 0
+
+
+def test_fill_on_cancel_161_and_a_late_modify_gets_104(sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, t = put(ib)
+    seen = errors_of(ib)
+    sim.post("/fault/fill_on_cancel", {"count": 2, "code": 161})
+    a = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1.0, 2)))
+    b = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 2.0, 2)))
+    wait_ib(ib, lambda: b.orderStatus.status == "Submitted", what="resting")
+    ib.cancelOrder(a.order)
+    b.order.lmtPrice = round(t.ask + 1.5, 2)
+    ib.placeOrder(opt, b.order)  # a modify
+    wait_ib(ib, lambda: {161, 104} <= {c for _r, c, _m in seen}, what="161 and 104")
+    assert (a.order.orderId, 161) in [(r, c) for r, c, _m in seen]
+    assert (b.order.orderId, 104) in [(r, c) for r, c, _m in seen]
+    positions = {p["con_id"]: p["position"] for p in sim.get_state()["positions"]}
+    assert positions[opt.conId] == -2  # both filled at IB
+
+
+def test_order_error_codes_carry_the_order_id(sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, t = put(ib)
+    seen = errors_of(ib)
+    # 10147: a cancel of an id IB does not know.
+    ib.client.cancelOrder(987654)
+    wait_ib(ib, lambda: (987654, 10147) in [(r, c) for r, c, _m in seen], what="10147")
+    # 202 after a cancel, on the order's id.
+    rest = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2)))
+    wait_ib(ib, lambda: rest.orderStatus.status == "Submitted")
+    ib.cancelOrder(rest.order)
+    wait_ib(ib, lambda: (rest.order.orderId, 202) in [(r, c) for r, c, _m in seen], what="202")
+    # 103: an id already used, for another contract.
+    (other,) = ib.qualifyContracts(Option("SPY", EXPIRY, 580, "P", "SMART"))
+    dup = LimitOrder("SELL", 1, 9.99)
+    dup.orderId = rest.order.orderId
+    ib.client.placeOrder(dup.orderId, other, dup)
+    wait_ib(ib, lambda: (rest.order.orderId, 103) in [(r, c) for r, c, _m in seen], what="103")
+    # 2109: outsideRth on an option is ignored with a warning; the order keeps working.
+    flagged = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 3, 2), outsideRth=True))
+    wait_ib(ib, lambda: (flagged.order.orderId, 2109) in [(r, c) for r, c, _m in seen],
+            what="2109")
+    ib.sleep(0.2)
+    assert flagged.isActive() and flagged.orderStatus.status == "Submitted"
