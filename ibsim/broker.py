@@ -12,10 +12,12 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from ibsim import combos, sessions, universe
+from ibsim import calendar, combos, sessions, universe
 from ibsim.market import (
     ET,
     SPY_CON_ID,
@@ -29,6 +31,7 @@ OPTION_COMMISSION = 0.65
 STOCK_COMMISSION_MIN = 1.0
 PRUNE_KEEP_DONE = 500
 DONE = ("Filled", "Cancelled", "Inactive")
+SETTLE_AT = dtime(2, 0)  # ET, on the next session's date: OCC's overnight processing
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Broker:
     rejects: list[RejectRule] = field(default_factory=list)
     settled: list[dict[str, Any]] = field(default_factory=list)
     # /fault/partial_fills: the next `count` orders of qty >= 2 fill in `slices` slices.
+    expiring: dict[str, dict[str, Any]] = field(default_factory=dict)  # con_id -> close
     partial_count: int = 0
     partial_slices: int = 2
     slice_gap: float = 0.15  # seconds between slices ("moments apart")
@@ -98,6 +102,7 @@ class Broker:
         self.next_perm_id = max(self.next_perm_id, data["next_perm_id"])
         self.next_exec = data["next_exec"]
         self.settled = data.get("settled", [])
+        self.expiring = data.get("expiring", {})
         self.market.spot = data.get("spot", self.market.spot)
 
     def prune(self, keep_done: int = 2000) -> None:
@@ -124,6 +129,7 @@ class Broker:
             "executions": self.executions[-500:], "cash": self.cash, "realized": self.realized,
             "next_order_id": self.next_order_id, "next_perm_id": self.next_perm_id,
             "next_exec": self.next_exec, "settled": self.settled, "spot": self.market.spot,
+            "expiring": self.expiring,
         }
         tmp = f"{self.state_file}.tmp"
         Path(tmp).write_text(json.dumps(data))
@@ -435,26 +441,37 @@ class Broker:
     # ---- expiry ------------------------------------------------------------------------
 
     def settle_expiries(self) -> list[Event]:
-        """Options whose expiry passed: OTM expire worthless, ITM are exercised/assigned."""
+        """OCC's rule, settled overnight: at the expiry's real close (13:00 on a half day)
+        the underlying's price is taken; an option in the money by $0.01 or more is
+        exercised/assigned, the rest expire. Positions change at SETTLE_AT on the next
+        session's date (the harsher reading of "overnight": a Friday expiry shows Monday),
+        not at the close."""
         now = self.market.now()
         events: list[Event] = []
         for con_id, pos in list(self.positions.items()):
             c = pos["contract"]
             if c["sec_type"] != "OPT" or pos["position"] == 0:
                 continue
-            if now < expiry_close(c["expiry"]):
+            close_at = expiry_close(c["expiry"])
+            if now < close_at:
                 continue
             inst = universe.underlying_of(c)  # a QQQ/IWM option settles on its own price
-            spot = universe.price(inst, self.market) if inst else self.market.spot
+            pending = self.expiring.setdefault(str(con_id), {
+                "close": round(universe.price(inst, self.market) if inst else self.market.spot,
+                               2),
+                "settle_at": datetime.combine(calendar.next_session(close_at.date()),
+                                              SETTLE_AT, ET).isoformat()})
+            if now < datetime.fromisoformat(pending["settle_at"]):
+                continue
+            del self.expiring[str(con_id)]
+            spot = pending["close"]
             shares_of = universe.stock_contract(inst) if inst else stock_contract("SMART")
-            itm = spot < c["strike"] if c["right"] == "P" else spot > c["strike"]
+            itm_by = c["strike"] - spot if c["right"] == "P" else spot - c["strike"]
+            itm = round(itm_by, 2) >= 0.01  # OCC exercise by exception: $0.01 or more
             qty = pos["position"]
             if itm:
-                shares = 100 * qty * (1 if c["right"] == "C" else -1)
-                # A short put (qty < 0) is assigned: it buys 100 shares per contract.
-                self._apply_position(shares_of, shares, c["strike"])
-                self.cash -= shares * c["strike"]
-            if not itm:
+                events += self._deliver(c, shares_of, qty)
+            else:
                 self.realized += -qty * pos["avg_cost"]  # the premium is kept (or lost)
             del self.positions[con_id]
             outcome = "assigned" if itm and qty < 0 else "exercised" if itm else "expired"
@@ -465,9 +482,40 @@ class Broker:
                 if o["contract"]["con_id"] == con_id:
                     events += self._cancel(o, f"Order Canceled - reason: option {outcome}")
             events.append(Event("position", {"con_id": con_id}))
-            events.append(Event("position", {"con_id": shares_of["con_id"]}))
         if events:
             self.save()
+        return events
+
+    def _deliver(self, c: dict[str, Any], shares_of: dict[str, Any], qty: float
+                 ) -> list[Event]:
+        """Exercise or assignment of `qty` contracts (signed: < 0 short): 100 shares each
+        at the strike. A short put buys them, a short call sells them. No execution is
+        reported: IB books it overnight, the API sees only positions change."""
+        shares = 100 * qty * (1 if c["right"] == "C" else -1)
+        self._apply_position(shares_of, shares, c["strike"])
+        self.cash -= shares * c["strike"]
+        return [Event("position", {"con_id": shares_of["con_id"]})]
+
+    def assign(self, con_id: int, qty: int) -> list[Event]:
+        """Early assignment of `qty` contracts of a short option (POST /assign): the option
+        position shrinks, the shares arrive at the strike, open orders on the option stay
+        open (IB does not cancel them). ValueError when nothing that short is held."""
+        pos = self.positions.get(con_id)
+        if pos is None or pos["contract"]["sec_type"] != "OPT" or pos["position"] > -qty:
+            raise ValueError(f"no short option position of {qty} on con_id {con_id}")
+        c = pos["contract"]
+        inst = universe.underlying_of(c)
+        shares_of = universe.stock_contract(inst) if inst else stock_contract("SMART")
+        events = self._deliver(c, shares_of, -qty)
+        self.realized += qty * pos["avg_cost"]  # the option closes at 0: its premium kept
+        pos["position"] += qty
+        if pos["position"] == 0:
+            pos["avg_cost"] = 0.0
+        self.settled.append({"con_id": con_id, "local_symbol": c["local_symbol"], "qty": -qty,
+                             "outcome": "assigned_early", "spot": round(self.market.spot, 2),
+                             "time": self.market.now().isoformat()})
+        events.append(Event("position", {"con_id": con_id}))
+        self.save()
         return events
 
     # ---- contracts ---------------------------------------------------------------------
@@ -541,5 +589,5 @@ class Broker:
                 for e in self.executions[-500:]
             ],
             "cash": round(self.cash, 2), "realized": round(self.realized, 2),
-            "settled": self.settled[-50:],
+            "settled": self.settled[-50:], "expiring": self.expiring,
         }

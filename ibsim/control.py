@@ -65,6 +65,7 @@ class ControlServer:
             ("POST", "/fault/partial_fills"): self.partial_fills,
             ("POST", "/fault/stall"): self.stall,
             ("POST", "/fault/fill_on_cancel"): self.fill_on_cancel,
+            ("POST", "/assign"): self.assign,
         }
 
     async def start(self) -> None:
@@ -254,6 +255,16 @@ class ControlServer:
             raise BadRequest("'code' must be 10148 or 161")
         self.gw.fill_on_cancel, self.gw.late_cancel_code = count, code
         return {"fill_on_cancel": count, "code": code}
+
+    async def assign(self, body: dict[str, Any]) -> Any:
+        """{"con_id": N, "qty": 1}: early assignment of a short option."""
+        con_id = int(_num(body, "con_id", None, 1.0, 1e12))
+        qty = int(_num(body, "qty", 1.0, 1.0, 10_000.0))
+        try:
+            self.gw._dispatch(self.gw.broker.assign(con_id, qty))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        return {"assigned": qty, "con_id": con_id}
 
     async def partial_fills(self, body: dict[str, Any]) -> Any:
         """{"count": N, "slices": K}: the next N orders of quantity >= 2 fill in K slices,

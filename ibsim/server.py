@@ -189,6 +189,7 @@ class Gateway:
         if self.logout_until and not self.logged_out:
             self.end_logout()
         self.market.step()
+        self._dispatch(self.broker.settle_expiries())  # the wall clock moves too
         if not self.in_outage:
             self._dispatch(self.broker.match())
             if time.time() < self.mute_until or "market" in self.farms_broken:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from ib_insync import IB, LimitOrder, MarketOrder, Option
 
+from ibsim.harness import ControlError
 from tests.ibsim.conftest import wait_ib
 
 EXPIRY = "20261201"
@@ -179,3 +181,51 @@ def test_order_error_codes_carry_the_order_id(sim: Any, connect: Any) -> None:
             what="2109")
     ib.sleep(0.2)
     assert flagged.isActive() and flagged.orderStatus.status == "Submitted"
+
+
+def test_early_assignment_moves_shares_in_and_leaves_the_exits_open(
+        sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, _t = put(ib)
+    sale = ib.placeOrder(opt, MarketOrder("SELL", 2))
+    wait_ib(ib, lambda: sale.orderStatus.status == "Filled", what="sale")
+    tp = ib.placeOrder(opt, LimitOrder("BUY", 2, 0.05, orderRef="tp"))
+    wait_ib(ib, lambda: tp.orderStatus.status == "Submitted", what="exit")
+    before = sim.get_state()
+    with pytest.raises(ControlError):  # more than is short: refused, nothing changes
+        sim.post("/assign", {"con_id": opt.conId, "qty": 3})
+    with pytest.raises(ControlError):
+        sim.post("/assign", {"con_id": 756733, "qty": 1})  # SPY is no short option
+    assert sim.get_state()["positions"] == before["positions"]
+    executions = len(before["executions"])
+    sim.post("/assign", {"con_id": opt.conId, "qty": 1})
+    wait_ib(ib, lambda: any(p.contract.secType == "STK" and p.position == 100
+                            for p in ib.positions()), what="shares pushed")
+    state = sim.get_state()
+    held = {p["con_id"]: p for p in state["positions"]}
+    assert held[opt.conId]["position"] == -1
+    assert held[756733]["position"] == 100 and held[756733]["avg_cost"] == 585.0
+    assert [o["order_ref"] for o in state["open_orders"]] == ["tp"]  # IB leaves it
+    assert len(state["executions"]) == executions  # no execution: booked by IB, not traded
+    assert state["settled"][-1]["outcome"] == "assigned_early"
+
+
+def test_occ_rule_at_the_close_settled_the_next_morning(sim: Any, connect: Any) -> None:
+    ib = connect()
+    sim.post("/market", {"spot": 599.99, "walk_sigma": 0.0})
+    puts = [ib.qualifyContracts(Option("SPY", "20261124", k, "P", "SMART"))[0]
+            for k in (600, 599)]
+    for c in puts:
+        tr = ib.placeOrder(c, MarketOrder("SELL", 1))
+        wait_ib(ib, lambda tr=tr: tr.orderStatus.status == "Filled", what="sale")
+    sim.post("/clock", {"now": "2026-11-24T16:00:00-05:00"})  # the close: 599.99 taken
+    sim.post("/market", {"spot": 650.0})  # the evening's move does not count
+    sim.post("/clock", {"now": "2026-11-24T23:00:00-05:00"})
+    held = {p["con_id"]: p["position"] for p in sim.get_state()["positions"]}
+    assert held == {puts[0].conId: -1, puts[1].conId: -1}  # nothing at 16:00 or that night
+    st = sim.post("/clock", {"now": "2026-11-25T02:01:00-05:00"})
+    outcomes = {s["con_id"]: s["outcome"] for s in st["settled"]}
+    # 600P: in the money by $0.01 -> assigned; 599P: out by $0.99 -> expired.
+    assert outcomes == {puts[0].conId: "assigned", puts[1].conId: "expired"}
+    held = {p["con_id"]: p["position"] for p in sim.get_state()["positions"]}
+    assert held == {756733: 100.0}
