@@ -102,14 +102,16 @@ class Gateway:
     def __init__(self, host: str = "127.0.0.1", port: int = 4002, account: str = "DU1234567",
                  seed: int = 1, spot: float = 600.0, state_file: str | None = None,
                  tick_interval: float = 0.25, now: str | None = None,
-                 master_client_id: int | None = None) -> None:
+                 master_client_id: int | None = None, cash: float = 100_000.0,
+                 ib_schedule: bool = False) -> None:
         self.host, self.port = host, port
         # TWS's "Master API client ID" setting: that client also hears the orders and
         # executions of every other client and of orders entered by hand (client 0).
         self.master_client_id = master_client_id
         fixed = datetime.fromisoformat(now) if now else None
         self.market = Market(seed=seed, spot=spot, now=fixed)
-        self.broker = Broker(self.market, account=account, state_file=state_file)
+        self.broker = Broker(self.market, account=account, state_file=state_file, cash=cash)
+        self.ib_schedule = ib_schedule  # IB's daily reset and Sunday re-auth on the clock
         self.tick_interval = tick_interval
         self.sessions: list[Session] = []
         self.server: asyncio.base_events.Server | None = None

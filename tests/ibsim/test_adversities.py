@@ -229,3 +229,20 @@ def test_occ_rule_at_the_close_settled_the_next_morning(sim: Any, connect: Any) 
     assert outcomes == {puts[0].conId: "assigned", puts[1].conId: "expired"}
     held = {p["con_id"]: p["position"] for p in sim.get_state()["positions"]}
     assert held == {756733: 100.0}
+
+
+def test_a_sale_past_the_available_funds_is_rejected_with_201(sim: Any, connect: Any) -> None:
+    ib = connect()
+    opt, t = put(ib)
+    seen = errors_of(ib)
+    whatif = ib.whatIfOrder(opt, LimitOrder("SELL", 100, t.bid))
+    assert float(whatif.initMarginAfter) > float(whatif.equityWithLoanAfter)
+    big = ib.placeOrder(opt, LimitOrder("SELL", 100, t.bid, orderRef="too-big"))
+    wait_ib(ib, lambda: big.orderStatus.status == "Cancelled", what="rejected")
+    req, code, msg = next(x for x in seen if x[1] == 201)
+    assert req == big.order.orderId
+    assert "YOUR ORDER IS NOT ACCEPTED" in msg and "MUST EXCEED THE INITIAL MARGIN" in msg
+    state = sim.get_state()
+    assert not state["positions"] and not state["open_orders"]
+    small = ib.placeOrder(opt, LimitOrder("SELL", 1, t.bid))  # within the funds: placed
+    wait_ib(ib, lambda: small.orderStatus.status == "Filled", what="a one-lot sale fills")
