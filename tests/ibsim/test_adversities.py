@@ -239,7 +239,7 @@ def test_a_sale_past_the_available_funds_is_rejected_with_201(sim: Any, connect:
     assert float(whatif.initMarginAfter) > float(whatif.equityWithLoanAfter)
     big = ib.placeOrder(opt, LimitOrder("SELL", 100, t.bid, orderRef="too-big"))
     wait_ib(ib, lambda: big.orderStatus.status == "Cancelled", what="rejected")
-    req, code, msg = next(x for x in seen if x[1] == 201)
+    req, _code, msg = next(x for x in seen if x[1] == 201)
     assert req == big.order.orderId
     assert "YOUR ORDER IS NOT ACCEPTED" in msg and "MUST EXCEED THE INITIAL MARGIN" in msg
     state = sim.get_state()
