@@ -392,7 +392,7 @@ class Broker:
             "side": "BOT" if o["action"] == "BUY" else "SLD", "qty": qty, "price": price,
             "cum_qty": o["filled"], "avg_price": o["avg_price"], "account": o["account"],
             "time": time.time(), "time_str": now.astimezone(ET).strftime("%Y%m%d %H:%M:%S")
-            + " US/Eastern", "commission": commission,
+            + " US/Eastern", "commission": commission, "sim_time": now.isoformat(),
         }
         self.executions.append(execution)
         self._apply_position(c, signed, price * mult)

@@ -15,7 +15,7 @@ from typing import Any
 
 from loguru import logger
 
-from ibsim import services, sessions, wire
+from ibsim import schedule, services, sessions, wire
 from ibsim.broker import Broker, Event
 from ibsim.market import SPY_CON_ID, Market
 
@@ -112,6 +112,10 @@ class Gateway:
         self.market = Market(seed=seed, spot=spot, now=fixed)
         self.broker = Broker(self.market, account=account, state_file=state_file, cash=cash)
         self.ib_schedule = ib_schedule  # IB's daily reset and Sunday re-auth on the clock
+        self._reset_key = ""  # the reset whose link loss is running
+        # The Sunday re-auth already applied (once per week); a run starting after one
+        # starts logged in.
+        self._reauth_seen = schedule.last_reauth(self.market.now()).isoformat()
         self.tick_interval = tick_interval
         self.sessions: list[Session] = []
         self.server: asyncio.base_events.Server | None = None
@@ -192,6 +196,8 @@ class Gateway:
             self.end_logout()
         self.market.step()
         self._dispatch(self.broker.settle_expiries())  # the wall clock moves too
+        if self.ib_schedule:
+            self._ib_schedule()
         if not self.in_outage:
             self._dispatch(self.broker.match())
             if time.time() < self.mute_until or "market" in self.farms_broken:
@@ -199,6 +205,23 @@ class Gateway:
             for s in self.sessions:
                 for sub in list(s.subs.values()):
                     self._send_quote(s, sub)
+
+    def _ib_schedule(self) -> None:
+        """IB's daily reset and Sunday re-authentication on ibsim's clock."""
+        now = self.market.now()
+        reauth = schedule.last_reauth(now).isoformat()
+        if reauth > self._reauth_seen:
+            self._reauth_seen = reauth
+            self.log.warning("weekly re-authentication: logged out until POST /fault/login")
+            self.start_logout(10 * 365 * 86400.0)
+        loss = schedule.reset_loss(now)
+        if loss and not self._reset_key and not self.in_outage:
+            self._reset_key = loss[0]
+            self.start_outage(10 * 365 * 86400.0, loss[1], 1100)
+            self.log.warning("IB daily reset ({}): link lost", loss[0])
+        elif not loss and self._reset_key:
+            self._reset_key = ""
+            self.end_outage()
 
     def _send_quote(self, s: Session, sub: Subscription) -> None:
         c = sub.contract
@@ -417,8 +440,13 @@ class Gateway:
     async def req_executions(self, s: Session, f: list[str]) -> None:
         req_id = int(f[2])
         want_client = _int(f[3]) if len(f) > 3 else 0
+        # IB's "current day": only executions since the last daily reset (23:45 ET).
+        since = schedule.last_reset(self.market.now()).isoformat()
         for e in self.broker.executions:
             if want_client and e["client_id"] != want_client:
+                continue
+            if e.get("sim_time") and datetime.fromisoformat(e["sim_time"]) < \
+                    datetime.fromisoformat(since):
                 continue
             s.send(wire.exec_details(req_id, e))
             s.send(wire.commission_report(e))
@@ -716,6 +744,8 @@ class Gateway:
     def set_now(self, now: datetime) -> None:
         self.market.fixed_now = now
         self._dispatch(self.broker.settle_expiries())
+        if self.ib_schedule:
+            self._ib_schedule()  # a clock move applies at once, not at the next tick
 
     def state(self) -> dict[str, Any]:
         bid, ask, last = self.market.stock_quote()
