@@ -221,7 +221,8 @@ class Gateway:
             self.log.warning("IB daily reset ({}): link lost", loss[0])
         elif not loss and self._reset_key:
             self._reset_key = ""
-            self.end_outage()
+            if self.outage_until:  # not already ended by hand (/fault/outage_end)
+                self.end_outage()
 
     def _send_quote(self, s: Session, sub: Subscription) -> None:
         c = sub.contract
