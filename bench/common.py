@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 POLL = 0.001  # seconds between polls of a latency figure: its resolution
 # The engine's ZeroMQ is CURVE-secured: endpoint -> the keys folder its engine writes.
 ENGINE_KEYS: dict[str, Path] = {}
+# Benches hold many short puts at once: an account large enough that IB's pre-trade
+# margin check (ibsim rejects a sale past the available funds, 201) never bites.
+os.environ.setdefault("IBSIM_CASH", "100000000")
 
 
 def pct(values: list[float], p: float) -> float:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
 from loguru import logger
 
 from ibsim.app import Simulator
-from ops.logs import setup_logging
+from ibsim.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,13 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-dir", default=None)
     p.add_argument("--master-client-id", type=int, default=None,
                    help="TWS's Master API client ID: hears every client's orders and fills")
+    p.add_argument("--cash", type=float, default=float(os.environ.get("IBSIM_CASH", 100_000)),
+                   help="the account's starting cash (env IBSIM_CASH)")
+    p.add_argument("--ib-schedule", action="store_true",
+                   default=os.environ.get("IBSIM_IB_SCHEDULE", "") in ("1", "true", "yes"),
+                   help="IB's daily reset and Sunday re-authentication on ibsim's clock"
+                        " (env IBSIM_IB_SCHEDULE=1)")
     args = p.parse_args(argv)
-    setup_logging("ibsim", args.log_dir)
+    setup_logging(args.log_dir)
     sim = Simulator(
         host=args.host, port=args.port, control_port=args.control_port, account=args.account,
         seed=args.seed, spot=args.spot, state_file=args.state_file,
         tick_interval=args.tick_interval, now=args.now or None,
-        master_client_id=args.master_client_id,
+        master_client_id=args.master_client_id, cash=args.cash,
+        ib_schedule=args.ib_schedule,
     )
 
     async def run() -> None:

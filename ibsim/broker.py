@@ -12,10 +12,12 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from ibsim import combos, universe
+from ibsim import calendar, combos, sessions, universe
 from ibsim.market import (
     ET,
     SPY_CON_ID,
@@ -29,6 +31,7 @@ OPTION_COMMISSION = 0.65
 STOCK_COMMISSION_MIN = 1.0
 PRUNE_KEEP_DONE = 500
 DONE = ("Filled", "Cancelled", "Inactive")
+SETTLE_AT = dtime(2, 0)  # ET, on the next session's date: OCC's overnight processing
 
 
 @dataclass
@@ -72,6 +75,11 @@ class Broker:
     defer_saves: bool = False  # a batch of orders saves once, at its end
     rejects: list[RejectRule] = field(default_factory=list)
     settled: list[dict[str, Any]] = field(default_factory=list)
+    # /fault/partial_fills: the next `count` orders of qty >= 2 fill in `slices` slices.
+    expiring: dict[str, dict[str, Any]] = field(default_factory=dict)  # con_id -> close
+    partial_count: int = 0
+    partial_slices: int = 2
+    slice_gap: float = 0.15  # seconds between slices ("moments apart")
 
     def __post_init__(self) -> None:
         # Time-based prefixes keep perm and exec ids unique across restarts without a file.
@@ -94,6 +102,7 @@ class Broker:
         self.next_perm_id = max(self.next_perm_id, data["next_perm_id"])
         self.next_exec = data["next_exec"]
         self.settled = data.get("settled", [])
+        self.expiring = data.get("expiring", {})
         self.market.spot = data.get("spot", self.market.spot)
 
     def prune(self, keep_done: int = 2000) -> None:
@@ -120,6 +129,7 @@ class Broker:
             "executions": self.executions[-500:], "cash": self.cash, "realized": self.realized,
             "next_order_id": self.next_order_id, "next_perm_id": self.next_perm_id,
             "next_exec": self.next_exec, "settled": self.settled, "spot": self.market.spot,
+            "expiring": self.expiring,
         }
         tmp = f"{self.state_file}.tmp"
         Path(tmp).write_text(json.dumps(data))
@@ -152,6 +162,10 @@ class Broker:
         existing = self.find(cid, order["order_id"])
         self.next_order_id = max(self.next_order_id, order["order_id"] + 1)
         if existing is not None:
+            if (existing["contract"]["con_id"] != order["contract"]["con_id"]
+                    or existing["action"] != order["action"]):
+                # Not a modification: another order under a used id (IB: 103).
+                return [self._reject_event(order, 103, "Duplicate order id")]
             return self._modify(existing, order)
         if outage:
             return [self._reject_event(order, 201, "Order rejected - reason: the gateway has"
@@ -183,6 +197,7 @@ class Broker:
         order["status"] = "PreSubmitted" if parent and parent["status"] != "Filled" else (
             "Submitted")
         self.orders[self._key(order)] = order
+        warning = self._hold_for_session(order)
         # A transmitted child releases its untransmitted parent and siblings.
         held = [o for o in self.orders.values() if o["client_id"] == cid
                 and o["status"] == "PendingSubmit"
@@ -192,8 +207,30 @@ class Broker:
             o["status"] = "Submitted" if not o.get("parent_id") else "PreSubmitted"
             events.append(Event("order", dict(o), o["client_id"]))
         events.append(Event("order", dict(order), cid))
+        if order.get("outside_rth") and order["contract"]["sec_type"] in ("OPT", "BAG"):
+            # Options have no extended session: IB ignores the flag and says so (a warning).
+            events.append(Event("error", {"id": order["order_id"], "code": 2109, "message":
+                                          "Order Event Warning:Attribute \"Outside Regular"
+                                          " Trading Hours\" is ignored based on the order type"
+                                          " and destination. PlaceOrder is now being"
+                                          " processed."}, cid))
+        if warning:  # a warning: the order stays working (ib_insync keeps it active)
+            events.append(Event("error", {"id": order["order_id"], "code": 399,
+                                          "message": warning}, cid))
         self.save()
         return events
+
+    def _hold_for_session(self, order: dict[str, Any]) -> str:
+        """Outside its session an order rests PreSubmitted until the session opens (IB's
+        default: regular trading hours only); returns warning 399's text, or ""."""
+        now = self.market.now()
+        if sessions.in_session(order["contract"], now, order.get("outside_rth", False)):
+            return ""
+        if order["status"] == "Submitted":
+            order["status"] = "PreSubmitted"
+            order["session_hold"] = True
+        at = sessions.next_open(order["contract"], now, order.get("outside_rth", False))
+        return sessions.warning_399(order, at)
 
     def _key(self, order: dict[str, Any]) -> str:
         return f"{order['client_id']}:{order['order_id']}"
@@ -219,7 +256,7 @@ class Broker:
 
     def _modify(self, existing: dict[str, Any], order: dict[str, Any]) -> list[Event]:
         if existing["status"] in DONE:
-            return [self._reject_event(order, 104, "Cannot modify a filled order.")
+            return [self._reject_event(order, 104, "Can't modify a filled order")
                     if existing["status"] == "Filled" else
                     self._reject_event(order, 10148, "OrderId that needs to be modified can not"
                                        " be modified, state: Cancelled.")]
@@ -230,6 +267,14 @@ class Broker:
             existing["status"] = "Submitted"
         self.save()
         return [Event("order", dict(existing), existing["client_id"])]
+
+    def fill_before(self, o: dict[str, Any]) -> list[Event]:
+        """A cancel or modify that arrives too late: the order fills first, whole, at its
+        limit (a LMT reached at the exchange) or at the market (MKT, STP)."""
+        bid, ask, _mark = self.quote_of(o["contract"])
+        market = ask if o["action"] == "BUY" else bid
+        price = o["lmt_price"] if o["order_type"] == "LMT" and o.get("lmt_price") else market
+        return self._fill(o, max(price, 0.01))
 
     def cancel(self, client_id: int, order_id: int) -> list[Event]:
         o = self.find(client_id, order_id)
@@ -263,17 +308,39 @@ class Broker:
         if time.time() < self.hold_fills_until:
             return []
         events: list[Event] = []
+        now = self.market.now()
         for o in list(self.open_orders()):
-            if o["status"] != "Submitted" or o["status"] in DONE:
-                continue
+            in_session = sessions.in_session(o["contract"], now, o.get("outside_rth", False))
+            if o.get("session_hold") and in_session:
+                o["status"], o["session_hold"] = "Submitted", False  # the session opened
+                events.append(Event("order", dict(o), o["client_id"]))
+            if o["status"] != "Submitted" or not in_session:
+                continue  # outside its session: stops do not trigger, limits do not fill
             if o["contract"]["sec_type"] == "BAG":  # a combo fills on its legs' net
                 events += combos.fill_if_reached(self, o)
                 continue
+            if time.time() < o.get("next_slice_at", 0.0):
+                continue  # a sliced fill: the next slice comes moments later
             bid, ask, _mark = self.quote_of(o["contract"])
             price = self._fill_price(o, bid, ask)
             if price is not None:
-                events += self._fill(o, price)
+                events += self._fill(o, price, self._slice_qty(o))
         return events
+
+    def _slice_qty(self, o: dict[str, Any]) -> float | None:
+        """The quantity of this fill: the whole rest, or one slice of a sliced order."""
+        if "slices_left" not in o:
+            if self.partial_count <= 0 or o["qty"] < 2:
+                return None
+            self.partial_count -= 1
+            o["slices_left"] = int(min(self.partial_slices, o["qty"]))
+        left = o["slices_left"]
+        rest = o["qty"] - o["filled"]
+        if left <= 1:
+            return None
+        o["slices_left"] = left - 1
+        o["next_slice_at"] = time.time() + self.slice_gap
+        return float(max(1, int(rest // left)))
 
     def _fill_price(self, o: dict[str, Any], bid: float, ask: float) -> float | None:
         kind, side = o["order_type"], o["action"]
@@ -299,8 +366,8 @@ class Broker:
         fair = bid + (ask - bid) * self.market.fair_fraction(o["contract"]["con_id"])
         return limit if limit < ask and fair >= limit else None
 
-    def _fill(self, o: dict[str, Any], price: float) -> list[Event]:
-        qty = o["qty"] - o["filled"]
+    def _fill(self, o: dict[str, Any], price: float, part: float | None = None) -> list[Event]:
+        qty = o["qty"] - o["filled"] if part is None else min(part, o["qty"] - o["filled"])
         price = round(price, 2)
         c = o["contract"]
         mult = float(c.get("multiplier") or 1)
@@ -312,7 +379,8 @@ class Broker:
         o["avg_price"] = (o["avg_price"] * o["filled"] + price * qty) / (o["filled"] + qty)
         o["filled"] += qty
         o["last_price"] = price
-        o["status"] = "Filled"
+        done = o["filled"] >= o["qty"]
+        o["status"] = "Filled" if done else "Submitted"  # a slice: the rest keeps working
         # The gateway's own clock: a simulated day's fills carry that day's time, as the
         # engine (on the same simulated clock) books P&L by the fill's New York date.
         # "time" stays the wall clock: the control API's record of when it happened.
@@ -324,20 +392,26 @@ class Broker:
             "side": "BOT" if o["action"] == "BUY" else "SLD", "qty": qty, "price": price,
             "cum_qty": o["filled"], "avg_price": o["avg_price"], "account": o["account"],
             "time": time.time(), "time_str": now.astimezone(ET).strftime("%Y%m%d %H:%M:%S")
-            + " US/Eastern", "commission": commission,
+            + " US/Eastern", "commission": commission, "sim_time": now.isoformat(),
         }
         self.executions.append(execution)
         self._apply_position(c, signed, price * mult)
         self.cash -= signed * price * mult + commission
         events = [Event("exec", execution, o["client_id"]), Event("order", dict(o), o["client_id"])]
-        # OCA: a fill cancels the siblings (ocaType 1).
+        # OCA: ocaType 1 cancels the siblings at the first fill, even a partial one (IB:
+        # "cancel all remaining orders"); 2 and 3 reduce them by the quantity filled.
         if o.get("oca_group"):
             for sib in self.open_orders():
-                if sib["oca_group"] == o["oca_group"] and sib is not o and (
-                        sib.get("account") == o.get("account")):
+                if sib["oca_group"] != o["oca_group"] or sib is o or (
+                        sib.get("account") != o.get("account")):
+                    continue
+                if o.get("oca_type") in (2, 3) and sib["qty"] - sib["filled"] > qty:
+                    sib["qty"] -= qty
+                    events.append(Event("order", dict(sib), sib["client_id"]))
+                else:
                     events += self._cancel(sib, "Order Canceled - reason: OCA group fill")
         # A filled parent releases its children.
-        for child in self.open_orders():
+        for child in self.open_orders() if done else []:
             if child.get("parent_id") == o["order_id"] and child["client_id"] == o["client_id"]:
                 child["status"] = "Submitted"
                 events.append(Event("order", dict(child), child["client_id"]))
@@ -367,26 +441,37 @@ class Broker:
     # ---- expiry ------------------------------------------------------------------------
 
     def settle_expiries(self) -> list[Event]:
-        """Options whose expiry passed: OTM expire worthless, ITM are exercised/assigned."""
+        """OCC's rule, settled overnight: at the expiry's real close (13:00 on a half day)
+        the underlying's price is taken; an option in the money by $0.01 or more is
+        exercised/assigned, the rest expire. Positions change at SETTLE_AT on the next
+        session's date (the harsher reading of "overnight": a Friday expiry shows Monday),
+        not at the close."""
         now = self.market.now()
         events: list[Event] = []
         for con_id, pos in list(self.positions.items()):
             c = pos["contract"]
             if c["sec_type"] != "OPT" or pos["position"] == 0:
                 continue
-            if now < expiry_close(c["expiry"]):
+            close_at = expiry_close(c["expiry"])
+            if now < close_at:
                 continue
             inst = universe.underlying_of(c)  # a QQQ/IWM option settles on its own price
-            spot = universe.price(inst, self.market) if inst else self.market.spot
+            pending = self.expiring.setdefault(str(con_id), {
+                "close": round(universe.price(inst, self.market) if inst else self.market.spot,
+                               2),
+                "settle_at": datetime.combine(calendar.next_session(close_at.date()),
+                                              SETTLE_AT, ET).isoformat()})
+            if now < datetime.fromisoformat(pending["settle_at"]):
+                continue
+            del self.expiring[str(con_id)]
+            spot = pending["close"]
             shares_of = universe.stock_contract(inst) if inst else stock_contract("SMART")
-            itm = spot < c["strike"] if c["right"] == "P" else spot > c["strike"]
+            itm_by = c["strike"] - spot if c["right"] == "P" else spot - c["strike"]
+            itm = round(itm_by, 2) >= 0.01  # OCC exercise by exception: $0.01 or more
             qty = pos["position"]
             if itm:
-                shares = 100 * qty * (1 if c["right"] == "C" else -1)
-                # A short put (qty < 0) is assigned: it buys 100 shares per contract.
-                self._apply_position(shares_of, shares, c["strike"])
-                self.cash -= shares * c["strike"]
-            if not itm:
+                events += self._deliver(c, shares_of, qty)
+            else:
                 self.realized += -qty * pos["avg_cost"]  # the premium is kept (or lost)
             del self.positions[con_id]
             outcome = "assigned" if itm and qty < 0 else "exercised" if itm else "expired"
@@ -397,9 +482,40 @@ class Broker:
                 if o["contract"]["con_id"] == con_id:
                     events += self._cancel(o, f"Order Canceled - reason: option {outcome}")
             events.append(Event("position", {"con_id": con_id}))
-            events.append(Event("position", {"con_id": shares_of["con_id"]}))
         if events:
             self.save()
+        return events
+
+    def _deliver(self, c: dict[str, Any], shares_of: dict[str, Any], qty: float
+                 ) -> list[Event]:
+        """Exercise or assignment of `qty` contracts (signed: < 0 short): 100 shares each
+        at the strike. A short put buys them, a short call sells them. No execution is
+        reported: IB books it overnight, the API sees only positions change."""
+        shares = 100 * qty * (1 if c["right"] == "C" else -1)
+        self._apply_position(shares_of, shares, c["strike"])
+        self.cash -= shares * c["strike"]
+        return [Event("position", {"con_id": shares_of["con_id"]})]
+
+    def assign(self, con_id: int, qty: int) -> list[Event]:
+        """Early assignment of `qty` contracts of a short option (POST /assign): the option
+        position shrinks, the shares arrive at the strike, open orders on the option stay
+        open (IB does not cancel them). ValueError when nothing that short is held."""
+        pos = self.positions.get(con_id)
+        if pos is None or pos["contract"]["sec_type"] != "OPT" or pos["position"] > -qty:
+            raise ValueError(f"no short option position of {qty} on con_id {con_id}")
+        c = pos["contract"]
+        inst = universe.underlying_of(c)
+        shares_of = universe.stock_contract(inst) if inst else stock_contract("SMART")
+        events = self._deliver(c, shares_of, -qty)
+        self.realized += qty * pos["avg_cost"]  # the option closes at 0: its premium kept
+        pos["position"] += qty
+        if pos["position"] == 0:
+            pos["avg_cost"] = 0.0
+        self.settled.append({"con_id": con_id, "local_symbol": c["local_symbol"], "qty": -qty,
+                             "outcome": "assigned_early", "spot": round(self.market.spot, 2),
+                             "time": self.market.now().isoformat()})
+        events.append(Event("position", {"con_id": con_id}))
+        self.save()
         return events
 
     # ---- contracts ---------------------------------------------------------------------
@@ -473,5 +589,5 @@ class Broker:
                 for e in self.executions[-500:]
             ],
             "cash": round(self.cash, 2), "realized": round(self.realized, 2),
-            "settled": self.settled[-50:],
+            "settled": self.settled[-50:], "expiring": self.expiring,
         }

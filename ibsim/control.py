@@ -62,6 +62,10 @@ class ControlServer:
             ("POST", "/order/external"): self.external_orders,
             ("POST", "/fault/freeze"): self.freeze,
             ("POST", "/fault/mute"): self.mute,
+            ("POST", "/fault/partial_fills"): self.partial_fills,
+            ("POST", "/fault/stall"): self.stall,
+            ("POST", "/fault/fill_on_cancel"): self.fill_on_cancel,
+            ("POST", "/assign"): self.assign,
         }
 
     async def start(self) -> None:
@@ -234,6 +238,41 @@ class ControlServer:
         self.gw.slow_orders = _num(body, "seconds", 1.0, 0.0, 600.0)
         self.gw.slow_orders_action = action
         return {"slow_orders": self.gw.slow_orders, "action": action}
+
+    async def stall(self, body: dict[str, Any]) -> Any:
+        """{"seconds": S}: requests are taken, nothing is sent for S seconds, then all of it
+        in order (0 ends it now)."""
+        seconds = _num(body, "seconds", 10.0, 0.0, 600.0)
+        self.gw.stall(seconds)
+        return {"stalled": bool(seconds), "seconds": seconds}
+
+    async def fill_on_cancel(self, body: dict[str, Any]) -> Any:
+        """{"count": N, "code": 10148|161}: the next N cancels or modifies arrive too late:
+        the order fills first, then the cancel gets `code` (10148 default), a modify 104."""
+        count = int(_num(body, "count", 1.0, 0.0, 10_000.0))
+        code = body.get("code", 10148)
+        if code not in (10148, 161):
+            raise BadRequest("'code' must be 10148 or 161")
+        self.gw.fill_on_cancel, self.gw.late_cancel_code = count, code
+        return {"fill_on_cancel": count, "code": code}
+
+    async def assign(self, body: dict[str, Any]) -> Any:
+        """{"con_id": N, "qty": 1}: early assignment of a short option."""
+        con_id = int(_num(body, "con_id", None, 1.0, 1e12))
+        qty = int(_num(body, "qty", 1.0, 1.0, 10_000.0))
+        try:
+            self.gw._dispatch(self.gw.broker.assign(con_id, qty))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        return {"assigned": qty, "con_id": con_id}
+
+    async def partial_fills(self, body: dict[str, Any]) -> Any:
+        """{"count": N, "slices": K}: the next N orders of quantity >= 2 fill in K slices,
+        each with its own execDetails, commissionReport and orderStatus (0 ends it)."""
+        count = int(_num(body, "count", 1.0, 0.0, 10_000.0))
+        slices = int(_num(body, "slices", 2.0, 2.0, 100.0))
+        self.gw.broker.partial_count, self.gw.broker.partial_slices = count, slices
+        return {"partial_fills": count, "slices": slices}
 
     async def cancel_order(self, body: dict[str, Any]) -> Any:
         """Cancel an order as an operator would by hand in TWS (any client's order)."""

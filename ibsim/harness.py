@@ -80,9 +80,11 @@ class IbsimThread(_Control):
     def __init__(self, seed: int = 1, spot: float = 600.0, account: str = "DU1234567",
                  state_file: str | None = None, tick_interval: float = 0.05,
                  now: str | None = None, port: int = 0, control_port: int = 0,
-                 master_client_id: int | None = None) -> None:
+                 master_client_id: int | None = None, cash: float = 100_000.0,
+                 ib_schedule: bool = False) -> None:
         self.args = dict(seed=seed, spot=spot, account=account, state_file=state_file,
-                         tick_interval=tick_interval, now=now, master_client_id=master_client_id)
+                         tick_interval=tick_interval, now=now, master_client_id=master_client_id,
+                         cash=cash, ib_schedule=ib_schedule)
         # 0 = let the OS pick (read back after start): no race with other tests.
         self.port = port
         self.control_port = control_port
@@ -127,7 +129,8 @@ class IbsimProcess(_Control):
     def __init__(self, seed: int = 1, spot: float = 600.0, account: str = "DU1234567",
                  state_file: str | None = None, tick_interval: float = 0.05,
                  now: str | None = None, port: int = 0, control_port: int = 0,
-                 log_path: str | None = None) -> None:
+                 log_path: str | None = None, cash: float | None = None,
+                 ib_schedule: bool = False) -> None:
         self._fixed_ports = bool(port or control_port)
         self.port = port or free_port()
         self.control_port = control_port or free_port()
@@ -138,6 +141,10 @@ class IbsimProcess(_Control):
                     str(self.control_port), "--seed", str(seed), "--spot", str(spot),
                     "--account", account, "--state-file", self.state_file, "--tick-interval",
                     str(tick_interval)]
+        if cash is not None:  # else --cash's default: env IBSIM_CASH or 100,000
+            self.cmd += ["--cash", str(cash)]
+        if ib_schedule:
+            self.cmd.append("--ib-schedule")
         if now:
             self.cmd += ["--now", now]
         self.proc: subprocess.Popen[bytes] | None = None

@@ -11,8 +11,10 @@ import functools
 import math
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from ibsim import calendar
 
 ET = ZoneInfo("America/New_York")
 SPY_CON_ID = 756733
@@ -80,8 +82,8 @@ def ticks_up(x: float) -> float:
 @functools.lru_cache(maxsize=4096)
 def expiry_close(expiry: str) -> datetime:
     # Cached: every option quote of every tick asks it (strptime was a tenth of ibsim).
-    d = datetime.strptime(expiry, "%Y%m%d").date()
-    return datetime.combine(d, time(16, 0), ET)
+    # The real close of the expiry date (13:00 on a half day), from ibsim's own calendar.
+    return calendar.close_at(datetime.strptime(expiry, "%Y%m%d").date())
 
 
 def option_con_id(expiry: str, strike: float, right: str) -> int:
@@ -111,21 +113,15 @@ def stock_contract(exchange: str = "SMART") -> dict[str, object]:
     }
 
 
-@functools.lru_cache(maxsize=4096)
 def _is_session(d: date) -> bool:
-    try:
-        from trading.calendar import TradingCalendar
-
-        return TradingCalendar().is_session(d)
-    except Exception:  # the calendar is a nicety; weekdays are close enough
-        return d.weekday() < 5
+    return calendar.is_session(d)
 
 
 def expirations(now: datetime) -> list[str]:
     """Dailies for two weeks, Fridays, monthlies (3rd Friday) and month-ends: to the end of
     the month 12 months out."""
     today = now.astimezone(ET).date()
-    if now.astimezone(ET).time() >= time(16, 0):
+    if now.astimezone(ET).time() >= calendar.close_time(today):  # 13:00 on a half day
         today += timedelta(days=1)
     # Cached per day: every order and contract request resolves against it (a profile
     # of bench.exits showed the calendar walk as most of ibsim's time per order).

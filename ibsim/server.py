@@ -15,7 +15,7 @@ from typing import Any
 
 from loguru import logger
 
-from ibsim import services, wire
+from ibsim import schedule, services, sessions, wire
 from ibsim.broker import Broker, Event
 from ibsim.market import SPY_CON_ID, Market
 
@@ -75,10 +75,21 @@ class Session:
     wants_positions: bool = False
     wants_account: bool = False
     closed: bool = False
+    held: list[bytes] | None = None  # a stalled gateway: what it will send, in order
 
     def send(self, data: bytes) -> None:
-        if not self.closed:
-            self.writer.write(data)
+        if self.closed:
+            return
+        if self.held is not None:
+            self.held.append(data)
+            return
+        self.writer.write(data)
+
+    def release(self) -> None:
+        """End of a stall: everything held goes out, in the order it was produced."""
+        held, self.held = self.held, None
+        if held and not self.closed:
+            self.writer.write(b"".join(held))
 
     def close(self) -> None:
         if not self.closed:
@@ -91,14 +102,20 @@ class Gateway:
     def __init__(self, host: str = "127.0.0.1", port: int = 4002, account: str = "DU1234567",
                  seed: int = 1, spot: float = 600.0, state_file: str | None = None,
                  tick_interval: float = 0.25, now: str | None = None,
-                 master_client_id: int | None = None) -> None:
+                 master_client_id: int | None = None, cash: float = 100_000.0,
+                 ib_schedule: bool = False) -> None:
         self.host, self.port = host, port
         # TWS's "Master API client ID" setting: that client also hears the orders and
         # executions of every other client and of orders entered by hand (client 0).
         self.master_client_id = master_client_id
         fixed = datetime.fromisoformat(now) if now else None
         self.market = Market(seed=seed, spot=spot, now=fixed)
-        self.broker = Broker(self.market, account=account, state_file=state_file)
+        self.broker = Broker(self.market, account=account, state_file=state_file, cash=cash)
+        self.ib_schedule = ib_schedule  # IB's daily reset and Sunday re-auth on the clock
+        self._reset_key = ""  # the reset whose link loss is running
+        # The Sunday re-auth already applied (once per week); a run starting after one
+        # starts logged in.
+        self._reauth_seen = schedule.last_reauth(self.market.now()).isoformat()
         self.tick_interval = tick_interval
         self.sessions: list[Session] = []
         self.server: asyncio.base_events.Server | None = None
@@ -112,6 +129,9 @@ class Gateway:
         self.slow_orders_action = ""  # "" = every order, else only BUY or SELL ones
         self._slow_pending: dict[tuple[int, int], bool] = {}  # -> cancel on arrival
         self.freeze_until = 0.0  # requests are swallowed: a hung gateway
+        self.stall_until = 0.0  # requests are handled, replies held until then
+        self.fill_on_cancel = 0  # the next N cancels/modifies arrive after the fill
+        self.late_cancel_code = 10148  # or 161: what the late cancel gets
         self.mute_until = 0.0  # market data stops, everything else answers
         self.restart_seconds = 1.0
         self.pending_logins: list[Session] = []
@@ -152,6 +172,10 @@ class Gateway:
         return time.time() < self.outage_until
 
     @property
+    def stalled(self) -> bool:
+        return time.time() < self.stall_until
+
+    @property
     def logged_out(self) -> bool:
         return time.time() < self.logout_until
 
@@ -171,6 +195,9 @@ class Gateway:
         if self.logout_until and not self.logged_out:
             self.end_logout()
         self.market.step()
+        self._dispatch(self.broker.settle_expiries())  # the wall clock moves too
+        if self.ib_schedule:
+            self._ib_schedule()
         if not self.in_outage:
             self._dispatch(self.broker.match())
             if time.time() < self.mute_until or "market" in self.farms_broken:
@@ -178,6 +205,24 @@ class Gateway:
             for s in self.sessions:
                 for sub in list(s.subs.values()):
                     self._send_quote(s, sub)
+
+    def _ib_schedule(self) -> None:
+        """IB's daily reset and Sunday re-authentication on ibsim's clock."""
+        now = self.market.now()
+        reauth = schedule.last_reauth(now).isoformat()
+        if reauth > self._reauth_seen:
+            self._reauth_seen = reauth
+            self.log.warning("weekly re-authentication: logged out until POST /fault/login")
+            self.start_logout(10 * 365 * 86400.0)
+        loss = schedule.reset_loss(now)
+        if loss and not self._reset_key and not self.in_outage:
+            self._reset_key = loss[0]
+            self.start_outage(10 * 365 * 86400.0, loss[1], 1100)
+            self.log.warning("IB daily reset ({}): link lost", loss[0])
+        elif not loss and self._reset_key:
+            self._reset_key = ""
+            if self.outage_until:  # not already ended by hand (/fault/outage_end)
+                self.end_outage()
 
     def _send_quote(self, s: Session, sub: Subscription) -> None:
         c = sub.contract
@@ -274,6 +319,8 @@ class Gateway:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername"))
         session = Session(writer, peer)
+        if self.stalled:
+            session.held = []
         if time.time() < self.refuse_until:
             session.close()
             return
@@ -394,8 +441,13 @@ class Gateway:
     async def req_executions(self, s: Session, f: list[str]) -> None:
         req_id = int(f[2])
         want_client = _int(f[3]) if len(f) > 3 else 0
+        # IB's "current day": only executions since the last daily reset (23:45 ET).
+        since = schedule.last_reset(self.market.now()).isoformat()
         for e in self.broker.executions:
             if want_client and e["client_id"] != want_client:
+                continue
+            if e.get("sim_time") and datetime.fromisoformat(e["sim_time"]) < \
+                    datetime.fromisoformat(since):
                 continue
             s.send(wire.exec_details(req_id, e))
             s.send(wire.commission_report(e))
@@ -439,7 +491,10 @@ class Gateway:
                                            " request"))
             return
         for c in found:
-            s.send(wire.contract_details(req_id, c, services.under_con_id(c)))
+            now = self.market.now()
+            s.send(wire.contract_details(req_id, c, services.under_con_id(c),
+                                         sessions.hours(c, now, liquid=False),
+                                         sessions.hours(c, now, liquid=True)))
         s.send(wire.frame(52, 1, req_id))
 
     async def req_sec_def_opt_params(self, s: Session, f: list[str]) -> None:
@@ -503,6 +558,7 @@ class Gateway:
             "aux_price": _float(f[20]), "tif": f[21], "oca_group": f[22],
             "account": f[23] or self.broker.account, "order_ref": f[26],
             "transmit": f[27] != "0", "parent_id": _int(f[28]), "oca_type": _int(f[47]),
+            "outside_rth": f[33] == "1",
         }
         if order["action"] not in ("BUY", "SELL"):
             raise ValueError(f"bad action {order['action']!r}")
@@ -545,6 +601,9 @@ class Gateway:
             self._dispatch(self.broker.cancel(*key))
 
     def _place(self, order: dict[str, Any]) -> None:
+        key = (order["client_id"], order["order_id"])
+        if self.broker.find(*key) is not None and self._late(key, modify=True):
+            return
         self.log.info("order {}/{} {} {} {} lmt={} aux={} ref={}", order["client_id"],
                       order["order_id"], order["action"], order["qty"], order["order_type"],
                       order["lmt_price"], order["aux_price"], order["order_ref"])
@@ -560,7 +619,32 @@ class Gateway:
             # overtakes the order it names, however slow that order is.
             self._slow_pending[key] = True
             return
+        if self._late(key):
+            return
         self._dispatch(self.broker.cancel(*key))
+
+    def _late(self, key: tuple[int, int], modify: bool = False) -> bool:
+        """/fault/fill_on_cancel: this cancel or modify lost the race with a fill. The
+        order fills first; then 10148 (or 161) for a cancel, 104 for a modify."""
+        o = self.broker.find(*key)
+        if self.fill_on_cancel <= 0 or o is None or o["status"] in ("Filled", "Cancelled",
+                                                                      "Inactive",
+                                                                      "PendingSubmit"):
+            return False
+        self.fill_on_cancel -= 1
+        self.log.warning("order {}/{}: {} arrives after its fill", *key,
+                         "modify" if modify else "cancel")
+        self._dispatch(self.broker.fill_before(o))
+        if modify:
+            code, text = 104, "Can't modify a filled order"
+        elif self.late_cancel_code == 161:
+            code, text = 161, ("Cancel attempted when order is not in a cancellable state."
+                               f" Order permId ={o['perm_id']}")
+        else:
+            code, text = 10148, (f"OrderId {key[1]} that needs to be cancelled cannot be"
+                                 " cancelled, state: Filled.")
+        self._dispatch([Event("error", {"id": key[1], "code": code, "message": text}, key[0])])
+        return True
 
     # ---- faults ------------------------------------------------------------------------
 
@@ -571,6 +655,30 @@ class Gateway:
         for s in self._clients(None):
             s.send(wire.error(-1, code, LOSS_TEXT[code]))
         self.log.warning("outage {} for {}s (then {})", code, seconds, restore_code)
+
+    def stall(self, seconds: float) -> None:
+        """A busy gateway: it keeps taking requests (orders are placed, fills happen) but
+        sends nothing for `seconds`, then delivers everything in order."""
+        self.stall_until = time.time() + seconds if seconds else 0.0
+        for s in self.sessions:
+            if seconds and s.held is None:
+                s.held = []
+        if not seconds:
+            self._release_stall()
+            return
+        self.log.warning("stall for {}s", seconds)
+        self._spawn(self._end_stall_later(seconds))
+
+    async def _end_stall_later(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self.stalled:
+            self._release_stall()
+
+    def _release_stall(self) -> None:
+        self.stall_until = 0.0
+        for s in self.sessions:
+            s.release()
+        self.log.warning("stall over")
 
     def set_farm(self, farm: str, broken: bool) -> None:
         """A data farm breaks (2103/2105/2157) or comes back (2104/2106/2158): what it
@@ -637,6 +745,8 @@ class Gateway:
     def set_now(self, now: datetime) -> None:
         self.market.fixed_now = now
         self._dispatch(self.broker.settle_expiries())
+        if self.ib_schedule:
+            self._ib_schedule()  # a clock move applies at once, not at the next tick
 
     def state(self) -> dict[str, Any]:
         bid, ask, last = self.market.stock_quote()
@@ -659,8 +769,11 @@ class Gateway:
                 "slow_orders": self.slow_orders,
                 "slow_pending": len(self._slow_pending),  # orders received, not yet acked
                 "frozen": now < self.freeze_until,
+                "stalled": now < self.stall_until,
                 "muted": now < self.mute_until,
                 "rejects": [r.__dict__ for r in self.broker.rejects],
+                "partial_fills": self.broker.partial_count,
+                "fill_on_cancel": self.fill_on_cancel,
             },
         }
 

@@ -325,7 +325,7 @@ def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
                                          " for quotes and whatIf only"))
         return True
     if not layout["what_if"]:
-        return False
+        return _short_of_margin(gw, s, f, found)
     if len(found) != 1:
         s.send(wire.error(order_id, 200, NO_SECDEF))
         return True
@@ -344,6 +344,30 @@ def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
              "tif": f[21], "oca_group": f[22], "account": f[23] or gw.broker.account,
              "order_ref": f[26]}
     _whatif_reply(gw, s, order, m, commission)
+    return True
+
+
+def _short_of_margin(gw: Gateway, s: Session, f: list[str], found: list[dict[str, Any]]
+                     ) -> bool:
+    """IB's pre-trade margin check: a new order whose initial margin after it would pass
+    the equity with loan value is rejected (201, IB's text). True when rejected."""
+    order_id, action, qty = int(f[1]), f[16], float(f[17] or 0)
+    if len(found) != 1 or action not in ("BUY", "SELL") or qty <= 0 or (
+            gw.broker.find(s.client_id or 0, order_id) is not None):  # a modify
+        return False
+    c = found[0]
+    lmt = f[19]
+    price = float(lmt) if f[18] == "LMT" and lmt and float(lmt) < 1e300 else None
+    commission = account.commission(c, qty, gw.broker.quote_of(c)[2])
+    m = extras(gw).account.what_if(c, action, qty, price, commission)
+    if m["init_change"] <= 0 or m["init_after"] <= m["ewl_after"]:
+        return False
+    gw.log.info("order {}/{} rejected: initial margin {:.2f} > equity with loan {:.2f}",
+                s.client_id, order_id, m["init_after"], m["ewl_after"])
+    s.send(wire.error(order_id, 201, "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN"
+                      " ORDER TO OBTAIN THE DESIRED POSITION YOUR EQUITY WITH LOAN VALUE"
+                      f" [{m['ewl_after']:.2f} USD] MUST EXCEED THE INITIAL MARGIN"
+                      f" [{m['init_after']:.2f} USD]"))
     return True
 
 

@@ -9,7 +9,10 @@ shared/tws-protocol.md): a wrong count makes the client drop the message.
 from __future__ import annotations
 
 import struct
+from datetime import date
 from typing import Any
+
+from ibsim import calendar
 
 SERVER_VERSION = 176
 MAX_FRAME = 1 << 20  # a larger length prefix is garbage: close that client
@@ -175,19 +178,25 @@ def tick_option(req_id: int, tick_type: int, iv: float, delta: float, price: flo
                  fmt(vega), fmt(theta), fmt(und))
 
 
-def contract_details(req_id: int, c: dict[str, Any], under_con_id: int = 0) -> bytes:
+def _day(expiry: str) -> date:
+    return date(int(expiry[:4]), int(expiry[4:6]), int(expiry[6:8]))
+
+
+def contract_details(req_id: int, c: dict[str, Any], under_con_id: int = 0,
+                     trading_hours: str = "", liquid_hours: str = "") -> bytes:
     is_opt = c["sec_type"] == "OPT"
     expiry = c.get("expiry", "")
     return frame(
         10, req_id, c["symbol"], c["sec_type"],
-        f"{expiry} 16:00 US/Eastern" if is_opt else "", fmt(float(c.get("strike", 0.0))),
+        f"{expiry} {calendar.close_time(_day(expiry)):%H:%M} US/Eastern" if is_opt else "",
+        fmt(float(c.get("strike", 0.0))),
         c.get("right", ""), c.get("exchange", "SMART"), c.get("currency", "USD"),
         c.get("local_symbol", ""), c["symbol"], c.get("trading_class", ""), c["con_id"], "0.01",
         c.get("multiplier", ""), "ACTIVETIM,AD,ALERT,ALLOC,LMT,MKT,STP,STPLMT",
         "SMART,AMEX,ARCA,BATS,CBOE", 1, under_con_id,
         "SPDR S&P 500 ETF TRUST", c.get("primary_exchange", "ARCA"),
         expiry[:6] if is_opt else "", "", "", "", "US/Eastern",
-        "20260101:0400-20261231:2000", "20260101:0930-20261231:1600", "", "", 0, 1,
+        trading_hours, liquid_hours, "", "", 0, 1,
         "SPY" if is_opt else "", "STK" if is_opt else "", "26,26,26", expiry if is_opt else "",
         "ETF" if not is_opt else "", 1, 1, 1,
     )

@@ -11,15 +11,21 @@ control API. Each simulated day:
 1. chaos: 09:33 -> ~09:48 ET at 40x while faults drawn from the seed fire at
    random moments (outages ending in 1101 or 1102, socket drops, gateway restarts,
    logouts past the escalation time, rejected sales and exits, held fills, spot
-   jumps through TP and SL, the webhook sink down) and `kill -9` of the engine
-   (PRAGMA integrity_check right after each kill);
+   jumps through TP and SL, the webhook sink down, 2110 outages, data farm breaks)
+   and `kill -9` of the engine (PRAGMA integrity_check right after each kill).
+   ibsim's adversities the engine does not survive yet (partial fills, stalls past the
+   ack timeout, fill-on-cancel, early assignment) are listed in WAITING_FAULTS with
+   their engine issue and drawn only with `--with-waiting`;
 2. settle: every fault ended, the clock at 1x: the link must come back READY and
    every open lot must have live TP and SL at the broker within one repair
    interval (plus slack for the orders' round trips); the book's open lots must
    match the broker's positions contract by contract;
 3. past the catch-up deadline (10:31) and past the close (16:01): the day's
    entries are final (a missed one needs an alert), expired options settle and
-   the book still matches the broker.
+   the book still matches the broker;
+4. IB's daily reset on the soak's clock (ibsim `--ib-schedule`): 1100 at 23:45 ET, then
+   1102 (Friday: 1101 after an hour); the link must be READY again. Each Sunday the
+   01:00 ET re-authentication logs the gateway out until the soak logs in.
 
 At the end: every fill stored exactly once, realized P&L equal to the sum over
 fills, every alert delivered once and in order after the sink came back. The
@@ -72,9 +78,22 @@ FAULT_KINDS = (
     "hold_fills",
     "spot_jump",
     "sink_down",
+    "outage_2110",  # IB's other loss code (issue 13): restored by 1101/1102
+    "farm_break",  # a data farm breaks (2103/2105/2157) and comes back
 )
 # Relative weights: the slow ones (logout escalates to a gateway restart) rarer.
-FAULT_WEIGHTS = (3, 3, 3, 2, 1, 2, 3, 2, 4, 2)
+FAULT_WEIGHTS = (3, 3, 3, 2, 1, 2, 3, 2, 4, 2, 2, 2)
+# ibsim's adversities the engine does not survive yet: listed, not drawn, until their
+# engine issue lands (then move them into FAULT_KINDS). `--with-waiting` draws them too.
+WAITING_FAULTS = {
+    "partial_fills": "issue 14 (money paths: partial fills, quantity > 1)",
+    "stall": "issue 14 (money paths: an exit leg Unknown after the ack timeout is re-sent)",
+    "fill_on_cancel": "issue 14 (money paths: a fill between sale attempts)",
+    "early_assignment": "issue 16 (expiry and assignment: early assignment)",
+}
+# Scheduled by the calendar, not drawn: IB's daily reset (every session night, on the
+# soak's clock, ibsim's --ib-schedule) and the Sunday re-authentication (each weekend).
+SCHEDULED_FAULTS = ("daily_reset", "sunday_reauth")
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,8 @@ class Report:
     crash_alerts: int = 0
     seconds: float = 0.0
 
+    waiting: dict[str, str] = field(default_factory=lambda: dict(WAITING_FAULTS))
+
     def violate(self, day: str, what: str) -> None:
         self.violations.append(f"{day}: {what}")
 
@@ -110,6 +131,9 @@ class Report:
             f"faults: {sum(self.faults.values())}  "
             + "  ".join(f"{k}={v}" for k, v in sorted(self.faults.items())),
         ]
+        if self.waiting:
+            lines.append("faults waiting for their engine issue (not drawn): " + "; ".join(
+                f"{k} -> {v}" for k, v in sorted(self.waiting.items())))
         if self.skipped:
             lines.append("faults not applied (gateway down at the time): "
                          + "  ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())))
@@ -136,18 +160,29 @@ class Report:
             "seed": self.seed, "days": self.days, "faults": dict(self.faults),
             "kills": self.kills, "checks": dict(self.checks), "violations": self.violations,
             "entries": dict(self.entries), "lots": dict(self.lots),
+            "waiting": self.waiting, "skipped": dict(self.skipped),
             "alerts_delivered": self.alerts_delivered, "alert_kinds": dict(self.alert_kinds),
             "seconds": round(self.seconds, 1),
         }, sort_keys=True)
 
 
-def plan_day(rng: random.Random, faults_per_day: int, kills_per_day: int) -> list[Fault]:
+def plan_day(rng: random.Random, faults_per_day: int, kills_per_day: int,
+             with_waiting: bool = False) -> list[Fault]:
     """The day's faults and kills at random moments of the chaos window."""
     plan: list[Fault] = []
+    kinds, weights = FAULT_KINDS, FAULT_WEIGHTS
+    if with_waiting:
+        kinds, weights = kinds + tuple(WAITING_FAULTS), weights + (2,) * len(WAITING_FAULTS)
     for _ in range(faults_per_day):
-        kind = rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
+        kind = rng.choices(kinds, weights)[0]
         at = rng.uniform(0.0, CHAOS_SECONDS - 3.0)
-        if kind.startswith("outage"):
+        if kind in ("stall", "farm_break"):
+            # farm_break's size picks the farm: 0 market, 1 hmds, 2 secdef.
+            plan.append(Fault(at, kind, rng.uniform(1.0, 6.0),
+                              float(rng.randrange(3)) if kind == "farm_break" else 0.0))
+        elif kind in ("partial_fills", "fill_on_cancel", "early_assignment"):
+            plan.append(Fault(at, kind, 0.0, float(rng.randint(1, 3))))
+        elif kind.startswith("outage"):
             plan.append(Fault(at, kind, rng.uniform(0.5, 4.0)))
         elif kind in ("reject_sale", "reject_exits"):
             plan.append(Fault(at, kind, 0.0, float(rng.randint(1, 4))))
@@ -167,11 +202,15 @@ def plan_day(rng: random.Random, faults_per_day: int, kills_per_day: int) -> lis
 
 class Soak:
     def __init__(self, seed: int, days: int, workdir: Path, faults_per_day: int = 9,
-                 kills_per_day: int = 1, log: Callable[[str], None] | None = None) -> None:
+                 kills_per_day: int = 1, log: Callable[[str], None] | None = None,
+                 with_waiting: bool = False) -> None:
         self.seed, self.days, self.workdir = seed, days, workdir
+        self.with_waiting = with_waiting
         self.rng = random.Random(seed)
         self.faults_per_day, self.kills_per_day = faults_per_day, kills_per_day
         self.report = Report(seed, days)
+        if with_waiting:
+            self.report.waiting = {}  # drawn like the others
         self.log = log or (lambda line: print(line, flush=True))
         self.calendar = TradingCalendar()
         self.clock_path = workdir / "clock.json"
@@ -199,7 +238,7 @@ class Soak:
                          "probe_interval": 1.0},
             "alerts": {"retry_initial": 0.1, "retry_max": 0.5, "coalesce_window": 2.0},
             "zmq": {"command_max_age": 30.0},
-        })
+        }, env={"IBSIM_IB_SCHEDULE": "1"})  # IB's daily reset and Sunday re-auth, on our clock
 
     # ---- the clock ----------------------------------------------------------------------
 
@@ -269,8 +308,29 @@ class Soak:
         if k == "kill":
             self.kill_engine()
             return
-        if k.startswith("outage"):
+        if k == "outage_2110":
+            restore = self.rng.choice([1101, 1102])
+            ok = self.post(k, "/fault/outage", {"seconds": s, "code": 2110,
+                                                "restore_code": restore})
+        elif k.startswith("outage"):
             ok = self.post(k, "/fault/outage", {"seconds": s, "restore_code": int(k[-4:])})
+        elif k == "farm_break":
+            farm = ("market", "hmds", "secdef")[int(fault.size)]
+            ok = self.post(k, "/fault/farm", {"farm": farm, "broken": True})
+            self.endings.append((time.monotonic() + s, "farm_ok", lambda f=farm: self.post(
+                "farm_ok", "/fault/farm", {"farm": f, "broken": False}) and None))
+        elif k == "stall":
+            ok = self.post(k, "/fault/stall", {"seconds": s})
+        elif k == "partial_fills":
+            ok = self.post(k, "/fault/partial_fills", {"count": int(fault.size), "slices": 2})
+        elif k == "fill_on_cancel":
+            ok = self.post(k, "/fault/fill_on_cancel", {"count": int(fault.size)})
+        elif k == "early_assignment":
+            state = self.broker()
+            shorts = [p for p in (state or {}).get("positions", [])
+                      if p["sec_type"] == "OPT" and p["position"] < 0]
+            ok = bool(shorts) and self.post(k, "/assign", {"con_id": shorts[0]["con_id"],
+                                                           "qty": 1})
         elif k == "drop":
             ok = self.post(k, "/fault/drop", {})
         elif k == "gateway_restart":
@@ -309,7 +369,12 @@ class Soak:
         self.endings.clear()
         self.sink_up()
         for path, body in (("/fault/outage_end", {}), ("/fault/login", {}),
-                           ("/fault/hold_fills", {"seconds": 0}), ("/fault/reject", {"count": 0})):
+                           ("/fault/hold_fills", {"seconds": 0}), ("/fault/reject", {"count": 0}),
+                           ("/fault/stall", {"seconds": 0}),
+                           ("/fault/partial_fills", {"count": 0}),
+                           ("/fault/fill_on_cancel", {"count": 0}),
+                           *(("/fault/farm", {"farm": f, "broken": False})
+                             for f in ("market", "hmds", "secdef"))):
             self.wait(lambda p=path, b=body: self._quiet_post(p, b), 60)
 
     def _quiet_post(self, path: str, body: dict[str, Any]) -> bool:
@@ -384,7 +449,7 @@ class Soak:
 
     def run_day(self, day: date) -> None:
         d = day.isoformat()
-        plan = plan_day(self.rng, self.faults_per_day, self.kills_per_day)
+        plan = plan_day(self.rng, self.faults_per_day, self.kills_per_day, self.with_waiting)
         self.log(f"[{d}] chaos: " + ", ".join(f"{f.kind}@{f.at:.1f}s" for f in plan))
         self.post("spot", "/market", {"spot": 600.0})
         self.set_clock(datetime(day.year, day.month, day.day, 9, 33, tzinfo=ET), CHAOS_SPEED)
@@ -439,8 +504,46 @@ class Soak:
         self.set_clock(datetime(day.year, day.month, day.day, 16, 1, tzinfo=ET), 1.0)
         self.check(d, "book_matches_broker_after_expiry", self.mismatch, 30)
         self.check(d, "protected_after_close", self.unprotected, REPAIR_INTERVAL + SETTLE_SLACK)
+        self.nightly_reset(day)
         self.log(f"[{d}] done in {time.monotonic() - t0:.0f} s; violations so far: "
                  f"{len(self.report.violations)}")
+
+    def nightly_reset(self, day: date) -> None:
+        """IB's daily reset on the soak's clock (ibsim --ib-schedule): 1100 at 23:45 ET,
+        1102 three minutes later (Friday: 1101 at 00:45); the link must be READY after."""
+        d = day.isoformat()
+        self.set_clock(datetime(day.year, day.month, day.day, 23, 46, tzinfo=ET), 1.0)
+        self.sync_gateway_clock()
+        state = self.broker()
+        if state is None or not state["faults"]["outage"]:
+            self.report.skipped["daily_reset"] += 1
+            return
+        self.report.faults["daily_reset"] += 1
+        self.wait(lambda: self.link_state() != "READY", 5)  # the engine hears the 1100
+        end = datetime(day.year, day.month, day.day, 23, 49, tzinfo=ET)
+        if day.weekday() == 4:  # the weekend reset: an hour, ends in 1101
+            end = datetime(day.year, day.month, day.day, 0, 46, tzinfo=ET) + timedelta(days=1)
+        self.set_clock(end, 1.0)
+        self.report.checks["ready_after_reset"] += 1
+        if not self.wait(lambda: self.link_state() == "READY", 60):
+            self.report.violate(d, "link not READY 60 s after IB's daily reset")
+
+    def sunday_reauth(self, sunday: date) -> None:
+        """The weekly re-authentication at 01:00 ET Sunday: ibsim logs out; the operator
+        logs in a little later; the link must come back READY."""
+        d = sunday.isoformat()
+        self.set_clock(datetime(sunday.year, sunday.month, sunday.day, 1, 5, tzinfo=ET), 1.0)
+        self.sync_gateway_clock()
+        state = self.broker()
+        if state is None or not state["faults"]["logged_out"]:
+            self.report.skipped["sunday_reauth"] += 1
+            return
+        self.report.faults["sunday_reauth"] += 1
+        self.wait(lambda: self.link_state() != "READY", 10)
+        self.wait(lambda: self._quiet_post("/fault/login", {}), 30)
+        self.report.checks["ready_after_reauth"] += 1
+        if not self.wait(lambda: self.link_state() == "READY", 90):
+            self.report.violate(d, "link not READY 90 s after the Sunday login")
 
     # ---- the end ------------------------------------------------------------------------------
 
@@ -521,6 +624,8 @@ class Soak:
                 return self.report
             day, done = FIRST_DAY, 0
             while done < self.days:
+                if day.weekday() == 6 and done:
+                    self.sunday_reauth(day)
                 if self.calendar.is_session(day):
                     self.run_day(day)
                     done += 1
@@ -541,9 +646,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults-per-day", type=int, default=9)
     parser.add_argument("--kills-per-day", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, book)")
+    parser.add_argument("--with-waiting", action="store_true",
+                        help="also draw the faults waiting for their engine issue")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix=f"soak-{args.seed}-"))
-    report = Soak(args.seed, args.days, workdir, args.faults_per_day, args.kills_per_day).run()
+    report = Soak(args.seed, args.days, workdir, args.faults_per_day, args.kills_per_day,
+                  with_waiting=args.with_waiting).run()
     print(report.text())
     print("SOAK_JSON " + report.as_json())
     print(f"work dir: {workdir}" if args.keep else "")

@@ -34,3 +34,17 @@ def test_a_seed_always_plans_the_same_faults() -> None:
 
     assert plan_day(random.Random(9), 9, 1) == plan_day(random.Random(9), 9, 1)
     assert plan_day(random.Random(9), 9, 1) != plan_day(random.Random(10), 9, 1)
+
+
+def test_every_fault_can_be_drawn_and_the_waiting_ones_are_listed_not_drawn() -> None:
+    import random
+
+    from tests.chaos.soak import FAULT_KINDS, WAITING_FAULTS, Report, plan_day
+
+    every = {f.kind for seed in range(60)
+             for f in plan_day(random.Random(seed), 9, 0, with_waiting=True)}
+    assert set(FAULT_KINDS) | set(WAITING_FAULTS) <= every
+    drawn = {f.kind for seed in range(60) for f in plan_day(random.Random(seed), 9, 0)}
+    assert {"outage_2110", "farm_break"} <= drawn and not drawn & set(WAITING_FAULTS)
+    text = Report(1, 1).text()
+    assert "waiting for their engine issue" in text and "issue 14" in text

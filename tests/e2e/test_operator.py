@@ -91,7 +91,9 @@ def test_operator_enter_now_kill_restart_still_one_sale(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_fast_clock_week_from_outside_sells_once_per_session(tmp_path: Path) -> None:
-    with IbsimProcess(seed=8, now="2026-11-23T09:20:00-05:00") as sim:
+    # ibsim's clock stays put while the engine's runs fast: put it inside the session
+    # (IB's default is regular hours only: an order at 09:20 would rest with 399).
+    with IbsimProcess(seed=8, now="2026-11-23T10:00:00-05:00") as sim:
         engine = start_engine(tmp_path, sim, free_port(), "2026-11-23T09:20:00-05:00", 3600,
                               {"TRADING_BOT__RISK__MAX_OPEN_LOTS": "10"})
         try:

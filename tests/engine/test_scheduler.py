@@ -174,7 +174,12 @@ def test_expired_out_of_the_money_lot_keeps_the_premium(sim: Any, start_engine: 
     expiry = datetime.strptime(lot["expiry"], "%Y%m%d").replace(hour=16, minute=30, tzinfo=ET)
     # Hold fills so that time decay does not hit the TP before the expiry settles.
     sim.post("/fault/hold_fills", {"seconds": 120})
-    move(eng, sim, expiry)
+    move(eng, sim, expiry)  # ibsim takes the close price here
+    # IB settles expiries overnight (ibsim: 02:00 ET on the next session's date).
+    from ibsim.calendar import next_session
+
+    move(eng, sim, datetime.combine(next_session(expiry.date()), datetime.min.time(), ET)
+         .replace(hour=8))
     closed = wait_for_value(
         lambda: eng.book().lot(lot["id"]).get(timeout=5),
         lambda x: x["state"] == "closed",

@@ -212,7 +212,11 @@ def test_expiry_via_the_clock_settles_positions(sim: Any, connect: Any) -> None:
         t = ib.placeOrder(c, MarketOrder("SELL", 1))
         wait_ib(ib, lambda t=t: t.isDone(), what=f"sale of {c.localSymbol}: {t.log}")
     sim.post("/market", {"spot": 600.0, "walk_sigma": 0.0})
+    # After the close (13:00 on this half day) nothing has changed yet: OCC settles overnight.
     st = sim.post("/clock", {"now": "2026-11-27T16:30:00-05:00"})
+    assert st["settled"] == [] and len(sim.get_state()["positions"]) == 2
+    sim.post("/market", {"spot": 700.0})  # after the close: does not decide the outcome
+    st = sim.post("/clock", {"now": "2026-11-30T02:30:00-05:00"})  # Monday: the next session
     outcomes = {s["local_symbol"][-8:-3]: s["outcome"] for s in st["settled"]}
     assert outcomes == {"00595": "expired", "00640": "assigned"}
     positions = {p["local_symbol"]: p["position"] for p in sim.get_state()["positions"]}

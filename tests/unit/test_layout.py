@@ -45,7 +45,7 @@ def test_each_folder_imports_only_what_it_may() -> None:
         for f in files(folder):
             for mod in imports(f):
                 top = mod.split(".")[0]
-                if top in (*BOT, "ibsim") and top not in allowed:  # ibsim: tests/ibsim
+                if top in (*BOT, "ibsim") and top not in allowed:  # ibsim: tests/ibsim/test_independence.py
                     bad.append(f"{f.relative_to(ROOT)} imports {mod}")
     assert bad == []
 

@@ -1,0 +1,103 @@
+"""Issue 13: IB's daily reset and weekly re-authentication on ibsim's clock
+(`--ib-schedule`), and reqExecutions limited to the day since the last reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ib_insync import IB, MarketOrder, Option
+
+from ibsim.harness import IbsimThread
+from tests.ibsim.conftest import wait_ib
+
+
+def client(sim: Any, client_id: int = 1, timeout: float = 5) -> IB:
+    ib = IB()
+    ib.RequestTimeout = 5
+    ib.connect("127.0.0.1", sim.port, clientId=client_id, timeout=timeout)
+    return ib
+
+
+def codes_of(ib: IB) -> list[int]:
+    codes: list[int] = []
+    ib.errorEvent += lambda req, code, msg, c: codes.append(code)
+    return codes
+
+
+def test_executions_are_the_days_since_the_last_reset(sim: Any, connect: Any) -> None:
+    ib = connect()
+    (opt,) = ib.qualifyContracts(Option("SPY", "20261201", 585, "P", "SMART"))
+    sale = ib.placeOrder(opt, MarketOrder("SELL", 1, orderRef="day1"))
+    wait_ib(ib, lambda: sale.orderStatus.status == "Filled", what="sale")
+    assert [f.execution.orderRef for f in ib.reqExecutions()] == ["day1"]
+    sim.post("/clock", {"now": "2026-11-24T23:44:00-05:00"})  # before the reset: still there
+    assert [f.execution.orderRef for f in ib.reqExecutions()] == ["day1"]
+    sim.post("/clock", {"now": "2026-11-25T09:31:00-05:00"})
+    assert ib.reqExecutions() == []  # IB's current day began at 23:45
+    assert sim.get_state()["executions"]  # the control API keeps the record
+
+
+@pytest.fixture
+def scheduled() -> Any:
+    with IbsimThread(seed=5, tick_interval=0.02, now="2026-11-24T23:40:00-05:00",
+                     ib_schedule=True) as s:
+        yield s
+
+
+def test_weeknight_reset_1100_for_minutes_then_1102(scheduled: Any) -> None:
+    ib = client(scheduled)
+    try:
+        codes = codes_of(ib)
+        scheduled.post("/clock", {"now": "2026-11-24T23:46:00-05:00"})
+        wait_ib(ib, lambda: 1100 in codes, what="1100 at the reset")
+        assert scheduled.get_state()["faults"]["outage"]
+        scheduled.post("/clock", {"now": "2026-11-24T23:47:30-05:00"})
+        ib.sleep(0.2)
+        assert 1102 not in codes
+        scheduled.post("/clock", {"now": "2026-11-24T23:48:30-05:00"})
+        wait_ib(ib, lambda: 1102 in codes, what="1102 after a few minutes")
+        assert not scheduled.get_state()["faults"]["outage"]
+    finally:
+        ib.disconnect()
+
+
+def test_friday_night_reset_is_longer_and_loses_data(scheduled: Any) -> None:
+    scheduled.post("/clock", {"now": "2026-11-27T23:30:00-05:00"})
+    ib = client(scheduled)
+    try:
+        codes = codes_of(ib)
+        scheduled.post("/clock", {"now": "2026-11-27T23:50:00-05:00"})
+        wait_ib(ib, lambda: 1100 in codes, what="1100")
+        scheduled.post("/clock", {"now": "2026-11-28T00:30:00-05:00"})
+        ib.sleep(0.2)
+        assert 1101 not in codes and 1102 not in codes
+        scheduled.post("/clock", {"now": "2026-11-28T00:46:00-05:00"})
+        wait_ib(ib, lambda: 1101 in codes, what="1101 after the weekend reset")
+    finally:
+        ib.disconnect()
+
+
+def test_sunday_reauth_logs_out_until_login(scheduled: Any) -> None:
+    scheduled.post("/clock", {"now": "2026-11-29T00:50:00-05:00"})
+    ib = client(scheduled)
+    ib.disconnect()
+    scheduled.post("/clock", {"now": "2026-11-29T01:01:00-05:00"})
+    wait_ib(IB(), lambda: scheduled.get_state()["faults"]["logged_out"], what="logged out")
+    with pytest.raises((TimeoutError, ConnectionError, OSError)):
+        client(scheduled, 2, timeout=1.5)  # TCP accepted, nothing answers
+    scheduled.post("/fault/login", {})
+    ib = client(scheduled, 3)
+    try:
+        ib.sleep(0.3)  # the same Sunday: not logged out again
+        assert ib.isConnected() and not scheduled.get_state()["faults"]["logged_out"]
+    finally:
+        ib.disconnect()
+
+
+def test_no_schedule_by_default(sim: Any, connect: Any) -> None:
+    ib = connect()
+    codes = codes_of(ib)
+    sim.post("/clock", {"now": "2026-11-24T23:46:00-05:00"})
+    ib.sleep(0.3)
+    assert 1100 not in codes and not sim.get_state()["faults"]["outage"]
