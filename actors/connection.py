@@ -189,6 +189,7 @@ class Connection(SupervisedActor):
         # looking one up with a fresh Contract never matches: without this map every
         # quote request opened another line (bench.ticks found 16 lines for 5 wanted).
         self._lines: dict[int, Ticker] = {}
+        self._positions: dict[tuple[str, int], float] = {}  # last quantity published
         self._changed: asyncio.Event | None = None
         self._disconnected: asyncio.Event | None = None
         self._main_task: asyncio.Future[Any] | None = None
@@ -292,6 +293,7 @@ class Connection(SupervisedActor):
             ib.RequestTimeout = gw.request_timeout
             self.ib = ib
             self._lines = {}  # a new session has no lines
+            self._positions = {}  # and has seen no positions yet
             self._lost, self._evidence, self._connected = False, "", False
             self._id_refused = False
             self.directory.farms_broken = set()
@@ -451,15 +453,22 @@ class Connection(SupervisedActor):
     def _on_position(self, pos: Any) -> None:
         # Every change of the account's positions, also one no order of ours explains
         # (a put closed by hand in TWS): the book checks it against its lots.
-        self.directory.publish(PositionChanged(PositionInfo(
-            pos.account, contract_info(pos.contract), float(pos.position), float(pos.avgCost)
-        )))
+        self._position_seen(pos.account, pos.contract, float(pos.position), float(pos.avgCost))
 
     def _on_portfolio(self, item: Any) -> None:
+        self._position_seen(item.account, item.contract, float(item.position),
+                            float(item.averageCost))
+
+    def _position_seen(self, account: str, contract: Any, qty: float, avg_cost: float) -> None:
+        """Publish a position only when its quantity changed: portfolio updates repeat
+        it with every new market value, and each published change makes the book ask
+        the broker (three round trips), which a stream of them would flood."""
+        key = (account, int(contract.conId))
+        if self._positions.get(key) == qty:
+            return
+        self._positions[key] = qty
         self.directory.publish(PositionChanged(PositionInfo(
-            item.account, contract_info(item.contract), float(item.position),
-            float(item.averageCost),
-        )))
+            account, contract_info(contract), qty, avg_cost)))
 
     def _on_tickers(self, tickers: set[Ticker]) -> None:
         self.directory.last_message_at = time.time()

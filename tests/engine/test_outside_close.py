@@ -106,10 +106,12 @@ def test_partial_hand_close_of_a_3_lot_reduces_it_and_resizes_its_exits(
         lambda: sorted(o["qty"] for o in our_buys(sim, lot["con_id"])) == [2, 2],
         REPAIR + 5, message="exits resized to 2",
     )
-    left = eng.book().lot(lot["id"]).get(timeout=5)
+    # The book records the new pair just after the broker acks it: wait for that too.
+    left = wait_for_value(
+        lambda: eng.book().lot(lot["id"]).get(timeout=5),
+        lambda x: {x["tp_order_ref"], x["sl_order_ref"]} == {
+            o["order_ref"] for o in our_buys(sim, lot["con_id"])}, 10, "the book's new pair")
     assert left["qty"] == 2 and left["state"] == "open"
-    assert {left["tp_order_ref"], left["sl_order_ref"]} == {
-        o["order_ref"] for o in our_buys(sim, lot["con_id"])}
     (piece,) = closed_lots(eng)
     assert piece["qty"] == 1 and piece["close_reason"] == "closed_outside"
     assert piece["entry_price"] == lot["entry_price"] and piece["exit_price"] == ex["price"]
