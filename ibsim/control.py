@@ -194,8 +194,11 @@ class ControlServer:
 
     async def logout(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", 60.0, 0.0, 86400.0)
-        self.gw.start_logout(seconds)
-        return {"logged_out": True, "seconds": seconds}
+        survive = body.get("survive_restart", False)
+        if not isinstance(survive, bool):
+            raise BadRequest("'survive_restart' must be true or false")
+        self.gw.start_logout(seconds, survive)
+        return {"logged_out": True, "seconds": seconds, "survive_restart": survive}
 
     async def login(self, body: dict[str, Any]) -> Any:
         self.gw.end_logout()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -124,6 +126,9 @@ class Gateway:
         self.outage_code = 1100  # the loss code of the current outage (1100 or 2110)
         self.farms_broken: set[str] = set()  # "market" | "hmds" | "secdef"
         self.logout_until = 0.0
+        # A login that waits for 2FA survives a restart of the gateway (IBC starts it
+        # again and it asks for the same approval): kept beside the state file.
+        self.login_file = Path(f"{state_file}.login") if state_file else None
         self.refuse_until = 0.0
         self.slow_orders = 0.0
         self.slow_orders_action = ""  # "" = every order, else only BUY or SELL ones
@@ -138,6 +143,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.started = time.time()
         self.log = logger.bind(actor="gateway")
+        self._load_pending_login()
         self.extras = services.Extras(self, seed)
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -710,12 +716,27 @@ class Gateway:
             s.close()
         return n
 
-    def start_logout(self, seconds: float) -> None:
+    def start_logout(self, seconds: float, survive_restart: bool = False) -> None:
         self.logout_until = time.time() + seconds
+        if survive_restart and self.login_file is not None:
+            self.login_file.write_text(json.dumps({"logout_until": self.logout_until}))
         self.drop_all()
+
+    def _load_pending_login(self) -> None:
+        if self.login_file is None or not self.login_file.exists():
+            return
+        try:
+            until = float(json.loads(self.login_file.read_text())["logout_until"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if until > time.time():
+            self.logout_until = until
+            self.log.warning("started logged out: a login (2FA) is still pending")
 
     def end_logout(self) -> None:
         self.logout_until = 0.0
+        if self.login_file is not None:
+            self.login_file.unlink(missing_ok=True)
         for s in list(self.pending_logins):
             s.close()
         self.pending_logins.clear()

@@ -90,3 +90,45 @@ def test_whole_stack_under_supervisord(tmp_path: Path) -> None:
             sink.wait_for(lambda s: wanted <= {b["kind"] for b in s.bodies()}, 30)
         finally:
             stack.stop()
+
+
+@pytest.mark.slow
+def test_a_logout_gets_one_gateway_restart_then_login_required(tmp_path: Path) -> None:
+    """Link truth (issue 15) under a real supervisord: the gateway is logged out and its
+    login waits for 2FA, which a restart does not give (ibsim keeps the pending login
+    across its restart). Past escalate_after the Watchdog restarts the gateway program
+    once through supervisord's XML-RPC; when that does not bring READY it sends one
+    login_required and restarts nothing more; a login brings READY."""
+    with WebhookSink() as sink:
+        stack = Stack(tmp_path, sink.url, NOW, {
+            "schedule": {"entry_times": ["15:00"]},
+            "watchdog": {"gateway_restart": "supervisor", "market_data_silence": 0.0,
+                         "escalate_after": 3.0, "backoff_max": 1.0,
+                         "max_gateway_restarts": 3},
+            "alerts": {"retry_initial": 0.1, "coalesce_window": 1.0},
+        }, {"TRADING_BOT__CLOCK__START": f'"{NOW}"'})
+        stack.start()
+        try:
+            wait_until(lambda: (s := _api_ok(stack, "/api/status")) and
+                       s["data"]["link"]["state"] == "READY", 60, 0.2, "engine READY")
+            first = stack.pid("ibsim")
+            stack.ibsim_post("/fault/logout", {"seconds": 600, "survive_restart": True})
+            wait_until(lambda: stack.statuses().get("ibsim") == "RUNNING"
+                       and stack.pid("ibsim") != first, 60, 0.2, "one gateway restart")
+            second = stack.pid("ibsim")
+            sink.wait_for(lambda s: s.bodies("login_required"), 60)
+            # No 2FA loop: over several escalation periods the gateway is not restarted
+            # again (an absence, checked all along the window).
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:
+                assert stack.pid("ibsim") == second, "a second gateway restart"
+                assert stack.ibsim_state()["faults"]["logged_out"]
+                time.sleep(0.5)
+            assert len(sink.bodies("login_required")) == 1
+            restarts = [b for b in sink.bodies("gateway_restart")]
+            assert len(restarts) == 1, restarts
+            stack.ibsim_post("/fault/login", {})
+            wait_until(lambda: (s := _api_ok(stack, "/api/status")) and
+                       s["data"]["link"]["state"] == "READY", 60, 0.2, "READY after login")
+        finally:
+            stack.stop()

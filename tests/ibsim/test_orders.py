@@ -258,3 +258,25 @@ def test_external_orders_reach_their_client_as_its_own_and_bad_ones_change_nothi
     wait_ib(ib, lambda: all(f.commissionReport.commission > 0 for f in ib.fills()),
             what="commissions")
     assert not any(p.position for p in ib.positions() if p.contract.conId == opt.conId)
+
+
+def test_a_pending_login_survives_a_gateway_restart(tmp_path: Any) -> None:
+    """A gateway restarted while its login waits for 2FA asks for it again: with
+    `survive_restart` the logout outlives the process (a restart alone never logs in);
+    `/fault/login` ends it."""
+    state = str(tmp_path / "state.json")
+    with IbsimProcess(seed=3, state_file=state, now=NOW) as sim:
+        sim.post("/fault/logout", {"seconds": 600, "survive_restart": True})
+        assert sim.get_state()["faults"]["logged_out"]
+        sim.kill()
+    with IbsimProcess(seed=3, state_file=state, now=NOW) as sim:
+        assert sim.get_state()["faults"]["logged_out"]
+        sim.post("/fault/login", {})
+        assert not sim.get_state()["faults"]["logged_out"]
+        ib = IB()
+        ib.connect("127.0.0.1", sim.port, clientId=1, timeout=5)
+        assert ib.isConnected()
+        ib.disconnect()
+        sim.kill()
+    with IbsimProcess(seed=3, state_file=state, now=NOW) as sim:
+        assert not sim.get_state()["faults"]["logged_out"]
