@@ -41,6 +41,21 @@ def _start(cfg: Path) -> Any:
     return engine_subprocess(cfg, {"TRADING_BOT__CLOCK__START": f'"{SESSION_NOW.isoformat()}"'})
 
 
+def _start_ready(tmp_path: Path, sim: Any) -> tuple[Path, str, Any]:
+    """An engine subprocess with a slow walk, once its link is READY."""
+    cfg = write_config(tmp_path / "engine.toml", sim, {"strategy": {"limit_walk_interval": 2.0}})
+    endpoint = f"tcp://127.0.0.1:{_port(cfg)}"
+    proc = _start(cfg)
+    try:
+        wait_until(
+            lambda: _ask(endpoint, "status")["link"]["state"] == "READY", 30, message="READY"
+        )
+    except BaseException:
+        proc.kill()
+        raise
+    return cfg, endpoint, proc
+
+
 def _kill(proc: Any) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -50,13 +65,8 @@ def _kill(proc: Any) -> None:
 def test_kill_9_then_restart_ends_with_one_protected_lot(
     tmp_path: Path, sim: Any, moment: str
 ) -> None:
-    cfg = write_config(tmp_path / "engine.toml", sim, {"strategy": {"limit_walk_interval": 2.0}})
-    endpoint = f"tcp://127.0.0.1:{_port(cfg)}"
-    proc = _start(cfg)
+    cfg, endpoint, proc = _start_ready(tmp_path, sim)
     try:
-        wait_until(
-            lambda: _ask(endpoint, "status")["link"]["state"] == "READY", 30, message="READY"
-        )
         if moment in ("sale_sent", "sale_filled"):
             sim.post("/fault/hold_fills", {"seconds": 60})
         assert _ask(endpoint, "enter_now")["accepted"]
@@ -129,13 +139,8 @@ def test_path_7_a_leftover_sale_is_not_resumed_past_the_kill_switch(
     """Money paths item 7: the engine is killed while its sale rests unfilled; it comes
     back with the kill switch on. The old code re-priced the leftover sale at the bid
     anyway; now it is cancelled, with an alert, and nothing is sold."""
-    cfg = write_config(tmp_path / "engine.toml", sim, {"strategy": {"limit_walk_interval": 2.0}})
-    endpoint = f"tcp://127.0.0.1:{_port(cfg)}"
-    proc = _start(cfg)
+    cfg, endpoint, proc = _start_ready(tmp_path, sim)
     try:
-        wait_until(
-            lambda: _ask(endpoint, "status")["link"]["state"] == "READY", 30, message="READY"
-        )
         sim.post("/fault/hold_fills", {"seconds": 60})
         assert _ask(endpoint, "enter_now")["accepted"]
         wait_until(lambda: _live(sim, "sale"), 20, message="sale resting at the broker")
