@@ -58,7 +58,7 @@ BARE = r"""
 import json, sys, time
 from ib_insync import IB, Contract
 port, con_ids = int(sys.argv[1]), json.loads(sys.argv[2])
-ib = IB(); ib.connect("127.0.0.1", port, clientId=%d, timeout=10)
+ib = IB(); ib.connect("127.0.0.1", port, clientId=int(sys.argv[3]), timeout=10)
 for c in con_ids:
     contract = Contract(conId=c, exchange="SMART")
     ib.qualifyContracts(contract)
@@ -71,10 +71,10 @@ for line in sys.stdin:
     out = []
     while time.time() < end:
         out.append((time.time(), ib.client.connectionStats().numMsgRecv))
-        ib.sleep(%f)
+        ib.sleep(float(sys.argv[4]))
     print(json.dumps(out), flush=True)
 ib.disconnect()
-""" % (BARE_ID, SAMPLE)
+"""
 
 
 def burst_for(rate: float, per_tick: int, lines: int) -> int:
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             client.close()
             stop(engine)
-        bare = subprocess.Popen([sys.executable, "-c", BARE, str(sim.port), json.dumps(lines)],
+        bare = subprocess.Popen([sys.executable, "-c", BARE, str(sim.port), json.dumps(lines),
+                                 str(BARE_ID), str(SAMPLE)],
                                 cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True)
         try:
