@@ -50,7 +50,7 @@ NOW = "2026-11-24T11:00:00-05:00"
 TICK = 0.005  # ibsim's tick interval during the ramp: the burst sets the rate
 LAG_LIMIT_MS = 100.0
 SAMPLE = 0.02
-RATES = (5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000)
+RATES = (5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000)
 BARE_ID = 61
 # The bare client: subscribes, then on "go <seconds>" lines samples (time, count)
 # every 20 ms on its own loop for that long and prints them as one JSON line.
