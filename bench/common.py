@@ -41,6 +41,20 @@ class Row:
     unit: str
     goal: str = ""
     met: bool | None = None  # None: a figure without a goal (a baseline, a count)
+    # What bounded the figure: "measured" (the thing under test) or "harness: why"
+    # (the load generator or the baseline hit its own ceiling first). Set beside goals.
+    limit: str = ""
+
+
+def limited_by(measured: bool, why: str) -> str:
+    """The `limit` of a figure: the thing measured, or the harness and why."""
+    return "measured" if measured else f"harness: {why}"
+
+
+def close_to(a: float, b: float, within: float = 0.05) -> bool:
+    """a within `within` (relative) of b: a measured figure equal to its baseline says
+    both hit the same ceiling (the harness), not that they are as fast."""
+    return abs(a - b) <= within * max(abs(a), abs(b), 1e-12)
 
 
 def machine() -> dict[str, Any]:
@@ -59,16 +73,17 @@ def report(name: str, rows: list[Row], notes: list[str] | None = None) -> dict[s
     """Print the table and the JSON line; return the JSON object."""
     width = max(len(r.figure) for r in rows) + 2
     print(f"\n== bench.{name} ==")
-    print(f"{'figure':<{width}}{'value':>12}  {'unit':<8}{'goal':<22}met")
+    print(f"{'figure':<{width}}{'value':>12}  {'unit':<8}{'goal':<22}{'met':<5}limited by")
     for r in rows:
         met = "" if r.met is None else ("yes" if r.met else "NO")
-        print(f"{r.figure:<{width}}{r.value:>12.3f}  {r.unit:<8}{r.goal:<22}{met}")
+        print(f"{r.figure:<{width}}{r.value:>12.3f}  {r.unit:<8}{r.goal:<22}{met:<5}{r.limit}")
     for n in notes or []:
         print(f"  note: {n}")
     out = {
         "bench": name,
         "figures": {r.figure: round(r.value, 4) for r in rows},
         "goals_met": {r.figure: r.met for r in rows if r.met is not None},
+        "limited_by": {r.figure: r.limit for r in rows if r.limit},
         "notes": notes or [],
         "machine": machine(),
     }

@@ -12,6 +12,7 @@ import sys
 from loguru import logger
 
 from ibsim.app import Simulator
+from ibsim.fills import MODELS
 from ibsim.logs import setup_logging
 
 
@@ -35,14 +36,24 @@ def main(argv: list[str] | None = None) -> int:
                    default=os.environ.get("IBSIM_IB_SCHEDULE", "") in ("1", "true", "yes"),
                    help="IB's daily reset and Sunday re-authentication on ibsim's clock"
                         " (env IBSIM_IB_SCHEDULE=1)")
+    p.add_argument("--fill-model", choices=MODELS, default="kind",
+                   help="kind: a seeded fair price each tick fills limits inside the spread;"
+                        " buyers: only an arriving counterparty does (ibsim/fills.py)")
+    p.add_argument("--buyer-rate", type=float, default=1.0,
+                   help="buyers model: counterparties arriving per second per contract")
+    p.add_argument("--spread", type=float, default=0.025,
+                   help="an option's half-spread as a share of its price (cap $0.50)")
     args = p.parse_args(argv)
+    if args.buyer_rate < 0 or not 0 < args.spread <= 0.5:
+        p.error("--buyer-rate must be >= 0 and --spread in (0, 0.5]")
     setup_logging(args.log_dir)
     sim = Simulator(
         host=args.host, port=args.port, control_port=args.control_port, account=args.account,
         seed=args.seed, spot=args.spot, state_file=args.state_file,
         tick_interval=args.tick_interval, now=args.now or None,
         master_client_id=args.master_client_id, cash=args.cash,
-        ib_schedule=args.ib_schedule,
+        ib_schedule=args.ib_schedule, fill_model=args.fill_model,
+        buyer_rate=args.buyer_rate, spread=args.spread,
     )
 
     async def run() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ibsim import calendar, combos, sessions, universe
+from ibsim.fills import BuyersModel
 from ibsim.market import (
     ET,
     SPY_CON_ID,
@@ -80,6 +81,9 @@ class Broker:
     partial_count: int = 0
     partial_slices: int = 2
     slice_gap: float = 0.15  # seconds between slices ("moments apart")
+    # --fill-model buyers: limits inside the spread wait for a counterparty (ibsim/fills.py);
+    # None is the kind model (a seeded fair price each tick).
+    fill_model: BuyersModel | None = None
 
     def __post_init__(self) -> None:
         # Time-based prefixes keep perm and exec ids unique across restarts without a file.
@@ -356,13 +360,20 @@ class Broker:
                 return bid
             return None
         limit = o["lmt_price"]
+        cid, model = o["contract"]["con_id"], self.fill_model
         if side == "BUY":
             if ask <= limit:
                 return ask
+            if model is not None:
+                fills = bid < limit and model.buy_fills(cid, self.market.tick_no, limit, bid, ask)
+                return limit if fills else None
             fair = bid + (ask - bid) * self.market.fair_fraction(o["contract"]["con_id"])
             return limit if bid < limit and fair <= limit else None
         if limit <= bid:
             return bid  # marketable: fills at once at the bid
+        if model is not None:
+            fills = limit < ask and model.sell_fills(cid, self.market.tick_no, limit, bid, ask)
+            return limit if fills else None
         fair = bid + (ask - bid) * self.market.fair_fraction(o["contract"]["con_id"])
         return limit if limit < ask and fair >= limit else None
 

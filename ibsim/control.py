@@ -46,6 +46,7 @@ class ControlServer:
         self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], Awaitable[Any]]] = {
             ("GET", "/state"): self.get_state,
             ("POST", "/market"): self.market,
+            ("POST", "/feed"): self.feed,
             ("POST", "/clock"): self.clock,
             ("POST", "/restart"): self.restart,
             ("POST", "/fault/outage"): self.outage,
@@ -128,7 +129,7 @@ class ControlServer:
         return self.gw.state()
 
     async def market(self, body: dict[str, Any]) -> Any:
-        allowed = {"spot", "volatility", "tick_interval", "drift", "walk_sigma"}
+        allowed = {"spot", "volatility", "tick_interval", "drift", "walk_sigma", "quote_burst"}
         unknown = set(body) - allowed
         if unknown:
             raise BadRequest(f"unknown keys {sorted(unknown)}")
@@ -137,12 +138,28 @@ class ControlServer:
         tick = _num(body, "tick_interval", self.gw.tick_interval, 0.001, 60.0)
         drift = _num(body, "drift", self.gw.market.drift, -0.1, 0.1)
         sigma = _num(body, "walk_sigma", self.gw.market.walk_sigma, 0.0, 0.1)
+        burst = _num(body, "quote_burst", self.gw.quote_burst, 1, 100_000)
+        if burst != int(burst):
+            raise BadRequest("'quote_burst' must be a whole number")
+        self.gw.quote_burst = int(burst)
         m = self.gw.market
         m.spot, m.volatility, m.drift, m.walk_sigma = spot, vol, drift, sigma
         self.gw.tick_interval = tick
         m.fair = {}
         self.gw.tick()  # quotes and matching see the new price at once
-        return {"spot": m.spot, "volatility": m.volatility, "tick_interval": tick}
+        return {"spot": m.spot, "volatility": m.volatility, "tick_interval": tick,
+                "quote_burst": self.gw.quote_burst}
+
+    async def feed(self, body: dict[str, Any]) -> Any:
+        """Frames sent to each client, and (time, count) after each tick since `since`."""
+        unknown = set(body) - {"since"}
+        if unknown:
+            raise BadRequest(f"unknown keys {sorted(unknown)}")
+        since = _num(body, "since", 0.0, 0.0, 1e12)
+        return {"sessions": [
+            {"client_id": s.client_id, "sent": s.sent,
+             "log": [[t, n] for t, n in s.sent_log if t >= since]}
+            for s in self.gw.sessions if s.client_id is not None]}
 
     async def clock(self, body: dict[str, Any]) -> Any:
         now = body.get("now")

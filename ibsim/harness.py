@@ -81,10 +81,12 @@ class IbsimThread(_Control):
                  state_file: str | None = None, tick_interval: float = 0.05,
                  now: str | None = None, port: int = 0, control_port: int = 0,
                  master_client_id: int | None = None, cash: float = 100_000.0,
-                 ib_schedule: bool = False) -> None:
+                 ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
+                 spread: float = 0.025) -> None:
         self.args = dict(seed=seed, spot=spot, account=account, state_file=state_file,
                          tick_interval=tick_interval, now=now, master_client_id=master_client_id,
-                         cash=cash, ib_schedule=ib_schedule)
+                         cash=cash, ib_schedule=ib_schedule, fill_model=fill_model,
+                         buyer_rate=buyer_rate, spread=spread)
         # 0 = let the OS pick (read back after start): no race with other tests.
         self.port = port
         self.control_port = control_port
@@ -130,7 +132,8 @@ class IbsimProcess(_Control):
                  state_file: str | None = None, tick_interval: float = 0.05,
                  now: str | None = None, port: int = 0, control_port: int = 0,
                  log_path: str | None = None, cash: float | None = None,
-                 ib_schedule: bool = False) -> None:
+                 ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
+                 spread: float = 0.025) -> None:
         self._fixed_ports = bool(port or control_port)
         self.port = port or free_port()
         self.control_port = control_port or free_port()
@@ -145,6 +148,10 @@ class IbsimProcess(_Control):
             self.cmd += ["--cash", str(cash)]
         if ib_schedule:
             self.cmd.append("--ib-schedule")
+        if fill_model != "kind":
+            self.cmd += ["--fill-model", fill_model, "--buyer-rate", str(buyer_rate)]
+        if spread != 0.025:
+            self.cmd += ["--spread", str(spread)]
         if now:
             self.cmd += ["--now", now]
         self.proc: subprocess.Popen[bytes] | None = None

@@ -171,6 +171,9 @@ class Market:
         self.bid_size = 300
         self.ask_size = 200
         self.fair: dict[int, float] = {}  # per con_id: a seeded point inside the spread
+        # An option's half-spread as a share of its price (capped at $0.50, at least a
+        # tick): `--spread`, a knob of the buyers fill model.
+        self.half_spread = 0.025
 
     def now(self) -> datetime:
         return self.fixed_now or datetime.now(ET)
@@ -202,7 +205,7 @@ class Market:
         iv = skewed_iv(self.spot, strike, self.volatility)
         years = self.years_to(expiry)
         price, delta, gamma, vega, theta = black_scholes(self.spot, strike, years, iv, right)
-        half = max(TICK, min(0.5, price * 0.025))
+        half = max(TICK, min(0.5, price * self.half_spread))
         bid = ticks_down(price - half) if price - half >= TICK else 0.0
         ask = max(ticks_up(price + half), bid + TICK)
         return OptionQuote(round(bid, 2), round(ask, 2), round(price, 4), iv, delta, gamma, vega,

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any
 
 from loguru import logger
 
-from ibsim import schedule, services, sessions, wire
+from ibsim import feed, schedule, services, sessions, wire
 from ibsim.broker import Broker, Event
+from ibsim.fills import MODELS, BuyersModel
 from ibsim.market import SPY_CON_ID, Market
 
 FARM_MESSAGES = [
@@ -65,6 +67,7 @@ class Subscription:
     generic: str = ""  # the generic tick list ("101" asks for open interest)
     quoted: bool = False  # once-a-day ticks (open, close, open interest) went out
     day_ticks: tuple[float, ...] = ()  # high, low, volume last sent: resent on change only
+    touch: tuple[int, int, float, float] | None = None  # bid/ask tick types and prices sent
 
 
 @dataclass
@@ -78,10 +81,14 @@ class Session:
     wants_account: bool = False
     closed: bool = False
     held: list[bytes] | None = None  # a stalled gateway: what it will send, in order
+    sent: int = 0  # frames sent to this client (its API client counts the same: numMsgRecv)
+    # (time, frames sent so far) after each tick: a client's count then dates its lag.
+    sent_log: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=200_000))
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, frames: int = 1) -> None:
         if self.closed:
             return
+        self.sent += frames
         if self.held is not None:
             self.held.append(data)
             return
@@ -105,14 +112,27 @@ class Gateway:
                  seed: int = 1, spot: float = 600.0, state_file: str | None = None,
                  tick_interval: float = 0.25, now: str | None = None,
                  master_client_id: int | None = None, cash: float = 100_000.0,
-                 ib_schedule: bool = False) -> None:
+                 ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
+                 spread: float = 0.025) -> None:
+        if fill_model not in MODELS:
+            raise ValueError(f"fill_model must be one of {MODELS}, not {fill_model!r}")
+        if not 0 < spread <= 0.5:
+            raise ValueError("spread (an option's half-spread share of its price) must be in"
+                             " (0, 0.5]")
         self.host, self.port = host, port
         # TWS's "Master API client ID" setting: that client also hears the orders and
         # executions of every other client and of orders entered by hand (client 0).
         self.master_client_id = master_client_id
         fixed = datetime.fromisoformat(now) if now else None
         self.market = Market(seed=seed, spot=spot, now=fixed)
+        self.market.half_spread = spread
         self.broker = Broker(self.market, account=account, state_file=state_file, cash=cash)
+        if fill_model == "buyers":
+            self.broker.fill_model = BuyersModel(seed, buyer_rate)
+        self.fill_model = fill_model
+        # Quote rounds per tick (POST /market quote_burst): rounds past the first send
+        # only bid/ask size changes, a feed the benchmarks can make faster than a client.
+        self.quote_burst = 1
         self.ib_schedule = ib_schedule  # IB's daily reset and Sunday re-auth on the clock
         self._reset_key = ""  # the reset whose link loss is running
         # The Sunday re-auth already applied (once per week); a run starting after one
@@ -201,6 +221,8 @@ class Gateway:
         if self.logout_until and not self.logged_out:
             self.end_logout()
         self.market.step()
+        if self.broker.fill_model is not None:
+            self.broker.fill_model.dt = self.tick_interval
         self._dispatch(self.broker.settle_expiries())  # the wall clock moves too
         if self.ib_schedule:
             self._ib_schedule()
@@ -211,6 +233,11 @@ class Gateway:
             for s in self.sessions:
                 for sub in list(s.subs.values()):
                     self._send_quote(s, sub)
+                if self.quote_burst > 1:
+                    feed.burst(s, self.quote_burst - 1)
+        now = time.time()
+        for s in self.sessions:
+            s.sent_log.append((now, s.sent))
 
     def _ib_schedule(self) -> None:
         """IB's daily reset and Sunday re-authentication on ibsim's clock."""
@@ -247,6 +274,7 @@ class Gateway:
             s.send(wire.tick_price(sub.req_id, last_t, last, 100))
             services.extra_ticks(self, s, sub, first=not sub.quoted)
             sub.quoted = True
+            sub.touch = (bid_t, ask_t, bid, ask)
             return
         q = self.market.option_quote(c["expiry"], c["strike"], c["right"])
         und = round(self.market.spot, 2)
@@ -258,6 +286,7 @@ class Gateway:
                                     q.theta, und))
         services.extra_ticks(self, s, sub, first=not sub.quoted)
         sub.quoted = True
+        sub.touch = (bid_t, ask_t, q.bid, q.ask)
 
     # ---- events to wire ----------------------------------------------------------------
 

@@ -169,7 +169,7 @@ def option_quote(market: Market, spot: float, expiry: str, strike: float,
     iv = skewed_iv(spot, strike, market.volatility)
     years = market.years_to(expiry)
     p, delta, gamma, vega, theta = black_scholes(spot, strike, years, iv, right)
-    half = max(TICK, min(0.5, p * 0.025))
+    half = max(TICK, min(0.5, p * market.half_spread))
     bid = ticks_down(p - half) if p - half >= TICK else 0.0
     ask = max(ticks_up(p + half), bid + TICK)
     return OptionQuote(round(bid, 2), round(ask, 2), round(p, 4), iv, delta, gamma, vega, theta)

@@ -18,8 +18,8 @@ SMALL = {
     "outage": ["--outages", "2", "--restarts", "1", "--flaps", "2"],
     "exits": ["--entries", "3"],
     "dashboard": ["--seconds", "1", "--clients", "2"],
-    "ticks": ["--seconds", "1", "--lots", "1"],
-    "fills": ["--entries", "3"],
+    "ticks": ["--step-seconds", "0.5", "--lots", "1", "--rates", "2000,400000"],
+    "fills": ["--entries", "2", "--rates", "0.5,4", "--ticks-per-step", "4"],
     "memory": ["--trades", "100", "--messages", "2000"],
 }
 
@@ -40,3 +40,7 @@ def test_bench_script_runs_and_reports(name: str) -> None:
         isinstance(v, int | float) and not math.isnan(v) for v in report["figures"].values()
     ), report["figures"]
     assert f"== bench.{name} ==" in out.stdout
+    # Beside each goal: what limited the figure, the thing measured or the harness.
+    for fig in report["goals_met"]:
+        assert report["limited_by"][fig] == "measured" or \
+            report["limited_by"][fig].startswith("harness: "), report["limited_by"]
