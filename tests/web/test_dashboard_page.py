@@ -128,7 +128,8 @@ def test_dashboard_for_a_trader_at_desk_and_phone_widths(
             eng.engine.stop()
             expect(phone.locator("#banner")).to_be_visible(timeout=30_000)
             expect(phone.locator("#banner")).to_contain_text("engine unreachable")
-            expect(phone.locator("#link-state")).to_have_class(re.compile("stale"))
+            for sel in ("#link-state", "#link-age", "#spy-age", "#lots tbody td >> nth=0"):
+                expect(phone.locator(sel)).to_have_class(re.compile("stale"))
             phone.screenshot(path=str(ARTIFACTS / "dashboard-390-unreachable.png"),
                              full_page=True)
         finally:

@@ -15,6 +15,8 @@ const clock = (t) => (t ? `${ET_TIME.format(new Date(t * 1000))} ET` : "–");
 const stamp = (t) => (t ? `${ET_DAY.format(new Date(t * 1000))} ${clock(t)}` : "–");
 let loggedIn = document.body.dataset.loggedIn === "yes";
 let lastAnswer = 0;
+// Marked stale while the engine does not answer (the cards' "big" figures are too).
+const STALE_MARKED = ["engine-clock", "link-since", "link-age", "link-heard", "link-quote", "spy-age", "open-pnl-why"];
 function set(id, text, cls) { const el = $(id); if (el.textContent !== String(text)) el.textContent = text; if (cls !== undefined) el.className = cls; }
 // Engine-supplied text only ever goes in as text nodes (never innerHTML): an alert
 // message or an error naming a contract cannot inject markup.
@@ -66,6 +68,7 @@ async function refresh() {
       ["status", "positions", "orders", "trades", "pnl_history", "alerts"].map(api));
     lastAnswer = now();
     $("banner").classList.add("hidden");
+    for (const id of STALE_MARKED) $(id).classList.remove("stale");
     document.body.classList.remove("unreachable");
     const link = st.link;
     // The engine's own clock (the schedule runs on it; simulated in the demo and the tests).
@@ -132,7 +135,10 @@ async function refresh() {
       set("banner-detail", `${err.code === "web_unreachable" ? "(dashboard server down)" : ""} · last answer ${lastAnswer ? age(lastAnswer) : "never"}; figures below are old`);
       document.body.classList.add("unreachable");
     }
+    // Every figure and age on the page is now as old as the last answer: mark them all.
     document.querySelectorAll(".big").forEach((e) => e.classList.add("stale"));
+    for (const id of STALE_MARKED) $(id).classList.add("stale");
+    document.querySelectorAll("#lots tbody td").forEach((e) => e.classList.add("stale"));
   }
 }
 
