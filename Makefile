@@ -41,7 +41,9 @@ soak: $(STAMP)
 # The benchmarks (bench/): each prints a table and a BENCH_JSON line, under 2 min each.
 BENCHES ?= outage exits dashboard ticks fills memory
 bench: $(STAMP)
-	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; done
+	@n=0; total=$$(echo $(BENCHES) | wc -w); for b in $(BENCHES); do n=$$((n+1)); \
+	  echo "bench $$n/$$total: bench.$$b (started $$(date -u +%H:%M:%S) UTC)"; \
+	  $(BIN)/python -m bench.$$b || exit 1; done
 
 demo: $(STAMP)
 	bash scripts/demo.sh

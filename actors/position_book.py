@@ -28,6 +28,7 @@ from actors.messages import (
     RepairExits,
 )
 from actors.supervisor import SupervisedActor
+from book import views
 from book.store import Store
 from config.loader import Config, schedule_warnings
 from trading import pnl as pnl_math
@@ -96,6 +97,8 @@ class PositionBook(SupervisedActor):
         self.reconciled_at = 0.0
         self.last_broker_event = 0.0
         self._checking = False  # a position check is being fetched
+        self._views_cache: views.SnapshotCache | None = None
+        self._warnings = schedule_warnings(cfg)  # the config does not change while running
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -829,193 +832,45 @@ class PositionBook(SupervisedActor):
     def _spy(self) -> Any:
         return self.directory.quotes.get(self.directory.spy_con_id)
 
+    # The read models live in book/views.py; the book gives them their inputs.
+
+    def _snap(self) -> views.BookSnapshot:
+        if self._views_cache is None or self._views_cache.store is not self.db:
+            self._views_cache = views.SnapshotCache(self.db)
+        return self._views_cache.get(self._today())
+
     def positions_view(self) -> dict[str, Any]:
-        lots = self.db.open_lots()
-        quotes = self._quotes([lot["con_id"] for lot in lots])
-        # Only the exit orders of the open lots (not every order ever: bench.dashboard).
-        refs = [r for lot in lots for r in (lot["tp_order_ref"], lot["sl_order_ref"]) if r]
-        orders = {o["order_ref"]: o for o in self.db.orders_by_refs(refs)}
-        now = time.time()
-        rows = []
-        tot_pnl = tot_prem = 0.0
-        tot_qty = 0
-        for lot in lots:
-            q = quotes.get(lot["con_id"])
-            mid = q.mid if q is not None else None
-            mult = lot.get("multiplier") or 100
-            pnl = pnl_math.unrealized_pnl(lot["entry_price"], mid, lot["qty"], mult)
-            pct = pnl_math.pnl_percent(pnl, lot["entry_price"], lot["qty"], mult)
-            premium = lot["entry_price"] * mult * lot["qty"]
-            tot_prem += premium
-            tot_qty += lot["qty"]
-            if pnl is not None:
-                tot_pnl += pnl
-
-            def leg(role: str, lot: dict[str, Any] = lot) -> dict[str, Any]:
-                ref = lot.get(f"{role}_order_ref") or ""
-                o = orders.get(ref)
-                return {
-                    "price": lot.get(f"{role}_price"),
-                    "order_id": lot.get(f"{role}_order_id"),
-                    "status": o["status"] if o else "missing",
-                }
-
-            tp, sl = leg("tp"), leg("sl")
-            rows.append(
-                {
-                    "id": lot["id"],
-                    "symbol": lot["symbol"],
-                    "expiry": lot["expiry"],
-                    "strike": lot["strike"],
-                    "right": lot["right"],
-                    "local_symbol": lot["local_symbol"],
-                    "qty": lot["qty"],
-                    "entry_price": lot["entry_price"],
-                    "entry_time": lot["entry_time"],
-                    "mid": mid,
-                    "mid_time": q.time if q is not None else None,
-                    "pnl": pnl,
-                    "pnl_pct": pct,
-                    "age_days": round((now - lot["entry_time"]) / 86400, 2),
-                    "state": lot["state"],
-                    "tp": tp,
-                    "sl": sl,
-                    "protected": tp["status"] == "submitted" and sl["status"] == "submitted",
-                    "imported": bool(lot.get("imported")),
-                }
-            )
-        return {
-            "lots": rows,
-            "totals": {
-                "qty": tot_qty,
-                "pnl": round(tot_pnl, 2),
-                "premium": round(tot_prem, 2),
-                "pnl_pct": round(tot_pnl / tot_prem * 100, 2) if tot_prem else None,
-            },
-            "as_of": now,
-        }
+        spy = self._spy()
+        return views.positions_view(
+            self._snap(), self._quotes, spy.mid if spy else None,
+            self.clock.now().astimezone(ET).date(), self.started_at,
+        )
 
     def orders_view(self) -> dict[str, Any]:
-        rows = []
-        for o in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
-            lot = self.db.lot(o["lot_id"]) if o.get("lot_id") else None
-            info = self.contract(o["con_id"])
-            rows.append(
-                {
-                    "order_id": o.get("order_id"),
-                    "perm_id": o.get("perm_id"),
-                    "order_ref": o["order_ref"],
-                    "action": o["action"],
-                    "order_type": o["order_type"],
-                    "qty": o["qty"],
-                    "lmt_price": o.get("lmt_price"),
-                    "aux_price": o.get("aux_price"),
-                    "status": o["status"],
-                    "local_symbol": (lot or {}).get("local_symbol")
-                    or (info.local_symbol if info else ""),
-                    "oca_group": o.get("oca_group"),
-                    "lot_id": o.get("lot_id"),
-                    "role": o["role"],
-                }
-            )
-        return {"orders": rows}
+        return views.orders_view(self.db, self.contract)
 
     def trades_view(self) -> dict[str, Any]:
-        rows = [
-            {
-                "lot_id": lot["id"],
-                "local_symbol": lot["local_symbol"],
-                "qty": lot["qty"],
-                "entry_price": lot["entry_price"],
-                "entry_time": lot["entry_time"],
-                "exit_price": lot.get("exit_price"),
-                "exit_time": lot.get("exit_time"),
-                "close_reason": lot.get("close_reason"),
-                "realized_pnl": lot.get("realized_pnl"),
-                "pnl_estimated": bool(lot.get("pnl_estimated")),
-            }
-            for lot in self.db.lots(["closed"])
-        ]
-        rows.sort(key=lambda r: r["exit_time"] or 0, reverse=True)
-        return {"trades": rows}
+        return views.trades_view(self.db)
 
     def status_view(self) -> dict[str, Any]:
-        spy = self._spy()
-        today = self._today()
-        entries = {e["slot"]: e for e in self.db.entries(today)}
-        slots = [
-            {
-                "slot": s,
-                "state": (entries.get(s) or {}).get("state", "pending"),
-                "reason": (entries.get(s) or {}).get("reason") or "",
-            }
-            for s in self.cfg.schedule.entry_times
-        ]
-        lots = self.db.open_lots()
-        paused = bool(self.db.get_kv("paused", False))
-        kill = self.kill_switch_on()
-        link = self.link
-        return {
-            "link": {
-                "state": link.state.value,
-                "since": link.since,
-                "reason": link.reason,
-                "gateway_linked": link.gateway_linked,
-                "logged_in": link.logged_in,
-                # The newer of the last change and the last answered heartbeat.
-                "updated_at": max(link.updated_at or link.since, self.directory.link_verified_at),
-                # Evidence of life, with its age: a frozen status shows as an old figure.
-                **self._life(spy),
-            },
-            # What the gateway reports, never the config (issue 21).
-            "account": link.account or ", ".join(link.accounts),
-            "mode": self.cfg.gateway.mode,
-            "ready_to_trade": (
-                link.state == LinkState.READY and not paused and not kill
-                and not link.account_problem
-            ),
-            "managed_accounts": list(link.accounts),
-            "configured_account": self.cfg.gateway.account,
-            "account_reason": link.account_problem,  # why orders are refused ("" = none)
-            "paused": paused,
-            "kill_switch": kill,
-            "spy": {
-                "price": spy.mid if spy else None,
-                "bid": spy.bid if spy else None,
-                "ask": spy.ask if spy else None,
-                "last": spy.last if spy else None,
-                "time": spy.time if spy else None,
-            },
-            "entry": {"trade_date": today, "slots": slots},
-            "warnings": schedule_warnings(self.cfg),
-            "engine": {
-                "started_at": self.started_at,
-                "now": time.time(),
-                "clock": self.clock.now().isoformat(),
-            },
-            "open_lots": len(lots),
-            "unprotected_lots": sum(1 for lot in lots if lot["state"] == "unprotected"),
-            "reconciled_at": self.reconciled_at or None,
-            # Per webhook target: alerts pending, parked (refused for good), last error.
-            "alert_delivery": self.alerts.delivery_status(),
-        }
-
-    def _life(self, spy: Any) -> dict[str, Any]:
-        now = time.time()
-        heard = max(self.directory.last_message_at, self.directory.link_verified_at) or None
-        quote = spy.time if spy else None
-        return {
-            "last_message_at": heard,
-            "last_message_age": round(now - heard, 3) if heard else None,
-            "last_quote_at": quote,
-            "last_quote_age": round(now - quote, 3) if quote else None,
-            "farms_broken": sorted(self.directory.farms_broken),
-            # Why, when the outage is an expected one (the Sunday re-authentication).
-            "note": self.directory.link_note if self.link.state != LinkState.READY else "",
-        }
+        d = self.directory
+        link = views.LinkFacts(self.link, d.link_verified_at, d.last_message_at,
+                               sorted(d.farms_broken), d.link_note)
+        eng = views.EngineFacts(
+            entry_times=self.cfg.schedule.entry_times,
+            mode=self.cfg.gateway.mode,
+            configured_account=self.cfg.gateway.account,
+            warnings=self._warnings,
+            started_at=self.started_at,
+            clock_iso=self.clock.now().isoformat(),
+            kill_switch_config=self.cfg.risk.kill_switch,
+            reconciled_at=self.reconciled_at,
+            alert_delivery=self.alerts.delivery_status(),
+        )
+        return views.status_view(self._snap(), self._spy(), self._today(), link, eng)
 
     def pnl_history_view(self) -> dict[str, Any]:
-        return {"points": self.db.pnl_history()}
+        return views.pnl_history_view(self.db)
 
     def query(self, op: str, args: dict[str, Any]) -> Any:
         views = {
@@ -1054,6 +909,7 @@ class PositionBook(SupervisedActor):
 
     def snapshot(self) -> None:
         view = self.positions_view()
+        # An unknown open P&L is stored as unknown (NULL), never as 0.
         self.db.snapshot_pnl(
             self._today(), self.db.realized_total(), view["totals"]["pnl"], len(view["lots"])
         )

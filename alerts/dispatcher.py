@@ -165,6 +165,8 @@ class AlertDispatcher:
 
     def delivery_status(self) -> list[dict[str, Any]]:
         """Per webhook target (format, never the URL): pending, parked, last error."""
+        if not self.hooks:
+            return []
         rows = {r["target"]: r for r in self.store.delivery_status()}
         return [{"target": i, "format": hook.format,
                  **{k: v for k, v in rows.get(i, {"pending": 0, "parked": 0,

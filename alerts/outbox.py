@@ -46,6 +46,10 @@ class AlertStore:
         self._conn = connect(path)
         self._lock = threading.RLock()
         self.targets = targets or []  # target hashes, by index
+        # delivery_status is read by every dashboard `status`: cached until a write here
+        # (_writes) or by another connection (SQLite's data_version) moves.
+        self._writes = 0
+        self._status_cache: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
         with self._lock:
             self._conn.executescript(SCHEMA)
             columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(alert_outbox)")}
@@ -63,6 +67,7 @@ class AlertStore:
         now = time.time()
         key = coalesce_key or ""
         with self._lock:
+            self._writes += 1
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 row = self._conn.execute(
@@ -131,11 +136,13 @@ class AlertStore:
 
     def mark_delivered(self, outbox_id: int) -> None:
         with self._lock:
+            self._writes += 1
             self._conn.execute("UPDATE alert_outbox SET delivered_at = ?, attempts = attempts + 1"
                                " WHERE id = ?", (time.time(), outbox_id))
 
     def mark_failed(self, outbox_id: int, next_attempt_at: float, error: str) -> None:
         with self._lock:
+            self._writes += 1
             self._conn.execute(
                 "UPDATE alert_outbox SET attempts = attempts + 1, next_attempt_at = ?,"
                 " last_error = ? WHERE id = ?", (next_attempt_at, error[:500], outbox_id))
@@ -144,6 +151,7 @@ class AlertStore:
         """A target refused this alert for good (a 4xx): kept, no longer retried, and no
         longer holding back the alerts behind it."""
         with self._lock:
+            self._writes += 1
             self._conn.execute(
                 "UPDATE alert_outbox SET attempts = attempts + 1, parked_at = ?, last_error = ?"
                 " WHERE id = ?", (time.time(), error[:500], outbox_id))
@@ -151,12 +159,17 @@ class AlertStore:
     def delivery_status(self) -> list[dict[str, Any]]:
         """Per target (by index): alerts pending, alerts parked, the last error."""
         with self._lock:
+            key = (self._writes, self._conn.execute("PRAGMA data_version").fetchone()[0])
+            if self._status_cache is not None and self._status_cache[0] == key:
+                return [dict(r) for r in self._status_cache[1]]
             rows = self._conn.execute(
                 "SELECT target_index, SUM(delivered_at IS NULL AND parked_at IS NULL) AS pending,"
                 " SUM(parked_at IS NOT NULL) AS parked, (SELECT last_error FROM alert_outbox i"
                 " WHERE i.target_index = o.target_index AND i.last_error IS NOT NULL"
                 " ORDER BY i.id DESC LIMIT 1) AS last_error FROM alert_outbox o"
                 " GROUP BY target_index ORDER BY target_index").fetchall()
-        return [{"target": int(r["target_index"]), "pending": int(r["pending"] or 0),
-                 "parked": int(r["parked"] or 0), "last_error": r["last_error"]} for r in rows]
+            out = [{"target": int(r["target_index"]), "pending": int(r["pending"] or 0),
+                    "parked": int(r["parked"] or 0), "last_error": r["last_error"]} for r in rows]
+            self._status_cache = (key, out)
+        return [dict(r) for r in out]
 

@@ -120,10 +120,21 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 _now = time.time  # add_fill's `time` argument shadows the module
 
+# Committed writes per database file, shared by every Store of this process on that file
+# (the book's and the executor's): the dashboard's snapshot is rebuilt when it moves.
+_VERSIONS: dict[str, int] = {}
+_VERSIONS_LOCK = threading.Lock()
+
+
+def _bump(path: str) -> None:
+    with _VERSIONS_LOCK:
+        _VERSIONS[path] = _VERSIONS.get(path, 0) + 1
+
 
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self._key = str(Path(path).resolve()) if self.path != ":memory:" else f"mem:{id(self)}"
         self._conn = connect(path)
         self._lock = threading.RLock()
         with self._lock:
@@ -153,11 +164,18 @@ class Store:
         def __exit__(self, exc_type: Any, *_: Any) -> None:
             try:
                 self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                if not exc_type:
+                    _bump(self.store._key)
             finally:
                 self.store._lock.release()
 
     def _tx(self) -> Store._Tx:
         return Store._Tx(self)
+
+    @property
+    def version(self) -> int:
+        """Moves with every committed write to this file from this process."""
+        return _VERSIONS.get(self._key, 0)
 
     def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -585,7 +603,7 @@ class Store:
         return round(float(row["r"]), 2) if row else 0.0
 
     def snapshot_pnl(
-        self, trade_date: str, realized: float, unrealized: float, open_lots: int
+        self, trade_date: str, realized: float, unrealized: float | None, open_lots: int
     ) -> None:
         with self._tx() as c:
             c.execute(
@@ -595,6 +613,11 @@ class Store:
                 " open_lots = excluded.open_lots, created_at = excluded.created_at",
                 (trade_date, realized, unrealized, open_lots, time.time()),
             )
+
+    def pnl_snapshots(self) -> dict[str, dict[str, Any]]:
+        """The end-of-day snapshots by trade date (open P&L and lots at the close)."""
+        return {r["trade_date"]: r for r in self._rows(
+            "SELECT trade_date, realized, unrealized, open_lots FROM pnl_daily")}
 
     def pnl_history(self) -> list[dict[str, Any]]:
         """Realized P&L per day of closing (New York date), with the running total."""

@@ -615,6 +615,14 @@ class Soak:
             if not any(day in t for t in texts):
                 self.report.violate(day, "entry missed without an entry_missed alert")
 
+    def progress(self, day: date, done: int, started: float) -> None:
+        """One line per simulated day (issue 19): day, faults so far, violations, ETA."""
+        spent = time.monotonic() - started
+        eta = spent / done * (self.days - done)
+        self.log(f"soak day {done}/{self.days} ({day.isoformat()}): faults so far "
+                 f"{sum(self.report.faults.values())}, violations {len(self.report.violations)}"
+                 f", ETA {eta:.0f} s")
+
     def run(self) -> Report:
         started = time.monotonic()
         self.stack.start()
@@ -629,6 +637,7 @@ class Soak:
                 if self.calendar.is_session(day):
                     self.run_day(day)
                     done += 1
+                    self.progress(day, done, started)
                 day += timedelta(days=1)
             self.final_checks()
         finally:

@@ -11,6 +11,7 @@ import pytest
 from tests.engine.test_lifecycle import enter_and_wait
 from tests.web.conftest import PASSWORD
 
+PNL_COL = 10  # the P&L column of #lots (Lot, Contract, Qty, DTE, Delta, OTM $, OTM %, ...)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,7 +43,7 @@ def test_dashboard_shows_lots_and_pauses_after_login(
             expect(page.locator("#link-state")).to_have_text("READY", timeout=10_000)
             rows = page.locator("#lots tbody tr")
             expect(rows).to_have_count(2, timeout=10_000)
-            pnl = [rows.nth(i).locator("td").nth(5) for i in range(2)]
+            pnl = [rows.nth(i).locator("td").nth(PNL_COL) for i in range(2)]
             for cell in pnl:
                 expect(cell).not_to_have_text("–", timeout=10_000)
             assert pnl[0].inner_text() != pnl[1].inner_text()
