@@ -50,6 +50,7 @@ from trading.model import (
     OrderRequest,
     PositionInfo,
     Quote,
+    WhatIfInfo,
 )
 from trading.risk import OrderRefused, order_violation, verify_account
 
@@ -164,7 +165,9 @@ def quote_of(t: Ticker) -> Quote:
         bid=_num(t.bid),
         ask=_num(t.ask),
         last=_num(t.last),
-        time=time.time(),
+        # When the last tick arrived (ib_insync stamps a ticker as its data is read off
+        # the socket), not now: an open line keeps its old values through a silence.
+        time=t.time.timestamp() if t.time else 0.0,
         delta=_num(greeks.delta) if greeks else None,
         iv=_num(greeks.impliedVol) if greeks else None,
         und_price=_num(greeks.undPrice) if greeks else None,
@@ -609,9 +612,12 @@ class Connection(SupervisedActor):
         return int(self._call(run))
 
     def quotes(
-        self, contracts: list[ContractInfo], wait: float = 3.0, need_delta: bool = False
+        self, contracts: list[ContractInfo], wait: float = 3.0, need_delta: bool = False,
+        max_age: float | None = None,
     ) -> list[Quote]:
-        """Subscribe (if needed) and return quotes once each has bid/ask (or at `wait`)."""
+        """Subscribe (if needed) and return quotes once each has bid/ask (or at `wait`);
+        with `max_age`, also a tick no older than that (a line already open answers at
+        once with its last values, however old)."""
 
         async def run() -> list[Quote]:
             assert self.ib is not None
@@ -624,6 +630,7 @@ class Connection(SupervisedActor):
                     q.bid is not None
                     and q.ask is not None
                     and (not need_delta or q.delta is not None)
+                    and (max_age is None or time.time() - q.time <= max_age)
                 )
 
             deadline = time.monotonic() + wait
@@ -636,6 +643,40 @@ class Connection(SupervisedActor):
                     self._close_line(con_id)
 
         return self._call(run, wait + 2.0)
+
+    def what_if(self, req: OrderRequest, timeout: float | None = None) -> WhatIfInfo:
+        """The broker's margin figures for `req` as if it filled (IB's whatIf): nothing
+        is placed. Net liquidation is the account's current value (the whatIf lacks it)."""
+
+        async def run() -> WhatIfInfo:
+            assert self.ib is not None
+            order = Order(action=req.action, totalQuantity=req.qty, orderType=req.order_type,
+                          tif=req.tif, account=self._order_account([req]))
+            if req.lmt_price is not None:
+                order.lmtPrice = req.lmt_price
+            state = await self.ib.whatIfOrderAsync(to_contract(req.contract), order)
+            if state is None:
+                raise BrokerCallError(f"no whatIf answer for {req.contract.local_symbol}")
+            net = next((_num(v.value) for v in self.ib.accountValues(order.account)
+                        if v.tag == "NetLiquidation" and v.currency in ("USD", "BASE")), None)
+            figures = {k: _num(getattr(state, k, None)) for k in (
+                "initMarginBefore", "initMarginChange", "initMarginAfter", "maintMarginAfter",
+                "equityWithLoanAfter")}
+            missing = [k for k, v in figures.items() if v is None]
+            if missing or net is None:
+                raise BrokerCallError("whatIf answer lacks "
+                                      + ", ".join(missing or ["net liquidation"]))
+            return WhatIfInfo(
+                init_before=figures["initMarginBefore"] or 0.0,
+                init_change=figures["initMarginChange"] or 0.0,
+                init_after=figures["initMarginAfter"] or 0.0,
+                maint_after=figures["maintMarginAfter"] or 0.0,
+                equity_with_loan_after=figures["equityWithLoanAfter"] or 0.0,
+                commission=_num(state.commission) or 0.0,
+                net_liquidation=net,
+            )
+
+        return self._call(run, timeout)
 
     # ---- orders ------------------------------------------------------------------------
 

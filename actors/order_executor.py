@@ -32,6 +32,8 @@ from config.loader import Config
 from ops.backoff import backoff_delay
 from trading.calendar import ET, TradingCalendar
 from trading.clock import Clock
+from trading.freshness import stale_reason
+from trading.margin import margin_refusal
 from trading.model import ContractInfo, LinkState, LinkStatus, OrderInfo, OrderRequest
 from trading.order_refs import (
     exit_refs,
@@ -293,15 +295,11 @@ class OrderExecutor(SupervisedActor):
         try:
             contract, quote, spot = self._choose_contract(trade_date)
             self._check_order_sanity(contract, quote.bid or 0.0, spot)
+            self._check_margin(contract, quote.bid or 0.0, spot)
         except EntryRefused as exc:
-            if exc.kind != "wait":
-                return self._entry_failed(trade_date, slot, f"no contract: {exc}")
-            # No quote yet is not a failure (after a restore, a farm break, a slow line):
-            # the slot goes back to the schedule, which asks again until catch_up_until;
-            # only that deadline makes it `missed` (alerted).
-            log.warning("entry {} {} waits: {}", trade_date, slot, exc)
-            self.book.interrupt_entry(trade_date, slot, f"waiting: {exc}").get(timeout=self._t())
-            return EntryResult(False, "waiting", str(exc))
+            if exc.kind == "wait" or exc.alert:
+                return self._refused_after_claim(trade_date, slot, exc, manual)
+            return self._entry_failed(trade_date, slot, f"no contract: {exc}")
         except Exception as exc:
             reason = f"no contract: {exc}"
             log.error("entry {} {} failed: {}", trade_date, slot, reason)
@@ -312,6 +310,14 @@ class OrderExecutor(SupervisedActor):
         cancelled = self._cancel_conflicting_exits(contract)
         try:
             filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled, spot)
+        except EntryRefused as exc:
+            # A stale quote or the margin check before a later attempt: nothing was sent
+            # for it; the cancelled exits go back at once.
+            self._restore(cancelled)
+            entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+            if entry and entry["state"] == "done":  # an earlier attempt filled late
+                return EntryResult(True, "done", "sale filled late", entry.get("lot_id"))
+            return self._refused_after_claim(trade_date, slot, exc, manual)
         except Exception as exc:
             log.exception("sale raised")
             filled, info, last_reason = False, None, f"{type(exc).__name__}: {exc}"
@@ -351,6 +357,57 @@ class OrderExecutor(SupervisedActor):
         )
         return EntryResult(True, "done", "sale filled", lot_id)
 
+    def _refused_after_claim(self, trade_date: str, slot: str, exc: EntryRefused,
+                             manual: bool = False) -> EntryResult:
+        """A pre-sale check said no after the slot was claimed; nothing was sold."""
+        if exc.kind == "wait":
+            # No fresh quote (a restore, a farm break, a silent line) is not a failure: the
+            # slot goes back to the schedule, which asks again until catch_up_until; only
+            # that deadline makes it `missed` (alerted).
+            self.log.warning("entry {} {} waits: {}", trade_date, slot, exc)
+            self.book.interrupt_entry(trade_date, slot, f"waiting: {exc}").get(timeout=self._t())
+            return EntryResult(False, "waiting", str(exc))
+        # A policy said no (margin): the slot is skipped, like the other risk limits; by
+        # hand it is `failed`, so the operator may run it again once the account allows.
+        state = "failed" if manual else "skipped"
+        self.log.warning("entry {} {} {}: {}", trade_date, slot, state, exc)
+        self.book.finish_entry(trade_date, slot, state, str(exc)).get(timeout=self._t())
+        self.alerts.raise_alert(exc.alert or "risk_limit",
+                                f"entry {trade_date} {slot} {state}: {exc}")
+        return EntryResult(False, "refused", str(exc))
+
+    def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None:
+        """The broker's whatIf of the sale: refused (risk_limit) when the initial margin
+        after it would pass risk.max_margin_use of net liquidation or the available funds
+        would go negative. An unanswered whatIf is a reason to wait, not to sell."""
+        req = OrderRequest("tb:whatif", contract, "SELL", "LMT", self.cfg.strategy.quantity,
+                           lmt_price=price, tif="DAY", spot=spot)
+        try:
+            answer = self.conn.what_if(req).get(timeout=self._t())
+        except OrderRefused as exc:
+            raise EntryRefused(f"margin check refused: {exc}", alert="risk_limit") from exc
+        except Exception as exc:
+            raise EntryRefused(f"margin check unanswered: {exc}", "wait") from exc
+        refusal = margin_refusal(answer, self.cfg.risk.max_margin_use)
+        if refusal:
+            raise EntryRefused(f"margin: {refusal}", alert="risk_limit")
+        self.log.info("margin check: initial {:.2f} -> {:.2f} of net liquidation {:.2f}",
+                      answer.init_before, answer.init_after, answer.net_liquidation)
+
+    def _fresh_quotes(self, contracts: list[ContractInfo], wait: float,
+                      need_delta: bool = False) -> list[Any]:
+        """Quotes whose last tick is within strategy.max_quote_age, or EntryRefused
+        ("wait"): a line left open through a silence answers at once with old values."""
+        max_age = self.cfg.strategy.max_quote_age
+        quotes = self.conn.quotes(contracts, wait, need_delta, max_age).get(
+            timeout=self._t(wait + 2))
+        now = time.time()
+        for c, q in zip(contracts, quotes, strict=True):
+            why = stale_reason(q, now, max_age, c.local_symbol or c.symbol)
+            if why and q.bid is not None:  # no bid at all: the callers' own "no quote"
+                raise EntryRefused(why, "wait")
+        return quotes
+
     def _entry_failed(self, trade_date: str, slot: str, reason: str) -> EntryResult:
         self.log.error("entry {} {} failed: {}", trade_date, slot, reason)
         self.book.finish_entry(trade_date, slot, "failed", reason).get(timeout=self._t())
@@ -369,7 +426,7 @@ class OrderExecutor(SupervisedActor):
             # Quotes from a broken farm are stale: no entry is priced on them.
             raise EntryRefused("market data farm broken (2103): no fresh quote", "wait")
         underlying = conn.qualify_stock(s.symbol, s.exchange).get(timeout=self._t())
-        spy = conn.quotes([underlying], 3.0).get(timeout=self._t(5))[0]
+        spy = self._fresh_quotes([underlying], 3.0)[0]
         spot = spy.mid or spy.last or spy.bid or 0.0
         if not spot:
             raise EntryRefused(f"no fresh {s.symbol} quote yet", "wait")
@@ -386,7 +443,7 @@ class OrderExecutor(SupervisedActor):
         contracts = conn.qualify_options(s.symbol, expiry, wanted, "P").get(timeout=self._t(10))
         if not contracts:
             raise EntryRefused(f"no {s.symbol} puts for {expiry}")
-        quotes = conn.quotes(contracts, 3.0, s.strike_selection == "delta").get(timeout=self._t(5))
+        quotes = self._fresh_quotes(contracts, 3.0, s.strike_selection == "delta")
         by_strike = {c.strike: (c, q) for c, q in zip(contracts, quotes, strict=True)}
         if s.strike_selection == "otm_distance":
             strike = contracts[0].strike
@@ -471,7 +528,7 @@ class OrderExecutor(SupervisedActor):
             if attempt > first:
                 self._restore(cancelled)  # after every failed attempt, at once
                 self._cancel_conflicting_exits(contract)
-            quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
+            quote = self._fresh_quotes([contract], 2.0)[0]
             if quote.bid is None or quote.ask is None:
                 reason = "no quote"
                 continue
@@ -482,6 +539,8 @@ class OrderExecutor(SupervisedActor):
                 max(2, round(1 / s.limit_walk_step) + 1),
                 contract.min_tick,
             )
+            if attempt > first:  # before each sale (the first was checked before any cancel)
+                self._check_margin(contract, prices[0], spot)
             ref = sale_ref(trade_date, slot, attempt)
             self.intents.record_intent(
                 order_ref=ref,

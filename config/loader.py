@@ -107,6 +107,9 @@ class StrategyConfig:
     # How long exit legs without an ack are looked for at the broker (then cancelled by
     # id and looked for again) before the lot is left to the repair job.
     exit_unknown_wait: float = 10.0
+    # Seconds since a quote's last tick beyond which no sale or strike choice is priced
+    # on it (the entry waits for a fresh one until its deadline).
+    max_quote_age: float = 2.0
     # A put sold outside the engine (by hand): false = alert only; true = import it as
     # an unprotected lot and place its exits.
     adopt_outside_positions: bool = False
@@ -120,6 +123,9 @@ class RiskConfig:
     daily_loss_limit: float = 0.0
     max_order_quantity: int = 10
     max_strike_distance: float = 0.3
+    # A sale is refused when the broker's whatIf puts the initial margin after it above
+    # this share of net liquidation.
+    max_margin_use: float = 0.5
     kill_switch: bool = False
 
 
@@ -364,6 +370,11 @@ def _validate(cfg: Config) -> None:
     for key in ("sale_attempts", "exit_attempts"):
         if getattr(s, key) < 1:
             fail(f"strategy.{key}", "must be >= 1")
+    if not s.max_quote_age > 0:
+        fail("strategy.max_quote_age", f"must be > 0 seconds, got {s.max_quote_age}")
+    if not 0 < cfg.risk.max_margin_use <= 1:
+        fail("risk.max_margin_use", "must be in (0, 1] (share of net liquidation), got "
+             f"{cfg.risk.max_margin_use}")
     if cfg.web.session_hours <= 0:
         fail("web.session_hours", "must be > 0")
     if cfg.risk.max_order_quantity < 1:

@@ -51,6 +51,8 @@ class Quote:
     bid: float | None
     ask: float | None
     last: float | None
+    # When the line's last tick arrived (epoch seconds; 0.0 = no tick yet), not when the
+    # quote was read: a line left open keeps its last values, however old.
     time: float
     delta: float | None = None
     iv: float | None = None
@@ -136,6 +138,26 @@ class PositionInfo:
     contract: ContractInfo
     qty: float
     avg_cost: float
+
+
+@dataclass(frozen=True)
+class WhatIfInfo:
+    """The broker's margin answer for a hypothetical order (whatIf): nothing is placed.
+
+    `net_liquidation` is the account's current figure (the whatIf does not report it)."""
+
+    init_before: float
+    init_change: float
+    init_after: float
+    maint_after: float
+    equity_with_loan_after: float
+    commission: float
+    net_liquidation: float
+
+    @property
+    def available_funds_after(self) -> float:
+        # IB's AvailableFunds = equity with loan value - initial margin.
+        return self.equity_with_loan_after - self.init_after
 
 
 # ---- events published by Connection -------------------------------------------------

@@ -96,8 +96,11 @@ def _toml(v: Any) -> str:
 
 
 @pytest.fixture
-def sim() -> Iterator[Any]:
-    with IbsimThread(seed=11, spot=600.0, tick_interval=0.05, now=SESSION_NOW.isoformat()) as s:
+def sim(request: pytest.FixtureRequest) -> Iterator[Any]:
+    # Indirect parametrization may set IbsimThread's keywords (e.g. {"cash": 15000.0}).
+    extra = getattr(request, "param", None) or {}
+    with IbsimThread(seed=11, spot=600.0, tick_interval=0.05, now=SESSION_NOW.isoformat(),
+                     **extra) as s:
         yield s
 
 

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from tests.engine.conftest import RunningEngine
 from tests.support.zmq_request import wait_for_value, wait_until
 
@@ -165,3 +167,109 @@ def test_path_9_open_lots_keep_their_quotes_after_an_engine_restart(
         lambda: next(p for p in again.ask("positions")["lots"] if p["id"] == lot["id"]),
         lambda p: p.get("pnl") is not None, 20, "the lot's P&L")
     assert row["mid"] is not None
+
+
+# ---- path 6: stale quotes -----------------------------------------------------------
+
+def _at(hh: int, mm: int) -> Any:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime(2026, 11, 24, hh, mm, tzinfo=ZoneInfo("America/New_York"))
+
+
+def _open_lines_near_the_money(eng: RunningEngine) -> int:
+    """Lines open on every put the entry could choose (7 days out, 1-5 % below spot),
+    as a held lot's line would be: they answer at once with their last values."""
+    from datetime import date
+
+    from trading.strikes import choose_expiry_by_rule
+
+    conn = eng.engine.directory.proxy("connection")
+    spy = conn.qualify_stock("SPY", "BATS").get(timeout=10)
+    spot = conn.quotes([spy], 3.0).get(timeout=10)[0].mid
+    expirations, strikes = conn.option_chain("SPY", spy.con_id).get(timeout=10)
+    expiry = choose_expiry_by_rule(expirations, date(2026, 11, 24), 7, "nearest_dte")
+    near = [k for k in strikes if spot * 0.95 <= k <= spot * 0.99]
+    puts = conn.qualify_options("SPY", expiry, near, "P").get(timeout=20)
+    conn.subscribe(puts).get(timeout=10)
+    wait_until(lambda: all(q.bid for q in conn.quotes(puts, 0.5).get(timeout=10)), 20,
+               message="the put lines quoting")
+    return spy.con_id
+
+
+def test_path_6_a_stale_quote_is_not_sold_on(sim: Any, start_engine: Any) -> None:
+    """Market data stops (everything else answers) while the lines are open: they keep
+    their last values. The old code stamped them with the time they were read and sold
+    on them; now a quote older than strategy.max_quote_age makes the slot wait
+    ('waiting: ...', asked again every 3 s), and it sells once ticks are fresh again."""
+    import time
+
+    eng = start_engine({
+        "schedule": {"entry_times": ["09:35"], "tick_seconds": 0.05},
+        "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.03},
+    }, now=_at(9, 30))
+    spy_id = _open_lines_near_the_money(eng)
+    sim.post("/fault/mute", {"seconds": 20})
+    quotes = eng.engine.directory.quotes
+    wait_until(lambda: spy_id in quotes and time.time() - quotes[spy_id].time > 2.5, 15,
+               message="the SPY line silent for longer than max_quote_age")
+    sim.post("/clock", {"now": _at(9, 36).isoformat()})
+    eng.clock.set(_at(9, 36))
+    rows = wait_for_value(lambda: eng.book().entries().get(timeout=5),
+                          lambda r: r and r[0]["state"] != "started", 30, "the slot decided")
+    assert sim.get_state()["faults"]["muted"], "the mute ended before the entry ran: too slow"
+    assert rows[0]["state"] == "interrupted" and "old" in rows[0]["reason"], rows
+    assert not [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
+    sim.post("/fault/mute", {"seconds": 0})
+    lot = protected_lot(eng, 60)
+    entries = eng.book().entries().get(timeout=5)
+    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
+
+
+# ---- path 11: margin ----------------------------------------------------------------
+
+def _sale_rows(eng: RunningEngine) -> list[Any]:
+    import sqlite3
+
+    with sqlite3.connect(eng.engine.cfg.storage.path) as db:
+        return db.execute("SELECT order_ref, status FROM orders WHERE role = 'sale'").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("sim", "max_margin_use", "why"),
+    [
+        # ~$10.7k initial margin on ~$15k: ~70 % of net liquidation (IB would take it).
+        ({"cash": 15_000.0}, 0.5, "of net liquidation"),
+        # ~$10.7k on ~$10k equity: available funds go negative (IB rejects it: 201).
+        ({"cash": 10_000.0}, 1.0, "available funds"),
+    ],
+    indirect=["sim"],
+    ids=["margin_use", "available_funds"],
+)
+def test_path_11_a_sale_past_the_margin_limits_is_refused(
+    sim: Any, start_engine: Any, max_margin_use: float, why: str
+) -> None:
+    """Before each sale a whatIf of it: the old code sold whatever margin it took (or
+    sent an order IB rejects). Now the sale is refused before any order is written or
+    sent, with a `risk_limit` alert naming the margin."""
+    eng = start_engine({"risk": {"max_margin_use": max_margin_use}})
+    assert eng.ask("enter_now")["accepted"]
+    rows = wait_for_value(lambda: eng.book().entries().get(timeout=5),
+                          lambda r: r and r[0]["state"] not in ("started", "interrupted"),
+                          30, "the entry decided")
+    assert rows[0]["state"] == "failed" and why in rows[0]["reason"], rows
+    alerts = [a for a in eng.ask("alerts")["alerts"] if a["kind"] == "risk_limit"]
+    assert len(alerts) == 1 and why in alerts[0]["message"], alerts
+    assert _sale_rows(eng) == []
+    assert sim.get_state()["executions"] == [] and sim.get_state()["open_orders"] == []
+
+
+@pytest.mark.parametrize("sim", [{"cash": 40_000.0}], indirect=True)
+def test_path_11_a_sale_within_the_margin_limits_passes(sim: Any, start_engine: Any) -> None:
+    """~$10.7k initial margin on ~$40k (~27 %): the whatIf passes and the sale is made."""
+    eng = start_engine({"risk": {"max_margin_use": 0.5}})
+    assert eng.ask("enter_now")["accepted"]
+    protected_lot(eng)
+    assert [a for a in eng.ask("alerts")["alerts"] if a["kind"] == "risk_limit"] == []
+    assert [status for _, status in _sale_rows(eng)] == ["filled"]

@@ -69,6 +69,9 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ('[clock]\nstart = "tomorrow"\n', "clock.start"),
         ('[[alerts.webhooks]]\nurl = "http://x"\nformat = "xml"\n', "alerts.webhooks[0].format"),
         ("[risk]\nkill_switch = 1\n", "risk.kill_switch"),
+        ("[strategy]\nmax_quote_age = 0\n", "strategy.max_quote_age"),
+        ("[risk]\nmax_margin_use = 1.5\n", "risk.max_margin_use"),
+        ("[risk]\nmax_margin_use = 0\n", "risk.max_margin_use"),
     ],
 )
 def test_bad_key_or_value_names_the_key(tmp_path: Path, text: str, key: str) -> None:
