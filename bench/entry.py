@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -70,10 +71,13 @@ def sale_order(state: dict[str, Any], prefix: str) -> dict[str, Any] | None:
 
 
 def run_slot(sim: Any, client: ZmqClient, clock_file: Path, slot: datetime,
-             lead: float) -> float:
+             lead: float, phase: float) -> float:
     """Put the engine's clock `lead` s before the slot; return the wall seconds from the slot
     to ibsim's acceptance of the sale; let the sale fill and wait for the entry to end."""
     sim.post("/fault/hold_fills", {"seconds": 60})
+    # The scheduler ticks on its own phase: a live slot falls anywhere within a tick, so
+    # each slot here is shifted by a seeded fraction of one (not a wait for a result).
+    time.sleep(phase)
     write_clock_file(clock_file, slot - timedelta(seconds=lead), 1.0)
     anchor = json.loads(clock_file.read_text())["wall"]
     slot_wall = anchor + lead  # the wall instant the engine's clock reads the slot
@@ -91,9 +95,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="engine seconds before each slot the clock is set to")
     ap.add_argument("--tick-interval", type=float, default=0.25,
                     help="ibsim's quote tick (IB's option quotes: about 250 ms)")
+    ap.add_argument("--seed", type=int, default=1, help="the slots' phases within a tick")
     ap.add_argument("--strike-selection", choices=("delta", "otm_distance"), default="delta")
     args = ap.parse_args(argv)
     times = slots(args.entries)
+    rng = random.Random(args.seed)
     lat: list[float] = []
     with workdir() as tmp, IbsimProcess(seed=5, now=IBSIM_NOW,
                                         tick_interval=args.tick_interval) as sim:
@@ -109,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
             poll(lambda: engine_ready(client), 60, 0.05)
             for slot in times:
                 sim.post("/market", {"spot": 600.0, "walk_sigma": 0.0001})
-                lat.append(run_slot(sim, client, clock_file, slot, args.lead))
+                lat.append(run_slot(sim, client, clock_file, slot, args.lead,
+                                    rng.uniform(0.0, 1.0)))
         finally:
             client.close()
             stop(engine)
