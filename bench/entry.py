@@ -23,21 +23,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    Row,
-    ZmqClient,
-    engine_config,
-    engine_ready,
-    entries_profile,
-    entry_over,
-    limited_by,
-    pct,
-    poll,
-    report,
-    start_engine,
-    stop,
-    workdir,
-)
+from bench import common as bc
+from bench.common import Row, ZmqClient
 from ibsim.harness import IbsimProcess, free_port
 from ops.clock_source import write_clock_file
 from trading.order_refs import sale_prefix
@@ -57,7 +44,7 @@ def profile(clock_file: Path, times: list[datetime], strike_selection: str) -> d
     """The weekly delta strategy the issue timed (25 puts quoted with greeks), on the file
     clock; risk limits out of the way; a 2 s walk step (the default), so the sale rests."""
     hhmm = [t.strftime("%H:%M") for t in times]
-    sections = entries_profile(IBSIM_NOW, hhmm, walk_interval=2.0)
+    sections = bc.entries_profile(IBSIM_NOW, hhmm, walk_interval=2.0)
     sections["clock"] = {"file": str(clock_file)}
     sections["strategy"].update({"expiry_rule": "nearest_dte", "target_dte": 7,
                                  "strike_selection": strike_selection, "target_delta": 0.20})
@@ -82,9 +69,9 @@ def run_slot(sim: Any, client: ZmqClient, clock_file: Path, slot: datetime,
     anchor = json.loads(clock_file.read_text())["wall"]
     slot_wall = anchor + lead  # the wall instant the engine's clock reads the slot
     prefix = sale_prefix(DAY, slot.strftime("%H:%M"))
-    order = poll(lambda: sale_order(sim.get_state(), prefix), lead + 30, 0.02)
+    order = bc.poll(lambda: sale_order(sim.get_state(), prefix), lead + 30, 0.02)
     sim.post("/fault/hold_fills", {"seconds": 0})
-    poll(lambda: entry_over(client, slot.strftime("%H:%M")), 60, 0.05)
+    bc.poll(lambda: bc.entry_over(client, slot.strftime("%H:%M")), 60, 0.05)
     return float(order["created"]) - slot_wall
 
 
@@ -101,35 +88,35 @@ def main(argv: list[str] | None = None) -> None:
     times = slots(args.entries)
     rng = random.Random(args.seed)
     lat: list[float] = []
-    with workdir() as tmp, IbsimProcess(seed=5, now=IBSIM_NOW,
+    with bc.workdir() as tmp, IbsimProcess(seed=5, now=IBSIM_NOW,
                                         tick_interval=args.tick_interval) as sim:
         clock_file = Path(tmp) / "clock.json"
         # Frozen before the first slot while the engine starts (a slow start sells nothing).
         write_clock_file(clock_file, FIRST_SLOT - timedelta(minutes=5), 0.0)
         zmq_ep = f"tcp://127.0.0.1:{free_port()}"
-        cfg = engine_config(Path(tmp), sim.port, zmq_ep,
+        cfg = bc.engine_config(Path(tmp), sim.port, zmq_ep,
                             profile(clock_file, times, args.strike_selection))
-        engine = start_engine(cfg)
+        engine = bc.start_engine(cfg)
         client = ZmqClient(zmq_ep, timeout=10)
         try:
-            poll(lambda: engine_ready(client), 60, 0.05)
+            bc.poll(lambda: bc.engine_ready(client), 60, 0.05)
             for slot in times:
                 sim.post("/market", {"spot": 600.0, "walk_sigma": 0.0001})
                 lat.append(run_slot(sim, client, clock_file, slot, args.lead,
                                     rng.uniform(0.0, 1.0)))
         finally:
             client.close()
-            stop(engine)
+            bc.stop(engine)
     ms = 1000.0
-    p99 = pct(lat, 99)
+    p99 = bc.pct(lat, 99)
     rows = [
-        Row("slot -> sale acked p50", pct(lat, 50) * ms, "ms"),
+        Row("slot -> sale acked p50", bc.pct(lat, 50) * ms, "ms"),
         Row("slot -> sale acked p99", p99 * ms, "ms", "p99 <= 250 ms", p99 <= GOAL,
-            limit=limited_by(True, "")),
+            limit=bc.limited_by(True, "")),
         Row("slot -> sale acked max", max(lat) * ms, "ms"),
         Row("entries measured", len(lat), "count"),
     ]
-    report("entry", rows, [
+    bc.report("entry", rows, [
         "slot instant on the wall clock from the engine's [clock] file; ack = the sale's "
         "arrival at ibsim (its `created`, wall clock)",
         f"strike selection {args.strike_selection}, ibsim quotes every {args.tick_interval}s, "
