@@ -39,7 +39,7 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.chaos.soak --seed $(SEED) --days $(DAYS)
 
 # The benchmarks (bench/): each prints a table and a BENCH_JSON line, under 2 min each.
-BENCHES ?= outage exits dashboard ticks fills memory
+BENCHES ?= outage exits entry dashboard ticks fills memory
 bench: $(STAMP)
 	@n=0; total=$$(echo $(BENCHES) | wc -w); for b in $(BENCHES); do n=$$((n+1)); \
 	  echo "bench $$n/$$total: bench.$$b (started $$(date -u +%H:%M:%S) UTC)"; \

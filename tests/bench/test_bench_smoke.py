@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = {
     "outage": ["--outages", "2", "--restarts", "1", "--flaps", "2"],
     "exits": ["--entries", "3"],
+    "entry": ["--entries", "2", "--lead", "1"],
     "dashboard": ["--seconds", "1", "--clients", "2"],
     "ticks": ["--step-seconds", "0.5", "--lots", "1", "--rates", "2000,400000"],
     "fills": ["--entries", "2", "--rates", "0.5,4", "--ticks-per-step", "4"],
