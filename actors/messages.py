@@ -58,6 +58,15 @@ class RunEntry:
 
 
 @dataclass(frozen=True)
+class PrepareEntry:
+    """The slot comes within `schedule.prepare_lead`: look the contracts up and open the
+    candidate lines now, so that the entry at the slot's second does not wait for them."""
+
+    trade_date: str
+    slot: str
+
+
+@dataclass(frozen=True)
 class RepairExits:
     reason: str = "scheduled"
 

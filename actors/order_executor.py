@@ -24,7 +24,8 @@ from typing import Any
 from loguru import logger
 
 from actors.directory import ActorDirectory
-from actors.messages import EntryResult, ProtectLot, RepairExits, RunEntry
+from actors.entry_prep import PreparedEntry, prepare, release, wanted_strikes
+from actors.messages import EntryResult, PrepareEntry, ProtectLot, RepairExits, RunEntry
 from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor
 from book.store import Store
@@ -46,10 +47,8 @@ from trading.order_refs import (
 from trading.pricing import exit_prices, limit_walk, round_to_tick
 from trading.risk import OrderRefused, order_violation, verify_account
 from trading.strikes import (
-    candidate_strikes,
     choose_expiry_by_rule,
     choose_strike_by_delta,
-    choose_strike_by_distance,
 )
 
 
@@ -92,6 +91,7 @@ class OrderExecutor(SupervisedActor):
         self.calendar = calendar
         self.busy = False
         self._lots_sold_here: set[int] = set()  # lots this executor protects itself
+        self._prepared: PreparedEntry | None = None  # the next slot's lookups and lines
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -127,7 +127,43 @@ class OrderExecutor(SupervisedActor):
             self.repair_exits(message.reason)
         elif isinstance(message, ProtectLot):
             self.protect_lot(message.lot_id, message.reason)
+        elif isinstance(message, PrepareEntry):
+            self.prepare_entry(message.trade_date, message.slot)
         return None
+
+    def prepare_entry(self, trade_date: str, slot: str) -> bool:
+        """Best effort: a preparation that fails costs nothing but the time it saves."""
+        link = self.book.link_status().get(timeout=self._t())
+        if link.state != LinkState.READY or self.busy:
+            return False
+        entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+        if entry is not None and entry["state"] not in ("interrupted",):
+            return False  # done, failed, skipped or running: nothing to prepare
+        d = self.directory
+        spy = d.quotes.get(d.spy_con_id) if d.spy_con_id else None
+        spot = (spy.mid or spy.last) if spy is not None else None
+        if not spot:
+            return False
+        try:
+            self._release_prepared()
+            self._prepared = prepare(self.conn, self.cfg.strategy, trade_date, slot, spot,
+                                     self._t())
+        except Exception as exc:
+            self.log.warning("entry {} {} not prepared: {}", trade_date, slot, exc)
+            return False
+        self.log.info("entry {} {} prepared: {} candidate lines open", trade_date, slot,
+                      len(self._prepared.contracts))
+        return True
+
+    def _release_prepared(self) -> None:
+        if self._prepared is None:
+            return
+        prepared, self._prepared = self._prepared, None
+        try:
+            held = {c.con_id for c in self.book.held_contracts().get(timeout=self._t())}
+            release(self.conn, prepared, held)
+        except Exception as exc:  # the lines close with the next session at worst
+            self.log.warning("prepared lines not released: {}", exc)
 
     def protect_lot(self, lot_id: int, reason: str) -> bool:
         """Exits at once for a lot a sale fill opened behind the entry's back (the walk
@@ -260,6 +296,7 @@ class OrderExecutor(SupervisedActor):
             return self._run_entry(trade_date, slot, manual)
         finally:
             self.busy = False
+            self._release_prepared()
 
     def _claim(self, trade_date: str, slot: str, manual: bool) -> bool:
         if self.book.start_entry(trade_date, slot).get(timeout=self._t()):
@@ -425,22 +462,27 @@ class OrderExecutor(SupervisedActor):
         if "market" in self.directory.farms_broken:
             # Quotes from a broken farm are stale: no entry is priced on them.
             raise EntryRefused("market data farm broken (2103): no fresh quote", "wait")
-        underlying = conn.qualify_stock(s.symbol, s.exchange).get(timeout=self._t())
+        prepared = self._prepared if (
+            self._prepared is not None and self._prepared.trade_date == trade_date) else None
+        underlying = prepared.underlying if prepared else conn.qualify_stock(
+            s.symbol, s.exchange).get(timeout=self._t())
         spy = self._fresh_quotes([underlying], 3.0)[0]
         spot = spy.mid or spy.last or spy.bid or 0.0
         if not spot:
             raise EntryRefused(f"no fresh {s.symbol} quote yet", "wait")
-        expirations, strikes = conn.option_chain(s.symbol, underlying.con_id).get(timeout=self._t())
-        from datetime import date
-
-        expiry = choose_expiry_by_rule(
-            expirations, date.fromisoformat(trade_date), s.target_dte, s.expiry_rule
-        )
-        if s.strike_selection == "otm_distance":
-            wanted = [choose_strike_by_distance(strikes, spot, s.otm_distance)]
+        if prepared:
+            expiry, strikes = prepared.expiry, list(prepared.strikes)
         else:
-            wanted = candidate_strikes(strikes, spot, 25)
-        contracts = conn.qualify_options(s.symbol, expiry, wanted, "P").get(timeout=self._t(10))
+            expirations, strikes = conn.option_chain(s.symbol, underlying.con_id).get(
+                timeout=self._t())
+            from datetime import date
+
+            expiry = choose_expiry_by_rule(
+                expirations, date.fromisoformat(trade_date), s.target_dte, s.expiry_rule
+            )
+        wanted = wanted_strikes(s, strikes, spot)
+        contracts = (prepared.contracts_for(wanted) if prepared else None) or \
+            conn.qualify_options(s.symbol, expiry, wanted, "P").get(timeout=self._t(10))
         if not contracts:
             raise EntryRefused(f"no {s.symbol} puts for {expiry}")
         quotes = self._fresh_quotes(contracts, 3.0, s.strike_selection == "delta")

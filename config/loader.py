@@ -83,6 +83,9 @@ class ScheduleConfig:
     repair_interval: float = 60.0
     tick_seconds: float = 1.0
     snapshot_time: str = "16:05"
+    # Seconds before a slot when the entry is prepared (contracts looked up, candidate
+    # quote lines opened); 0 = no preparation.
+    prepare_lead: float = 60.0
 
 
 @dataclass(frozen=True)
