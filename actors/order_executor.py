@@ -43,6 +43,7 @@ from trading.order_refs import (
 )
 from trading.pricing import exit_prices, limit_walk, round_to_tick
 from trading.risk import OrderRefused, order_violation, verify_account
+from trading.settlement import ANNOUNCED_CLOSES
 from trading.strikes import (
     candidate_strikes,
     choose_expiry_by_rule,
@@ -743,7 +744,8 @@ class OrderExecutor(SupervisedActor):
                     continue
                 # A lot closed by hand was announced with its close ("closed_outside"):
                 # its exits go without a second alert.
-                (outside if lot.get("close_reason") == "closed_outside" else strays).append(o)
+                announced = lot.get("close_reason") in ANNOUNCED_CLOSES  # issue 16 too
+                (outside if announced else strays).append(o)
         if outside:
             self._cancel_legs(outside, "exit of a lot closed outside the engine")
         if strays:
