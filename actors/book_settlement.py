@@ -170,18 +170,13 @@ class SettlementMixin:
             return set()
 
         def explains(con_ids: list[int]) -> bool:
-            want = cost = 0.0
+            deliveries = []
             for cid in con_ids:
                 lot = by_con[cid][0]
                 sign = 1 if (lot["right"] or "P") == "P" else -1
                 n = sign * (lot.get("multiplier") or 100) * missing[cid]
-                want += n
-                cost += n * lot["strike"]
-            if round(after.qty - before.qty) != round(want):
-                return False
-            if before.qty and (before.qty > 0) != (after.qty > 0):
-                return False
-            return abs((after.cost - before.cost) - cost) <= max(0.01 * abs(want), 0.01)
+                deliveries.append((float(n), float(lot["strike"])))
+            return rules.shares_explained(deliveries, before, after)
 
         ids = [c for c in missing if by_con[c][0].get("strike")]
         if ids and explains(ids):

@@ -76,17 +76,28 @@ def shares_from_assignment(
 ) -> bool:
     """Did `contracts` of a short option get assigned between the two share positions?
     A short put buys multiplier × contracts shares, a short call sells them, at the
-    strike: the quantity must move by exactly that much and the cost basis by that many
-    shares at the strike (so shares bought in the market are not taken for it)."""
+    strike."""
     want = multiplier * contracts * (1 if right == "P" else -1)
-    if round(after.qty - before.qty) != want:
+    return shares_explained([(want, strike)], before, after)
+
+
+def shares_explained(
+    deliveries: list[tuple[float, float]], before: Shares, after: Shares
+) -> bool:
+    """Do these deliveries (signed shares, price each) explain the change between the
+    two share positions? The quantity must move by exactly their sum and, where IB keeps
+    the cost basis, the cost by those shares at their strikes: shares bought in the
+    market are not taken for an assignment."""
+    want = sum(n for n, _ in deliveries)
+    if want == 0 or round(after.qty - before.qty) != round(want):
         return False
-    if before.qty != 0 and (before.qty > 0) != (after.qty > 0):
-        return False  # crossed zero: IB resets the cost basis, nothing to compare
+    if before.qty and after.qty and (before.qty > 0) != (after.qty > 0):
+        return False  # crossed zero: IB restarts the cost basis, nothing to compare
     if before.qty == 0 or (before.qty > 0) == (want > 0):
         added = after.cost - before.cost
-        return abs(added - want * strike) <= max(0.01 * abs(want), 0.01)
-    return True  # an assignment that reduced an opposite position keeps its basis
+        cost = sum(n * k for n, k in deliveries)
+        return abs(added - cost) <= max(0.01 * abs(want), 0.01)
+    return True  # a delivery that reduced an opposite position keeps its basis
 
 
 def estimated_exit_price(
