@@ -254,6 +254,12 @@ class SettlementMixin:
             f"{int(held[0])} {symbol} shares now held; option P&L {pnl} (intrinsic "
             f"{value if value is not None else '?'}); its exits are cancelled"
         )
+        if self.cfg.strategy.on_assignment == "close_shares":
+            at = self._queue_share_sale(
+                piece_id, symbol, shares if (lot["right"] or "P") == "P" else -shares)
+            msg += f"; the shares will be sold at the open {at:%Y-%m-%d %H:%M} ET"
+        else:
+            msg += " (strategy.on_assignment = alert: the shares are left to the operator)"
         self.log.warning(msg)
         self.alerts.raise_alert(
             "assigned", msg, severity="warning",
@@ -263,6 +269,66 @@ class SettlementMixin:
         )
         self._closed(lot, piece_id)
         return True
+
+    # ---- strategy.on_assignment = "close_shares" -----------------------------------------
+
+    def _queue_share_sale(self, lot_id: int, symbol: str, qty: int) -> datetime:
+        now = self.clock.now().astimezone(ET)
+        cal = self.calendar()
+        today = now.date()
+        if cal.is_session(today) and now < cal.session_open_close(today)[0]:
+            at = cal.session_open_close(today)[0]
+        else:
+            at = _next_open(today, cal)
+        self.db.set_kv(f"share_sale:{lot_id}", {
+            "lot_id": lot_id, "symbol": symbol, "qty": qty, "not_before": at.timestamp(),
+            "state": "pending", "attempts": 1, "note": ""})
+        self.db.set_kv("share_sales", sorted({*(self.db.get_kv("share_sales") or []), lot_id}))
+        self.log.warning("lot {}: {} {} shares to be sold at the open {:%Y-%m-%d %H:%M} ET",
+                         lot_id, qty, symbol, at)
+        return at
+
+    def due_share_sales(self, now_ts: float) -> list[int]:
+        """Share sales pending whose open has come (the scheduler asks every tick)."""
+        due = []
+        for lot_id in self.db.get_kv("share_sales") or []:
+            job = self.db.get_kv(f"share_sale:{lot_id}")
+            if job and job["state"] == "pending" and now_ts >= job["not_before"]:
+                due.append(int(lot_id))
+        return due
+
+    def claim_share_sale(self, lot_id: int) -> dict[str, Any] | None:
+        job = self.db.get_kv(f"share_sale:{lot_id}")
+        if not job or job["state"] != "pending":
+            return None
+        job["state"] = "selling"
+        self.db.set_kv(f"share_sale:{lot_id}", job)
+        return dict(job)
+
+    def finish_share_sale(
+        self, lot_id: int, state: str, note: str, max_attempts: int
+    ) -> dict[str, Any] | None:
+        job = self.db.get_kv(f"share_sale:{lot_id}")
+        if not job:
+            return None
+        if state == "pending" and job["attempts"] >= max_attempts:
+            state = "failed"
+        job.update(state=state, note=note, attempts=job["attempts"] + (state == "pending"))
+        self.db.set_kv(f"share_sale:{lot_id}", job)
+        if state != "pending":
+            self.db.set_kv("share_sales",
+                           [x for x in self.db.get_kv("share_sales") or [] if x != lot_id])
+        return dict(job)
+
+    def _shares_sold(self, side: str, qty: float) -> None:
+        """A share sale of ours filled: the share count the next assignment is matched
+        against moves with it (IB keeps the basis of what is left)."""
+        key = f"shares_seen:{self.cfg.strategy.symbol}"
+        seen = self.db.get_kv(key)
+        if not seen:
+            return
+        left = seen[0] + (qty if side == "BOT" else -qty)
+        self.db.set_kv(key, [left, seen[1] if left else 0.0])
 
     def _close_expired(self, lot: dict[str, Any], close: float) -> bool:
         mult = lot.get("multiplier") or 100

@@ -24,8 +24,9 @@ from typing import Any
 from loguru import logger
 
 from actors.directory import ActorDirectory
-from actors.messages import EntryResult, ProtectLot, RepairExits, RunEntry
+from actors.messages import EntryResult, ProtectLot, RepairExits, RunEntry, SellShares
 from actors.position_book import Alerter
+from actors.share_sale import sell_shares
 from actors.supervisor import SupervisedActor
 from book.store import Store
 from config.loader import Config
@@ -126,6 +127,8 @@ class OrderExecutor(SupervisedActor):
             self.repair_exits(message.reason)
         elif isinstance(message, ProtectLot):
             self.protect_lot(message.lot_id, message.reason)
+        elif isinstance(message, SellShares):
+            sell_shares(self, message.lot_id)  # actors/share_sale.py (issue 16)
         return None
 
     def protect_lot(self, lot_id: int, reason: str) -> bool:

@@ -358,6 +358,8 @@ class PositionBook(SettlementMixin, SupervisedActor):
             fill.order_ref,
         )
         # add_fill marked the order filled in its own transaction.
+        if order["role"] == "shares":
+            self._shares_sold(fill.side, fill.qty)
         if order["role"] in ("tp", "sl") and lot_id is not None:
             self._close_lot_on_exit(lot_id, order["role"], fill)
         return lot_id

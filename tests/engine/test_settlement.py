@@ -160,3 +160,38 @@ def test_tp_filled_and_gone_from_completed_orders_is_estimated_and_alerted(
     points = eng.ask("pnl_history")["points"]
     assert any(p["date"] == "2026-11-25" and p["realized"] == want for p in points)
     assert alerts(eng, "closed_outside") == []
+
+
+def _stock(sim: Any) -> float:
+    return sum(p["position"] for p in sim.get_state()["positions"] if p["sec_type"] == "STK")
+
+
+def test_close_shares_sells_the_assigned_shares_at_the_next_open(
+    sim: Any, start_engine: Any
+) -> None:
+    eng = start_engine(cfg(stop_loss_ratio=20.0, on_assignment="close_shares"))
+    lot = enter_and_wait(eng, 0)
+    sim.post("/assign", {"con_id": lot["con_id"], "qty": 1})
+    assert closed(eng, lot["id"], REPAIR)["close_reason"] == "assigned"
+    assert _stock(sim) == 100
+    (alert,) = alerts(eng, "assigned")
+    assert "sold at the open" in alert["message"]
+    # Not in the session of the assignment: a few scheduler ticks pass, the shares stay.
+    sched = eng.engine.directory.proxy("scheduler")
+    ticks = sched.tick_count().get(timeout=5)
+    wait_until(lambda: sched.tick_count().get(timeout=5) >= ticks + 3, 15,
+               message="three scheduler ticks")
+    assert _stock(sim) == 100
+    assert not [o for o in sim.get_state()["open_orders"] if o["sec_type"] == "STK"]
+    # Wednesday's open: sold with a limit walked like the sale, intent and orderRef first.
+    set_time(sim, eng, datetime(2026, 11, 25, 9, 31, tzinfo=ET))
+    wait_until(lambda: _stock(sim) == 0, 30, message="the shares sold at the next open")
+    ref = f"tb:lot{lot['id']}:shares:1"
+    row = wait_for_value(lambda: eng.book().order_by_ref(ref).get(timeout=5),
+                         lambda r: r is not None and r["status"] == "filled", 10,
+                         "the share sale's intent, filled")
+    assert row["role"] == "shares" and row["action"] == "SELL" and row["qty"] == 100
+    execs = [e for e in sim.get_state()["executions"] if e["order_ref"] == ref]
+    assert len(execs) == 1 and execs[0]["side"] == "SLD"
+    wait_until(lambda: alerts(eng, "shares_sold"), 10, message="a shares_sold alert")
+    assert alerts(eng, "closed_outside") == []
