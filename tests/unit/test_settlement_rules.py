@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 
@@ -80,3 +81,45 @@ def test_calendar_has_no_end_date(year: int) -> None:
     assert not CAL.is_session(date(year, 12, 25))
     assert CAL.session_open_close(d)[1].hour in (13, 16)
     assert CAL.previous_session(date(year, 1, 2)).year == year - 1
+
+
+def test_share_sale_refs_are_their_own_kind() -> None:
+    from trading.order_refs import parse_exit, parse_sale, parse_share_sale, share_sale_ref
+
+    ref = share_sale_ref(7, 2)
+    assert ref == "tb:lot7:shares:2" and parse_share_sale(ref) == (7, 2)
+    assert parse_exit(ref) is None and parse_sale(ref) is None
+    assert parse_share_sale("tb:lot7:tp:2") is None
+
+
+def test_on_assignment_is_checked(tmp_path: Any) -> None:
+    from config.loader import Config, ConfigError, load_config
+
+    assert Config().strategy.on_assignment == "alert"
+    f = tmp_path / "c.toml"
+    f.write_text('[strategy]\non_assignment = "sell"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(f, environ={})
+    assert str(err.value).startswith("strategy.on_assignment")
+    env = {"TRADING_BOT__STRATEGY__ON_ASSIGNMENT": '"close_shares"'}
+    assert load_config(None, environ=env).strategy.on_assignment == "close_shares"
+
+
+def test_a_book_from_before_issue_16_accepts_share_sales(tmp_path: Any) -> None:
+    import sqlite3
+
+    from book.store import SCHEMA, Store
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA.replace(", 'shares')", ")"))
+    conn.execute("INSERT INTO orders(order_ref, role, con_id, action, order_type, qty,"
+                 " created_at, updated_at) VALUES ('tb:x', 'sale', 1, 'SELL', 'LMT', 1, 0, 0)")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    store.record_intent(order_ref="tb:lot1:shares:1", role="shares", con_id=756733,
+                        action="SELL", order_type="LMT", qty=100, lmt_price=580.0)
+    assert store.order_by_ref("tb:lot1:shares:1")["role"] == "shares"
+    assert store.order_by_ref("tb:x")["role"] == "sale"
+    store.close()
