@@ -24,8 +24,9 @@ from typing import Any
 from loguru import logger
 
 from actors.directory import ActorDirectory
-from actors.messages import EntryResult, ProtectLot, RepairExits, RunEntry
+from actors.messages import EntryResult, ProtectLot, RepairExits, RunEntry, SellShares
 from actors.position_book import Alerter
+from actors.share_sale import sell_shares
 from actors.supervisor import SupervisedActor
 from book.store import Store
 from config.loader import Config
@@ -45,6 +46,7 @@ from trading.order_refs import (
 )
 from trading.pricing import exit_prices, limit_walk, round_to_tick
 from trading.risk import OrderRefused, order_violation, verify_account
+from trading.settlement import ANNOUNCED_CLOSES
 from trading.strikes import (
     candidate_strikes,
     choose_expiry_by_rule,
@@ -127,6 +129,8 @@ class OrderExecutor(SupervisedActor):
             self.repair_exits(message.reason)
         elif isinstance(message, ProtectLot):
             self.protect_lot(message.lot_id, message.reason)
+        elif isinstance(message, SellShares):
+            sell_shares(self, message.lot_id)  # actors/share_sale.py (issue 16)
         return None
 
     def protect_lot(self, lot_id: int, reason: str) -> bool:
@@ -802,7 +806,8 @@ class OrderExecutor(SupervisedActor):
                     continue
                 # A lot closed by hand was announced with its close ("closed_outside"):
                 # its exits go without a second alert.
-                (outside if lot.get("close_reason") == "closed_outside" else strays).append(o)
+                announced = lot.get("close_reason") in ANNOUNCED_CLOSES  # issue 16 too
+                (outside if announced else strays).append(o)
         if outside:
             self._cancel_legs(outside, "exit of a lot closed outside the engine")
         if strays:
