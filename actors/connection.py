@@ -854,6 +854,17 @@ class Connection(SupervisedActor):
 
         return self._call(run)
 
+    def completed_orders(self) -> list[OrderInfo]:
+        """The day's filled and cancelled orders (reqCompletedOrders): what became of an
+        exit whose execution is no longer reported (IB's completedOrder has no price)."""
+
+        async def run() -> list[OrderInfo]:
+            assert self.ib is not None
+            trades = await self.ib.reqCompletedOrdersAsync(apiOnly=False)
+            return [order_info(t) for t in trades]
+
+        return self._call(run)
+
     def disconnect(self) -> None:
         """Drop the socket (the maintain loop reconnects)."""
 

@@ -67,6 +67,13 @@ class PrepareEntry:
 
 
 @dataclass(frozen=True)
+class SellShares:
+    """Sell the shares an assignment of this lot delivered (strategy.on_assignment)."""
+
+    lot_id: int
+
+
+@dataclass(frozen=True)
 class RepairExits:
     reason: str = "scheduled"
 

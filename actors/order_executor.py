@@ -25,8 +25,16 @@ from loguru import logger
 
 from actors.directory import ActorDirectory
 from actors.entry_prep import PreparedEntry, prepare, release, wanted_strikes
-from actors.messages import EntryResult, PrepareEntry, ProtectLot, RepairExits, RunEntry
+from actors.messages import (
+    EntryResult,
+    PrepareEntry,
+    ProtectLot,
+    RepairExits,
+    RunEntry,
+    SellShares,
+)
 from actors.position_book import Alerter
+from actors.share_sale import sell_shares
 from actors.supervisor import SupervisedActor
 from book.store import Store
 from config.loader import Config
@@ -46,6 +54,7 @@ from trading.order_refs import (
 )
 from trading.pricing import exit_prices, limit_walk, round_to_tick
 from trading.risk import OrderRefused, order_violation, verify_account
+from trading.settlement import ANNOUNCED_CLOSES
 from trading.strikes import (
     choose_expiry_by_rule,
     choose_strike_by_delta,
@@ -129,6 +138,8 @@ class OrderExecutor(SupervisedActor):
             self.protect_lot(message.lot_id, message.reason)
         elif isinstance(message, PrepareEntry):
             self.prepare_entry(message.trade_date, message.slot)
+        elif isinstance(message, SellShares):
+            sell_shares(self, message.lot_id)  # actors/share_sale.py (issue 16)
         return None
 
     def prepare_entry(self, trade_date: str, slot: str) -> bool:
@@ -844,7 +855,8 @@ class OrderExecutor(SupervisedActor):
                     continue
                 # A lot closed by hand was announced with its close ("closed_outside"):
                 # its exits go without a second alert.
-                (outside if lot.get("close_reason") == "closed_outside" else strays).append(o)
+                announced = lot.get("close_reason") in ANNOUNCED_CLOSES  # issue 16 too
+                (outside if announced else strays).append(o)
         if outside:
             self._cancel_legs(outside, "exit of a lot closed outside the engine")
         if strays:

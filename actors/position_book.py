@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pykka
 from loguru import logger
 
+from actors.book_settlement import SettlementMixin
 from actors.directory import ActorDirectory
 from actors.messages import (
     CommissionReceived,
@@ -74,9 +75,10 @@ class _BrokerSnapshot:
     fetched_at: float  # monotonic, taken before the first request
     attempt: int
     full: bool = True  # False: a position check (no open orders, no order statuses)
+    completed: tuple[OrderInfo, ...] = ()  # the day's completed orders (full only)
 
 
-class PositionBook(SupervisedActor):
+class PositionBook(SettlementMixin, SupervisedActor):
     name = "position_book"
 
     def __init__(
@@ -168,7 +170,8 @@ class PositionBook(SupervisedActor):
                     self.reconcile()  # in the actor: nothing interleaves
                 return None
             if message.full:
-                self._apply_snapshot(message.fills, message.open_orders, message.positions)
+                self._apply_snapshot(message.fills, message.open_orders, message.positions,
+                                     list(message.completed))
             else:
                 self.reconcile_positions(message.positions, message.fills)
         return None
@@ -207,6 +210,9 @@ class PositionBook(SupervisedActor):
                 positions = proxy.positions().get(timeout=timeout)
                 fills = proxy.executions().get(timeout=timeout)
                 open_orders = proxy.open_orders().get(timeout=timeout) if full else []
+                # Executions first, then completed orders: an exit filled before the
+                # daily reset is only among the latter (issue 16).
+                completed = proxy.completed_orders().get(timeout=timeout) if full else []
             except Exception as exc:
                 self.log.warning("reconciliation skipped: {}", exc)
                 if not full:  # let the next update try again
@@ -215,7 +221,8 @@ class PositionBook(SupervisedActor):
                 return
             with contextlib.suppress(pykka.ActorDeadError):
                 me.tell(
-                    _BrokerSnapshot(fills, open_orders, positions, fetched_at, attempt, full)
+                    _BrokerSnapshot(fills, open_orders, positions, fetched_at, attempt, full,
+                                    tuple(completed))
                 )
 
         threading.Thread(target=fetch, name="reconcile-fetch", daemon=True).start()
@@ -354,6 +361,8 @@ class PositionBook(SupervisedActor):
             fill.order_ref,
         )
         # add_fill marked the order filled in its own transaction.
+        if order["role"] == "shares":
+            self._shares_sold(fill.side, fill.qty)
         if order["role"] in ("tp", "sl") and lot_id is not None:
             self._close_lot_on_exit(lot_id, order["role"], fill)
         return lot_id
@@ -546,13 +555,15 @@ class PositionBook(SupervisedActor):
         return self._apply_snapshot(fills, open_orders, positions)
 
     def _apply_snapshot(
-        self, fills: list[FillInfo], open_orders: list[OrderInfo], positions: list[Any]
+        self, fills: list[FillInfo], open_orders: list[OrderInfo], positions: list[Any],
+        completed: list[OrderInfo] | None = None,
     ) -> dict[str, int]:
         counts = {"fills": 0, "orders": 0, "closed": 0, "imported": 0}
         for fill in sorted(fills, key=lambda f: f.time):
             before = self.db.fill_count()
             self.apply_fill(fill)
             counts["fills"] += self.db.fill_count() - before
+        done_refs = self._apply_completed(completed or [])
         live_refs = set()
         for info in open_orders:
             if not info.order_ref.startswith(PREFIX):
@@ -563,12 +574,13 @@ class PositionBook(SupervisedActor):
                 continue
             self.apply_order(info)
             counts["orders"] += 1
-        filled_refs = {f.order_ref for f in fills}
+        filled_refs = {f.order_ref for f in fills} | done_refs
         for row in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
             ref = row["order_ref"]
             if ref not in live_refs and ref not in filled_refs:
                 self.db.mark_order(ref, status="cancelled", error="not live at the broker")
-        counts["closed"], counts["imported"] = self._match_positions(positions)
+        # Open orders are known here: a lot whose exits are gone too had one fill unseen.
+        counts["closed"], counts["imported"] = self._match_positions(positions, True)
         self.reconciled_at = time.time()
         self.set_kv("last_reconciled_at", self.reconciled_at)
         self.log.info("reconciled with the broker: {}", counts)
@@ -590,232 +602,6 @@ class PositionBook(SupervisedActor):
         if notify and (counts["closed"] or counts["imported"]):
             self.directory.tell("order_executor", RepairExits("closed_outside"))
         return counts
-
-    def _match_positions(self, positions: list[Any]) -> tuple[int, int]:
-        """Lots vs the broker's positions: contracts gone at the broker were closed
-        outside the engine (by hand); a short put the book lacks was sold outside it."""
-        closed = imported = 0
-        broker: dict[int, Any] = {}
-        for p in positions:
-            c = p.contract
-            if c.sec_type == "OPT" and c.symbol == self.cfg.strategy.symbol and p.qty != 0:
-                broker[c.con_id] = p
-        by_con: dict[int, list[dict[str, Any]]] = {}
-        for lot in self.db.open_lots():
-            by_con.setdefault(lot["con_id"], []).append(lot)
-        # A sale of ours still working may have filled in part (its lot has the full
-        # size already), and an expired option is settle_expired's: neither is a hand close.
-        selling = {
-            o["con_id"]
-            for o in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"])
-            if o["role"] == "sale"
-        }
-        now = self.clock.now().astimezone(ET)
-        today, after_close = now.strftime("%Y%m%d"), now.strftime("%H:%M") >= "16:00"
-        for con_id, lots in by_con.items():
-            expired = any(
-                lot["expiry"]
-                and (lot["expiry"] < today or (after_close and lot["expiry"] == today))
-                for lot in lots
-            )
-            if con_id in selling or expired:
-                continue
-            short = max(0, -int(broker[con_id].qty)) if con_id in broker else 0
-            missing = sum(lot["qty"] for lot in lots) - short
-            # Newest lots go first: they are the ones the operator most likely closed.
-            for lot in sorted(lots, key=lambda x: x["entry_time"], reverse=True):
-                if missing <= 0:
-                    break
-                take = min(missing, lot["qty"])
-                if self._close_outside(lot, take):
-                    closed += 1
-                missing -= take
-        for con_id, p in broker.items():
-            c = p.contract
-            book_qty = sum(lot["qty"] for lot in by_con.get(con_id, []))
-            extra = -int(p.qty) - book_qty
-            key = f"outside_position:{con_id}"
-            if con_id in selling:
-                continue
-            if extra <= 0 or c.right != "P":
-                if self.db.get_kv(key) is not None:
-                    self.db.set_kv(key, None)
-                continue
-            if not self.cfg.strategy.adopt_outside_positions:
-                if self.db.get_kv(key) != extra:  # one alert per change, not per check
-                    self.db.set_kv(key, extra)
-                    self.log.warning("outside sale of {} x{} not adopted", c.local_symbol, extra)
-                    self.alerts.raise_alert(
-                        "outside_position",
-                        f"{c.local_symbol} x{extra} was sold outside the engine: not adopted "
-                        "(strategy.adopt_outside_positions = false), no exits placed",
-                        severity="warning",
-                        details={"con_id": con_id, "qty": extra},
-                    )
-                continue
-            lot_id = self._import_position(p, extra)
-            imported += 1
-            self.alerts.raise_alert(
-                "outside_position",
-                f"{c.local_symbol} x{extra} was sold outside the engine: imported as lot "
-                f"{lot_id} (unprotected, exits being placed)",
-                severity="warning",
-                details={"lot_id": lot_id, "con_id": con_id, "qty": extra},
-            )
-        return closed, imported
-
-    def _import_position(self, p: Any, qty: int) -> int:
-        from trading.pricing import exit_prices
-
-        c = p.contract
-        mult = c.multiplier or 100
-        entry = round(p.avg_cost / mult, 4) if p.avg_cost else 0.0
-        self.remember_contract(c)
-        tp, sl = exit_prices(
-            entry, self.cfg.strategy.take_profit_ratio, self.cfg.strategy.stop_loss_ratio,
-            c.min_tick,
-        )
-        return self.db.open_lot(
-            trade_date=self._today(), slot="", con_id=c.con_id, symbol=c.symbol,
-            expiry=c.expiry, strike=c.strike, right=c.right, local_symbol=c.local_symbol,
-            multiplier=mult, qty=qty, entry_price=entry, entry_time=time.time(), order_ref="",
-            tp_price=tp, sl_price=sl, state="unprotected", imported=True,
-        )
-
-    def _close_outside(self, lot: dict[str, Any], qty: int) -> bool:
-        """`qty` contracts of the lot are gone at the broker: close them as
-        `closed_outside`, priced by the outside execution when the engine saw it, else
-        estimated from the quote now (and marked so). A part closes a split-off piece;
-        the lot keeps the rest and the executor resizes its exits."""
-        partial = qty < lot["qty"]
-        piece_id = self.db.split_lot(lot["id"], qty) if partial else lot["id"]
-        if piece_id is None:
-            return False
-        mult = lot.get("multiplier") or 100
-        outside = [
-            # No time bound: they are kept only while a lot on the contract is open, and
-            # a gateway on a simulated clock stamps them in its own time.
-            f for f in self.db.outside_fills(lot["con_id"], 0.0)
-            if f["side"] == "BOT"
-        ]
-        used: list[dict[str, Any]] = []
-        got = 0.0
-        for f in outside:
-            if got >= qty:
-                break
-            used.append(f)
-            got += f["qty"] or 0
-        estimated = not used
-        if used:
-            price: float | None = round(
-                sum(f["price"] * f["qty"] for f in used) / sum(f["qty"] for f in used), 4
-            )
-            self.db.attach_fills([f["exec_id"] for f in used], piece_id)
-        else:
-            q = self._quotes([lot["con_id"]]).get(lot["con_id"])
-            price = None
-            if q is not None:
-                price = q.mid or q.last or q.ask or q.bid
-        commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(piece_id))
-        realized = (
-            pnl_math.realized_pnl(
-                lot["entry_price"], price, qty, commissions=commissions, multiplier=mult
-            )
-            if price is not None
-            else None
-        )
-        when = used[-1]["time"] if used else time.time()
-        if not self.db.close_lot(piece_id, price, when, "closed_outside", realized):
-            return False
-        if estimated:
-            self.db.mark_pnl_estimated(piece_id)
-        pnl = "unknown" if realized is None else f"{realized:+.2f}"
-        how = "estimated from the quote" if estimated else "from the outside execution"
-        left = lot["qty"] - qty
-        what = (
-            f"{qty} of {lot['qty']} contracts of lot {lot['id']} {lot['local_symbol']} were "
-            f"closed outside the engine (as lot {piece_id}); {left} remain, exits resized"
-            if partial
-            else f"lot {lot['id']} {lot['local_symbol']} x{qty} was closed outside the "
-            "engine; its exits are cancelled"
-        )
-        self.log.warning("{} at {}: realized {} ({})", what, price, pnl, how)
-        self.alerts.raise_alert(
-            "closed_outside",
-            f"{what}: at {price if price is not None else '?'}, realized P&L {pnl} ({how})",
-            severity="warning",
-            details={"lot_id": lot["id"], "closed_lot_id": piece_id, "qty": qty,
-                     "estimated": estimated},
-        )
-        if not partial:
-            self._unwatch(lot["con_id"])
-        self._check_daily_loss()
-        return True
-
-    # ---- expiry ------------------------------------------------------------------------
-
-    def settle_expired(self, now_iso: str) -> int:
-        """Close lots whose option expired: worthless (premium kept) or assigned."""
-        now = datetime.fromisoformat(now_iso)
-        today = now.astimezone(ET).date().strftime("%Y%m%d")
-        after_close = now.astimezone(ET).strftime("%H:%M") >= "16:00"
-        due = [
-            lot
-            for lot in self.db.open_lots()
-            if lot["expiry"] and (lot["expiry"] < today or (lot["expiry"] == today and after_close))
-        ]
-        if not due or self.link.state != LinkState.READY:
-            return 0
-        conn = self.directory.ref("connection")
-        if conn is None:
-            return 0
-        try:
-            positions = conn.proxy().positions().get(timeout=self.cfg.gateway.request_timeout + 2)
-        except Exception as exc:
-            self.log.warning("expiry check skipped: {}", exc)
-            return 0
-        held = {p.contract.con_id for p in positions if p.qty != 0}
-        shares = sum(
-            p.qty
-            for p in positions
-            if p.contract.sec_type == "STK" and p.contract.symbol == self.cfg.strategy.symbol
-        )
-        spy = self._spy()
-        spot = (spy.mid or spy.last) if spy else None
-        closed = 0
-        for lot in due:
-            if lot["con_id"] in held:
-                continue  # the broker has not settled it yet
-            mult = lot.get("multiplier") or 100
-            commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(lot["id"]))
-            itm = spot is not None and spot < lot["strike"]
-            if itm and shares > 0:
-                exit_price = round(lot["strike"] - spot, 2)
-                reason = "assigned"
-            else:
-                exit_price, reason = 0.0, "expired"
-            realized = pnl_math.realized_pnl(
-                lot["entry_price"], exit_price, lot["qty"], commissions=commissions, multiplier=mult
-            )
-            if self.db.close_lot(lot["id"], exit_price, time.time(), reason, realized):
-                closed += 1
-                for role in ("tp", "sl"):
-                    ref = lot.get(f"{role}_order_ref")
-                    if ref:
-                        self.db.mark_order(ref, status="cancelled", error=f"option {reason}")
-                self.log.info("lot {} {}: realized {}", lot["id"], reason, realized)
-                self.alerts.raise_alert(
-                    "lot_closed",
-                    f"lot {lot['id']} {lot['local_symbol']} {reason}: realized P&L {realized:+.2f}"
-                    + (
-                        f"; {int(shares)} {self.cfg.strategy.symbol} shares held"
-                        if reason == "assigned"
-                        else ""
-                    ),
-                    severity="warning" if reason == "assigned" else "info",
-                    details={"lot_id": lot["id"], "reason": reason},
-                )
-        return closed
 
     # ---- queries for the dashboard ------------------------------------------------------
 

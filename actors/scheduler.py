@@ -19,7 +19,7 @@ from typing import Any
 from loguru import logger
 
 from actors.directory import ActorDirectory
-from actors.messages import LinkChanged, RepairExits, RunEntry
+from actors.messages import LinkChanged, RepairExits, RunEntry, SellShares
 from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor, start_ticker
 from config.loader import Config
@@ -162,7 +162,17 @@ class Scheduler(SupervisedActor):
         )
 
     def _expiry(self, now: datetime) -> None:
-        self._book().settle_expired(now.astimezone(ET).isoformat()).get(timeout=10)
+        book = self._book()
+        book.settle_expired(now.astimezone(ET).isoformat()).get(timeout=10)
+        # Assigned shares to sell (strategy.on_assignment = "close_shares"), in a session.
+        if self.link_state != LinkState.READY or not self.calendar.is_market_open(now):
+            return
+        for lot_id in book.due_share_sales(now.timestamp()).get(timeout=10):
+            key = ("shares", str(lot_id))
+            if time.monotonic() - self._requested.get(key, -1e9) < ENTRY_RETRY_SECONDS:
+                continue
+            self._requested[key] = time.monotonic()
+            self.directory.tell("order_executor", SellShares(lot_id))
 
     def _snapshot(self, now: datetime) -> None:
         et = now.astimezone(ET)

@@ -46,7 +46,7 @@ CREATE INDEX IF NOT EXISTS lots_order_ref ON lots(order_ref);
 CREATE TABLE IF NOT EXISTS orders (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     order_ref TEXT NOT NULL UNIQUE, lot_id INTEGER, trade_date TEXT,
-    role TEXT NOT NULL CHECK (role IN ('sale', 'tp', 'sl', 'restore')),
+    role TEXT NOT NULL CHECK (role IN ('sale', 'tp', 'sl', 'restore', 'shares')),
     con_id INTEGER NOT NULL, action TEXT NOT NULL, order_type TEXT NOT NULL,
     qty REAL NOT NULL, lmt_price REAL, aux_price REAL, oca_group TEXT,
     order_id INTEGER, perm_id INTEGER,
@@ -144,11 +144,29 @@ class Store:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            self._allow_share_sales()
             cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(lots)")}
             if "pnl_estimated" not in cols:  # a book written before closed_outside existed
                 self._conn.execute(
                     "ALTER TABLE lots ADD COLUMN pnl_estimated INTEGER NOT NULL DEFAULT 0"
                 )
+
+    def _allow_share_sales(self) -> None:
+        """A book written before issue 16 refuses the 'shares' role (a CHECK constraint
+        cannot be altered in SQLite): rebuild the orders table with the new one."""
+        row = self._conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'orders'"
+        ).fetchone()
+        if row is None or "'shares'" in row[0]:
+            return
+        new = row[0].replace("'restore')", "'restore', 'shares')").replace(
+            "CREATE TABLE orders", "CREATE TABLE orders_v2", 1)
+        self._conn.executescript(
+            "BEGIN IMMEDIATE;" + new + ";INSERT INTO orders_v2 SELECT * FROM orders;"
+            "DROP TABLE orders;ALTER TABLE orders_v2 RENAME TO orders;"
+            "CREATE INDEX IF NOT EXISTS orders_status ON orders(status);"
+            "CREATE INDEX IF NOT EXISTS orders_lot ON orders(lot_id);COMMIT;"
+        )
 
     # ---- plumbing ----------------------------------------------------------------------
 

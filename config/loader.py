@@ -116,6 +116,9 @@ class StrategyConfig:
     # A put sold outside the engine (by hand): false = alert only; true = import it as
     # an unprotected lot and place its exits.
     adopt_outside_positions: bool = False
+    # After an assignment (issue 16): "alert" leaves the shares to the operator;
+    # "close_shares" sells them at the next session's open, limit walked like the sale.
+    on_assignment: str = "alert"
 
 
 @dataclass(frozen=True)
@@ -370,6 +373,9 @@ def _validate(cfg: Config) -> None:
         fail("strategy.stop_loss_ratio", "must be > 1 (multiple of the fill price)")
     if not 0 < s.limit_walk_step <= 1:
         fail("strategy.limit_walk_step", "must be in (0, 1] (share of mid-to-bid per step)")
+    if s.on_assignment not in ("alert", "close_shares"):
+        fail("strategy.on_assignment", f"{s.on_assignment!r}: must be \"alert\" or "
+             "\"close_shares\"")
     for key in ("sale_attempts", "exit_attempts"):
         if getattr(s, key) < 1:
             fail(f"strategy.{key}", "must be >= 1")

@@ -1,4 +1,7 @@
-"""The NYSE calendar (exchange_calendars XNYS) in America/New_York, whatever the server TZ."""
+"""The NYSE calendar (exchange_calendars XNYS) in America/New_York, whatever the server TZ.
+
+The range follows the clock (issue 16): a calendar is built per 5-year window around the
+date asked, so trading never stops because the calendar ends."""
 
 from __future__ import annotations
 
@@ -10,12 +13,22 @@ from zoneinfo import ZoneInfo
 ET = ZoneInfo("America/New_York")
 
 
-@functools.cache
-def _xnys() -> Any:
+WINDOW_YEARS = 5
+
+
+@functools.lru_cache(maxsize=8)
+def _xnys(window: int) -> Any:
     import exchange_calendars as xcals
 
-    # A bounded range keeps the (slow) calendar build short.
-    return xcals.get_calendar("XNYS", start="2020-01-01", end="2030-12-31")
+    # A bounded range keeps the (slow) calendar build short; a year of overlap each side
+    # lets a query near a window's edge see its neighbours.
+    first = window * WINDOW_YEARS
+    return xcals.get_calendar("XNYS", start=f"{first - 1}-01-01",
+                              end=f"{first + WINDOW_YEARS}-12-31")
+
+
+def _cal(d: date) -> Any:
+    return _xnys(d.year // WINDOW_YEARS)
 
 
 def _hhmm(value: str) -> time:
@@ -24,19 +37,16 @@ def _hhmm(value: str) -> time:
 
 
 class TradingCalendar:
-    def __init__(self) -> None:
-        self.cal = _xnys()
-
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one calendar per process
     def is_session(self, d: date) -> bool:
-        return bool(self.cal.is_session(d.isoformat()))
+        return bool(_cal(d).is_session(d.isoformat()))
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019
     def session_open_close(self, d: date) -> tuple[datetime, datetime]:
         if not self.is_session(d):
             raise ValueError(f"{d} is not an NYSE session")
-        o = self.cal.session_open(d.isoformat()).to_pydatetime().astimezone(ET)
-        c = self.cal.session_close(d.isoformat()).to_pydatetime().astimezone(ET)
+        o = _cal(d).session_open(d.isoformat()).to_pydatetime().astimezone(ET)
+        c = _cal(d).session_close(d.isoformat()).to_pydatetime().astimezone(ET)
         return o, c
 
     def is_market_open(self, at: datetime) -> bool:

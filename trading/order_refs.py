@@ -3,6 +3,8 @@
     tb:<YYYY-MM-DD>:<HHMM>:sale:<n>   the n-th sale attempt of a day's entry slot
     tb:lot<id>:<tp|sl>:<serial>        an exit leg of a lot
     tb-oca-lot<id>-<serial>            the OCA group of a lot's exit pair
+    tb:lot<id>:shares:<n>              the n-th sale of the shares an assignment of
+                                       lot <id> delivered (strategy.on_assignment)
 
 The broker is asked by these refs after a restart (open orders, executions,
 completed orders), so their shape is a contract with the book's history.
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 PREFIX = "tb:"
 _SALE = re.compile(r"tb:(\d{4}-\d{2}-\d{2}):(\d{4}):sale:(\d+)")
 _EXIT = re.compile(r"tb:lot(\d+):(tp|sl):(\d+)")
+_SHARES = re.compile(r"tb:lot(\d+):shares:(\d+)")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,16 @@ def parse_sale(ref: str) -> SaleRef | None:
 def parse_exit(ref: str) -> ExitRef | None:
     m = _EXIT.fullmatch(ref)
     return ExitRef(int(m.group(1)), m.group(2), int(m.group(3))) if m else None
+
+
+def share_sale_ref(lot_id: int, attempt: int) -> str:
+    return f"{lot_prefix(lot_id)}shares:{attempt}"
+
+
+def parse_share_sale(ref: str) -> tuple[int, int] | None:
+    """(lot id, attempt) of a share-sale ref, else None."""
+    m = _SHARES.fullmatch(ref)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def is_sale(ref: str) -> bool:

@@ -29,7 +29,9 @@ def order_violation(req: OrderRequest, risk: RiskConfig, spot: float | None) -> 
         return f"{name}: action must be BUY or SELL"
     if req.qty <= 0:
         return f"{name}: quantity {req.qty} must be > 0"
-    if req.qty > risk.max_order_quantity:
+    # Shares come 100 to a contract (an assignment's shares sold back, issue 16).
+    limit = risk.max_order_quantity * (100 if c.sec_type == "STK" else 1)
+    if req.qty > limit:
         return f"{name}: quantity {req.qty} over risk.max_order_quantity {risk.max_order_quantity}"
     for field_name, price in (("limit", req.lmt_price), ("stop", req.aux_price)):
         if price is not None and not price > 0:  # also refuses NaN

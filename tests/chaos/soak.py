@@ -11,10 +11,11 @@ control API. Each simulated day:
 1. chaos: 09:33 -> ~09:48 ET at 40x while faults drawn from the seed fire at
    random moments (outages ending in 1101 or 1102, socket drops, gateway restarts,
    logouts past the escalation time, rejected sales and exits, held fills, spot
-   jumps through TP and SL, the webhook sink down, 2110 outages, data farm breaks)
+   jumps through TP and SL, the webhook sink down, 2110 outages, data farm breaks,
+   early assignment: the lot must close `assigned`, a closed lot always has a reason)
    and `kill -9` of the engine (PRAGMA integrity_check right after each kill).
    ibsim's adversities the engine does not survive yet (partial fills, stalls past the
-   ack timeout, fill-on-cancel, early assignment) are listed in WAITING_FAULTS with
+   ack timeout, fill-on-cancel) are listed in WAITING_FAULTS with
    their engine issue and drawn only with `--with-waiting`;
 2. settle: every fault ended, the clock at 1x: the link must come back READY and
    every open lot must have live TP and SL at the broker within one repair
@@ -80,16 +81,16 @@ FAULT_KINDS = (
     "sink_down",
     "outage_2110",  # IB's other loss code (issue 13): restored by 1101/1102
     "farm_break",  # a data farm breaks (2103/2105/2157) and comes back
+    "early_assignment",  # issue 16: the lot closes `assigned`, its exits are cancelled
 )
 # Relative weights: the slow ones (logout escalates to a gateway restart) rarer.
-FAULT_WEIGHTS = (3, 3, 3, 2, 1, 2, 3, 2, 4, 2, 2, 2)
+FAULT_WEIGHTS = (3, 3, 3, 2, 1, 2, 3, 2, 4, 2, 2, 2, 2)
 # ibsim's adversities the engine does not survive yet: listed, not drawn, until their
 # engine issue lands (then move them into FAULT_KINDS). `--with-waiting` draws them too.
 WAITING_FAULTS = {
     "partial_fills": "issue 14 (money paths: partial fills, quantity > 1)",
     "stall": "issue 14 (money paths: an exit leg Unknown after the ack timeout is re-sent)",
     "fill_on_cancel": "issue 14 (money paths: a fill between sale attempts)",
-    "early_assignment": "issue 16 (expiry and assignment: early assignment)",
 }
 # Scheduled by the calendar, not drawn: IB's daily reset (every session night, on the
 # soak's clock, ibsim's --ib-schedule) and the Sunday re-authentication (each weekend).
@@ -578,6 +579,8 @@ class Soak:
         self.report.checks["pnl_from_fills"] += 1
         for lot in self.rows("SELECT * FROM lots WHERE state = 'closed'"):
             self.report.lots[lot["close_reason"] or "closed"] += 1
+            if not lot["close_reason"]:  # closed iff gone at the broker, with a reason
+                self.report.violate(end, f"lot {lot['id']} closed without a reason")
             if lot["close_reason"] not in ("take_profit", "stop_loss", "expired"):
                 continue
             fills = self.rows("SELECT * FROM fills WHERE lot_id = ?", (lot["id"],))
