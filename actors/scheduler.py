@@ -10,16 +10,18 @@ an alert says why.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pykka
 from loguru import logger
 
 from actors.directory import ActorDirectory
-from actors.messages import LinkChanged, RepairExits, RunEntry, SellShares
+from actors.messages import LinkChanged, PrepareEntry, RepairExits, RunEntry, SellShares
 from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor, start_ticker
 from config.loader import Config
@@ -68,6 +70,9 @@ class Scheduler(SupervisedActor):
         self._last_repair = time.monotonic()
         self.link_state = LinkState.DISCONNECTED
         self.ticks = 0
+        self._prepared: set[tuple[str, str]] = set()  # slots whose preparation was asked
+        self._armed: set[tuple[str, str]] = set()  # slots with a timer at their instant
+        self._speed = 1.0
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -76,6 +81,7 @@ class Scheduler(SupervisedActor):
         # At high clock speeds a real second is hours: tick often enough to see each slot.
         speed = self.cfg.clock.speed if self.cfg.clock.start else 1.0
         self.tick_seconds = max(0.01, min(self.cfg.schedule.tick_seconds, 30.0 / speed))
+        self._speed = speed
         start_ticker(self.actor_ref, Tick, self.tick_seconds, self._halt, "scheduler-tick")
 
     def on_stop(self) -> None:
@@ -107,6 +113,7 @@ class Scheduler(SupervisedActor):
         self._sync_link()
         now = self.clock.now()
         try:
+            self._prepare(now)
             self._entries(now)
             self._expiry(now)
             self._snapshot(now)
@@ -115,6 +122,35 @@ class Scheduler(SupervisedActor):
         if time.monotonic() - self._last_repair >= self.cfg.schedule.repair_interval:
             self._last_repair = time.monotonic()
             self.directory.tell("order_executor", RepairExits("scheduled"))
+
+    def _prepare(self, now: datetime) -> None:
+        """Within `prepare_lead` of a slot: have the executor prepare it (once), and arm a
+        timer for the slot's own instant, so the entry starts at its second rather than at
+        the next tick (up to `tick_seconds` late)."""
+        lead = self.cfg.schedule.prepare_lead
+        day = now.astimezone(ET).date()
+        if not self.calendar.is_session(day):
+            return
+        for at in self.calendar.entry_slots(day, self.cfg.schedule.entry_times):
+            ahead = (at - now).total_seconds()
+            if ahead <= 0:
+                continue
+            slot = at.astimezone(ET).strftime("%H:%M")
+            key = (day.isoformat(), slot)
+            if lead > 0 and ahead <= lead and key not in self._prepared:
+                self._prepared.add(key)
+                self.directory.tell("order_executor", PrepareEntry(*key))
+            wall = ahead / self._speed
+            if wall <= self.tick_seconds and key not in self._armed:
+                self._armed.add(key)
+                timer = threading.Timer(wall, self._tick_now)
+                timer.daemon = True
+                timer.start()
+
+    def _tick_now(self) -> None:
+        if not self._halt.is_set():
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.actor_ref.tell(Tick())
 
     def _entries(self, now: datetime) -> None:
         book = self._book()

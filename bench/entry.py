@@ -10,7 +10,7 @@ held at ibsim until the sale is seen resting, then released so the entry complet
 scheduler's tick (schedule.tick_seconds, 1 s by default) is part of the figure: a slot is
 seen on the first tick after its time.
 
-    python -m bench.entry [--entries 20] [--lead 2] [--tick-interval 0.25]
+    python -m bench.entry [--entries 20] [--lead 5] [--prepare-lead 4] [--tick-interval 0.25]
 """
 
 from __future__ import annotations
@@ -40,12 +40,14 @@ def slots(n: int) -> list[datetime]:
     return [FIRST_SLOT + timedelta(minutes=i) for i in range(n)]
 
 
-def profile(clock_file: Path, times: list[datetime], strike_selection: str) -> dict[str, Any]:
+def profile(clock_file: Path, times: list[datetime], strike_selection: str,
+            prepare_lead: float) -> dict[str, Any]:
     """The weekly delta strategy the issue timed (25 puts quoted with greeks), on the file
     clock; risk limits out of the way; a 2 s walk step (the default), so the sale rests."""
     hhmm = [t.strftime("%H:%M") for t in times]
     sections = bc.entries_profile(IBSIM_NOW, hhmm, walk_interval=2.0)
     sections["clock"] = {"file": str(clock_file)}
+    sections["schedule"]["prepare_lead"] = prepare_lead
     sections["strategy"].update({"expiry_rule": "nearest_dte", "target_dte": 7,
                                  "strike_selection": strike_selection, "target_delta": 0.20})
     return sections
@@ -78,13 +80,17 @@ def run_slot(sim: Any, client: ZmqClient, clock_file: Path, slot: datetime,
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.entry")
     ap.add_argument("--entries", type=int, default=20)
-    ap.add_argument("--lead", type=float, default=2.0,
+    ap.add_argument("--prepare-lead", type=float, default=None,
+                    help="schedule.prepare_lead (default: --lead - 1; 0 = no preparation)")
+    ap.add_argument("--lead", type=float, default=5.0,
                     help="engine seconds before each slot the clock is set to")
     ap.add_argument("--tick-interval", type=float, default=0.25,
                     help="ibsim's quote tick (IB's option quotes: about 250 ms)")
     ap.add_argument("--seed", type=int, default=1, help="the slots' phases within a tick")
     ap.add_argument("--strike-selection", choices=("delta", "otm_distance"), default="delta")
     args = ap.parse_args(argv)
+    if args.prepare_lead is None:
+        args.prepare_lead = max(0.0, args.lead - 1.0)
     times = slots(args.entries)
     rng = random.Random(args.seed)
     lat: list[float] = []
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         write_clock_file(clock_file, FIRST_SLOT - timedelta(minutes=5), 0.0)
         zmq_ep = f"tcp://127.0.0.1:{free_port()}"
         cfg = bc.engine_config(Path(tmp), sim.port, zmq_ep,
-                            profile(clock_file, times, args.strike_selection))
+                            profile(clock_file, times, args.strike_selection,
+                                    args.prepare_lead))
         engine = bc.start_engine(cfg)
         client = ZmqClient(zmq_ep, timeout=10)
         try:

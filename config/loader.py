@@ -356,6 +356,8 @@ def _validate(cfg: Config) -> None:
     s = cfg.strategy
     if s.quantity < 1:
         fail("strategy.quantity", "must be >= 1")
+    if cfg.schedule.prepare_lead < 0:
+        fail("schedule.prepare_lead", "must be >= 0 seconds (0 = no preparation)")
     if s.target_dte < 0:
         fail("strategy.target_dte", "must be >= 0")
     if not 0 < s.target_delta < 1:

@@ -223,3 +223,29 @@ def test_exits_that_failed_at_entry_are_placed_once_the_fault_clears(
                             lambda x: x["state"] == "open", 15, "protected after the fault")
     live = {o["order_ref"] for o in sim.get_state()["open_orders"]}
     assert {healed["tp_order_ref"], healed["sl_order_ref"]} <= live
+
+
+def test_the_entry_is_prepared_before_its_slot_and_its_lines_released_after(
+    sim: Any, start_engine: Any
+) -> None:
+    """Entry latency (issue 19): within `prepare_lead` of the slot the executor looks the
+    contracts up and opens the candidate puts' lines; at the slot it decides on quotes
+    already streaming; afterwards only the lines held lots need stay open."""
+    eng = start_engine({**FAST, "schedule": {**FAST["schedule"], "prepare_lead": 60.0}},
+                       now=at(24, 9, 33))
+
+    def lines() -> int:
+        return int(next(c for c in sim.get_state()["clients"] if c["client_id"] == 1)
+                   ["subscriptions"])
+
+    settle(eng)
+    assert lines() <= 1 and entries(eng) == []  # SPY only: nothing prepared 2 min ahead
+    move(eng, sim, at(24, 9, 34))
+    # The weekly delta profile of these tests: 25 candidate puts and a few for a move.
+    wait_until(lambda: lines() > 20, 20, message="candidate lines open before the slot")
+    assert entries(eng) == [] and sales(sim) == 0
+    move(eng, sim, at(24, 9, 35))
+    rows = wait_for_value(lambda: entries(eng), lambda r: r and r[0]["state"] == "done", 30,
+                          "the entry at its slot")
+    assert rows[0]["lot_id"] is not None
+    wait_until(lambda: lines() == 2, 20, message="only SPY and the held put streaming")
