@@ -633,9 +633,22 @@ class Connection(SupervisedActor):
                     and (max_age is None or time.time() - q.time <= max_age)
                 )
 
-            deadline = time.monotonic() + wait
+            start = time.monotonic()
+            deadline = start + wait
+            refreshed = False
             try:
                 while time.monotonic() < deadline and not all(complete(t) for t in tickers):
+                    half_way = time.monotonic() > start + wait / 2
+                    if max_age is not None and not refreshed and half_way:
+                        # IB sends a tick only on a change: a quiet line kept open (a held
+                        # lot, a prepared entry) can look stale. Asking for it again brings
+                        # the current bid/ask now, a fresh observation, not the old one.
+                        refreshed = True
+                        for i, (info, t) in enumerate(zip(contracts, tickers, strict=True)):
+                            if info.con_id not in opened and not complete(t) and t.contract:
+                                self.ib.cancelMktData(t.contract)
+                                tickers[i] = self._lines[info.con_id] = self.ib.reqMktData(
+                                    t.contract, "", False, False)
                     await asyncio.sleep(0.02)
                 return [quote_of(t) for t in tickers]
             finally:

@@ -568,9 +568,9 @@ class Gateway:
         sub = Subscription(req_id, found[0], snapshot, generic=f[i + 1])
         s.send(wire.frame(81, req_id, "0.01", "9c0001", 3))
         s.send(wire.frame(58, 1, req_id, 3 if s.data_type in (3, 4) else 1))
-        if self.in_outage or "market" in self.farms_broken:
+        if self.in_outage or "market" in self.farms_broken or time.time() < self.mute_until:
             if not snapshot:
-                s.subs[req_id] = sub  # ticks start once the farm or link is back
+                s.subs[req_id] = sub  # ticks start once the farm, link or feed is back
             return
         self._send_quote(s, sub)
         if snapshot:
