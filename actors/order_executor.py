@@ -32,6 +32,7 @@ from config.loader import Config
 from ops.backoff import backoff_delay
 from trading.calendar import ET, TradingCalendar
 from trading.clock import Clock
+from trading.fills import EXIT_OCA_TYPE, remaining
 from trading.model import ContractInfo, LinkState, LinkStatus, OrderInfo, OrderRequest
 from trading.order_refs import (
     exit_refs,
@@ -329,9 +330,11 @@ class OrderExecutor(SupervisedActor):
             )
             return EntryResult(False, "failed", last_reason)
         # Point of no return: the sale filled. From here the result is success.
-        lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
-            timeout=self._t()
-        )
+        # The lot is what filled (all of it, or the slices before the rest was
+        # cancelled), at the broker's volume-weighted average.
+        lot_id = self.book.open_lot_for_sale(
+            info.order_ref, info.avg_fill_price, int(info.filled)
+        ).get(timeout=self._t())
         self._lots_sold_here.add(lot_id)
         lot = self.book.lot(lot_id).get(timeout=self._t())
         # Exits first: opening the lot already marked the entry done in the same
@@ -520,8 +523,11 @@ class OrderExecutor(SupervisedActor):
                 self.alerts.raise_alert("order_rejected", f"sale {contract.local_symbol} {reason}")
                 continue
             info = self._walk(info, prices[1:])
-            if info.is_filled:
-                self.log.info("sale filled: {} @ {}", contract.local_symbol, info.avg_fill_price)
+            if info.is_filled or info.filled > 0:
+                # A part filled is a sale: the rest was walked as this one order and
+                # then cancelled; no further attempt sells the full quantity again.
+                self.log.info("sale filled: {} x{} of {} @ {}", contract.local_symbol,
+                              int(info.filled), int(info.qty), info.avg_fill_price)
                 return True, info, "filled"
             reason = f"not filled after walking to {prices[-1]}"
         return False, None, reason
@@ -656,7 +662,7 @@ class OrderExecutor(SupervisedActor):
             ]
             reqs = [
                 OrderRequest(ref, contract, "BUY", otype, lot["qty"], lmt_price=lmt,
-                             aux_price=aux, oca_group=oca, oca_type=1, tif="GTC")
+                             aux_price=aux, oca_group=oca, oca_type=EXIT_OCA_TYPE, tif="GTC")
                 for _role, ref, otype, lmt, aux in legs
             ]
             # Both intents in one durable commit, then both orders in one round trip.
@@ -802,7 +808,7 @@ class OrderExecutor(SupervisedActor):
             pair = self._live_pair(lot, mine)
             current = self.book.lot(lot["id"]).get(timeout=self._t())
             resize = pair is not None and current is not None and any(
-                int(o.qty) != int(current["qty"]) for o in pair
+                remaining(o.qty, o.filled) != int(current["qty"]) for o in pair
             )
             if resize:
                 # Part of the lot was closed by hand: the pair is cancelled and placed
@@ -968,10 +974,10 @@ class OrderExecutor(SupervisedActor):
             except Exception as exc2:
                 self.log.error("cancel of {} failed: {}", order.order_ref, exc2)
                 return
-        if info.is_filled:
-            lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
-                timeout=self._t()
-            )
+        if info.is_filled or info.filled > 0:
+            lot_id = self.book.open_lot_for_sale(
+                info.order_ref, info.avg_fill_price, int(info.filled)
+            ).get(timeout=self._t())
             self._lots_sold_here.add(lot_id)
             self.book.finish_entry(trade_date, slot, "done", "resumed sale filled", lot_id).get(
                 timeout=self._t()

@@ -25,15 +25,15 @@ def vwap(fills: Iterable[Mapping[str, Any]]) -> tuple[int, float]:
         notional += q * float(f.get("price") or 0.0)
     if qty <= 0:
         return 0, 0.0
-    return int(round(qty)), round(notional / qty, 6)
+    return round(qty), round(notional / qty, 6)
 
 
 def exit_slice(lot_qty: int, slice_qty: float) -> int:
     """Contracts an exit slice closes, split off a lot of `lot_qty`: the slice's size,
     never more than the lot (a slice the size of the lot closes the lot itself)."""
-    return max(0, min(int(lot_qty), int(round(slice_qty))))
+    return max(0, min(int(lot_qty), round(slice_qty)))
 
 
 def remaining(qty: float, filled: float) -> int:
     """An order's still-working quantity (what an OCA remainder protects)."""
-    return max(0, int(round(qty - filled)))
+    return max(0, round(qty - filled))

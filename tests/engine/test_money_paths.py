@@ -255,6 +255,10 @@ def test_path_5_an_exit_slice_reduces_the_lot_and_the_oca_rest_protects_the_rest
     assert set(buys) == {lot["tp_order_ref"], lot["sl_order_ref"]}, buys
     assert {r: o["qty"] - o["filled"] for r, o in buys.items()} == {
         lot["tp_order_ref"]: 2, lot["sl_order_ref"]: 2}
+    # The repair job sees the remainder fits the lot: it keeps the pair (no resize).
+    report = eng.engine.directory.proxy("order_executor").repair_exits("test").get(timeout=30)
+    assert report["resized"] == 0 and report["repaired"] == 0, report
+    assert set(o["order_ref"] for o in live_buys(sim)) == set(buys)
     sim.post("/fault/hold_fills", {"seconds": 0})
     final = wait_for_value(lots, lambda ls: all(x["state"] == "closed" for x in ls), 20,
                            "every contract closed")
