@@ -268,3 +268,71 @@ def test_path_5_an_exit_slice_reduces_the_lot_and_the_oca_rest_protects_the_rest
     bought = [f for f in fills if f["side"] == "BOT"]
     assert len(bought) == len({f["exec_id"] for f in bought}) == 3, bought
     assert not live_buys(sim)
+
+
+
+def test_path_4_a_sale_of_a_crossed_modify_is_one_sale(
+    sim: Any, start_engine: Any
+) -> None:
+    """The walk's re-price loses the race with a fill (fill, then 104; ib_insync marks
+    the trade Cancelled on the error): the fill counts, no second sale."""
+    eng = start_engine({"strategy": {"quantity": 2, "limit_walk_interval": 0.3}})
+    sim.post("/fault/hold_fills", {"seconds": 120})
+    sim.post("/fault/fill_on_cancel", {"count": 1, "code": 10148})
+    with watch_live_exits(sim) as worst:
+        assert eng.ask("enter_now")["accepted"]
+        lot = protected_lot(eng, 60)
+        entries = wait_for_value(lambda: eng.book().entries().get(timeout=5),
+                                 lambda es: es and es[0]["state"] != "started", 30,
+                                 "the entry finished")
+    sells = [e for e in sim.get_state()["executions"] if e["side"] == "SLD"]
+    assert sum(e["qty"] for e in sells) == 2 and lot["qty"] == 2, (sells, lot)
+    assert {e["order_ref"] for e in sells} == {lot["order_ref"]}
+    assert not [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
+    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
+    assert worst["orders"] <= 2 and worst["groups"] <= 1, worst
+
+
+def live_sells(sim: Any) -> list[dict[str, Any]]:
+    return [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
+
+
+def test_path_4_a_fill_between_sale_attempts_is_looked_for_at_the_broker(
+    sim: Any, start_engine: Any
+) -> None:
+    """The sale's ack is late: the entry gives up ("outcome unknown") and fails, while
+    `…:sale:1` is on its way to the market. The operator runs the slot again at once:
+    the old code sent `…:sale:2` and the first came alive beside it (two sales for one
+    slot). Now the broker is asked by orderRef first (executions, open orders): the
+    earlier attempt is waited for and walked itself; only once it is known dead does
+    a new attempt go out."""
+    eng = start_engine({"strategy": {"order_ack_timeout": 0.5, "limit_walk_interval": 1.0}})
+    sim.post("/fault/hold_fills", {"seconds": 300})  # nothing fills: attempts only
+    sim.post("/fault/slow_orders", {"seconds": 4.0, "action": "SELL"})
+    worst = {"sells": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            worst["sells"] = max(worst["sells"], len(live_sells(sim)))
+            stop.wait(0.02)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+
+    def entry() -> dict[str, Any]:
+        return (eng.book().entries().get(timeout=5) or [{"state": ""}])[0]
+    try:
+        assert eng.ask("enter_now")["accepted"]
+        wait_until(lambda: entry()["state"] == "failed", 30, message="the entry gave up")
+        sim.post("/fault/slow_orders", {"seconds": 0})
+        reply = eng.ask("enter_now", {"slot": "15:00"})
+        assert reply["accepted"], reply
+        wait_until(lambda: entry()["state"] == "started", 10, message="the re-run started")
+        wait_until(lambda: entry()["state"] == "failed", 90, message="the re-run ended")
+    finally:
+        stop.set()
+        t.join(5)
+    assert worst["sells"] <= 1, worst
+    assert not live_sells(sim)
+    assert not sim.get_state()["executions"]
