@@ -32,7 +32,7 @@ from config.loader import Config
 from ops.backoff import backoff_delay
 from trading.calendar import ET, TradingCalendar
 from trading.clock import Clock
-from trading.fills import EXIT_OCA_TYPE, remaining
+from trading.fills import EXIT_OCA_TYPE, remaining, sold_by
 from trading.model import ContractInfo, LinkState, LinkStatus, OrderInfo, OrderRequest
 from trading.order_refs import (
     exit_refs,
@@ -471,6 +471,13 @@ class OrderExecutor(SupervisedActor):
         # the key by which the broker is asked).
         first = self.book.next_sale_serial(trade_date, slot).get(timeout=self._t())
         for attempt in range(first, first + s.sale_attempts):
+            # Never two sales for one slot: an earlier attempt (this run's, or a run that
+            # gave up) may have filled or still be working whatever this session thinks.
+            earlier, found = self._earlier_sale(trade_date, slot, contract)
+            if earlier == "filled" and found is not None:
+                return True, found, "filled (an earlier attempt)"
+            if earlier != "clear":
+                return False, None, earlier
             if attempt > first:
                 self._restore(cancelled)  # after every failed attempt, at once
                 self._cancel_conflicting_exits(contract)
@@ -478,13 +485,7 @@ class OrderExecutor(SupervisedActor):
             if quote.bid is None or quote.ask is None:
                 reason = "no quote"
                 continue
-            prices = limit_walk(
-                quote.bid,
-                quote.ask,
-                s.limit_walk_step,
-                max(2, round(1 / s.limit_walk_step) + 1),
-                contract.min_tick,
-            )
+            prices = self._sale_prices(quote, contract)
             ref = sale_ref(trade_date, slot, attempt)
             self.intents.record_intent(
                 order_ref=ref,
@@ -531,6 +532,56 @@ class OrderExecutor(SupervisedActor):
                 return True, info, "filled"
             reason = f"not filled after walking to {prices[-1]}"
         return False, None, reason
+
+    def _sale_prices(self, quote: Any, contract: ContractInfo) -> list[float]:
+        s = self.cfg.strategy
+        return limit_walk(quote.bid, quote.ask, s.limit_walk_step,
+                          max(2, round(1 / s.limit_walk_step) + 1), contract.min_tick)
+
+    def _earlier_sale(
+        self, trade_date: str, slot: str, contract: ContractInfo
+    ) -> tuple[str, OrderInfo | None]:
+        """Ask the broker by orderRef (executions, open orders) about the slot's earlier
+        attempts: ("clear", None) when none filled and none works; ("filled", info) when
+        one sold (in whole or part); else a reason why no new attempt may go out. A
+        working one is waited for (until acknowledged) and walked itself, as one order."""
+        s = self.cfg.strategy
+        prefix = sale_prefix(trade_date, slot)
+        deadline = time.monotonic() + max(s.exit_unknown_wait, s.order_ack_timeout)
+        while True:
+            try:
+                fills = self.conn.executions().get(timeout=self._t())
+                live = [o for o in self.conn.open_orders().get(timeout=self._t())
+                        if o.is_live and o.order_ref.startswith(prefix)]
+            except Exception as exc:
+                return f"cannot confirm at the broker that no earlier attempt works: {exc}", None
+            if live:
+                order = live[0]
+                if order.status in ("PendingSubmit", "ApiPending"):
+                    if time.monotonic() >= deadline:
+                        return (f"earlier attempt {order.order_ref} still unacknowledged; left "
+                                "to reconciliation"), None
+                    time.sleep(0.2)
+                    continue
+                self.log.warning("sale {} of this slot still works: walking it, no new "
+                                 "attempt beside it", order.order_ref)
+                quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
+                prices = self._sale_prices(quote, contract) if quote.bid and quote.ask else []
+                info = self._walk(order, prices)
+                if info.is_filled or info.filled > 0:
+                    return "filled", info
+                if info.status == "Unknown":
+                    return f"earlier attempt {order.order_ref}: cancel unanswered", None
+                continue  # look again: it is dead now, or say what is left
+            sold = sold_by(fills, prefix)
+            if sold is not None:
+                ref, qty, price = sold
+                self.log.warning("sale {} of this slot filled ({} @ {}): no new attempt",
+                                 ref, qty, price)
+                return "filled", OrderInfo(0, 0, ref, contract.con_id, contract.local_symbol,
+                                           "SELL", "LMT", qty, None, None, "", "Filled",
+                                           filled=qty, avg_fill_price=price)
+            return "clear", None
 
     def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo:
         interval = self.cfg.strategy.limit_walk_interval

@@ -37,3 +37,14 @@ def exit_slice(lot_qty: int, slice_qty: float) -> int:
 def remaining(qty: float, filled: float) -> int:
     """An order's still-working quantity (what an OCA remainder protects)."""
     return max(0, round(qty - filled))
+
+
+def sold_by(fills: Iterable[Any], prefix: str) -> tuple[str, int, float] | None:
+    """The first sale whose orderRef starts with `prefix` (a slot's attempts) that the
+    broker's executions show filled, as (orderRef, quantity, VWAP); None if none did."""
+    mine = [f for f in fills if f.order_ref.startswith(prefix) and f.side in ("SLD", "SELL")]
+    if not mine:
+        return None
+    ref = mine[0].order_ref
+    qty, price = vwap({"qty": f.qty, "price": f.price} for f in mine if f.order_ref == ref)
+    return ref, qty, price
