@@ -161,8 +161,9 @@ class Sampler:
         naked = naked_shorts(state)
         able = not blocked and bool(naked) and self.link_ready()
         for c in naked:
+            seen = c in self._since  # naked since an earlier sample: dt counts
             self._since.setdefault(c, now)
-            if able:
+            if able and seen:
                 self._acting[c] = self._acting.get(c, 0.0) + dt
             self.worst_naked_wall = max(self.worst_naked_wall, now - self._since[c])
             self.worst_naked = max(self.worst_naked, self._acting.get(c, 0.0))
