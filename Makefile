@@ -8,6 +8,7 @@ RUN_DIR ?= $(CURDIR)/run
 
 SEED ?= 1
 DAYS ?= 20
+QUANTITY ?= 1
 
 .PHONY: venv test lint demo stop clean browser soak bench
 
@@ -36,7 +37,7 @@ test: $(STAMP) browser
 
 # The long chaos soak: prints the report (seed, faults, kills, checks, violations).
 soak: $(STAMP)
-	$(BIN)/python -m tests.chaos.soak --seed $(SEED) --days $(DAYS)
+	$(BIN)/python -m tests.chaos.soak --seed $(SEED) --days $(DAYS) --quantity $(QUANTITY)
 
 # The benchmarks (bench/): each prints a table and a BENCH_JSON line, under 2 min each.
 BENCHES ?= outage exits entry dashboard ticks fills memory

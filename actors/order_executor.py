@@ -41,6 +41,7 @@ from config.loader import Config
 from ops.backoff import backoff_delay
 from trading.calendar import ET, TradingCalendar
 from trading.clock import Clock
+from trading.fills import EXIT_OCA_TYPE, remaining, sold_by
 from trading.freshness import stale_reason
 from trading.margin import margin_refusal
 from trading.model import ContractInfo, LinkState, LinkStatus, OrderInfo, OrderRequest
@@ -383,9 +384,11 @@ class OrderExecutor(SupervisedActor):
             )
             return EntryResult(False, "failed", last_reason)
         # Point of no return: the sale filled. From here the result is success.
-        lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
-            timeout=self._t()
-        )
+        # The lot is what filled (all of it, or the slices before the rest was
+        # cancelled), at the broker's volume-weighted average.
+        lot_id = self.book.open_lot_for_sale(
+            info.order_ref, info.avg_fill_price, int(info.filled)
+        ).get(timeout=self._t())
         self._lots_sold_here.add(lot_id)
         lot = self.book.lot(lot_id).get(timeout=self._t())
         # Exits first: opening the lot already marked the entry done in the same
@@ -578,6 +581,13 @@ class OrderExecutor(SupervisedActor):
         # the key by which the broker is asked).
         first = self.book.next_sale_serial(trade_date, slot).get(timeout=self._t())
         for attempt in range(first, first + s.sale_attempts):
+            # Never two sales for one slot: an earlier attempt (this run's, or a run that
+            # gave up) may have filled or still be working whatever this session thinks.
+            earlier, found = self._earlier_sale(trade_date, slot, contract)
+            if earlier == "filled" and found is not None:
+                return True, found, "filled (an earlier attempt)"
+            if earlier != "clear":
+                return False, None, earlier
             if attempt > first:
                 self._restore(cancelled)  # after every failed attempt, at once
                 self._cancel_conflicting_exits(contract)
@@ -585,13 +595,7 @@ class OrderExecutor(SupervisedActor):
             if quote.bid is None or quote.ask is None:
                 reason = "no quote"
                 continue
-            prices = limit_walk(
-                quote.bid,
-                quote.ask,
-                s.limit_walk_step,
-                max(2, round(1 / s.limit_walk_step) + 1),
-                contract.min_tick,
-            )
+            prices = self._sale_prices(quote, contract)
             if attempt > first:  # before each sale (the first was checked before any cancel)
                 self._check_margin(contract, prices[0], spot)
             ref = sale_ref(trade_date, slot, attempt)
@@ -632,11 +636,64 @@ class OrderExecutor(SupervisedActor):
                 self.alerts.raise_alert("order_rejected", f"sale {contract.local_symbol} {reason}")
                 continue
             info = self._walk(info, prices[1:])
-            if info.is_filled:
-                self.log.info("sale filled: {} @ {}", contract.local_symbol, info.avg_fill_price)
+            if info.is_filled or info.filled > 0:
+                # A part filled is a sale: the rest was walked as this one order and
+                # then cancelled; no further attempt sells the full quantity again.
+                self.log.info("sale filled: {} x{} of {} @ {}", contract.local_symbol,
+                              int(info.filled), int(info.qty), info.avg_fill_price)
                 return True, info, "filled"
             reason = f"not filled after walking to {prices[-1]}"
         return False, None, reason
+
+    def _sale_prices(self, quote: Any, contract: ContractInfo) -> list[float]:
+        s = self.cfg.strategy
+        return limit_walk(quote.bid, quote.ask, s.limit_walk_step,
+                          max(2, round(1 / s.limit_walk_step) + 1), contract.min_tick)
+
+    def _earlier_sale(
+        self, trade_date: str, slot: str, contract: ContractInfo
+    ) -> tuple[str, OrderInfo | None]:
+        """Ask the broker by orderRef (executions, open orders) about the slot's earlier
+        attempts: ("clear", None) when none filled and none works; ("filled", info) when
+        one sold (in whole or part); else a reason why no new attempt may go out. A
+        working one is waited for (until acknowledged) and walked itself, as one order."""
+        s = self.cfg.strategy
+        prefix = sale_prefix(trade_date, slot)
+        deadline = time.monotonic() + max(s.exit_unknown_wait, s.order_ack_timeout)
+        while True:
+            try:
+                fills = self.conn.executions().get(timeout=self._t())
+                live = [o for o in self.conn.open_orders().get(timeout=self._t())
+                        if o.is_live and o.order_ref.startswith(prefix)]
+            except Exception as exc:
+                return f"cannot confirm at the broker that no earlier attempt works: {exc}", None
+            if live:
+                order = live[0]
+                if order.status in ("PendingSubmit", "ApiPending"):
+                    if time.monotonic() >= deadline:
+                        return (f"earlier attempt {order.order_ref} still unacknowledged; left "
+                                "to reconciliation"), None
+                    time.sleep(0.2)
+                    continue
+                self.log.warning("sale {} of this slot still works: walking it, no new "
+                                 "attempt beside it", order.order_ref)
+                quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
+                prices = self._sale_prices(quote, contract) if quote.bid and quote.ask else []
+                info = self._walk(order, prices)
+                if info.is_filled or info.filled > 0:
+                    return "filled", info
+                if info.status == "Unknown":
+                    return f"earlier attempt {order.order_ref}: cancel unanswered", None
+                continue  # look again: it is dead now, or say what is left
+            sold = sold_by(fills, prefix)
+            if sold is not None:
+                ref, qty, price = sold
+                self.log.warning("sale {} of this slot filled ({} @ {}): no new attempt",
+                                 ref, qty, price)
+                return "filled", OrderInfo(0, 0, ref, contract.con_id, contract.local_symbol,
+                                           "SELL", "LMT", qty, None, None, "", "Filled",
+                                           filled=qty, avg_fill_price=price)
+            return "clear", None
 
     def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo:
         interval = self.cfg.strategy.limit_walk_interval
@@ -768,7 +825,7 @@ class OrderExecutor(SupervisedActor):
             ]
             reqs = [
                 OrderRequest(ref, contract, "BUY", otype, lot["qty"], lmt_price=lmt,
-                             aux_price=aux, oca_group=oca, oca_type=1, tif="GTC")
+                             aux_price=aux, oca_group=oca, oca_type=EXIT_OCA_TYPE, tif="GTC")
                 for _role, ref, otype, lmt, aux in legs
             ]
             # Both intents in one durable commit, then both orders in one round trip.
@@ -915,7 +972,7 @@ class OrderExecutor(SupervisedActor):
             pair = self._live_pair(lot, mine)
             current = self.book.lot(lot["id"]).get(timeout=self._t())
             resize = pair is not None and current is not None and any(
-                int(o.qty) != int(current["qty"]) for o in pair
+                remaining(o.qty, o.filled) != int(current["qty"]) for o in pair
             )
             if resize:
                 # Part of the lot was closed by hand: the pair is cancelled and placed
@@ -1081,10 +1138,10 @@ class OrderExecutor(SupervisedActor):
             except Exception as exc2:
                 self.log.error("cancel of {} failed: {}", order.order_ref, exc2)
                 return
-        if info.is_filled:
-            lot_id = self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price).get(
-                timeout=self._t()
-            )
+        if info.is_filled or info.filled > 0:
+            lot_id = self.book.open_lot_for_sale(
+                info.order_ref, info.avg_fill_price, int(info.filled)
+            ).get(timeout=self._t())
             self._lots_sold_here.add(lot_id)
             self.book.finish_entry(trade_date, slot, "done", "resumed sale filled", lot_id).get(
                 timeout=self._t()

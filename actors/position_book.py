@@ -35,6 +35,7 @@ from config.loader import Config, schedule_warnings
 from trading import pnl as pnl_math
 from trading.calendar import ET
 from trading.clock import Clock
+from trading.fills import exit_slice, vwap
 from trading.model import ContractInfo, FillInfo, LinkState, LinkStatus, OrderInfo, PositionInfo
 from trading.order_refs import PREFIX, parse_sale
 
@@ -325,12 +326,14 @@ class PositionBook(SettlementMixin, SupervisedActor):
             self.log.warning("fill {} for unknown order ref {}", fill.exec_id, fill.order_ref)
             return None
         lot_id = order.get("lot_id")
+        opened = False
         if order["role"] == "sale" and lot_id is None:
             existing = self.db.lot_by_order_ref(fill.order_ref)
             if existing:
                 lot_id = existing["id"]
             else:
                 lot_id = self._open_lot_from_sale(order, fill)
+                opened = True
                 # Whoever sold it may have given up already: protection must not wait
                 # for the repair tick (the executor ignores this if it placed exits).
                 self.directory.tell("order_executor", ProtectLot(lot_id, "sale fill"))
@@ -363,9 +366,36 @@ class PositionBook(SettlementMixin, SupervisedActor):
         # add_fill marked the order filled in its own transaction.
         if order["role"] == "shares":
             self._shares_sold(fill.side, fill.qty)
+        if order["role"] == "sale" and lot_id is not None and not opened:
+            self._size_sale_lot(lot_id, fill.order_ref)  # a further slice of the sale
         if order["role"] in ("tp", "sl") and lot_id is not None:
             self._close_lot_on_exit(lot_id, order["role"], fill)
         return lot_id
+
+    def _size_sale_lot(self, lot_id: int, order_ref: str, qty: int = 0,
+                       avg_price: float = 0.0) -> None:
+        """A lot is what its sale filled, at the volume-weighted price of the slices (or
+        the broker's figures for the order, `qty` at `avg_price`, when they say more than
+        the slices stored so far). Exit prices follow while no exits are placed."""
+        from trading.pricing import exit_prices
+
+        lot = self.db.lot(lot_id)
+        if lot is None or lot["state"] == "closed":
+            return
+        got, price = vwap(self.db.fills_of_order(order_ref))
+        if qty > got:
+            got, price = qty, avg_price
+        if got <= 0 or (got == lot["qty"] and abs(price - lot["entry_price"]) < 1e-9):
+            return
+        got = max(got, int(lot["qty"]))  # never below what a slice already made it
+        tp, sl = lot["tp_price"], lot["sl_price"]
+        if not lot.get("tp_order_ref"):
+            info = self.contract(lot["con_id"])
+            tp, sl = exit_prices(price, self.cfg.strategy.take_profit_ratio,
+                                 self.cfg.strategy.stop_loss_ratio,
+                                 info.min_tick if info else 0.01)
+        self.db.resize_sale_lot(lot_id, got, price, tp, sl)
+        self.log.info("lot {} is {} contracts at {} (sale slices)", lot_id, got, price)
 
     def _store_outside_fill(self, fill: FillInfo) -> None:
         """An execution of an order that is not ours (entered in TWS or the app): kept
@@ -384,10 +414,12 @@ class PositionBook(SettlementMixin, SupervisedActor):
                 fill.exec_id, fill.side, fill.local_symbol, fill.qty, fill.price,
             )
 
-    def open_lot_for_sale(self, order_ref: str, fill_price: float) -> int:
-        """The executor saw its sale fill: make sure the lot exists (the fill event may lag)."""
+    def open_lot_for_sale(self, order_ref: str, fill_price: float, filled: int = 0) -> int:
+        """The executor saw its sale fill (`filled` contracts, all of the order when 0):
+        make sure the lot exists and has that size (the fill events may lag)."""
         existing = self.db.lot_by_order_ref(order_ref)
         if existing is not None:
+            self._size_sale_lot(int(existing["id"]), order_ref, filled, fill_price)
             return int(existing["id"])
         order = self.db.order_by_ref(order_ref)
         if order is None:
@@ -400,7 +432,7 @@ class PositionBook(SettlementMixin, SupervisedActor):
             con_id=order["con_id"],
             local_symbol="",
             side="SLD",
-            qty=order["qty"],
+            qty=filled or order["qty"],
             price=fill_price,
             time=time.time(),
         )
@@ -436,7 +468,7 @@ class PositionBook(SettlementMixin, SupervisedActor):
             right=info.right or "P",
             local_symbol=info.local_symbol or fill.local_symbol,
             multiplier=info.multiplier or 100,
-            qty=int(order["qty"]),
+            qty=int(fill.qty),  # this slice; further slices grow it (_size_sale_lot)
             entry_price=fill.price,
             entry_time=fill.time,
             order_ref=order["order_ref"],
@@ -448,7 +480,7 @@ class PositionBook(SettlementMixin, SupervisedActor):
             "lot {} opened: {} x{} @ {} (TP {} SL {})",
             lot_id,
             info.local_symbol,
-            order["qty"],
+            fill.qty,
             fill.price,
             tp,
             sl,
@@ -459,6 +491,16 @@ class PositionBook(SettlementMixin, SupervisedActor):
         lot = self.db.lot(lot_id)
         if lot is None or lot["state"] == "closed":
             return
+        take = exit_slice(lot["qty"], fill.qty)
+        if 0 < take < lot["qty"]:
+            # A slice of the exit: it closes a piece of its own (realized P&L per slice);
+            # the lot keeps the rest, still protected by the OCA group's remainder.
+            piece_id = self.db.split_lot(lot_id, take)
+            if piece_id is not None:
+                self.db.attach_fills([fill.exec_id], piece_id)
+                self.log.info("lot {}: exit slice of {} at {} closes piece {}; {} left",
+                              lot_id, take, fill.price, piece_id, lot["qty"] - take)
+                lot_id, lot = piece_id, {**lot, "qty": take, "id": piece_id}
         commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(lot_id))
         realized = pnl_math.realized_pnl(
             lot["entry_price"],

@@ -512,6 +512,21 @@ class Store:
             return self._rows("SELECT * FROM fills ORDER BY time, exec_id")
         return self._rows("SELECT * FROM fills WHERE lot_id = ? ORDER BY time, exec_id", (lot_id,))
 
+    def fills_of_order(self, order_ref: str) -> list[dict[str, Any]]:
+        """The slices of one order (each its own execution)."""
+        return self._rows("SELECT * FROM fills WHERE order_ref = ? ORDER BY time, exec_id",
+                          (order_ref,))
+
+    def resize_sale_lot(self, lot_id: int, qty: int, entry_price: float, tp_price: float,
+                        sl_price: float) -> None:
+        """A sale's further slices: the lot's size and volume-weighted price."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE lots SET qty = ?, entry_price = ?, tp_price = ?, sl_price = ?,"
+                " updated_at = ? WHERE id = ? AND state != 'closed'",
+                (qty, entry_price, tp_price, sl_price, time.time(), lot_id),
+            )
+
     def fill_count(self) -> int:
         row = self._row("SELECT COUNT(*) AS n FROM fills")
         return int(row["n"]) if row else 0

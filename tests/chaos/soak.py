@@ -14,9 +14,13 @@ control API. Each simulated day:
    jumps through TP and SL, the webhook sink down, 2110 outages, data farm breaks,
    early assignment: the lot must close `assigned`, a closed lot always has a reason)
    and `kill -9` of the engine (PRAGMA integrity_check right after each kill).
-   ibsim's adversities the engine does not survive yet (partial fills, stalls past the
-   ack timeout, fill-on-cancel) are listed in WAITING_FAULTS with
-   their engine issue and drawn only with `--with-waiting`;
+   partial fills (quantity >= 2 in slices), stalls past the ack timeout and
+   fill-on-cancel races are drawn too (WAITING_FAULTS lists any adversity the engine
+   does not survive yet, with its engine issue, drawn only with `--with-waiting`).
+   While the faults run, the money invariants (tests/chaos/invariants.py) are sampled
+   twice a second (a simulated minute is 1.5 s): live exit quantity <= the short
+   position, one exit pair per lot, no short naked longer than the repair interval + 5 s
+   while the engine can act, one sale per slot, every fill stored once with its slice;
 2. settle: every fault ended, the clock at 1x: the link must come back READY and
    every open lot must have live TP and SL at the broker within one repair
    interval (plus slack for the orders' round trips); the book's open lots must
@@ -54,6 +58,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ops.clock_source import write_clock_file
+from tests.chaos.invariants import Sampler
 from tests.support.stack import Stack
 from tests.support.webhook_sink import WebhookSink
 from tests.support.zmq_request import zmq_request
@@ -66,6 +71,7 @@ CHAOS_SPEED = 40.0  # simulated seconds per real second during the chaos window
 CHAOS_SECONDS = 22.0  # real seconds of chaos per day: 09:33 -> ~09:47:40 ET
 REPAIR_INTERVAL = 2.0
 SETTLE_SLACK = 8.0  # order round trips and exit retry backoff on top of the repair interval
+NAKED_LIMIT = REPAIR_INTERVAL + 5.0  # issue 14: the longest a short may stay naked
 FINAL_ENTRY_STATES = ("done", "failed", "missed", "skipped")
 
 FAULT_KINDS = (
@@ -82,16 +88,15 @@ FAULT_KINDS = (
     "outage_2110",  # IB's other loss code (issue 13): restored by 1101/1102
     "farm_break",  # a data farm breaks (2103/2105/2157) and comes back
     "early_assignment",  # issue 16: the lot closes `assigned`, its exits are cancelled
+    "partial_fills",  # issue 14: orders of quantity >= 2 fill in slices
+    "stall",  # issue 14: the gateway acts but answers late (past the ack timeout)
+    "fill_on_cancel",  # issue 14: a cancel or modify crosses a fill
 )
 # Relative weights: the slow ones (logout escalates to a gateway restart) rarer.
-FAULT_WEIGHTS = (3, 3, 3, 2, 1, 2, 3, 2, 4, 2, 2, 2, 2)
+FAULT_WEIGHTS = (3, 3, 3, 2, 1, 2, 3, 2, 4, 2, 2, 2, 2, 3, 2, 3)
 # ibsim's adversities the engine does not survive yet: listed, not drawn, until their
 # engine issue lands (then move them into FAULT_KINDS). `--with-waiting` draws them too.
-WAITING_FAULTS = {
-    "partial_fills": "issue 14 (money paths: partial fills, quantity > 1)",
-    "stall": "issue 14 (money paths: an exit leg Unknown after the ack timeout is re-sent)",
-    "fill_on_cancel": "issue 14 (money paths: a fill between sale attempts)",
-}
+WAITING_FAULTS: dict[str, str] = {}
 # Scheduled by the calendar, not drawn: IB's daily reset (every session night, on the
 # soak's clock, ibsim's --ib-schedule) and the Sunday re-authentication (each weekend).
 SCHEDULED_FAULTS = ("daily_reset", "sunday_reauth")
@@ -120,6 +125,10 @@ class Report:
     alert_kinds: Counter[str] = field(default_factory=Counter)
     crash_alerts: int = 0
     seconds: float = 0.0
+    quantity: int = 1
+    samples: int = 0
+    worst_naked: float = 0.0  # while the engine could act
+    worst_naked_wall: float = 0.0  # counting outages, logouts and kills too
 
     waiting: dict[str, str] = field(default_factory=lambda: dict(WAITING_FAULTS))
 
@@ -128,7 +137,8 @@ class Report:
 
     def text(self) -> str:
         lines = [
-            f"chaos soak  seed={self.seed}  days={self.days}  ({self.seconds:.0f} s)",
+            f"chaos soak  seed={self.seed}  days={self.days}  quantity={self.quantity}"
+            f"  ({self.seconds:.0f} s)",
             f"faults: {sum(self.faults.values())}  "
             + "  ".join(f"{k}={v}" for k, v in sorted(self.faults.items())),
         ]
@@ -147,11 +157,15 @@ class Report:
             f"alerts delivered: {self.alerts_delivered} (+{self.crash_alerts} process_crashed"
             " from the supervisord listener)",
             "alert kinds: " + "  ".join(f"{k}={v}" for k, v in sorted(self.alert_kinds.items())),
+            f"invariant samples: {self.samples}; worst naked short: {self.worst_naked:.1f} s"
+            f" while the engine could act (limit {NAKED_LIMIT:.0f} s),"
+            f" {self.worst_naked_wall:.1f} s counting outages and kills",
         ]
         if self.violations:
             lines.append(f"VIOLATIONS: {len(self.violations)}")
             lines += [f"  - {v}" for v in self.violations]
-            lines.append(f"replay: make soak SEED={self.seed} DAYS={self.days}")
+            lines.append(f"replay: make soak SEED={self.seed} DAYS={self.days}"
+                         f" QUANTITY={self.quantity}")
         else:
             lines.append("violations: none")
         return "\n".join(lines)
@@ -163,7 +177,9 @@ class Report:
             "entries": dict(self.entries), "lots": dict(self.lots),
             "waiting": self.waiting, "skipped": dict(self.skipped),
             "alerts_delivered": self.alerts_delivered, "alert_kinds": dict(self.alert_kinds),
-            "seconds": round(self.seconds, 1),
+            "seconds": round(self.seconds, 1), "quantity": self.quantity,
+            "samples": self.samples, "worst_naked": round(self.worst_naked, 1),
+            "worst_naked_wall": round(self.worst_naked_wall, 1),
         }, sort_keys=True)
 
 
@@ -204,12 +220,13 @@ def plan_day(rng: random.Random, faults_per_day: int, kills_per_day: int,
 class Soak:
     def __init__(self, seed: int, days: int, workdir: Path, faults_per_day: int = 9,
                  kills_per_day: int = 1, log: Callable[[str], None] | None = None,
-                 with_waiting: bool = False) -> None:
+                 with_waiting: bool = False, quantity: int = 1) -> None:
         self.seed, self.days, self.workdir = seed, days, workdir
         self.with_waiting = with_waiting
         self.rng = random.Random(seed)
         self.faults_per_day, self.kills_per_day = faults_per_day, kills_per_day
-        self.report = Report(seed, days)
+        self.quantity = quantity
+        self.report = Report(seed, days, quantity=quantity)
         if with_waiting:
             self.report.waiting = {}  # drawn like the others
         self.log = log or (lambda line: print(line, flush=True))
@@ -231,8 +248,9 @@ class Soak:
             # The nearest expiry a day out (weekly rule), so that lots expire in the soak.
             "strategy": {"expiry_rule": "nearest_dte", "strike_selection": "delta",
                          "target_dte": 1, "limit_walk_interval": 0.1, "order_ack_timeout": 3.0,
-                         "exit_retry_backoff": 0.2, "sale_attempts": 2},
-            "risk": {"max_open_lots": 20, "max_contracts_per_day": 2,
+                         "exit_retry_backoff": 0.2, "sale_attempts": 2,
+                         "quantity": quantity},
+            "risk": {"max_open_lots": 20, "max_contracts_per_day": 2 * quantity,
                      "max_short_notional": 10_000_000.0},
             "watchdog": {"gateway_restart": "supervisor", "market_data_silence": 0.0,
                          "escalate_after": 3.0, "backoff_initial": 0.2, "backoff_max": 1.0,
@@ -240,6 +258,10 @@ class Soak:
             "alerts": {"retry_initial": 0.1, "retry_max": 0.5, "coalesce_window": 2.0},
             "zmq": {"command_max_age": 30.0},
         }, env={"IBSIM_IB_SCHEDULE": "1"})  # IB's daily reset and Sunday re-auth, on our clock
+        self.sampler = Sampler(self.broker, lambda: self.rows("SELECT * FROM fills"),
+                               lambda: self.link_state() == "READY", quantity, NAKED_LIMIT,
+                               lambda what: self.report.violate(self.day, what))
+        self.day = "start"
 
     # ---- the clock ----------------------------------------------------------------------
 
@@ -323,9 +345,12 @@ class Soak:
         elif k == "stall":
             ok = self.post(k, "/fault/stall", {"seconds": s})
         elif k == "partial_fills":
-            ok = self.post(k, "/fault/partial_fills", {"count": int(fault.size), "slices": 2})
+            # Slices of 1 contract when the quantity allows (3 -> 1, 1, 1).
+            ok = self.post(k, "/fault/partial_fills", {"count": int(fault.size),
+                                                       "slices": max(2, self.quantity)})
         elif k == "fill_on_cancel":
-            ok = self.post(k, "/fault/fill_on_cancel", {"count": int(fault.size)})
+            ok = self.post(k, "/fault/fill_on_cancel", {
+                "count": int(fault.size), "code": self.rng.choice([10148, 161])})
         elif k == "early_assignment":
             state = self.broker()
             shorts = [p for p in (state or {}).get("positions", [])
@@ -456,6 +481,8 @@ class Soak:
         self.set_clock(datetime(day.year, day.month, day.day, 9, 33, tzinfo=ET), CHAOS_SPEED)
         t0 = time.monotonic()
         pending = list(plan)
+        self.day = d
+        self.sampler.start()
         while time.monotonic() - t0 < CHAOS_SECONDS:
             now = time.monotonic()
             while pending and now - t0 >= pending[0].at:
@@ -478,6 +505,14 @@ class Soak:
         # Settle: faults over, time at 1x. The link must come back and the lots be whole.
         self.set_clock(max(self.sim_now(), self.sim_at), 1.0)
         self.end_all_faults()
+        # The settle is sampled too (its repairs are what ends a naked short), then stop.
+        self.wait(lambda: self.link_state() == "READY", 90)
+        self.wait(lambda: not self.unprotected(), REPAIR_INTERVAL + SETTLE_SLACK)
+        self.sampler.stop()
+        self.report.samples = self.sampler.samples
+        self.report.worst_naked = self.sampler.worst_naked
+        self.report.worst_naked_wall = self.sampler.worst_naked_wall
+        self.report.checks["money_invariants"] += 1
         self.report.checks["ready"] += 1
         if not self.wait(lambda: self.link_state() == "READY", 90):
             self.report.violate(d, "link not READY 90 s after the faults ended")
@@ -560,8 +595,9 @@ class Soak:
                 sales[e["order_ref"].split(":")[1]] += e["qty"]
         self.report.checks["entries_per_day"] += 1
         for day, qty in sorted(sales.items()):
-            if qty > len(ENTRY_TIMES):
-                self.report.violate(day, f"{qty} sold, more than {len(ENTRY_TIMES)} slots")
+            if qty > len(ENTRY_TIMES) * self.quantity:
+                self.report.violate(day, f"{qty} sold, more than {len(ENTRY_TIMES)} slots of "
+                                         f"{self.quantity}")
         # Fills: every execution of ours stored once; nothing stored the broker never did.
         self.report.checks["fills_once"] += 1
         ours = {e["exec_id"] for e in state["executions"] if e["order_ref"].startswith("tb:")}
@@ -575,22 +611,31 @@ class Soak:
                 self.report.violate(end, f"broker executions missing from the book: {missing}")
             if extra:
                 self.report.violate(end, f"book fills the broker never made: {extra}")
-        # Realized P&L of each closed lot = the sum over its fills.
+        # Realized P&L = the sum over the fills, per sale: a lot and the pieces its exit
+        # slices closed (same slot, contract and entry time) together, once all closed.
         self.report.checks["pnl_from_fills"] += 1
-        for lot in self.rows("SELECT * FROM lots WHERE state = 'closed'"):
-            self.report.lots[lot["close_reason"] or "closed"] += 1
-            if not lot["close_reason"]:  # closed iff gone at the broker, with a reason
-                self.report.violate(end, f"lot {lot['id']} closed without a reason")
-            if lot["close_reason"] not in ("take_profit", "stop_loss", "expired"):
+        families: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for lot in self.rows("SELECT * FROM lots"):
+            if lot["state"] == "closed":
+                self.report.lots[lot["close_reason"] or "closed"] += 1
+                if not lot["close_reason"]:  # closed iff gone at the broker, with a reason
+                    self.report.violate(end, f"lot {lot['id']} closed without a reason")
+            key = (lot["trade_date"], lot["slot"], lot["con_id"], lot["entry_time"])
+            families.setdefault(key, []).append(lot)
+        for lots in families.values():
+            if any(lot["state"] != "closed" or lot["close_reason"] not in (
+                    "take_profit", "stop_loss", "expired") for lot in lots):
                 continue
-            fills = self.rows("SELECT * FROM fills WHERE lot_id = ?", (lot["id"],))
-            mult = lot["multiplier"] or 100
+            fills = [f for lot in lots
+                     for f in self.rows("SELECT * FROM fills WHERE lot_id = ?", (lot["id"],))]
+            mult = lots[0]["multiplier"] or 100
             cash = sum((f["price"] if f["side"] == "SLD" else -f["price"]) * f["qty"] * mult
                        for f in fills)
             expected = round(cash - sum(f["commission"] or 0.0 for f in fills), 2)
-            if abs(expected - (lot["realized_pnl"] or 0.0)) > 0.011:
-                self.report.violate(end, f"lot {lot['id']} realized {lot['realized_pnl']} but "
-                                         f"its fills say {expected}")
+            realized = sum(lot["realized_pnl"] or 0.0 for lot in lots)
+            if abs(expected - realized) > 0.011 * len(lots):
+                self.report.violate(end, f"lots {[lot['id'] for lot in lots]} realized "
+                                         f"{realized:.2f} but their fills say {expected}")
         self.report.lots["open"] = len(self.open_lots())
         # Alerts: all delivered, each once, in order.
         self.report.checks["alerts_delivered"] += 1
@@ -657,13 +702,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=20)
     parser.add_argument("--faults-per-day", type=int, default=9)
     parser.add_argument("--kills-per-day", type=int, default=1)
+    parser.add_argument("--quantity", type=int, default=1,
+                        help="the strategy's quantity (contracts per sale)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, book)")
     parser.add_argument("--with-waiting", action="store_true",
                         help="also draw the faults waiting for their engine issue")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix=f"soak-{args.seed}-"))
     report = Soak(args.seed, args.days, workdir, args.faults_per_day, args.kills_per_day,
-                  with_waiting=args.with_waiting).run()
+                  with_waiting=args.with_waiting, quantity=args.quantity).run()
     print(report.text())
     print("SOAK_JSON " + report.as_json())
     print(f"work dir: {workdir}" if args.keep else "")

@@ -47,4 +47,4 @@ def test_every_fault_can_be_drawn_and_the_waiting_ones_are_listed_not_drawn() ->
     drawn = {f.kind for seed in range(60) for f in plan_day(random.Random(seed), 9, 0)}
     assert {"outage_2110", "farm_break"} <= drawn and not drawn & set(WAITING_FAULTS)
     text = Report(1, 1).text()
-    assert "waiting for their engine issue" in text and "issue 14" in text
+    assert "waiting for their engine issue" in text and "issue 16" in text

@@ -273,3 +273,172 @@ def test_path_11_a_sale_within_the_margin_limits_passes(sim: Any, start_engine: 
     protected_lot(eng)
     assert [a for a in eng.ask("alerts")["alerts"] if a["kind"] == "risk_limit"] == []
     assert [status for _, status in _sale_rows(eng)] == ["filled"]
+@contextmanager
+def on_executions(sim: Any, side: str, actions: dict[int, Any]) -> Iterator[None]:
+    """Runs actions[n] as soon as the broker shows the n-th execution on `side` (a slice
+    comes 0.15 s after the last: polled every 10 ms)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        done: set[int] = set()
+        while not stop.is_set() and len(done) < len(actions):
+            n = len([e for e in sim.get_state()["executions"] if e["side"] == side])
+            for k in sorted(actions):
+                if k <= n and k not in done:
+                    done.add(k)
+                    actions[k]()
+            stop.wait(0.01)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(5)
+
+
+def test_path_5_a_partly_filled_sale_is_a_lot_of_what_filled_at_its_vwap(
+    sim: Any, start_engine: Any
+) -> None:
+    """A sale of 3 fills in slices: 1, then 1 at a dearer price (the market moved), then
+    the market stops filling. The old code counted the cancelled attempt as unfilled,
+    sold 3 again, and opened a lot of 3 at the first slice's price with exits for 3. Now
+    the lot is the 2 that filled at their VWAP, exits for 2, no second sale."""
+    eng = start_engine({"strategy": {"quantity": 3, "limit_walk_interval": 1.0}})
+    spot = sim.get_state()["spot"]
+    sim.post("/fault/partial_fills", {"count": 1, "slices": 3})
+    with on_executions(sim, "SLD", {
+        1: lambda: sim.post("/market", {"spot": spot - 4.0}),
+        2: lambda: sim.post("/fault/hold_fills", {"seconds": 120}),
+    }):
+        assert eng.ask("enter_now")["accepted"]
+        lot = protected_lot(eng, 60)
+    sells = [e for e in sim.get_state()["executions"] if e["side"] == "SLD"]
+    assert [e["qty"] for e in sells] == [1, 1], sells
+    assert len({e["order_ref"] for e in sells}) == 1
+    vwap = sum(e["qty"] * e["price"] for e in sells) / 2
+    assert lot["qty"] == 2 and abs(lot["entry_price"] - vwap) < 1e-6, (lot, sells)
+    buys = live_buys(sim)
+    assert sorted(o["qty"] - o["filled"] for o in buys) == [2, 2], buys
+    assert not [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
+    # No second sale was sent for the slot: its only sale intent is the first.
+    entries = eng.book().entries().get(timeout=5)
+    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
+    assert eng.book().order_by_ref(lot["order_ref"].replace(":sale:1", ":sale:2")).get(
+        timeout=5) is None
+
+
+def test_path_5_an_exit_slice_reduces_the_lot_and_the_oca_rest_protects_the_rest(
+    sim: Any, start_engine: Any
+) -> None:
+    """A lot of 3; its TP fills 1 of 3, then the market stops filling. The old code
+    closed the whole lot at the first slice (and OCA type 1 cancelled the SL: 2 short
+    with no stop). Now a piece of 1 closes with its own realized P&L, the lot keeps 2,
+    the same pair stays live with the SL shrunk to 2; the rest closes slice by slice."""
+    eng = start_engine({"strategy": {"quantity": 3}})
+    assert eng.ask("enter_now")["accepted"]
+    lot = protected_lot(eng)
+    wait_until(lambda: len(live_buys(sim)) == 2, 10, message="the pair live")
+    spot = sim.get_state()["spot"]
+    sim.post("/fault/partial_fills", {"count": 1, "slices": 3})
+    with on_executions(sim, "BOT", {1: lambda: sim.post("/fault/hold_fills", {"seconds": 120})}):
+        sim.post("/market", {"spot": spot + 40.0})  # the put falls through its TP
+        wait_until(lambda: any(e["side"] == "BOT" for e in sim.get_state()["executions"]),
+                   20, message="the first TP slice")
+
+    def lots() -> list[dict[str, Any]]:
+        return eng.book().lots().get(timeout=5)
+
+    state = wait_for_value(lots, lambda ls: any(x["state"] == "closed" for x in ls), 10,
+                           "the slice's piece closed")
+    held = next(x for x in state if x["id"] == lot["id"])
+    piece = next(x for x in state if x["state"] == "closed")
+    assert (held["qty"], held["state"]) == (2, "open"), held
+    assert piece["qty"] == 1 and piece["close_reason"] == "take_profit", piece
+    assert piece["realized_pnl"] is not None
+    buys = {o["order_ref"]: o for o in live_buys(sim)}
+    assert set(buys) == {lot["tp_order_ref"], lot["sl_order_ref"]}, buys
+    assert {r: o["qty"] - o["filled"] for r, o in buys.items()} == {
+        lot["tp_order_ref"]: 2, lot["sl_order_ref"]: 2}
+    # The repair job sees the remainder fits the lot: it keeps the pair (no resize).
+    report = eng.engine.directory.proxy("order_executor").repair_exits("test").get(timeout=30)
+    assert report["resized"] == 0 and report["repaired"] == 0, report
+    assert set(o["order_ref"] for o in live_buys(sim)) == set(buys)
+    sim.post("/fault/hold_fills", {"seconds": 0})
+    final = wait_for_value(lots, lambda ls: all(x["state"] == "closed" for x in ls), 20,
+                           "every contract closed")
+    assert sum(x["qty"] for x in final) == 3 and all(
+        x["realized_pnl"] is not None for x in final), final
+    fills = eng.book().fills().get(timeout=5)
+    bought = [f for f in fills if f["side"] == "BOT"]
+    assert len(bought) == len({f["exec_id"] for f in bought}) == 3, bought
+    assert not live_buys(sim)
+
+
+
+def test_path_4_a_sale_of_a_crossed_modify_is_one_sale(
+    sim: Any, start_engine: Any
+) -> None:
+    """The walk's re-price loses the race with a fill (fill, then 104; ib_insync marks
+    the trade Cancelled on the error): the fill counts, no second sale."""
+    eng = start_engine({"strategy": {"quantity": 2, "limit_walk_interval": 0.3}})
+    sim.post("/fault/hold_fills", {"seconds": 120})
+    sim.post("/fault/fill_on_cancel", {"count": 1, "code": 10148})
+    with watch_live_exits(sim) as worst:
+        assert eng.ask("enter_now")["accepted"]
+        lot = protected_lot(eng, 60)
+        entries = wait_for_value(lambda: eng.book().entries().get(timeout=5),
+                                 lambda es: es and es[0]["state"] != "started", 30,
+                                 "the entry finished")
+    sells = [e for e in sim.get_state()["executions"] if e["side"] == "SLD"]
+    assert sum(e["qty"] for e in sells) == 2 and lot["qty"] == 2, (sells, lot)
+    assert {e["order_ref"] for e in sells} == {lot["order_ref"]}
+    assert not [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
+    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
+    assert worst["orders"] <= 2 and worst["groups"] <= 1, worst
+
+
+def live_sells(sim: Any) -> list[dict[str, Any]]:
+    return [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
+
+
+def test_path_4_a_fill_between_sale_attempts_is_looked_for_at_the_broker(
+    sim: Any, start_engine: Any
+) -> None:
+    """The sale's ack is late: the entry gives up ("outcome unknown") and fails, while
+    `…:sale:1` is on its way to the market. The operator runs the slot again at once:
+    the old code sent `…:sale:2` and the first came alive beside it (two sales for one
+    slot). Now the broker is asked by orderRef first (executions, open orders): the
+    earlier attempt is waited for and walked itself; only once it is known dead does
+    a new attempt go out."""
+    eng = start_engine({"strategy": {"order_ack_timeout": 0.5, "limit_walk_interval": 1.0}})
+    sim.post("/fault/hold_fills", {"seconds": 300})  # nothing fills: attempts only
+    sim.post("/fault/slow_orders", {"seconds": 4.0, "action": "SELL"})
+    worst = {"sells": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            worst["sells"] = max(worst["sells"], len(live_sells(sim)))
+            stop.wait(0.02)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+
+    def entry() -> dict[str, Any]:
+        return (eng.book().entries().get(timeout=5) or [{"state": ""}])[0]
+    try:
+        assert eng.ask("enter_now")["accepted"]
+        wait_until(lambda: entry()["state"] == "failed", 30, message="the entry gave up")
+        sim.post("/fault/slow_orders", {"seconds": 0})
+        reply = eng.ask("enter_now", {"slot": "15:00"})
+        assert reply["accepted"], reply
+        wait_until(lambda: entry()["state"] == "started", 10, message="the re-run started")
+        wait_until(lambda: entry()["state"] == "failed", 90, message="the re-run ended")
+    finally:
+        stop.set()
+        t.join(5)
+    assert worst["sells"] <= 1, worst
+    assert not live_sells(sim)
+    assert not sim.get_state()["executions"]

@@ -1,0 +1,50 @@
+"""Sliced fills (IB fills a quantity > 1 in parts): a lot's size and price from its
+slices, and what an exit slice does to a lot. Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# The exits' OCA type. IB: 1 = cancel the other orders of the group at a fill (also a
+# partial one), 2 = reduce the others proportionately "with block" (overfill
+# protection: only one order of the group can be routed at a time), 3 = reduce with no
+# block. With 1, a TP that fills 1 of 3 cancels the SL: 2 contracts left short with no
+# stop. With 2, the SL shrinks to what is still short and the group stays one order at
+# a time, so the two legs can never fill more than the position between them.
+EXIT_OCA_TYPE = 2
+
+
+def vwap(fills: Iterable[Mapping[str, Any]]) -> tuple[int, float]:
+    """(quantity, volume-weighted price) of fills with `qty` and `price`; (0, 0.0) if none."""
+    qty = 0.0
+    notional = 0.0
+    for f in fills:
+        q = float(f.get("qty") or 0)
+        qty += q
+        notional += q * float(f.get("price") or 0.0)
+    if qty <= 0:
+        return 0, 0.0
+    return round(qty), round(notional / qty, 6)
+
+
+def exit_slice(lot_qty: int, slice_qty: float) -> int:
+    """Contracts an exit slice closes, split off a lot of `lot_qty`: the slice's size,
+    never more than the lot (a slice the size of the lot closes the lot itself)."""
+    return max(0, min(int(lot_qty), round(slice_qty)))
+
+
+def remaining(qty: float, filled: float) -> int:
+    """An order's still-working quantity (what an OCA remainder protects)."""
+    return max(0, round(qty - filled))
+
+
+def sold_by(fills: Iterable[Any], prefix: str) -> tuple[str, int, float] | None:
+    """The first sale whose orderRef starts with `prefix` (a slot's attempts) that the
+    broker's executions show filled, as (orderRef, quantity, VWAP); None if none did."""
+    mine = [f for f in fills if f.order_ref.startswith(prefix) and f.side in ("SLD", "SELL")]
+    if not mine:
+        return None
+    ref = mine[0].order_ref
+    qty, price = vwap({"qty": f.qty, "price": f.price} for f in mine if f.order_ref == ref)
+    return ref, qty, price
