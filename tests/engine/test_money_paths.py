@@ -273,6 +273,8 @@ def test_path_11_a_sale_within_the_margin_limits_passes(sim: Any, start_engine: 
     protected_lot(eng)
     assert [a for a in eng.ask("alerts")["alerts"] if a["kind"] == "risk_limit"] == []
     assert [status for _, status in _sale_rows(eng)] == ["filled"]
+
+
 @contextmanager
 def on_executions(sim: Any, side: str, actions: dict[int, Any]) -> Iterator[None]:
     """Runs actions[n] as soon as the broker shows the n-th execution on `side` (a slice
