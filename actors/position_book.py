@@ -32,6 +32,7 @@ from actors.supervisor import SupervisedActor
 from book import views
 from book.store import Store
 from config.loader import Config, schedule_warnings
+from ops.backoff import backoff_delay
 from trading import pnl as pnl_math
 from trading.calendar import ET
 from trading.clock import Clock
@@ -204,25 +205,39 @@ class PositionBook(SettlementMixin, SupervisedActor):
         me = self.actor_ref
 
         def fetch() -> None:
-            try:
-                proxy = conn.proxy()
-                # Positions first: a fill that moved them is then among the executions,
-                # so an exit of ours is never taken for a close by hand.
-                positions = proxy.positions().get(timeout=timeout)
-                fills = proxy.executions().get(timeout=timeout)
-                open_orders = proxy.open_orders().get(timeout=timeout) if full else []
-                # Executions first, then completed orders: an exit filled before the
-                # daily reset is only among the latter (issue 16).
-                completed = proxy.completed_orders().get(timeout=timeout) if full else []
-            except Exception as exc:
-                self.log.warning("reconciliation skipped: {}", exc)
-                if not full:  # let the next update try again
-                    with contextlib.suppress(pykka.ActorDeadError):
-                        me.tell(_BrokerSnapshot([], [], [], -1.0, 99, False))
-                return
+            # A full reconciliation (after a connect) is what resumes or cancels leftover
+            # sales and repairs exits: a busy gateway's timeout must not postpone it to
+            # the next repair tick. Tried again with backoff while the link stays READY.
+            tries = 5 if full else 1
+            started = fetched_at
+            for i in range(1, tries + 1):
+                started = time.monotonic() if i > 1 else fetched_at
+                try:
+                    proxy = conn.proxy()
+                    # Positions first: a fill that moved them is then among the
+                    # executions, so an exit of ours is never taken for a close by hand.
+                    positions = proxy.positions().get(timeout=timeout)
+                    fills = proxy.executions().get(timeout=timeout)
+                    open_orders = proxy.open_orders().get(timeout=timeout) if full else []
+                    # Executions first, then completed orders: an exit filled before the
+                    # daily reset is only among the latter (issue 16).
+                    completed = proxy.completed_orders().get(timeout=timeout) if full else []
+                    break
+                except Exception as exc:
+                    link = self.directory.link
+                    again = i < tries and link is not None and link.state == LinkState.READY
+                    self.log.warning("reconciliation skipped: {}{}", exc,
+                                     "; trying again" if again else "")
+                    if again:
+                        time.sleep(backoff_delay(i, 1.0, 8.0))
+                        continue
+                    if not full:  # let the next update try again
+                        with contextlib.suppress(pykka.ActorDeadError):
+                            me.tell(_BrokerSnapshot([], [], [], -1.0, 99, False))
+                    return
             with contextlib.suppress(pykka.ActorDeadError):
                 me.tell(
-                    _BrokerSnapshot(fills, open_orders, positions, fetched_at, attempt, full,
+                    _BrokerSnapshot(fills, open_orders, positions, started, attempt, full,
                                     tuple(completed))
                 )
 

@@ -46,6 +46,9 @@ class Row:
     limit: str = ""
 
 
+MEASURED = "measured"  # the figure is bounded by the thing under test
+
+
 def limited_by(measured: bool, why: str) -> str:
     """The `limit` of a figure: the thing measured, or the harness and why."""
     return "measured" if measured else f"harness: {why}"

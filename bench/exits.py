@@ -19,10 +19,12 @@ from ib_insync import IB, LimitOrder, Option
 from bench.common import (
     Row,
     ZmqClient,
+    close_to,
     engine_config,
     engine_ready,
     enter,
     entries_profile,
+    limited_by,
     manual_slots,
     pct,
     poll,
@@ -91,13 +93,16 @@ def main(argv: list[str] | None = None) -> None:
         base += baseline_round_trips(sim.port, 50)
     ms = 1000.0
     ratio = pct(lat, 99) / pct(base, 99)
+    # As fast as ibsim's own order round trip: the figure is ibsim's, not the engine's.
+    harness = limited_by(not close_to(pct(lat, 99), pct(base, 99), 0.2),
+                         "as fast as ibsim's own order round trip")
     rows = [
         Row("baseline order round trip p50", pct(base, 50) * ms, "ms"),
         Row("baseline order round trip p99", pct(base, 99) * ms, "ms"),
         Row("fill -> both exits acked p50", pct(lat, 50) * ms, "ms"),
         Row("fill -> both exits acked p99", pct(lat, 99) * ms, "ms", "<= 50 ms",
-            pct(lat, 99) <= 0.05),
-        Row("p99 / baseline p99", ratio, "x", "<= 5x", ratio <= 5.0),
+            pct(lat, 99) <= 0.05, limit=harness),
+        Row("p99 / baseline p99", ratio, "x", "<= 5x", ratio <= 5.0, limit=harness),
         Row("entries measured", len(lat), "count"),
     ]
     report("exits", rows, ["times from ibsim's clock: execution time of the sale, creation "

@@ -22,11 +22,14 @@ from pathlib import Path
 import msgpack
 
 from bench.common import (
+    MEASURED,
     POLL,
     Row,
     ZmqClient,
+    close_to,
     echo_server,
     engine_config,
+    limited_by,
     pct,
     poll,
     raw_round_trips,
@@ -119,23 +122,26 @@ def main(argv: list[str] | None = None) -> None:
         Row("baseline raw zmq round trip p50", pct(base, 50) * ms, "ms"),
         Row("baseline raw zmq round trip p99", pct(base, 99) * ms, "ms"),
         Row("1100 -> DOWN p50", pct(down, 50) * ms, "ms"),
-        Row("1100 -> DOWN p99", pct(down, 99) * ms, "ms", "<= 50 ms", pct(down, 99) <= 0.050),
+        Row("1100 -> DOWN p99", pct(down, 99) * ms, "ms", "<= 50 ms", pct(down, 99) <= 0.050,
+            limit=limited_by(not close_to(pct(down, 99), pct(base, 99), 0.2),
+                             "as fast as the raw zmq round trip of the status poll")),
         Row("1100 -> alert at sink p50", pct(alert, 50) * ms, "ms"),
         Row("1100 -> alert at sink p99", pct(alert, 99) * ms, "ms", "<= 500 ms",
-            pct(alert, 99) <= 0.5),
+            pct(alert, 99) <= 0.5, limit=MEASURED),
         Row("1102 -> READY p50", pct(ready, 50) * ms, "ms"),
-        Row("1102 -> READY p99", pct(ready, 99) * ms, "ms", "<= 200 ms", pct(ready, 99) <= 0.2),
+        Row("1102 -> READY p99", pct(ready, 99) * ms, "ms", "<= 200 ms", pct(ready, 99) <= 0.2,
+            limit=MEASURED),
         Row("restart -> READY past return max", max(restart) * ms, "ms", "<= 2000 ms",
-            max(restart) <= 2.0),
+            max(restart) <= 2.0, limit=MEASURED),
         Row("DOWN p50 / raw round trip p50", pct(down, 50) / pct(base, 50), "x"),
     ]
     if flap_ready:
         rows += [
             Row("flapping: 1102 -> READY p99", pct(flap_ready, 99) * ms, "ms", "<= 200 ms",
-                pct(flap_ready, 99) <= 0.2),
+                pct(flap_ready, 99) <= 0.2, limit=MEASURED),
             Row("flapping: READY samples inside an outage", ready_inside, "", "0",
-                ready_inside == 0),
-            Row("flapping: engine exited", int(exited), "", "0", not exited),
+                ready_inside == 0, limit=MEASURED),
+            Row("flapping: engine exited", int(exited), "", "0", not exited, limit=MEASURED),
         ]
     report("outage", rows, [f"{args.outages} outages, {args.restarts} restarts, "
                             f"{args.flaps} flaps; poll every "
