@@ -49,3 +49,16 @@ def wait_ib(
             return value
         ib.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+EXPIRY = "20261201"  # a SPY expiry ibsim lists on the tests' default date
+
+
+def put(ib: IB, strike: float = 585) -> Any:
+    """A qualified SPY put with a live quote (bid and ask)."""
+    from ib_insync import Option
+
+    (opt,) = ib.qualifyContracts(Option("SPY", EXPIRY, strike, "P", "SMART"))
+    t = ib.reqMktData(opt)
+    wait_ib(ib, lambda: t.bid > 0 and t.ask > 0, what="option quote")
+    return opt, t

@@ -10,16 +10,7 @@ import pytest
 from ib_insync import IB, LimitOrder, MarketOrder, Option
 
 from ibsim.harness import ControlError
-from tests.ibsim.conftest import wait_ib
-
-EXPIRY = "20261201"
-
-
-def put(ib: IB, strike: float = 585) -> Any:
-    (opt,) = ib.qualifyContracts(Option("SPY", EXPIRY, strike, "P", "SMART"))
-    t = ib.reqMktData(opt)
-    wait_ib(ib, lambda: t.bid > 0 and t.ask > 0, what="option quote")
-    return opt, t
+from tests.ibsim.conftest import EXPIRY, put, wait_ib
 
 
 def errors_of(ib: IB) -> list[tuple[int, int, str]]:

@@ -7,16 +7,7 @@ from typing import Any
 from ib_insync import IB, LimitOrder, MarketOrder, Option, Order, StopOrder
 
 from ibsim.harness import IbsimProcess
-from tests.ibsim.conftest import NOW, wait_ib
-
-EXPIRY = "20261201"
-
-
-def put(ib: IB, strike: float = 585) -> Any:
-    (opt,) = ib.qualifyContracts(Option("SPY", EXPIRY, strike, "P", "SMART"))
-    t = ib.reqMktData(opt)
-    wait_ib(ib, lambda: t.bid > 0 and t.ask > 0, what="option quote")
-    return opt, t
+from tests.ibsim.conftest import EXPIRY, NOW, put, wait_ib
 
 
 def test_sell_limit_at_the_bid_fills_at_once_with_fill_and_commission(
