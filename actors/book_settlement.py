@@ -126,6 +126,24 @@ class SettlementMixin:
             key = f"outside_position:{con_id}"
             if con_id in selling or (c.expiry and rules.past_expiry(c.expiry, now, cal)):
                 continue  # an expired option stays listed until the broker settles it
+            long_key = f"long_position:{con_id}"
+            if p.qty > 0 and c.sec_type == "OPT":
+                # Nobody sold this: a BUY filled on a position that was gone (an exit
+                # after an assignment or a hand close). It is risk the engine never
+                # takes on by itself: said once per change, never traded.
+                if self.db.get_kv(long_key) != p.qty:
+                    self.db.set_kv(long_key, p.qty)
+                    self.log.error("long {} x{} held, not ours", c.local_symbol, p.qty)
+                    self.alerts.raise_alert(
+                        "outside_position",
+                        f"{c.local_symbol} x{p.qty:g} is held LONG and no lot explains it "
+                        "(an exit that filled after its position was gone?): check it and "
+                        "close it by hand",
+                        severity="critical",
+                        details={"con_id": con_id, "qty": p.qty},
+                    )
+            elif self.db.get_kv(long_key) is not None:
+                self.db.set_kv(long_key, None)
             if extra <= 0 or c.right != "P":
                 if self.db.get_kv(key) is not None:
                     self.db.set_kv(key, None)

@@ -70,6 +70,9 @@ ENTRY_TIMES = ["09:35", "09:45"]
 CHAOS_SPEED = 40.0  # simulated seconds per real second during the chaos window
 CHAOS_SECONDS = 22.0  # real seconds of chaos per day: 09:33 -> ~09:47:40 ET
 REPAIR_INTERVAL = 2.0
+# After an early assignment no spot jump for this long (real s): the engine's repair
+# interval plus its round trips to see the assignment and cancel the exits.
+ASSIGN_GRACE = REPAIR_INTERVAL + 3.0
 SETTLE_SLACK = 8.0  # order round trips and exit retry backoff on top of the repair interval
 NAKED_LIMIT = REPAIR_INTERVAL + 5.0  # issue 14: the longest a short may stay naked
 FINAL_ENTRY_STATES = ("done", "failed", "missed", "skipped")
@@ -236,6 +239,7 @@ class Soak:
         self.speed = 0.0
         self.wall = time.time()
         self.endings: list[tuple[float, str, Callable[[], None]]] = []
+        self.assigned_at = -1e9  # when the last early assignment was posted (monotonic)
         self.missed_days: list[str] = []
         self.sink = WebhookSink()
         self.sink_port = self.sink.port
@@ -357,6 +361,12 @@ class Soak:
                       if p["sec_type"] == "OPT" and p["position"] < 0]
             ok = bool(shorts) and self.post(k, "/assign", {"con_id": shorts[0]["con_id"],
                                                            "qty": 1})
+            if ok:
+                # IB assigns overnight, hours before an exit could fill; drawn intraday,
+                # a spot jump 100 ms later fills a TP the engine had no time to cancel
+                # (seed 2 did). The engine gets its repair interval, as the issue says.
+                self.assigned_at = time.monotonic()
+                self.sampler.assigned[shorts[0]["con_id"]] = self.assigned_at
         elif k == "drop":
             ok = self.post(k, "/fault/drop", {})
         elif k == "gateway_restart":
@@ -374,6 +384,9 @@ class Soak:
             ok = self.post(k, "/fault/reject", {"count": int(fault.size), "action": "BUY"})
         elif k == "hold_fills":
             ok = self.post(k, "/fault/hold_fills", {"seconds": s})
+        elif k == "spot_jump" and time.monotonic() - self.assigned_at < ASSIGN_GRACE:
+            self.report.skipped["spot_jump_after_assignment"] += 1
+            return
         elif k == "spot_jump":
             state = self.broker()
             ok = state is not None and self.post(

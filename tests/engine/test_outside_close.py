@@ -161,3 +161,23 @@ def test_hand_sale_with_adoption_on_imports_a_lot_and_places_its_exits(
     assert sorted(o["order_type"] for o in orders) == ["LMT", "STP"]
     assert all(o["qty"] == 2 for o in orders)
     assert len(alerts(eng, "outside_position")) == 1
+
+
+def test_a_long_put_no_lot_explains_is_alerted_and_never_traded(
+    sim: Any, start_engine: Any
+) -> None:
+    """An exit that fills after its position is gone (an assignment the engine had not
+    seen yet, a hand close) leaves a LONG put. Found by the chaos soak (seed 2): the
+    engine said nothing. Now one critical alert per change, and no order."""
+    eng = start_engine(cfg())
+    con_id = _a_put(sim)
+    hand_order(sim, con_id, "BUY")
+    found = wait_for_value(lambda: [a for a in alerts(eng, "outside_position")
+                                    if "LONG" in a["message"]], lambda a: a, REPAIR + 5,
+                           "an alert about the long put")
+    assert found[0]["severity"] == "critical"
+    eng.ask("repair_exits")
+    eng.ask("repair_exits")
+    assert len([a for a in alerts(eng, "outside_position") if "LONG" in a["message"]]) == 1
+    assert [o for o in sim.get_state()["open_orders"] if o["order_ref"].startswith("tb:")] == []
+    assert eng.open_lots() == []
