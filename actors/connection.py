@@ -238,8 +238,12 @@ class Connection(SupervisedActor):
         if not self._thread.is_alive():
             with contextlib.suppress(Exception):
                 self._loop.close()
-        self._set_state(LinkState.DISCONNECTED, "connection actor stopped", publish=True,
-                        final=True)
+        current = self.directory.ref("connection")
+        if current is None or current == self.actor_ref:
+            # A stop that came late (the Supervisor gave up waiting and started the next
+            # instance) must not overwrite the new instance's link.
+            self._set_state(LinkState.DISCONNECTED, "connection actor stopped", publish=True,
+                            final=True)
 
     # ---- link state (loop thread) ------------------------------------------------------
 
@@ -647,8 +651,10 @@ class Connection(SupervisedActor):
                         for i, (info, t) in enumerate(zip(contracts, tickers, strict=True)):
                             if info.con_id not in opened and not complete(t) and t.contract:
                                 self.ib.cancelMktData(t.contract)
+                                # A new Contract object: ib_insync keys tickers by the
+                                # object and ignores an unchanged tick on the old one.
                                 tickers[i] = self._lines[info.con_id] = self.ib.reqMktData(
-                                    t.contract, "", False, False)
+                                    to_contract(info), "", False, False)
                     await asyncio.sleep(0.02)
                 return [quote_of(t) for t in tickers]
             finally:

@@ -76,13 +76,6 @@ class EntryRefused(Exception):
         self.alert = alert  # an alert kind a refusal by hand raises too ("" = none)
 
 
-def _gone(row: dict[str, Any]) -> OrderInfo:
-    """A leg the broker does not know after a cancel by id: it is not live."""
-    return OrderInfo(0, 0, row["order_ref"], row["con_id"], "", row["action"],
-                     row["order_type"], row["qty"], row["lmt_price"], row["aux_price"],
-                     row["oca_group"], "Cancelled", error_message="never reached the broker")
-
-
 class OrderExecutor(SupervisedActor):
     name = "order_executor"
 
@@ -642,6 +635,11 @@ class OrderExecutor(SupervisedActor):
                 self.log.info("sale filled: {} x{} of {} @ {}", contract.local_symbol,
                               int(info.filled), int(info.qty), info.avg_fill_price)
                 return True, info, "filled"
+            if not info.is_dead:
+                # The cancel at the walk's end got no answer (PendingCancel/Unknown): the
+                # order may still fill. Never another sale beside it: reconciliation
+                # (and a late fill's ProtectLot) settles it.
+                return False, None, f"sale {ref} not confirmed cancelled; left to reconciliation"
             reason = f"not filled after walking to {prices[-1]}"
         return False, None, reason
 
@@ -664,7 +662,8 @@ class OrderExecutor(SupervisedActor):
             try:
                 fills = self.conn.executions().get(timeout=self._t())
                 live = [o for o in self.conn.open_orders().get(timeout=self._t())
-                        if o.is_live and o.order_ref.startswith(prefix)]
+                        if (o.is_live or o.status == "PendingCancel")
+                        and o.order_ref.startswith(prefix)]
             except Exception as exc:
                 return f"cannot confirm at the broker that no earlier attempt works: {exc}", None
             if live:
@@ -747,9 +746,10 @@ class OrderExecutor(SupervisedActor):
     ) -> list[OrderInfo] | None:
         """Legs whose outcome is unknown (no ack in time, or the call itself failed) may be
         live at the broker: find out by orderRef before anything else is sent, so that
-        never two pairs protect one lot. Returns each leg's known state, a leg that is
-        nowhere to be found as a Cancelled stand-in, or None if still unknown at the
-        deadline (then nothing more may be sent; the repair job adopts what appears)."""
+        never two pairs protect one lot. Returns each leg's known state, or None if any is
+        still unknown at the deadline (a leg missing from the open orders may have
+        filled or be on its way: nothing more is sent; the repair job adopts what
+        appears)."""
         s = self.cfg.strategy
         known = {i.order_ref: i for i in infos}
         settled_states = ("PreSubmitted", "Submitted", "Filled", "Cancelled", "ApiCancelled",
@@ -759,10 +759,9 @@ class OrderExecutor(SupervisedActor):
         while True:
             try:
                 broker = {o.order_ref: o for o in self.conn.open_orders().get(timeout=self._t())}
-                asked = True
             except Exception as exc:
                 self.log.warning("exit legs: open orders not available yet: {}", exc)
-                broker, asked = {}, False
+                broker = {}
             out: list[OrderInfo] = []
             for row in rows:
                 ref = row["order_ref"]
@@ -775,8 +774,6 @@ class OrderExecutor(SupervisedActor):
                         info = broker.get(ref) or known[ref]
                 if info is not None and info.status in settled_states:
                     out.append(info)
-                elif info is None and asked and ref not in known and cancel_sent:
-                    out.append(_gone(row))  # never reached the broker
             if len(out) == len(rows):
                 return out
             if time.monotonic() >= deadline:
@@ -811,6 +808,8 @@ class OrderExecutor(SupervisedActor):
             )
         last_error = ""
         for attempt in range(1, s.exit_attempts + 1):
+            if attempt > 1 and self._lot_closed(lot["id"]):
+                return True  # closed meanwhile (an exit or a hand close): nothing to protect
             serial = int(time.time() * 1000) % 10**10
             tp_ref, sl_ref, oca = exit_refs(lot["id"], serial)
             legs = (

@@ -175,44 +175,49 @@ class AlertDispatcher:
                 for i, hook in enumerate(self.hooks)]
 
     def _run_target(self, index: int, hook: WebhookConfig) -> None:
-        th = self.hashes[index]
         retry = Backoff(self.cfg.alerts.retry_initial, self.cfg.alerts.retry_max)
-        shown = redact(hook.url)
         while True:
             with self._wake:
                 if self._stop:
                     return
             try:
-                alert = self.store.next_pending(th)
-            except Exception as exc:  # e.g. the book is locked: try again later
-                self.log.error("alert outbox of webhook {} unreadable: {}", index, exc)
-                alert = None
-            wait = 5.0
-            if alert is not None:
-                due = alert["next_attempt_at"] - time.time()
-                if due <= 0:
-                    try:
-                        deliver(hook, alert, self.cfg.alerts.timeout)
-                    except PermanentDeliveryError as exc:
-                        self.store.mark_parked(alert["outbox_id"], redact(str(exc)))
-                        self.log.error("webhook {} ({}) refused alert #{} for good: {}; parked"
-                                       " (see status alert_delivery), the queue goes on",
-                                       index, shown, alert["id"], redact(str(exc)))
-                        continue
-                    except Exception as exc:  # the thread must outlive any
-                        # failure (URLError, OSError, http.client.HTTPException, ...)
-                        self.store.mark_failed(alert["outbox_id"], time.time() + retry.delay,
-                                               redact(str(exc) or type(exc).__name__))
-                        self.log.warning("webhook {} ({}) failed for alert #{}: {}; retry in"
-                                         " {:.0f}s", index, shown, alert["id"],
-                                         redact(str(exc) or type(exc).__name__), retry.delay)
-                        retry.grow()
-                        continue
-                    self.store.mark_delivered(alert["outbox_id"])
-                    retry.reset()
-                    continue
-                wait = due
+                wait = self._deliver_next(index, hook, retry)
+            except Exception as exc:  # e.g. the book locked past its busy timeout
+                self.log.error("alert outbox of webhook {}: {}; trying again", index, exc)
+                wait = min(5.0, retry.delay)
+            if wait <= 0:
+                continue
             with self._wake:
                 if self._stop:
                     return
                 self._wake.wait(min(wait, 5.0))
+
+    def _deliver_next(self, index: int, hook: WebhookConfig, retry: Backoff) -> float:
+        """Send this target's oldest pending alert if it is due; the seconds to wait
+        before the next look (0: look again at once)."""
+        alert = self.store.next_pending(self.hashes[index])
+        if alert is None:
+            return 5.0
+        due = alert["next_attempt_at"] - time.time()
+        if due > 0:
+            return due
+        shown = redact(hook.url)
+        try:
+            deliver(hook, alert, self.cfg.alerts.timeout)
+        except PermanentDeliveryError as exc:
+            self.store.mark_parked(alert["outbox_id"], redact(str(exc)))
+            self.log.error("webhook {} ({}) refused alert #{} for good: {}; parked"
+                           " (see status alert_delivery), the queue goes on",
+                           index, shown, alert["id"], redact(str(exc)))
+            return 0.0
+        except Exception as exc:  # URLError, OSError, http.client.HTTPException, ...
+            self.store.mark_failed(alert["outbox_id"], time.time() + retry.delay,
+                                   redact(str(exc) or type(exc).__name__))
+            self.log.warning("webhook {} ({}) failed for alert #{}: {}; retry in"
+                             " {:.0f}s", index, shown, alert["id"],
+                             redact(str(exc) or type(exc).__name__), retry.delay)
+            retry.grow()
+            return 0.0
+        self.store.mark_delivered(alert["outbox_id"])
+        retry.reset()
+        return 0.0
