@@ -180,6 +180,9 @@ class OrderExecutor(SupervisedActor):
             return False  # closed, or protected already
         self.log.warning("lot {} opened by a late {}: placing its exits now", lot_id, reason)
         protected = self.place_exits(lot)
+        contract = self.book.contract(lot["con_id"]).get(timeout=self._t())
+        if contract is not None:
+            self._watch(contract)  # its quote and P&L, as for a lot the entry opened
         if protected:
             self.alerts.raise_alert(
                 "late_fill_protected",
