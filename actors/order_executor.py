@@ -200,6 +200,16 @@ class OrderExecutor(SupervisedActor):
 
     def check_preconditions(self, trade_date: str, slot: str, manual: bool = False) -> None:
         """Raise EntryRefused naming the first guard that does not hold."""
+        self._check_trading_allowed()
+        entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+        retry_ok = ("interrupted", "missed", "failed") if manual else ("interrupted",)
+        if entry is not None and entry["state"] not in retry_ok:
+            raise EntryRefused(f"entry {trade_date} {slot} already {entry['state']}", "done")
+        self._check_risk(trade_date)
+
+    def _check_trading_allowed(self) -> None:
+        """The guards every sale passes, an entry's or a resumed one's: link READY,
+        market open, not paused, kill switch off, the gateway's account."""
         link = self.book.link_status().get(timeout=self._t())
         if link.state != LinkState.READY:
             raise EntryRefused(f"link not READY ({link.state.value}: {link.reason})", "wait")
@@ -211,11 +221,6 @@ class OrderExecutor(SupervisedActor):
         if self.book.kill_switch_on().get(timeout=self._t()):
             raise EntryRefused("kill switch is on: no entries")
         self._check_account(link)
-        entry = self.book.entry(trade_date, slot).get(timeout=self._t())
-        retry_ok = ("interrupted", "missed", "failed") if manual else ("interrupted",)
-        if entry is not None and entry["state"] not in retry_ok:
-            raise EntryRefused(f"entry {trade_date} {slot} already {entry['state']}", "done")
-        self._check_risk(trade_date)
 
     def _check_account(self, link: LinkStatus) -> None:
         """The accounts the gateway reported (never the config) against the config."""
@@ -892,14 +897,7 @@ class OrderExecutor(SupervisedActor):
             )
             if attempt < s.exit_attempts:
                 time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
-        self.book.set_lot_state(lot["id"], "unprotected").get(timeout=self._t())
-        self.alerts.raise_alert(
-            "lot_unprotected",
-            f"lot {lot['id']} {lot['local_symbol']} has NO exits after {s.exit_attempts} "
-            f"attempts: {last_error}; the repair job keeps trying",
-            severity="critical",
-            details={"lot_id": lot["id"]},
-        )
+        self._mark_unprotected(lot, f"{s.exit_attempts} attempts failed: {last_error}")
         return False
 
     def _cancel_legs_of_closed_lots(self, live: list[OrderInfo], open_ids: set[int]) -> None:
@@ -1081,18 +1079,8 @@ class OrderExecutor(SupervisedActor):
     def _resume_refusal(self) -> str:
         """Why a leftover sale may not be resumed now ("" = it may): kill switch, pause,
         market hours and the account check, as for any entry."""
-        link = self.book.link_status().get(timeout=self._t())
-        if link.state != LinkState.READY:
-            return f"link not READY ({link.state.value})"
-        now = self.clock.now()
-        if not self.calendar.is_market_open(now):
-            return f"market closed at {now.astimezone(ET):%Y-%m-%d %H:%M} ET"
-        if self.book.kill_switch_on().get(timeout=self._t()):
-            return "kill switch is on"
-        if self.book.is_paused().get(timeout=self._t()):
-            return "trading is paused"
         try:
-            self._check_account(link)
+            self._check_trading_allowed()
         except EntryRefused as exc:
             return str(exc)
         return ""
