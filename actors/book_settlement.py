@@ -40,7 +40,7 @@ class SettlementMixin:
     directory: Any
     _checking: bool
     _settle_polled: float = 0.0
-    _cal: TradingCalendar | None = None
+    calendar: TradingCalendar
 
     if TYPE_CHECKING:  # provided by PositionBook
         def _quotes(self, con_ids: list[int]) -> dict[int, Any]: ...
@@ -50,11 +50,6 @@ class SettlementMixin:
         def _today(self) -> str: ...
         def remember_contract(self, info: Any) -> None: ...
         def _fetch_for_reconcile(self, attempt: int, full: bool = True) -> None: ...
-
-    def calendar(self) -> TradingCalendar:
-        if self._cal is None:
-            self._cal = TradingCalendar()
-        return self._cal
 
     def _now_ts(self) -> float:
         # The engine's clock: the daily loss limit and the P&L history count by its date.
@@ -90,7 +85,7 @@ class SettlementMixin:
             if c.sec_type == "OPT" and c.symbol == self.cfg.strategy.symbol and p.qty != 0:
                 broker[c.con_id] = p
         now = self.clock.now()
-        cal = self.calendar()
+        cal = self.calendar
         by_con: dict[int, list[dict[str, Any]]] = {}
         for lot in self.db.open_lots():
             by_con.setdefault(lot["con_id"], []).append(lot)
@@ -292,7 +287,7 @@ class SettlementMixin:
 
     def _queue_share_sale(self, lot_id: int, symbol: str, qty: int) -> datetime:
         now = self.clock.now().astimezone(ET)
-        cal = self.calendar()
+        cal = self.calendar
         today = now.date()
         if cal.is_session(today) and now < cal.session_open_close(today)[0]:
             at = cal.session_open_close(today)[0]
@@ -490,7 +485,7 @@ class SettlementMixin:
         seen when the broker's position changes overnight (position checks meanwhile,
         no more once every lot is settled). Never waits on the broker."""
         now = datetime.fromisoformat(now_iso)
-        cal = self.calendar()
+        cal = self.calendar
         due = [lot for lot in self.db.open_lots()
                if lot["expiry"] and rules.past_expiry(lot["expiry"], now, cal)]
         if not due:

@@ -27,7 +27,7 @@ from ib_insync import IB, Contract, Order, Stock, Ticker, Trade
 from ib_insync.objects import Fill
 from loguru import logger
 
-from actors.directory import ActorDirectory
+from actors.context import EngineContext
 from actors.ib_codes import CLIENT_ID_IN_USE, FARM_BROKEN, FARM_OK, LINK_LOST, LINK_RESTORED
 from actors.ib_codes import effect as code_effect
 from actors.messages import (
@@ -39,7 +39,6 @@ from actors.messages import (
     QuotesUpdated,
 )
 from actors.supervisor import SupervisedActor
-from config.loader import Config
 from ops.backoff import Backoff
 from trading.model import (
     ContractInfo,
@@ -177,9 +176,8 @@ def quote_of(t: Ticker) -> Quote:
 class Connection(SupervisedActor):
     name = "connection"
 
-    def __init__(self, cfg: Config, directory: ActorDirectory) -> None:
-        super().__init__(directory)
-        self.cfg = cfg
+    def __init__(self, ctx: EngineContext) -> None:
+        super().__init__(ctx)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="ib-loop", daemon=True)
         self.ib: IB | None = None

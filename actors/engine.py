@@ -16,6 +16,7 @@ import pykka
 from loguru import logger
 
 from actors.connection import Connection
+from actors.context import EngineContext
 from actors.directory import ActorDirectory
 from actors.market_data import MarketData
 from actors.messages import RepairExits
@@ -51,26 +52,17 @@ class Engine:
         self.supervisor: pykka.ActorRef[Any] | None = None
 
     def child_specs(self) -> list[ChildSpec]:
-        cfg, d, clock = self.cfg, self.directory, self.clock
+        ctx = EngineContext(self.cfg, self.directory, self.clock, self.alerts, self.calendar,
+                            self.started_at)
         # The book starts first: it must be subscribed before Connection publishes fills.
-        specs = [
-            ChildSpec(
-                "position_book",
-                lambda: PositionBook.start(cfg, d, clock, self.alerts, self.started_at),
-            ),
-            ChildSpec("connection", lambda: Connection.start(cfg, d)),
-            ChildSpec("market_data", lambda: MarketData.start(cfg, d)),
-            ChildSpec(
-                "order_executor",
-                lambda: OrderExecutor.start(cfg, d, clock, self.alerts, self.calendar),
-            ),
-            ChildSpec(
-                "scheduler",
-                lambda: Scheduler.start(cfg, d, clock, self.alerts, self.calendar),
-            ),
-            ChildSpec("watchdog", lambda: Watchdog.start(cfg, d, clock, self.alerts)),
+        return [
+            ChildSpec("position_book", lambda: PositionBook.start(ctx)),
+            ChildSpec("connection", lambda: Connection.start(ctx)),
+            ChildSpec("market_data", lambda: MarketData.start(ctx)),
+            ChildSpec("order_executor", lambda: OrderExecutor.start(ctx)),
+            ChildSpec("scheduler", lambda: Scheduler.start(ctx)),
+            ChildSpec("watchdog", lambda: Watchdog.start(ctx)),
         ]
-        return specs
 
     def start(self) -> None:
         from wire.keys import ensure_keys, keys_dir, server_keys

@@ -14,19 +14,17 @@ from typing import Any
 from loguru import logger
 
 from actors.connection import BrokerCallError
-from actors.directory import ActorDirectory
+from actors.context import EngineContext
 from actors.messages import LinkChanged, QuotesUpdated
 from actors.supervisor import SupervisedActor
-from config.loader import Config
 from trading.model import ContractInfo, LinkState, Quote
 
 
 class MarketData(SupervisedActor):
     name = "market_data"
 
-    def __init__(self, cfg: Config, directory: ActorDirectory) -> None:
-        super().__init__(directory)
-        self.cfg = cfg
+    def __init__(self, ctx: EngineContext) -> None:
+        super().__init__(ctx)
         self.underlying: ContractInfo | None = None
         self._quotes: dict[int, Quote] = {}
         self._wanted: dict[int, ContractInfo] = {}

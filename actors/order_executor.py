@@ -23,7 +23,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors.directory import ActorDirectory
+from actors.context import EngineContext
 from actors.entry_prep import PreparedEntry, prepare, release, wanted_strikes
 from actors.messages import (
     EntryResult,
@@ -33,14 +33,11 @@ from actors.messages import (
     RunEntry,
     SellShares,
 )
-from actors.position_book import Alerter
 from actors.share_sale import sell_shares
 from actors.supervisor import SupervisedActor
 from book.store import Store
-from config.loader import Config
 from ops.backoff import backoff_delay
-from trading.calendar import ET, TradingCalendar
-from trading.clock import Clock
+from trading.calendar import ET
 from trading.fills import EXIT_OCA_TYPE, remaining, sold_by
 from trading.freshness import stale_reason
 from trading.margin import margin_refusal
@@ -79,19 +76,9 @@ class EntryRefused(Exception):
 class OrderExecutor(SupervisedActor):
     name = "order_executor"
 
-    def __init__(
-        self,
-        cfg: Config,
-        directory: ActorDirectory,
-        clock: Clock,
-        alerts: Alerter,
-        calendar: TradingCalendar,
-    ) -> None:
-        super().__init__(directory)
-        self.cfg = cfg
-        self.clock = clock
-        self.alerts = alerts
-        self.calendar = calendar
+    def __init__(self, ctx: EngineContext) -> None:
+        super().__init__(ctx)
+        self.calendar = ctx.calendar
         self.busy = False
         self._lots_sold_here: set[int] = set()  # lots this executor protects itself
         self._prepared: PreparedEntry | None = None  # the next slot's lookups and lines

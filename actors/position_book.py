@@ -12,13 +12,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import pykka
 from loguru import logger
 
 from actors.book_settlement import SettlementMixin
-from actors.directory import ActorDirectory
+from actors.context import EngineContext
 from actors.messages import (
     CommissionReceived,
     FillReceived,
@@ -31,24 +31,13 @@ from actors.messages import (
 from actors.supervisor import SupervisedActor
 from book import views
 from book.store import Store
-from config.loader import Config, schedule_warnings
+from config.loader import schedule_warnings
 from ops.backoff import backoff_delay
 from trading import pnl as pnl_math
 from trading.calendar import ET
-from trading.clock import Clock
 from trading.fills import exit_slice, vwap
 from trading.model import ContractInfo, FillInfo, LinkState, LinkStatus, OrderInfo, PositionInfo
 from trading.order_refs import PREFIX, parse_sale
-
-
-class Alerter(Protocol):
-    def raise_alert(
-        self,
-        kind: str,
-        message: str,
-        severity: str = "warning",
-        details: dict[str, Any] | None = None,
-    ) -> Any: ...
 
 
 def _status_name(info: OrderInfo) -> str:
@@ -83,26 +72,17 @@ class _BrokerSnapshot:
 class PositionBook(SettlementMixin, SupervisedActor):
     name = "position_book"
 
-    def __init__(
-        self,
-        cfg: Config,
-        directory: ActorDirectory,
-        clock: Clock,
-        alerts: Alerter,
-        started_at: float,
-    ) -> None:
-        super().__init__(directory)
-        self.cfg = cfg
-        self.clock = clock
-        self.alerts = alerts
-        self.started_at = started_at
+    def __init__(self, ctx: EngineContext) -> None:
+        super().__init__(ctx)
+        self.calendar = ctx.calendar
+        self.started_at = ctx.started_at
         self.store: Store | None = None
         self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
         self.reconciled_at = 0.0
         self.last_broker_event = 0.0
         self._checking = False  # a position check is being fetched
         self._views_cache: views.SnapshotCache | None = None
-        self._warnings = schedule_warnings(cfg)  # the config does not change while running
+        self._warnings = schedule_warnings(self.cfg)  # the config does not change while running
 
     # ---- lifecycle ---------------------------------------------------------------------
 

@@ -20,13 +20,10 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.directory import ActorDirectory
+from actors.context import EngineContext
 from actors.messages import LinkChanged, PrepareEntry, RepairExits, RunEntry, SellShares
-from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor, start_ticker
-from config.loader import Config
 from trading.calendar import ET, TradingCalendar
-from trading.clock import Clock
 from trading.model import LinkState
 
 # A due slot is asked for again this often (s) while it waits (link, quote, farm).
@@ -52,19 +49,9 @@ def due_slots(
 class Scheduler(SupervisedActor):
     name = "scheduler"
 
-    def __init__(
-        self,
-        cfg: Config,
-        directory: ActorDirectory,
-        clock: Clock,
-        alerts: Alerter,
-        calendar: TradingCalendar,
-    ) -> None:
-        super().__init__(directory)
-        self.cfg = cfg
-        self.clock = clock
-        self.alerts = alerts
-        self.calendar = calendar
+    def __init__(self, ctx: EngineContext) -> None:
+        super().__init__(ctx)
+        self.calendar = ctx.calendar
         self._halt = threading.Event()
         self._requested: dict[tuple[str, str], float] = {}
         self._last_repair = time.monotonic()

@@ -20,6 +20,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from actors.context import EngineContext
 from actors.directory import ActorDirectory
 from actors.messages import CheckChildren, ChildFailed
 from config.loader import SupervisionConfig
@@ -197,9 +198,13 @@ class SupervisedActor(pykka.ThreadingActor):
 
     name = "actor"
 
-    def __init__(self, directory: ActorDirectory) -> None:
+    def __init__(self, ctx: EngineContext) -> None:
         super().__init__()
-        self.directory = directory
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+        self.directory = ctx.directory
+        self.clock = ctx.clock
+        self.alerts = ctx.alerts
 
     def on_receive(self, message: Any) -> Any:
         return None  # Ping and anything unknown: nothing to do

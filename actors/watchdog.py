@@ -20,14 +20,12 @@ from typing import Any
 
 from loguru import logger
 
-from actors.directory import ActorDirectory
+from actors.context import EngineContext
 from actors.messages import LinkChanged
-from actors.position_book import Alerter
 from actors.supervisor import SupervisedActor, start_ticker
-from config.loader import Config, parse_quiet_window
+from config.loader import parse_quiet_window
 from ops.backoff import backoff_delay
 from trading.calendar import ET
-from trading.clock import Clock
 from trading.model import LinkState, LinkStatus
 
 TICK_SECONDS = 0.2
@@ -61,13 +59,8 @@ class _Tick:
 class Watchdog(SupervisedActor):
     name = "watchdog"
 
-    def __init__(
-        self, cfg: Config, directory: ActorDirectory, clock: Clock, alerts: Alerter
-    ) -> None:
-        super().__init__(directory)
-        self.cfg = cfg
-        self.clock = clock
-        self.alerts = alerts
+    def __init__(self, ctx: EngineContext) -> None:
+        super().__init__(ctx)
         self._halt = threading.Event()
         self.link = LinkStatus(LinkState.DISCONNECTED, time.time(), "engine starting")
         self.down_since: float | None = None
@@ -90,7 +83,7 @@ class Watchdog(SupervisedActor):
         self.weekly_noted = ""
         self.escalated_at: float | None = None
         self.probe_failures = 0
-        self.next_probe_at = time.monotonic() + cfg.watchdog.probe_interval
+        self.next_probe_at = time.monotonic() + self.cfg.watchdog.probe_interval
         self.ever_ready = False
 
     def on_start(self) -> None:
