@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from actors.order_executor.part import ExecutorPart
 from ops.backoff import backoff_delay
 from trading.fills import EXIT_OCA_TYPE
 from trading.model import ContractInfo, OrderInfo, OrderRequest
@@ -16,22 +17,8 @@ from trading.pricing import exit_prices, round_to_tick
 from trading.risk import OrderRefused
 
 
-class ExitsMixin:
+class ExitsMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
-
-    cfg: Any
-    log: Any
-    alerts: Any
-    directory: Any
-    intents: Any
-
-    if TYPE_CHECKING:  # provided by OrderExecutor
-        @property
-        def conn(self) -> Any: ...
-        @property
-        def book(self) -> Any: ...
-        def _t(self, extra: float = 0.0) -> float: ...
-        def _record(self, info: OrderInfo) -> None: ...
 
     def place_exits(self, lot: dict[str, Any], contract: ContractInfo | None = None) -> bool:
         """TP (BUY LMT) and SL (BUY STP) as one OCA group; retried; alert if it fails.

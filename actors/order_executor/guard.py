@@ -4,8 +4,9 @@ broker's margin check. Each says no by raising EntryRefused."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from actors.order_executor.part import ExecutorPart
 from trading.calendar import ET, TradingCalendar
 from trading.margin import margin_refusal
 from trading.model import ContractInfo, LinkState, LinkStatus, OrderRequest
@@ -27,22 +28,11 @@ class EntryRefused(Exception):
 
 
 
-class GuardMixin:
+class GuardMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, clock, calendar, log, book, conn …)."""
 
-    cfg: Any
-    log: Any
-    alerts: Any
-    directory: Any
     clock: Any
     calendar: TradingCalendar
-
-    if TYPE_CHECKING:  # provided by OrderExecutor
-        @property
-        def conn(self) -> Any: ...
-        @property
-        def book(self) -> Any: ...
-        def _t(self, extra: float = 0.0) -> float: ...
 
     def check_preconditions(self, trade_date: str, slot: str, manual: bool = False) -> None:
         """Raise EntryRefused naming the first guard that does not hold."""

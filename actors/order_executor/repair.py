@@ -9,28 +9,19 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from actors.order_executor.guard import EntryRefused
+from actors.order_executor.part import ExecutorPart
 from trading.fills import remaining
 from trading.model import ContractInfo, LinkState, OrderInfo
 from trading.order_refs import is_sale, lot_prefix, parse_sale, sale_prefix
 from trading.settlement import ANNOUNCED_CLOSES
 
 
-class RepairMixin:
+class RepairMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, log, alerts …)."""
 
-    cfg: Any
-    log: Any
-    alerts: Any
-    directory: Any
     _lots_sold_here: set[int]
 
     if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
-        @property
-        def conn(self) -> Any: ...
-        @property
-        def book(self) -> Any: ...
-        def _t(self, extra: float = 0.0) -> float: ...
-        def _record(self, info: OrderInfo) -> None: ...
         def _watch(self, contract: ContractInfo) -> None: ...
         def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo: ...
         def _check_trading_allowed(self) -> None: ...

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.order_executor.entry_prep import PreparedEntry, wanted_strikes
 from actors.order_executor.guard import EntryRefused
+from actors.order_executor.part import ExecutorPart
 from trading.fills import sold_by
 from trading.freshness import stale_reason
 from trading.model import ContractInfo, OrderInfo, OrderRequest
@@ -19,23 +20,12 @@ from trading.risk import OrderRefused
 from trading.strikes import choose_expiry_by_rule, choose_strike_by_delta
 
 
-class SaleMixin:
+class SaleMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
 
-    cfg: Any
-    log: Any
-    alerts: Any
-    directory: Any
-    intents: Any
     _prepared: PreparedEntry | None
 
     if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
-        @property
-        def conn(self) -> Any: ...
-        @property
-        def book(self) -> Any: ...
-        def _t(self, extra: float = 0.0) -> float: ...
-        def _record(self, info: OrderInfo) -> None: ...
         def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
         def place_exits(self, lot: dict[str, Any],
                         contract: ContractInfo | None = None) -> bool: ...
