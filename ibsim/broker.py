@@ -30,6 +30,7 @@ from ibsim.orders import OrderDesk, RejectRule
 __all__ = ["DONE", "OPTION_COMMISSION", "PRUNE_KEEP_DONE", "SETTLE_AT", "STOCK_COMMISSION_MIN",
            "Broker", "Event", "RejectRule"]
 
+
 PRUNE_KEEP_DONE = 500
 
 

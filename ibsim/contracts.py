@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ibsim.market import Market
     from ibsim.server import Gateway
 
+
 NO_SECDEF = "No security definition has been found for the request"
 
 

@@ -26,7 +26,6 @@ class RejectRule:
         )
 
 
-
 class OrderDesk:
     """Placing, modifying and cancelling orders (a mixin of Broker)."""
 
