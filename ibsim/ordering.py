@@ -8,7 +8,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ibsim import checks, wire
-from ibsim.contracts import contract_from, float_field, int_field
+from ibsim.contracts import contract_from, float_field, int_field, no_secdef
 from ibsim.events import Event
 
 if TYPE_CHECKING:
@@ -45,8 +45,7 @@ class Ordering:
             return
         resolved = self.broker.resolve(order["contract"])
         if len(resolved) != 1:
-            s.send(wire.error(order["order_id"], 200, "No security definition has been found"
-                                                      " for the request"))
+            no_secdef(s, order["order_id"])
             return
         order["contract"] = resolved[0]
         if order["order_type"] == "LMT" and order["lmt_price"] is None:

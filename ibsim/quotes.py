@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ibsim import history, services, universe, wire
 from ibsim.client import Subscription
-from ibsim.contracts import contract_from
+from ibsim.contracts import contract_from, no_secdef
 
 if TYPE_CHECKING:
     from ibsim.client import Session
@@ -66,8 +66,7 @@ async def req_mkt_data(gw: Gateway, s: Session, f: list[str]) -> None:
         return
     found = gw.broker.resolve(spec)
     if len(found) != 1:
-        s.send(wire.error(req_id, 200, "No security definition has been found for the"
-                                       " request"))
+        no_secdef(s, req_id)
         return
     sub = Subscription(req_id, found[0], snapshot, generic=f[i + 1])
     s.send(wire.frame(81, req_id, "0.01", "9c0001", 3))
