@@ -4,7 +4,6 @@ and make every open lot protected (adopt a live pair, resize, or place it again)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +11,7 @@ from actors.order_executor.guard import EntryRefused
 from actors.order_executor.part import ExecutorPart
 from trading.fills import remaining
 from trading.model import ContractInfo, LinkState, OrderInfo
-from trading.order_refs import is_sale, lot_prefix, parse_sale, sale_prefix
+from trading.order_refs import is_sale, lot_prefix, parse_exit, parse_sale, sale_prefix
 from trading.settlement import ANNOUNCED_CLOSES
 
 
@@ -245,9 +244,9 @@ class RepairMixin(ExecutorPart):
         position if it fills: cancel it."""
         strays, outside = [], []
         for o in live:
-            m = re.match(r"tb:lot(\d+):(tp|sl):", o.order_ref)
-            if m and int(m.group(1)) not in open_ids:
-                lot = self.book.lot(int(m.group(1))).get(timeout=self._t())
+            ref = parse_exit(o.order_ref)
+            if ref is not None and ref.lot_id not in open_ids:
+                lot = self.book.lot(ref.lot_id).get(timeout=self._t())
                 if lot is None or lot["state"] != "closed":
                     continue
                 # A lot closed by hand was announced with its close ("closed_outside"):
