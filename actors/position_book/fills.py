@@ -11,7 +11,7 @@ from actors.position_book.base import BookState
 from trading import pnl as pnl_math
 from trading.fills import exit_slice, vwap
 from trading.model import ContractInfo, FillInfo, OrderInfo
-from trading.order_refs import PREFIX, parse_sale
+from trading.order_refs import is_ours, parse_sale
 
 
 def _status_name(info: OrderInfo) -> str:
@@ -37,7 +37,7 @@ class FillsMixin(BookState):
 
     def apply_fill(self, fill: FillInfo) -> int | None:
         """Store the fill once; a sale fill opens its lot, an exit fill closes its lot."""
-        if not fill.order_ref.startswith(PREFIX):
+        if not is_ours(fill.order_ref):
             self._store_outside_fill(fill)
             return None
         order = self.db.order_by_ref(fill.order_ref)
@@ -251,7 +251,7 @@ class FillsMixin(BookState):
             md.proxy().unwatch([con_id])
 
     def apply_order(self, info: OrderInfo) -> None:
-        if not info.order_ref.startswith(PREFIX):
+        if not is_ours(info.order_ref):
             return
         row = self.db.order_by_ref(info.order_ref)
         if row is None:

@@ -16,7 +16,7 @@ from actors.messages import RepairExits
 from actors.position_book.base import BookState
 from ops.backoff import backoff_delay
 from trading.model import FillInfo, LinkState, OrderInfo, PositionInfo
-from trading.order_refs import PREFIX
+from trading.order_refs import is_ours
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class ReconcileMixin(BookState):
         done_refs = self._apply_completed(completed or [])
         live_refs = set()
         for info in open_orders:
-            if not info.order_ref.startswith(PREFIX):
+            if not is_ours(info.order_ref):
                 continue
             live_refs.add(info.order_ref)
             row = self.db.order_by_ref(info.order_ref)

@@ -15,7 +15,7 @@ from trading import pnl as pnl_math
 from trading import settlement as rules
 from trading.calendar import ET, TradingCalendar
 from trading.model import LinkState, OrderInfo
-from trading.order_refs import PREFIX
+from trading.order_refs import is_ours
 
 SETTLE_POLL_SECONDS = 60.0  # position checks while an in-the-money expiry awaits the broker
 
@@ -82,7 +82,7 @@ class SettlementMixin(BookState):
         stop, marked estimated). Returns the refs found filled."""
         filled: set[str] = set()
         for info in completed:
-            if not info.order_ref.startswith(PREFIX) or info.status != "Filled":
+            if not is_ours(info.order_ref) or info.status != "Filled":
                 continue
             row = self.db.order_by_ref(info.order_ref)
             if row is None:
