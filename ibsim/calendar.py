@@ -49,10 +49,3 @@ def next_session(d: date) -> date:
     while not is_session(d):
         d += timedelta(days=1)
     return d
-
-
-def previous_session(d: date) -> date:
-    d -= timedelta(days=1)
-    while not is_session(d):
-        d -= timedelta(days=1)
-    return d
