@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ibsim.harness import free_port
 from tests.support.stack import render_toml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,6 +237,30 @@ def enter(sim: Any, client: ZmqClient, slot: str, market: dict[str, Any],
     if not reply["accepted"]:
         raise RuntimeError(f"entry {slot} refused: {reply}")
     poll(lambda: entry_over(client, slot), 30, interval)
+
+
+def sell_by_hand(sim: Any, tmp: Path, now: str, spot_list: list[float],
+                 walk_interval: float = 0.05, interval: float = 0.02,
+                 after: Callable[[float], None] | None = None) -> list[str]:
+    """One engine (a process) on `sim` with its clock held at `now`: a hand entry per
+    spot (held still during the entry), `after(seconds)` run after each with the time
+    it took. Returns the slots sold, in order."""
+    slots = manual_slots(len(spot_list))
+    zmq_ep = f"tcp://127.0.0.1:{free_port()}"
+    cfg = engine_config(tmp, sim.port, zmq_ep, entries_profile(now, slots, walk_interval))
+    engine = start_engine(cfg)
+    client = ZmqClient(zmq_ep, timeout=10)
+    try:
+        poll(lambda: engine_ready(client), 60, 0.05)
+        for slot, spot in zip(slots, spot_list, strict=True):
+            t = time.perf_counter()
+            enter(sim, client, slot, {"spot": spot, "walk_sigma": 0.0}, interval)
+            if after is not None:
+                after(time.perf_counter() - t)
+    finally:
+        client.close()
+        stop(engine)
+    return slots
 
 
 def streaming_profile(now: str, slots: list[str]) -> dict[str, dict[str, Any]]:

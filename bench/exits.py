@@ -16,24 +16,8 @@ from typing import Any
 
 from ib_insync import IB, LimitOrder, Option
 
-from bench.common import (
-    Row,
-    ZmqClient,
-    close_to,
-    engine_config,
-    engine_ready,
-    enter,
-    entries_profile,
-    limited_by,
-    manual_slots,
-    pct,
-    poll,
-    report,
-    start_engine,
-    stop,
-    workdir,
-)
-from ibsim.harness import IbsimProcess, free_port
+from bench.common import Row, close_to, limited_by, pct, report, sell_by_hand, workdir
+from ibsim.harness import IbsimProcess
 
 NOW = "2026-11-24T10:00:00-05:00"
 # ib_insync holds requests past 45 per second (IB's pacing limit, Client.MaxRequests):
@@ -69,27 +53,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--entries", type=int, default=100)
     args = ap.parse_args(argv)
     n = args.entries
-    slots = manual_slots(n)
     with workdir() as tmp, IbsimProcess(seed=5, now=NOW, tick_interval=0.02) as sim:
         # Half the baseline before the engine's entries and half after: ibsim's own
         # cost per order grows a little with its book, so both ends are measured.
         base = baseline_round_trips(sim.port, 50)
-        zmq_ep = f"tcp://127.0.0.1:{free_port()}"
-        cfg = engine_config(Path(tmp), sim.port, zmq_ep, entries_profile(NOW, slots))
-        engine = start_engine(cfg)
-        client = ZmqClient(zmq_ep, timeout=10)
         lat: list[float] = []
         seen: set[int] = set()
-        try:
-            poll(lambda: engine_ready(client), 60, 0.05)
-            for i in range(n):
-                enter(sim, client, slots[i], {"spot": 600.0 + i, "walk_sigma": 0.0}, 0.01)
-                # Read while the new lot's exits are live (a later spot move may fill them).
-                lat += protection_times(sim.get_state(), seen)
-                time.sleep(ENTRY_PAUSE)  # pacing (see PACE), not a wait for a result
-        finally:
-            client.close()
-            stop(engine)
+
+        def after(_took: float) -> None:
+            # Read while the new lot's exits are live (a later spot move may fill them).
+            lat.extend(protection_times(sim.get_state(), seen))
+            time.sleep(ENTRY_PAUSE)  # pacing (see PACE), not a wait for a result
+
+        sell_by_hand(sim, Path(tmp), NOW, [600.0 + i for i in range(n)], interval=0.01,
+                     after=after)
         base += baseline_round_trips(sim.port, 50)
     ms = 1000.0
     ratio = pct(lat, 99) / pct(base, 99)

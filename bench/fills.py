@@ -26,24 +26,8 @@ from typing import Any
 
 from ib_insync import IB, Contract, MarketOrder
 
-from bench.common import (
-    Row,
-    ZmqClient,
-    close_to,
-    engine_config,
-    engine_ready,
-    enter,
-    entries_profile,
-    limited_by,
-    manual_slots,
-    pct,
-    poll,
-    report,
-    start_engine,
-    stop,
-    workdir,
-)
-from ibsim.harness import IbsimProcess, free_port
+from bench.common import Row, close_to, limited_by, pct, report, sell_by_hand, workdir
+from ibsim.harness import IbsimProcess
 
 NOW = "2026-11-24T10:00:00-05:00"
 TICKS_PER_STEP = 8  # the default profile's: a 2 s step over ~250 ms option quotes
@@ -59,21 +43,8 @@ def engine_sales(sim: Any, tmp: Path, spot_list: list[float], walk_interval: flo
                  took: list[float]) -> dict[int, dict[str, Any]]:
     """Run one engine entry per spot; return the sale executions by entry number (and
     each entry's time from enter_now to its end in `took`)."""
-    n = len(spot_list)
-    slots = manual_slots(n)
-    zmq_ep = f"tcp://127.0.0.1:{free_port()}"
-    cfg = engine_config(tmp, sim.port, zmq_ep, entries_profile(NOW, slots, walk_interval))
-    engine = start_engine(cfg)
-    client = ZmqClient(zmq_ep, timeout=10)
-    try:
-        poll(lambda: engine_ready(client), 60, 0.05)
-        for slot, spot in zip(slots, spot_list, strict=True):
-            t = time.perf_counter()
-            enter(sim, client, slot, {"spot": spot, "walk_sigma": 0.0}, 0.005)
-            took.append(time.perf_counter() - t)
-    finally:
-        client.close()
-        stop(engine)
+    slots = sell_by_hand(sim, tmp, NOW, spot_list, walk_interval, 0.005,
+                         took.append)
     by_slot: dict[str, dict[str, Any]] = {}
     for e in sim.get_state()["executions"]:
         parts = e["order_ref"].split(":")

@@ -1,53 +1,43 @@
 """ibsim's own NYSE calendar (exchange_calendars XNYS), in America/New_York.
 
 The gateway is IB's side and shares nothing with the bot: sessions, real close times
-(13:00 on half days) and holidays come straight from exchange_calendars. The range
-follows the clock: a calendar is built per 5-year window around the date asked, so no
-simulated date falls off its end.
+(13:00 on half days) and holidays come straight from exchange_calendars, read once
+per calendar year into a table of that year's sessions and their closes, so the
+range follows the simulated clock wherever it goes.
 """
 
 from __future__ import annotations
 
 import functools
 from datetime import date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 ET = ZoneInfo("America/New_York")
-WINDOW_YEARS = 5
+REGULAR_CLOSE = time(16, 0)
 
 
-@functools.lru_cache(maxsize=8)
-def _xnys(window: int) -> Any:
+@functools.lru_cache(maxsize=16)
+def _closes(year: int) -> dict[date, time] | None:
+    """Every NYSE session of `year` with its close (ET); None when exchange_calendars
+    cannot build that year (ibsim then treats weekdays as sessions)."""
     import exchange_calendars as xcals
 
-    first = window * WINDOW_YEARS
-    # One year of overlap each side: a query near a window's edge still sees its neighbours.
-    return xcals.get_calendar("XNYS", start=f"{first - 1}-01-01",
-                              end=f"{first + WINDOW_YEARS}-12-31")
-
-
-def _cal(d: date) -> Any:
-    return _xnys(d.year // WINDOW_YEARS)
-
-
-@functools.lru_cache(maxsize=8192)
-def is_session(d: date) -> bool:
     try:
-        return bool(_cal(d).is_session(d.isoformat()))
-    except Exception:  # outside what exchange_calendars can build: weekdays
-        return d.weekday() < 5
+        sched = xcals.get_calendar("XNYS", start=f"{year}-01-01", end=f"{year}-12-31").schedule
+    except Exception:
+        return None
+    return {day.date(): close.tz_convert(ET).time()
+            for day, close in zip(sched.index, sched["close"], strict=True)}
 
 
-@functools.lru_cache(maxsize=8192)
+def is_session(d: date) -> bool:
+    closes = _closes(d.year)
+    return d.weekday() < 5 if closes is None else d in closes
+
+
 def close_time(d: date) -> time:
     """The regular close of a session (16:00, 13:00 on half days); 16:00 for a non-session."""
-    if not is_session(d):
-        return time(16, 0)
-    try:
-        return _cal(d).session_close(d.isoformat()).to_pydatetime().astimezone(ET).time()
-    except Exception:
-        return time(16, 0)
+    return (_closes(d.year) or {}).get(d, REGULAR_CLOSE)
 
 
 def close_at(d: date) -> datetime:
@@ -55,7 +45,7 @@ def close_at(d: date) -> datetime:
 
 
 def is_half_day(d: date) -> bool:
-    return is_session(d) and close_time(d) < time(16, 0)
+    return is_session(d) and close_time(d) < REGULAR_CLOSE
 
 
 def next_session(d: date) -> date:

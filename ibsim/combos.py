@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ibsim.events import Event
+
 BAG_CON_ID = 28812380  # IB's conId for a US option combo
 
 
@@ -67,8 +69,6 @@ def net_prices(broker: Any, order: dict[str, Any]) -> tuple[float, list[float]] 
 
 def fill_if_reached(broker: Any, order: dict[str, Any]) -> list[Any]:
     """Called by the broker's matching for a working combo."""
-    from ibsim.broker import Event
-
     quoted = net_prices(broker, order)
     if quoted is None:
         return []

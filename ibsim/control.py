@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from ibsim.broker import RejectRule
+from ibsim.client import listen
+from ibsim.orders import RejectRule
 from ibsim.server import Gateway
 
 MAX_BODY = 64 * 1024
@@ -70,10 +71,7 @@ class ControlServer:
         }
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                 reuse_address=True)
-        if self.port == 0:
-            self.port = self.server.sockets[0].getsockname()[1]
+        self.server, self.port = await listen(self._serve, self.host, self.port)
 
     async def stop(self) -> None:
         if self.server is not None:

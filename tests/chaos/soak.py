@@ -266,6 +266,7 @@ class Soak:
                                lambda: self.link_state() == "READY", quantity, NAKED_LIMIT,
                                lambda what: self.report.violate(self.day, what))
         self.day = "start"
+        self.last_link = "not asked yet"
 
     # ---- the clock ----------------------------------------------------------------------
 
@@ -306,8 +307,24 @@ class Soak:
         try:
             reply = zmq_request(self.stack.zmq, "status", timeout=1.0)
         except (TimeoutError, OSError):
+            self.last_link = "engine unreachable over ZeroMQ"
             return "UNREACHABLE"
-        return str(reply["data"]["link"]["state"]) if reply.get("ok") else "ERROR"
+        if not reply.get("ok"):
+            self.last_link = f"status error: {reply.get('error')}"
+            return "ERROR"
+        link = reply["data"]["link"]
+        self.last_link = f"{link['state']} ({link.get('reason', '')})"
+        return str(link["state"])
+
+    def not_ready(self, what: str) -> str:
+        """A violation's text with what the engine last said (a state and why, or that it
+        did not answer) and what supervisord says of the engine."""
+        try:
+            programs = "; ".join(" ".join(ln.split()[:4]) for ln in
+                                 self.stack.ctl("status").splitlines() if ln.strip())
+        except Exception as exc:  # a diagnostic: never the soak's end
+            programs = f"supervisorctl failed: {exc}"
+        return f"{what}: last status {self.last_link}; supervisord: {programs}"
 
     def wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
         """Poll `predicate` (keeping ibsim's date in step) until truthy or `timeout`."""
@@ -528,7 +545,7 @@ class Soak:
         self.report.checks["money_invariants"] += 1
         self.report.checks["ready"] += 1
         if not self.wait(lambda: self.link_state() == "READY", 90):
-            self.report.violate(d, "link not READY 90 s after the faults ended")
+            self.report.violate(d, self.not_ready("link not READY 90 s after the faults ended"))
         self.wait(lambda: not self.rows(
             "SELECT 1 FROM entry_attempts WHERE trade_date = ? AND state = 'started'", (d,)), 60)
         self.check(d, "protected", self.unprotected, REPAIR_INTERVAL + SETTLE_SLACK)
@@ -575,7 +592,7 @@ class Soak:
         self.set_clock(end, 1.0)
         self.report.checks["ready_after_reset"] += 1
         if not self.wait(lambda: self.link_state() == "READY", 60):
-            self.report.violate(d, "link not READY 60 s after IB's daily reset")
+            self.report.violate(d, self.not_ready("link not READY 60 s after IB's daily reset"))
 
     def sunday_reauth(self, sunday: date) -> None:
         """The weekly re-authentication at 01:00 ET Sunday: ibsim logs out; the operator
@@ -592,7 +609,7 @@ class Soak:
         self.wait(lambda: self._quiet_post("/fault/login", {}), 30)
         self.report.checks["ready_after_reauth"] += 1
         if not self.wait(lambda: self.link_state() == "READY", 90):
-            self.report.violate(d, "link not READY 90 s after the Sunday login")
+            self.report.violate(d, self.not_ready("link not READY 90 s after the Sunday login"))
 
     # ---- the end ------------------------------------------------------------------------------
 

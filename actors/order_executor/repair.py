@@ -1,0 +1,266 @@
+"""The repair job: finish what a crash left behind (a sale still resting, an entry left
+`started`), compare the broker's positions with the book, cancel exits of closed lots,
+and make every open lot protected (adopt a live pair, resize, or place it again)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from actors.order_executor.guard import EntryRefused
+from actors.order_executor.part import ExecutorPart
+from trading.fills import remaining
+from trading.model import ContractInfo, LinkState, OrderInfo
+from trading.order_refs import is_sale, lot_prefix, parse_sale, sale_prefix
+from trading.settlement import ANNOUNCED_CLOSES
+
+
+class RepairMixin(ExecutorPart):
+    """Mixed into OrderExecutor (which provides cfg, conn, book, log, alerts …)."""
+
+    _lots_sold_here: set[int]
+
+    if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
+        def _watch(self, contract: ContractInfo) -> None: ...
+        def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo: ...
+        def _check_trading_allowed(self) -> None: ...
+        def place_exits(self, lot: dict[str, Any],
+                        contract: ContractInfo | None = None) -> bool: ...
+        def _cancel_legs(self, legs: Iterable[OrderInfo], what: str) -> None: ...
+
+    def repair_exits(self, reason: str = "requested") -> dict[str, int]:
+        """Finish what a crash left behind, then make every open lot protected.
+
+        A sale still live at the broker while no entry runs was left by a previous
+        run: it is resumed (re-priced at the bid) or cancelled. Then each open lot
+        gets its TP+SL pair: a live pair of ours (same OCA group) is adopted, lone
+        or duplicate legs are cancelled, missing ones are placed again.
+        """
+        if self.book.link_status().get(timeout=self._t()).state != LinkState.READY:
+            return {"repaired": 0, "checked": 0}
+        self._check_positions()
+        try:
+            live = [o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live]
+        except Exception as exc:
+            self.log.warning("repair skipped: {}", exc)
+            return {"repaired": 0, "checked": 0}
+        resumed = [o for o in live if is_sale(o.order_ref)]
+        for order in resumed:
+            self._resume_sale(order)
+        if resumed:
+            live = [o for o in self.conn.open_orders().get(timeout=self._t()) if o.is_live]
+        self._release_interrupted_entries(live)
+        repaired = checked = resized = 0
+        open_lots = self.book.open_lots().get(timeout=self._t())
+        self._cancel_legs_of_closed_lots(live, {lot["id"] for lot in open_lots})
+        for lot in open_lots:
+            checked += 1
+            mine = [o for o in live if o.order_ref.startswith(lot_prefix(lot["id"]))]
+            pair = self._live_pair(lot, mine)
+            current = self.book.lot(lot["id"]).get(timeout=self._t())
+            resize = pair is not None and current is not None and any(
+                remaining(o.qty, o.filled) != int(current["qty"]) for o in pair
+            )
+            if resize:
+                # Part of the lot was closed by hand: the pair is cancelled and placed
+                # again for what is left (one alert already said so).
+                self.log.warning("lot {}: exits sized {} for {} contracts: resizing",
+                                 lot["id"], int(pair[0].qty), current["qty"])
+                pair = None
+            for o in mine:
+                if pair is None or o.order_id not in (pair[0].order_id, pair[1].order_id):
+                    try:
+                        self._record(self.conn.cancel_order(o.order_id).get(timeout=self._t()))
+                    except Exception as exc:
+                        self.log.warning("cancel of stray exit {} failed: {}", o.order_ref, exc)
+            current = self.book.lot(lot["id"]).get(timeout=self._t())
+            if current is None or current["state"] == "closed":
+                continue  # a leg filled while we looked
+            if pair is not None:
+                tp, sl = pair
+                if (current["tp_order_ref"], current["sl_order_ref"], current["state"]) != (
+                    tp.order_ref,
+                    sl.order_ref,
+                    "open",
+                ):
+                    self.book.set_exits(
+                        lot["id"],
+                        tp_order_id=tp.order_id,
+                        sl_order_id=sl.order_id,
+                        tp_order_ref=tp.order_ref,
+                        sl_order_ref=sl.order_ref,
+                        oca_group=tp.oca_group,
+                        state="open",
+                    ).get(timeout=self._t())
+                    self.log.info(
+                        "lot {}: adopted live exits {} / {}", lot["id"], tp.order_ref, sl.order_ref
+                    )
+                continue
+            if resize:
+                if self.place_exits(current):
+                    resized += 1
+                continue
+            self.log.warning("lot {} lacks live exits: repairing ({})", lot["id"], reason)
+            if self.place_exits(current):
+                repaired += 1
+        if repaired:
+            self.alerts.raise_alert(
+                "exits_repaired",
+                f"re-placed exits of {repaired} lot(s) ({reason})",
+                severity="warning",
+            )
+        return {"repaired": repaired, "checked": checked, "resumed_sales": len(resumed),
+                "resized": resized}
+
+    def _check_positions(self) -> None:
+        """Every repair tick: the broker's positions against the book, so a put closed
+        (or sold) by hand is seen even if no position update reached us. Positions are
+        asked first: a fill of ours that moved them is then among the executions."""
+        try:
+            positions = self.conn.positions().get(timeout=self._t())
+            fills = self.conn.executions().get(timeout=self._t())
+            self.book.reconcile_positions(positions, fills, False).get(timeout=self._t())
+        except Exception as exc:
+            self.log.warning("position check skipped: {}", exc)
+
+    def _release_interrupted_entries(self, live: list[OrderInfo]) -> None:
+        """Entries a dead run left 'started' with no sale live: the slot is free again.
+
+        Runs inside this actor, so no entry of this process is between its claim and
+        its end; a sale that filled has already made its entry 'done' (same
+        transaction as the lot), and live sales were resumed just before.
+        """
+        for entry in self.book.started_entries().get(timeout=self._t()):
+            prefix = sale_prefix(entry["trade_date"], entry["slot"])
+            if any(o.order_ref.startswith(prefix) for o in live):
+                continue
+            reason = "interrupted: the engine stopped during the entry; nothing was sold"
+            if self.book.interrupt_entry(entry["trade_date"], entry["slot"], reason).get(
+                timeout=self._t()
+            ):
+                self.log.warning("entry {} {} {}", entry["trade_date"], entry["slot"], reason)
+                self.alerts.raise_alert(
+                    "entry_interrupted",
+                    f"entry {entry['trade_date']} {entry['slot']} {reason}; it runs again "
+                    "if its catch-up deadline has not passed",
+                    severity="warning",
+                )
+
+    @staticmethod
+    def _live_pair(
+        lot: dict[str, Any], mine: list[OrderInfo]
+    ) -> tuple[OrderInfo, OrderInfo] | None:
+        """A live TP and SL of this lot in one OCA group (the lot's own pair first)."""
+        groups: dict[str, dict[str, OrderInfo]] = {}
+        for o in mine:
+            role = o.order_ref.split(":")[2] if o.order_ref.count(":") >= 3 else ""
+            if role in ("tp", "sl") and o.oca_group:
+                groups.setdefault(o.oca_group, {})[role] = o
+        ordered = sorted(groups, key=lambda g: g != (lot.get("oca_group") or ""))
+        for g in ordered:
+            legs = groups[g]
+            if "tp" in legs and "sl" in legs:
+                return legs["tp"], legs["sl"]
+        return None
+
+    def _resume_refusal(self) -> str:
+        """Why a leftover sale may not be resumed now ("" = it may): kill switch, pause,
+        market hours and the account check, as for any entry."""
+        try:
+            self._check_trading_allowed()
+        except EntryRefused as exc:
+            return str(exc)
+        return ""
+
+    def _resume_sale(self, order: OrderInfo) -> None:
+        """A previous run's sale is still resting: re-price it at the bid, else cancel."""
+        sale = parse_sale(order.order_ref)
+        if sale is None:
+            self.log.error("resume: {} is not a sale ref of ours", order.order_ref)
+            return
+        trade_date, slot = sale.trade_date, sale.slot
+        refusal = self._resume_refusal()
+        if refusal:
+            # A sale left resting is an entry like any other: the same guards hold.
+            self.log.warning("sale {} left by a previous run is cancelled: {}",
+                             order.order_ref, refusal)
+            try:
+                self._record(self.conn.cancel_order(order.order_id).get(timeout=self._t()))
+            except Exception as exc:
+                self.log.error("cancel of {} failed: {}", order.order_ref, exc)
+            self.alerts.raise_alert(
+                "risk_limit",
+                f"sale {order.order_ref} left resting by a previous run was cancelled, not "
+                f"resumed: {refusal}",
+                severity="warning",
+            )
+            entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+            if entry is not None and entry["state"] == "started":
+                self.book.finish_entry(trade_date, slot, "failed",
+                                       f"leftover sale cancelled: {refusal}").get(
+                    timeout=self._t())
+            return
+        self.log.warning("resuming sale {} left by a previous run", order.order_ref)
+        contract: ContractInfo | None = None
+        try:
+            contract = self.book.contract(order.con_id).get(timeout=self._t())
+            quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
+            prices = [quote.bid] if quote.bid else []
+            info = self._walk(order, prices)
+        except Exception as exc:
+            self.log.error("resuming {} failed: {}; cancelling", order.order_ref, exc)
+            try:
+                info = self.conn.cancel_order(order.order_id).get(timeout=self._t())
+                self._record(info)
+            except Exception as exc2:
+                self.log.error("cancel of {} failed: {}", order.order_ref, exc2)
+                return
+        if info.is_filled or info.filled > 0:
+            lot_id = self.book.open_lot_for_sale(
+                info.order_ref, info.avg_fill_price, int(info.filled)
+            ).get(timeout=self._t())
+            self._lots_sold_here.add(lot_id)
+            self.book.finish_entry(trade_date, slot, "done", "resumed sale filled", lot_id).get(
+                timeout=self._t()
+            )
+            lot = self.book.lot(lot_id).get(timeout=self._t())
+            if contract is not None:
+                self._watch(contract)
+            self.place_exits(lot)
+            self.alerts.raise_alert(
+                "entry_done",
+                f"resumed sale {info.order_ref} filled at {info.avg_fill_price} (lot {lot_id})",
+                severity="info",
+            )
+        else:
+            entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+            if entry is not None and entry["state"] == "started":
+                self.book.finish_entry(
+                    trade_date, slot, "failed", "interrupted sale did not fill"
+                ).get(timeout=self._t())
+
+    def _cancel_legs_of_closed_lots(self, live: list[OrderInfo], open_ids: set[int]) -> None:
+        """An exit order of ours whose lot is closed protects nothing and could open a
+        position if it fills: cancel it."""
+        strays, outside = [], []
+        for o in live:
+            m = re.match(r"tb:lot(\d+):(tp|sl):", o.order_ref)
+            if m and int(m.group(1)) not in open_ids:
+                lot = self.book.lot(int(m.group(1))).get(timeout=self._t())
+                if lot is None or lot["state"] != "closed":
+                    continue
+                # A lot closed by hand was announced with its close ("closed_outside"):
+                # its exits go without a second alert.
+                announced = lot.get("close_reason") in ANNOUNCED_CLOSES  # issue 16 too
+                (outside if announced else strays).append(o)
+        if outside:
+            self._cancel_legs(outside, "exit of a lot closed outside the engine")
+        if strays:
+            self._cancel_legs(strays, "exit of a closed lot")
+            self.alerts.raise_alert(
+                "stray_exits_cancelled",
+                f"cancelled {len(strays)} exit order(s) left on closed lots: "
+                + ", ".join(o.order_ref for o in strays),
+                severity="warning",
+            )

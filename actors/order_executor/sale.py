@@ -1,0 +1,282 @@
+"""The sale (DESIGN "Trade lifecycle", steps 2-4): choose the put, cancel our resting
+exits on it (IB rejects a sale that could trade against our own BUY orders) and restore
+them after, sell with a limit walked from the mid toward the bid in a bounded number of
+attempts, and never send a new attempt beside an earlier one that filled or still works."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from actors.order_executor.entry_prep import PreparedEntry, wanted_strikes
+from actors.order_executor.guard import EntryRefused
+from actors.order_executor.part import ExecutorPart
+from trading.fills import sold_by
+from trading.freshness import stale_reason
+from trading.model import ContractInfo, OrderInfo, OrderRequest
+from trading.order_refs import sale_prefix, sale_ref
+from trading.pricing import limit_walk
+from trading.risk import OrderRefused
+from trading.strikes import choose_expiry_by_rule, choose_strike_by_delta
+
+
+class SaleMixin(ExecutorPart):
+    """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
+
+    _prepared: PreparedEntry | None
+
+    if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
+        def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
+        def place_exits(self, lot: dict[str, Any],
+                        contract: ContractInfo | None = None) -> bool: ...
+
+    def _fresh_quotes(self, contracts: list[ContractInfo], wait: float,
+                      need_delta: bool = False) -> list[Any]:
+        """Quotes whose last tick is within strategy.max_quote_age, or EntryRefused
+        ("wait"): a line left open through a silence answers at once with old values."""
+        max_age = self.cfg.strategy.max_quote_age
+        quotes = self.conn.quotes(contracts, wait, need_delta, max_age).get(
+            timeout=self._t(wait + 2))
+        now = time.time()
+        for c, q in zip(contracts, quotes, strict=True):
+            why = stale_reason(q, now, max_age, c.local_symbol or c.symbol)
+            if why and q.bid is not None:  # no bid at all: the callers' own "no quote"
+                raise EntryRefused(why, "wait")
+        return quotes
+
+    def _choose_contract(self, trade_date: str) -> tuple[ContractInfo, Any, float]:
+        s = self.cfg.strategy
+        conn = self.conn
+        if "market" in self.directory.farms_broken:
+            # Quotes from a broken farm are stale: no entry is priced on them.
+            raise EntryRefused("market data farm broken (2103): no fresh quote", "wait")
+        prepared = self._prepared if (
+            self._prepared is not None and self._prepared.trade_date == trade_date) else None
+        underlying = prepared.underlying if prepared else conn.qualify_stock(
+            s.symbol, s.exchange).get(timeout=self._t())
+        spy = self._fresh_quotes([underlying], 3.0)[0]
+        spot = spy.mid or spy.last or spy.bid or 0.0
+        if not spot:
+            raise EntryRefused(f"no fresh {s.symbol} quote yet", "wait")
+        if prepared:
+            expiry, strikes = prepared.expiry, list(prepared.strikes)
+        else:
+            expirations, strikes = conn.option_chain(s.symbol, underlying.con_id).get(
+                timeout=self._t())
+            from datetime import date
+
+            expiry = choose_expiry_by_rule(
+                expirations, date.fromisoformat(trade_date), s.target_dte, s.expiry_rule
+            )
+        wanted = wanted_strikes(s, strikes, spot)
+        contracts = (prepared.contracts_for(wanted) if prepared else None) or \
+            conn.qualify_options(s.symbol, expiry, wanted, "P").get(timeout=self._t(10))
+        if not contracts:
+            raise EntryRefused(f"no {s.symbol} puts for {expiry}")
+        quotes = self._fresh_quotes(contracts, 3.0, s.strike_selection == "delta")
+        by_strike = {c.strike: (c, q) for c, q in zip(contracts, quotes, strict=True)}
+        if s.strike_selection == "otm_distance":
+            strike = contracts[0].strike
+        else:
+            strike = choose_strike_by_delta(
+                [(c.strike, q.delta) for c, q in zip(contracts, quotes, strict=True)],
+                s.target_delta,
+            )
+        contract, quote = by_strike[strike]
+        if quote.bid is None or quote.ask is None or quote.bid <= 0:
+            raise EntryRefused(f"no bid for {contract.local_symbol} yet", "wait")
+        self.log.info(
+            "chose {} (bid {} ask {} delta {}) spot {:.2f}",
+            contract.local_symbol,
+            quote.bid,
+            quote.ask,
+            quote.delta,
+            spot,
+        )
+        return contract, quote, spot
+
+    def _cancel_conflicting_exits(self, contract: ContractInfo) -> list[int]:
+        """Cancel our resting BUY exits on the contract we are about to sell."""
+        lots = [
+            lot
+            for lot in self.book.open_lots().get(timeout=self._t())
+            if lot["con_id"] == contract.con_id
+        ]
+        cancelled = []
+        for lot in lots:
+            self.book.set_lot_state(lot["id"], "unprotected").get(timeout=self._t())
+            self._cancel_exits_of(lot)
+            cancelled.append(lot["id"])
+            self.log.info("cancelled exits of lot {} before selling the same contract", lot["id"])
+        return cancelled
+
+    def _cancel_exits_of(self, lot: dict[str, Any]) -> None:
+        for role in ("tp", "sl"):
+            order_id = lot.get(f"{role}_order_id")
+            if order_id:
+                try:
+                    info = self.conn.cancel_order(order_id).get(timeout=self._t())
+                    self._record(info)
+                except Exception as exc:
+                    self.log.warning("cancel of {} {} failed: {}", role, order_id, exc)
+
+    def _restore(self, lot_ids: list[int]) -> None:
+        for lot_id in lot_ids:
+            lot = self.book.lot(lot_id).get(timeout=self._t())
+            if lot and lot["state"] != "closed":
+                self.place_exits(lot)
+
+    def _sell(
+        self,
+        trade_date: str,
+        slot: str,
+        contract: ContractInfo,
+        cancelled: list[int],
+        spot: float,
+    ) -> tuple[bool, OrderInfo | None, str]:
+        s = self.cfg.strategy
+        reason = "no attempt made"
+        # A slot run again (by hand after a failure, or after an interrupted run) goes on
+        # from its last serial: an orderRef is never reused (it is UNIQUE in the book and
+        # the key by which the broker is asked).
+        first = self.book.next_sale_serial(trade_date, slot).get(timeout=self._t())
+        for attempt in range(first, first + s.sale_attempts):
+            # Never two sales for one slot: an earlier attempt (this run's, or a run that
+            # gave up) may have filled or still be working whatever this session thinks.
+            earlier, found = self._earlier_sale(trade_date, slot, contract)
+            if earlier == "filled" and found is not None:
+                return True, found, "filled (an earlier attempt)"
+            if earlier != "clear":
+                return False, None, earlier
+            if attempt > first:
+                self._restore(cancelled)  # after every failed attempt, at once
+                self._cancel_conflicting_exits(contract)
+            quote = self._fresh_quotes([contract], 2.0)[0]
+            if quote.bid is None or quote.ask is None:
+                reason = "no quote"
+                continue
+            prices = self._sale_prices(quote, contract)
+            if attempt > first:  # before each sale (the first was checked before any cancel)
+                self._check_margin(contract, prices[0], spot)
+            ref = sale_ref(trade_date, slot, attempt)
+            self.intents.record_intent(
+                order_ref=ref,
+                role="sale",
+                con_id=contract.con_id,
+                action="SELL",
+                order_type="LMT",
+                qty=s.quantity,
+                lmt_price=prices[0],
+                trade_date=trade_date,
+            )
+            req = OrderRequest(
+                ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY", spot=spot
+            )
+            self.log.info(
+                "sale attempt {}: SELL {} x{} LMT {} ref={}",
+                attempt,
+                contract.local_symbol,
+                s.quantity,
+                prices[0],
+                ref,
+            )
+            try:
+                info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
+            except OrderRefused as exc:
+                # A guard refusal is not transient: no further attempt.
+                self.book.mark_order(ref, status="refused", error=str(exc)).get(timeout=self._t())
+                return False, None, f"refused before the broker: {exc}"
+            self._record(info)
+            if info.status == "Unknown":
+                # The order may be live: never send another; reconciliation settles it.
+                return False, None, "sale outcome unknown (no ack); left to reconciliation"
+            if info.is_dead:
+                reason = f"rejected: {info.error_code} {info.error_message}".strip()
+                self.log.warning("sale attempt {} {}", attempt, reason)
+                self.alerts.raise_alert("order_rejected", f"sale {contract.local_symbol} {reason}")
+                continue
+            info = self._walk(info, prices[1:])
+            if info.is_filled or info.filled > 0:
+                # A part filled is a sale: the rest was walked as this one order and
+                # then cancelled; no further attempt sells the full quantity again.
+                self.log.info("sale filled: {} x{} of {} @ {}", contract.local_symbol,
+                              int(info.filled), int(info.qty), info.avg_fill_price)
+                return True, info, "filled"
+            if not info.is_dead:
+                # The cancel at the walk's end got no answer (PendingCancel/Unknown): the
+                # order may still fill. Never another sale beside it: reconciliation
+                # (and a late fill's ProtectLot) settles it.
+                return False, None, f"sale {ref} not confirmed cancelled; left to reconciliation"
+            reason = f"not filled after walking to {prices[-1]}"
+        return False, None, reason
+
+    def _sale_prices(self, quote: Any, contract: ContractInfo) -> list[float]:
+        s = self.cfg.strategy
+        return limit_walk(quote.bid, quote.ask, s.limit_walk_step,
+                          max(2, round(1 / s.limit_walk_step) + 1), contract.min_tick)
+
+    def _earlier_sale(
+        self, trade_date: str, slot: str, contract: ContractInfo
+    ) -> tuple[str, OrderInfo | None]:
+        """Ask the broker by orderRef (executions, open orders) about the slot's earlier
+        attempts: ("clear", None) when none filled and none works; ("filled", info) when
+        one sold (in whole or part); else a reason why no new attempt may go out. A
+        working one is waited for (until acknowledged) and walked itself, as one order."""
+        s = self.cfg.strategy
+        prefix = sale_prefix(trade_date, slot)
+        deadline = time.monotonic() + max(s.exit_unknown_wait, s.order_ack_timeout)
+        while True:
+            try:
+                fills = self.conn.executions().get(timeout=self._t())
+                live = [o for o in self.conn.open_orders().get(timeout=self._t())
+                        if (o.is_live or o.status == "PendingCancel")
+                        and o.order_ref.startswith(prefix)]
+            except Exception as exc:
+                return f"cannot confirm at the broker that no earlier attempt works: {exc}", None
+            if live:
+                order = live[0]
+                if order.status in ("PendingSubmit", "ApiPending"):
+                    if time.monotonic() >= deadline:
+                        return (f"earlier attempt {order.order_ref} still unacknowledged; left "
+                                "to reconciliation"), None
+                    time.sleep(0.2)
+                    continue
+                self.log.warning("sale {} of this slot still works: walking it, no new "
+                                 "attempt beside it", order.order_ref)
+                quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
+                prices = self._sale_prices(quote, contract) if quote.bid and quote.ask else []
+                info = self._walk(order, prices)
+                if info.is_filled or info.filled > 0:
+                    return "filled", info
+                if info.status == "Unknown":
+                    return f"earlier attempt {order.order_ref}: cancel unanswered", None
+                continue  # look again: it is dead now, or say what is left
+            sold = sold_by(fills, prefix)
+            if sold is not None:
+                ref, qty, price = sold
+                self.log.warning("sale {} of this slot filled ({} @ {}): no new attempt",
+                                 ref, qty, price)
+                return "filled", OrderInfo(0, 0, ref, contract.con_id, contract.local_symbol,
+                                           "SELL", "LMT", qty, None, None, "", "Filled",
+                                           filled=qty, avg_fill_price=price)
+            return "clear", None
+
+    def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo:
+        interval = self.cfg.strategy.limit_walk_interval
+        for price in prices:
+            info = self.conn.wait_order(info.order_id, interval).get(timeout=self._t(interval))
+            if info.is_filled or info.is_dead:
+                return info
+            try:
+                info = self.conn.modify_limit(info.order_id, price).get(timeout=self._t())
+            except OrderRefused as exc:
+                self.log.error("walk stopped: {}", exc)
+                break  # the order still rests at its last price: cancelled below
+            self.book.mark_order(info.order_ref, status="submitted").get(timeout=self._t())
+        info = self.conn.wait_order(info.order_id, interval).get(timeout=self._t(interval))
+        if info.is_filled or info.is_dead:
+            self._record(info)
+            return info
+        info = self.conn.cancel_order(info.order_id).get(timeout=self._t())
+        self._record(info)
+        return info

@@ -1,0 +1,278 @@
+"""Broker events on the book: fills open, size and close lots (exactly once, by
+execution id), order statuses update the order rows."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from actors.messages import ProtectLot
+from actors.position_book.base import BookState
+from trading import pnl as pnl_math
+from trading.fills import exit_slice, vwap
+from trading.model import ContractInfo, FillInfo, OrderInfo
+from trading.order_refs import PREFIX, parse_sale
+
+
+def _status_name(info: OrderInfo) -> str:
+    if info.is_filled:
+        return "filled"
+    if info.error_code == 201 or (info.is_dead and info.error_code not in (0, 202, 10147)):
+        return "rejected"
+    if info.is_dead:
+        return "cancelled"
+    if info.status == "Unknown":
+        return "unknown"
+    return "submitted"
+
+
+class FillsMixin(BookState):
+    """Mixed into PositionBook."""
+
+    if TYPE_CHECKING:  # provided by the other mixins
+        def contract(self, con_id: int) -> ContractInfo | None: ...
+        def _today(self) -> str: ...
+        def _shares_sold(self, side: str, qty: float) -> None: ...
+        def _check_daily_loss(self) -> None: ...
+
+    def apply_fill(self, fill: FillInfo) -> int | None:
+        """Store the fill once; a sale fill opens its lot, an exit fill closes its lot."""
+        if not fill.order_ref.startswith(PREFIX):
+            self._store_outside_fill(fill)
+            return None
+        order = self.db.order_by_ref(fill.order_ref)
+        if order is None:
+            self.log.warning("fill {} for unknown order ref {}", fill.exec_id, fill.order_ref)
+            return None
+        lot_id = order.get("lot_id")
+        opened = False
+        if order["role"] == "sale" and lot_id is None:
+            existing = self.db.lot_by_order_ref(fill.order_ref)
+            if existing:
+                lot_id = existing["id"]
+            else:
+                lot_id = self._open_lot_from_sale(order, fill)
+                opened = True
+                # Whoever sold it may have given up already: protection must not wait
+                # for the repair tick (the executor ignores this if it placed exits).
+                self.directory.tell("order_executor", ProtectLot(lot_id, "sale fill"))
+        new = self.db.add_fill(
+            exec_id=fill.exec_id,
+            order_ref=fill.order_ref,
+            order_id=fill.order_id,
+            perm_id=fill.perm_id,
+            con_id=fill.con_id,
+            side=fill.side,
+            qty=fill.qty,
+            price=fill.price,
+            commission=fill.commission,
+            time=fill.time,
+            lot_id=lot_id,
+        )
+        if not new:
+            if fill.commission is not None:
+                self.db.set_commission(fill.exec_id, fill.commission)  # and realized P&L
+            return lot_id
+        self.log.info(
+            "fill {} {} {} x{} @ {} ref={}",
+            fill.exec_id,
+            fill.side,
+            fill.local_symbol,
+            fill.qty,
+            fill.price,
+            fill.order_ref,
+        )
+        # add_fill marked the order filled in its own transaction.
+        if order["role"] == "shares":
+            self._shares_sold(fill.side, fill.qty)
+        if order["role"] == "sale" and lot_id is not None and not opened:
+            self._size_sale_lot(lot_id, fill.order_ref)  # a further slice of the sale
+        if order["role"] in ("tp", "sl") and lot_id is not None:
+            self._close_lot_on_exit(lot_id, order["role"], fill)
+        return lot_id
+
+    def _size_sale_lot(self, lot_id: int, order_ref: str, qty: int = 0,
+                       avg_price: float = 0.0) -> None:
+        """A lot is what its sale filled, at the volume-weighted price of the slices (or
+        the broker's figures for the order, `qty` at `avg_price`, when they say more than
+        the slices stored so far). Exit prices follow while no exits are placed."""
+        from trading.pricing import exit_prices
+
+        lot = self.db.lot(lot_id)
+        if lot is None or lot["state"] == "closed":
+            return
+        got, price = vwap(self.db.fills_of_order(order_ref))
+        if qty > got:
+            got, price = qty, avg_price
+        if got <= 0 or (got == lot["qty"] and abs(price - lot["entry_price"]) < 1e-9):
+            return
+        got = max(got, int(lot["qty"]))  # never below what a slice already made it
+        tp, sl = lot["tp_price"], lot["sl_price"]
+        if not lot.get("tp_order_ref"):
+            info = self.contract(lot["con_id"])
+            tp, sl = exit_prices(price, self.cfg.strategy.take_profit_ratio,
+                                 self.cfg.strategy.stop_loss_ratio,
+                                 info.min_tick if info else 0.01)
+        self.db.resize_sale_lot(lot_id, got, price, tp, sl)
+        self.log.info("lot {} is {} contracts at {} (sale slices)", lot_id, got, price)
+
+    def _store_outside_fill(self, fill: FillInfo) -> None:
+        """An execution of an order that is not ours (entered in TWS or the app): kept
+        (once, by execution id) so that a lot it closed gets its real price."""
+        if not fill.exec_id or fill.con_id not in {
+            lot["con_id"] for lot in self.db.open_lots()
+        }:
+            return
+        if self.db.add_fill(
+            exec_id=fill.exec_id, order_ref=fill.order_ref, order_id=fill.order_id,
+            perm_id=fill.perm_id, con_id=fill.con_id, side=fill.side, qty=fill.qty,
+            price=fill.price, commission=fill.commission, time=fill.time, lot_id=None,
+        ):
+            self.log.info(
+                "outside fill {} {} {} x{} @ {}",
+                fill.exec_id, fill.side, fill.local_symbol, fill.qty, fill.price,
+            )
+
+    def open_lot_for_sale(self, order_ref: str, fill_price: float, filled: int = 0) -> int:
+        """The executor saw its sale fill (`filled` contracts, all of the order when 0):
+        make sure the lot exists and has that size (the fill events may lag)."""
+        existing = self.db.lot_by_order_ref(order_ref)
+        if existing is not None:
+            self._size_sale_lot(int(existing["id"]), order_ref, filled, fill_price)
+            return int(existing["id"])
+        order = self.db.order_by_ref(order_ref)
+        if order is None:
+            raise KeyError(f"no intent row for {order_ref}")
+        fill = FillInfo(
+            exec_id="",
+            order_id=order.get("order_id") or 0,
+            perm_id=0,
+            order_ref=order_ref,
+            con_id=order["con_id"],
+            local_symbol="",
+            side="SLD",
+            qty=filled or order["qty"],
+            price=fill_price,
+            time=time.time(),
+        )
+        return self._open_lot_from_sale(order, fill)
+
+    def _open_lot_from_sale(self, order: dict[str, Any], fill: FillInfo) -> int:
+        from trading.pricing import exit_prices
+
+        info = self.contract(fill.con_id) or ContractInfo(
+            con_id=fill.con_id,
+            symbol=self.cfg.strategy.symbol,
+            sec_type="OPT",
+            local_symbol=fill.local_symbol,
+            multiplier=100,
+        )
+        tp, sl = exit_prices(
+            fill.price,
+            self.cfg.strategy.take_profit_ratio,
+            self.cfg.strategy.stop_loss_ratio,
+            info.min_tick,
+        )
+        trade_date = order.get("trade_date") or self._today()
+        sale = parse_sale(order["order_ref"])
+        entry = (sale.trade_date, sale.slot) if sale else None
+        lot_id = self.db.open_lot(
+            entry=entry,
+            trade_date=trade_date,
+            slot=entry[1] if entry else "",
+            con_id=info.con_id,
+            symbol=info.symbol,
+            expiry=info.expiry,
+            strike=info.strike,
+            right=info.right or "P",
+            local_symbol=info.local_symbol or fill.local_symbol,
+            multiplier=info.multiplier or 100,
+            qty=int(fill.qty),  # this slice; further slices grow it (_size_sale_lot)
+            entry_price=fill.price,
+            entry_time=fill.time,
+            order_ref=order["order_ref"],
+            tp_price=tp,
+            sl_price=sl,
+            state="unprotected",
+        )
+        self.log.info(
+            "lot {} opened: {} x{} @ {} (TP {} SL {})",
+            lot_id,
+            info.local_symbol,
+            fill.qty,
+            fill.price,
+            tp,
+            sl,
+        )
+        return lot_id
+
+    def _close_lot_on_exit(self, lot_id: int, role: str, fill: FillInfo) -> None:
+        lot = self.db.lot(lot_id)
+        if lot is None or lot["state"] == "closed":
+            return
+        take = exit_slice(lot["qty"], fill.qty)
+        if 0 < take < lot["qty"]:
+            # A slice of the exit: it closes a piece of its own (realized P&L per slice);
+            # the lot keeps the rest, still protected by the OCA group's remainder.
+            piece_id = self.db.split_lot(lot_id, take)
+            if piece_id is not None:
+                self.db.attach_fills([fill.exec_id], piece_id)
+                self.log.info("lot {}: exit slice of {} at {} closes piece {}; {} left",
+                              lot_id, take, fill.price, piece_id, lot["qty"] - take)
+                lot_id, lot = piece_id, {**lot, "qty": take, "id": piece_id}
+        commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(lot_id))
+        realized = pnl_math.realized_pnl(
+            lot["entry_price"],
+            fill.price,
+            lot["qty"],
+            commissions=commissions,
+            multiplier=lot.get("multiplier") or 100,
+        )
+        reason = "take_profit" if role == "tp" else "stop_loss"
+        if self.db.close_lot(lot_id, fill.price, fill.time, reason, realized):
+            self.log.info(
+                "lot {} closed by {} @ {}: realized {}", lot_id, reason, fill.price, realized
+            )
+            self.alerts.raise_alert(
+                "lot_closed",
+                f"lot {lot_id} {lot['local_symbol']} closed by {reason} at {fill.price}: "
+                f"realized P&L {realized:+.2f}",
+                severity="info",
+                details={"lot_id": lot_id, "reason": reason},
+            )
+            self._unwatch(lot["con_id"])
+            self._check_daily_loss()
+
+    def _unwatch(self, con_id: int) -> None:
+        if any(lot["con_id"] == con_id for lot in self.db.open_lots()):
+            return
+        md = self.directory.ref("market_data")
+        if md is not None:
+            md.proxy().unwatch([con_id])
+
+    def apply_order(self, info: OrderInfo) -> None:
+        if not info.order_ref.startswith(PREFIX):
+            return
+        row = self.db.order_by_ref(info.order_ref)
+        if row is None:
+            return
+        status = _status_name(info)
+        if row["status"] == "filled" and status != "filled":
+            return  # a late status never undoes a fill
+        error = f"{info.error_code}: {info.error_message}" if info.error_code else None
+        if (
+            row["status"] == status
+            and (not info.order_id or row["order_id"] == info.order_id)
+            and (not info.perm_id or row["perm_id"] == info.perm_id)
+            and (error is None or row["error"] == error)
+        ):
+            # Nothing new (openOrder and orderStatus repeat each other): no durable
+            # commit, which was a third of the book's time in bench.memory.
+            return
+        self.db.mark_order(
+            info.order_ref,
+            status=status,
+            order_id=info.order_id or None,
+            perm_id=info.perm_id or None,
+            error=error,
+        )

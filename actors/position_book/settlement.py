@@ -1,0 +1,172 @@
+"""Settlement (issue 16): expiry by OCC's rule at the expiry's real close, and exits
+found filled only among the completed orders. The rules are trading/settlement.py's;
+this mixin gives them the book's store, quotes and clock. Nothing here waits on the
+broker: the broker's side arrives in a snapshot fetched off the book's thread."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from actors.messages import RepairExits
+from actors.position_book.base import BookState
+from trading import pnl as pnl_math
+from trading import settlement as rules
+from trading.calendar import ET, TradingCalendar
+from trading.model import LinkState, OrderInfo
+from trading.order_refs import PREFIX
+
+SETTLE_POLL_SECONDS = 60.0  # position checks while an in-the-money expiry awaits the broker
+
+
+def _next_open(d: Any, cal: TradingCalendar) -> datetime:
+    d += timedelta(days=1)
+    while not cal.is_session(d):
+        d += timedelta(days=1)
+    return cal.session_open_close(d)[0]
+
+
+class SettlementMixin(BookState):
+    """Mixed into PositionBook; also the closing helpers the other endings share."""
+
+    _settle_polled: float = 0.0
+
+    if TYPE_CHECKING:  # provided by the other mixins
+        def _quotes(self, con_ids: list[int]) -> dict[int, Any]: ...
+        def _spy(self) -> Any: ...
+        def _unwatch(self, con_id: int) -> None: ...
+        def _check_daily_loss(self) -> None: ...
+        def _fetch_for_reconcile(self, attempt: int, full: bool = True) -> None: ...
+
+    def _now_ts(self) -> float:
+        # The engine's clock: the daily loss limit and the P&L history count by its date.
+        return float(self.clock.now().timestamp())
+
+    def _spot(self) -> float | None:
+        spy = self._spy()
+        return (spy.mid or spy.last) if spy else None
+
+    def _split(self, lot: dict[str, Any], qty: int) -> int | None:
+        return self.db.split_lot(lot["id"], qty) if qty < lot["qty"] else lot["id"]
+
+    def _commissions(self, lot_id: int) -> float:
+        return sum(f.get("commission") or 0.0 for f in self.db.fills(lot_id))
+
+    def _closed(self, lot: dict[str, Any], piece_id: int) -> None:
+        if piece_id == lot["id"]:
+            self._unwatch(lot["con_id"])
+        self._check_daily_loss()
+
+    def _close_expired(self, lot: dict[str, Any], close: float) -> bool:
+        mult = lot.get("multiplier") or 100
+        realized = rules.expired_pnl(
+            lot["entry_price"], lot["qty"], mult, self._commissions(lot["id"]))
+        if not self.db.close_lot(lot["id"], 0.0, self._now_ts(), "expired", realized):
+            return False
+        self.log.info("lot {} expired worthless ({} closed at {}): realized {}",
+                      lot["id"], lot["symbol"], close, realized)
+        self.alerts.raise_alert(
+            "lot_closed",
+            f"lot {lot['id']} {lot['local_symbol']} expired worthless ({lot['symbol']} "
+            f"closed at {close}): realized P&L {realized:+.2f}",
+            severity="info", details={"lot_id": lot["id"], "reason": "expired"},
+        )
+        self._closed(lot, lot["id"])
+        return True
+
+    def _apply_completed(self, completed: list[OrderInfo]) -> set[str]:
+        """Exits filled while the engine was away whose executions are no longer
+        reported (IB answers reqExecutions only since the daily reset): the completed
+        orders still say so. Closed at the order's own price (the TP's limit; the SL's
+        stop, marked estimated). Returns the refs found filled."""
+        filled: set[str] = set()
+        for info in completed:
+            if not info.order_ref.startswith(PREFIX) or info.status != "Filled":
+                continue
+            row = self.db.order_by_ref(info.order_ref)
+            if row is None:
+                continue
+            filled.add(info.order_ref)
+            if row["status"] == "filled":
+                continue
+            self.db.mark_order(info.order_ref, status="filled",
+                               error="filled (completed orders; no execution reported)")
+            lot = self.db.lot(row["lot_id"]) if row.get("lot_id") else None
+            if row["role"] not in ("tp", "sl") or lot is None or lot["state"] == "closed":
+                continue
+            role = row["role"]
+            price = row.get("lmt_price") if role == "tp" else row.get("aux_price")
+            if price is None:
+                continue
+            realized = pnl_math.realized_pnl(
+                lot["entry_price"], price, lot["qty"], self._commissions(lot["id"]),
+                lot.get("multiplier") or 100)
+            reason = "take_profit" if role == "tp" else "stop_loss"
+            if not self.db.close_lot(lot["id"], price, self._now_ts(), reason, realized):
+                continue
+            if role == "sl":
+                self.db.mark_pnl_estimated(lot["id"])  # a stop fills at the market
+            self.log.warning("lot {} closed by {} at {} from the completed orders",
+                             lot["id"], reason, price)
+            self.alerts.raise_alert(
+                "lot_closed",
+                f"lot {lot['id']} {lot['local_symbol']} closed by {reason} at {price} while "
+                f"the engine was away (from the completed orders): realized P&L "
+                f"{realized:+.2f}" + (" (estimated from the stop)" if role == "sl" else ""),
+                severity="info", details={"lot_id": lot["id"], "reason": reason},
+            )
+            self._closed(lot, lot["id"])
+        return filled
+
+    # ---- expiry ------------------------------------------------------------------------
+
+    def _underlying_close(
+        self, lot: dict[str, Any], now: datetime, cal: TradingCalendar
+    ) -> tuple[float, bool] | None:
+        """The underlying's price at the expiry's real close, taken from the quote on the
+        first look after that close (estimated when the engine first looks after the next
+        session opened). None while no quote is known."""
+        key = f"underlying_close:{lot['symbol']}:{lot['expiry']}"
+        stored = self.db.get_kv(key)
+        if stored:
+            return float(stored["price"]), bool(stored["estimated"])
+        spot = self._spot()
+        if spot is None:
+            return None
+        close_at = rules.expiry_close(lot["expiry"], cal)
+        estimated = now.astimezone(ET) >= _next_open(close_at.date(), cal)
+        self.db.set_kv(key, {"price": round(spot, 2), "estimated": estimated})
+        self.log.info("{} close for expiry {}: {}{}", lot["symbol"], lot["expiry"],
+                      round(spot, 2), " (estimated: taken after the next open)"
+                      if estimated else "")
+        return round(spot, 2), estimated
+
+    def settle_expired(self, now_iso: str) -> int:
+        """Lots past their expiry's real close (half days included): out of the money at
+        the close -> `expired` now (its exits are cancelled); in the money -> assignment,
+        seen when the broker's position changes overnight (position checks meanwhile,
+        no more once every lot is settled). Never waits on the broker."""
+        now = datetime.fromisoformat(now_iso)
+        cal = self.calendar
+        due = [lot for lot in self.db.open_lots()
+               if lot["expiry"] and rules.past_expiry(lot["expiry"], now, cal)]
+        if not due:
+            return 0
+        closed, pending = 0, False
+        for lot in due:
+            close = self._underlying_close(lot, now, cal)
+            if close is None:
+                continue
+            if rules.occ_outcome(lot["right"] or "P", lot["strike"], close[0]) == "expired":
+                closed += self._close_expired(lot, close[0])
+            else:
+                pending = True
+        if closed:
+            self.directory.tell("order_executor", RepairExits("expired"))
+        if (pending and self.link.state == LinkState.READY and not self._checking
+                and time.monotonic() - self._settle_polled >= SETTLE_POLL_SECONDS):
+            self._settle_polled = time.monotonic()
+            self._checking = True
+            self._fetch_for_reconcile(1, full=False)
+        return closed

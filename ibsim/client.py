@@ -1,0 +1,69 @@
+"""One API client's connection: what the gateway holds per session (its market-data
+lines, its subscriptions, what a stall holds back), and the TCP listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def listen(handler: ClientHandler, host: str, port: int
+                 ) -> tuple[asyncio.base_events.Server, int]:
+    """A TCP listener and its port (port 0 picks a free one)."""
+    server = await asyncio.start_server(handler, host, port, reuse_address=True)
+    return server, server.sockets[0].getsockname()[1] if port == 0 else port
+
+
+@dataclass
+class Subscription:
+    req_id: int
+    contract: dict[str, Any]
+    snapshot: bool = False
+    generic: str = ""  # the generic tick list ("101" asks for open interest)
+    quoted: bool = False  # once-a-day ticks (open, close, open interest) went out
+    day_ticks: tuple[float, ...] = ()  # high, low, volume last sent: resent on change only
+    touch: tuple[int, int, float, float] | None = None  # bid/ask tick types and prices sent
+
+
+@dataclass
+class Session:
+    writer: asyncio.StreamWriter
+    peer: str
+    client_id: int | None = None
+    data_type: int = 1
+    subs: dict[int, Subscription] = field(default_factory=dict)
+    wants_positions: bool = False
+    wants_account: bool = False
+    closed: bool = False
+    held: list[bytes] | None = None  # a stalled gateway: what it will send, in order
+    sent: int = 0  # frames sent to this client (its API client counts the same: numMsgRecv)
+    # (time, frames sent so far) after each tick: a client's count then dates its lag.
+    sent_log: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=200_000))
+
+    def send(self, data: bytes, frames: int = 1) -> None:
+        if self.closed:
+            return
+        self.sent += frames
+        if self.held is not None:
+            self.held.append(data)
+            return
+        self.writer.write(data)
+
+    def release(self) -> None:
+        """End of a stall: everything held goes out, in the order it was produced."""
+        held, self.held = self.held, None
+        if held and not self.closed:
+            self.writer.write(b"".join(held))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
