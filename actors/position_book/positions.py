@@ -263,7 +263,7 @@ class PositionsMixin(BookState):
             if price is not None
             else None
         )
-        when = used[-1]["time"] if used else time.time()
+        when = used[-1].time if used else time.time()
         if not self.db.close_lot(piece_id, price, when, "closed_outside", realized):
             return False
         if estimated:
