@@ -223,12 +223,12 @@ def test_finished_trades_leave_the_client_but_open_exits_stay_live(
     """Found by bench.memory: ib_insync kept every Trade of the session (~30 KB a
     trade). Forgetting finished ones must never touch a live exit: the lot still closes
     by its take profit afterwards, with its fill stored once."""
-    import actors.connection
+    import actors.connection.actor
 
     eng = start_engine()
     lot = enter_and_wait(eng, 0)
     conn = eng.engine.directory.proxy("connection")
-    monkeypatch.setattr(actors.connection, "KEEP_FINISHED_TRADES", 0)
+    monkeypatch.setattr(actors.connection.actor, "KEEP_FINISHED_TRADES", 0)
     assert conn.forget_finished_trades().get(timeout=5) >= 1  # the filled sale
     ib = conn.ib.get(timeout=5)
     refs = {t.order.orderRef for t in ib.trades()}

@@ -1,0 +1,378 @@
+"""Connection: the one owner of `ib_insync.IB`, on its own asyncio loop thread.
+
+ib_insync needs a running asyncio loop in the thread that uses it, and IB events
+must be handled while the actor waits for other things, so the IB object lives
+on a dedicated loop thread (loop.py). Actor methods submit coroutines there with
+`run_coroutine_threadsafe` and wait with a timeout; IB event handlers on the
+loop only `tell` frozen messages (never ask, never block). This module has the
+link and IB's events; the calls are in market.py and orders.py.
+
+The link state tracks the socket *and* the gateway (codes as codes.py has
+them): 1100 or 2110 drop READY to CONNECTED at once although `isConnected()` stays
+true; 1101/1102 bring it back. A fresh connect is READY only on evidence of IB's
+side: no loss since connect and a farm-OK code, an account update or a quote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ib_insync import IB, Ticker, Trade
+from ib_insync.objects import Fill
+from loguru import logger
+
+from actors.connection.codes import (
+    CLIENT_ID_IN_USE,
+    FARM_BROKEN,
+    FARM_OK,
+    LINK_LOST,
+    LINK_RESTORED,
+)
+from actors.connection.codes import effect as code_effect
+from actors.connection.convert import contract_info, fill_info, order_info, quote_of
+from actors.connection.loop import BrokerCallError, LoopThread
+from actors.connection.market import MarketCalls
+from actors.connection.orders import OrderCalls
+from actors.context import EngineContext
+from actors.messages import (
+    CommissionReceived,
+    FillReceived,
+    LinkChanged,
+    OrderUpdated,
+    PositionChanged,
+    QuotesUpdated,
+)
+from actors.supervisor import SupervisedActor
+from ops.backoff import Backoff
+from trading.model import LinkState, LinkStatus, PositionInfo
+from trading.risk import verify_account
+
+# ib_insync keeps every Trade and Fill of a session (an Order alone holds ~150 fields):
+# bench.memory saw ~30 KB per trade, 98 -> 160 MB over 2,000 trades. The book has them
+# in SQLite, so the client keeps only the latest finished ones (a late status or
+# commission report arrives within moments, not 500 trades later).
+KEEP_FINISHED_TRADES = 500
+KEEP_FILLS = 2000
+
+
+class Connection(MarketCalls, OrderCalls, SupervisedActor):
+    name = "connection"
+
+    def __init__(self, ctx: EngineContext) -> None:
+        super().__init__(ctx)
+        self._loop = LoopThread()
+        self.ib: IB | None = None
+        self._status = LinkStatus(LinkState.DISCONNECTED, time.time(), "not started")
+        self._generation = 0
+        self._order_errors: dict[int, tuple[int, str]] = {}
+        self._finished = 0  # finished trades seen: every 100th prunes ib_insync's state
+        # Streaming market-data lines of the current IB session, by con_id (market.py
+        # says why ib_insync's own tickers cannot be looked up).
+        self._lines: dict[int, Ticker] = {}
+        self._positions: dict[tuple[str, int], float] = {}  # last quantity published
+        self._changed: asyncio.Event | None = None
+        self._disconnected: asyncio.Event | None = None
+        self._stopping = False
+        # Evidence of IB's side since the last connect (READY needs it, see module doc).
+        self._lost = False  # a 1100/2110 since connect, not yet restored
+        self._evidence = ""  # what showed IB's side alive ("" = nothing yet)
+        self._connected = False  # connectAsync has returned on this socket
+        self._id_in_use = 0  # consecutive connects refused with 326
+        self._id_refused = False  # this connect attempt got 326
+        self.directory.farms_broken = set()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._loop.start(self._maintain())
+
+    def on_stop(self) -> None:
+        self._stopping = True
+
+        def disconnect() -> None:
+            if self.ib is not None:
+                self.ib.disconnect()
+
+        self._loop.close(disconnect)
+        current = self.directory.ref("connection")
+        if current is None or current == self.actor_ref:
+            # A stop that came late (the Supervisor gave up waiting and started the next
+            # instance) must not overwrite the new instance's link.
+            self._set_state(LinkState.DISCONNECTED, "connection actor stopped", publish=True,
+                            final=True)
+
+    # ---- link state (loop thread) ------------------------------------------------------
+
+    def _set_state(
+        self, state: LinkState, reason: str, *, publish: bool = True, linked: bool | None = None,
+        final: bool = False,
+    ) -> None:
+        if self._stopping and not final:
+            # A stopped instance's loop may still run a step (a connect failing on a
+            # closing loop): it must never overwrite the link of the instance after it.
+            return
+        old = self._status
+        now = time.time()
+        gateway_linked = (state == LinkState.READY) if linked is None else linked
+        accounts: tuple[str, ...] = ()
+        account, problem = "", ""
+        if self.ib is not None and state in (LinkState.CONNECTED, LinkState.READY):
+            # The gateway's word, checked on every state change of every session: a
+            # gateway restarted on another login is a different gateway (issue 21).
+            accounts = tuple(self.ib.managedAccounts())
+            gw = self.cfg.gateway
+            account, problem = verify_account(accounts, gw.account, gw.mode)
+        self._status = LinkStatus(
+            state=state,
+            since=now if state != old.state else old.since,
+            reason=reason,
+            gateway_linked=gateway_linked,
+            logged_in=state in (LinkState.CONNECTED, LinkState.READY),
+            account=account,
+            updated_at=now,
+            generation=self._generation,
+            accounts=accounts,
+            account_problem=problem,
+        )
+        if problem and problem != old.account_problem:
+            logger.bind(actor=self.name).error("account check failed: {}", problem)
+        self.directory.link = self._status
+        if state != old.state or reason != old.reason:
+            logger.bind(actor=self.name).info(
+                "link {} -> {} ({})", old.state.value, state.value, reason
+            )
+            if publish:
+                self.directory.publish(LinkChanged(self._status, old.state))
+
+    async def _maintain(self) -> None:
+        """Connect; when the socket drops, reconnect with backoff (1 s doubling)."""
+        gw = self.cfg.gateway
+        retry = Backoff(self.cfg.watchdog.backoff_initial, self.cfg.watchdog.backoff_max)
+        self._changed = asyncio.Event()
+        while not self._stopping:
+            self._generation += 1
+            self._disconnected = asyncio.Event()
+            ib = IB()
+            ib.RequestTimeout = gw.request_timeout
+            self.ib = ib
+            self._lines = {}  # a new session has no lines
+            self._positions = {}  # and has seen no positions yet
+            self._lost, self._evidence, self._connected = False, "", False
+            self._id_refused = False
+            self.directory.farms_broken = set()
+            self._wire_events(ib)
+            self._set_state(LinkState.CONNECTING, f"connecting to {gw.host}:{gw.port}")
+            try:
+                await ib.connectAsync(
+                    gw.host,
+                    gw.port,
+                    clientId=gw.client_id,
+                    timeout=gw.connect_timeout,
+                    # Not the configured account: one the login does not manage would
+                    # stall the sync; the guard compares the two after the connect.
+                    account="",
+                )
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    ib.disconnect()
+                reason = f"connect failed: {type(exc).__name__}: {exc}".rstrip(": ")
+                if self._id_refused:
+                    # Usually the gateway has not yet noticed our previous (dead) socket:
+                    # retried with the same backoff; the Watchdog alerts from the 2nd try.
+                    self._id_in_use += 1
+                    self.directory.client_id_refusals = self._id_in_use
+                    reason = (f"{CLIENT_ID_IN_USE}: client id {gw.client_id} already in use "
+                              f"(try {self._id_in_use})")
+                self._set_state(LinkState.DISCONNECTED, reason)
+                await asyncio.sleep(retry.delay)
+                retry.grow()
+                continue
+            self._id_in_use = 0
+            self.directory.client_id_refusals = 0
+            ib.reqMarketDataType(gw.market_data_type)
+            retry.reset()
+            self._connected = True
+            if self._status.state == LinkState.CONNECTING:
+                # READY only on evidence of IB's side; until then the socket alone.
+                self._set_state(LinkState.CONNECTED, "connected; waiting for evidence of IB's"
+                                " side (farm code, account update or quote)", linked=False)
+            self._maybe_ready()
+            await self._disconnected.wait()
+            if not self._stopping:
+                self._set_state(LinkState.DISCONNECTED, "socket closed by the gateway")
+                await asyncio.sleep(retry.delay)
+
+    def _wire_events(self, ib: IB) -> None:
+        ib.errorEvent += self._on_error
+        ib.disconnectedEvent += self._on_disconnected
+        ib.orderStatusEvent += self._on_order
+        ib.openOrderEvent += self._on_order
+        ib.execDetailsEvent += self._on_exec
+        ib.commissionReportEvent += self._on_commission
+        ib.pendingTickersEvent += self._on_tickers
+        ib.positionEvent += self._on_position
+        ib.updatePortfolioEvent += self._on_portfolio
+        ib.accountValueEvent += self._on_account_value
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    def _on_disconnected(self) -> None:
+        if self._disconnected is not None:
+            self._disconnected.set()
+        self._notify()
+
+    def _maybe_ready(self) -> None:
+        """CONNECTED -> READY once the fresh socket shows evidence of IB's side and no
+        loss (1100/2110) has come since connect."""
+        if (
+            self._connected
+            and not self._lost
+            and self._evidence
+            and self._status.state == LinkState.CONNECTED
+            and self.ib is not None
+            and self.ib.isConnected()
+        ):
+            self._set_state(LinkState.READY, f"connected; IB's side seen: {self._evidence}")
+
+    def _on_evidence(self, what: str) -> None:
+        if not self._evidence:
+            self._evidence = what
+            self._maybe_ready()
+
+    def _on_account_value(self, *_: Any) -> None:
+        self.directory.last_message_at = time.time()
+        self._on_evidence("account update")
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
+        now = time.time()
+        self.directory.last_message_at = now
+        eff = code_effect(code) if req_id == -1 else None
+        if code in LINK_LOST and req_id == -1:
+            self._lost = True
+            self._set_state(LinkState.CONNECTED, f"{code}: {message}", linked=False)
+        elif code in LINK_RESTORED and req_id == -1:
+            self._lost = False
+            self._evidence = self._evidence or f"{code}"
+            if self._connected and self.ib is not None and self.ib.isConnected():
+                self._set_state(LinkState.READY, f"{code}: {message}")
+        elif code == CLIENT_ID_IN_USE:
+            self._id_refused = True
+        elif eff is not None and eff.farm:
+            broken = set(self.directory.farms_broken)
+            if code in FARM_BROKEN:
+                broken.add(eff.farm)
+            else:
+                broken.discard(eff.farm)
+            self.directory.farms_broken = broken
+            if code in FARM_OK:
+                self._on_evidence(f"{code} {eff.farm} farm OK")
+        if req_id > 0 and self.ib is not None:
+            # Only an order's own id makes an order error: an error on a market-data or
+            # contract request id (354, 10167, 200 ...) is that request's, not an order's.
+            trade = next((t for t in self.ib.trades() if t.order.orderId == req_id), None)
+            if trade is not None:
+                self._order_errors[req_id] = (code, message)
+                self.directory.publish(OrderUpdated(order_info(trade, (code, message))))
+                self._notify()
+
+    def _on_order(self, trade: Trade) -> None:
+        self.directory.last_message_at = time.time()
+        err = self._order_errors.get(trade.order.orderId)
+        self.directory.publish(OrderUpdated(order_info(trade, err)))
+        self._notify()
+        if trade.isDone():
+            self._finished += 1
+            if self._finished % 100 == 0:
+                self.forget_finished_trades()
+
+    def forget_finished_trades(self) -> int:
+        """Drop the oldest finished trades (and old fills) from ib_insync's session
+        state, past KEEP_FINISHED_TRADES and KEEP_FILLS; returns how many trades."""
+        if self.ib is None:
+            return 0
+        w = self.ib.wrapper
+        done = [k for k, t in w.trades.items() if t.isDone()]
+        dropped = 0
+        for key in done[: max(0, len(done) - KEEP_FINISHED_TRADES)]:
+            trade = w.trades.pop(key)
+            if w.permId2Trade.get(trade.order.permId) is trade:
+                del w.permId2Trade[trade.order.permId]
+            self._order_errors.pop(trade.order.orderId, None)
+            dropped += 1
+        for exec_id in list(itertools.islice(w.fills, max(0, len(w.fills) - KEEP_FILLS))):
+            del w.fills[exec_id]
+        return dropped
+
+    def _on_exec(self, trade: Trade, fill: Fill) -> None:
+        self.directory.publish(FillReceived(fill_info(fill)))
+        self._notify()
+
+    def _on_commission(self, trade: Trade, fill: Fill, report: Any) -> None:
+        self.directory.publish(CommissionReceived(report.execId, float(report.commission)))
+
+    def _on_position(self, pos: Any) -> None:
+        # Every change of the account's positions, also one no order of ours explains
+        # (a put closed by hand in TWS): the book checks it against its lots.
+        self._position_seen(pos.account, pos.contract, float(pos.position), float(pos.avgCost))
+
+    def _on_portfolio(self, item: Any) -> None:
+        self._position_seen(item.account, item.contract, float(item.position),
+                            float(item.averageCost))
+
+    def _position_seen(self, account: str, contract: Any, qty: float, avg_cost: float) -> None:
+        """Publish a position only when its quantity changed: portfolio updates repeat
+        it with every new market value, and each published change makes the book ask
+        the broker (three round trips), which a stream of them would flood."""
+        key = (account, int(contract.conId))
+        if self._positions.get(key) == qty:
+            return
+        self._positions[key] = qty
+        self.directory.publish(PositionChanged(PositionInfo(
+            account, contract_info(contract), qty, avg_cost)))
+
+    def _on_tickers(self, tickers: set[Ticker]) -> None:
+        self.directory.last_message_at = time.time()
+        if self._connected:
+            self._on_evidence("quote")
+        received = self.ib.client.connectionStats().numMsgRecv if self.ib is not None else 0
+        self.directory.publish(
+            QuotesUpdated(tuple(quote_of(t) for t in tickers), messages_received=received)
+        )
+
+    # ---- timed calls (actor thread -> loop thread) -------------------------------------
+
+    def _call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run `fn` on the loop (awaiting it if it returns an awaitable), with a deadline."""
+        return self._loop.call(fn, timeout or self.cfg.gateway.request_timeout,
+                               lambda: self.ib is not None and self.ib.isConnected())
+
+    def status(self) -> LinkStatus:
+        return self._status
+
+    def current_time(self, timeout: float | None = None) -> float:
+        """The heartbeat probe: a cheap request that must come back."""
+
+        async def probe() -> float:
+            assert self.ib is not None
+            return (await self.ib.reqCurrentTimeAsync()).timestamp()
+
+        return float(self._call(probe, timeout))
+
+    def disconnect(self) -> None:
+        """Drop the socket (the maintain loop reconnects)."""
+
+        def run() -> None:
+            assert self.ib is not None
+            self.ib.disconnect()
+
+        with contextlib.suppress(BrokerCallError):
+            self._call(run)
+

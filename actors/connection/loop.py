@@ -1,0 +1,84 @@
+"""The asyncio loop thread ib_insync runs on, and the bridge to it from the actor.
+
+ib_insync needs a running asyncio loop in the thread that uses it, and IB events must be
+handled while the actor waits for other things, so the IB object lives on this thread.
+The actor submits work with `run_coroutine_threadsafe` and waits with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+
+class BrokerCallError(RuntimeError):
+    """A request to the gateway failed or timed out; the message says which."""
+
+
+class LoopThread:
+    """One event loop on its own daemon thread, from start to close."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="ib-loop", daemon=True)
+        self._main_task: Future[Any] | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self, main: Coroutine[Any, Any, Any]) -> None:
+        """Start the thread and run `main` (the connection's lifetime) on it."""
+        self._thread.start()
+        self._main_task = asyncio.run_coroutine_threadsafe(main, self.loop)
+
+    def call(
+        self, fn: Callable[[], Any], timeout: float, connected: Callable[[], bool]
+    ) -> Any:
+        """Run `fn` on the loop (awaiting it if it returns an awaitable), with a deadline;
+        BrokerCallError when not `connected`, on timeout or on a lost connection."""
+
+        async def invoke() -> Any:
+            if not connected():
+                raise BrokerCallError("not connected to the gateway")
+            result = fn()
+            if isinstance(result, Awaitable):
+                result = await result
+            return result
+
+        fut = asyncio.run_coroutine_threadsafe(asyncio.wait_for(invoke(), timeout), self.loop)
+        try:
+            return fut.result(timeout + 1.0)
+        except TimeoutError as exc:
+            fut.cancel()
+            raise BrokerCallError(f"gateway did not answer within {timeout:.1f}s") from exc
+        except BrokerCallError:
+            raise
+        except ConnectionError as exc:
+            raise BrokerCallError(f"connection lost: {exc}") from exc
+
+    def close(self, disconnect: Callable[[], None]) -> None:
+        """Run `disconnect` on the loop, then stop and close it (from the actor thread)."""
+
+        async def shutdown() -> None:
+            # Disconnect, then cancel and await every task of this loop: nothing is left
+            # pending for the garbage collector to finalize later at a random moment.
+            disconnect()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=2)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(4)
+        if self._main_task is not None:
+            self._main_task.cancel()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=3)
+        if not self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.loop.close()

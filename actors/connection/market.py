@@ -1,0 +1,163 @@
+"""Connection's contract look-ups and market-data lines (a part of the actor's class).
+
+ib_insync finds a ticker by the identity of the Contract object it was asked with, so
+looking one up with a fresh Contract never matches: the actor keeps its own map of the
+session's streaming lines by con_id (without it every quote request opened another line:
+bench.ticks found 16 lines for 5 wanted)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from ib_insync import Contract, Stock, Ticker
+
+from actors.connection.convert import contract_info, quote_of, to_contract
+from actors.connection.loop import BrokerCallError
+from actors.connection.part import ConnectionPart
+from trading.model import ContractInfo, Quote
+
+
+class MarketCalls(ConnectionPart):
+    """Mixed into Connection: these run on the actor thread and hand work to the loop."""
+
+    def qualify_stock(self, symbol: str, exchange: str) -> ContractInfo:
+        async def run() -> ContractInfo:
+            assert self.ib is not None
+            c = Stock(symbol, exchange, "USD")
+            done = await self.ib.qualifyContractsAsync(c)
+            if not done:
+                raise BrokerCallError(f"unknown contract {symbol} on {exchange}")
+            return contract_info(done[0])
+
+        return self._call(run)
+
+    def option_chain(self, symbol: str, underlying_con_id: int) -> tuple[list[str], list[float]]:
+        async def run() -> tuple[list[str], list[float]]:
+            assert self.ib is not None
+            params = await self.ib.reqSecDefOptParamsAsync(symbol, "", "STK", underlying_con_id)
+            if not params:
+                raise BrokerCallError(f"no option chain for {symbol}")
+            chain = next((p for p in params if p.exchange == "SMART"), params[0])
+            return sorted(chain.expirations), sorted(chain.strikes)
+
+        return self._call(run)
+
+    def qualify_options(
+        self, symbol: str, expiry: str, strikes: list[float], right: str = "P"
+    ) -> list[ContractInfo]:
+        async def run() -> list[ContractInfo]:
+            assert self.ib is not None
+            contracts = [
+                Contract(
+                    secType="OPT",
+                    symbol=symbol,
+                    lastTradeDateOrContractMonth=expiry,
+                    strike=s,
+                    right=right,
+                    exchange="SMART",
+                    currency="USD",
+                )
+                for s in strikes
+            ]
+            done = await self.ib.qualifyContractsAsync(*contracts)
+            return [contract_info(c) for c in done if c.conId]
+
+        return self._call(run, self.cfg.gateway.request_timeout * 2)
+
+    def _open_line(self, info: ContractInfo) -> Ticker:
+        assert self.ib is not None
+        ticker = self._lines.get(info.con_id)
+        if ticker is None:
+            ticker = self.ib.reqMktData(to_contract(info), "", False, False)
+            self._lines[info.con_id] = ticker
+        return ticker
+
+    def _close_line(self, con_id: int) -> None:
+        ticker = self._lines.pop(con_id, None)
+        if ticker is not None and self.ib is not None and ticker.contract is not None:
+            with contextlib.suppress(Exception):
+                self.ib.cancelMktData(ticker.contract)
+
+    def subscribe(self, contracts: list[ContractInfo]) -> None:
+        def run() -> None:
+            for info in contracts:
+                self._open_line(info)
+
+        self._call(run)
+
+    def unsubscribe(self, con_ids: list[int]) -> None:
+        def run() -> None:
+            for con_id in con_ids:
+                self._close_line(con_id)
+
+        self._call(run)
+
+    def lines(self) -> list[int]:
+        """The con_ids streaming now (each one line at the gateway)."""
+        return sorted(self._lines)
+
+    def resubscribe_all(self) -> int:
+        """After 1101 the gateway dropped our market data: request every line again."""
+
+        def run() -> int:
+            assert self.ib is not None
+            lines = [(c, t) for c, t in self._lines.items() if t.contract]
+            for _, t in lines:
+                with contextlib.suppress(Exception):
+                    self.ib.cancelMktData(t.contract)
+            for con_id, t in lines:
+                assert t.contract is not None
+                self._lines[con_id] = self.ib.reqMktData(t.contract, "", False, False)
+            return len(lines)
+
+        return int(self._call(run))
+
+    def quotes(
+        self, contracts: list[ContractInfo], wait: float = 3.0, need_delta: bool = False,
+        max_age: float | None = None,
+    ) -> list[Quote]:
+        """Subscribe (if needed) and return quotes once each has bid/ask (or at `wait`);
+        with `max_age`, also a tick no older than that (a line already open answers at
+        once with its last values, however old)."""
+
+        async def run() -> list[Quote]:
+            assert self.ib is not None
+            opened = [c.con_id for c in contracts if c.con_id not in self._lines]
+            tickers = [self._open_line(info) for info in contracts]
+
+            def complete(t: Ticker) -> bool:
+                q = quote_of(t)
+                return (
+                    q.bid is not None
+                    and q.ask is not None
+                    and (not need_delta or q.delta is not None)
+                    and (max_age is None or time.time() - q.time <= max_age)
+                )
+
+            start = time.monotonic()
+            deadline = start + wait
+            refreshed = False
+            try:
+                while time.monotonic() < deadline and not all(complete(t) for t in tickers):
+                    half_way = time.monotonic() > start + wait / 2
+                    if max_age is not None and not refreshed and half_way:
+                        # IB sends a tick only on a change: a quiet line kept open (a held
+                        # lot, a prepared entry) can look stale. Asking for it again brings
+                        # the current bid/ask now, a fresh observation, not the old one.
+                        refreshed = True
+                        for i, (info, t) in enumerate(zip(contracts, tickers, strict=True)):
+                            if info.con_id not in opened and not complete(t) and t.contract:
+                                self.ib.cancelMktData(t.contract)
+                                # A new Contract object: ib_insync keys tickers by the
+                                # object and ignores an unchanged tick on the old one.
+                                tickers[i] = self._lines[info.con_id] = self.ib.reqMktData(
+                                    to_contract(info), "", False, False)
+                    await asyncio.sleep(0.02)
+                return [quote_of(t) for t in tickers]
+            finally:
+                for con_id in opened:  # lines opened for this look only are closed again
+                    self._close_line(con_id)
+
+        return self._call(run, wait + 2.0)

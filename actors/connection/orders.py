@@ -1,0 +1,231 @@
+"""Connection's order calls (a part of the actor's class): place, re-price, wait, cancel,
+the broker's margin figures, and what the session knows of orders, fills, positions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from ib_insync import Trade
+from loguru import logger
+
+from actors.connection.convert import (
+    contract_info,
+    fill_info,
+    num,
+    order_info,
+    to_contract,
+    to_order,
+    what_if_order,
+    with_status,
+)
+from actors.connection.loop import BrokerCallError
+from actors.connection.part import ConnectionPart
+from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
+from trading.risk import OrderRefused, order_violation
+
+
+class OrderCalls(ConnectionPart):
+    """Mixed into Connection: these run on the actor thread and hand work to the loop."""
+
+    def what_if(self, req: OrderRequest, timeout: float | None = None) -> WhatIfInfo:
+        """The broker's margin figures for `req` as if it filled (IB's whatIf): nothing
+        is placed. Net liquidation is the account's current value (the whatIf lacks it)."""
+
+        async def run() -> WhatIfInfo:
+            assert self.ib is not None
+            order = what_if_order(req, self._order_account([req]))
+            state = await self.ib.whatIfOrderAsync(to_contract(req.contract), order)
+            if state is None:
+                raise BrokerCallError(f"no whatIf answer for {req.contract.local_symbol}")
+            net = next((num(v.value) for v in self.ib.accountValues(order.account)
+                        if v.tag == "NetLiquidation" and v.currency in ("USD", "BASE")), None)
+            figures = {k: num(getattr(state, k, None)) for k in (
+                "initMarginBefore", "initMarginChange", "initMarginAfter", "maintMarginAfter",
+                "equityWithLoanAfter")}
+            missing = [k for k, v in figures.items() if v is None]
+            if missing or net is None:
+                raise BrokerCallError("whatIf answer lacks "
+                                      + ", ".join(missing or ["net liquidation"]))
+            return WhatIfInfo(
+                init_before=figures["initMarginBefore"] or 0.0,
+                init_change=figures["initMarginChange"] or 0.0,
+                init_after=figures["initMarginAfter"] or 0.0,
+                maint_after=figures["maintMarginAfter"] or 0.0,
+                equity_with_loan_after=figures["equityWithLoanAfter"] or 0.0,
+                commission=num(state.commission) or 0.0,
+                net_liquidation=net,
+            )
+
+        return self._call(run, timeout)
+
+    async def _wait_trade(
+        self, trade: Trade, done: Callable[[Trade], bool], timeout: float
+    ) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done(trade):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.ib is None or not self.ib.isConnected():
+                return done(trade)
+            event = self._changed
+            assert event is not None
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, 0.25))
+        return True
+
+    def _find_trade(self, order_id: int) -> Trade | None:
+        assert self.ib is not None
+        return next((t for t in self.ib.trades() if t.order.orderId == order_id), None)
+
+    def place_order(self, req: OrderRequest, ack_timeout: float | None = None) -> OrderInfo:
+        """Send an order and wait for the gateway's ack (or a fill/reject).
+
+        On timeout the returned status is "Unknown": the order may still be
+        live, so the caller must reconcile, not resend.
+        """
+        return self.place_orders([req], ack_timeout)[0]
+
+    def place_orders(
+        self, reqs: list[OrderRequest], ack_timeout: float | None = None
+    ) -> list[OrderInfo]:
+        """Send the orders back to back, then wait for every ack: an exit pair costs one
+        round trip, not two (bench.exits). All pass the guard or none is sent."""
+        ack_timeout = ack_timeout or self.cfg.strategy.order_ack_timeout
+        for req in reqs:
+            refusal = order_violation(req, self.cfg.risk, req.spot)
+            if refusal:
+                logger.bind(actor=self.name).error("order refused before the broker: {}", refusal)
+                raise OrderRefused(refusal)
+
+        async def run() -> list[OrderInfo]:
+            account = self._order_account(reqs)  # on the loop: the session it is sent on
+            trades = [self._send(req, account) for req in reqs]
+            acks = await asyncio.gather(*(
+                self._wait_trade(
+                    t, lambda t: t.orderStatus.status not in ("PendingSubmit", ""), ack_timeout
+                )
+                for t in trades
+            ))
+            out = []
+            for trade, acked in zip(trades, acks, strict=True):
+                info = order_info(trade, self._order_errors.get(trade.order.orderId))
+                out.append(info if acked else with_status(info, "Unknown"))
+            return out
+
+        return self._call(run, ack_timeout + 1.0)
+
+    def _order_account(self, reqs: list[OrderRequest]) -> str:
+        """The account the gateway reported and the guard verified, or OrderRefused.
+
+        Every order carries it explicitly: an order with an empty account field goes to
+        whatever account the login defaults to."""
+        status = self._status
+        refusal = ""
+        if not status.account:
+            refusal = f"account check failed: {status.account_problem or 'no account verified'}"
+        for req in reqs:
+            if not refusal and req.account and req.account != status.account:
+                refusal = (f"{req.order_ref}: account {req.account} is not the gateway's "
+                           f"verified account {status.account}")
+        if refusal:
+            logger.bind(actor=self.name).error("order refused before the broker: {}", refusal)
+            raise OrderRefused(refusal)
+        return status.account
+
+    def _send(self, req: OrderRequest, account: str) -> Trade:
+        assert self.ib is not None
+        return self.ib.placeOrder(to_contract(req.contract), to_order(req, account))
+
+    def modify_limit(self, order_id: int, lmt_price: float) -> OrderInfo:
+        async def run() -> OrderInfo:
+            trade = self._find_trade(order_id)
+            if trade is None:
+                raise BrokerCallError(f"order {order_id} is not known to this session")
+            if trade.isDone():
+                return order_info(trade, self._order_errors.get(order_id))
+            strike = float(trade.contract.strike or 0.0)
+            if not lmt_price > 0 or (trade.contract.right == "P" and lmt_price >= strike > 0):
+                raise OrderRefused(
+                    f"re-price of {trade.order.orderRef} to {lmt_price} is out of bounds"
+                )
+            trade.order.lmtPrice = lmt_price
+            trade.order.account = self._order_account([])
+            assert self.ib is not None
+            self.ib.placeOrder(trade.contract, trade.order)
+            return order_info(trade, self._order_errors.get(order_id))
+
+        return self._call(run)
+
+    def wait_order(self, order_id: int, timeout: float) -> OrderInfo:
+        """Wait until the order is done (filled, cancelled, rejected) or `timeout`."""
+
+        async def run() -> OrderInfo:
+            trade = self._find_trade(order_id)
+            if trade is None:
+                raise BrokerCallError(f"order {order_id} is not known to this session")
+            await self._wait_trade(trade, lambda t: t.isDone(), timeout)
+            return order_info(trade, self._order_errors.get(order_id))
+
+        return self._call(run, timeout + 1.0)
+
+    def cancel_order(self, order_id: int, timeout: float | None = None) -> OrderInfo:
+        """Cancel and wait until the gateway says Cancelled (or Filled: a race we report)."""
+        timeout = timeout or self.cfg.strategy.order_ack_timeout
+
+        async def run() -> OrderInfo:
+            assert self.ib is not None
+            trade = self._find_trade(order_id)
+            if trade is None:
+                raise BrokerCallError(f"order {order_id} is not known to this session")
+            if not trade.isDone():
+                self.ib.cancelOrder(trade.order)
+                await self._wait_trade(trade, lambda t: t.isDone(), timeout)
+            info = order_info(trade, self._order_errors.get(order_id))
+            return info if trade.isDone() else with_status(info, "Unknown")
+
+        return self._call(run, timeout + 1.0)
+
+    def open_orders(self) -> list[OrderInfo]:
+        async def run() -> list[OrderInfo]:
+            assert self.ib is not None
+            await self.ib.reqOpenOrdersAsync()
+            return [
+                order_info(t, self._order_errors.get(t.order.orderId)) for t in self.ib.openTrades()
+            ]
+
+        return self._call(run)
+
+    def positions(self) -> list[PositionInfo]:
+        async def run() -> list[PositionInfo]:
+            assert self.ib is not None
+            positions = await self.ib.reqPositionsAsync()
+            return [
+                PositionInfo(
+                    p.account, contract_info(p.contract), float(p.position), float(p.avgCost)
+                )
+                for p in positions
+            ]
+
+        return self._call(run)
+
+    def executions(self) -> list[FillInfo]:
+        async def run() -> list[FillInfo]:
+            assert self.ib is not None
+            fills = await self.ib.reqExecutionsAsync()
+            known = {f.execution.execId: f for f in self.ib.fills()}
+            return [fill_info(known.get(f.execution.execId, f)) for f in fills]
+
+        return self._call(run)
+
+    def completed_orders(self) -> list[OrderInfo]:
+        """The day's filled and cancelled orders (reqCompletedOrders): what became of an
+        exit whose execution is no longer reported (IB's completedOrder has no price)."""
+
+        async def run() -> list[OrderInfo]:
+            assert self.ib is not None
+            trades = await self.ib.reqCompletedOrdersAsync(apiOnly=False)
+            return [order_info(t) for t in trades]
+
+        return self._call(run)
