@@ -102,37 +102,27 @@ class Lot(_Row):
 
 @dataclass(frozen=True)
 class OrderIntent:
-    """An order written down before the broker hears of it (a row of `orders` to be)."""
+    """An order written down before the broker hears of it (the columns of an `orders`
+    row the writer gives)."""
 
-    order_ref: str
-    role: str  # sale | tp | sl | restore | shares
-    con_id: int
-    action: str  # BUY | SELL
-    order_type: str  # LMT | STP | MKT
-    qty: float
-    lmt_price: float | None = None
-    aux_price: float | None = None
-    oca_group: str | None = None
-    lot_id: int | None = None
-    trade_date: str | None = None
-
-
-@dataclass(frozen=True)
-class OrderRecord(_Row):
-    """An order intent and what became of it (the `orders` table)."""
-
-    id: int
     order_ref: str
     lot_id: int | None
     trade_date: str | None
     role: str  # sale | tp | sl | restore | shares
     con_id: int
-    action: str
-    order_type: str
+    action: str  # BUY | SELL
+    order_type: str  # LMT | STP | MKT
     qty: float
     lmt_price: float | None
     aux_price: float | None
     oca_group: str | None
+
+
+@dataclass(frozen=True)
+class OrderRecord(OrderIntent, _Row):
+    """An order intent and what became of it (the `orders` table)."""
+
+    id: int
     order_id: int | None
     perm_id: int | None
     status: str  # intent | sent | submitted | unknown | filled | cancelled | refused | ...
