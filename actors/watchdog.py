@@ -30,6 +30,11 @@ from trading.model import LinkState, LinkStatus
 
 TICK_SECONDS = 0.2
 WEEKLY_REAUTH = "weekly re-authentication"
+# The escalation's memory in the book's settings (kv): a gateway restart asks for a
+# login (2FA) whatever process asked for it, so an engine started again (a crash, kill -9,
+# supervisord) must not restart the gateway once more while a login is awaited, nor spend
+# the day's restarts anew.
+ESCALATION_KEY = "watchdog_escalation"
 
 
 def in_quiet_window(now_et: datetime, windows: list[str]) -> bool:
@@ -82,6 +87,9 @@ class Watchdog(SupervisedActor):
         self.budget_alerted = ""
         self.weekly_noted = ""
         self.escalated_at: float | None = None
+        # When this Watchdog last asked for a gateway restart (epoch s): a READY the
+        # Connection set before it is the old gateway's, not a sign the restart helped.
+        self.gateway_restart_at = 0.0
         self.probe_failures = 0
         self.next_probe_at = time.monotonic() + self.cfg.watchdog.probe_interval
         self.ever_ready = False
@@ -92,7 +100,34 @@ class Watchdog(SupervisedActor):
         if self.directory.link is not None:  # set by Connection before each publish
             self.link = self.directory.link
             self.ever_ready = self.link.state == LinkState.READY
+        self._load_escalation()
         start_ticker(self.actor_ref, _Tick, TICK_SECONDS, self._halt, "watchdog-tick")
+
+    def _load_escalation(self) -> None:
+        try:
+            saved = self.directory.proxy("position_book").get_kv(ESCALATION_KEY).get(timeout=5)
+        except Exception as exc:
+            self.log.warning("escalation state unreadable ({}): starting afresh", exc)
+            return
+        if not isinstance(saved, dict):
+            return
+        self.gateway_day = str(saved.get("day", ""))
+        self.gateway_restarts = int(saved.get("restarts", 0))
+        self.awaiting_login = bool(saved.get("awaiting_login", False))
+        self.login_alerted = bool(saved.get("login_alerted", False))
+        if self.awaiting_login:
+            # Counted from now: a fresh escalate_after before the login_required alert.
+            self.escalated_at = time.monotonic()
+            self.log.warning("a gateway restart is still awaiting a login (2FA): no other "
+                             "restart until the link is READY or an operator asks")
+
+    def _save_escalation(self) -> None:
+        state = {"day": self.gateway_day, "restarts": self.gateway_restarts,
+                 "awaiting_login": self.awaiting_login, "login_alerted": self.login_alerted}
+        try:
+            self.directory.proxy("position_book").set_kv(ESCALATION_KEY, state).get(timeout=5)
+        except Exception as exc:
+            self.log.error("escalation state not saved ({}): {}", exc, state)
 
     def on_stop(self) -> None:
         self._halt.set()
@@ -122,9 +157,16 @@ class Watchdog(SupervisedActor):
                 )
             self.down_since = None
             self.ready_since = now
-            self.escalated_at = None
-            self.awaiting_login = self.login_alerted = False
             self.directory.link_note = ""
+            if message.status.updated_at < self.gateway_restart_at:
+                # READY from before the gateway restart we asked for (queued while the
+                # restart ran): the restart will end it, so the login is still awaited.
+                self.log.info("READY from before the gateway restart: still awaiting login")
+            else:
+                self.escalated_at = None
+                if self.awaiting_login or self.login_alerted:
+                    self.awaiting_login = self.login_alerted = False
+                    self._save_escalation()
             self.probe_failures = 0
             self.ever_ready = True
             self.next_probe_at = now + self.cfg.watchdog.probe_interval
@@ -233,6 +275,7 @@ class Watchdog(SupervisedActor):
         if self.awaiting_login:
             if not self.login_alerted:
                 self.login_alerted = True
+                self._save_escalation()
                 self.alerts.raise_alert(
                     "login_required",
                     f"the gateway was restarted and the link is still not READY after "
@@ -261,9 +304,13 @@ class Watchdog(SupervisedActor):
                     severity="error",
                 )
             return
+        current = self.directory.link
+        if current is not None and current.state == LinkState.READY:
+            return  # READY since this tick was queued: nothing to repair
         self.gateway_restarts += 1
-        self.restart_gateway("watchdog", down_for=down_for)
         self.awaiting_login = True
+        self._save_escalation()  # before the restart: a crash during it still remembers
+        self.restart_gateway("watchdog", down_for=down_for)
 
     def _restart_connection(self, why: str) -> None:
         current = self.directory.link
@@ -333,6 +380,7 @@ class Watchdog(SupervisedActor):
 
         method = self.cfg.watchdog.gateway_restart
         why = f"link down for {down_for:.0f}s" if down_for is not None else f"requested by {by}"
+        self.gateway_restart_at = time.time()
         try:
             message = restart_gateway(method, self.cfg)
             ok = method != "none"
@@ -348,4 +396,5 @@ class Watchdog(SupervisedActor):
             # The operator's login: escalation may try again if this one does not help.
             self.awaiting_login = self.login_alerted = False
             self.escalated_at = time.monotonic()
+            self._save_escalation()
         return {"started": ok, "method": method, "message": message}

@@ -60,8 +60,12 @@ class Gateway(Fanout, Faults, Ordering):
         self.ib_schedule = ib_schedule  # IB's daily reset and Sunday re-auth on the clock
         self._reset_key = ""  # the reset whose link loss is running
         # The Sunday re-auth already applied (once per week); a run starting after one
-        # starts logged in.
-        self._reauth_seen = schedule.last_reauth(self.market.now()).isoformat()
+        # starts logged in. Kept beside the state file: a gateway restarted (its clock
+        # starting from --now again, then set forward) does not take a re-auth it already
+        # went through for a new one.
+        self.reauth_file = Path(f"{state_file}.reauth") if state_file else None
+        self._reauth_seen = max(schedule.last_reauth(self.market.now()).isoformat(),
+                                self._saved_reauth())
         self.tick_interval = tick_interval
         self.sessions: list[Session] = []
         self.server: asyncio.base_events.Server | None = None
@@ -148,12 +152,20 @@ class Gateway(Fanout, Faults, Ordering):
         for s in self.sessions:
             s.sent_log.append((now, s.sent))
 
+    def _saved_reauth(self) -> str:
+        try:
+            return self.reauth_file.read_text().strip() if self.reauth_file else ""
+        except OSError:
+            return ""
+
     def _ib_schedule(self) -> None:
         """IB's daily reset and Sunday re-authentication on ibsim's clock."""
         now = self.market.now()
         reauth = schedule.last_reauth(now).isoformat()
         if reauth > self._reauth_seen:
             self._reauth_seen = reauth
+            if self.reauth_file is not None:
+                self.reauth_file.write_text(reauth)
             self.log.warning("weekly re-authentication: logged out until POST /fault/login")
             self.start_logout(10 * 365 * 86400.0)
         loss = schedule.reset_loss(now)

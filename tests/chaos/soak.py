@@ -73,6 +73,9 @@ REPAIR_INTERVAL = 2.0
 # After an early assignment no spot jump for this long (real s): the engine's repair
 # interval plus its round trips to see the assignment and cancel the exits.
 ASSIGN_GRACE = REPAIR_INTERVAL + 3.0
+# How long the soak's operator takes to answer a login_required alert (approve the 2FA):
+# a gateway restart the Watchdog made after the day's faults ended waits for a login.
+OPERATOR_LOGIN_AFTER = 5.0
 SETTLE_SLACK = 8.0  # order round trips and exit retry backoff on top of the repair interval
 NAKED_LIMIT = REPAIR_INTERVAL + 5.0  # issue 14: the longest a short may stay naked
 FINAL_ENTRY_STATES = ("done", "failed", "missed", "skipped")
@@ -243,6 +246,7 @@ class Soak:
         self.missed_days: list[str] = []
         self.sink = WebhookSink()
         self.sink_port = self.sink.port
+        self.logins_answered = 0  # login_required alerts the operator has acted on
         self.set_clock(self.sim_at, 0.0)
         self.stack = Stack(workdir, self.sink.url, self.sim_at.isoformat(), {
             "gateway": {"request_timeout": 4.0},
@@ -331,10 +335,25 @@ class Soak:
         deadline = time.monotonic() + timeout
         while True:
             self.sync_gateway_clock()
+            self.operator()
             value = predicate()
             if value or time.monotonic() > deadline:
                 return value
             time.sleep(0.1)
+
+    def operator(self) -> None:
+        """The person on call: each new login_required alert is answered by a login (the
+        2FA approved) a few seconds later; due fault endings run too."""
+        asked = len(self.sink.bodies("login_required"))
+        if asked > self.logins_answered:
+            self.logins_answered = asked
+            self.endings.append((time.monotonic() + OPERATOR_LOGIN_AFTER, "operator_login",
+                                 lambda: self.post("operator_login", "/fault/login", {})
+                                 and None))
+        now = time.monotonic()
+        for item in [e for e in self.endings if e[0] <= now]:
+            self.endings.remove(item)
+            item[2]()
 
     # ---- faults ---------------------------------------------------------------------------
 
@@ -517,9 +536,7 @@ class Soak:
             now = time.monotonic()
             while pending and now - t0 >= pending[0].at:
                 self.apply(pending.pop(0), t0)
-            for item in [e for e in self.endings if e[0] <= now]:
-                self.endings.remove(item)
-                item[2]()
+            self.operator()
             self.sync_gateway_clock()
             time.sleep(0.05)  # the scenario's pace, not a wait for a result
         deadline = datetime(day.year, day.month, day.day, 10, 31, tzinfo=ET)

@@ -127,6 +127,18 @@ def test_a_logout_gets_one_gateway_restart_then_login_required(tmp_path: Path) -
             assert len(sink.bodies("login_required")) == 1
             restarts = [b for b in sink.bodies("gateway_restart")]
             assert len(restarts) == 1, restarts
+            # An engine killed and started again by supervisord remembers the restart it
+            # made (the book's settings): no second restart, no second login_required.
+            engine = stack.pid("engine")
+            os.kill(engine, signal.SIGKILL)
+            wait_until(lambda: stack.statuses().get("engine") == "RUNNING"
+                       and stack.pid("engine") != engine, 60, 0.2, "engine started again")
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:
+                assert stack.pid("ibsim") == second, "a gateway restart by the new engine"
+                time.sleep(0.5)
+            assert len(sink.bodies("gateway_restart")) == 1, sink.bodies("gateway_restart")
+            assert len(sink.bodies("login_required")) == 1, sink.bodies("login_required")
             stack.ibsim_post("/fault/login", {})
             wait_until(lambda: (s := _api_ok(stack, "/api/status")) and
                        s["data"]["link"]["state"] == "READY", 60, 0.2, "READY after login")
