@@ -40,8 +40,8 @@ class GuardMixin(ExecutorPart):
         self._check_trading_allowed()
         entry = self.book.entry(trade_date, slot).get(timeout=self._t())
         retry_ok = ("interrupted", "missed", "failed") if manual else ("interrupted",)
-        if entry is not None and entry["state"] not in retry_ok:
-            raise EntryRefused(f"entry {trade_date} {slot} already {entry['state']}", "done")
+        if entry is not None and entry.state not in retry_ok:
+            raise EntryRefused(f"entry {trade_date} {slot} already {entry.state}", "done")
         self._check_risk(trade_date)
 
     def _check_trading_allowed(self) -> None:
@@ -79,7 +79,7 @@ class GuardMixin(ExecutorPart):
             raise EntryRefused(
                 f"max contracts per day reached ({sold}/{risk.max_contracts_per_day})"
             )
-        notional = sum(lot["strike"] * 100 * lot["qty"] for lot in lots)
+        notional = sum(lot.strike * 100 * lot.qty for lot in lots)
         if notional >= risk.max_short_notional:
             raise EntryRefused(f"max short-put notional reached ({notional:.0f})")
         if risk.daily_loss_limit > 0:

@@ -109,7 +109,8 @@ def test_on_assignment_is_checked(tmp_path: Any) -> None:
 def test_a_book_from_before_issue_16_accepts_share_sales(tmp_path: Any) -> None:
     import sqlite3
 
-    from book.store import SCHEMA, Store
+    from book.schema import SCHEMA
+    from book.store import Store
 
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
@@ -121,6 +122,6 @@ def test_a_book_from_before_issue_16_accepts_share_sales(tmp_path: Any) -> None:
     store = Store(path)
     store.record_intent(order_ref="tb:lot1:shares:1", role="shares", con_id=756733,
                         action="SELL", order_type="LMT", qty=100, lmt_price=580.0)
-    assert store.order_by_ref("tb:lot1:shares:1")["role"] == "shares"
-    assert store.order_by_ref("tb:x")["role"] == "sale"
+    assert store.order_by_ref("tb:lot1:shares:1").role == "shares"
+    assert store.order_by_ref("tb:x").role == "sale"
     store.close()
