@@ -26,6 +26,7 @@ from actors.scheduler import Scheduler
 from actors.supervisor import ChildSpec, Supervisor
 from actors.watchdog import Watchdog
 from config.loader import _HHMM, Config, cli_config, schedule_warnings
+from ops import ast_guard
 from ops.clock_source import clock_from_config
 from ops.logs import setup_logging
 from trading.calendar import TradingCalendar
@@ -184,6 +185,7 @@ class Engine:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ast_guard.install()  # threads log tracebacks concurrently (CPython 3.11 workaround)
     cfg = cli_config("python -m actors", argv, __doc__)
     setup_logging("engine", cfg.logging.dir or None, cfg.logging.level, cfg.logging.format)
     engine = Engine(cfg)

@@ -7,6 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from ops import ast_guard
+
+# Tests run engines in this process: their threads format tracebacks while pytest parses
+# (assertion rewriting, failure reports). See ops/ast_guard.py.
+ast_guard.install()
+
 
 @pytest.fixture(autouse=True)
 def _collect_garbage_between_tests() -> Iterator[None]:
