@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ class Broker(OrderDesk, Matching, Expiries):
     partial_count: int = 0
     partial_slices: int = 2
     slice_gap: float = 0.15  # seconds between slices ("moments apart")
+    # An assignment's leg kept for later (POST /assign with "first" and "gap").
+    late_legs: list[Callable[[], list[Event]]] = field(default_factory=list)
     # --fill-model buyers: limits inside the spread wait for a counterparty (ibsim/fills.py);
     # None is the kind model (a seeded fair price each tick).
     fill_model: BuyersModel | None = None

@@ -275,14 +275,26 @@ class ControlServer:
         return {"fill_on_cancel": count, "code": code}
 
     async def assign(self, body: dict[str, Any]) -> Any:
-        """{"con_id": N, "qty": 1}: early assignment of a short option."""
+        """{"con_id": N, "qty": 1}: early assignment of a short option. With
+        "first": "option" | "shares" and "gap": seconds, that leg's position update comes
+        first and the other `gap` seconds later (IB books them separately)."""
         con_id = int(_num(body, "con_id", None, 1.0, 1e12))
         qty = int(_num(body, "qty", 1.0, 1.0, 10_000.0))
+        first = body.get("first", "both")
+        if first not in ("both", "option", "shares"):
+            raise BadRequest("first must be both, option or shares")
+        gap = _num(body, "gap", 1.0, 0.0, 3600.0)
         try:
-            self.gw._dispatch(self.gw.broker.assign(con_id, qty))
+            self.gw._dispatch(self.gw.broker.assign(con_id, qty, first))
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
-        return {"assigned": qty, "con_id": con_id}
+        if first != "both":
+            self.gw._spawn(self._finish_assignment(gap))
+        return {"assigned": qty, "con_id": con_id, "first": first}
+
+    async def _finish_assignment(self, gap: float) -> None:
+        await asyncio.sleep(gap)
+        self.gw._dispatch(self.gw.broker.finish_assignment())
 
     async def partial_fills(self, body: dict[str, Any]) -> Any:
         """{"count": N, "slices": K}: the next N orders of quantity >= 2 fill in K slices,

@@ -73,17 +73,40 @@ class Expiries:
         self.cash -= shares * c["strike"]
         return [Event("position", {"con_id": shares_of["con_id"]})]
 
-    def assign(self, con_id: int, qty: int) -> list[Event]:
+    def assign(self, con_id: int, qty: int, first: str = "both") -> list[Event]:
         """Early assignment of `qty` contracts of a short option (POST /assign): the option
         position shrinks, the shares arrive at the strike, open orders on the option stay
-        open (IB does not cancel them). ValueError when nothing that short is held."""
+        open (IB does not cancel them). ValueError when nothing that short is held.
+
+        IB books the two legs as separate position updates in no documented order:
+        `first` = "option" or "shares" books only that leg now and keeps the other for
+        `finish_assignment()`; "both" books them together."""
         pos = self.positions.get(con_id)
         if pos is None or pos["contract"]["sec_type"] != "OPT" or pos["position"] > -qty:
             raise ValueError(f"no short option position of {qty} on con_id {con_id}")
         c = pos["contract"]
         inst = universe.underlying_of(c)
         shares_of = universe.stock_contract(inst) if inst else stock_contract("SMART")
-        events = self._deliver(c, shares_of, -qty)
+        legs = [lambda: self._deliver(c, shares_of, -qty), lambda: self._close_assigned(
+            con_id, qty)]
+        if first == "option":
+            legs.reverse()
+        now, later = (legs, []) if first == "both" else (legs[:1], legs[1:])
+        self.late_legs.extend(later)
+        events = [e for leg in now for e in leg()]
+        self.save()
+        return events
+
+    def finish_assignment(self) -> list[Event]:
+        """Book the legs an assignment kept for later."""
+        legs, self.late_legs = self.late_legs, []
+        events = [e for leg in legs for e in leg()]
+        self.save()
+        return events
+
+    def _close_assigned(self, con_id: int, qty: int) -> list[Event]:
+        pos = self.positions[con_id]
+        c = pos["contract"]
         self.realized += qty * pos["avg_cost"]  # the option closes at 0: its premium kept
         pos["position"] += qty
         if pos["position"] == 0:
@@ -91,6 +114,4 @@ class Expiries:
         self.settled.append({"con_id": con_id, "local_symbol": c["local_symbol"], "qty": -qty,
                              "outcome": "assigned_early", "spot": round(self.market.spot, 2),
                              "time": self.market.now().isoformat()})
-        events.append(Event("position", {"con_id": con_id}))
-        self.save()
-        return events
+        return [Event("position", {"con_id": con_id})]

@@ -201,11 +201,16 @@ class OrderCalls(ConnectionPart):
         async def run() -> list[PositionInfo]:
             assert self.ib is not None
             positions = await self.ib.reqPositionsAsync()
+            # The gateway keeps streaming position updates once asked, and ib_insync
+            # collects every position message until positionEnd: an update that races the
+            # answer lists a contract twice (an assignment's shares counted 200 for 100).
+            # One per account and contract, the last word wins.
+            latest = {(p.account, p.contract.conId): p for p in positions}
             return [
                 PositionInfo(
                     p.account, contract_info(p.contract), float(p.position), float(p.avgCost)
                 )
-                for p in positions
+                for p in latest.values()
             ]
 
         return self._call(run)

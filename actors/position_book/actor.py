@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
@@ -30,6 +32,11 @@ from config.loader import schedule_warnings
 from trading.model import LinkState, LinkStatus
 
 
+@dataclass(frozen=True)
+class _RecheckPositions:
+    """Look at the broker's positions again (a contract gone, its cause not yet seen)."""
+
+
 class PositionBook(
     RecordsMixin, FillsMixin, SettingsMixin, ReconcileMixin, PositionsMixin,
     SettlementMixin, AssignmentMixin, DashboardMixin, SupervisedActor,
@@ -45,6 +52,8 @@ class PositionBook(
         self.reconciled_at = 0.0
         self.last_broker_event = 0.0
         self._checking = False  # a position check is being fetched
+        self._gone_since: dict[int, float] = {}
+        self._shares_changed: tuple[Any, float] | None = None
         self._views_cache: views.SnapshotCache | None = None
         self._warnings = schedule_warnings(self.cfg)  # the config does not change while running
 
@@ -105,6 +114,10 @@ class PositionBook(
                 )
             if message.status.state == LinkState.READY and not problem:
                 self._fetch_for_reconcile(1)
+        elif isinstance(message, _RecheckPositions):
+            if not self._checking and self.link.state == LinkState.READY:
+                self._checking = True
+                self._fetch_for_reconcile(1, full=False)
         elif isinstance(message, _BrokerSnapshot):
             if not message.full:
                 self._checking = False
@@ -121,6 +134,15 @@ class PositionBook(
             else:
                 self.reconcile_positions(message.positions, message.fills)
         return None
+
+    def _recheck_positions_later(self, delay: float) -> None:
+        timer = threading.Timer(delay, self._tell_recheck)
+        timer.daemon = True
+        timer.start()
+
+    def _tell_recheck(self) -> None:
+        if self.actor_ref.is_alive():
+            self.actor_ref.tell(_RecheckPositions())
 
     def link_status(self) -> LinkStatus:
         return self.link

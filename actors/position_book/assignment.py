@@ -4,10 +4,12 @@ shares are queued for sale at the next open (the executor sells them)."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from actors.position_book.base import BookState
+from actors.position_book.positions import ASSIGNMENT_SETTLE_SECONDS
 from actors.position_book.settlement import _next_open
 from trading import settlement as rules
 from trading.calendar import ET
@@ -42,11 +44,27 @@ class AssignmentMixin(BookState):
         key = f"shares_seen:{self.cfg.strategy.symbol}"
         after = self._stock(positions)
         seen = self.db.get_kv(key)
-        before = rules.Shares(*seen) if seen else after
-        if seen is None or (after.qty, after.avg_cost) != tuple(seen):
+        if seen is None:  # the first look: what is held now explains nothing
             self.db.set_kv(key, [after.qty, after.avg_cost])
-        if not missing or before == after:
             return set()
+        before = rules.Shares(*seen)
+        if before == after:
+            self._shares_changed = None
+            return set()
+        if not missing:
+            # Shares moved and no option is gone (yet: an assignment's option update may
+            # come after its shares'): taken as the new count only once settled.
+            pending = self._shares_changed
+            mono = time.monotonic()
+            if pending is None or pending[0] != after:
+                self._shares_changed = (after, mono)
+            elif mono - pending[1] >= ASSIGNMENT_SETTLE_SECONDS:
+                self.db.set_kv(key, [after.qty, after.avg_cost])
+                self._shares_changed = None
+            return set()
+        # Whatever the new shares explain below, they are counted from now on.
+        self.db.set_kv(key, [after.qty, after.avg_cost])
+        self._shares_changed = None
 
         def explains(con_ids: list[int]) -> bool:
             deliveries = []

@@ -27,3 +27,5 @@ class BookState:
     reconciled_at: float
     last_broker_event: float
     _checking: bool  # a position check is being fetched
+    _gone_since: dict[int, float]  # con_id -> when first seen gone unexplained (monotonic)
+    _shares_changed: tuple[Any, float] | None  # a share count not yet settled, since when
