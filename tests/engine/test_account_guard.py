@@ -66,6 +66,11 @@ def alerts(eng: RunningEngine, kind: str) -> list[str]:
     return [a["message"] for a in eng.ask("alerts")["alerts"] if a["kind"] == kind]
 
 
+def gateway(account: str, seed: int = 3, port: int = 0) -> IbsimThread:
+    """An ibsim logged in to `account`, at the tests' session time (not started yet)."""
+    return IbsimThread(seed=seed, account=account, now=SESSION_NOW.isoformat(), port=port)
+
+
 def assert_no_orders(sim: Any) -> None:
     """Nothing resting and nothing executed at the gateway."""
     state = sim.get_state()
@@ -74,12 +79,15 @@ def assert_no_orders(sim: Any) -> None:
 
 @pytest.mark.parametrize(
     ("gateway_account", "mode", "configured"),
-    [("U7654321", "paper", "DU1234567"), ("DU1234567", "live", "U7654321")],
+    [
+        pytest.param("U7654321", "paper", "DU1234567", id="paper-config-live-gateway"),
+        pytest.param("DU1234567", "live", "U7654321", id="live-config-paper-gateway"),
+    ],
 )
 def test_configured_account_the_gateway_does_not_manage_refuses_everything(
     launch: Launch, order_frames: Frames, gateway_account: str, mode: str, configured: str
 ) -> None:
-    with IbsimThread(seed=3, account=gateway_account, now=SESSION_NOW.isoformat()) as sim:
+    with gateway(gateway_account) as sim:
         eng = launch(sim, {"gateway": {"mode": mode, "account": configured}})
         reply = eng.ask("enter_now")
         assert not reply["accepted"], reply
@@ -107,7 +115,7 @@ def test_configured_account_the_gateway_does_not_manage_refuses_everything(
 
 
 def test_every_order_carries_the_verified_account(launch: Launch, order_frames: Frames) -> None:
-    with IbsimThread(seed=3, account="DU1234567", now=SESSION_NOW.isoformat()) as sim:
+    with gateway("DU1234567") as sim:
         eng = launch(sim, {})  # no account configured: the gateway's
         enter_and_wait(eng, 0)
         assert len(order_frames) >= 3  # the sale, take-profit and stop-loss
@@ -122,7 +130,7 @@ def test_every_order_carries_the_verified_account(launch: Launch, order_frames: 
 def test_gateway_restarted_on_another_account_refuses_the_next_entry(
     launch: Launch, order_frames: Frames, configured: str, first: str, second: str
 ) -> None:
-    sim = IbsimThread(seed=3, account=first, now=SESSION_NOW.isoformat()).start()
+    sim = gateway(first).start()
     port = sim.port
     try:
         eng = launch(sim, {**TWO_SLOTS, "gateway": {"account": configured}})
@@ -131,7 +139,7 @@ def test_gateway_restarted_on_another_account_refuses_the_next_entry(
     finally:
         sim.stop()
     # The same address, another login: a different gateway.
-    with IbsimThread(seed=4, account=second, now=SESSION_NOW.isoformat(), port=port) as sim2:
+    with gateway(second, seed=4, port=port) as sim2:
         link = wait_for_value(
             lambda: eng.book().link_status().get(timeout=5),
             lambda ln: ln.state == LinkState.READY and ln.generation > generation,
