@@ -145,7 +145,7 @@ class Scheduler(SupervisedActor):
         for slot, _at in due_slots(self.calendar, now, self.cfg.schedule.entry_times):
             trade_date = day.isoformat()
             entry = book.entry(trade_date, slot).get(timeout=5)
-            if entry is not None and entry["state"] != "interrupted":
+            if entry is not None and entry.state != "interrupted":
                 continue
             deadline = self.calendar.catch_up_deadline(day, self.cfg.schedule.catch_up_until)
             if now > deadline:
@@ -169,7 +169,7 @@ class Scheduler(SupervisedActor):
         ):
             return
         link = book.link_status().get(timeout=5)
-        waited = (before or {}).get("reason") or ""
+        waited = (before.reason if before else None) or ""
         if waited.startswith("waiting: ") and link.state == LinkState.READY:
             reason = (f"{waited[9:]} until the catch-up deadline "
                       f"{deadline.astimezone(ET):%H:%M} ET")

@@ -32,9 +32,6 @@ SECRET_ENV = "TRADING_BOT_WEBHOOK_SECRET"
 SIGNATURE_HEADER = "X-Signature-256"
 
 
-SEVERITY_EMOJI = {"info": "ℹ️", "warning": "⚠️", "error": "❗", "critical": "🚨"}
-
-
 def _title(alert: dict[str, Any]) -> str:
     count = int(alert.get("count") or 1)
     suffix = f" (x{count})" if count > 1 else ""

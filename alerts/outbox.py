@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from book.store import connect
+from book.db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (

@@ -21,6 +21,7 @@ from typing import Any
 from book.store import Store
 from trading import pnl as pnl_math
 from trading.model import ContractInfo, LinkState, LinkStatus, Quote
+from trading.records import EntryAttempt, ExitRole, Lot, OrderRecord
 
 QuoteSource = Callable[[list[int]], dict[int, Quote]]
 
@@ -30,11 +31,11 @@ class BookSnapshot:
     """What the views read from SQLite, as of one store version."""
 
     version: int
-    open_lots: list[dict[str, Any]]
-    exit_orders: dict[str, dict[str, Any]]  # order_ref -> order, the open lots' exits only
+    open_lots: list[Lot]
+    exit_orders: dict[str, OrderRecord]  # order_ref -> order, the open lots' exits only
     paused: bool
     kill_switch: bool
-    entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per trade date
+    entries: dict[str, list[EntryAttempt]] = field(default_factory=dict)  # per trade date
 
 
 class SnapshotCache:
@@ -51,12 +52,11 @@ class SnapshotCache:
             version = self.store.version
             if snap is None or snap.version != version:
                 lots = self.store.open_lots()
-                refs = [r for lot in lots for r in (lot["tp_order_ref"], lot["sl_order_ref"])
-                        if r]
+                refs = [r for lot in lots for r in (lot.tp_order_ref, lot.sl_order_ref) if r]
                 snap = BookSnapshot(
                     version=version,
                     open_lots=lots,
-                    exit_orders={o["order_ref"]: o for o in self.store.orders_by_refs(refs)},
+                    exit_orders={o.order_ref: o for o in self.store.orders_by_refs(refs)},
                     paused=bool(self.store.get_kv("paused", False)),
                     kill_switch=bool(self.store.get_kv("kill_switch", False)),
                 )
@@ -80,26 +80,26 @@ def _r(v: float | None, d: int = 2) -> float | None:
 
 
 def lot_row(
-    lot: dict[str, Any],
+    lot: Lot,
     q: Quote | None,
     spot: float | None,
-    orders: dict[str, dict[str, Any]],
+    orders: dict[str, OrderRecord],
     today: date,
     now: float,
     started_at: float,
 ) -> dict[str, Any]:
     mid = q.mid if q is not None else None
-    mult = lot.get("multiplier") or 100
-    qty, entry = lot["qty"], lot["entry_price"]
+    mult = lot.mult
+    qty, entry = lot.qty, lot.entry_price
     pnl = pnl_math.unrealized_pnl(entry, mid, qty, mult)
     pct = pnl_math.pnl_percent(pnl, entry, qty, mult)
 
-    def leg(role: str) -> dict[str, Any]:
-        o = orders.get(lot.get(f"{role}_order_ref") or "")
+    def leg(role: ExitRole) -> dict[str, Any]:
+        o = orders.get(lot.exit_order_ref(role) or "")
         return {
-            "price": lot.get(f"{role}_price"),
-            "order_id": lot.get(f"{role}_order_id"),
-            "status": o["status"] if o else "missing",
+            "price": lot.exit_level(role),
+            "order_id": lot.exit_order_id(role),
+            "status": o.status if o else "missing",
         }
 
     tp, sl = leg("tp"), leg("sl")
@@ -112,34 +112,34 @@ def lot_row(
     else:
         why = ""
     und = (q.und_price if q is not None and q.und_price else None) or spot
-    strike = lot["strike"]
-    otm = (und - strike) if (und and lot.get("right", "P") == "P") else (
+    strike = lot.strike
+    otm = (und - strike) if (und and lot.right == "P") else (
         (strike - und) if und else None)
     tp_p, sl_p = tp["price"], sl["price"]
     return {
-        "id": lot["id"],
-        "symbol": lot["symbol"],
-        "expiry": lot["expiry"],
+        "id": lot.id,
+        "symbol": lot.symbol,
+        "expiry": lot.expiry,
         "strike": strike,
-        "right": lot["right"],
-        "local_symbol": lot["local_symbol"],
+        "right": lot.right,
+        "local_symbol": lot.local_symbol,
         "qty": qty,
         "entry_price": entry,
-        "entry_time": lot["entry_time"],
+        "entry_time": lot.entry_time,
         "mid": mid,
         "mid_time": q.time if q is not None else None,
         "mid_age": round(now - q.time, 1) if q is not None and q.time else None,
         "mid_reason": why,
         "pnl": pnl,
         "pnl_pct": pct,
-        "age_days": round((now - lot["entry_time"]) / 86400, 2),
-        "state": lot["state"],
+        "age_days": round((now - lot.entry_time) / 86400, 2),
+        "state": lot.state,
         "tp": tp,
         "sl": sl,
         "protected": tp["status"] == "submitted" and sl["status"] == "submitted",
-        "imported": bool(lot.get("imported")),
+        "imported": lot.imported,
         # Issue 19: what a trader reads per lot.
-        "dte": days_to_expiry(lot["expiry"], today),
+        "dte": days_to_expiry(lot.expiry, today),
         "delta": _r(q.delta, 3) if q is not None and q.delta is not None else None,
         "underlying": _r(und),
         "otm_dollars": _r(otm),
@@ -163,18 +163,17 @@ def positions_view(
     started_at: float,
 ) -> dict[str, Any]:
     lots = snap.open_lots
-    qs = quotes([lot["con_id"] for lot in lots])
+    qs = quotes([lot.con_id for lot in lots])
     now = time.time()
-    rows = [lot_row(lot, qs.get(lot["con_id"]), spot, snap.exit_orders, today, now, started_at)
+    rows = [lot_row(lot, qs.get(lot.con_id), spot, snap.exit_orders, today, now, started_at)
             for lot in lots]
-    tot_prem = sum(lot["entry_price"] * (lot.get("multiplier") or 100) * lot["qty"]
-                   for lot in lots)
+    tot_prem = sum(lot.entry_price * lot.mult * lot.qty for lot in lots)
     tot_pnl = sum(r["pnl"] for r in rows if r["pnl"] is not None)
     missing = [r for r in rows if r["pnl"] is None]
     return {
         "lots": rows,
         "totals": {
-            "qty": sum(lot["qty"] for lot in lots),
+            "qty": sum(lot.qty for lot in lots),
             # Partial sums would read as a figure: blank when any lot's P&L is unknown.
             "pnl": None if missing else round(tot_pnl, 2),
             "premium": round(tot_prem, 2),
@@ -193,24 +192,24 @@ def positions_view(
 def orders_view(store: Store, contract: Callable[[int], ContractInfo | None]) -> dict[str, Any]:
     rows = []
     for o in store.orders_by_status(["intent", "sent", "submitted", "unknown"]):
-        lot = store.lot(o["lot_id"]) if o.get("lot_id") else None
-        info = contract(o["con_id"])
+        lot = store.lot(o.lot_id) if o.lot_id else None
+        info = contract(o.con_id)
         rows.append(
             {
-                "order_id": o.get("order_id"),
-                "perm_id": o.get("perm_id"),
-                "order_ref": o["order_ref"],
-                "action": o["action"],
-                "order_type": o["order_type"],
-                "qty": o["qty"],
-                "lmt_price": o.get("lmt_price"),
-                "aux_price": o.get("aux_price"),
-                "status": o["status"],
-                "local_symbol": (lot or {}).get("local_symbol")
+                "order_id": o.order_id,
+                "perm_id": o.perm_id,
+                "order_ref": o.order_ref,
+                "action": o.action,
+                "order_type": o.order_type,
+                "qty": o.qty,
+                "lmt_price": o.lmt_price,
+                "aux_price": o.aux_price,
+                "status": o.status,
+                "local_symbol": (lot.local_symbol if lot else None)
                 or (info.local_symbol if info else ""),
-                "oca_group": o.get("oca_group"),
-                "lot_id": o.get("lot_id"),
-                "role": o["role"],
+                "oca_group": o.oca_group,
+                "lot_id": o.lot_id,
+                "role": o.role,
             }
         )
     return {"orders": rows}
@@ -219,16 +218,16 @@ def orders_view(store: Store, contract: Callable[[int], ContractInfo | None]) ->
 def trades_view(store: Store) -> dict[str, Any]:
     rows = [
         {
-            "lot_id": lot["id"],
-            "local_symbol": lot["local_symbol"],
-            "qty": lot["qty"],
-            "entry_price": lot["entry_price"],
-            "entry_time": lot["entry_time"],
-            "exit_price": lot.get("exit_price"),
-            "exit_time": lot.get("exit_time"),
-            "close_reason": lot.get("close_reason"),
-            "realized_pnl": lot.get("realized_pnl"),
-            "pnl_estimated": bool(lot.get("pnl_estimated")),
+            "lot_id": lot.id,
+            "local_symbol": lot.local_symbol,
+            "qty": lot.qty,
+            "entry_price": lot.entry_price,
+            "entry_time": lot.entry_time,
+            "exit_price": lot.exit_price,
+            "exit_time": lot.exit_time,
+            "close_reason": lot.close_reason,
+            "realized_pnl": lot.realized_pnl,
+            "pnl_estimated": lot.pnl_estimated,
         }
         for lot in store.lots(["closed"])
     ]
@@ -242,13 +241,15 @@ def pnl_history_view(store: Store) -> dict[str, Any]:
     snaps = store.pnl_snapshots()
     points = []
     for p in store.pnl_history():
-        s = snaps.get(p["date"])
-        unreal = s["unrealized"] if s else None
+        s = snaps.get(p.date)
+        unreal = s.unrealized if s else None
         points.append({
-            **p,
+            "date": p.date,
+            "realized": p.realized,
+            "cumulative": p.cumulative,
             "unrealized": unreal,
-            "open_lots": s["open_lots"] if s else None,
-            "equity": round(p["cumulative"] + unreal, 2) if unreal is not None else None,
+            "open_lots": s.open_lots if s else None,
+            "equity": round(p.cumulative + unreal, 2) if unreal is not None else None,
         })
     return {"points": points}
 
@@ -279,6 +280,16 @@ class EngineFacts:
     alert_delivery: Any
 
 
+def slot_row(slot: str, entry: EntryAttempt | None) -> dict[str, Any]:
+    """A day's entry slot as the status shows it ('pending' before it is claimed)."""
+    return {
+        "slot": slot,
+        "state": entry.state if entry else "pending",
+        "reason": (entry.reason if entry else None) or "",
+        "updated_at": entry.updated_at if entry else None,
+    }
+
+
 def status_view(
     snap: BookSnapshot,
     spy: Quote | None,
@@ -286,16 +297,8 @@ def status_view(
     link: LinkFacts,
     eng: EngineFacts,
 ) -> dict[str, Any]:
-    entries = {e["slot"]: e for e in snap.entries.get(today, [])}
-    slots = [
-        {
-            "slot": s,
-            "state": (entries.get(s) or {}).get("state", "pending"),
-            "reason": (entries.get(s) or {}).get("reason") or "",
-            "updated_at": (entries.get(s) or {}).get("updated_at"),
-        }
-        for s in eng.entry_times
-    ]
+    entries = {e.slot: e for e in snap.entries.get(today, [])}
+    slots = [slot_row(s, entries.get(s)) for s in eng.entry_times]
     lots = snap.open_lots
     paused = snap.paused
     kill = eng.kill_switch_config or snap.kill_switch
@@ -350,7 +353,7 @@ def status_view(
             "timezone": "America/New_York",
         },
         "open_lots": len(lots),
-        "unprotected_lots": sum(1 for lot in lots if lot["state"] == "unprotected"),
+        "unprotected_lots": sum(1 for lot in lots if lot.state == "unprotected"),
         "reconciled_at": eng.reconciled_at or None,
         # Per webhook target: alerts pending, parked (refused for good), last error.
         "alert_delivery": eng.alert_delivery,

@@ -175,5 +175,3 @@ def cli_config(prog: str, argv: list[str] | None = None, description: str | None
         raise SystemExit(2) from None
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)

@@ -44,19 +44,8 @@ def close_at(d: date) -> datetime:
     return datetime.combine(d, close_time(d), ET)
 
 
-def is_half_day(d: date) -> bool:
-    return is_session(d) and close_time(d) < REGULAR_CLOSE
-
-
 def next_session(d: date) -> date:
     d += timedelta(days=1)
     while not is_session(d):
         d += timedelta(days=1)
-    return d
-
-
-def previous_session(d: date) -> date:
-    d -= timedelta(days=1)
-    while not is_session(d):
-        d -= timedelta(days=1)
     return d

@@ -3,8 +3,8 @@ slices, and what an exit slice does to a lot. Pure: no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 # The exits' OCA type. IB: 1 = cancel the other orders of the group at a fill (also a
 # partial one), 2 = reduce the others proportionately "with block" (overfill
@@ -15,14 +15,24 @@ from typing import Any
 EXIT_OCA_TYPE = 2
 
 
-def vwap(fills: Iterable[Mapping[str, Any]]) -> tuple[int, float]:
-    """(quantity, volume-weighted price) of fills with `qty` and `price`; (0, 0.0) if none."""
+class Slice(Protocol):
+    """A fill's size and price (a stored fill, or the broker's execution)."""
+
+    @property
+    def qty(self) -> float | None: ...
+
+    @property
+    def price(self) -> float | None: ...
+
+
+def vwap(fills: Iterable[Slice]) -> tuple[int, float]:
+    """(quantity, volume-weighted price) of fills; (0, 0.0) if none."""
     qty = 0.0
     notional = 0.0
     for f in fills:
-        q = float(f.get("qty") or 0)
+        q = float(f.qty or 0)
         qty += q
-        notional += q * float(f.get("price") or 0.0)
+        notional += q * float(f.price or 0.0)
     if qty <= 0:
         return 0, 0.0
     return round(qty), round(notional / qty, 6)
@@ -46,5 +56,5 @@ def sold_by(fills: Iterable[Any], prefix: str) -> tuple[str, int, float] | None:
     if not mine:
         return None
     ref = mine[0].order_ref
-    qty, price = vwap({"qty": f.qty, "price": f.price} for f in mine if f.order_ref == ref)
+    qty, price = vwap(f for f in mine if f.order_ref == ref)
     return ref, qty, price

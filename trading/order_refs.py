@@ -16,6 +16,9 @@ import re
 from dataclasses import dataclass
 
 PREFIX = "tb:"
+# Refs of requests that never become orders: the guard's dry run and the margin whatIf.
+CHECK_REF = f"{PREFIX}check"
+WHAT_IF_REF = f"{PREFIX}whatif"
 _SALE = re.compile(r"tb:(\d{4}-\d{2}-\d{2}):(\d{4}):sale:(\d+)")
 _EXIT = re.compile(r"tb:lot(\d+):(tp|sl):(\d+)")
 _SHARES = re.compile(r"tb:lot(\d+):shares:(\d+)")

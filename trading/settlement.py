@@ -71,16 +71,6 @@ class Shares:
         return self.qty * self.avg_cost
 
 
-def shares_from_assignment(
-    right: str, contracts: int, multiplier: int, strike: float, before: Shares, after: Shares
-) -> bool:
-    """Did `contracts` of a short option get assigned between the two share positions?
-    A short put buys multiplier × contracts shares, a short call sells them, at the
-    strike."""
-    want = multiplier * contracts * (1 if right == "P" else -1)
-    return shares_explained([(want, strike)], before, after)
-
-
 def shares_explained(
     deliveries: list[tuple[float, float]], before: Shares, after: Shares
 ) -> bool:

@@ -55,8 +55,6 @@ LINK_LOST = frozenset(c for c, e in IB_CODES.items() if e.link == "lost")
 LINK_RESTORED = frozenset(c for c, e in IB_CODES.items() if e.link == "restored")
 FARM_OK = frozenset(c for c, e in IB_CODES.items() if e.link == "evidence")
 FARM_BROKEN = frozenset(c for c, e in IB_CODES.items() if e.farm and e.link != "evidence")
-ORDER_WARNINGS = frozenset(c for c, e in IB_CODES.items() if e.orders == "working")
-DATA_LOST = 1101
 CLIENT_ID_IN_USE = 326
 
 

@@ -98,7 +98,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         if link.state != LinkState.READY or self.busy:
             return False
         entry = self.book.entry(trade_date, slot).get(timeout=self._t())
-        if entry is not None and entry["state"] not in ("interrupted",):
+        if entry is not None and entry.state not in ("interrupted",):
             return False  # done, failed, skipped or running: nothing to prepare
         d = self.directory
         spy = d.quotes.get(d.spy_con_id) if d.spy_con_id else None
@@ -132,18 +132,18 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         if lot_id in self._lots_sold_here:
             return False  # the entry that sold it protected it (or alerted and repairs)
         lot = self.book.lot(lot_id).get(timeout=self._t())
-        if lot is None or lot["state"] != "unprotected" or lot.get("tp_order_ref"):
+        if lot is None or lot.state != "unprotected" or lot.tp_order_ref:
             return False  # closed, or protected already
         self.log.warning("lot {} opened by a late {}: placing its exits now", lot_id, reason)
         protected = self.place_exits(lot)
-        contract = self.book.contract(lot["con_id"]).get(timeout=self._t())
+        contract = self.book.contract(lot.con_id).get(timeout=self._t())
         if contract is not None:
             self._watch(contract)  # its quote and P&L, as for a lot the entry opened
         if protected:
             self.alerts.raise_alert(
                 "late_fill_protected",
-                f"lot {lot_id} {lot['local_symbol']}: the sale filled after the entry gave up "
-                f"({reason}); its exits are placed (TP {lot['tp_price']} SL {lot['sl_price']})",
+                f"lot {lot_id} {lot.local_symbol}: the sale filled after the entry gave up "
+                f"({reason}); its exits are placed (TP {lot.tp_price} SL {lot.sl_price})",
                 severity="warning",
                 details={"lot_id": lot_id},
             )
@@ -158,12 +158,12 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         if not self.cfg.schedule.entry_times:
             # Entries by hand only: the slot is the minute of the request (ET).
             return f"{self.clock.now().astimezone(ET):%H:%M}"
-        entries = {e["slot"]: e for e in self.book.entries(trade_date).get(timeout=self._t())}
+        entries = {e.slot: e for e in self.book.entries(trade_date).get(timeout=self._t())}
         for slot in self.cfg.schedule.entry_times:
             if slot not in entries:
                 return slot
         for slot in self.cfg.schedule.entry_times:
-            if entries[slot]["state"] in ("interrupted", "missed", "failed"):
+            if entries[slot].state in ("interrupted", "missed", "failed"):
                 return slot
         return self.cfg.schedule.entry_times[0]
 
@@ -210,7 +210,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         if self.book.reclaim_entry(trade_date, slot).get(timeout=self._t()):
             return True  # a run that died before selling anything
         entry = self.book.entry(trade_date, slot).get(timeout=self._t())
-        if manual and entry and entry["state"] in ("missed", "failed"):
+        if manual and entry and entry.state in ("missed", "failed"):
             self.book.finish_entry(trade_date, slot, "started", "manual entry").get(
                 timeout=self._t()
             )
@@ -258,8 +258,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             # for it; the cancelled exits go back at once.
             self._restore(cancelled)
             entry = self.book.entry(trade_date, slot).get(timeout=self._t())
-            if entry and entry["state"] == "done":  # an earlier attempt filled late
-                return EntryResult(True, "done", "sale filled late", entry.get("lot_id"))
+            if entry and entry.state == "done":  # an earlier attempt filled late
+                return EntryResult(True, "done", "sale filled late", entry.lot_id)
             return self._refused_after_claim(trade_date, slot, exc, manual)
         except Exception as exc:
             log.exception("sale raised")
@@ -267,8 +267,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         if not filled or info is None:
             self._restore(cancelled)
             entry = self.book.entry(trade_date, slot).get(timeout=self._t())
-            if entry and entry["state"] == "done":  # a late fill opened the lot meanwhile
-                return EntryResult(True, "done", "sale filled late", entry.get("lot_id"))
+            if entry and entry.state == "done":  # a late fill opened the lot meanwhile
+                return EntryResult(True, "done", "sale filled late", entry.lot_id)
             self.book.finish_entry(trade_date, slot, "failed", last_reason).get(timeout=self._t())
             self.alerts.raise_alert(
                 "order_rejected",
@@ -295,8 +295,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._restore(cancelled)
         self.alerts.raise_alert(
             "entry_done",
-            f"sold {lot['qty']} {contract.local_symbol} at {info.avg_fill_price} "
-            f"(TP {lot['tp_price']} SL {lot['sl_price']}){'' if protected else ' UNPROTECTED'}",
+            f"sold {lot.qty} {contract.local_symbol} at {info.avg_fill_price} "
+            f"(TP {lot.tp_price} SL {lot.sl_price}){'' if protected else ' UNPROTECTED'}",
             severity="info",
             details={"lot_id": lot_id},
         )

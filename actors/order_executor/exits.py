@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from actors.order_executor.part import ExecutorPart
 from ops.backoff import backoff_delay
@@ -14,13 +13,14 @@ from trading.fills import EXIT_OCA_TYPE
 from trading.model import ContractInfo, OrderInfo, OrderRequest
 from trading.order_refs import exit_refs
 from trading.pricing import exit_prices, round_to_tick
+from trading.records import Lot, OrderIntent
 from trading.risk import OrderRefused
 
 
 class ExitsMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
 
-    def place_exits(self, lot: dict[str, Any], contract: ContractInfo | None = None) -> bool:
+    def place_exits(self, lot: Lot, contract: ContractInfo | None = None) -> bool:
         """TP (BUY LMT) and SL (BUY STP) as one OCA group; retried; alert if it fails.
 
         Never raises: after a sale has filled, nothing here may stop the entry from
@@ -28,25 +28,25 @@ class ExitsMixin(ExecutorPart):
         try:
             return self._place_exits(lot, contract)
         except Exception as exc:
-            self.log.exception("placing exits for lot {} failed: {}", lot["id"], exc)
+            self.log.exception("placing exits for lot {} failed: {}", lot.id, exc)
             self._mark_unprotected(lot, f"error while placing exits: {exc}")
             return False
 
-    def _mark_unprotected(self, lot: dict[str, Any], why: str) -> None:
+    def _mark_unprotected(self, lot: Lot, why: str) -> None:
         try:
-            self.book.set_lot_state(lot["id"], "unprotected").get(timeout=self._t())
+            self.book.set_lot_state(lot.id, "unprotected").get(timeout=self._t())
         except Exception as exc:  # the alert below still goes out
-            self.log.error("lot {}: could not mark unprotected: {}", lot["id"], exc)
+            self.log.error("lot {}: could not mark unprotected: {}", lot.id, exc)
         self.alerts.raise_alert(
             "lot_unprotected",
-            f"lot {lot['id']} {lot.get('local_symbol', '')} has NO exits: {why}; "
+            f"lot {lot.id} {lot.local_symbol} has NO exits: {why}; "
             "the repair job keeps trying",
             severity="critical",
-            details={"lot_id": lot["id"]},
+            details={"lot_id": lot.id},
         )
 
     def _settle_exit_legs(
-        self, rows: list[dict[str, Any]], infos: list[OrderInfo]
+        self, rows: list[OrderIntent], infos: list[OrderInfo]
     ) -> list[OrderInfo] | None:
         """Legs whose outcome is unknown (no ack in time, or the call itself failed) may be
         live at the broker: find out by orderRef before anything else is sent, so that
@@ -68,7 +68,7 @@ class ExitsMixin(ExecutorPart):
                 broker = {}
             out: list[OrderInfo] = []
             for row in rows:
-                ref = row["order_ref"]
+                ref = row.order_ref
                 info: OrderInfo | None = broker.get(ref)
                 if (info is None or info.status not in settled_states) and ref in known:
                     try:  # the session's own view of an order it sent (fills, cancels)
@@ -96,38 +96,38 @@ class ExitsMixin(ExecutorPart):
                 deadline = time.monotonic() + s.exit_unknown_wait
             time.sleep(0.1)
 
-    def _place_exits(self, lot: dict[str, Any], contract: ContractInfo | None = None) -> bool:
+    def _place_exits(self, lot: Lot, contract: ContractInfo | None = None) -> bool:
         s = self.cfg.strategy
-        if contract is None or contract.con_id != lot["con_id"]:
-            contract = self.book.contract(lot["con_id"]).get(timeout=self._t())
+        if contract is None or contract.con_id != lot.con_id:
+            contract = self.book.contract(lot.con_id).get(timeout=self._t())
         if contract is None:
             self.log.error(
-                "lot {}: contract {} unknown, cannot place exits", lot["id"], lot["con_id"]
+                "lot {}: contract {} unknown, cannot place exits", lot.id, lot.con_id
             )
             return False
-        tp_price, sl_price = lot["tp_price"], lot["sl_price"]
+        tp_price, sl_price = lot.tp_price, lot.sl_price
         if not tp_price or not sl_price:
             tp_price, sl_price = exit_prices(
-                lot["entry_price"], s.take_profit_ratio, s.stop_loss_ratio, contract.min_tick
+                lot.entry_price, s.take_profit_ratio, s.stop_loss_ratio, contract.min_tick
             )
         last_error = ""
         for attempt in range(1, s.exit_attempts + 1):
-            if attempt > 1 and self._lot_closed(lot["id"]):
+            if attempt > 1 and self._lot_closed(lot.id):
                 return True  # closed meanwhile (an exit or a hand close): nothing to protect
             serial = int(time.time() * 1000) % 10**10
-            tp_ref, sl_ref, oca = exit_refs(lot["id"], serial)
+            tp_ref, sl_ref, oca = exit_refs(lot.id, serial)
             legs = (
                 ("tp", tp_ref, "LMT", round_to_tick(tp_price, contract.min_tick), None),
                 ("sl", sl_ref, "STP", None, round_to_tick(sl_price, contract.min_tick)),
             )
             rows = [
-                dict(order_ref=ref, role=role, con_id=lot["con_id"], action="BUY",
-                     order_type=otype, qty=lot["qty"], lmt_price=lmt, aux_price=aux,
-                     oca_group=oca, lot_id=lot["id"], trade_date=lot["trade_date"])
+                OrderIntent(order_ref=ref, role=role, con_id=lot.con_id, action="BUY",
+                            order_type=otype, qty=lot.qty, lmt_price=lmt, aux_price=aux,
+                            oca_group=oca, lot_id=lot.id, trade_date=lot.trade_date)
                 for role, ref, otype, lmt, aux in legs
             ]
             reqs = [
-                OrderRequest(ref, contract, "BUY", otype, lot["qty"], lmt_price=lmt,
+                OrderRequest(ref, contract, "BUY", otype, lot.qty, lmt_price=lmt,
                              aux_price=aux, oca_group=oca, oca_type=EXIT_OCA_TYPE, tif="GTC")
                 for _role, ref, otype, lmt, aux in legs
             ]
@@ -139,14 +139,14 @@ class ExitsMixin(ExecutorPart):
                 infos = self.conn.place_orders(reqs).get(timeout=self._t(s.order_ack_timeout))
             except OrderRefused as exc:
                 for row in rows:
-                    self.intents.mark_order(row["order_ref"], status="refused", error=str(exc))
+                    self.intents.mark_order(row.order_ref, status="refused", error=str(exc))
                 last_error = f"refused before the broker: {exc}"
             except Exception as exc:  # a drop, a restarted Connection, a timeout
                 last_error = f"exits: {exc}"
                 maybe_sent = True
             if maybe_sent or any(i.status in ("Unknown", "PendingSubmit") for i in infos):
                 self.log.warning("lot {}: exit legs {} / {} unacknowledged: asking the broker",
-                                 lot["id"], tp_ref, sl_ref)
+                                 lot.id, tp_ref, sl_ref)
                 settled = self._settle_exit_legs(rows, infos)
                 if settled is None:
                     self._mark_unprotected(
@@ -167,7 +167,7 @@ class ExitsMixin(ExecutorPart):
                 self._cancel_legs([i for i in placed.values() if not i.is_filled],
                                   "leg beside a filled exit")
                 return True
-            if placed and self._lot_closed(lot["id"]):
+            if placed and self._lot_closed(lot.id):
                 # A leg filled between its ack and its sibling's placement (found by
                 # bench.fills): the sibling joined a filled OCA group and would rest
                 # alone, an order for a closed lot. Cancel what is still live.
@@ -175,7 +175,7 @@ class ExitsMixin(ExecutorPart):
                 return True
             if len(placed) == 2:
                 self.book.set_exits(
-                    lot["id"],
+                    lot.id,
                     tp_order_id=placed["tp"].order_id,
                     sl_order_id=placed["sl"].order_id,
                     tp_order_ref=tp_ref,
@@ -184,12 +184,12 @@ class ExitsMixin(ExecutorPart):
                     state="open",
                 ).get(timeout=self._t())
                 self.log.info(
-                    "lot {} protected: TP {} SL {} (oca {})", lot["id"], tp_price, sl_price, oca
+                    "lot {} protected: TP {} SL {} (oca {})", lot.id, tp_price, sl_price, oca
                 )
                 return True
             self._cancel_legs(placed.values(), "half exit pair")  # half a pair is no protection
             self.log.warning(
-                "exits for lot {} attempt {} failed: {}", lot["id"], attempt, last_error
+                "exits for lot {} attempt {} failed: {}", lot.id, attempt, last_error
             )
             if attempt < s.exit_attempts:
                 time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
@@ -200,7 +200,7 @@ class ExitsMixin(ExecutorPart):
         # The book is asked after the last leg's ack, so a fill that came before that
         # ack on the same socket is already in the book's mailbox ahead of this ask.
         current = self.book.lot(lot_id).get(timeout=self._t())
-        return current is None or current["state"] == "closed"
+        return current is None or current.state == "closed"
 
     def _cancel_legs(self, legs: Iterable[OrderInfo], what: str) -> None:
         for info in legs:

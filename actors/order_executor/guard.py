@@ -10,6 +10,7 @@ from actors.order_executor.part import ExecutorPart
 from trading.calendar import ET, TradingCalendar
 from trading.margin import margin_refusal
 from trading.model import ContractInfo, LinkState, LinkStatus, OrderRequest
+from trading.order_refs import CHECK_REF, WHAT_IF_REF
 from trading.risk import OrderRefused, order_violation, verify_account
 
 
@@ -39,8 +40,8 @@ class GuardMixin(ExecutorPart):
         self._check_trading_allowed()
         entry = self.book.entry(trade_date, slot).get(timeout=self._t())
         retry_ok = ("interrupted", "missed", "failed") if manual else ("interrupted",)
-        if entry is not None and entry["state"] not in retry_ok:
-            raise EntryRefused(f"entry {trade_date} {slot} already {entry['state']}", "done")
+        if entry is not None and entry.state not in retry_ok:
+            raise EntryRefused(f"entry {trade_date} {slot} already {entry.state}", "done")
         self._check_risk(trade_date)
 
     def _check_trading_allowed(self) -> None:
@@ -78,7 +79,7 @@ class GuardMixin(ExecutorPart):
             raise EntryRefused(
                 f"max contracts per day reached ({sold}/{risk.max_contracts_per_day})"
             )
-        notional = sum(lot["strike"] * 100 * lot["qty"] for lot in lots)
+        notional = sum(lot.strike * 100 * lot.qty for lot in lots)
         if notional >= risk.max_short_notional:
             raise EntryRefused(f"max short-put notional reached ({notional:.0f})")
         if risk.daily_loss_limit > 0:
@@ -89,7 +90,7 @@ class GuardMixin(ExecutorPart):
     def _check_order_sanity(self, contract: ContractInfo, price: float, spot: float) -> None:
         """The broker-side guard, asked early: refuse before any exit is cancelled."""
         req = OrderRequest(
-            "tb:check", contract, "SELL", "LMT", self.cfg.strategy.quantity, price, spot=spot
+            CHECK_REF, contract, "SELL", "LMT", self.cfg.strategy.quantity, price, spot=spot
         )
         refusal = order_violation(req, self.cfg.risk, spot)
         if refusal:
@@ -99,7 +100,7 @@ class GuardMixin(ExecutorPart):
         """The broker's whatIf of the sale: refused (risk_limit) when the initial margin
         after it would pass risk.max_margin_use of net liquidation or the available funds
         would go negative. An unanswered whatIf is a reason to wait, not to sell."""
-        req = OrderRequest("tb:whatif", contract, "SELL", "LMT", self.cfg.strategy.quantity,
+        req = OrderRequest(WHAT_IF_REF, contract, "SELL", "LMT", self.cfg.strategy.quantity,
                            lmt_price=price, tif="DAY", spot=spot)
         try:
             answer = self.conn.what_if(req).get(timeout=self._t())

@@ -4,15 +4,15 @@ and make every open lot protected (adopt a live pair, resize, or place it again)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from actors.order_executor.guard import EntryRefused
 from actors.order_executor.part import ExecutorPart
 from trading.fills import remaining
 from trading.model import ContractInfo, LinkState, OrderInfo
-from trading.order_refs import is_sale, lot_prefix, parse_sale, sale_prefix
+from trading.order_refs import is_sale, lot_prefix, parse_exit, parse_sale, sale_prefix
+from trading.records import Lot
 from trading.settlement import ANNOUNCED_CLOSES
 
 
@@ -25,7 +25,7 @@ class RepairMixin(ExecutorPart):
         def _watch(self, contract: ContractInfo) -> None: ...
         def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo: ...
         def _check_trading_allowed(self) -> None: ...
-        def place_exits(self, lot: dict[str, Any],
+        def place_exits(self, lot: Lot,
                         contract: ContractInfo | None = None) -> bool: ...
         def _cancel_legs(self, legs: Iterable[OrderInfo], what: str) -> None: ...
 
@@ -53,20 +53,20 @@ class RepairMixin(ExecutorPart):
         self._release_interrupted_entries(live)
         repaired = checked = resized = 0
         open_lots = self.book.open_lots().get(timeout=self._t())
-        self._cancel_legs_of_closed_lots(live, {lot["id"] for lot in open_lots})
+        self._cancel_legs_of_closed_lots(live, {lot.id for lot in open_lots})
         for lot in open_lots:
             checked += 1
-            mine = [o for o in live if o.order_ref.startswith(lot_prefix(lot["id"]))]
+            mine = [o for o in live if o.order_ref.startswith(lot_prefix(lot.id))]
             pair = self._live_pair(lot, mine)
-            current = self.book.lot(lot["id"]).get(timeout=self._t())
+            current = self.book.lot(lot.id).get(timeout=self._t())
             resize = pair is not None and current is not None and any(
-                remaining(o.qty, o.filled) != int(current["qty"]) for o in pair
+                remaining(o.qty, o.filled) != int(current.qty) for o in pair
             )
             if resize:
                 # Part of the lot was closed by hand: the pair is cancelled and placed
                 # again for what is left (one alert already said so).
                 self.log.warning("lot {}: exits sized {} for {} contracts: resizing",
-                                 lot["id"], int(pair[0].qty), current["qty"])
+                                 lot.id, int(pair[0].qty), current.qty)
                 pair = None
             for o in mine:
                 if pair is None or o.order_id not in (pair[0].order_id, pair[1].order_id):
@@ -74,18 +74,18 @@ class RepairMixin(ExecutorPart):
                         self._record(self.conn.cancel_order(o.order_id).get(timeout=self._t()))
                     except Exception as exc:
                         self.log.warning("cancel of stray exit {} failed: {}", o.order_ref, exc)
-            current = self.book.lot(lot["id"]).get(timeout=self._t())
-            if current is None or current["state"] == "closed":
+            current = self.book.lot(lot.id).get(timeout=self._t())
+            if current is None or current.state == "closed":
                 continue  # a leg filled while we looked
             if pair is not None:
                 tp, sl = pair
-                if (current["tp_order_ref"], current["sl_order_ref"], current["state"]) != (
+                if (current.tp_order_ref, current.sl_order_ref, current.state) != (
                     tp.order_ref,
                     sl.order_ref,
                     "open",
                 ):
                     self.book.set_exits(
-                        lot["id"],
+                        lot.id,
                         tp_order_id=tp.order_id,
                         sl_order_id=sl.order_id,
                         tp_order_ref=tp.order_ref,
@@ -94,14 +94,14 @@ class RepairMixin(ExecutorPart):
                         state="open",
                     ).get(timeout=self._t())
                     self.log.info(
-                        "lot {}: adopted live exits {} / {}", lot["id"], tp.order_ref, sl.order_ref
+                        "lot {}: adopted live exits {} / {}", lot.id, tp.order_ref, sl.order_ref
                     )
                 continue
             if resize:
                 if self.place_exits(current):
                     resized += 1
                 continue
-            self.log.warning("lot {} lacks live exits: repairing ({})", lot["id"], reason)
+            self.log.warning("lot {} lacks live exits: repairing ({})", lot.id, reason)
             if self.place_exits(current):
                 repaired += 1
         if repaired:
@@ -132,24 +132,24 @@ class RepairMixin(ExecutorPart):
         transaction as the lot), and live sales were resumed just before.
         """
         for entry in self.book.started_entries().get(timeout=self._t()):
-            prefix = sale_prefix(entry["trade_date"], entry["slot"])
+            prefix = sale_prefix(entry.trade_date, entry.slot)
             if any(o.order_ref.startswith(prefix) for o in live):
                 continue
             reason = "interrupted: the engine stopped during the entry; nothing was sold"
-            if self.book.interrupt_entry(entry["trade_date"], entry["slot"], reason).get(
+            if self.book.interrupt_entry(entry.trade_date, entry.slot, reason).get(
                 timeout=self._t()
             ):
-                self.log.warning("entry {} {} {}", entry["trade_date"], entry["slot"], reason)
+                self.log.warning("entry {} {} {}", entry.trade_date, entry.slot, reason)
                 self.alerts.raise_alert(
                     "entry_interrupted",
-                    f"entry {entry['trade_date']} {entry['slot']} {reason}; it runs again "
+                    f"entry {entry.trade_date} {entry.slot} {reason}; it runs again "
                     "if its catch-up deadline has not passed",
                     severity="warning",
                 )
 
     @staticmethod
     def _live_pair(
-        lot: dict[str, Any], mine: list[OrderInfo]
+        lot: Lot, mine: list[OrderInfo]
     ) -> tuple[OrderInfo, OrderInfo] | None:
         """A live TP and SL of this lot in one OCA group (the lot's own pair first)."""
         groups: dict[str, dict[str, OrderInfo]] = {}
@@ -157,7 +157,7 @@ class RepairMixin(ExecutorPart):
             role = o.order_ref.split(":")[2] if o.order_ref.count(":") >= 3 else ""
             if role in ("tp", "sl") and o.oca_group:
                 groups.setdefault(o.oca_group, {})[role] = o
-        ordered = sorted(groups, key=lambda g: g != (lot.get("oca_group") or ""))
+        ordered = sorted(groups, key=lambda g: g != (lot.oca_group or ""))
         for g in ordered:
             legs = groups[g]
             if "tp" in legs and "sl" in legs:
@@ -196,7 +196,7 @@ class RepairMixin(ExecutorPart):
                 severity="warning",
             )
             entry = self.book.entry(trade_date, slot).get(timeout=self._t())
-            if entry is not None and entry["state"] == "started":
+            if entry is not None and entry.state == "started":
                 self.book.finish_entry(trade_date, slot, "failed",
                                        f"leftover sale cancelled: {refusal}").get(
                     timeout=self._t())
@@ -235,7 +235,7 @@ class RepairMixin(ExecutorPart):
             )
         else:
             entry = self.book.entry(trade_date, slot).get(timeout=self._t())
-            if entry is not None and entry["state"] == "started":
+            if entry is not None and entry.state == "started":
                 self.book.finish_entry(
                     trade_date, slot, "failed", "interrupted sale did not fill"
                 ).get(timeout=self._t())
@@ -245,14 +245,14 @@ class RepairMixin(ExecutorPart):
         position if it fills: cancel it."""
         strays, outside = [], []
         for o in live:
-            m = re.match(r"tb:lot(\d+):(tp|sl):", o.order_ref)
-            if m and int(m.group(1)) not in open_ids:
-                lot = self.book.lot(int(m.group(1))).get(timeout=self._t())
-                if lot is None or lot["state"] != "closed":
+            ref = parse_exit(o.order_ref)
+            if ref is not None and ref.lot_id not in open_ids:
+                lot = self.book.lot(ref.lot_id).get(timeout=self._t())
+                if lot is None or lot.state != "closed":
                     continue
                 # A lot closed by hand was announced with its close ("closed_outside"):
                 # its exits go without a second alert.
-                announced = lot.get("close_reason") in ANNOUNCED_CLOSES  # issue 16 too
+                announced = lot.close_reason in ANNOUNCED_CLOSES  # issue 16 too
                 (outside if announced else strays).append(o)
         if outside:
             self._cancel_legs(outside, "exit of a lot closed outside the engine")

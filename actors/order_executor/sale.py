@@ -16,6 +16,7 @@ from trading.freshness import stale_reason
 from trading.model import ContractInfo, OrderInfo, OrderRequest
 from trading.order_refs import sale_prefix, sale_ref
 from trading.pricing import limit_walk
+from trading.records import Lot
 from trading.risk import OrderRefused
 from trading.strikes import choose_expiry_by_rule, choose_strike_by_delta
 
@@ -27,7 +28,7 @@ class SaleMixin(ExecutorPart):
 
     if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
         def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
-        def place_exits(self, lot: dict[str, Any],
+        def place_exits(self, lot: Lot,
                         contract: ContractInfo | None = None) -> bool: ...
 
     def _fresh_quotes(self, contracts: list[ContractInfo], wait: float,
@@ -100,19 +101,19 @@ class SaleMixin(ExecutorPart):
         lots = [
             lot
             for lot in self.book.open_lots().get(timeout=self._t())
-            if lot["con_id"] == contract.con_id
+            if lot.con_id == contract.con_id
         ]
         cancelled = []
         for lot in lots:
-            self.book.set_lot_state(lot["id"], "unprotected").get(timeout=self._t())
+            self.book.set_lot_state(lot.id, "unprotected").get(timeout=self._t())
             self._cancel_exits_of(lot)
-            cancelled.append(lot["id"])
-            self.log.info("cancelled exits of lot {} before selling the same contract", lot["id"])
+            cancelled.append(lot.id)
+            self.log.info("cancelled exits of lot {} before selling the same contract", lot.id)
         return cancelled
 
-    def _cancel_exits_of(self, lot: dict[str, Any]) -> None:
+    def _cancel_exits_of(self, lot: Lot) -> None:
         for role in ("tp", "sl"):
-            order_id = lot.get(f"{role}_order_id")
+            order_id = lot.exit_order_id(role)
             if order_id:
                 try:
                     info = self.conn.cancel_order(order_id).get(timeout=self._t())
@@ -123,7 +124,7 @@ class SaleMixin(ExecutorPart):
     def _restore(self, lot_ids: list[int]) -> None:
         for lot_id in lot_ids:
             lot = self.book.lot(lot_id).get(timeout=self._t())
-            if lot and lot["state"] != "closed":
+            if lot and lot.state != "closed":
                 self.place_exits(lot)
 
     def _sell(

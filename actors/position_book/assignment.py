@@ -11,6 +11,7 @@ from actors.position_book.base import BookState
 from actors.position_book.settlement import _next_open
 from trading import settlement as rules
 from trading.calendar import ET
+from trading.records import Lot
 
 
 class AssignmentMixin(BookState):
@@ -18,9 +19,9 @@ class AssignmentMixin(BookState):
 
     if TYPE_CHECKING:  # provided by SettlementMixin
         def _now_ts(self) -> float: ...
-        def _split(self, lot: dict[str, Any], qty: int) -> int | None: ...
+        def _split(self, lot: Lot, qty: int) -> int | None: ...
         def _commissions(self, lot_id: int) -> float: ...
-        def _closed(self, lot: dict[str, Any], piece_id: int) -> None: ...
+        def _closed(self, lot: Lot, piece_id: int) -> None: ...
 
     def _stock(self, positions: list[Any]) -> rules.Shares:
         qty = cost = 0.0
@@ -32,7 +33,7 @@ class AssignmentMixin(BookState):
         return rules.Shares(qty, round(cost / qty, 6) if qty else 0.0)
 
     def _assigned_contracts(
-        self, missing: dict[int, int], by_con: dict[int, list[dict[str, Any]]],
+        self, missing: dict[int, int], by_con: dict[int, list[Lot]],
         positions: list[Any],
     ) -> set[int]:
         """The contracts whose missing quantity the new shares explain (all of them
@@ -51,12 +52,12 @@ class AssignmentMixin(BookState):
             deliveries = []
             for cid in con_ids:
                 lot = by_con[cid][0]
-                sign = 1 if (lot["right"] or "P") == "P" else -1
-                n = sign * (lot.get("multiplier") or 100) * missing[cid]
-                deliveries.append((float(n), float(lot["strike"])))
+                sign = 1 if lot.put_call == "P" else -1
+                n = sign * lot.mult * missing[cid]
+                deliveries.append((float(n), float(lot.strike)))
             return rules.shares_explained(deliveries, before, after)
 
-        ids = [c for c in missing if by_con[c][0].get("strike")]
+        ids = [c for c in missing if by_con[c][0].strike]
         if ids and explains(ids):
             return set(ids)
         for cid in ids:
@@ -65,15 +66,15 @@ class AssignmentMixin(BookState):
         return set()
 
     def _close_assigned(
-        self, lot: dict[str, Any], qty: int, spot: float | None, estimated: bool
+        self, lot: Lot, qty: int, spot: float | None, estimated: bool
     ) -> bool:
         piece_id = self._split(lot, qty)
         if piece_id is None:
             return False
-        mult = lot.get("multiplier") or 100
-        value = rules.intrinsic(lot["right"] or "P", lot["strike"], spot) if spot else None
+        mult = lot.mult
+        value = rules.intrinsic(lot.put_call, lot.strike, spot) if spot else None
         realized = (
-            rules.assigned_pnl(lot["entry_price"], value, qty, mult,
+            rules.assigned_pnl(lot.entry_price, value, qty, mult,
                                self._commissions(piece_id))
             if value is not None else None
         )
@@ -86,22 +87,22 @@ class AssignmentMixin(BookState):
         held = self.db.get_kv(f"shares_seen:{symbol}") or [0, 0]
         pnl = "unknown" if realized is None else f"{realized:+.2f}"
         msg = (
-            f"lot {lot['id']} {lot['local_symbol']} x{qty} assigned: {shares} {symbol} shares "
-            f"{'bought' if (lot['right'] or 'P') == 'P' else 'sold'} at {lot['strike']}, "
+            f"lot {lot.id} {lot.local_symbol} x{qty} assigned: {shares} {symbol} shares "
+            f"{'bought' if lot.put_call == 'P' else 'sold'} at {lot.strike}, "
             f"{int(held[0])} {symbol} shares now held; option P&L {pnl} (intrinsic "
             f"{value if value is not None else '?'}); its exits are cancelled"
         )
         if self.cfg.strategy.on_assignment == "close_shares":
             at = self._queue_share_sale(
-                piece_id, symbol, shares if (lot["right"] or "P") == "P" else -shares)
+                piece_id, symbol, shares if lot.put_call == "P" else -shares)
             msg += f"; the shares will be sold at the open {at:%Y-%m-%d %H:%M} ET"
         else:
             msg += " (strategy.on_assignment = alert: the shares are left to the operator)"
         self.log.warning(msg)
         self.alerts.raise_alert(
             "assigned", msg, severity="warning",
-            details={"lot_id": lot["id"], "closed_lot_id": piece_id, "qty": qty,
-                     "shares": shares, "shares_held": held[0], "strike": lot["strike"],
+            details={"lot_id": lot.id, "closed_lot_id": piece_id, "qty": qty,
+                     "shares": shares, "shares_held": held[0], "strike": lot.strike,
                      "symbol": symbol},
         )
         self._closed(lot, piece_id)

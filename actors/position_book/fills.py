@@ -4,14 +4,16 @@ execution id), order statuses update the order rows."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from actors.messages import ProtectLot
 from actors.position_book.base import BookState
 from trading import pnl as pnl_math
 from trading.fills import exit_slice, vwap
 from trading.model import ContractInfo, FillInfo, OrderInfo
-from trading.order_refs import PREFIX, parse_sale
+from trading.order_refs import is_ours, parse_sale
+from trading.records import OrderRecord
 
 
 def _status_name(info: OrderInfo) -> str:
@@ -37,19 +39,19 @@ class FillsMixin(BookState):
 
     def apply_fill(self, fill: FillInfo) -> int | None:
         """Store the fill once; a sale fill opens its lot, an exit fill closes its lot."""
-        if not fill.order_ref.startswith(PREFIX):
+        if not is_ours(fill.order_ref):
             self._store_outside_fill(fill)
             return None
         order = self.db.order_by_ref(fill.order_ref)
         if order is None:
             self.log.warning("fill {} for unknown order ref {}", fill.exec_id, fill.order_ref)
             return None
-        lot_id = order.get("lot_id")
+        lot_id = order.lot_id
         opened = False
-        if order["role"] == "sale" and lot_id is None:
+        if order.role == "sale" and lot_id is None:
             existing = self.db.lot_by_order_ref(fill.order_ref)
             if existing:
-                lot_id = existing["id"]
+                lot_id = existing.id
             else:
                 lot_id = self._open_lot_from_sale(order, fill)
                 opened = True
@@ -83,12 +85,12 @@ class FillsMixin(BookState):
             fill.order_ref,
         )
         # add_fill marked the order filled in its own transaction.
-        if order["role"] == "shares":
+        if order.role == "shares":
             self._shares_sold(fill.side, fill.qty)
-        if order["role"] == "sale" and lot_id is not None and not opened:
+        if order.role == "sale" and lot_id is not None and not opened:
             self._size_sale_lot(lot_id, fill.order_ref)  # a further slice of the sale
-        if order["role"] in ("tp", "sl") and lot_id is not None:
-            self._close_lot_on_exit(lot_id, order["role"], fill)
+        if order.role in ("tp", "sl") and lot_id is not None:
+            self._close_lot_on_exit(lot_id, order.role, fill)
         return lot_id
 
     def _size_sale_lot(self, lot_id: int, order_ref: str, qty: int = 0,
@@ -99,17 +101,17 @@ class FillsMixin(BookState):
         from trading.pricing import exit_prices
 
         lot = self.db.lot(lot_id)
-        if lot is None or lot["state"] == "closed":
+        if lot is None or lot.state == "closed":
             return
         got, price = vwap(self.db.fills_of_order(order_ref))
         if qty > got:
             got, price = qty, avg_price
-        if got <= 0 or (got == lot["qty"] and abs(price - lot["entry_price"]) < 1e-9):
+        if got <= 0 or (got == lot.qty and abs(price - lot.entry_price) < 1e-9):
             return
-        got = max(got, int(lot["qty"]))  # never below what a slice already made it
-        tp, sl = lot["tp_price"], lot["sl_price"]
-        if not lot.get("tp_order_ref"):
-            info = self.contract(lot["con_id"])
+        got = max(got, int(lot.qty))  # never below what a slice already made it
+        tp, sl = lot.tp_price, lot.sl_price
+        if not lot.tp_order_ref:
+            info = self.contract(lot.con_id)
             tp, sl = exit_prices(price, self.cfg.strategy.take_profit_ratio,
                                  self.cfg.strategy.stop_loss_ratio,
                                  info.min_tick if info else 0.01)
@@ -120,7 +122,7 @@ class FillsMixin(BookState):
         """An execution of an order that is not ours (entered in TWS or the app): kept
         (once, by execution id) so that a lot it closed gets its real price."""
         if not fill.exec_id or fill.con_id not in {
-            lot["con_id"] for lot in self.db.open_lots()
+            lot.con_id for lot in self.db.open_lots()
         }:
             return
         if self.db.add_fill(
@@ -138,26 +140,26 @@ class FillsMixin(BookState):
         make sure the lot exists and has that size (the fill events may lag)."""
         existing = self.db.lot_by_order_ref(order_ref)
         if existing is not None:
-            self._size_sale_lot(int(existing["id"]), order_ref, filled, fill_price)
-            return int(existing["id"])
+            self._size_sale_lot(int(existing.id), order_ref, filled, fill_price)
+            return int(existing.id)
         order = self.db.order_by_ref(order_ref)
         if order is None:
             raise KeyError(f"no intent row for {order_ref}")
         fill = FillInfo(
             exec_id="",
-            order_id=order.get("order_id") or 0,
+            order_id=order.order_id or 0,
             perm_id=0,
             order_ref=order_ref,
-            con_id=order["con_id"],
+            con_id=order.con_id,
             local_symbol="",
             side="SLD",
-            qty=filled or order["qty"],
+            qty=filled or order.qty,
             price=fill_price,
             time=time.time(),
         )
         return self._open_lot_from_sale(order, fill)
 
-    def _open_lot_from_sale(self, order: dict[str, Any], fill: FillInfo) -> int:
+    def _open_lot_from_sale(self, order: OrderRecord, fill: FillInfo) -> int:
         from trading.pricing import exit_prices
 
         info = self.contract(fill.con_id) or ContractInfo(
@@ -173,8 +175,8 @@ class FillsMixin(BookState):
             self.cfg.strategy.stop_loss_ratio,
             info.min_tick,
         )
-        trade_date = order.get("trade_date") or self._today()
-        sale = parse_sale(order["order_ref"])
+        trade_date = order.trade_date or self._today()
+        sale = parse_sale(order.order_ref)
         entry = (sale.trade_date, sale.slot) if sale else None
         lot_id = self.db.open_lot(
             entry=entry,
@@ -190,7 +192,7 @@ class FillsMixin(BookState):
             qty=int(fill.qty),  # this slice; further slices grow it (_size_sale_lot)
             entry_price=fill.price,
             entry_time=fill.time,
-            order_ref=order["order_ref"],
+            order_ref=order.order_ref,
             tp_price=tp,
             sl_price=sl,
             state="unprotected",
@@ -208,25 +210,25 @@ class FillsMixin(BookState):
 
     def _close_lot_on_exit(self, lot_id: int, role: str, fill: FillInfo) -> None:
         lot = self.db.lot(lot_id)
-        if lot is None or lot["state"] == "closed":
+        if lot is None or lot.state == "closed":
             return
-        take = exit_slice(lot["qty"], fill.qty)
-        if 0 < take < lot["qty"]:
+        take = exit_slice(lot.qty, fill.qty)
+        if 0 < take < lot.qty:
             # A slice of the exit: it closes a piece of its own (realized P&L per slice);
             # the lot keeps the rest, still protected by the OCA group's remainder.
             piece_id = self.db.split_lot(lot_id, take)
             if piece_id is not None:
                 self.db.attach_fills([fill.exec_id], piece_id)
                 self.log.info("lot {}: exit slice of {} at {} closes piece {}; {} left",
-                              lot_id, take, fill.price, piece_id, lot["qty"] - take)
-                lot_id, lot = piece_id, {**lot, "qty": take, "id": piece_id}
-        commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(lot_id))
+                              lot_id, take, fill.price, piece_id, lot.qty - take)
+                lot_id, lot = piece_id, replace(lot, qty=take, id=piece_id)
+        commissions = sum(f.commission or 0.0 for f in self.db.fills(lot_id))
         realized = pnl_math.realized_pnl(
-            lot["entry_price"],
+            lot.entry_price,
             fill.price,
-            lot["qty"],
+            lot.qty,
             commissions=commissions,
-            multiplier=lot.get("multiplier") or 100,
+            multiplier=lot.mult,
         )
         reason = "take_profit" if role == "tp" else "stop_loss"
         if self.db.close_lot(lot_id, fill.price, fill.time, reason, realized):
@@ -235,36 +237,36 @@ class FillsMixin(BookState):
             )
             self.alerts.raise_alert(
                 "lot_closed",
-                f"lot {lot_id} {lot['local_symbol']} closed by {reason} at {fill.price}: "
+                f"lot {lot_id} {lot.local_symbol} closed by {reason} at {fill.price}: "
                 f"realized P&L {realized:+.2f}",
                 severity="info",
                 details={"lot_id": lot_id, "reason": reason},
             )
-            self._unwatch(lot["con_id"])
+            self._unwatch(lot.con_id)
             self._check_daily_loss()
 
     def _unwatch(self, con_id: int) -> None:
-        if any(lot["con_id"] == con_id for lot in self.db.open_lots()):
+        if any(lot.con_id == con_id for lot in self.db.open_lots()):
             return
         md = self.directory.ref("market_data")
         if md is not None:
             md.proxy().unwatch([con_id])
 
     def apply_order(self, info: OrderInfo) -> None:
-        if not info.order_ref.startswith(PREFIX):
+        if not is_ours(info.order_ref):
             return
         row = self.db.order_by_ref(info.order_ref)
         if row is None:
             return
         status = _status_name(info)
-        if row["status"] == "filled" and status != "filled":
+        if row.status == "filled" and status != "filled":
             return  # a late status never undoes a fill
         error = f"{info.error_code}: {info.error_message}" if info.error_code else None
         if (
-            row["status"] == status
-            and (not info.order_id or row["order_id"] == info.order_id)
-            and (not info.perm_id or row["perm_id"] == info.perm_id)
-            and (error is None or row["error"] == error)
+            row.status == status
+            and (not info.order_id or row.order_id == info.order_id)
+            and (not info.perm_id or row.perm_id == info.perm_id)
+            and (error is None or row.error == error)
         ):
             # Nothing new (openOrder and orderStatus repeat each other): no durable
             # commit, which was a third of the book's time in bench.memory.

@@ -12,6 +12,7 @@ from actors.position_book.base import BookState
 from trading import pnl as pnl_math
 from trading import settlement as rules
 from trading.calendar import TradingCalendar
+from trading.records import Lot, StoredFill
 
 
 class PositionsMixin(BookState):
@@ -25,19 +26,19 @@ class PositionsMixin(BookState):
         def _unwatch(self, con_id: int) -> None: ...
         def _check_daily_loss(self) -> None: ...
         def remember_contract(self, info: Any) -> None: ...
-        def _split(self, lot: dict[str, Any], qty: int) -> int | None: ...
+        def _split(self, lot: Lot, qty: int) -> int | None: ...
         def _commissions(self, lot_id: int) -> float: ...
-        def _closed(self, lot: dict[str, Any], piece_id: int) -> None: ...
-        def _close_expired(self, lot: dict[str, Any], close: float) -> bool: ...
+        def _closed(self, lot: Lot, piece_id: int) -> None: ...
+        def _close_expired(self, lot: Lot, close: float) -> bool: ...
         def _close_assigned(
-            self, lot: dict[str, Any], qty: int, spot: float | None, estimated: bool
+            self, lot: Lot, qty: int, spot: float | None, estimated: bool
         ) -> bool: ...
         def _assigned_contracts(
-            self, missing: dict[int, int], by_con: dict[int, list[dict[str, Any]]],
+            self, missing: dict[int, int], by_con: dict[int, list[Lot]],
             positions: list[Any],
         ) -> set[int]: ...
         def _underlying_close(
-            self, lot: dict[str, Any], now: datetime, cal: TradingCalendar
+            self, lot: Lot, now: datetime, cal: TradingCalendar
         ) -> tuple[float, bool] | None: ...
 
     # ---- the broker's positions vs the book ---------------------------------------------
@@ -58,37 +59,37 @@ class PositionsMixin(BookState):
                 broker[c.con_id] = p
         now = self.clock.now()
         cal = self.calendar
-        by_con: dict[int, list[dict[str, Any]]] = {}
+        by_con: dict[int, list[Lot]] = {}
         for lot in self.db.open_lots():
-            by_con.setdefault(lot["con_id"], []).append(lot)
+            by_con.setdefault(lot.con_id, []).append(lot)
         # A sale of ours still working may have filled in part (its lot has the full
         # size already): not a hand close.
         selling = {
-            o["con_id"]
+            o.con_id
             for o in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"])
-            if o["role"] == "sale"
+            if o.role == "sale"
         }
         missing: dict[int, int] = {}
         for con_id, lots in by_con.items():
             if con_id in selling:
                 continue
             short = max(0, -int(broker[con_id].qty)) if con_id in broker else 0
-            gone = sum(lot["qty"] for lot in lots) - short
+            gone = sum(lot.qty for lot in lots) - short
             if gone > 0:
                 missing[con_id] = gone
         assigned = self._assigned_contracts(missing, by_con, positions)
         for con_id, gone in missing.items():
             # Newest lots go first: they are the ones the operator most likely closed.
-            for lot in sorted(by_con[con_id], key=lambda x: x["entry_time"], reverse=True):
+            for lot in sorted(by_con[con_id], key=lambda x: x.entry_time, reverse=True):
                 if gone <= 0:
                     break
-                take = min(gone, lot["qty"])
+                take = min(gone, lot.qty)
                 if self._close_gone(lot, take, con_id in assigned, exits_known, now, cal):
                     closed += 1
                 gone -= take
         for con_id, p in broker.items():
             c = p.contract
-            book_qty = sum(lot["qty"] for lot in by_con.get(con_id, []))
+            book_qty = sum(lot.qty for lot in by_con.get(con_id, []))
             extra = -int(p.qty) - book_qty
             key = f"outside_position:{con_id}"
             if con_id in selling or (c.expiry and rules.past_expiry(c.expiry, now, cal)):
@@ -139,10 +140,10 @@ class PositionsMixin(BookState):
         return closed, imported
 
     def _close_gone(
-        self, lot: dict[str, Any], qty: int, assigned: bool, exits_known: bool,
+        self, lot: Lot, qty: int, assigned: bool, exits_known: bool,
         now: datetime, cal: TradingCalendar,
     ) -> bool:
-        expired = bool(lot["expiry"]) and rules.past_expiry(lot["expiry"], now, cal)
+        expired = bool(lot.expiry) and rules.past_expiry(lot.expiry, now, cal)
         if assigned:
             if expired:
                 close = self._underlying_close(lot, now, cal)
@@ -151,35 +152,35 @@ class PositionsMixin(BookState):
                 spot, estimated = self._spot(), False
             return self._close_assigned(lot, qty, spot, estimated)
         has_outside = any(
-            f["side"] == "BOT" for f in self.db.outside_fills(lot["con_id"], 0.0))
+            f.side == "BOT" for f in self.db.outside_fills(lot.con_id, 0.0))
         if expired and not has_outside:
             close = self._underlying_close(lot, now, cal)
-            if close and rules.occ_outcome(lot["right"] or "P", lot["strike"], close[0]) == (
+            if close and rules.occ_outcome(lot.put_call, lot.strike, close[0]) == (
                     "expired"):
                 return self._close_expired(lot, close[0])
         if exits_known and not has_outside and self._exits_gone(lot):
             return self._close_unseen_exit(lot, qty)
         return self._close_outside(lot, qty)
 
-    def _exits_gone(self, lot: dict[str, Any]) -> bool:
-        refs = [lot.get("tp_order_ref"), lot.get("sl_order_ref")]
+    def _exits_gone(self, lot: Lot) -> bool:
+        refs = [lot.tp_order_ref, lot.sl_order_ref]
         if not all(refs):
             return False  # never protected: nothing of ours could have closed it
         rows = self.db.orders_by_refs(refs)
-        return len(rows) == 2 and all(r["status"] in ("cancelled", "filled") for r in rows)
+        return len(rows) == 2 and all(r.status in ("cancelled", "filled") for r in rows)
 
-    def _close_unseen_exit(self, lot: dict[str, Any], qty: int) -> bool:
+    def _close_unseen_exit(self, lot: Lot, qty: int) -> bool:
         """The position is gone and so are our exits, and neither the executions nor the
         completed orders say which filled: estimate from the exit order that is gone."""
         piece_id = self._split(lot, qty)
         if piece_id is None:
             return False
-        q = self._quotes([lot["con_id"]]).get(lot["con_id"])
+        q = self._quotes([lot.con_id]).get(lot.con_id)
         mid = (q.mid or q.last) if q is not None else None
-        role, price = rules.estimated_exit_price(lot.get("tp_price"), lot.get("sl_price"), mid)
+        role, price = rules.estimated_exit_price(lot.tp_price, lot.sl_price, mid)
         realized = (
-            pnl_math.realized_pnl(lot["entry_price"], price, qty,
-                                  self._commissions(piece_id), lot.get("multiplier") or 100)
+            pnl_math.realized_pnl(lot.entry_price, price, qty,
+                                  self._commissions(piece_id), lot.mult)
             if price is not None else None
         )
         if not self.db.close_lot(piece_id, price, self._now_ts(), "reconciled_estimated",
@@ -188,7 +189,7 @@ class PositionsMixin(BookState):
         self.db.mark_pnl_estimated(piece_id)
         pnl = "unknown" if realized is None else f"{realized:+.2f}"
         msg = (
-            f"lot {lot['id']} {lot['local_symbol']} x{qty} is gone at the broker and so are "
+            f"lot {lot.id} {lot.local_symbol} x{qty} is gone at the broker and so are "
             f"its exits, but no execution or completed order shows which filled: closed as "
             f"reconciled_estimated at the {'TP limit' if role == 'tp' else 'SL stop'} "
             f"{price}, realized P&L {pnl} (estimated): please confirm from the statement"
@@ -196,7 +197,7 @@ class PositionsMixin(BookState):
         self.log.warning(msg)
         self.alerts.raise_alert(
             "reconciled_estimated", msg, severity="warning",
-            details={"lot_id": lot["id"], "closed_lot_id": piece_id, "qty": qty,
+            details={"lot_id": lot.id, "closed_lot_id": piece_id, "qty": qty,
                      "role": role, "price": price},
         )
         self._closed(lot, piece_id)
@@ -220,61 +221,61 @@ class PositionsMixin(BookState):
             tp_price=tp, sl_price=sl, state="unprotected", imported=True,
         ))
 
-    def _close_outside(self, lot: dict[str, Any], qty: int) -> bool:
+    def _close_outside(self, lot: Lot, qty: int) -> bool:
         """`qty` contracts of the lot are gone at the broker: close them as
         `closed_outside`, priced by the outside execution when the engine saw it, else
         estimated from the quote now (and marked so). A part closes a split-off piece;
         the lot keeps the rest and the executor resizes its exits."""
-        partial = qty < lot["qty"]
-        piece_id = self.db.split_lot(lot["id"], qty) if partial else lot["id"]
+        partial = qty < lot.qty
+        piece_id = self.db.split_lot(lot.id, qty) if partial else lot.id
         if piece_id is None:
             return False
-        mult = lot.get("multiplier") or 100
+        mult = lot.mult
         outside = [
             # No time bound: they are kept only while a lot on the contract is open, and
             # a gateway on a simulated clock stamps them in its own time.
-            f for f in self.db.outside_fills(lot["con_id"], 0.0)
-            if f["side"] == "BOT"
+            f for f in self.db.outside_fills(lot.con_id, 0.0)
+            if f.side == "BOT"
         ]
-        used: list[dict[str, Any]] = []
+        used: list[StoredFill] = []
         got = 0.0
         for f in outside:
             if got >= qty:
                 break
             used.append(f)
-            got += f["qty"] or 0
+            got += f.qty or 0
         estimated = not used
         if used:
             price: float | None = round(
-                sum(f["price"] * f["qty"] for f in used) / sum(f["qty"] for f in used), 4
+                sum(f.price * f.qty for f in used) / sum(f.qty for f in used), 4
             )
-            self.db.attach_fills([f["exec_id"] for f in used], piece_id)
+            self.db.attach_fills([f.exec_id for f in used], piece_id)
         else:
-            q = self._quotes([lot["con_id"]]).get(lot["con_id"])
+            q = self._quotes([lot.con_id]).get(lot.con_id)
             price = None
             if q is not None:
                 price = q.mid or q.last or q.ask or q.bid
-        commissions = sum(f.get("commission") or 0.0 for f in self.db.fills(piece_id))
+        commissions = sum(f.commission or 0.0 for f in self.db.fills(piece_id))
         realized = (
             pnl_math.realized_pnl(
-                lot["entry_price"], price, qty, commissions=commissions, multiplier=mult
+                lot.entry_price, price, qty, commissions=commissions, multiplier=mult
             )
             if price is not None
             else None
         )
-        when = used[-1]["time"] if used else time.time()
+        when = used[-1].time if used else time.time()
         if not self.db.close_lot(piece_id, price, when, "closed_outside", realized):
             return False
         if estimated:
             self.db.mark_pnl_estimated(piece_id)
         pnl = "unknown" if realized is None else f"{realized:+.2f}"
         how = "estimated from the quote" if estimated else "from the outside execution"
-        left = lot["qty"] - qty
+        left = lot.qty - qty
         what = (
-            f"{qty} of {lot['qty']} contracts of lot {lot['id']} {lot['local_symbol']} were "
+            f"{qty} of {lot.qty} contracts of lot {lot.id} {lot.local_symbol} were "
             f"closed outside the engine (as lot {piece_id}); {left} remain, exits resized"
             if partial
-            else f"lot {lot['id']} {lot['local_symbol']} x{qty} was closed outside the "
+            else f"lot {lot.id} {lot.local_symbol} x{qty} was closed outside the "
             "engine; its exits are cancelled"
         )
         self.log.warning("{} at {}: realized {} ({})", what, price, pnl, how)
@@ -282,10 +283,10 @@ class PositionsMixin(BookState):
             "closed_outside",
             f"{what}: at {price if price is not None else '?'}, realized P&L {pnl} ({how})",
             severity="warning",
-            details={"lot_id": lot["id"], "closed_lot_id": piece_id, "qty": qty,
+            details={"lot_id": lot.id, "closed_lot_id": piece_id, "qty": qty,
                      "estimated": estimated},
         )
         if not partial:
-            self._unwatch(lot["con_id"])
+            self._unwatch(lot.con_id)
         self._check_daily_loss()
         return True

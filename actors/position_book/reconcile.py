@@ -16,7 +16,7 @@ from actors.messages import RepairExits
 from actors.position_book.base import BookState
 from ops.backoff import backoff_delay
 from trading.model import FillInfo, LinkState, OrderInfo, PositionInfo
-from trading.order_refs import PREFIX
+from trading.order_refs import is_ours
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ReconcileMixin(BookState):
             return
         if self.link.state != LinkState.READY:
             return  # the reconciliation at READY covers it
-        book_qty = sum(lot["qty"] for lot in self.db.open_lots() if lot["con_id"] == c.con_id)
+        book_qty = sum(lot.qty for lot in self.db.open_lots() if lot.con_id == c.con_id)
         if -int(pos.qty) == book_qty or self._checking:
             return
         if self.db.get_kv(f"outside_position:{c.con_id}") == -int(pos.qty) - book_qty:
@@ -139,7 +139,7 @@ class ReconcileMixin(BookState):
         done_refs = self._apply_completed(completed or [])
         live_refs = set()
         for info in open_orders:
-            if not info.order_ref.startswith(PREFIX):
+            if not is_ours(info.order_ref):
                 continue
             live_refs.add(info.order_ref)
             row = self.db.order_by_ref(info.order_ref)
@@ -149,7 +149,7 @@ class ReconcileMixin(BookState):
             counts["orders"] += 1
         filled_refs = {f.order_ref for f in fills} | done_refs
         for row in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
-            ref = row["order_ref"]
+            ref = row.order_ref
             if ref not in live_refs and ref not in filled_refs:
                 self.db.mark_order(ref, status="cancelled", error="not live at the broker")
         # Open orders are known here: a lot whose exits are gone too had one fill unseen.

@@ -9,6 +9,7 @@ from typing import Any
 
 from actors.position_book.base import BookState
 from trading.model import ContractInfo
+from trading.records import EntryAttempt, Lot, OrderRecord, StoredFill
 
 
 def contract_key(con_id: int) -> str:
@@ -36,7 +37,7 @@ class RecordsMixin(BookState):
     ) -> None:
         self.db.finish_entry(trade_date, slot, state, reason=reason, lot_id=lot_id)
 
-    def entry(self, trade_date: str, slot: str) -> dict[str, Any] | None:
+    def entry(self, trade_date: str, slot: str) -> EntryAttempt | None:
         return self.db.entry(trade_date, slot)
 
     def interrupt_entry(self, trade_date: str, slot: str, reason: str) -> bool:
@@ -45,34 +46,34 @@ class RecordsMixin(BookState):
     def reclaim_entry(self, trade_date: str, slot: str) -> bool:
         return self.db.reclaim_entry(trade_date, slot)
 
-    def started_entries(self) -> list[dict[str, Any]]:
+    def started_entries(self) -> list[EntryAttempt]:
         return self.db.entries_in_state("started")
 
-    def entries(self, trade_date: str | None = None) -> list[dict[str, Any]]:
+    def entries(self, trade_date: str | None = None) -> list[EntryAttempt]:
         return self.db.entries(trade_date)
 
-    def order_by_ref(self, ref: str) -> dict[str, Any] | None:
+    def order_by_ref(self, ref: str) -> OrderRecord | None:
         return self.db.order_by_ref(ref)
 
-    def lot(self, lot_id: int) -> dict[str, Any] | None:
+    def lot(self, lot_id: int) -> Lot | None:
         return self.db.lot(lot_id)
 
-    def open_lots(self) -> list[dict[str, Any]]:
+    def open_lots(self) -> list[Lot]:
         return self.db.open_lots()
 
     def held_contracts(self) -> list[ContractInfo]:
         """The contracts of the open lots (MarketData streams them from its start)."""
         out: dict[int, ContractInfo] = {}
         for lot in self.db.open_lots():
-            info = self.contract(lot["con_id"])
+            info = self.contract(lot.con_id)
             if info is not None:
                 out[info.con_id] = info
         return list(out.values())
 
-    def lots(self, states: list[str] | None = None) -> list[dict[str, Any]]:
+    def lots(self, states: list[str] | None = None) -> list[Lot]:
         return self.db.lots(states)
 
-    def fills(self, lot_id: int | None = None) -> list[dict[str, Any]]:
+    def fills(self, lot_id: int | None = None) -> list[StoredFill]:
         return self.db.fills(lot_id)
 
     def set_exits(self, lot_id: int, **kwargs: Any) -> None:

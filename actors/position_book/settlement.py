@@ -15,7 +15,8 @@ from trading import pnl as pnl_math
 from trading import settlement as rules
 from trading.calendar import ET, TradingCalendar
 from trading.model import LinkState, OrderInfo
-from trading.order_refs import PREFIX
+from trading.order_refs import is_ours
+from trading.records import Lot
 
 SETTLE_POLL_SECONDS = 60.0  # position checks while an in-the-money expiry awaits the broker
 
@@ -47,32 +48,32 @@ class SettlementMixin(BookState):
         spy = self._spy()
         return (spy.mid or spy.last) if spy else None
 
-    def _split(self, lot: dict[str, Any], qty: int) -> int | None:
-        return self.db.split_lot(lot["id"], qty) if qty < lot["qty"] else lot["id"]
+    def _split(self, lot: Lot, qty: int) -> int | None:
+        return self.db.split_lot(lot.id, qty) if qty < lot.qty else lot.id
 
     def _commissions(self, lot_id: int) -> float:
-        return sum(f.get("commission") or 0.0 for f in self.db.fills(lot_id))
+        return sum(f.commission or 0.0 for f in self.db.fills(lot_id))
 
-    def _closed(self, lot: dict[str, Any], piece_id: int) -> None:
-        if piece_id == lot["id"]:
-            self._unwatch(lot["con_id"])
+    def _closed(self, lot: Lot, piece_id: int) -> None:
+        if piece_id == lot.id:
+            self._unwatch(lot.con_id)
         self._check_daily_loss()
 
-    def _close_expired(self, lot: dict[str, Any], close: float) -> bool:
-        mult = lot.get("multiplier") or 100
+    def _close_expired(self, lot: Lot, close: float) -> bool:
+        mult = lot.mult
         realized = rules.expired_pnl(
-            lot["entry_price"], lot["qty"], mult, self._commissions(lot["id"]))
-        if not self.db.close_lot(lot["id"], 0.0, self._now_ts(), "expired", realized):
+            lot.entry_price, lot.qty, mult, self._commissions(lot.id))
+        if not self.db.close_lot(lot.id, 0.0, self._now_ts(), "expired", realized):
             return False
         self.log.info("lot {} expired worthless ({} closed at {}): realized {}",
-                      lot["id"], lot["symbol"], close, realized)
+                      lot.id, lot.symbol, close, realized)
         self.alerts.raise_alert(
             "lot_closed",
-            f"lot {lot['id']} {lot['local_symbol']} expired worthless ({lot['symbol']} "
+            f"lot {lot.id} {lot.local_symbol} expired worthless ({lot.symbol} "
             f"closed at {close}): realized P&L {realized:+.2f}",
-            severity="info", details={"lot_id": lot["id"], "reason": "expired"},
+            severity="info", details={"lot_id": lot.id, "reason": "expired"},
         )
-        self._closed(lot, lot["id"])
+        self._closed(lot, lot.id)
         return True
 
     def _apply_completed(self, completed: list[OrderInfo]) -> set[str]:
@@ -82,62 +83,62 @@ class SettlementMixin(BookState):
         stop, marked estimated). Returns the refs found filled."""
         filled: set[str] = set()
         for info in completed:
-            if not info.order_ref.startswith(PREFIX) or info.status != "Filled":
+            if not is_ours(info.order_ref) or info.status != "Filled":
                 continue
             row = self.db.order_by_ref(info.order_ref)
             if row is None:
                 continue
             filled.add(info.order_ref)
-            if row["status"] == "filled":
+            if row.status == "filled":
                 continue
             self.db.mark_order(info.order_ref, status="filled",
                                error="filled (completed orders; no execution reported)")
-            lot = self.db.lot(row["lot_id"]) if row.get("lot_id") else None
-            if row["role"] not in ("tp", "sl") or lot is None or lot["state"] == "closed":
+            lot = self.db.lot(row.lot_id) if row.lot_id else None
+            if row.role not in ("tp", "sl") or lot is None or lot.state == "closed":
                 continue
-            role = row["role"]
-            price = row.get("lmt_price") if role == "tp" else row.get("aux_price")
+            role = row.role
+            price = row.lmt_price if role == "tp" else row.aux_price
             if price is None:
                 continue
             realized = pnl_math.realized_pnl(
-                lot["entry_price"], price, lot["qty"], self._commissions(lot["id"]),
-                lot.get("multiplier") or 100)
+                lot.entry_price, price, lot.qty, self._commissions(lot.id),
+                lot.mult)
             reason = "take_profit" if role == "tp" else "stop_loss"
-            if not self.db.close_lot(lot["id"], price, self._now_ts(), reason, realized):
+            if not self.db.close_lot(lot.id, price, self._now_ts(), reason, realized):
                 continue
             if role == "sl":
-                self.db.mark_pnl_estimated(lot["id"])  # a stop fills at the market
+                self.db.mark_pnl_estimated(lot.id)  # a stop fills at the market
             self.log.warning("lot {} closed by {} at {} from the completed orders",
-                             lot["id"], reason, price)
+                             lot.id, reason, price)
             self.alerts.raise_alert(
                 "lot_closed",
-                f"lot {lot['id']} {lot['local_symbol']} closed by {reason} at {price} while "
+                f"lot {lot.id} {lot.local_symbol} closed by {reason} at {price} while "
                 f"the engine was away (from the completed orders): realized P&L "
                 f"{realized:+.2f}" + (" (estimated from the stop)" if role == "sl" else ""),
-                severity="info", details={"lot_id": lot["id"], "reason": reason},
+                severity="info", details={"lot_id": lot.id, "reason": reason},
             )
-            self._closed(lot, lot["id"])
+            self._closed(lot, lot.id)
         return filled
 
     # ---- expiry ------------------------------------------------------------------------
 
     def _underlying_close(
-        self, lot: dict[str, Any], now: datetime, cal: TradingCalendar
+        self, lot: Lot, now: datetime, cal: TradingCalendar
     ) -> tuple[float, bool] | None:
         """The underlying's price at the expiry's real close, taken from the quote on the
         first look after that close (estimated when the engine first looks after the next
         session opened). None while no quote is known."""
-        key = f"underlying_close:{lot['symbol']}:{lot['expiry']}"
+        key = f"underlying_close:{lot.symbol}:{lot.expiry}"
         stored = self.db.get_kv(key)
         if stored:
             return float(stored["price"]), bool(stored["estimated"])
         spot = self._spot()
         if spot is None:
             return None
-        close_at = rules.expiry_close(lot["expiry"], cal)
+        close_at = rules.expiry_close(lot.expiry, cal)
         estimated = now.astimezone(ET) >= _next_open(close_at.date(), cal)
         self.db.set_kv(key, {"price": round(spot, 2), "estimated": estimated})
-        self.log.info("{} close for expiry {}: {}{}", lot["symbol"], lot["expiry"],
+        self.log.info("{} close for expiry {}: {}{}", lot.symbol, lot.expiry,
                       round(spot, 2), " (estimated: taken after the next open)"
                       if estimated else "")
         return round(spot, 2), estimated
@@ -150,7 +151,7 @@ class SettlementMixin(BookState):
         now = datetime.fromisoformat(now_iso)
         cal = self.calendar
         due = [lot for lot in self.db.open_lots()
-               if lot["expiry"] and rules.past_expiry(lot["expiry"], now, cal)]
+               if lot.expiry and rules.past_expiry(lot.expiry, now, cal)]
         if not due:
             return 0
         closed, pending = 0, False
@@ -158,7 +159,7 @@ class SettlementMixin(BookState):
             close = self._underlying_close(lot, now, cal)
             if close is None:
                 continue
-            if rules.occ_outcome(lot["right"] or "P", lot["strike"], close[0]) == "expired":
+            if rules.occ_outcome(lot.put_call, lot.strike, close[0]) == "expired":
                 closed += self._close_expired(lot, close[0])
             else:
                 pending = True

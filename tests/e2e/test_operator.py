@@ -75,8 +75,8 @@ def test_operator_enter_now_kill_restart_still_one_sale(tmp_path: Path) -> None:
             # demo.toml's trade is the seed's shape (issue 24): the month-end put nearest
             # 90 days out (2027-02-26: 94 days; 2027-01-29 is 66), about 10% below spot.
             (lot,) = Store(tmp_path / "book.sqlite").lots()
-            assert lot["expiry"] == "20270226"
-            assert 0.085 < 1 - lot["strike"] / 600.0 < 0.115
+            assert lot.expiry == "20270226"
+            assert 0.085 < 1 - lot.strike / 600.0 < 0.115
             engine.send_signal(signal.SIGKILL)
             engine.wait(10)
             engine = start_engine(tmp_path, sim, zmq_port, now)
@@ -98,12 +98,12 @@ def test_fast_clock_week_from_outside_sells_once_per_session(tmp_path: Path) -> 
                               {"TRADING_BOT__RISK__MAX_OPEN_LOTS": "10"})
         try:
             store = Store(tmp_path / "book.sqlite")
-            wait_for_value(lambda: [e["trade_date"] for e in store.entries()
-                                    if e["state"] == "done"],
+            wait_for_value(lambda: [e.trade_date for e in store.entries()
+                                    if e.state == "done"],
                            lambda days: "2026-11-27" in days, 150,
                            "entries through Friday")
             time.sleep(2)  # on purpose: two more simulated hours pass without a new sale
-            days = [e["trade_date"] for e in store.entries()]
+            days = [e.trade_date for e in store.entries()]
             assert days == ["2026-11-23", "2026-11-24", "2026-11-25", "2026-11-27"]
             assert broker_view(sim.port)[2] == 4
         finally:

@@ -19,6 +19,7 @@ from ibsim.harness import IbsimThread, free_port
 from tests.support.zmq_request import use_keys, wait_until, zmq_request
 from trading.clock import ManualClock
 from trading.model import LinkState
+from trading.records import Lot
 from wire.keys import keys_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +127,7 @@ class RunningEngine:
             message="link READY",
         )
 
-    def open_lots(self) -> list[dict[str, Any]]:
+    def open_lots(self) -> list[Lot]:
         return self.book().open_lots().get(timeout=5)
 
 

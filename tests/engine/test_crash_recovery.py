@@ -102,7 +102,7 @@ def test_kill_9_then_restart_ends_with_one_protected_lot(
     store = Store(tmp_path / "book.sqlite")
     assert store.integrity_check() == "ok"
     assert len(store.lots()) == 1
-    assert sum(1 for e in store.entries() if e["state"] == "done") == 1
+    assert sum(1 for e in store.entries() if e.state == "done") == 1
 
 
 def _port(cfg: Path) -> int:
@@ -126,8 +126,8 @@ def test_entry_killed_before_its_sale_runs_again_after_restart(
     eng = start_engine({"schedule": {"entry_times": ["09:35"], "repair_interval": 1.0}},
                        now=SESSION_NOW)  # 10:00: before the 10:30 catch-up deadline
     entry = wait_for_value(lambda: eng.book().entry("2026-11-24", "09:35").get(timeout=5),
-                           lambda e: e["state"] == "done", 30, "the interrupted entry done")
-    assert entry["lot_id"]
+                           lambda e: e.state == "done", 30, "the interrupted entry done")
+    assert entry.lot_id
     assert len(_sales(sim)) == 1
     kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
     assert "entry_interrupted" in kinds

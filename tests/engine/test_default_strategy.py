@@ -50,20 +50,20 @@ def test_default_profile_sells_the_month_end_put_ten_percent_below_spot(
     move(eng, sim, entry_at)
     wait_for_value(
         lambda: [e for e in eng.book().entries().get(timeout=5)
-                 if e["trade_date"] == day.isoformat()],
-        lambda rows: rows and rows[0]["state"] == "done",
+                 if e.trade_date == day.isoformat()],
+        lambda rows: rows and rows[0].state == "done",
         30,
         f"the scheduler's entry on {day}",
     )
     (lot,) = eng.open_lots()
-    assert lot["expiry"] == expiry
+    assert lot.expiry == expiry
     # The highest $1 strike at or below 90% of spot: about 10% out of the money.
-    assert lot["strike"] == math.floor(spot * 0.9)
-    assert 0.09 < 1 - lot["strike"] / spot <= 0.101
-    fill = lot["entry_price"]
+    assert lot.strike == math.floor(spot * 0.9)
+    assert 0.09 < 1 - lot.strike / spot <= 0.101
+    fill = lot.entry_price
     assert 4.5 <= fill <= 8.0, fill  # near the seed's $5.48-6.16 premiums
-    assert lot["tp_price"] == pytest.approx(round(fill * 0.4, 2), abs=0.011)
-    assert lot["sl_price"] == pytest.approx(round(fill * 3.0, 2), abs=0.011)
+    assert lot.tp_price == pytest.approx(round(fill * 0.4, 2), abs=0.011)
+    assert lot.sl_price == pytest.approx(round(fill * 3.0, 2), abs=0.011)
 
     # The broker agrees: one sale of that put at that price, TP and SL resting in one OCA.
     # (the exits follow the sale's fill: wait for both to rest).
@@ -75,9 +75,9 @@ def test_default_profile_sells_the_month_end_put_ten_percent_below_spot(
         "TP and SL resting at the broker",
     )
     (sale,) = [e for e in sim.get_state()["executions"] if e["side"] == "SLD"]
-    assert sale["con_id"] == lot["con_id"] and sale["price"] == fill
+    assert sale["con_id"] == lot.con_id and sale["price"] == fill
     assert sale["local_symbol"].startswith(f"SPY   {expiry[2:]}P")
-    assert exits["LMT"]["lmt_price"] == lot["tp_price"]
-    assert exits["STP"]["aux_price"] == lot["sl_price"]
+    assert exits["LMT"]["lmt_price"] == lot.tp_price
+    assert exits["STP"]["aux_price"] == lot.sl_price
     assert exits["LMT"]["oca_group"] == exits["STP"]["oca_group"] != ""
-    assert {o["con_id"] for o in exits.values()} == {lot["con_id"]}
+    assert {o["con_id"] for o in exits.values()} == {lot.con_id}

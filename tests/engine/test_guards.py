@@ -70,12 +70,12 @@ def test_kill_switch_stops_entries_and_cancels_no_exit(sim: Any, start_engine: A
     assert not reply["accepted"] and "kill switch" in reply["reason"]
     # The exits are the same live orders; the kill switch touched none of them.
     assert {o["order_id"] for o in broker_orders(sim)} == exits_before
-    assert_protected_at_broker(sim, eng.book().lot(lot["id"]).get(timeout=5))
+    assert_protected_at_broker(sim, eng.book().lot(lot.id).get(timeout=5))
     # Repairs still run while it is on: exits cancelled by hand come back.
-    sim.post("/order/cancel", {"order_ref_prefix": f"tb:lot{lot['id']}:"})
+    sim.post("/order/cancel", {"order_ref_prefix": f"tb:lot{lot.id}:"})
     wait_until(lambda: not broker_orders(sim), 10, message="exits cancelled by hand")
     assert command(eng, "repair_exits")["repaired"] == 1
-    assert_protected_at_broker(sim, eng.book().lot(lot["id"]).get(timeout=5))
+    assert_protected_at_broker(sim, eng.book().lot(lot.id).get(timeout=5))
     assert "kill_switch" in alert_kinds(eng)
     bad = zmq_request(eng.endpoint, "kill_switch", {"on": "yes"}, sent_at=__import__("time").time())
     assert not bad["ok"] and bad["error"]["code"] == "bad_args"
@@ -88,9 +88,9 @@ def test_daily_loss_limit_alerts_and_stops_entries(sim: Any, start_engine: Any) 
     eng = start_engine({**TWO_SLOTS, "risk": {"daily_loss_limit": 1.0}})
     lot = enter_and_wait(eng, 0)
     sim.post("/market", {"spot": 480.0})  # deep in the money: the stop loss fills
-    closed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
-                            lambda x: x["state"] == "closed", 30, "lot closed by its stop")
-    assert closed["close_reason"] == "stop_loss" and closed["realized_pnl"] < -1.0
+    closed = wait_for_value(lambda: eng.book().lot(lot.id).get(timeout=5),
+                            lambda x: x.state == "closed", 30, "lot closed by its stop")
+    assert closed.close_reason == "stop_loss" and closed.realized_pnl < -1.0
     wait_until(lambda: "daily_loss_limit" in alert_kinds(eng), 10,
                message="daily_loss_limit alert")
     sim.post("/market", {"spot": 600.0})
@@ -105,8 +105,8 @@ def test_sale_too_far_from_spot_is_refused_before_the_broker(
     eng = start_engine({"risk": {"max_strike_distance": 0.001}})
     assert command(eng, "enter_now")["accepted"]
     entry = wait_for_value(lambda: eng.book().entries().get(timeout=5),
-                           lambda es: es and es[0]["state"] == "failed", 30, "entry failed")
-    assert "max_strike_distance" in entry[0]["reason"]
+                           lambda es: es and es[0].state == "failed", 30, "entry failed")
+    assert "max_strike_distance" in entry[0].reason
     state = sim.get_state()
     assert state["open_orders"] == [] and state["executions"] == []
     assert "order_rejected" in alert_kinds(eng)

@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.engine.conftest import RunningEngine
 from tests.support.zmq_request import wait_for_value, wait_until
+from trading.records import Lot
 
 
 def broker_orders(sim: Any, con_id: int | None = None) -> list[dict[str, Any]]:
@@ -17,43 +18,43 @@ def sale_executions(sim: Any) -> list[dict[str, Any]]:
     return [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
 
 
-def enter_and_wait(eng: RunningEngine, lots_before: int) -> dict[str, Any]:
+def enter_and_wait(eng: RunningEngine, lots_before: int) -> Lot:
     reply = eng.ask("enter_now")
     assert reply["accepted"], reply
     lots = wait_for_value(
-        lambda: [lot for lot in eng.open_lots() if lot["state"] == "open"],
+        lambda: [lot for lot in eng.open_lots() if lot.state == "open"],
         lambda lots: len(lots) > lots_before,
         30,
         "a new protected lot",
     )
-    return max(lots, key=lambda lot: lot["id"])
+    return max(lots, key=lambda lot: lot.id)
 
 
-def assert_protected_at_broker(sim: Any, lot: dict[str, Any]) -> None:
+def assert_protected_at_broker(sim: Any, lot: Lot) -> None:
     orders = [
         o
-        for o in broker_orders(sim, lot["con_id"])
-        if o["order_ref"] in (lot["tp_order_ref"], lot["sl_order_ref"])
+        for o in broker_orders(sim, lot.con_id)
+        if o["order_ref"] in (lot.tp_order_ref, lot.sl_order_ref)
     ]
     assert len(orders) == 2, orders
     tp = next(o for o in orders if o["order_type"] == "LMT")
     sl = next(o for o in orders if o["order_type"] == "STP")
     assert tp["action"] == sl["action"] == "BUY"
     assert tp["oca_group"] == sl["oca_group"] != ""
-    assert tp["lmt_price"] == lot["tp_price"]
-    assert sl["aux_price"] == lot["sl_price"]
+    assert tp["lmt_price"] == lot.tp_price
+    assert sl["aux_price"] == lot.sl_price
 
 
 def test_sells_one_put_and_protects_it_with_an_oca_pair(sim: Any, start_engine: Any) -> None:
     eng = start_engine()
     lot = enter_and_wait(eng, 0)
-    assert lot["qty"] == 1 and lot["right"] == "P"
-    assert lot["tp_price"] == round(lot["entry_price"] * 0.4 + 1e-9, 2)
+    assert lot.qty == 1 and lot.right == "P"
+    assert lot.tp_price == round(lot.entry_price * 0.4 + 1e-9, 2)
     assert_protected_at_broker(sim, lot)
     assert len(sale_executions(sim)) == 1
     # The book saw the fill once, with its execution id.
-    fills = eng.book().fills(lot["id"]).get(timeout=5)
-    assert len(fills) == 1 and fills[0]["side"] == "SLD"
+    fills = eng.book().fills(lot.id).get(timeout=5)
+    assert len(fills) == 1 and fills[0].side == "SLD"
     # The day's entry is recorded; a second manual entry is refused by the risk limit.
     positions = eng.ask("positions")
     assert positions["lots"][0]["tp"]["status"] == "submitted"
@@ -73,13 +74,13 @@ def test_second_sale_on_the_same_strike_cancels_and_restores_exits(
     )
     sim.post("/market", {"spot": 601.0, "walk_sigma": 0.0})
     first = enter_and_wait(eng, 0)
-    old_exit_ids = {first["tp_order_id"], first["sl_order_id"]}
+    old_exit_ids = {first.tp_order_id, first.sl_order_id}
     sim.post("/market", {"spot": 600.5})  # same strike (582), a different option price
     second = enter_and_wait(eng, 1)
-    assert second["con_id"] == first["con_id"]
-    first_now = eng.book().lot(first["id"]).get(timeout=5)
-    assert first_now["state"] == "open"
-    assert {first_now["tp_order_id"], first_now["sl_order_id"]}.isdisjoint(old_exit_ids)
+    assert second.con_id == first.con_id
+    first_now = eng.book().lot(first.id).get(timeout=5)
+    assert first_now.state == "open"
+    assert {first_now.tp_order_id, first_now.sl_order_id}.isdisjoint(old_exit_ids)
     assert_protected_at_broker(sim, first_now)
     assert_protected_at_broker(sim, second)
     view = wait_for_value(
@@ -88,8 +89,8 @@ def test_second_sale_on_the_same_strike_cancels_and_restores_exits(
         10,
         "P&L for both lots",
     )
-    by_id = {lot["id"]: lot for lot in view["lots"]}
-    a, b = by_id[first["id"]], by_id[second["id"]]
+    by_id = {row["id"]: row for row in view["lots"]}
+    a, b = by_id[first.id], by_id[second.id]
     assert a["entry_price"] != b["entry_price"]
     assert a["mid"] == b["mid"]
     assert a["pnl"] != b["pnl"]
@@ -110,14 +111,14 @@ def test_rejected_sale_restores_exits_and_alerts(sim: Any, start_engine: Any) ->
     )
     assert eng.ask("enter_now")["accepted"]
     wait_until(
-        lambda: any(e["state"] == "failed" for e in eng.book().entries().get(timeout=5)),
+        lambda: any(e.state == "failed" for e in eng.book().entries().get(timeout=5)),
         30,
         message="entry failed",
     )
     assert len(eng.open_lots()) == 1
     assert len(sale_executions(sim)) == 1
-    lot = eng.book().lot(first["id"]).get(timeout=5)
-    assert lot["state"] == "open"
+    lot = eng.book().lot(first.id).get(timeout=5)
+    assert lot.state == "open"
     assert_protected_at_broker(sim, lot)
     kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
     assert "order_rejected" in kinds
@@ -139,7 +140,7 @@ def test_exits_rejected_three_times_leave_the_lot_unprotected(sim: Any, start_en
     sim.post("/market", {"spot": 590.0})  # another strike, so the first lot's exits stay
     assert eng.ask("enter_now")["accepted"]
     lot = wait_until(
-        lambda: next((x for x in eng.open_lots() if x["id"] != first["id"]), None),
+        lambda: next((x for x in eng.open_lots() if x.id != first.id), None),
         30,
         message="second lot",
     )
@@ -149,26 +150,24 @@ def test_exits_rejected_three_times_leave_the_lot_unprotected(sim: Any, start_en
         30,
         message="lot_unprotected alert",
     )
-    lot = eng.book().lot(lot["id"]).get(timeout=5)
-    assert lot["state"] == "unprotected"
+    lot = eng.book().lot(lot.id).get(timeout=5)
+    assert lot.state == "unprotected"
     mine = [
         o
-        for o in broker_orders(sim, lot["con_id"])
-        if o["order_ref"].startswith(f"tb:lot{lot['id']}:")
+        for o in broker_orders(sim, lot.con_id)
+        if o["order_ref"].startswith(f"tb:lot{lot.id}:")
     ]
     assert not mine
-    assert_protected_at_broker(sim, eng.book().lot(first["id"]).get(timeout=5))
+    assert_protected_at_broker(sim, eng.book().lot(first.id).get(timeout=5))
 
 
-def spot_closes_a_lot(
-    sim: Any, eng: RunningEngine, spot: float
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def spot_closes_a_lot(sim: Any, eng: RunningEngine, spot: float) -> tuple[Lot, Lot]:
     """A new lot, then SPY moved to `spot`: the lot as entered, and once it is closed."""
     lot = enter_and_wait(eng, 0)
     sim.post("/market", {"spot": spot})
     closed = wait_for_value(
-        lambda: eng.book().lot(lot["id"]).get(timeout=5),
-        lambda x: x["state"] == "closed",
+        lambda: eng.book().lot(lot.id).get(timeout=5),
+        lambda x: x.state == "closed",
         20,
         "lot closed",
     )
@@ -178,27 +177,27 @@ def spot_closes_a_lot(
 def test_take_profit_closes_the_lot_and_cancels_the_sibling(sim: Any, start_engine: Any) -> None:
     eng = start_engine()
     lot, closed = spot_closes_a_lot(sim, eng, 660.0)  # the put collapses below its TP
-    assert closed["close_reason"] == "take_profit"
+    assert closed.close_reason == "take_profit"
     fills = wait_for_value(
-        lambda: eng.book().fills(lot["id"]).get(timeout=5),
-        lambda fs: len(fs) == 2 and all(f["commission"] for f in fs),
+        lambda: eng.book().fills(lot.id).get(timeout=5),
+        lambda fs: len(fs) == 2 and all(f.commission for f in fs),
         10,
         "both fills with commissions",
     )
-    closed = eng.book().lot(lot["id"]).get(timeout=5)
-    commissions = sum(f["commission"] or 0 for f in fills)
-    expected = round((lot["entry_price"] - closed["exit_price"]) * 100 - commissions, 2)
-    assert closed["realized_pnl"] == expected
-    wait_until(lambda: not broker_orders(sim, lot["con_id"]), 10, message="sibling cancelled")
+    closed = eng.book().lot(lot.id).get(timeout=5)
+    commissions = sum(f.commission or 0 for f in fills)
+    expected = round((lot.entry_price - closed.exit_price) * 100 - commissions, 2)
+    assert closed.realized_pnl == expected
+    wait_until(lambda: not broker_orders(sim, lot.con_id), 10, message="sibling cancelled")
 
 
 def test_stop_loss_closes_the_lot(sim: Any, start_engine: Any) -> None:
     eng = start_engine()
     lot, closed = spot_closes_a_lot(sim, eng, 480.0)  # deep in the money: the put triples
-    assert closed["close_reason"] == "stop_loss"
-    assert closed["realized_pnl"] < 0
-    assert len({f["exec_id"] for f in eng.book().fills(lot["id"]).get(timeout=5)}) == 2
-    wait_until(lambda: not broker_orders(sim, lot["con_id"]), 10, message="sibling cancelled")
+    assert closed.close_reason == "stop_loss"
+    assert closed.realized_pnl < 0
+    assert len({f.exec_id for f in eng.book().fills(lot.id).get(timeout=5)}) == 2
+    wait_until(lambda: not broker_orders(sim, lot.con_id), 10, message="sibling cancelled")
 
 
 def test_an_entry_leaves_only_the_lines_it_needs(sim: Any, start_engine: Any) -> None:
@@ -214,7 +213,7 @@ def test_an_entry_leaves_only_the_lines_it_needs(sim: Any, start_engine: Any) ->
     # The lot's line opens just after its exits: wait for it; leaked lines would show
     # as more than 2 for good.
     wait_for_value(engine_lines, lambda n: n == 2, 10, "SPY and the lot's put streaming")
-    assert sorted(eng.ask("market_data")["lines"])[-1] in (lot["con_id"], 756733)
+    assert sorted(eng.ask("market_data")["lines"])[-1] in (lot.con_id, 756733)
 
 
 def test_finished_trades_leave_the_client_but_open_exits_stay_live(
@@ -232,14 +231,14 @@ def test_finished_trades_leave_the_client_but_open_exits_stay_live(
     assert conn.forget_finished_trades().get(timeout=5) >= 1  # the filled sale
     ib = conn.ib.get(timeout=5)
     refs = {t.order.orderRef for t in ib.trades()}
-    assert refs == {lot["tp_order_ref"], lot["sl_order_ref"]}, refs
+    assert refs == {lot.tp_order_ref, lot.sl_order_ref}, refs
     sim.post("/market", {"spot": 680.0})  # far out of the money: the take profit fills
-    closed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
-                            lambda x: x["state"] == "closed", 30, "lot closed by its TP")
-    assert closed["close_reason"] == "take_profit"
-    fills = eng.book().fills(lot["id"]).get(timeout=5)
-    assert sorted(f["order_ref"] for f in fills) == sorted([lot["order_ref"],
-                                                            lot["tp_order_ref"]])
+    closed = wait_for_value(lambda: eng.book().lot(lot.id).get(timeout=5),
+                            lambda x: x.state == "closed", 30, "lot closed by its TP")
+    assert closed.close_reason == "take_profit"
+    fills = eng.book().fills(lot.id).get(timeout=5)
+    assert sorted(f.order_ref for f in fills) == sorted([lot.order_ref,
+                                                            lot.tp_order_ref])
 
 
 def test_a_take_profit_filled_before_its_stop_is_placed_leaves_no_order(
@@ -273,11 +272,11 @@ def test_repair_cancels_exits_left_on_a_closed_lot(sim: Any, start_engine: Any) 
 
     eng = start_engine()
     lot = enter_and_wait(eng, 0)
-    assert len(broker_orders(sim, lot["con_id"])) == 2
+    assert len(broker_orders(sim, lot.con_id)) == 2
     store = Store(eng.engine.cfg.storage.path)
-    assert store.close_lot(lot["id"], 0.5, 1.0, "manual", 100.0)
+    assert store.close_lot(lot.id, 0.5, 1.0, "manual", 100.0)
     store.close()
     eng.ask("repair_exits")
-    wait_until(lambda: not broker_orders(sim, lot["con_id"]), 20, message="both legs cancelled")
+    wait_until(lambda: not broker_orders(sim, lot.con_id), 20, message="both legs cancelled")
     wait_until(lambda: "stray_exits_cancelled" in [a["kind"] for a in eng.ask("alerts")["alerts"]],
                10, message="stray_exits_cancelled alert")

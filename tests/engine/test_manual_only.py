@@ -33,5 +33,5 @@ def test_no_schedule_warns_at_start_and_on_status_and_enters_by_hand(
     assert any("entries by hand only" in w for w in status["warnings"])
     sim.post("/market", {"spot": 601.0, "walk_sigma": 0.0})
     lot = enter_and_wait(eng, 0)  # the slot is the minute of the request: 10:00 ET
-    assert lot["slot"] == "10:00"
+    assert lot.slot == "10:00"
     assert eng.ask("status")["entry"]["slots"] == []

@@ -13,6 +13,7 @@ import pytest
 
 from tests.engine.conftest import RunningEngine
 from tests.support.zmq_request import wait_for_value, wait_until
+from trading.records import Lot
 
 
 def live_buys(sim: Any) -> list[dict[str, Any]]:
@@ -41,9 +42,9 @@ def watch_live_exits(sim: Any) -> Iterator[dict[str, int]]:
         t.join(5)
 
 
-def protected_lot(eng: RunningEngine, timeout: float = 40.0) -> dict[str, Any]:
+def protected_lot(eng: RunningEngine, timeout: float = 40.0) -> Lot:
     return wait_for_value(
-        lambda: [lot for lot in eng.open_lots() if lot["state"] == "open"],
+        lambda: [lot for lot in eng.open_lots() if lot.state == "open"],
         lambda lots: len(lots) == 1, timeout, "one protected lot")[0]
 
 
@@ -61,7 +62,7 @@ def test_path_2_an_exit_pair_is_not_resent_while_the_first_may_be_live(
         wait_until(lambda: len(live_buys(sim)) == 2, 10, message="the pair live")
     assert worst["orders"] <= 2 and worst["groups"] <= 1, worst
     refs = {o["order_ref"] for o in live_buys(sim)}
-    assert refs == {lot["tp_order_ref"], lot["sl_order_ref"]}
+    assert refs == {lot.tp_order_ref, lot.sl_order_ref}
 
 
 def test_path_1_an_error_while_placing_the_exit_pair_does_not_kill_the_entry(
@@ -82,10 +83,10 @@ def test_path_1_an_error_while_placing_the_exit_pair_does_not_kill_the_entry(
         wait_until(lambda: len(live_buys(sim)) == 2, 10, message="the pair live")
     assert worst["groups"] <= 1, worst
     refs = {o["order_ref"] for o in live_buys(sim)}
-    assert refs == {lot["tp_order_ref"], lot["sl_order_ref"]}
+    assert refs == {lot.tp_order_ref, lot.sl_order_ref}
     # The entry finished: its record says done with this lot (not left 'started').
     entries = eng.book().entries().get(timeout=5)
-    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
+    assert [(e.state, e.lot_id) for e in entries] == [("done", lot.id)], entries
 
 
 def test_path_3_a_sale_that_fills_late_is_protected_at_once(
@@ -100,8 +101,8 @@ def test_path_3_a_sale_that_fills_late_is_protected_at_once(
     assert eng.ask("enter_now")["accepted"]
     lot = protected_lot(eng, 30)
     wait_until(lambda: len(live_buys(sim)) == 2, 10, message="the pair live")
-    assert {o["order_ref"] for o in live_buys(sim)} == {lot["tp_order_ref"],
-                                                         lot["sl_order_ref"]}
+    assert {o["order_ref"] for o in live_buys(sim)} == {lot.tp_order_ref,
+                                                         lot.sl_order_ref}
     kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
     assert kinds.count("late_fill_protected") == 1, kinds
 
@@ -116,12 +117,12 @@ def test_path_8_a_slot_run_again_uses_a_fresh_attempt_serial(
     sim.post("/fault/reject", {"count": 3, "action": "SELL"})
     assert eng.ask("enter_now")["accepted"]
     failed = wait_for_value(lambda: eng.book().entries().get(timeout=5),
-                            lambda es: es and es[0]["state"] == "failed", 30, "slot failed")
+                            lambda es: es and es[0].state == "failed", 30, "slot failed")
     assert eng.ask("enter_now")["accepted"]
     lot = protected_lot(eng)
-    assert lot["order_ref"].endswith(":sale:4"), lot["order_ref"]
+    assert lot.order_ref.endswith(":sale:4"), lot.order_ref
     entries = eng.book().entries().get(timeout=5)
-    assert [(e["slot"], e["state"]) for e in entries] == [(failed[0]["slot"], "done")]
+    assert [(e.slot, e.state) for e in entries] == [(failed[0].slot, "done")]
 
 
 def test_path_10_an_enter_now_that_timed_out_does_not_run_later(
@@ -146,7 +147,7 @@ def test_path_10_an_enter_now_that_timed_out_does_not_run_later(
     executor = eng.engine.directory.proxy("order_executor")
     executor.today().get(timeout=30)
     entries = eng.book().entries().get(timeout=5)
-    assert [(e["slot"], e["state"]) for e in entries] == [("15:00", "done")], entries
+    assert [(e.slot, e.state) for e in entries] == [("15:00", "done")], entries
     sales = [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
     assert len(sales) == 1, sales
 
@@ -161,10 +162,10 @@ def test_path_9_open_lots_keep_their_quotes_after_an_engine_restart(
     assert lot is not None
     eng.engine.stop()
     again = start_engine()  # same book, a new engine process's worth of actors
-    wait_until(lambda: lot["con_id"] in again.ask("market_data")["lines"], 20,
+    wait_until(lambda: lot.con_id in again.ask("market_data")["lines"], 20,
                message="the held put streaming again")
     row = wait_for_value(
-        lambda: next(p for p in again.ask("positions")["lots"] if p["id"] == lot["id"]),
+        lambda: next(p for p in again.ask("positions")["lots"] if p["id"] == lot.id),
         lambda p: p.get("pnl") is not None, 20, "the lot's P&L")
     assert row["mid"] is not None
 
@@ -217,15 +218,15 @@ def test_path_6_a_stale_quote_is_not_sold_on(sim: Any, start_engine: Any) -> Non
     sim.post("/clock", {"now": _at(9, 36).isoformat()})
     eng.clock.set(_at(9, 36))
     rows = wait_for_value(lambda: eng.book().entries().get(timeout=5),
-                          lambda r: r and r[0]["state"] != "started", 30, "the slot decided")
+                          lambda r: r and r[0].state != "started", 30, "the slot decided")
     assert sim.get_state()["faults"]["muted"], "the mute ended before the entry ran: too slow"
     # Waiting for a fresh quote (an old one, or none since the line was asked again).
-    assert rows[0]["state"] == "interrupted" and rows[0]["reason"].startswith("waiting"), rows
+    assert rows[0].state == "interrupted" and rows[0].reason.startswith("waiting"), rows
     assert not [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
     sim.post("/fault/mute", {"seconds": 0})
     lot = protected_lot(eng, 60)
     entries = eng.book().entries().get(timeout=5)
-    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
+    assert [(e.state, e.lot_id) for e in entries] == [("done", lot.id)], entries
 
 
 # ---- path 11: margin ----------------------------------------------------------------
@@ -257,9 +258,9 @@ def test_path_11_a_sale_past_the_margin_limits_is_refused(
     eng = start_engine({"risk": {"max_margin_use": max_margin_use}})
     assert eng.ask("enter_now")["accepted"]
     rows = wait_for_value(lambda: eng.book().entries().get(timeout=5),
-                          lambda r: r and r[0]["state"] not in ("started", "interrupted"),
+                          lambda r: r and r[0].state not in ("started", "interrupted"),
                           30, "the entry decided")
-    assert rows[0]["state"] == "failed" and why in rows[0]["reason"], rows
+    assert rows[0].state == "failed" and why in rows[0].reason, rows
     alerts = [a for a in eng.ask("alerts")["alerts"] if a["kind"] == "risk_limit"]
     assert len(alerts) == 1 and why in alerts[0]["message"], alerts
     assert _sale_rows(eng) == []
@@ -321,14 +322,14 @@ def test_path_5_a_partly_filled_sale_is_a_lot_of_what_filled_at_its_vwap(
     assert [e["qty"] for e in sells] == [1, 1], sells
     assert len({e["order_ref"] for e in sells}) == 1
     vwap = sum(e["qty"] * e["price"] for e in sells) / 2
-    assert lot["qty"] == 2 and abs(lot["entry_price"] - vwap) < 1e-6, (lot, sells)
+    assert lot.qty == 2 and abs(lot.entry_price - vwap) < 1e-6, (lot, sells)
     buys = live_buys(sim)
     assert sorted(o["qty"] - o["filled"] for o in buys) == [2, 2], buys
     assert not [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
     # No second sale was sent for the slot: its only sale intent is the first.
     entries = eng.book().entries().get(timeout=5)
-    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
-    assert eng.book().order_by_ref(lot["order_ref"].replace(":sale:1", ":sale:2")).get(
+    assert [(e.state, e.lot_id) for e in entries] == [("done", lot.id)], entries
+    assert eng.book().order_by_ref(lot.order_ref.replace(":sale:1", ":sale:2")).get(
         timeout=5) is None
 
 
@@ -350,32 +351,32 @@ def test_path_5_an_exit_slice_reduces_the_lot_and_the_oca_rest_protects_the_rest
         wait_until(lambda: any(e["side"] == "BOT" for e in sim.get_state()["executions"]),
                    20, message="the first TP slice")
 
-    def lots() -> list[dict[str, Any]]:
+    def lots() -> list[Lot]:
         return eng.book().lots().get(timeout=5)
 
-    state = wait_for_value(lots, lambda ls: any(x["state"] == "closed" for x in ls), 10,
+    state = wait_for_value(lots, lambda ls: any(x.state == "closed" for x in ls), 10,
                            "the slice's piece closed")
-    held = next(x for x in state if x["id"] == lot["id"])
-    piece = next(x for x in state if x["state"] == "closed")
-    assert (held["qty"], held["state"]) == (2, "open"), held
-    assert piece["qty"] == 1 and piece["close_reason"] == "take_profit", piece
-    assert piece["realized_pnl"] is not None
+    held = next(x for x in state if x.id == lot.id)
+    piece = next(x for x in state if x.state == "closed")
+    assert (held.qty, held.state) == (2, "open"), held
+    assert piece.qty == 1 and piece.close_reason == "take_profit", piece
+    assert piece.realized_pnl is not None
     buys = {o["order_ref"]: o for o in live_buys(sim)}
-    assert set(buys) == {lot["tp_order_ref"], lot["sl_order_ref"]}, buys
+    assert set(buys) == {lot.tp_order_ref, lot.sl_order_ref}, buys
     assert {r: o["qty"] - o["filled"] for r, o in buys.items()} == {
-        lot["tp_order_ref"]: 2, lot["sl_order_ref"]: 2}
+        lot.tp_order_ref: 2, lot.sl_order_ref: 2}
     # The repair job sees the remainder fits the lot: it keeps the pair (no resize).
     report = eng.engine.directory.proxy("order_executor").repair_exits("test").get(timeout=30)
     assert report["resized"] == 0 and report["repaired"] == 0, report
     assert set(o["order_ref"] for o in live_buys(sim)) == set(buys)
     sim.post("/fault/hold_fills", {"seconds": 0})
-    final = wait_for_value(lots, lambda ls: all(x["state"] == "closed" for x in ls), 20,
+    final = wait_for_value(lots, lambda ls: all(x.state == "closed" for x in ls), 20,
                            "every contract closed")
-    assert sum(x["qty"] for x in final) == 3 and all(
-        x["realized_pnl"] is not None for x in final), final
+    assert sum(x.qty for x in final) == 3 and all(
+        x.realized_pnl is not None for x in final), final
     fills = eng.book().fills().get(timeout=5)
-    bought = [f for f in fills if f["side"] == "BOT"]
-    assert len(bought) == len({f["exec_id"] for f in bought}) == 3, bought
+    bought = [f for f in fills if f.side == "BOT"]
+    assert len(bought) == len({f.exec_id for f in bought}) == 3, bought
     assert not live_buys(sim)
 
 
@@ -392,13 +393,13 @@ def test_path_4_a_sale_of_a_crossed_modify_is_one_sale(
         assert eng.ask("enter_now")["accepted"]
         lot = protected_lot(eng, 60)
         entries = wait_for_value(lambda: eng.book().entries().get(timeout=5),
-                                 lambda es: es and es[0]["state"] != "started", 30,
+                                 lambda es: es and es[0].state != "started", 30,
                                  "the entry finished")
     sells = [e for e in sim.get_state()["executions"] if e["side"] == "SLD"]
-    assert sum(e["qty"] for e in sells) == 2 and lot["qty"] == 2, (sells, lot)
-    assert {e["order_ref"] for e in sells} == {lot["order_ref"]}
+    assert sum(e["qty"] for e in sells) == 2 and lot.qty == 2, (sells, lot)
+    assert {e["order_ref"] for e in sells} == {lot.order_ref}
     assert not [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
-    assert [(e["state"], e["lot_id"]) for e in entries] == [("done", lot["id"])], entries
+    assert [(e.state, e.lot_id) for e in entries] == [("done", lot.id)], entries
     assert worst["orders"] <= 2 and worst["groups"] <= 1, worst
 
 
@@ -429,16 +430,17 @@ def test_path_4_a_fill_between_sale_attempts_is_looked_for_at_the_broker(
     t = threading.Thread(target=sample, daemon=True)
     t.start()
 
-    def entry() -> dict[str, Any]:
-        return (eng.book().entries().get(timeout=5) or [{"state": ""}])[0]
+    def entry_state() -> str:
+        entries = eng.book().entries().get(timeout=5)
+        return entries[0].state if entries else ""
     try:
         assert eng.ask("enter_now")["accepted"]
-        wait_until(lambda: entry()["state"] == "failed", 30, message="the entry gave up")
+        wait_until(lambda: entry_state() == "failed", 30, message="the entry gave up")
         sim.post("/fault/slow_orders", {"seconds": 0})
         reply = eng.ask("enter_now", {"slot": "15:00"})
         assert reply["accepted"], reply
-        wait_until(lambda: entry()["state"] == "started", 10, message="the re-run started")
-        wait_until(lambda: entry()["state"] == "failed", 90, message="the re-run ended")
+        wait_until(lambda: entry_state() == "started", 10, message="the re-run started")
+        wait_until(lambda: entry_state() == "failed", 90, message="the re-run ended")
     finally:
         stop.set()
         t.join(5)

@@ -8,6 +8,7 @@ from typing import Any
 from tests.engine.conftest import RunningEngine
 from tests.engine.test_lifecycle import enter_and_wait
 from tests.support.zmq_request import wait_for_value, wait_until
+from trading.records import Lot
 
 REPAIR = 6.0  # the repair interval of these tests (seconds)
 
@@ -33,7 +34,7 @@ def alerts(eng: RunningEngine, kind: str) -> list[dict[str, Any]]:
     return [a for a in eng.ask("alerts")["alerts"] if a["kind"] == kind]
 
 
-def closed_lots(eng: RunningEngine) -> list[dict[str, Any]]:
+def closed_lots(eng: RunningEngine) -> list[Lot]:
     return eng.book().lots(["closed"]).get(timeout=5)
 
 
@@ -51,17 +52,17 @@ def test_hand_close_cancels_the_exits_within_one_repair_interval(
 ) -> None:
     eng = start_engine(cfg())
     lot = enter_and_wait(eng, 0)
-    assert len(our_buys(sim, lot["con_id"])) == 2
-    ex = hand_order(sim, lot["con_id"], "BUY")
-    wait_until(lambda: not our_buys(sim, lot["con_id"]), REPAIR,
+    assert len(our_buys(sim, lot.con_id)) == 2
+    ex = hand_order(sim, lot.con_id, "BUY")
+    wait_until(lambda: not our_buys(sim, lot.con_id), REPAIR,
                message="no BUY of ours left on the contract")
-    closed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
-                            lambda x: x["state"] == "closed", 10, "the lot closed")
-    assert closed["close_reason"] == "closed_outside"
-    assert closed["exit_price"] == ex["price"] and not closed["pnl_estimated"]
+    closed = wait_for_value(lambda: eng.book().lot(lot.id).get(timeout=5),
+                            lambda x: x.state == "closed", 10, "the lot closed")
+    assert closed.close_reason == "closed_outside"
+    assert closed.exit_price == ex["price"] and not closed.pnl_estimated
     # P&L from the outside execution: premium kept minus buy-back, both commissions.
-    want = expected_pnl(lot["entry_price"], ex["price"], 1, 0.65 + ex["commission"])
-    wait_until(lambda: eng.book().lot(lot["id"]).get(timeout=5)["realized_pnl"] == want, 10,
+    want = expected_pnl(lot.entry_price, ex["price"], 1, 0.65 + ex["commission"])
+    wait_until(lambda: eng.book().lot(lot.id).get(timeout=5).realized_pnl == want, 10,
                message=f"realized P&L {want}")
     trade = eng.ask("trades")["trades"][0]
     assert trade["close_reason"] == "closed_outside" and trade["realized_pnl"] == want
@@ -79,16 +80,16 @@ def test_hand_close_while_the_engine_is_down_is_seen_at_restart(
     eng = start_engine(cfg())
     lot = enter_and_wait(eng, 0)
     eng.engine.stop()
-    ex = hand_order(sim, lot["con_id"], "BUY")
-    assert len(our_buys(sim, lot["con_id"])) == 2  # nobody cancelled them yet
+    ex = hand_order(sim, lot.con_id, "BUY")
+    assert len(our_buys(sim, lot.con_id)) == 2  # nobody cancelled them yet
     eng = start_engine(cfg())
-    wait_until(lambda: not our_buys(sim, lot["con_id"]), 20,
+    wait_until(lambda: not our_buys(sim, lot.con_id), 20,
                message="the restarted engine cancelled the exits")
-    closed = wait_for_value(lambda: eng.book().lot(lot["id"]).get(timeout=5),
-                            lambda x: x["state"] == "closed", 10, "the lot closed")
-    assert closed["close_reason"] == "closed_outside" and closed["exit_price"] == ex["price"]
-    want = expected_pnl(lot["entry_price"], ex["price"], 1, 0.65 + ex["commission"])
-    assert closed["realized_pnl"] == want
+    closed = wait_for_value(lambda: eng.book().lot(lot.id).get(timeout=5),
+                            lambda x: x.state == "closed", 10, "the lot closed")
+    assert closed.close_reason == "closed_outside" and closed.exit_price == ex["price"]
+    want = expected_pnl(lot.entry_price, ex["price"], 1, 0.65 + ex["commission"])
+    assert closed.realized_pnl == want
     eng.ask("repair_exits")
     assert len(alerts(eng, "closed_outside")) == 1
     assert eng.open_lots() == []
@@ -99,24 +100,24 @@ def test_partial_hand_close_of_a_3_lot_reduces_it_and_resizes_its_exits(
 ) -> None:
     eng = start_engine(cfg(quantity=3))
     lot = enter_and_wait(eng, 0)
-    assert lot["qty"] == 3
-    assert [o["qty"] for o in our_buys(sim, lot["con_id"])] == [3, 3]
-    ex = hand_order(sim, lot["con_id"], "BUY", 1)
+    assert lot.qty == 3
+    assert [o["qty"] for o in our_buys(sim, lot.con_id)] == [3, 3]
+    ex = hand_order(sim, lot.con_id, "BUY", 1)
     wait_until(
-        lambda: sorted(o["qty"] for o in our_buys(sim, lot["con_id"])) == [2, 2],
+        lambda: sorted(o["qty"] for o in our_buys(sim, lot.con_id)) == [2, 2],
         REPAIR + 5, message="exits resized to 2",
     )
     # The book records the new pair just after the broker acks it: wait for that too.
     left = wait_for_value(
-        lambda: eng.book().lot(lot["id"]).get(timeout=5),
-        lambda x: {x["tp_order_ref"], x["sl_order_ref"]} == {
-            o["order_ref"] for o in our_buys(sim, lot["con_id"])}, 10, "the book's new pair")
-    assert left["qty"] == 2 and left["state"] == "open"
+        lambda: eng.book().lot(lot.id).get(timeout=5),
+        lambda x: {x.tp_order_ref, x.sl_order_ref} == {
+            o["order_ref"] for o in our_buys(sim, lot.con_id)}, 10, "the book's new pair")
+    assert left.qty == 2 and left.state == "open"
     (piece,) = closed_lots(eng)
-    assert piece["qty"] == 1 and piece["close_reason"] == "closed_outside"
-    assert piece["entry_price"] == lot["entry_price"] and piece["exit_price"] == ex["price"]
-    assert piece["realized_pnl"] == expected_pnl(
-        lot["entry_price"], ex["price"], 1, ex["commission"])
+    assert piece.qty == 1 and piece.close_reason == "closed_outside"
+    assert piece.entry_price == lot.entry_price and piece.exit_price == ex["price"]
+    assert piece.realized_pnl == expected_pnl(
+        lot.entry_price, ex["price"], 1, ex["commission"])
     assert [p["position"] for p in sim.get_state()["positions"]] == [-2]
     eng.ask("repair_exits")
     assert len(alerts(eng, "closed_outside")) == 1
@@ -153,10 +154,10 @@ def test_hand_sale_with_adoption_on_imports_a_lot_and_places_its_exits(
     con_id = _a_put(sim)
     ex = hand_order(sim, con_id, "SELL", 2)
     lot = wait_for_value(
-        lambda: [x for x in eng.open_lots() if x["con_id"] == con_id and x["state"] == "open"],
+        lambda: [x for x in eng.open_lots() if x.con_id == con_id and x.state == "open"],
         lambda lots: len(lots) == 1, REPAIR + 10, "the imported lot, protected")[0]
-    assert lot["imported"] and lot["qty"] == 2
-    assert abs(lot["entry_price"] - ex["price"]) < 0.01
+    assert lot.imported and lot.qty == 2
+    assert abs(lot.entry_price - ex["price"]) < 0.01
     orders = our_buys(sim, con_id)
     assert sorted(o["order_type"] for o in orders) == ["LMT", "STP"]
     assert all(o["qty"] == 2 for o in orders)

@@ -31,7 +31,7 @@ def test_calendar_has_real_closes_and_follows_the_clock() -> None:
     assert calendar.close_time(date(2026, 11, 27)) == time(13, 0)  # day after Thanksgiving
     assert calendar.close_time(date(2026, 11, 24)) == time(16, 0)
     assert not calendar.is_session(date(2026, 11, 26))  # Thanksgiving
-    assert calendar.is_half_day(date(2026, 12, 24))
+    assert calendar.close_time(date(2026, 12, 24)) == time(13, 0)  # Christmas Eve
     # Far past any fixed range: Christmas 2041 is a holiday, the 26th (Thursday) a session.
     assert not calendar.is_session(date(2041, 12, 25))
     assert calendar.is_session(date(2041, 12, 26))

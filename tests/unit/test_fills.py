@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from trading.fills import EXIT_OCA_TYPE, exit_slice, remaining, vwap
+from trading.records import StoredFill
+
+
+def _slice(qty: float, price: float) -> StoredFill:
+    return StoredFill(f"e{qty}", "tb:s", 1, 1, 42, "SLD", qty, price, None, 1.0, None)
 
 
 def test_vwap_of_slices() -> None:
-    assert vwap([{"qty": 1, "price": 1.71}, {"qty": 2, "price": 2.10}]) == (3, 1.97)
+    assert vwap([_slice(1, 1.71), _slice(2, 2.10)]) == (3, 1.97)
     assert vwap([]) == (0, 0.0)
 
 

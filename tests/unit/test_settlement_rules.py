@@ -47,20 +47,21 @@ def test_pnl_of_each_ending() -> None:
 
 
 def test_assignment_is_matched_by_quantity_and_strike_not_any_shares() -> None:
+    # A short put's assignment delivers +multiplier x contracts shares at the strike, a
+    # short call's takes them away.
     none = rules.Shares(0, 0.0)
-    assert rules.shares_from_assignment("P", 1, 100, 580.0, none, rules.Shares(100, 580.0))
-    assert rules.shares_from_assignment("P", 2, 100, 580.0, none, rules.Shares(200, 580.0))
+    assert rules.shares_explained([(100, 580.0)], none, rules.Shares(100, 580.0))
+    assert rules.shares_explained([(200, 580.0)], none, rules.Shares(200, 580.0))
     # 100 shares bought in the market at 600: not an assignment at 580.
-    assert not rules.shares_from_assignment("P", 1, 100, 580.0, none,
-                                            rules.Shares(100, 600.0))
+    assert not rules.shares_explained([(100, 580.0)], none, rules.Shares(100, 600.0))
     # The wrong quantity: not this assignment.
-    assert not rules.shares_from_assignment("P", 1, 100, 580.0, none, rules.Shares(200, 580.0))
+    assert not rules.shares_explained([(100, 580.0)], none, rules.Shares(200, 580.0))
     # Shares already held: the added cost is 100 at the strike.
     held = rules.Shares(100, 600.0)
-    assert rules.shares_from_assignment("P", 1, 100, 580.0, held, rules.Shares(200, 590.0))
-    assert not rules.shares_from_assignment("P", 1, 100, 580.0, held, held)
+    assert rules.shares_explained([(100, 580.0)], held, rules.Shares(200, 590.0))
+    assert not rules.shares_explained([(100, 580.0)], held, held)
     # A short call delivers shares.
-    assert rules.shares_from_assignment("C", 1, 100, 620.0, held, rules.Shares(0, 0.0))
+    assert rules.shares_explained([(-100, 620.0)], held, rules.Shares(0, 0.0))
 
 
 def test_estimated_exit_is_the_gone_order_nearest_the_price_now() -> None:
@@ -108,7 +109,8 @@ def test_on_assignment_is_checked(tmp_path: Any) -> None:
 def test_a_book_from_before_issue_16_accepts_share_sales(tmp_path: Any) -> None:
     import sqlite3
 
-    from book.store import SCHEMA, Store
+    from book.schema import SCHEMA
+    from book.store import Store
 
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
@@ -120,6 +122,6 @@ def test_a_book_from_before_issue_16_accepts_share_sales(tmp_path: Any) -> None:
     store = Store(path)
     store.record_intent(order_ref="tb:lot1:shares:1", role="shares", con_id=756733,
                         action="SELL", order_type="LMT", qty=100, lmt_price=580.0)
-    assert store.order_by_ref("tb:lot1:shares:1")["role"] == "shares"
-    assert store.order_by_ref("tb:x")["role"] == "sale"
+    assert store.order_by_ref("tb:lot1:shares:1").role == "shares"
+    assert store.order_by_ref("tb:x").role == "sale"
     store.close()

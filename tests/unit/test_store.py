@@ -39,7 +39,7 @@ def _lot(store: Store, **over: object) -> int:
 
 def test_wal_mode_and_schema(tmp_path: Path) -> None:
     store = Store(tmp_path / "b.sqlite")
-    assert store._row("PRAGMA journal_mode")["journal_mode"] == "wal"
+    assert store._db.row("PRAGMA journal_mode")["journal_mode"] == "wal"
     assert store.integrity_check() == "ok"
 
 
@@ -61,7 +61,7 @@ def test_fill_is_stored_once(tmp_path: Path) -> None:
     assert store.add_fill(**args) is False
     assert store.fill_count() == 1
     assert store.set_commission("e1", 0.65) is True
-    assert store.fills()[0]["commission"] == 0.65
+    assert store.fills()[0].commission == 0.65
     assert store.set_commission("e1", 0.65) is False  # a repeat writes nothing
     assert store.set_commission("nope", 0.65) is False
 
@@ -97,30 +97,30 @@ def test_close_lot_is_idempotent_and_persists(tmp_path: Path) -> None:
         oca_group="g",
         state="open",
     )
-    assert store.lot_by_order_ref("sl")["id"] == lot_id
+    assert store.lot_by_order_ref("sl").id == lot_id
     assert store.close_lot(lot_id, 2.43, 2.0, "take_profit", 365.0) is True
     assert store.close_lot(lot_id, 18.24, 3.0, "stop_loss", -1216.0) is False
     store.close()
     again = Store(path)
     lot = again.lot(lot_id)
-    assert (lot["state"], lot["close_reason"], lot["realized_pnl"]) == (
+    assert (lot.state, lot.close_reason, lot.realized_pnl) == (
         "closed",
         "take_profit",
         365.0,
     )
     assert again.realized_total() == 365.0
-    assert again.pnl_history()[-1]["cumulative"] == 365.0
+    assert again.pnl_history()[-1].cumulative == 365.0
 
 
 def test_intents_and_entries(tmp_path: Path) -> None:
     store = Store(tmp_path / "b.sqlite")
     store.record_intent("tb:1", "sale", 42, "SELL", "LMT", 1, lmt_price=6.1, trade_date="d")
     store.mark_order("tb:1", status="submitted", order_id=7)
-    assert store.order_by_ref("tb:1")["order_id"] == 7
-    assert [o["order_ref"] for o in store.orders_by_status(["submitted"])] == ["tb:1"]
+    assert store.order_by_ref("tb:1").order_id == 7
+    assert [o.order_ref for o in store.orders_by_status(["submitted"])] == ["tb:1"]
     assert store.start_entry("d", "09:35")
     store.finish_entry("d", "09:35", "done", "ok", lot_id=3)
-    assert store.entry("d", "09:35")["state"] == "done"
+    assert store.entry("d", "09:35").state == "done"
     store.set_kv("paused", True)
     assert store.get_kv("paused") is True
     assert store.get_kv("missing", 5) == 5
@@ -172,7 +172,7 @@ def test_a_fill_is_final_for_the_intent_row(tmp_path: Path) -> None:
     store.mark_order("tb:s", status="filled")
     store.mark_order("tb:s", status="submitted", order_id=9)
     row = store.order_by_ref("tb:s")
-    assert (row["status"], row["order_id"]) == ("filled", 9)
+    assert (row.status, row.order_id) == ("filled", 9)
 
 
 def test_a_fill_marks_its_order_filled_and_keeps_what_it_does_not_know(tmp_path: Path) -> None:
@@ -184,5 +184,28 @@ def test_a_fill_marks_its_order_filled_and_keeps_what_it_does_not_know(tmp_path:
     assert store.add_fill(exec_id="e9", order_ref="tb:x", order_id=0, perm_id=0, con_id=42,
                           side="BOT", qty=1, price=1.0, commission=None, time=1.0)
     row = store.order_by_ref("tb:x")
-    assert (row["status"], row["order_id"], row["perm_id"], row["lot_id"]) == (
+    assert (row.status, row.order_id, row.perm_id, row.lot_id) == (
         "filled", 9, 77, 3)
+
+
+def test_rows_come_back_as_typed_records(tmp_path: Path) -> None:
+    from trading.records import EntryAttempt, Lot, OrderRecord, StoredFill
+
+    store = Store(tmp_path / "b.sqlite")
+    lot_id = _lot(store, imported=True, multiplier=0)
+    store.set_exits(lot_id, tp_order_id=5, sl_order_id=6, tp_order_ref="tp",
+                    sl_order_ref="sl", oca_group="g")
+    lot = store.lot(lot_id)
+    assert isinstance(lot, Lot)
+    assert (lot.imported, lot.pnl_estimated, lot.mult, lot.put_call) == (True, False, 100, "P")
+    assert (lot.exit_order_ref("tp"), lot.exit_order_ref("sl")) == ("tp", "sl")
+    assert (lot.exit_order_id("tp"), lot.exit_order_id("sl")) == (5, 6)
+    assert (lot.exit_level("tp"), lot.exit_level("sl")) == (2.43, 18.24)
+    store.record_intent("tb:t", "tp", 42, "BUY", "LMT", 1, lmt_price=2.43, lot_id=lot_id)
+    assert isinstance(store.order_by_ref("tb:t"), OrderRecord)
+    store.add_fill("e1", "tb:t", 5, 7, 42, "BOT", 1, 2.43, 0.65, 2.0, lot_id)
+    assert store.fills(lot_id) == [StoredFill("e1", "tb:t", 5, 7, 42, "BOT", 1.0, 2.43, 0.65,
+                                              2.0, lot_id)]
+    store.start_entry("d", "09:35")
+    assert isinstance(store.entry("d", "09:35"), EntryAttempt)
+    store.close()

@@ -36,7 +36,7 @@ def test_every_op_returns_the_books_figures(sim: Any, start_engine: Any, web_ser
     assert status["link"]["state"] == "READY" and status["open_lots"] == 2
     orders = web.request("GET", "/api/orders")[1]["data"]["orders"]
     assert {o["role"] for o in orders} == {"tp", "sl"} and len(orders) == 4
-    assert any(o["lot_id"] == first["id"] for o in orders)
+    assert any(o["lot_id"] == first.id for o in orders)
 
 
 def test_actions_need_login_and_csrf_and_are_not_reachable_by_get(

@@ -53,7 +53,7 @@ def test_dashboard_for_a_trader_at_desk_and_phone_widths(
             expect(page.locator("#lots tbody tr")).to_have_count(1, timeout=10_000)
             heads = page.locator("#lots thead th").all_inner_texts()
             assert heads[: len(LOT_COLS)] == LOT_COLS
-            assert _cell(page, "Lot").inner_text() == str(lot["id"])
+            assert _cell(page, "Lot").inner_text() == str(lot.id)
             # Per lot: the figures are there as numbers once the lot's quote arrives.
             for col in ("DTE", "Delta", "OTM $", "OTM %", "% max profit", "to TP", "to SL",
                         "Premium at risk"):

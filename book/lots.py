@@ -1,0 +1,173 @@
+"""Lots: the short positions the bot holds, from the sale's fill to their close (the
+`lots` table)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from book.db import Repository
+from trading.records import Lot
+
+_LOT_FIELDS = {
+    "trade_date",
+    "slot",
+    "con_id",
+    "symbol",
+    "expiry",
+    "strike",
+    "right",
+    "local_symbol",
+    "multiplier",
+    "qty",
+    "entry_price",
+    "entry_time",
+    "order_ref",
+    "tp_price",
+    "sl_price",
+    "state",
+    "imported",
+}
+_EXIT_FIELDS = {
+    "tp_order_id",
+    "sl_order_id",
+    "tp_order_ref",
+    "sl_order_ref",
+    "oca_group",
+    "tp_price",
+    "sl_price",
+}
+
+
+class Lots(Repository):
+    def open_lot(self, entry: tuple[str, str] | None = None, **fields: Any) -> int:
+        """Create a lot; with `entry` (trade date, slot) the sale's intent row points at
+        the lot and the entry is marked done in the same transaction, so a crash can
+        never leave a lot whose entry still looks unfinished."""
+        unknown = set(fields) - _LOT_FIELDS
+        if unknown:
+            raise ValueError(f"unknown lot fields: {sorted(unknown)}")
+        fields.setdefault("state", "unprotected")
+        fields["imported"] = int(bool(fields.get("imported", False)))
+        now = time.time()
+        cols = [*fields, "created_at", "updated_at"]
+        with self._db.tx() as c:
+            cur = c.execute(
+                f"INSERT INTO lots({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                (*fields.values(), now, now),
+            )
+            lot_id = int(cur.lastrowid or 0)
+            if fields.get("order_ref"):
+                c.execute(
+                    "UPDATE orders SET lot_id = ?, updated_at = ? WHERE order_ref = ?",
+                    (lot_id, now, fields["order_ref"]),
+                )
+            if entry is not None:
+                c.execute(
+                    "UPDATE entry_attempts SET state = 'done', reason = 'sale filled',"
+                    " lot_id = ?, updated_at = ? WHERE trade_date = ? AND slot = ?",
+                    (lot_id, now, entry[0], entry[1]),
+                )
+            return lot_id
+
+    def set_exits(self, lot_id: int, state: str = "open", **fields: Any) -> None:
+        unknown = set(fields) - _EXIT_FIELDS
+        if unknown:
+            raise ValueError(f"unknown exit fields: {sorted(unknown)}")
+        sets = [f"{k} = ?" for k in fields]
+        with self._db.tx() as c:
+            c.execute(
+                f"UPDATE lots SET {', '.join([*sets, 'state = ?', 'updated_at = ?'])}"
+                " WHERE id = ? AND state != 'closed'",
+                (*fields.values(), state, time.time(), lot_id),
+            )
+
+    def set_lot_state(self, lot_id: int, state: str) -> None:
+        with self._db.tx() as c:
+            c.execute(
+                "UPDATE lots SET state = ?, updated_at = ? WHERE id = ? AND state != 'closed'",
+                (state, time.time(), lot_id),
+            )
+
+    def close_lot(
+        self,
+        lot_id: int,
+        exit_price: float | None,
+        exit_time: float,
+        reason: str,
+        realized_pnl: float | None,
+    ) -> bool:
+        """Close an open lot; a closed one is left as it is (returns False)."""
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE lots SET state = 'closed', exit_price = ?, exit_time = ?,"
+                " close_reason = ?, realized_pnl = ?, updated_at = ? WHERE id = ? AND"
+                " state != 'closed'",
+                (exit_price, exit_time, reason, realized_pnl, time.time(), lot_id),
+            )
+            return cur.rowcount == 1
+
+    def mark_pnl_estimated(self, lot_id: int) -> None:
+        with self._db.tx() as c:
+            c.execute("UPDATE lots SET pnl_estimated = 1 WHERE id = ?", (lot_id,))
+
+    def split_lot(self, lot_id: int, qty: int) -> int | None:
+        """Take `qty` contracts off an open lot into a new open lot (same entry), in one
+        transaction; the caller closes the new one. None if the lot cannot give them."""
+        now = time.time()
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE lots SET qty = qty - ?, updated_at = ? WHERE id = ? AND qty > ?"
+                " AND state != 'closed'",
+                (qty, now, lot_id, qty),
+            )
+            if cur.rowcount != 1:
+                return None
+            cols = sorted(_LOT_FIELDS - {"qty", "state", "order_ref"})
+            cur = c.execute(
+                f"INSERT INTO lots({', '.join(cols)}, qty, state, order_ref, created_at,"
+                f" updated_at) SELECT {', '.join(cols)}, ?, 'open', '', ?, ? FROM lots"
+                " WHERE id = ?",
+                (qty, now, now, lot_id),
+            )
+            return int(cur.lastrowid or 0) or None
+
+    def resize_sale_lot(self, lot_id: int, qty: int, entry_price: float, tp_price: float,
+                        sl_price: float) -> None:
+        """A sale's further slices: the lot's size and volume-weighted price."""
+        with self._db.tx() as c:
+            c.execute(
+                "UPDATE lots SET qty = ?, entry_price = ?, tp_price = ?, sl_price = ?,"
+                " updated_at = ? WHERE id = ? AND state != 'closed'",
+                (qty, entry_price, tp_price, sl_price, time.time(), lot_id),
+            )
+
+    def lot(self, lot_id: int) -> Lot | None:
+        return self._db.record(Lot.from_row, "SELECT * FROM lots WHERE id = ?", (lot_id,))
+
+    def lots(self, states: list[str] | None = None) -> list[Lot]:
+        if not states:
+            return self._db.records(Lot.from_row, "SELECT * FROM lots ORDER BY id")
+        marks = ",".join("?" * len(states))
+        return self._db.records(
+            Lot.from_row, f"SELECT * FROM lots WHERE state IN ({marks}) ORDER BY id", states)
+
+    def open_lots(self) -> list[Lot]:
+        return self.lots(["open", "unprotected"])
+
+    def lot_by_order_ref(self, ref: str) -> Lot | None:
+        if not ref:
+            return None
+        return self._db.record(
+            Lot.from_row,
+            "SELECT * FROM lots WHERE order_ref = ? OR tp_order_ref = ? OR sl_order_ref = ?"
+            " ORDER BY id LIMIT 1",
+            (ref, ref, ref),
+        )
+
+    def contracts_sold_on(self, trade_date: str) -> int:
+        row = self._db.row(
+            "SELECT COALESCE(SUM(qty), 0) AS n FROM lots WHERE trade_date = ? AND imported = 0",
+            (trade_date,),
+        )
+        return int(row["n"]) if row else 0

@@ -1,0 +1,104 @@
+"""Order intents: written (durably) before the broker hears of an order, then marked
+with what the broker said (the `orders` table)."""
+
+from __future__ import annotations
+
+import time
+
+from book.db import Repository
+from trading.order_refs import sale_prefix
+from trading.records import OrderIntent, OrderRecord
+
+
+class Orders(Repository):
+    def record_intents(self, intents: list[OrderIntent]) -> None:
+        """Several intents (an exit pair) in one durable transaction."""
+        now = time.time()
+        with self._db.tx() as c:
+            c.executemany(
+                "INSERT INTO orders(order_ref, lot_id, trade_date, role, con_id, action,"
+                " order_type, qty, lmt_price, aux_price, oca_group, status, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'intent',?,?)",
+                [
+                    (i.order_ref, i.lot_id, i.trade_date, i.role, i.con_id, i.action,
+                     i.order_type, i.qty, i.lmt_price, i.aux_price, i.oca_group, now, now)
+                    for i in intents
+                ],
+            )
+
+    def record_intent(
+        self,
+        order_ref: str,
+        role: str,
+        con_id: int,
+        action: str,
+        order_type: str,
+        qty: float,
+        lmt_price: float | None = None,
+        aux_price: float | None = None,
+        oca_group: str | None = None,
+        lot_id: int | None = None,
+        trade_date: str | None = None,
+    ) -> None:
+        self.record_intents([OrderIntent(
+            order_ref=order_ref, role=role, con_id=con_id, action=action,
+            order_type=order_type, qty=qty, lmt_price=lmt_price, aux_price=aux_price,
+            oca_group=oca_group, lot_id=lot_id, trade_date=trade_date,
+        )])
+
+    def mark_order(
+        self,
+        order_ref: str,
+        *,
+        status: str | None = None,
+        order_id: int | None = None,
+        perm_id: int | None = None,
+        error: str | None = None,
+        lot_id: int | None = None,
+        lmt_price: float | None = None,
+    ) -> None:
+        sets, args = ["updated_at = ?"], [time.time()]
+        if status is not None:
+            # A fill is final: a late "submitted" or "cancelled" never undoes it.
+            sets.append("status = CASE WHEN status = 'filled' THEN status ELSE ? END")
+            args.append(status)
+        for col, val in (
+            ("order_id", order_id),
+            ("perm_id", perm_id),
+            ("error", error),
+            ("lot_id", lot_id),
+            ("lmt_price", lmt_price),
+        ):
+            if val is not None:
+                sets.append(f"{col} = ?")
+                args.append(val)
+        with self._db.tx() as c:
+            c.execute(
+                f"UPDATE orders SET {', '.join(sets)} WHERE order_ref = ?", (*args, order_ref)
+            )
+
+    def order_by_ref(self, ref: str) -> OrderRecord | None:
+        return self._db.record(OrderRecord.from_row,
+                               "SELECT * FROM orders WHERE order_ref = ?", (ref,))
+
+    def next_sale_serial(self, trade_date: str, slot: str) -> int:
+        """1 + the highest attempt serial of the slot's sale orderRefs so far."""
+        prefix = sale_prefix(trade_date, slot)
+        rows = self._db.rows("SELECT order_ref FROM orders WHERE order_ref LIKE ? || '%'",
+                             (prefix,))
+        serials = [int(r["order_ref"][len(prefix):]) for r in rows
+                   if r["order_ref"][len(prefix):].isdigit()]
+        return max(serials, default=0) + 1
+
+    def orders_by_refs(self, refs: list[str]) -> list[OrderRecord]:
+        if not refs:
+            return []
+        marks = ",".join("?" * len(refs))
+        return self._db.records(OrderRecord.from_row,
+                                f"SELECT * FROM orders WHERE order_ref IN ({marks})", refs)
+
+    def orders_by_status(self, statuses: list[str]) -> list[OrderRecord]:
+        marks = ",".join("?" * len(statuses))
+        return self._db.records(
+            OrderRecord.from_row,
+            f"SELECT * FROM orders WHERE status IN ({marks}) ORDER BY id", statuses)
