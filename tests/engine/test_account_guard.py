@@ -7,7 +7,7 @@ holds even for an order ibsim itself would have refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,14 @@ from trading.model import ContractInfo, LinkState, OrderRequest
 from trading.risk import OrderRefused
 
 TWO_SLOTS = {"schedule": {"entry_times": ["15:00", "15:30"]}}
+Frames = list[tuple[str, int, str]]  # per placeOrder frame, see `order_frames`
+Launch = Callable[[Any, dict[str, dict[str, Any]]], RunningEngine]
 
 
 @pytest.fixture
-def order_frames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, str]]:
+def order_frames(monkeypatch: pytest.MonkeyPatch) -> Frames:
     """(gateway's account, order id, the order's account field) per placeOrder frame."""
-    seen: list[tuple[str, int, str]] = []
+    seen: Frames = []
     real = ibsim_server.HANDLERS[3]
 
     async def spy(gw: Any, s: Any, f: list[str]) -> None:
@@ -42,45 +44,51 @@ def order_frames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, str]]:
 
 
 @pytest.fixture
-def engines() -> Iterator[list[Engine]]:
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """Starts an engine on a gateway with config `overrides`, READY; all stopped after."""
     started: list[Engine] = []
-    yield started
+
+    def start(sim: Any, overrides: dict[str, dict[str, Any]]) -> RunningEngine:
+        cfg = load_config(write_config(tmp_path / "engine.toml", sim, overrides), environ={})
+        engine = Engine(cfg, clock=ManualClock(SESSION_NOW))
+        engine.start()
+        started.append(engine)
+        eng = RunningEngine(engine, engine.clock)  # type: ignore[arg-type]
+        eng.wait_ready()
+        return eng
+
+    yield start
     for e in started:
         e.stop()
-
-
-def start_engine(
-    tmp_path: Path, sim: Any, engines: list[Engine], overrides: dict[str, dict[str, Any]]
-) -> RunningEngine:
-    cfg = load_config(write_config(tmp_path / "engine.toml", sim, overrides), environ={})
-    engine = Engine(cfg, clock=ManualClock(SESSION_NOW))
-    engine.start()
-    engines.append(engine)
-    eng = RunningEngine(engine, engine.clock)  # type: ignore[arg-type]
-    eng.wait_ready()
-    return eng
 
 
 def alerts(eng: RunningEngine, kind: str) -> list[str]:
     return [a["message"] for a in eng.ask("alerts")["alerts"] if a["kind"] == kind]
 
 
+def gateway(account: str, seed: int = 3, port: int = 0) -> IbsimThread:
+    """An ibsim logged in to `account`, at the tests' session time (not started yet)."""
+    return IbsimThread(seed=seed, account=account, now=SESSION_NOW.isoformat(), port=port)
+
+
+def assert_no_orders(sim: Any) -> None:
+    """Nothing resting and nothing executed at the gateway."""
+    state = sim.get_state()
+    assert state["open_orders"] == [] and state["executions"] == []
+
+
 @pytest.mark.parametrize(
     ("gateway_account", "mode", "configured"),
-    [("U7654321", "paper", "DU1234567"), ("DU1234567", "live", "U7654321")],
+    [
+        pytest.param("U7654321", "paper", "DU1234567", id="paper-config-live-gateway"),
+        pytest.param("DU1234567", "live", "U7654321", id="live-config-paper-gateway"),
+    ],
 )
 def test_configured_account_the_gateway_does_not_manage_refuses_everything(
-    tmp_path: Path,
-    engines: list[Engine],
-    order_frames: list[tuple[str, int, str]],
-    gateway_account: str,
-    mode: str,
-    configured: str,
+    launch: Launch, order_frames: Frames, gateway_account: str, mode: str, configured: str
 ) -> None:
-    with IbsimThread(seed=3, account=gateway_account, now=SESSION_NOW.isoformat()) as sim:
-        eng = start_engine(
-            tmp_path, sim, engines, {"gateway": {"mode": mode, "account": configured}}
-        )
+    with gateway(gateway_account) as sim:
+        eng = launch(sim, {"gateway": {"mode": mode, "account": configured}})
         reply = eng.ask("enter_now")
         assert not reply["accepted"], reply
         assert configured in reply["reason"] and gateway_account in reply["reason"], reply
@@ -103,15 +111,12 @@ def test_configured_account_the_gateway_does_not_manage_refuses_everything(
                 OrderRequest("tb:lot1:tp:1", put, "BUY", "LMT", 1, lmt_price=1.0)
             ).get(timeout=10)
         assert order_frames == []
-        state = sim.get_state()
-        assert state["open_orders"] == [] and state["executions"] == []
+        assert_no_orders(sim)
 
 
-def test_every_order_carries_the_verified_account(
-    tmp_path: Path, engines: list[Engine], order_frames: list[tuple[str, int, str]]
-) -> None:
-    with IbsimThread(seed=3, account="DU1234567", now=SESSION_NOW.isoformat()) as sim:
-        eng = start_engine(tmp_path, sim, engines, {})  # no account configured: the gateway's
+def test_every_order_carries_the_verified_account(launch: Launch, order_frames: Frames) -> None:
+    with gateway("DU1234567") as sim:
+        eng = launch(sim, {})  # no account configured: the gateway's
         enter_and_wait(eng, 0)
         assert len(order_frames) >= 3  # the sale, take-profit and stop-loss
         assert {acct for _, _, acct in order_frames} == {"DU1234567"}
@@ -123,25 +128,18 @@ def test_every_order_carries_the_verified_account(
     [("DU1234567", "DU1234567", "DU7654321"), ("", "DU1234567", "U7654321")],
 )
 def test_gateway_restarted_on_another_account_refuses_the_next_entry(
-    tmp_path: Path,
-    engines: list[Engine],
-    order_frames: list[tuple[str, int, str]],
-    configured: str,
-    first: str,
-    second: str,
+    launch: Launch, order_frames: Frames, configured: str, first: str, second: str
 ) -> None:
-    sim = IbsimThread(seed=3, account=first, now=SESSION_NOW.isoformat()).start()
+    sim = gateway(first).start()
     port = sim.port
     try:
-        eng = start_engine(
-            tmp_path, sim, engines, {**TWO_SLOTS, "gateway": {"account": configured}}
-        )
+        eng = launch(sim, {**TWO_SLOTS, "gateway": {"account": configured}})
         enter_and_wait(eng, 0)
         generation = eng.book().link_status().get(timeout=5).generation
     finally:
         sim.stop()
     # The same address, another login: a different gateway.
-    with IbsimThread(seed=4, account=second, now=SESSION_NOW.isoformat(), port=port) as sim2:
+    with gateway(second, seed=4, port=port) as sim2:
         link = wait_for_value(
             lambda: eng.book().link_status().get(timeout=5),
             lambda ln: ln.state == LinkState.READY and ln.generation > generation,
@@ -161,5 +159,4 @@ def test_gateway_restarted_on_another_account_refuses_the_next_entry(
         assert msgs
         assert eng.ask("status")["account"] == second
         assert [f for f in order_frames[before:] if f[0] == second] == []
-        state = sim2.get_state()
-        assert state["open_orders"] == [] and state["executions"] == []
+        assert_no_orders(sim2)

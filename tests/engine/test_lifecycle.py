@@ -161,16 +161,22 @@ def test_exits_rejected_three_times_leave_the_lot_unprotected(sim: Any, start_en
     assert_protected_at_broker(sim, eng.book().lot(first.id).get(timeout=5))
 
 
-def test_take_profit_closes_the_lot_and_cancels_the_sibling(sim: Any, start_engine: Any) -> None:
-    eng = start_engine()
+def spot_closes_a_lot(sim: Any, eng: RunningEngine, spot: float) -> tuple[Lot, Lot]:
+    """A new lot, then SPY moved to `spot`: the lot as entered, and once it is closed."""
     lot = enter_and_wait(eng, 0)
-    sim.post("/market", {"spot": 660.0})  # the put collapses below its TP
+    sim.post("/market", {"spot": spot})
     closed = wait_for_value(
         lambda: eng.book().lot(lot.id).get(timeout=5),
         lambda x: x.state == "closed",
         20,
         "lot closed",
     )
+    return lot, closed
+
+
+def test_take_profit_closes_the_lot_and_cancels_the_sibling(sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    lot, closed = spot_closes_a_lot(sim, eng, 660.0)  # the put collapses below its TP
     assert closed.close_reason == "take_profit"
     fills = wait_for_value(
         lambda: eng.book().fills(lot.id).get(timeout=5),
@@ -187,14 +193,7 @@ def test_take_profit_closes_the_lot_and_cancels_the_sibling(sim: Any, start_engi
 
 def test_stop_loss_closes_the_lot(sim: Any, start_engine: Any) -> None:
     eng = start_engine()
-    lot = enter_and_wait(eng, 0)
-    sim.post("/market", {"spot": 480.0})  # deep in the money: the put triples
-    closed = wait_for_value(
-        lambda: eng.book().lot(lot.id).get(timeout=5),
-        lambda x: x.state == "closed",
-        20,
-        "lot closed",
-    )
+    lot, closed = spot_closes_a_lot(sim, eng, 480.0)  # deep in the money: the put triples
     assert closed.close_reason == "stop_loss"
     assert closed.realized_pnl < 0
     assert len({f.exec_id for f in eng.book().fills(lot.id).get(timeout=5)}) == 2

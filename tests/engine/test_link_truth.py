@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from ib_insync import IB
@@ -20,6 +22,7 @@ from trading.clock import ManualClock
 from trading.model import LinkState
 
 READY = LinkState.READY
+ET = ZoneInfo("America/New_York")
 # The issue's figures (an outage seen within 20 ms, READY within 200 ms of a restore)
 # are speed goals: `python -m bench.outage --flaps` measures and prints them. Here the
 # bounds only say "at once" in a way a loaded 2-core CI machine still meets (each
@@ -238,11 +241,19 @@ def logout(sim: Any, eng: RunningEngine) -> None:
     wait_until(lambda: eng.engine.directory.link.state != READY, 10, 0.01, "down")
 
 
+def logged_out_at(
+    sim: Any, start_engine: Any, sink: WebhookSink, now: datetime = SESSION_NOW
+) -> RunningEngine:
+    """An engine alerting to `sink` that escalates fast, started at `now`, then logged out."""
+    eng: RunningEngine = start_engine({**hooks(sink), **ESCALATE}, now=now)
+    logout(sim, eng)
+    return eng
+
+
 def test_logout_one_gateway_restart_then_login_required_and_no_loop(
     sim: Any, start_engine: Any, sink: WebhookSink
 ) -> None:
-    eng = start_engine({**hooks(sink), **ESCALATE})
-    logout(sim, eng)
+    eng = logged_out_at(sim, start_engine, sink)
     sink.wait_for(lambda s: s.bodies("gateway_restart"), 15)
     sink.wait_for(lambda s: s.bodies("login_required"), 15)
 
@@ -259,12 +270,7 @@ def test_logout_one_gateway_restart_then_login_required_and_no_loop(
 def test_no_gateway_restart_inside_ibs_reset_window(
     sim: Any, start_engine: Any, sink: WebhookSink
 ) -> None:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    tuesday_night = datetime(2026, 11, 24, 23, 50, tzinfo=ZoneInfo("America/New_York"))
-    eng = start_engine({**hooks(sink), **ESCALATE}, now=tuesday_night)
-    logout(sim, eng)
+    logged_out_at(sim, start_engine, sink, datetime(2026, 11, 24, 23, 50, tzinfo=ET))
     sink.wait_for(lambda s: s.bodies("link_down"), 10)
     hold(4.0, lambda: not kinds(sink, "gateway_restart") or pytest.fail("restarted"))
     assert not kinds(sink, "login_required")
@@ -273,12 +279,7 @@ def test_no_gateway_restart_inside_ibs_reset_window(
 def test_sunday_reauth_is_named_once_and_in_status(
     sim: Any, start_engine: Any, sink: WebhookSink
 ) -> None:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    sunday = datetime(2026, 11, 29, 1, 5, tzinfo=ZoneInfo("America/New_York"))
-    eng = start_engine({**hooks(sink), **ESCALATE}, now=sunday)
-    logout(sim, eng)
+    eng = logged_out_at(sim, start_engine, sink, datetime(2026, 11, 29, 1, 5, tzinfo=ET))
     sink.wait_for(lambda s: s.bodies("login_required"), 10)
     assert "weekly re-authentication" in kinds(sink, "login_required")[0]["message"]
     assert eng.ask("status")["link"]["note"] == "weekly re-authentication"

@@ -40,6 +40,17 @@ def move(eng: RunningEngine, sim: Any, when: datetime) -> None:
     eng.clock.set(when)
 
 
+def outage_then_move(eng: RunningEngine, sim: Any, when: datetime) -> None:
+    """An outage (120 s, ending in 1102) the engine has seen, then the clock moved to
+    `when` and a few scheduler ticks there."""
+    sim.post("/fault/outage", {"seconds": 120, "restore_code": 1102})
+    wait_until(
+        lambda: eng.book().link_status().get(timeout=5).state != "READY", 10, message="link down"
+    )
+    move(eng, sim, when)
+    settle(eng)
+
+
 def test_thanksgiving_week_entries_on_sessions_only(sim: Any, start_engine: Any) -> None:
     eng = start_engine(FAST, now=at(23, 9, 0))
     done_days = []
@@ -66,12 +77,7 @@ def test_thanksgiving_week_entries_on_sessions_only(sim: Any, start_engine: Any)
 
 def test_outage_over_the_slot_then_entry_right_after_ready(sim: Any, start_engine: Any) -> None:
     eng = start_engine(FAST, now=at(24, 9, 30))
-    sim.post("/fault/outage", {"seconds": 120, "restore_code": 1102})
-    wait_until(
-        lambda: eng.book().link_status().get(timeout=5).state != "READY", 10, message="link down"
-    )
-    move(eng, sim, at(24, 9, 50))
-    settle(eng)
+    outage_then_move(eng, sim, at(24, 9, 50))
     assert entries(eng) == []
     sim.post("/fault/outage_end", {})
     # Right after 1102 the quote may take a while on a busy machine: the entry waits for
@@ -123,12 +129,7 @@ def test_no_quote_until_the_deadline_makes_the_slot_missed(sim: Any, start_engin
 
 def test_outage_past_the_deadline_records_a_miss_and_one_alert(sim: Any, start_engine: Any) -> None:
     eng = start_engine(FAST, now=at(24, 9, 30))
-    sim.post("/fault/outage", {"seconds": 120, "restore_code": 1102})
-    wait_until(
-        lambda: eng.book().link_status().get(timeout=5).state != "READY", 10, message="link down"
-    )
-    move(eng, sim, at(24, 9, 36))
-    settle(eng)
+    outage_then_move(eng, sim, at(24, 9, 36))
     move(eng, sim, at(24, 10, 45))
     rows = wait_for_value(
         lambda: entries(eng), lambda r: r and r[0].state == "missed", 10, "missed entry"

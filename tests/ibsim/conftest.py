@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -27,14 +28,32 @@ def connect(sim: IbsimThread) -> Iterator[Callable[..., IB]]:
     clients: list[IB] = []
 
     def make(client_id: int | None = None, **kw: Any) -> IB:
-        ib = IB()
-        ib.RequestTimeout = 5
-        ib.connect("127.0.0.1", sim.port, clientId=client_id or next(_client_ids), timeout=5, **kw)
+        ib = client(sim, client_id or next(_client_ids), **kw)
         clients.append(ib)
         return ib
 
     yield make
     for ib in clients:
+        ib.disconnect()
+
+
+def client(sim: IbsimThread, client_id: int = 1, timeout: float = 5, **kw: Any) -> IB:
+    """An unmodified ib_insync client connected to `sim`; the caller disconnects it."""
+    ib = IB()
+    ib.RequestTimeout = 5
+    ib.connect("127.0.0.1", sim.port, clientId=client_id, timeout=timeout, **kw)
+    return ib
+
+
+@contextmanager
+def connected(sim: IbsimThread, at: str | None = None, client_id: int = 1) -> Iterator[IB]:
+    """A client of `sim` (once its clock is moved to `at`, if given), disconnected after."""
+    if at is not None:
+        sim.post("/clock", {"now": at})
+    ib = client(sim, client_id)
+    try:
+        yield ib
+    finally:
         ib.disconnect()
 
 

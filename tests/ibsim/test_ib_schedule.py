@@ -9,14 +9,7 @@ import pytest
 from ib_insync import IB, MarketOrder, Option
 
 from ibsim.harness import IbsimThread
-from tests.ibsim.conftest import wait_ib
-
-
-def client(sim: Any, client_id: int = 1, timeout: float = 5) -> IB:
-    ib = IB()
-    ib.RequestTimeout = 5
-    ib.connect("127.0.0.1", sim.port, clientId=client_id, timeout=timeout)
-    return ib
+from tests.ibsim.conftest import client, connected, wait_ib
 
 
 def codes_of(ib: IB) -> list[int]:
@@ -46,8 +39,7 @@ def scheduled() -> Any:
 
 
 def test_weeknight_reset_1100_for_minutes_then_1102(scheduled: Any) -> None:
-    ib = client(scheduled)
-    try:
+    with connected(scheduled) as ib:
         codes = codes_of(ib)
         scheduled.post("/clock", {"now": "2026-11-24T23:46:00-05:00"})
         wait_ib(ib, lambda: 1100 in codes, what="1100 at the reset")
@@ -58,14 +50,10 @@ def test_weeknight_reset_1100_for_minutes_then_1102(scheduled: Any) -> None:
         scheduled.post("/clock", {"now": "2026-11-24T23:48:30-05:00"})
         wait_ib(ib, lambda: 1102 in codes, what="1102 after a few minutes")
         assert not scheduled.get_state()["faults"]["outage"]
-    finally:
-        ib.disconnect()
 
 
 def test_friday_night_reset_is_longer_and_loses_data(scheduled: Any) -> None:
-    scheduled.post("/clock", {"now": "2026-11-27T23:30:00-05:00"})
-    ib = client(scheduled)
-    try:
+    with connected(scheduled, "2026-11-27T23:30:00-05:00") as ib:
         codes = codes_of(ib)
         scheduled.post("/clock", {"now": "2026-11-27T23:50:00-05:00"})
         wait_ib(ib, lambda: 1100 in codes, what="1100")
@@ -74,8 +62,6 @@ def test_friday_night_reset_is_longer_and_loses_data(scheduled: Any) -> None:
         assert 1101 not in codes and 1102 not in codes
         scheduled.post("/clock", {"now": "2026-11-28T00:46:00-05:00"})
         wait_ib(ib, lambda: 1101 in codes, what="1101 after the weekend reset")
-    finally:
-        ib.disconnect()
 
 
 def test_sunday_reauth_logs_out_until_login(scheduled: Any) -> None:
@@ -87,12 +73,9 @@ def test_sunday_reauth_logs_out_until_login(scheduled: Any) -> None:
     with pytest.raises((TimeoutError, ConnectionError, OSError)):
         client(scheduled, 2, timeout=1.5)  # TCP accepted, nothing answers
     scheduled.post("/fault/login", {})
-    ib = client(scheduled, 3)
-    try:
+    with connected(scheduled, client_id=3) as ib:
         ib.sleep(0.3)  # the same Sunday: not logged out again
         assert ib.isConnected() and not scheduled.get_state()["faults"]["logged_out"]
-    finally:
-        ib.disconnect()
 
 
 def test_no_schedule_by_default(sim: Any, connect: Any) -> None:

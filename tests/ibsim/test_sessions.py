@@ -8,7 +8,7 @@ import pytest
 from ib_insync import IB, LimitOrder, MarketOrder, Option, Stock, StopOrder
 
 from ibsim.harness import IbsimThread
-from tests.ibsim.conftest import wait_ib
+from tests.ibsim.conftest import connected, wait_ib
 
 PRE_MARKET = "2026-11-24T08:00:00-05:00"
 
@@ -19,13 +19,6 @@ def early() -> Any:
         yield s
 
 
-def client(sim: Any, client_id: int = 1) -> IB:
-    ib = IB()
-    ib.RequestTimeout = 5
-    ib.connect("127.0.0.1", sim.port, clientId=client_id, timeout=5)
-    return ib
-
-
 def warnings_of(ib: IB) -> list[tuple[int, int, str]]:
     seen: list[tuple[int, int, str]] = []
     ib.errorEvent += lambda req, code, msg, c: seen.append((req, code, msg))
@@ -33,8 +26,7 @@ def warnings_of(ib: IB) -> list[tuple[int, int, str]]:
 
 
 def test_option_order_before_the_open_rests_with_399_then_fills_at_the_open(early: Any) -> None:
-    ib = client(early)
-    try:
+    with connected(early) as ib:
         seen = warnings_of(ib)
         (opt,) = ib.qualifyContracts(Option("SPY", "20261201", 585, "P", "SMART"))
         t = ib.reqMktData(opt)
@@ -49,13 +41,10 @@ def test_option_order_before_the_open_rests_with_399_then_fills_at_the_open(earl
         assert not sale.fills
         early.post("/clock", {"now": "2026-11-24T09:31:00-05:00"})
         wait_ib(ib, lambda: sale.orderStatus.status == "Filled", what="fill at the open")
-    finally:
-        ib.disconnect()
 
 
 def test_spy_outside_rth_trades_pre_market_only_with_the_flag(early: Any) -> None:
-    ib = client(early)
-    try:
+    with connected(early) as ib:
         seen = warnings_of(ib)
         (spy,) = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))
         plain = ib.placeOrder(spy, MarketOrder("BUY", 10))
@@ -64,14 +53,10 @@ def test_spy_outside_rth_trades_pre_market_only_with_the_flag(early: Any) -> Non
         wait_ib(ib, lambda: any(r == plain.order.orderId and c == 399 for r, c, _ in seen))
         assert plain.orderStatus.status == "PreSubmitted" and not plain.fills
         assert not any(r == flagged.order.orderId for r, _c, _m in seen)
-    finally:
-        ib.disconnect()
 
 
 def test_stops_do_not_trigger_after_the_close(early: Any) -> None:
-    early.post("/clock", {"now": "2026-11-24T16:30:00-05:00"})
-    ib = client(early)
-    try:
+    with connected(early, "2026-11-24T16:30:00-05:00") as ib:
         (opt,) = ib.qualifyContracts(Option("SPY", "20261201", 585, "P", "SMART"))
         t = ib.reqMktData(opt)
         wait_ib(ib, lambda: t.ask > 0, what="quote")
@@ -80,14 +65,10 @@ def test_stops_do_not_trigger_after_the_close(early: Any) -> None:
         assert stop.orderStatus.status == "PreSubmitted" and not stop.fills
         early.post("/clock", {"now": "2026-11-25T09:30:00-05:00"})
         wait_ib(ib, lambda: stop.orderStatus.status == "Filled", what="stop at the next open")
-    finally:
-        ib.disconnect()
 
 
 def test_half_day_closes_options_at_13_and_details_carry_the_hours(early: Any) -> None:
-    early.post("/clock", {"now": "2026-11-27T13:05:00-05:00"})  # day after Thanksgiving
-    ib = client(early)
-    try:
+    with connected(early, "2026-11-27T13:05:00-05:00") as ib:  # day after Thanksgiving
         seen = warnings_of(ib)
         (opt,) = ib.qualifyContracts(Option("SPY", "20261204", 585, "P", "SMART"))
         [det] = ib.reqContractDetails(opt)
@@ -102,5 +83,3 @@ def test_half_day_closes_options_at_13_and_details_carry_the_hours(early: Any) -
         wait_ib(ib, lambda: any(c == 399 for _r, c, _m in seen), what="399 after 13:00")
         assert "2026-11-30 09:30:00" in next(m for _r, c, m in seen if c == 399)
         assert sale.orderStatus.status == "PreSubmitted"
-    finally:
-        ib.disconnect()

@@ -1,0 +1,137 @@
+"""The chaos soak's checks: open lots protected at the broker, the book matching the
+broker, and the final checks (fills once, P&L from the fills, alerts delivered)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from tests.chaos.harness import Harness
+from tests.chaos.plan import ENTRY_TIMES
+
+
+class Checks(Harness):
+    """What the soak checks of the book against the broker, each day and at the end."""
+
+    def open_lots(self) -> list[dict[str, Any]]:
+        return self.rows("SELECT * FROM lots WHERE state != 'closed' ORDER BY id")
+
+    def unprotected(self) -> list[str]:
+        """Open lots without a live TP and SL of theirs (one OCA group) at the broker."""
+        state = self.broker()
+        if state is None:
+            return ["the gateway is not answering"]
+        live = {o["order_ref"]: o for o in state["open_orders"]}
+        problems = []
+        for lot in self.open_lots():
+            tp, sl = live.get(lot["tp_order_ref"] or ""), live.get(lot["sl_order_ref"] or "")
+            if lot["state"] != "open" or tp is None or sl is None:
+                problems.append(f"lot {lot['id']} state={lot['state']} tp={tp is not None} "
+                                f"sl={sl is not None}")
+            elif tp["oca_group"] != sl["oca_group"] or tp["order_type"] != "LMT" \
+                    or sl["order_type"] != "STP":
+                problems.append(f"lot {lot['id']}: exits are not one TP LMT + SL STP pair")
+        return problems
+
+    def mismatch(self) -> list[str]:
+        """Book's open lots vs the broker's option positions, contract by contract."""
+        state = self.broker()
+        if state is None:
+            return ["the gateway is not answering"]
+        broker = {p["con_id"]: -p["position"] for p in state["positions"]
+                  if p["sec_type"] == "OPT"}
+        book: Counter[int] = Counter()
+        for lot in self.open_lots():
+            book[lot["con_id"]] += lot["qty"]
+        return [f"con_id {c}: book {book.get(c, 0)} short, broker {broker.get(c, 0)} short"
+                for c in sorted(set(book) | set(broker)) if book.get(c, 0) != broker.get(c, 0)]
+
+    def check(self, day: str, name: str, problems: Callable[[], list[str]],
+              timeout: float) -> None:
+        self.report.checks[name] += 1
+        found = self.wait(lambda: not problems(), timeout)
+        if not found:
+            left = problems()
+            if left:
+                self.report.violate(day, f"{name} after {timeout:.0f} s: {'; '.join(left)}")
+
+    def final_checks(self) -> None:
+        end = "end"
+        self.check_integrity("end")
+        # Entries: never more than the slots per day (the broker's sales, by their refs).
+        state = self.broker() or {"executions": []}
+        sales: Counter[str] = Counter()
+        for e in state["executions"]:
+            if e["order_ref"].startswith("tb:") and ":sale:" in e["order_ref"] \
+                    and e["side"] in ("SLD", "SELL"):
+                sales[e["order_ref"].split(":")[1]] += e["qty"]
+        self.report.checks["entries_per_day"] += 1
+        for day, qty in sorted(sales.items()):
+            if qty > len(ENTRY_TIMES) * self.quantity:
+                self.report.violate(day, f"{qty} sold, more than {len(ENTRY_TIMES)} slots of "
+                                         f"{self.quantity}")
+        # Fills: every execution of ours stored once; nothing stored the broker never did.
+        self.report.checks["fills_once"] += 1
+        ours = {e["exec_id"] for e in state["executions"] if e["order_ref"].startswith("tb:")}
+        stored = Counter(r["exec_id"] for r in self.rows("SELECT exec_id FROM fills"))
+        dup = [x for x, n in stored.items() if n > 1]
+        if dup:
+            self.report.violate(end, f"fills stored more than once: {dup}")
+        if len(state["executions"]) < 500:  # the control API shows the last 500
+            missing, extra = ours - set(stored), set(stored) - ours
+            if missing:
+                self.report.violate(end, f"broker executions missing from the book: {missing}")
+            if extra:
+                self.report.violate(end, f"book fills the broker never made: {extra}")
+        # Realized P&L = the sum over the fills, per sale: a lot and the pieces its exit
+        # slices closed (same slot, contract and entry time) together, once all closed.
+        self.report.checks["pnl_from_fills"] += 1
+        families: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for lot in self.rows("SELECT * FROM lots"):
+            if lot["state"] == "closed":
+                self.report.lots[lot["close_reason"] or "closed"] += 1
+                if not lot["close_reason"]:  # closed iff gone at the broker, with a reason
+                    self.report.violate(end, f"lot {lot['id']} closed without a reason")
+            key = (lot["trade_date"], lot["slot"], lot["con_id"], lot["entry_time"])
+            families.setdefault(key, []).append(lot)
+        for lots in families.values():
+            if any(lot["state"] != "closed" or lot["close_reason"] not in (
+                    "take_profit", "stop_loss", "expired") for lot in lots):
+                continue
+            fills = [f for lot in lots
+                     for f in self.rows("SELECT * FROM fills WHERE lot_id = ?", (lot["id"],))]
+            mult = lots[0]["multiplier"] or 100
+            cash = sum((f["price"] if f["side"] == "SLD" else -f["price"]) * f["qty"] * mult
+                       for f in fills)
+            expected = round(cash - sum(f["commission"] or 0.0 for f in fills), 2)
+            realized = sum(lot["realized_pnl"] or 0.0 for lot in lots)
+            if abs(expected - realized) > 0.011 * len(lots):
+                self.report.violate(end, f"lots {[lot['id'] for lot in lots]} realized "
+                                         f"{realized:.2f} but their fills say {expected}")
+        self.report.lots["open"] = len(self.open_lots())
+        # Alerts: all delivered, each once, in order.
+        self.report.checks["alerts_delivered"] += 1
+        delivered = self.wait(lambda: not self.rows(
+            "SELECT 1 FROM alert_outbox WHERE delivered_at IS NULL LIMIT 1"), 60)
+        if not delivered:
+            self.report.violate(end, "alerts still undelivered 60 s after the sink came back")
+        bodies = self.sink.bodies()
+        ids = [b["id"] for b in bodies if b.get("id")]
+        self.report.crash_alerts = sum(1 for b in bodies if b.get("kind") == "process_crashed")
+        self.report.alerts_delivered = len(ids)
+        self.report.alert_kinds = Counter(b.get("kind", "?") for b in bodies if b.get("id"))
+        stored_ids = [r["id"] for r in self.rows("SELECT id FROM alerts ORDER BY id")]
+        dups = sorted(x for x, n in Counter(ids).items() if n > 1)
+        if dups:
+            self.report.violate(end, f"alerts delivered more than once: {dups}")
+        if ids != sorted(ids):
+            self.report.violate(end, "alerts delivered out of order")
+        if set(stored_ids) - set(ids):
+            lost = sorted(set(stored_ids) - set(ids))
+            self.report.violate(end, f"alerts never delivered: {lost}")
+        self.report.checks["missed_alerted"] += 1
+        texts = [b.get("message", "") for b in bodies if b.get("kind") == "entry_missed"]
+        for day in self.missed_days:
+            if not any(day in t for t in texts):
+                self.report.violate(day, "entry missed without an entry_missed alert")
