@@ -51,6 +51,7 @@ PASSWORD = "bench-password"
 def seed_book(path: Path, lots: int = 1000, fills: int = 10_000, open_lots: int = 10) -> None:
     """Through the book's own store API, as the engine would have written it."""
     from book.store import Store
+    from trading.records import StoredFill
 
     rng = random.Random(1)
     store = Store(path)
@@ -73,8 +74,8 @@ def seed_book(path: Path, lots: int = 1000, fills: int = 10_000, open_lots: int 
         store.mark_order(sl, status="submitted")
         store.set_exits(lot_id, tp_order_ref=tp, sl_order_ref=sl, oca_group=f"g{lot_id}")
         for k in range(per_lot):
-            store.add_fill(f"e{i}.{k}", ref, i, i, con_id, "SLD" if k == 0 else "BOT", 1,
-                           1.0, 0.65, t0 + i * 86400 + k, lot_id)
+            store.add_fill(StoredFill(f"e{i}.{k}", ref, i, i, con_id, "SLD" if k == 0 else "BOT",
+                                      1, 1.0, 0.65, t0 + i * 86400 + k, lot_id))
         if i >= open_lots:
             store.close_lot(lot_id, 0.4, t0 + i * 86400 + 3600, "take_profit", 59.35)
     store.close()

@@ -4,47 +4,23 @@ turns `filled` and a lot's commissions follow in the same transaction."""
 from __future__ import annotations
 
 import time
+from dataclasses import astuple
 
 from book.db import Repository
 from trading.records import StoredFill
 
-_now = time.time  # add_fill's `time` argument shadows the module
+_now = time.time
 
 
 class Fills(Repository):
-    def add_fill(
-        self,
-        exec_id: str,
-        order_ref: str,
-        order_id: int,
-        perm_id: int,
-        con_id: int,
-        side: str,
-        qty: float,
-        price: float,
-        commission: float | None,
-        time: float,
-        lot_id: int | None = None,
-    ) -> bool:
+    def add_fill(self, fill: StoredFill) -> bool:
         """Store a fill once: True the first time its execution id is seen. Its order's
         row turns `filled` in the same transaction (one durable commit per fill)."""
         with self._db.tx() as c:
             cur = c.execute(
                 "INSERT OR IGNORE INTO fills(exec_id, order_ref, order_id, perm_id, con_id,"
                 " side, qty, price, commission, time, lot_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    exec_id,
-                    order_ref,
-                    order_id,
-                    perm_id,
-                    con_id,
-                    side,
-                    qty,
-                    price,
-                    commission,
-                    time,
-                    lot_id,
-                ),
+                astuple(fill),
             )
             if cur.rowcount != 1:
                 return False
@@ -52,7 +28,8 @@ class Fills(Repository):
                 "UPDATE orders SET status = 'filled', order_id = COALESCE(?, order_id),"
                 " perm_id = COALESCE(?, perm_id), lot_id = COALESCE(?, lot_id),"
                 " updated_at = ? WHERE order_ref = ?",
-                (order_id or None, perm_id or None, lot_id, _now(), order_ref),
+                (fill.order_id or None, fill.perm_id or None, fill.lot_id, _now(),
+                 fill.order_ref),
             )
             return True
 

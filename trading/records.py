@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any, ClassVar, Literal, Protocol, Self
 
+from trading.model import FillInfo
+
 ExitRole = Literal["tp", "sl"]
 
 
@@ -146,6 +148,13 @@ class StoredFill(_Row):
     commission: float | None
     time: float | None
     lot_id: int | None
+
+    @classmethod
+    def of(cls, fill: FillInfo, lot_id: int | None) -> StoredFill:
+        """The broker's execution as the book stores it, tied to `lot_id` (None: not
+        ours, kept only for the price of a close made outside the engine)."""
+        return cls(fill.exec_id, fill.order_ref, fill.order_id, fill.perm_id, fill.con_id,
+                   fill.side, fill.qty, fill.price, fill.commission, fill.time, lot_id)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from trading import pnl as pnl_math
 from trading.fills import exit_slice, vwap
 from trading.model import ContractInfo, FillInfo, OrderInfo
 from trading.order_refs import is_ours, parse_sale
-from trading.records import OrderRecord
+from trading.records import OrderRecord, StoredFill
 
 
 def _status_name(info: OrderInfo) -> str:
@@ -58,19 +58,7 @@ class FillsMixin(BookState):
                 # Whoever sold it may have given up already: protection must not wait
                 # for the repair tick (the executor ignores this if it placed exits).
                 self.directory.tell("order_executor", ProtectLot(lot_id, "sale fill"))
-        new = self.db.add_fill(
-            exec_id=fill.exec_id,
-            order_ref=fill.order_ref,
-            order_id=fill.order_id,
-            perm_id=fill.perm_id,
-            con_id=fill.con_id,
-            side=fill.side,
-            qty=fill.qty,
-            price=fill.price,
-            commission=fill.commission,
-            time=fill.time,
-            lot_id=lot_id,
-        )
+        new = self.db.add_fill(StoredFill.of(fill, lot_id))
         if not new:
             if fill.commission is not None:
                 self.db.set_commission(fill.exec_id, fill.commission)  # and realized P&L
@@ -125,11 +113,7 @@ class FillsMixin(BookState):
             lot.con_id for lot in self.db.open_lots()
         }:
             return
-        if self.db.add_fill(
-            exec_id=fill.exec_id, order_ref=fill.order_ref, order_id=fill.order_id,
-            perm_id=fill.perm_id, con_id=fill.con_id, side=fill.side, qty=fill.qty,
-            price=fill.price, commission=fill.commission, time=fill.time, lot_id=None,
-        ):
+        if self.db.add_fill(StoredFill.of(fill, None)):
             self.log.info(
                 "outside fill {} {} {} x{} @ {}",
                 fill.exec_id, fill.side, fill.local_symbol, fill.qty, fill.price,

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from book.store import Store
+from trading.records import StoredFill
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,8 +58,8 @@ def test_fill_is_stored_once(tmp_path: Path) -> None:
         commission=None,
         time=1.0,
     )
-    assert store.add_fill(**args) is True
-    assert store.add_fill(**args) is False
+    assert store.add_fill(StoredFill(**args, lot_id=None)) is True
+    assert store.add_fill(StoredFill(**args, lot_id=None)) is False
     assert store.fill_count() == 1
     assert store.set_commission("e1", 0.65) is True
     assert store.fills()[0].commission == 0.65
@@ -129,13 +130,13 @@ def test_intents_and_entries(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from book.store import Store
+from trading.records import StoredFill
 s = Store(sys.argv[1])
 i = 0
 print("ready", flush=True)
 while True:
     i += 1
-    s.add_fill(exec_id=f"e{i}", order_ref="r", order_id=i, perm_id=i, con_id=1, side="SLD",
-               qty=1, price=1.0, commission=None, time=float(i))
+    s.add_fill(StoredFill(f"e{i}", "r", i, i, 1, "SLD", 1, 1.0, None, float(i), None))
     s.set_kv("n", i)
 """
 
@@ -181,8 +182,7 @@ def test_a_fill_marks_its_order_filled_and_keeps_what_it_does_not_know(tmp_path:
     store = Store(tmp_path / "b.sqlite")
     store.record_intent("tb:x", "tp", 42, "BUY", "LMT", 1, lmt_price=1.0, lot_id=3)
     store.mark_order("tb:x", status="submitted", order_id=9, perm_id=77)
-    assert store.add_fill(exec_id="e9", order_ref="tb:x", order_id=0, perm_id=0, con_id=42,
-                          side="BOT", qty=1, price=1.0, commission=None, time=1.0)
+    assert store.add_fill(StoredFill("e9", "tb:x", 0, 0, 42, "BOT", 1, 1.0, None, 1.0, None))
     row = store.order_by_ref("tb:x")
     assert (row.status, row.order_id, row.perm_id, row.lot_id) == (
         "filled", 9, 77, 3)
@@ -203,7 +203,7 @@ def test_rows_come_back_as_typed_records(tmp_path: Path) -> None:
     assert (lot.exit_level("tp"), lot.exit_level("sl")) == (2.43, 18.24)
     store.record_intent("tb:t", "tp", 42, "BUY", "LMT", 1, lmt_price=2.43, lot_id=lot_id)
     assert isinstance(store.order_by_ref("tb:t"), OrderRecord)
-    store.add_fill("e1", "tb:t", 5, 7, 42, "BOT", 1, 2.43, 0.65, 2.0, lot_id)
+    store.add_fill(StoredFill("e1", "tb:t", 5, 7, 42, "BOT", 1, 2.43, 0.65, 2.0, lot_id))
     assert store.fills(lot_id) == [StoredFill("e1", "tb:t", 5, 7, 42, "BOT", 1.0, 2.43, 0.65,
                                               2.0, lot_id)]
     store.start_entry("d", "09:35")
