@@ -18,6 +18,17 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+def open_dashboard(browser: Any, url: str, width: int, height: int, lots: int) -> Any:
+    """A page on the dashboard, once it shows the link READY and `lots` lot rows."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url + "/")
+    expect(page.locator("#link-state")).to_have_text("READY", timeout=10_000)
+    expect(page.locator("#lots tbody tr")).to_have_count(lots, timeout=10_000)
+    return page
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
                     "(make test installs it with apt-get)")
 def test_dashboard_shows_lots_and_pauses_after_login(
@@ -38,11 +49,8 @@ def test_dashboard_shows_lots_and_pauses_after_login(
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(web.url + "/")
-            expect(page.locator("#link-state")).to_have_text("READY", timeout=10_000)
+            page = open_dashboard(browser, web.url, 1280, 900, lots=2)
             rows = page.locator("#lots tbody tr")
-            expect(rows).to_have_count(2, timeout=10_000)
             pnl = [rows.nth(i).locator("td").nth(PNL_COL) for i in range(2)]
             for cell in pnl:
                 expect(cell).not_to_have_text("–", timeout=10_000)

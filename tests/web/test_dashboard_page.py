@@ -14,7 +14,7 @@ import pytest
 from book.store import Store
 from tests.engine.test_lifecycle import enter_and_wait
 from tests.web.conftest import PASSWORD
-from tests.web.test_browser import ARGS, ARTIFACTS, CHROMIUM
+from tests.web.test_browser import ARGS, ARTIFACTS, CHROMIUM, open_dashboard
 
 LOT_COLS = ["Lot", "Contract", "Qty", "DTE", "Delta", "OTM $", "OTM %", "Entry", "Mid",
             "Mid age", "P&L", "% max profit", "to TP", "to SL", "Premium at risk"]
@@ -47,10 +47,7 @@ def test_dashboard_for_a_trader_at_desk_and_phone_widths(
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             # ---- desk: 1400 px --------------------------------------------------------
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(web.url + "/")
-            expect(page.locator("#link-state")).to_have_text("READY", timeout=10_000)
-            expect(page.locator("#lots tbody tr")).to_have_count(1, timeout=10_000)
+            page = open_dashboard(browser, web.url, 1400, 1000, lots=1)
             heads = page.locator("#lots thead th").all_inner_texts()
             assert heads[: len(LOT_COLS)] == LOT_COLS
             assert _cell(page, "Lot").inner_text() == str(lot.id)
