@@ -20,6 +20,7 @@ from typing import Any
 
 from book.store import Store
 from trading import pnl as pnl_math
+from trading.calendar import ET
 from trading.model import ContractInfo, LinkState, LinkStatus, Quote
 from trading.records import EntryAttempt, ExitRole, Lot, OrderRecord
 
@@ -350,7 +351,7 @@ def status_view(
             "now": now,
             "clock": eng.clock_iso,
             # Every time on the page is exchange time (issue 19).
-            "timezone": "America/New_York",
+            "timezone": ET.key,
         },
         "open_lots": len(lots),
         "unprotected_lots": sum(1 for lot in lots if lot.state == "unprotected"),

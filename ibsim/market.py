@@ -12,11 +12,10 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from ibsim import calendar
+from ibsim.calendar import ET
 
-ET = ZoneInfo("America/New_York")
 SPY_CON_ID = 756733
 RATE = 0.04
 TICK = 0.01
