@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from loguru import logger
@@ -23,9 +22,9 @@ from loguru import logger
 from actors.context import EngineContext
 from actors.messages import LinkChanged
 from actors.supervisor import SupervisedActor, start_ticker
-from config.loader import parse_quiet_window
 from ops.backoff import backoff_delay
 from trading.calendar import ET
+from trading.ib_hours import in_quiet_window, weekly_reauth
 from trading.model import LinkState, LinkStatus
 
 TICK_SECONDS = 0.2
@@ -35,25 +34,6 @@ WEEKLY_REAUTH = "weekly re-authentication"
 # supervisord) must not restart the gateway once more while a login is awaited, nor spend
 # the day's restarts anew.
 ESCALATION_KEY = "watchdog_escalation"
-
-
-def in_quiet_window(now_et: datetime, windows: list[str]) -> bool:
-    """True inside one of IB's reset windows (config strings, ET; see parse_quiet_window)."""
-    minute = now_et.hour * 60 + now_et.minute
-    wd = now_et.weekday()
-    for text in windows:
-        days, start, end = parse_quiet_window(text)
-        if end > start:
-            if wd in days and start <= minute < end:
-                return True
-        elif (wd in days and minute >= start) or ((wd - 1) % 7 in days and minute < end):
-            return True
-    return False
-
-
-def weekly_reauth(now_et: datetime) -> bool:
-    """Sunday from 01:00 ET: IB's session has expired; a new login (2FA) is due."""
-    return now_et.weekday() == 6 and now_et.hour >= 1
 
 
 @dataclass(frozen=True)
@@ -111,15 +91,28 @@ class Watchdog(SupervisedActor):
             return
         if not isinstance(saved, dict):
             return
-        self.gateway_day = str(saved.get("day", ""))
-        self.gateway_restarts = int(saved.get("restarts", 0))
+        try:
+            day, restarts = str(saved.get("day") or ""), int(saved.get("restarts") or 0)
+        except (TypeError, ValueError):
+            self.log.warning("escalation state malformed ({}): starting afresh", saved)
+            return
+        self.gateway_day, self.gateway_restarts = day, restarts
         self.awaiting_login = bool(saved.get("awaiting_login", False))
         self.login_alerted = bool(saved.get("login_alerted", False))
-        if self.awaiting_login:
+        if self.link.state == LinkState.READY:
+            # READY already (published before we subscribed): the login came.
+            self._login_seen()
+        elif self.awaiting_login:
             # Counted from now: a fresh escalate_after before the login_required alert.
             self.escalated_at = time.monotonic()
             self.log.warning("a gateway restart is still awaiting a login (2FA): no other "
                              "restart until the link is READY or an operator asks")
+
+    def _login_seen(self) -> None:
+        """The link is READY after any gateway restart we asked for: no login awaited."""
+        if self.awaiting_login or self.login_alerted:
+            self.awaiting_login = self.login_alerted = False
+            self._save_escalation()
 
     def _save_escalation(self) -> None:
         state = {"day": self.gateway_day, "restarts": self.gateway_restarts,
@@ -164,9 +157,7 @@ class Watchdog(SupervisedActor):
                 self.log.info("READY from before the gateway restart: still awaiting login")
             else:
                 self.escalated_at = None
-                if self.awaiting_login or self.login_alerted:
-                    self.awaiting_login = self.login_alerted = False
-                    self._save_escalation()
+                self._login_seen()
             self.probe_failures = 0
             self.ever_ready = True
             self.next_probe_at = now + self.cfg.watchdog.probe_interval
@@ -241,6 +232,8 @@ class Watchdog(SupervisedActor):
             self._on_link(LinkChanged(current, self.link.state))
         now = time.monotonic()
         if self.link.state == LinkState.READY:
+            if self.link.updated_at >= self.gateway_restart_at:
+                self._login_seen()
             w = self.cfg.watchdog
             if self.restarts and self.ready_since is not None \
                     and now - self.ready_since >= w.stable_after:
@@ -304,13 +297,22 @@ class Watchdog(SupervisedActor):
                     severity="error",
                 )
             return
-        current = self.directory.link
-        if current is not None and current.state == LinkState.READY:
-            return  # READY since this tick was queued: nothing to repair
         self.gateway_restarts += 1
         self.awaiting_login = True
         self._save_escalation()  # before the restart: a crash during it still remembers
-        self.restart_gateway("watchdog", down_for=down_for)
+        # From here a READY is the old gateway's (the restart will end it) ...
+        self.gateway_restart_at = time.time()
+        current = self.directory.link
+        if current is not None and current.state == LinkState.READY:
+            # ... unless it came before the restart is sent: nothing to repair then.
+            self.gateway_restarts -= 1
+            self.awaiting_login = False
+            self._save_escalation()
+            return
+        result = self.restart_gateway("watchdog", down_for=down_for)
+        if not result["started"] and result["method"] != "none":
+            self.awaiting_login = False  # it failed: the next escalation may try again
+            self._save_escalation()
 
     def _restart_connection(self, why: str) -> None:
         current = self.directory.link
@@ -380,7 +382,7 @@ class Watchdog(SupervisedActor):
 
         method = self.cfg.watchdog.gateway_restart
         why = f"link down for {down_for:.0f}s" if down_for is not None else f"requested by {by}"
-        self.gateway_restart_at = time.time()
+        self.gateway_restart_at = time.time()  # a READY older than this predates the restart
         try:
             message = restart_gateway(method, self.cfg)
             ok = method != "none"

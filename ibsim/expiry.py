@@ -105,7 +105,10 @@ class Expiries:
         return events
 
     def _close_assigned(self, con_id: int, qty: int) -> list[Event]:
-        pos = self.positions[con_id]
+        pos = self.positions.get(con_id)
+        if pos is None or pos["position"] > -qty:
+            # Bought back in the gap before this leg was booked: nothing left to assign.
+            return []
         c = pos["contract"]
         self.realized += qty * pos["avg_cost"]  # the option closes at 0: its premium kept
         pos["position"] += qty

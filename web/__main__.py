@@ -7,10 +7,12 @@ import sys
 from loguru import logger
 
 from config.loader import cli_config
+from ops import ast_guard
 from ops.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    ast_guard.install()  # waitress threads may format tracebacks at once (CPython 3.11)
     cfg = cli_config("python -m web", argv, __doc__)
     setup_logging("web", cfg.logging.dir or None, cfg.logging.level, cfg.logging.format)
     from waitress import serve

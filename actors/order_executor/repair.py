@@ -54,7 +54,12 @@ class RepairMixin(ExecutorPart):
         repaired = checked = resized = 0
         open_lots = self.book.open_lots().get(timeout=self._t())
         self._cancel_legs_of_closed_lots(live, {lot.id for lot in open_lots})
+        # Gone at the broker, cause not yet known (an assignment's shares on their way,
+        # or a hand close): no new exits there, a BUY on a gone position opens one.
+        settling = set(self.book.settling_contracts().get(timeout=self._t()))
         for lot in open_lots:
+            if lot.con_id in settling:
+                continue
             checked += 1
             mine = [o for o in live if o.order_ref.startswith(lot_prefix(lot.id))]
             pair = self._live_pair(lot, mine)

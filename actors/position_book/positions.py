@@ -17,7 +17,8 @@ from trading.records import Lot, StoredFill
 # An assignment reaches the API as two position updates (the option's, the shares'), in
 # no documented order and not always in the same message batch: a contract gone with no
 # shares to explain it yet is looked at again this much later before it is taken for a
-# hand close (its exits stay live meanwhile, which only protects).
+# hand close. Its exits are left as they are meanwhile, and the repair job places none
+# on it (settling_contracts).
 ASSIGNMENT_SETTLE_SECONDS = 2.0
 
 
@@ -156,7 +157,8 @@ class PositionsMixin(BookState):
         shares of an assignment may still be on their way): left for a check a little
         later, which is asked for here. Not when the exits are known gone too (one of
         them filled unseen: an assignment leaves them working), a buy-back executed
-        outside the engine, or the option expired."""
+        outside the engine, or the option expired out of the money (in the money, its
+        shares are what is awaited)."""
         first_seen = self._gone_since
         for con_id in [c for c in first_seen if c not in missing or c in assigned]:
             del first_seen[con_id]
@@ -164,7 +166,7 @@ class PositionsMixin(BookState):
         mono = time.monotonic()
         for con_id in missing:
             lot = by_con[con_id][0]
-            if con_id in assigned or (lot.expiry and rules.past_expiry(lot.expiry, now, cal)) \
+            if con_id in assigned or self._expired_worthless(lot, now, cal) \
                     or (exits_known and self._exits_gone(lot)) \
                     or any(f.side == "BOT" for f in self.db.outside_fills(con_id, 0.0)):
                 continue  # explained otherwise: a buy-back executed outside the engine
@@ -175,6 +177,18 @@ class PositionsMixin(BookState):
             left = ASSIGNMENT_SETTLE_SECONDS - (mono - min(first_seen[c] for c in wait))
             self._recheck_positions_later(max(0.05, left) + 0.05)
         return wait
+
+    def _expired_worthless(self, lot: Lot, now: datetime, cal: TradingCalendar) -> bool:
+        if not lot.expiry or not rules.past_expiry(lot.expiry, now, cal):
+            return False
+        close = self._underlying_close(lot, now, cal)
+        return bool(close) and rules.occ_outcome(lot.put_call, lot.strike, close[0]) == (
+            "expired")
+
+    def settling_contracts(self) -> list[int]:
+        """Contracts gone at the broker whose cause is still awaited (see _settling): the
+        repair job places no exits on them (a BUY on a position that is gone opens one)."""
+        return sorted(self._gone_since)
 
     def _close_gone(
         self, lot: Lot, qty: int, assigned: bool, exits_known: bool,

@@ -66,6 +66,8 @@ class ReconcileMixin(BookState):
         comes back as a message and is applied only if no broker event overtook it."""
         conn = self.directory.ref("connection")
         if conn is None:
+            if not full:
+                self._checking = False  # nothing in flight: the next update may ask
             return
         timeout = self.cfg.gateway.request_timeout + 2
         fetched_at = time.monotonic()

@@ -114,7 +114,7 @@ def test_watchdog_escalation_keys_and_quiet_windows(tmp_path: Path) -> None:
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from actors.watchdog import in_quiet_window, weekly_reauth
+    from trading.ib_hours import in_quiet_window, weekly_reauth
 
     cfg = Config()
     assert cfg.watchdog.max_gateway_restarts == 3 and cfg.watchdog.stable_after == 300.0
