@@ -35,17 +35,26 @@ class Checks(Harness):
         return problems
 
     def mismatch(self) -> list[str]:
-        """Book's open lots vs the broker's option positions, contract by contract."""
+        """Book's open lots vs the broker's short option positions, contract by contract.
+        A long option is no lot: an exit that filled after its position was gone (a
+        cancel crossed by a fill, fill_on_cancel, on an assigned lot) leaves one, which
+        the engine must not trade but must report (outside_position, critical)."""
         state = self.broker()
         if state is None:
             return ["the gateway is not answering"]
-        broker = {p["con_id"]: -p["position"] for p in state["positions"]
-                  if p["sec_type"] == "OPT"}
+        options = [p for p in state["positions"] if p["sec_type"] == "OPT"]
+        broker = {p["con_id"]: -p["position"] for p in options if p["position"] < 0}
         book: Counter[int] = Counter()
         for lot in self.open_lots():
             book[lot["con_id"]] += lot["qty"]
-        return [f"con_id {c}: book {book.get(c, 0)} short, broker {broker.get(c, 0)} short"
-                for c in sorted(set(book) | set(broker)) if book.get(c, 0) != broker.get(c, 0)]
+        problems = [f"con_id {c}: book {book.get(c, 0)} short, broker {broker.get(c, 0)} short"
+                    for c in sorted(set(book) | set(broker))
+                    if book.get(c, 0) != broker.get(c, 0)]
+        reported = {(b.get("details") or {}).get("con_id")
+                    for b in self.sink.bodies("outside_position") if b["severity"] == "critical"}
+        problems += [f"con_id {p['con_id']}: held long x{p['position']:g}, never reported"
+                     for p in options if p["position"] > 0 and p["con_id"] not in reported]
+        return problems
 
     def check(self, day: str, name: str, problems: Callable[[], list[str]],
               timeout: float) -> None:
