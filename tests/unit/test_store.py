@@ -46,20 +46,10 @@ def test_wal_mode_and_schema(tmp_path: Path) -> None:
 
 def test_fill_is_stored_once(tmp_path: Path) -> None:
     store = Store(tmp_path / "b.sqlite")
-    args = dict(
-        exec_id="e1",
-        order_ref="r",
-        order_id=1,
-        perm_id=2,
-        con_id=42,
-        side="SLD",
-        qty=1,
-        price=6.08,
-        commission=None,
-        time=1.0,
-    )
-    assert store.add_fill(StoredFill(**args, lot_id=None)) is True
-    assert store.add_fill(StoredFill(**args, lot_id=None)) is False
+    fill = StoredFill("e1", "r", order_id=1, perm_id=2, con_id=42, side="SLD", qty=1,
+                      price=6.08, commission=None, time=1.0, lot_id=None)
+    assert store.add_fill(fill) is True
+    assert store.add_fill(fill) is False
     assert store.fill_count() == 1
     assert store.set_commission("e1", 0.65) is True
     assert store.fills()[0].commission == 0.65
