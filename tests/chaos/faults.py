@@ -88,9 +88,9 @@ class Faults(Harness):
             self.sink.start()
 
     def end_all_faults(self) -> None:
-        for _, _, end in self.endings:
+        endings, self.endings = self.endings, []  # an ending may queue a retry
+        for _, _, end in endings:
             end()
-        self.endings.clear()
         self.sink_up()
         for path, body in (("/fault/outage_end", {}), ("/fault/login", {}),
                            ("/fault/hold_fills", {"seconds": 0}), ("/fault/reject", {"count": 0}),

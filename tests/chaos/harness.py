@@ -149,12 +149,16 @@ class Harness:
         if asked > self.logins_answered:
             self.logins_answered = asked
             self.endings.append((time.monotonic() + OPERATOR_LOGIN_AFTER, "operator_login",
-                                 lambda: self.post("operator_login", "/fault/login", {})
-                                 and None))
+                                 self.operator_login))
         now = time.monotonic()
         for item in [e for e in self.endings if e[0] <= now]:
             self.endings.remove(item)
             item[2]()
+
+    def operator_login(self) -> None:
+        """Log in at the gateway; a gateway restarting just then is tried again soon."""
+        if not self.post("operator_login", "/fault/login", {}):
+            self.endings.append((time.monotonic() + 1.0, "operator_login", self.operator_login))
 
     # ---- ibsim's control API and the book's integrity -----------------------------------------
 
