@@ -97,6 +97,7 @@ class PositionsMixin(BookState):
                 if self._close_gone(lot, take, con_id in assigned, exits_known, now, cal):
                     closed += 1
                 gone -= take
+        longs: set[int] = set()  # long options held now (each said once per change)
         for con_id, p in broker.items():
             c = p.contract
             book_qty = sum(lot.qty for lot in by_con.get(con_id, []))
@@ -106,6 +107,7 @@ class PositionsMixin(BookState):
                 continue  # an expired option stays listed until the broker settles it
             long_key = f"long_position:{con_id}"
             if p.qty > 0 and c.sec_type == "OPT":
+                longs.add(con_id)
                 # Nobody sold this: a BUY filled on a position that was gone (an exit
                 # after an assignment or a hand close). It is risk the engine never
                 # takes on by itself: said once per change, never traded.
@@ -147,7 +149,17 @@ class PositionsMixin(BookState):
                 severity="warning",
                 details={"lot_id": lot_id, "con_id": con_id, "qty": extra},
             )
+        self._forget_flat_longs(longs)
         return closed, imported
+
+    def _forget_flat_longs(self, longs: set[int]) -> None:
+        """A long option reported before and flat now is forgotten: held again, it is
+        reported again (its alert memory is per change, not for ever)."""
+        known = set(self.db.get_kv("long_positions") or [])
+        for con_id in known - longs:
+            self.db.set_kv(f"long_position:{con_id}", None)
+        if known != longs:
+            self.db.set_kv("long_positions", sorted(longs))
 
     def _settling(
         self, missing: dict[int, int], assigned: set[int], by_con: dict[int, list[Lot]],

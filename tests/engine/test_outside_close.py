@@ -182,3 +182,13 @@ def test_a_long_put_no_lot_explains_is_alerted_and_never_traded(
     assert len([a for a in alerts(eng, "outside_position") if "LONG" in a["message"]]) == 1
     assert [o for o in sim.get_state()["open_orders"] if o["order_ref"].startswith("tb:")] == []
     assert eng.open_lots() == []
+    # Sold by hand (flat), then held long again: a new change, so a new alert (folded
+    # alerts count their repeats).
+    hand_order(sim, con_id, "SELL")
+    wait_until(lambda: eng.book().get_kv(f"long_position:{con_id}").get(timeout=5) is None,
+               REPAIR + 5, message="the flat long forgotten")
+    hand_order(sim, con_id, "BUY")
+    wait_until(lambda: sum(int(a.get("count") or 1) for a in alerts(eng, "outside_position")
+                           if "LONG" in a["message"]) == 2, REPAIR + 5,
+               message="the long held again is reported again")
+    assert eng.open_lots() == []
