@@ -52,6 +52,7 @@ class PositionBook(
         self.reconciled_at = 0.0
         self.last_broker_event = 0.0
         self._checking = False  # a position check is being fetched
+        self._check_again = False  # a position changed while it was
         self._gone_since: dict[int, float] = {}
         self._shares_changed: tuple[Any, float] | None = None
         self._views_cache: views.SnapshotCache | None = None
@@ -121,13 +122,21 @@ class PositionBook(
         elif isinstance(message, _BrokerSnapshot):
             if not message.full:
                 self._checking = False
+                if self._check_again:
+                    self._check_again = False
+                    self.actor_ref.tell(_RecheckPositions())
             if message.fetched_at < self.last_broker_event:
                 # Events came in while it was fetched: it may be older than the book.
                 if message.attempt < 3:
+                    self._checking = self._checking or not message.full
                     self._fetch_for_reconcile(message.attempt + 1, message.full)
-                elif message.full:
+                    return None
+                if message.full:
                     self.reconcile()  # in the actor: nothing interleaves
-                return None
+                    return None
+                # A position check still overtaken by a stream of events is applied as
+                # the repair tick applies its own: positions were read before executions,
+                # so a fill of ours that moved them is among them.
             if message.full:
                 self._apply_snapshot(message.fills, message.open_orders, message.positions,
                                      list(message.completed))

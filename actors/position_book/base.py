@@ -27,5 +27,6 @@ class BookState:
     reconciled_at: float
     last_broker_event: float
     _checking: bool  # a position check is being fetched
+    _check_again: bool  # a position changed while it was: check once more after it
     _gone_since: dict[int, float]  # con_id -> when first seen gone unexplained (monotonic)
     _shares_changed: tuple[Any, float] | None  # a share count not yet settled, since when

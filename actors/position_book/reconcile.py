@@ -53,7 +53,12 @@ class ReconcileMixin(BookState):
         if self.link.state != LinkState.READY:
             return  # the reconciliation at READY covers it
         book_qty = sum(lot.qty for lot in self.db.open_lots() if lot.con_id == c.con_id)
-        if -int(pos.qty) == book_qty or self._checking:
+        if -int(pos.qty) == book_qty:
+            return
+        if self._checking:
+            # The check in flight may have read the positions before this change: one
+            # more check follows it (not the repair tick, minutes away).
+            self._check_again = True
             return
         if self.db.get_kv(f"outside_position:{c.con_id}") == -int(pos.qty) - book_qty:
             return  # a hand sale already reported and not adopted

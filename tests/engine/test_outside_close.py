@@ -164,6 +164,23 @@ def test_hand_sale_with_adoption_on_imports_a_lot_and_places_its_exits(
     assert len(alerts(eng, "outside_position")) == 1
 
 
+def test_two_hand_closes_in_a_row_are_both_seen_without_the_repair_tick(
+    sim: Any, start_engine: Any
+) -> None:
+    """A position update that comes while the check of the one before is in flight is
+    checked after it, not left to the repair tick (here ten minutes away)."""
+    eng = start_engine({"schedule": {"entry_times": ["15:00"], "repair_interval": 600.0},
+                        "strategy": {"quantity": 3}})
+    lot = enter_and_wait(eng, 0)
+    hand_order(sim, lot.con_id, "BUY", 1)
+    hand_order(sim, lot.con_id, "BUY", 1)
+    left = wait_for_value(lambda: eng.open_lots(),
+                          lambda lots: sum(x.qty for x in lots) == 1, 15,
+                          "the book down to the one contract the broker holds")
+    assert [x.id for x in left] == [lot.id]
+    assert sum(x.qty for x in closed_lots(eng)) == 2  # one piece or two, as seen
+
+
 def test_a_long_put_no_lot_explains_is_alerted_and_never_traded(
     sim: Any, start_engine: Any
 ) -> None:
