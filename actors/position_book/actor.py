@@ -117,7 +117,6 @@ class PositionBook(
                 self._fetch_for_reconcile(1)
         elif isinstance(message, _RecheckPositions):
             if not self._checking and self.link.state == LinkState.READY:
-                self._checking = True
                 self._fetch_for_reconcile(1, full=False)
         elif isinstance(message, _BrokerSnapshot):
             if not message.full:
@@ -128,7 +127,6 @@ class PositionBook(
             if message.fetched_at < self.last_broker_event:
                 # Events came in while it was fetched: it may be older than the book.
                 if message.attempt < 3:
-                    self._checking = self._checking or not message.full
                     self._fetch_for_reconcile(message.attempt + 1, message.full)
                     return None
                 if message.full:

@@ -180,7 +180,7 @@ class PositionsMixin(BookState):
             lot = by_con[con_id][0]
             if con_id in assigned or self._expired_worthless(lot, now, cal) \
                     or (exits_known and self._exits_gone(lot)) \
-                    or any(f.side == "BOT" for f in self.db.outside_fills(con_id, 0.0)):
+                    or self._bought_back_outside(con_id):
                 continue  # explained otherwise: a buy-back executed outside the engine
             since = first_seen.setdefault(con_id, mono)
             if mono - since < ASSIGNMENT_SETTLE_SECONDS:
@@ -189,6 +189,10 @@ class PositionsMixin(BookState):
             left = ASSIGNMENT_SETTLE_SECONDS - (mono - min(first_seen[c] for c in wait))
             self._recheck_positions_later(max(0.05, left) + 0.05)
         return wait
+
+    def _bought_back_outside(self, con_id: int) -> bool:
+        """A buy on this contract executed outside the engine (a hand close)."""
+        return any(f.side == "BOT" for f in self.db.outside_fills(con_id, 0.0))
 
     def _expired_worthless(self, lot: Lot, now: datetime, cal: TradingCalendar) -> bool:
         if not lot.expiry or not rules.past_expiry(lot.expiry, now, cal):
@@ -214,8 +218,7 @@ class PositionsMixin(BookState):
             else:
                 spot, estimated = self._spot(), False
             return self._close_assigned(lot, qty, spot, estimated)
-        has_outside = any(
-            f.side == "BOT" for f in self.db.outside_fills(lot.con_id, 0.0))
+        has_outside = self._bought_back_outside(lot.con_id)
         if expired and not has_outside:
             close = self._underlying_close(lot, now, cal)
             if close and rules.occ_outcome(lot.put_call, lot.strike, close[0]) == (

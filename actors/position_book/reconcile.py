@@ -62,17 +62,17 @@ class ReconcileMixin(BookState):
             return
         if self.db.get_kv(f"outside_position:{c.con_id}") == -int(pos.qty) - book_qty:
             return  # a hand sale already reported and not adopted
-        self._checking = True
         self._fetch_for_reconcile(1, full=False)
 
     def _fetch_for_reconcile(self, attempt: int, full: bool = True) -> None:
         """Ask the broker on a helper thread, so that the dashboard's reads are not
         queued behind three gateway round trips after every reconnect; the answer
-        comes back as a message and is applied only if no broker event overtook it."""
+        comes back as a message and is applied only if no broker event overtook it.
+        A position check (not `full`) is in flight until its snapshot comes back."""
         conn = self.directory.ref("connection")
+        if not full:
+            self._checking = conn is not None  # none started: the next update may ask
         if conn is None:
-            if not full:
-                self._checking = False  # nothing in flight: the next update may ask
             return
         timeout = self.cfg.gateway.request_timeout + 2
         fetched_at = time.monotonic()

@@ -168,6 +168,5 @@ class SettlementMixin(BookState):
         if (pending and self.link.state == LinkState.READY and not self._checking
                 and time.monotonic() - self._settle_polled >= SETTLE_POLL_SECONDS):
             self._settle_polled = time.monotonic()
-            self._checking = True
             self._fetch_for_reconcile(1, full=False)
         return closed
