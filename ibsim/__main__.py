@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="buyers model: counterparties arriving per second per contract")
     p.add_argument("--spread", type=float, default=0.025,
                    help="an option's half-spread as a share of its price (cap $0.50)")
+    p.add_argument("--read-only", action="store_true",
+                   help="IB Gateway's Read-Only API: orders, cancels and open-orders requests"
+                        " are refused with 321 (POST /fault/read_only toggles it)")
     args = p.parse_args(argv)
     if args.buyer_rate < 0 or not 0 < args.spread <= 0.5:
         p.error("--buyer-rate must be >= 0 and --spread in (0, 0.5]")
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         tick_interval=args.tick_interval, now=args.now or None,
         master_client_id=args.master_client_id, cash=args.cash,
         ib_schedule=args.ib_schedule, fill_model=args.fill_model,
-        buyer_rate=args.buyer_rate, spread=args.spread,
+        buyer_rate=args.buyer_rate, spread=args.spread, read_only=args.read_only,
     )
 
     async def run() -> None:

@@ -1,7 +1,7 @@
 """The control API: HTTP/1.1 + JSON on the control port (loopback), on the gateway's loop.
 
 GET /state; POST /market, /clock, /restart, /fault/{outage,outage_end,farm,drop,logout,login,
-reject,hold_fills,slow_orders,refuse,freeze,mute}, /order/{cancel,external}. A bad request
+reject,hold_fills,slow_orders,refuse,freeze,mute,read_only}, /order/{cancel,external}. A bad request
 gets 400 (404 for an unknown path) with {"error": ...} and changes nothing.
 """
 
@@ -68,6 +68,7 @@ class ControlServer:
             ("POST", "/fault/stall"): self.stall,
             ("POST", "/fault/fill_on_cancel"): self.fill_on_cancel,
             ("POST", "/assign"): self.assign,
+            ("POST", "/fault/read_only"): self.read_only,
         }
 
     async def start(self) -> None:
@@ -240,6 +241,20 @@ class ControlServer:
         else:
             self.gw.broker.rejects.append(RejectRule(count, code, message, action, otype))
         return {"rejects": [r.__dict__ for r in self.gw.broker.rejects]}
+
+    async def read_only(self, body: dict[str, Any]) -> Any:
+        """{"on": true|false}: IB Gateway's Read-Only API setting. On: every placeOrder
+        (whatIf too) and cancelOrder gets 321 on its id, reqOpenOrders and
+        reqCompletedOrders get 321 on -1 (no end marker); other requests are served."""
+        unknown = set(body) - {"on"}
+        if unknown:
+            raise BadRequest(f"unknown keys {sorted(unknown)}")
+        on = body.get("on")
+        if not isinstance(on, bool):
+            raise BadRequest("'on' must be true or false")
+        self.gw.read_only = on
+        self.gw.log.warning("Read-Only API {}", "on" if on else "off")
+        return {"read_only": on}
 
     async def hold_fills(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", 60.0, 0.0, 86400.0)

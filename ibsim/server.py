@@ -37,7 +37,7 @@ class Gateway(Fanout, Faults, Ordering):
                  tick_interval: float = 0.25, now: str | None = None,
                  master_client_id: int | None = None, cash: float = 100_000.0,
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
-                 spread: float = 0.025) -> None:
+                 spread: float = 0.025, read_only: bool = False) -> None:
         if fill_model not in MODELS:
             raise ValueError(f"fill_model must be one of {MODELS}, not {fill_model!r}")
         if not 0 < spread <= 0.5:
@@ -47,6 +47,10 @@ class Gateway(Fanout, Faults, Ordering):
         # TWS's "Master API client ID" setting: that client also hears the orders and
         # executions of every other client and of orders entered by hand (client 0).
         self.master_client_id = master_client_id
+        # IB Gateway's "Read-Only API" setting (its default): orders, cancels and the
+        # open/completed orders requests are refused with 321 (--read-only,
+        # POST /fault/read_only).
+        self.read_only = read_only
         fixed = datetime.fromisoformat(now) if now else None
         self.market = Market(seed=seed, spot=spot, now=fixed)
         self.market.half_spread = spread
@@ -272,6 +276,7 @@ class Gateway(Fanout, Faults, Ordering):
                 "rejects": [r.__dict__ for r in self.broker.rejects],
                 "partial_fills": self.broker.partial_count,
                 "fill_on_cancel": self.fill_on_cancel,
+                "read_only": self.read_only,
             },
         }
 
