@@ -40,6 +40,8 @@ def _flags(options: dict[str, Any]) -> list[str]:
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             out += [flag] if value else []
+        elif isinstance(value, dict):  # market_data={"OPT": "none"} -> OPT=none
+            out += [flag, ",".join(f"{k}={v}" for k, v in value.items())]
         elif value is not None:
             out += [flag, ",".join(map(str, value)) if isinstance(value, list | tuple)
                     else str(value)]

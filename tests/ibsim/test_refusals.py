@@ -3,6 +3,7 @@ client: the code and IB's text, the id it is tied to, and nothing else changed."
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -103,3 +104,105 @@ def test_read_only_on_and_off_through_the_control_api(sim: Any, connect: Any) ->
     sim.post("/fault/read_only", {"on": False})
     ib.cancelOrder(live.order)
     wait_ib(ib, lambda: sim.get_state()["open_orders"] == [], what="the cancel served")
+
+
+# ---- market-data permissions -----------------------------------------------------------
+
+
+def ticks_of(ib: IB) -> list[tuple[int, int]]:
+    """(reqId, tickType) of every tick the client decoded."""
+    seen: list[tuple[int, int]] = []
+
+    def on(tickers: Any) -> None:
+        for t in tickers:
+            req = ib.wrapper.ticker2ReqId["mktData"].get(t, 0)
+            seen.extend((req, tick.tickType) for tick in t.ticks)
+
+    ib.pendingTickersEvent += on
+    return seen
+
+
+def an_option(ib: IB, strike: float = 585) -> Any:
+    from ib_insync import Option
+
+    from tests.ibsim.conftest import EXPIRY
+    (opt,) = ib.qualifyContracts(Option("SPY", EXPIRY, strike, "P", "SMART"))
+    return opt
+
+
+def test_no_option_permission_answers_354_and_opens_no_line(sim: Any, connect: Any) -> None:
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "none"})
+    assert sim.get_state()["faults"]["market_data"] == {"OPT": "none"}
+    ib = connect()
+    seen = errors_of(ib)
+    opt = an_option(ib)
+    t = ib.reqMktData(opt)
+    req = ib.wrapper.ticker2ReqId["mktData"][t]
+    wait_ib(ib, lambda: codes_for(seen, req), what="354")
+    assert [(c, m) for r, c, m in seen if r == req] == [(354, codes.text(354))]
+    assert codes.text(354).startswith("Requested market data is not subscribed. Check API")
+    assert sim.get_state()["clients"][0]["subscriptions"] == 0
+    spy = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))[0]
+    st = ib.reqMktData(spy)  # the stock keeps its live line
+    wait_ib(ib, lambda: st.bid > 0, what="a live stock quote")
+    ib.cancelMktData(opt)
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "live"})
+    t = ib.reqMktData(opt)
+    wait_ib(ib, lambda: t.bid > 0, what="the option quote once permitted")
+
+
+def test_delayed_permission_streams_fifteen_minute_old_ticks_after_10167(
+        sim: Any, connect: Any) -> None:
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "delayed"})
+    ib = connect()
+    seen = errors_of(ib)
+    opt = an_option(ib)
+    t = ib.reqMktData(opt)  # live data asked: 354, as IB answers without delayed enabled
+    req = ib.wrapper.ticker2ReqId["mktData"][t]
+    wait_ib(ib, lambda: codes_for(seen, req), what="354")
+    assert codes_for(seen, req) == [354]
+    ib.cancelMktData(opt)
+    sim.post("/market", {"spot": 570.0})  # the market falls: the live put is dearer now
+    live_ib = connect()
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "live"})
+    lt = live_ib.reqMktData(an_option(live_ib))
+    wait_ib(live_ib, lambda: lt.bid > 0, what="the live quote")
+    live_bid = lt.bid
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "delayed"})
+    ticks = ticks_of(ib)
+    ib.reqMarketDataType(3)
+    t = ib.reqMktData(opt)
+    req = ib.wrapper.ticker2ReqId["mktData"][t]
+    wait_ib(ib, lambda: t.bid > 0 and t.ask > 0, what="a delayed quote")
+    assert [(c, m) for r, c, m in seen if r == req] == [(10167, codes.text(10167))]
+    types = {tt for r, tt in ticks if r == req}
+    assert {66, 67} <= types and not types & {1, 2, 4}  # delayed tick types only
+    assert t.bid < live_bid - 1  # priced at the spot of fifteen minutes ago (600, not 570)
+
+
+def test_competing_session_answers_10197_on_every_line_until_live(sim: Any,
+                                                                   connect: Any) -> None:
+    ib = connect()
+    seen = errors_of(ib)
+    opt = an_option(ib)
+    t = ib.reqMktData(opt)
+    wait_ib(ib, lambda: t.bid > 0, what="a live option quote")
+    spy = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))[0]
+    st = ib.reqMktData(spy)
+    req = ib.wrapper.ticker2ReqId["mktData"][t]
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "competing"})
+    wait_ib(ib, lambda: codes_for(seen, req), what="10197 on the open line")
+    assert [(c, m) for r, c, m in seen if r == req] == [
+        (10197, "No market data during competing live session")]
+    opt2 = an_option(ib, 580)
+    t2 = ib.reqMktData(opt2)
+    req2 = ib.wrapper.ticker2ReqId["mktData"][t2]
+    wait_ib(ib, lambda: codes_for(seen, req2), what="10197 on a new line")
+    ticks = ticks_of(ib)
+    stock_req = ib.wrapper.ticker2ReqId["mktData"][st]
+    sim.post("/market", {"spot": 590.0})  # a move that would tick every option line
+    wait_ib(ib, lambda: any(r == stock_req for r, _tt in ticks), what="stock ticks")
+    assert not [r for r, _tt in ticks if r in (req, req2)]  # the option lines are silent
+    assert math.isnan(t2.bid)  # nothing ever came on the new line
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "live"})
+    wait_ib(ib, lambda: t2.bid > 0 and 2104 in [c for _r, c, _m in seen], what="live again")
