@@ -99,7 +99,7 @@ async def req_account_multi(gw: Gateway, s: Session, f: list[str]) -> None:
 async def req_executions(gw: Gateway, s: Session, f: list[str]) -> None:
     req_id = int(f[2])
     want_client = int_field(f[3]) if len(f) > 3 else 0
-    # IB's "current day": only executions since the last daily reset (23:45 ET).
+    # IB's "current day": only executions since the last reset (00:15 ET; ibsim/schedule.py).
     since = schedule.last_reset(gw.market.now()).isoformat()
     for e in gw.broker.executions:
         if want_client and e["client_id"] != want_client:

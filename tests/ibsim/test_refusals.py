@@ -408,3 +408,30 @@ def test_cancels_of_unknown_and_done_orders_get_10147_and_161(sim: Any, connect:
     wait_ib(ib, lambda: codes_for(seen, oid), what="161")
     assert only_error(seen, oid) == (
         161, f"Cancel attempted when order is not in a cancellable state. Order permId ={perm}")
+
+
+# ---- a fill while the client is away, across the daily reset ---------------------------
+
+
+def test_filled_while_away_fills_then_moves_past_the_reset(sim: Any) -> None:
+    ib = client(sim, 7)
+    opt, t = put(ib)
+    sale = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2), orderRef="tb:9:sale"))
+    wait_ib(ib, lambda: sale.orderStatus.status == "Submitted")
+    ib.disconnect()  # the engine goes down
+    with pytest.raises(ControlError):
+        sim.filled_while_away(order_ref="no-such-order")
+    got = sim.filled_while_away(order_ref="tb:9:sale")
+    assert [f["order_ref"] for f in got["filled"]] == ["tb:9:sale"]
+    assert got["filled_at"] == "2026-11-24T10:00:00-05:00"
+    assert got["now"] == "2026-11-25T00:19:00-05:00"  # past IB's 00:15 ET reset
+    ib = client(sim, 7)  # the engine back
+    try:
+        assert ib.reqExecutions() == []  # IB's current day turned over
+        assert [tr for tr in ib.reqCompletedOrders(False)
+                if tr.order.orderRef == "tb:9:sale"] == []
+        assert [(p.contract.conId, p.position) for p in ib.positions()] == [(opt.conId, -1)]
+        assert ib.openTrades() == []
+        assert sim.get_state()["executions"][-1]["order_ref"] == "tb:9:sale"  # the record
+    finally:
+        ib.disconnect()
