@@ -178,6 +178,9 @@ class IbsimConfig:
     control_port: int = 4010
     state_file: str = ""  # empty: ibsim-state.json beside the SQLite file
     now: str = ""  # simulated start (ISO with offset); empty: clock.start, else real time
+    # "change": a quote line ticks when its value changed (IB's rhythm); "interval":
+    # every line each tick (ibsim --tick-mode).
+    tick_mode: str = "change"
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ class Faults:
             self.farms_broken.discard(farm)
         if was == broken:
             return
+        if farm == "market" and not broken:
+            self.refresh_lines()
         code, text = FARM_CODES[farm][0 if broken else 1]
         for s in self._clients(None):
             s.send(wire.error(-1, code, text))
@@ -99,6 +101,7 @@ class Faults:
     def end_outage(self) -> None:
         code = self.outage_restore
         self.outage_until = 0.0
+        self.refresh_lines()
         for s in self._clients(None):
             if code == 1101:
                 s.subs.clear()  # data lost: the client must request it again

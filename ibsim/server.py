@@ -40,7 +40,7 @@ class Gateway(Fanout, Faults, Ordering):
                  tick_interval: float = 0.25, now: str | None = None,
                  master_client_id: int | None = None, cash: float = 100_000.0,
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
-                 spread: float = 0.025, read_only: bool = False, tick_mode: str = "interval",
+                 spread: float = 0.025, read_only: bool = False, tick_mode: str = "change",
                  market_data: dict[str, str] | None = None,
                  max_rate: int = pacing.MAX_RATE, tif_preset: str | None = None) -> None:
         if fill_model not in MODELS:
@@ -95,6 +95,7 @@ class Gateway(Fanout, Faults, Ordering):
         # (simulated time, spot) each tick: delayed quotes are priced fifteen minutes back.
         self.spot_log: deque[tuple[datetime, float]] = deque(maxlen=50_000)
         self.spot_log.append((self.market.now(), self.market.spot))
+        self._lines_paused = False  # quotes held back (mute, broken farm): refresh after
         self.sessions: list[Session] = []
         if max_rate < 1:
             raise ValueError("max_rate must be at least 1 message per second")
@@ -175,7 +176,10 @@ class Gateway(Fanout, Faults, Ordering):
         if not self.in_outage:
             self._dispatch(self.broker.match())
             if time.time() < self.mute_until or "market" in self.farms_broken:
+                self._lines_paused = True
                 return
+            if self._lines_paused:
+                self.refresh_lines()
             for s in self.sessions:
                 for sub in list(s.subs.values()):
                     quotes.send_quote(self, s, sub)
@@ -301,6 +305,14 @@ class Gateway(Fanout, Faults, Ordering):
             services.unserved(s, f)
             return
         await handler(self, s, f)
+
+    def refresh_lines(self) -> None:
+        """Quotes flow again after a pause (link, farm or feed back): every line gets its
+        current values at the next tick, changed or not (--tick-mode change)."""
+        self._lines_paused = False
+        for s in self.sessions:
+            for sub in s.subs.values():
+                sub.sent = {}
 
     def spot_ago(self, delay: timedelta) -> float:
         """SPY's price `delay` ago on ibsim's clock (the oldest known if none is that old:

@@ -435,3 +435,46 @@ def test_filled_while_away_fills_then_moves_past_the_reset(sim: Any) -> None:
         assert sim.get_state()["executions"][-1]["order_ref"] == "tb:9:sale"  # the record
     finally:
         ib.disconnect()
+
+
+# ---- ticks on change (IB's rhythm) -----------------------------------------------------
+
+
+def _ticks_while_still(sim: Any, ib: IB) -> tuple[int, int]:
+    """(ticks of a put line on subscribing, frames ibsim sent the client over the next
+    ten ticks) with the market held still (ib_insync drops a repeated tick itself, so
+    the later ones are counted at ibsim)."""
+    sim.post("/market", {"walk_sigma": 0.0, "drift": 0.0})
+    ticks = ticks_of(ib)
+    opt = an_option(ib)
+    t = ib.reqMktData(opt)
+    wait_ib(ib, lambda: t.bid > 0 and t.ask > 0, what="the current values at once")
+    req = ib.wrapper.ticker2ReqId["mktData"][t]
+    ib.sleep(0.1)
+    first = sum(1 for r, _tt in ticks if r == req)
+
+    def sent() -> int:
+        (mine,) = [c for c in sim.post("/feed", {"since": 1e11})["sessions"]
+                   if c["client_id"] == ib.client.clientId]
+        return int(mine["sent"])
+
+    before, tick_no = sent(), sim.get_state()["tick"]
+    wait_ib(ib, lambda: sim.get_state()["tick"] >= tick_no + 10, what="ten ticks")
+    return first, sent() - before
+
+
+def test_ticks_only_on_change_by_default(sim: Any, connect: Any) -> None:
+    assert sim.get_state()["tick_mode"] == "change"
+    first, later = _ticks_while_still(sim, connect())
+    assert first >= 4 and later == 0  # bid, ask, greeks... once; nothing while still
+
+
+def test_tick_mode_interval_resends_every_tick() -> None:
+    with IbsimThread(seed=5, spot=600.0, tick_interval=0.02, now=NOW,
+                     tick_mode="interval") as sim:
+        ib = client(sim, 1)
+        try:
+            first, later = _ticks_while_still(sim, ib)
+            assert first >= 4 and later >= 10 * 4  # each tick: bid, ask, greeks again
+        finally:
+            ib.disconnect()
