@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="market-data permissions for the whole session, e.g. OPT=none or"
                         " OPT=delayed,STK=live (modes: live, delayed, none, competing;"
                         " POST /fault/market_data changes them)")
+    p.add_argument("--accounts", default="", metavar="DU111,DU222",
+                   help="the accounts the login manages (managedAccounts lists them; the"
+                        " first replaces --account); positions and executions per account")
     p.add_argument("--tick-mode", choices=TICK_MODES, default="change",
                    help="change (IB's): a line ticks when its value changed, a new line gets"
                         " its current values at once; interval: every line's ticks each"
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         buyer_rate=args.buyer_rate, spread=args.spread, read_only=args.read_only,
         market_data=market_data, max_rate=args.max_rate,
         tif_preset=args.tif_preset, tick_mode=args.tick_mode,
+        accounts=[a.strip() for a in args.accounts.split(",")] if args.accounts else None,
     )
 
     async def run() -> None:

@@ -107,6 +107,8 @@ def _short_of_margin(gw: Gateway, s: Session, f: list[str], found: list[dict[str
     """IB's pre-trade margin check: a new order whose initial margin after it would pass
     the equity with loan value is rejected (201, IB's text). True when rejected."""
     order_id, action, qty = int(f[1]), f[16], float(f[17] or 0)
+    if f[23] and f[23] != gw.broker.account:
+        return False  # margin is modelled for the first account only
     if len(found) != 1 or action not in ("BUY", "SELL") or qty <= 0 or (
             gw.broker.find(s.client_id or 0, order_id) is not None):  # a modify
         return False

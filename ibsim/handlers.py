@@ -27,7 +27,7 @@ async def start_api(gw: Gateway, s: Session, f: list[str]) -> None:
         s.close()
         return
     s.client_id = client_id
-    s.send(wire.frame(15, 1, gw.broker.account))
+    s.send(wire.frame(15, 1, ",".join(gw.broker.accounts)))
     s.send(wire.frame(9, 1, gw.broker.next_order_id))
     if gw.in_outage:
         # A gateway cut off from IB says so at once, and has no farm to report OK.
@@ -41,10 +41,10 @@ async def start_api(gw: Gateway, s: Session, f: list[str]) -> None:
 
 async def req_positions(gw: Gateway, s: Session, f: list[str]) -> None:
     s.wants_positions = True
-    for pos in gw.broker.positions.values():
-        if pos["position"] != 0:
-            s.send(wire.position(gw.broker.account, pos["contract"], pos["position"],
-                                 pos["avg_cost"]))
+    for acct, book in gw.broker.books():  # every managed account's (IB: reqPositions)
+        for pos in book.values():
+            if pos["position"] != 0:
+                s.send(wire.position(acct, pos["contract"], pos["position"], pos["avg_cost"]))
     s.send(wire.frame(62, 1))
 
 
@@ -71,6 +71,19 @@ async def req_account_updates(gw: Gateway, s: Session, f: list[str]) -> None:
     s.wants_account = f[2] == "1"
     if not s.wants_account:
         return
+    acct = f[3] if len(f) > 3 and f[3] else gw.broker.account
+    if acct != gw.broker.account:
+        # Another managed account: its portfolio; its values are not modelled.
+        s.wants_account = False
+        for pos in gw.broker.book(acct).values():
+            if pos["position"] != 0:
+                _bid, _ask, mark = gw.broker.quote_of(pos["contract"])
+                mult = float(pos["contract"].get("multiplier") or 1)
+                s.send(wire.portfolio(acct, pos["contract"], pos["position"], mark,
+                                      pos["avg_cost"],
+                                      pos["position"] * (mark * mult - pos["avg_cost"]), 0.0))
+        s.send(wire.frame(54, 1, acct))
+        return
     gw._send_account_values(s)
     for pos in gw.broker.positions.values():
         if pos["position"] != 0:
@@ -90,6 +103,9 @@ async def req_account_summary(gw: Gateway, s: Session, f: list[str]) -> None:
 
 async def req_account_multi(gw: Gateway, s: Session, f: list[str]) -> None:
     req_id = int(f[2])
+    if len(f) > 3 and f[3] and f[3] != gw.broker.account:
+        s.send(wire.frame(74, 1, req_id))  # another account: values not modelled
+        return
     fig = gw.extras.account.figures()
     for key, value, ccy in account.update_rows(fig):
         s.send(wire.frame(73, 1, req_id, gw.broker.account, "", key, value, ccy))

@@ -46,12 +46,12 @@ class Ordering:
         }
         if order["action"] not in ("BUY", "SELL"):
             raise ValueError(f"bad action {order['action']!r}")
-        if order["account"] != self.broker.account:
+        if order["account"] not in self.broker.accounts:
             # IB validates the account before it takes the order: 321 on the order id,
             # no openOrder, no orderStatus (README: "Accounts").
             self.log.warning("order {}/{} refused: account {} is not managed ({})",
                              s.client_id, order["order_id"], order["account"],
-                             self.broker.account)
+                             ",".join(self.broker.accounts))
             s.send(wire.error(order["order_id"], 321,
                               codes.text(321, token="cq", cause=codes.INVALID_ACCOUNT)))
             return

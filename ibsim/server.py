@@ -42,7 +42,8 @@ class Gateway(Fanout, Faults, Ordering):
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
                  spread: float = 0.025, read_only: bool = False, tick_mode: str = "change",
                  market_data: dict[str, str] | None = None,
-                 max_rate: int = pacing.MAX_RATE, tif_preset: str | None = None) -> None:
+                 max_rate: int = pacing.MAX_RATE, tif_preset: str | None = None,
+                 accounts: list[str] | None = None) -> None:
         if fill_model not in MODELS:
             raise ValueError(f"fill_model must be one of {MODELS}, not {fill_model!r}")
         if tick_mode not in TICK_MODES:
@@ -65,7 +66,13 @@ class Gateway(Fanout, Faults, Ordering):
         fixed = datetime.fromisoformat(now) if now else None
         self.market = Market(seed=seed, spot=spot, now=fixed)
         self.market.half_spread = spread
-        self.broker = Broker(self.market, account=account, state_file=state_file, cash=cash)
+        if accounts is not None and (not accounts or not all(accounts)
+                                     or len(set(accounts)) != len(accounts)):
+            raise ValueError(f"accounts must be distinct non-empty names, not {accounts!r}")
+        # --accounts DU111,DU222: the login manages several; the first is `account`.
+        self.broker = Broker(self.market, account=accounts[0] if accounts else account,
+                             state_file=state_file, cash=cash,
+                             accounts=list(accounts) if accounts else [account])
         if tif_preset not in (None, "", "DAY", "GTC", "IOC", "OPG"):
             raise ValueError(f"tif_preset must be DAY, GTC, IOC or OPG, not {tif_preset!r}")
         self.broker.tif_preset = tif_preset or None
@@ -334,7 +341,7 @@ class Gateway(Fanout, Faults, Ordering):
         snap = self.broker.snapshot()
         now = time.time()
         return {
-            "accounts": [self.broker.account],
+            "accounts": list(self.broker.accounts),
             "spot": round(self.market.spot, 4), "bid": bid, "ask": ask, "last": last,
             "now": self.market.now().isoformat(),
             "tick": self.market.tick_no,
