@@ -1,5 +1,6 @@
 """The gateway: an asyncio TCP server speaking the TWS API to each client session,
-a market tick loop, and the faults the control API injects.
+a market tick loop, and the faults the control API injects. It has the parts the
+request handlers take (ibsim/parts.py); they never import it.
 
 All simulator state is touched only on this server's loop thread. The gateway's
 concerns live beside it: ibsim/client.py (a session), ibsim/handlers.py (the request
@@ -21,12 +22,14 @@ from loguru import logger
 from ibsim import codes, feed, pacing, quotes, schedule, services, wire
 from ibsim.broker import Broker
 from ibsim.client import Session, Subscription, listen
+from ibsim.extras import Extras
 from ibsim.fanout import Fanout
 from ibsim.faults import FARM_CODES, FARM_MESSAGES, LOSS_TEXT, LOST_TEXT, RESTORE_TEXT, Faults
 from ibsim.fills import MODELS, BuyersModel
-from ibsim.handlers import HANDLERS, Handler
+from ibsim.handlers import HANDLERS
 from ibsim.market import Market
 from ibsim.ordering import Ordering
+from ibsim.parts import Handler
 
 TICK_MODES = ("change", "interval")
 
@@ -132,7 +135,7 @@ class Gateway(Fanout, Faults, Ordering):
         self.started = time.time()
         self.log = logger.bind(actor="gateway")
         self._load_pending_login()
-        self.extras = services.Extras(self, seed)
+        self.extras = Extras(self.broker, self.market, seed)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
