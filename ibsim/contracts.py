@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ibsim import universe, wire
+from ibsim import codes, universe, wire
 from ibsim.market import SPY_CON_ID, expirations, option_con_id, option_contract, stock_contract
 
 if TYPE_CHECKING:
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ibsim.market import Market
 
 
-NO_SECDEF = "No security definition has been found for the request"
+NO_SECDEF = codes.text(200)
 
 
 def int_field(v: str, default: int = 0) -> int:

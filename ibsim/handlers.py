@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 async def start_api(gw: Parts, s: Session, f: list[str]) -> None:
     client_id = int(f[2])
     if any(o.client_id == client_id for o in gw.sessions if o is not s):
-        s.send(wire.error(-1, 326, "Unable to connect as the client id is already in use."
-                                    " Retry with a unique client id."))
+        s.send(wire.error(-1, 326, codes.text(326)))
         await s.writer.drain()
         s.close()
         return

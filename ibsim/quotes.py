@@ -176,7 +176,7 @@ def line_limit_reached(s: Session, req_id: int, snapshot: bool) -> bool:
     """IB's 100 lines per client: one more streaming line gets error 101."""
     if snapshot or req_id in s.subs or len(s.subs) < MAX_LINES:
         return False
-    s.send(wire.error(req_id, 101, "Max number of tickers has been reached."))
+    s.send(wire.error(req_id, 101, codes.text(101)))
     return True
 
 
