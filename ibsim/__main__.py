@@ -31,6 +31,20 @@ def parse_market_data(text: str) -> dict[str, str]:
     return out
 
 
+def make_simulator(args: argparse.Namespace, market_data: dict[str, str]) -> Simulator:
+    return Simulator(
+        host=args.host, port=args.port, control_port=args.control_port, account=args.account,
+        seed=args.seed, spot=args.spot, state_file=args.state_file,
+        tick_interval=args.tick_interval, now=args.now or None,
+        master_client_id=args.master_client_id, cash=args.cash,
+        ib_schedule=args.ib_schedule, fill_model=args.fill_model,
+        buyer_rate=args.buyer_rate, spread=args.spread, read_only=args.read_only,
+        market_data=market_data, max_rate=args.max_rate,
+        tif_preset=args.tif_preset, tick_mode=args.tick_mode,
+        accounts=[a.strip() for a in args.accounts.split(",")] if args.accounts else None,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ibsim", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
@@ -85,17 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.buyer_rate < 0 or not 0 < args.spread <= 0.5:
         p.error("--buyer-rate must be >= 0 and --spread in (0, 0.5]")
     setup_logging(args.log_dir)
-    sim = Simulator(
-        host=args.host, port=args.port, control_port=args.control_port, account=args.account,
-        seed=args.seed, spot=args.spot, state_file=args.state_file,
-        tick_interval=args.tick_interval, now=args.now or None,
-        master_client_id=args.master_client_id, cash=args.cash,
-        ib_schedule=args.ib_schedule, fill_model=args.fill_model,
-        buyer_rate=args.buyer_rate, spread=args.spread, read_only=args.read_only,
-        market_data=market_data, max_rate=args.max_rate,
-        tif_preset=args.tif_preset, tick_mode=args.tick_mode,
-        accounts=[a.strip() for a in args.accounts.split(",")] if args.accounts else None,
-    )
+    try:
+        sim = make_simulator(args, market_data)
+    except ValueError as exc:  # a bad --accounts, --max-rate...: named, nothing started
+        p.error(str(exc))
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

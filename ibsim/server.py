@@ -369,5 +369,6 @@ class Gateway(Fanout, Faults, Ordering):
                 "market_data": dict(self.md_modes),
             },
             "tick_mode": self.tick_mode,
+            "tif_preset": self.broker.tif_preset,
         }
 

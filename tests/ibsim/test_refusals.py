@@ -478,3 +478,20 @@ def test_tick_mode_interval_resends_every_tick() -> None:
             assert first >= 4 and later >= 10 * 4  # each tick: bid, ask, greeks again
         finally:
             ib.disconnect()
+
+
+# ---- the command line ------------------------------------------------------------------
+
+
+def test_the_flags_start_a_whole_session_that_way() -> None:
+    from ibsim.harness import IbsimProcess
+
+    with IbsimProcess(seed=5, now=NOW, read_only=True, market_data={"OPT": "none"},
+                      tick_mode="interval", accounts=["DU111", "DU222"], tif_preset="DAY",
+                      max_rate=40) as sim:
+        state = sim.get_state()
+        assert state["faults"]["read_only"] is True
+        assert state["faults"]["market_data"] == {"OPT": "none"}
+        assert state["tick_mode"] == "interval" and state["accounts"] == ["DU111", "DU222"]
+        assert sim.get("/stats")["max_rate"] == 40
+        assert state["tif_preset"] == "DAY"
