@@ -75,5 +75,8 @@ class Fanout:
         """updateAccountValue (6) for every key, as reqAccountUpdates gets them (the margin
         account: ibsim/account.py)."""
         fig = self.extras.account.figures()
-        for key, value, ccy in account.update_rows(fig):
-            s.send(wire.frame(6, 2, key, value, ccy, self.broker.account))
+        rows = [wire.frame(6, 2, key, value, ccy, self.broker.account)
+                for key, value, ccy in account.update_rows(fig)]
+        # One write: a client never reads half an update (InitMarginReq new, MaintMarginReq
+        # still old), as a frame-by-frame write could be split across reads.
+        s.send(b"".join(rows), frames=len(rows))
