@@ -136,6 +136,9 @@ async def req_ids(gw: Parts, s: Session, f: list[str]) -> None:
 
 
 async def req_global_cancel(gw: Parts, s: Session, f: list[str]) -> None:
+    if gw.read_only:  # a write like any cancel
+        s.send(wire.error(-1, 321, codes.read_only("b7")))
+        return
     gw._dispatch(gw.broker.cancel_all())
 
 
