@@ -10,6 +10,7 @@ from ib_insync import IB, Ticker
 
 from config.loader import Config
 from trading.model import LinkStatus
+from trading.refusals import Refusal
 
 
 class ConnectionPart:
@@ -22,6 +23,10 @@ class ConnectionPart:
     _changed: asyncio.Event | None
     _order_errors: dict[int, tuple[int, str]]
     _lines: dict[int, Ticker]
+    # The latest refusal per market-data line and per other request (whatIf, contract
+    # details), by con_id: the code path that asked reads it (actor.py's _on_error).
+    _line_refusals: dict[int, Refusal]
+    _request_refusals: dict[int, Refusal]
 
     if TYPE_CHECKING:  # provided by Connection
         def _call(self, fn: Any, timeout: float | None = None) -> Any: ...
