@@ -14,9 +14,10 @@ import time
 from ib_insync import Contract, Stock, Ticker
 
 from actors.connection.convert import contract_info, quote_of, to_contract
-from actors.connection.loop import BrokerCallError
+from actors.connection.loop import BrokerCallError, IbRefusedError
 from actors.connection.part import ConnectionPart
 from trading.model import ContractInfo, Quote
+from trading.refusals import Refusal
 
 
 class MarketCalls(ConnectionPart):
@@ -70,9 +71,29 @@ class MarketCalls(ConnectionPart):
         assert self.ib is not None
         ticker = self._lines.get(info.con_id)
         if ticker is None:
+            self._line_refusals.pop(info.con_id, None)  # a new request, a new answer
             ticker = self.ib.reqMktData(to_contract(info), "", False, False)
             self._lines[info.con_id] = ticker
         return ticker
+
+    def _line_refused(self, contracts: list[ContractInfo]) -> Refusal | None:
+        """The first refusal of these lines that no waiting will turn into a quote (354,
+        10089, 10168, 10167 where delayed data is not allowed, 10197 while it lasts);
+        10090 (partial) is waited through: bid and ask may still come."""
+        for info in contracts:
+            r = self._line_refusals.get(info.con_id)
+            if r is not None and r.effect in ("skip", "wait") and r.code != 10090:
+                return r
+        return None
+
+    def _marked(self, q: Quote) -> Quote:
+        """A line IB answered with 10167 streams delayed ticks, whatever the ticker says."""
+        r = self._line_refusals.get(q.con_id)
+        if r is not None and r.code == 10167 and q.data_type == 1:
+            from dataclasses import replace
+
+            return replace(q, data_type=3)
+        return q
 
     def _close_line(self, con_id: int) -> None:
         ticker = self._lines.pop(con_id, None)
@@ -109,6 +130,7 @@ class MarketCalls(ConnectionPart):
                     self.ib.cancelMktData(t.contract)
             for con_id, t in lines:
                 assert t.contract is not None
+                self._line_refusals.pop(con_id, None)
                 self._lines[con_id] = self.ib.reqMktData(t.contract, "", False, False)
             return len(lines)
 
@@ -141,6 +163,10 @@ class MarketCalls(ConnectionPart):
             refreshed = False
             try:
                 while time.monotonic() < deadline and not all(complete(t) for t in tickers):
+                    refused = self._line_refused(contracts)
+                    if refused is not None:
+                        # A named refusal, not a silent wait until the deadline.
+                        raise IbRefusedError(refused)
                     half_way = time.monotonic() > start + wait / 2
                     if max_age is not None and not refreshed and half_way:
                         # IB sends a tick only on a change: a quiet line kept open (a held
@@ -150,12 +176,16 @@ class MarketCalls(ConnectionPart):
                         for i, (info, t) in enumerate(zip(contracts, tickers, strict=True)):
                             if info.con_id not in opened and not complete(t) and t.contract:
                                 self.ib.cancelMktData(t.contract)
+                                self._line_refusals.pop(info.con_id, None)
                                 # A new Contract object: ib_insync keys tickers by the
                                 # object and ignores an unchanged tick on the old one.
                                 tickers[i] = self._lines[info.con_id] = self.ib.reqMktData(
                                     to_contract(info), "", False, False)
                     await asyncio.sleep(0.02)
-                return [quote_of(t) for t in tickers]
+                refused = self._line_refused(contracts)
+                if refused is not None:
+                    raise IbRefusedError(refused)
+                return [self._marked(quote_of(t)) for t in tickers]
             finally:
                 for con_id in opened:  # lines opened for this look only are closed again
                     self._close_line(con_id)

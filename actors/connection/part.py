@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ib_insync import IB, Ticker
 
+from actors.directory import ActorDirectory
 from config.loader import Config
 from trading.model import LinkStatus
 from trading.refusals import Refusal
@@ -18,6 +19,7 @@ class ConnectionPart:
 
     name: str
     cfg: Config
+    directory: ActorDirectory
     ib: IB | None
     _status: LinkStatus
     _changed: asyncio.Event | None
