@@ -12,8 +12,22 @@ import sys
 from loguru import logger
 
 from ibsim.app import Simulator
+from ibsim.control import SEC_TYPES
 from ibsim.fills import MODELS
 from ibsim.logs import setup_logging
+from ibsim.quotes import MD_MODES
+
+
+def parse_market_data(text: str) -> dict[str, str]:
+    """--market-data "OPT=none,STK=delayed" -> {"OPT": "none", "STK": "delayed"}."""
+    out: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        sec_type, sep, mode = item.partition("=")
+        if not sep or sec_type.upper() not in SEC_TYPES or mode not in MD_MODES:
+            raise ValueError(f"--market-data: {item!r} is not SECTYPE=MODE (secType one of"
+                             f" {', '.join(SEC_TYPES)}; mode one of {', '.join(MD_MODES)})")
+        out[sec_type.upper()] = mode
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +57,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="buyers model: counterparties arriving per second per contract")
     p.add_argument("--spread", type=float, default=0.025,
                    help="an option's half-spread as a share of its price (cap $0.50)")
+    p.add_argument("--read-only", action="store_true",
+                   help="IB Gateway's Read-Only API: orders, cancels and open-orders requests"
+                        " are refused with 321 (POST /fault/read_only toggles it)")
+    p.add_argument("--market-data", default="", metavar="SECTYPE=MODE[,...]",
+                   help="market-data permissions for the whole session, e.g. OPT=none or"
+                        " OPT=delayed,STK=live (modes: live, delayed, none, competing;"
+                        " POST /fault/market_data changes them)")
     args = p.parse_args(argv)
+    try:
+        market_data = parse_market_data(args.market_data)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.buyer_rate < 0 or not 0 < args.spread <= 0.5:
         p.error("--buyer-rate must be >= 0 and --spread in (0, 0.5]")
     setup_logging(args.log_dir)
@@ -53,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         tick_interval=args.tick_interval, now=args.now or None,
         master_client_id=args.master_client_id, cash=args.cash,
         ib_schedule=args.ib_schedule, fill_model=args.fill_model,
-        buyer_rate=args.buyer_rate, spread=args.spread,
+        buyer_rate=args.buyer_rate, spread=args.spread, read_only=args.read_only,
+        market_data=market_data,
     )
 
     async def run() -> None:

@@ -29,6 +29,9 @@ class Subscription:
     quoted: bool = False  # once-a-day ticks (open, close, open interest) went out
     day_ticks: tuple[float, ...] = ()  # high, low, volume last sent: resent on change only
     touch: tuple[int, int, float, float] | None = None  # bid/ask tick types and prices sent
+    delayed: bool = False  # no live permission: delayed ticks (66-76), fifteen minutes old
+    held: bool = False  # a competing live session (10197): the line is open and silent
+    sent: dict[int, bytes] = field(default_factory=dict)  # tick type -> its last frame
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The control API: HTTP/1.1 + JSON on the control port (loopback), on the gateway's loop.
 
 GET /state; POST /market, /clock, /restart, /fault/{outage,outage_end,farm,drop,logout,login,
-reject,hold_fills,slow_orders,refuse,freeze,mute}, /order/{cancel,external}. A bad request
-gets 400 (404 for an unknown path) with {"error": ...} and changes nothing.
+reject,hold_fills,slow_orders,refuse,freeze,mute,read_only,market_data},
+/order/{cancel,external}.
+A bad request gets 400 (404 for an unknown path) with {"error": ...} and changes nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from ibsim import quotes
 from ibsim.client import listen
 from ibsim.orders import RejectRule
 from ibsim.server import Gateway
 
 MAX_BODY = 64 * 1024
+SEC_TYPES = ("STK", "OPT", "IND", "CASH", "FUT", "FOP", "BAG")
 
 
 class BadRequest(ValueError):
@@ -68,6 +71,8 @@ class ControlServer:
             ("POST", "/fault/stall"): self.stall,
             ("POST", "/fault/fill_on_cancel"): self.fill_on_cancel,
             ("POST", "/assign"): self.assign,
+            ("POST", "/fault/read_only"): self.read_only,
+            ("POST", "/fault/market_data"): self.market_data,
         }
 
     async def start(self) -> None:
@@ -240,6 +245,38 @@ class ControlServer:
         else:
             self.gw.broker.rejects.append(RejectRule(count, code, message, action, otype))
         return {"rejects": [r.__dict__ for r in self.gw.broker.rejects]}
+
+    async def read_only(self, body: dict[str, Any]) -> Any:
+        """{"on": true|false}: IB Gateway's Read-Only API setting. On: every placeOrder
+        (whatIf too) and cancelOrder gets 321 on its id, reqOpenOrders and
+        reqCompletedOrders get 321 on -1 (no end marker); other requests are served."""
+        unknown = set(body) - {"on"}
+        if unknown:
+            raise BadRequest(f"unknown keys {sorted(unknown)}")
+        on = body.get("on")
+        if not isinstance(on, bool):
+            raise BadRequest("'on' must be true or false")
+        self.gw.read_only = on
+        self.gw.log.warning("Read-Only API {}", "on" if on else "off")
+        return {"read_only": on}
+
+    async def market_data(self, body: dict[str, Any]) -> Any:
+        """{"sec_type": "OPT", "mode": "none"|"delayed"|"competing"|"live"}: the account's
+        market-data permission for that secType. none: reqMktData gets 354, no line;
+        delayed: 10167, then delayed ticks (66-76) fifteen minutes old if the client asked
+        reqMarketDataType 3 (else 354); competing: 10197 on every line of it, which stay
+        open and silent; live lifts it (lines get their current values, and 2104).
+        Lines already open hear the change at once."""
+        unknown = set(body) - {"sec_type", "mode"}
+        if unknown:
+            raise BadRequest(f"unknown keys {sorted(unknown)}")
+        sec_type, mode = body.get("sec_type"), body.get("mode")
+        if sec_type not in SEC_TYPES:
+            raise BadRequest(f"'sec_type' must be one of {list(SEC_TYPES)}")
+        if mode not in quotes.MD_MODES:
+            raise BadRequest(f"'mode' must be one of {list(quotes.MD_MODES)}")
+        quotes.set_md_mode(self.gw, sec_type, mode)
+        return {"market_data": dict(self.gw.md_modes)}
 
     async def hold_fills(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", 60.0, 0.0, 86400.0)

@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ibsim import account, contracts, quotes, schedule, services, wire
+from ibsim import account, codes, contracts, quotes, schedule, services, wire
 from ibsim.contracts import int_field
 from ibsim.faults import FARM_CODES, LOSS_TEXT
 from ibsim.ordering import Ordering
@@ -53,6 +53,11 @@ async def cancel_positions(gw: Gateway, s: Session, f: list[str]) -> None:
 
 
 async def req_open_orders(gw: Gateway, s: Session, f: list[str]) -> None:
+    if gw.read_only:
+        # IB: 321 on id -1 and no openOrderEnd; ib_insync's connect waits out its timeout
+        # for the open orders ("open orders request timed out") unless readonly=True.
+        s.send(wire.error(-1, 321, codes.read_only("bY")))
+        return
     only = None if int(f[0]) == 16 else s.client_id
     for o in gw.broker.open_orders(only):
         if o["status"] == "PendingSubmit":

@@ -32,6 +32,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _flags(options: dict[str, Any]) -> list[str]:
+    """Gateway settings as `python -m ibsim` flags: read_only=True -> --read-only,
+    tick_mode="change" -> --tick-mode change, a list -> comma-joined."""
+    out: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            out += [flag] if value else []
+        elif isinstance(value, dict):  # market_data={"OPT": "none"} -> OPT=none
+            out += [flag, ",".join(f"{k}={v}" for k, v in value.items())]
+        elif value is not None:
+            out += [flag, ",".join(map(str, value)) if isinstance(value, list | tuple)
+                    else str(value)]
+    return out
+
+
 class ControlError(RuntimeError):
     pass
 
@@ -82,11 +98,13 @@ class IbsimThread(_Control):
                  now: str | None = None, port: int = 0, control_port: int = 0,
                  master_client_id: int | None = None, cash: float = 100_000.0,
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
-                 spread: float = 0.025) -> None:
+                 spread: float = 0.025, **options: Any) -> None:
+        # options: the Gateway's other settings (read_only, ...), as `python -m ibsim`
+        # flags name them (IbsimProcess turns them into those flags).
         self.args = dict(seed=seed, spot=spot, account=account, state_file=state_file,
                          tick_interval=tick_interval, now=now, master_client_id=master_client_id,
                          cash=cash, ib_schedule=ib_schedule, fill_model=fill_model,
-                         buyer_rate=buyer_rate, spread=spread)
+                         buyer_rate=buyer_rate, spread=spread, **options)
         # 0 = let the OS pick (read back after start): no race with other tests.
         self.port = port
         self.control_port = control_port
@@ -133,7 +151,7 @@ class IbsimProcess(_Control):
                  now: str | None = None, port: int = 0, control_port: int = 0,
                  log_path: str | None = None, cash: float | None = None,
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
-                 spread: float = 0.025) -> None:
+                 spread: float = 0.025, **options: Any) -> None:
         self._fixed_ports = bool(port or control_port)
         self.port = port or free_port()
         self.control_port = control_port or free_port()
@@ -154,6 +172,7 @@ class IbsimProcess(_Control):
             self.cmd += ["--spread", str(spread)]
         if now:
             self.cmd += ["--now", now]
+        self.cmd += _flags(options)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IbsimProcess:

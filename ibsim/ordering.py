@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ibsim import checks, wire
+from ibsim import checks, codes, wire
 from ibsim.contracts import contract_from, float_field, int_field, no_secdef
 from ibsim.events import Event
 
@@ -21,6 +21,11 @@ class Ordering:
     async def place_order(self, s: Session, f: list[str]) -> None:
         if len(f) < 48:
             raise ValueError(f"placeOrder with {len(f)} fields")
+        if self.read_only:
+            # Read-Only API: IB refuses every order, a whatIf too, before reading it.
+            self.log.info("order {}/{} refused: Read-Only API", s.client_id, f[1])
+            s.send(wire.error(int(f[1]), 321, codes.read_only("bN")))
+            return
         if checks.check_order(self, s, f):
             return  # a whatIf answered, or an order ibsim refuses (its id, its reason)
         order = {
@@ -85,6 +90,9 @@ class Ordering:
     async def cancel_order(self, s: Session, f: list[str]) -> None:
         assert s.client_id is not None
         key = (s.client_id, int(f[2]))
+        if self.read_only:
+            s.send(wire.error(key[1], 321, codes.read_only("b7")))
+            return
         if key in self._slow_pending:
             # A gateway handles one client's messages in order: a cancel never
             # overtakes the order it names, however slow that order is.

@@ -9,9 +9,11 @@ import zlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ibsim import history, services, universe, wire
+from ibsim import codes, history, services, universe, wire
 from ibsim.client import Subscription
 from ibsim.contracts import contract_from, no_secdef
+from ibsim.faults import FARM_CODES
+from ibsim.market import TICK, ticks_down, ticks_up
 
 if TYPE_CHECKING:
     from ibsim.client import Session
@@ -19,35 +21,111 @@ if TYPE_CHECKING:
 
 
 MAX_LINES = 100  # IB's default market-data lines per client
+MD_MODES = ("live", "delayed", "none", "competing")  # POST /fault/market_data
+DELAY = timedelta(minutes=15)  # IB's delayed data: fifteen minutes old
+
+
+def md_mode(gw: Gateway, c: dict[str, Any]) -> str:
+    return gw.md_modes.get(c["sec_type"], "live")
+
+
+def refuse_line(gw: Gateway, s: Session, req_id: int, c: dict[str, Any]) -> str:
+    """A market-data line under the account's permissions (/fault/market_data): "live",
+    "delayed" (10167 sent: delayed ticks follow), "held" (10197 sent: a competing live
+    session; the line stays, silent) or "" (354 sent: refused, no line)."""
+    mode = md_mode(gw, c)
+    if mode == "live":
+        return "live"
+    if mode == "competing":
+        s.send(wire.error(req_id, 10197, codes.text(10197)))
+        return "held"
+    if mode == "delayed" and s.data_type in (3, 4):
+        s.send(wire.error(req_id, 10167, codes.text(10167)))
+        return "delayed"
+    # "none", or delayed data the client did not ask for (reqMarketDataType 3).
+    s.send(wire.error(req_id, 354, codes.text(354)))
+    return ""
+
+
+def set_md_mode(gw: Gateway, sec_type: str, mode: str) -> None:
+    """The account's permissions for `sec_type` change: the lines already open hear it
+    (354 and dropped, 10167 and delayed, 10197 and silent), and "live" restores them
+    (their current values at once, and the market farm's OK)."""
+    was = md_mode(gw, {"sec_type": sec_type})
+    if mode == "live":
+        gw.md_modes.pop(sec_type, None)
+    else:
+        gw.md_modes[sec_type] = mode
+    if was == mode:
+        return
+    for s in gw.sessions:
+        if s.client_id is None:
+            continue
+        lines = [sub for sub in s.subs.values() if sub.contract["sec_type"] == sec_type]
+        for sub in lines:
+            if mode == "live":
+                sub.delayed = sub.held = False
+                sub.sent = {}
+                send_quote(gw, s, sub)
+                continue
+            fate = refuse_line(gw, s, sub.req_id, sub.contract)
+            sub.delayed, sub.held = fate == "delayed", fate == "held"
+            if not fate:
+                s.subs.pop(sub.req_id, None)
+        if mode == "live":
+            code, text = FARM_CODES["market"][1]
+            s.send(wire.error(-1, code, text))
+
+
+def put(gw: Gateway, s: Session, sub: Subscription, key: int, data: bytes) -> None:
+    """One tick of a line. IB sends a tick only when its value changed (--tick-mode
+    change, the default): the same frame as the line's last of this tick type is not
+    sent again. --tick-mode interval sends every tick each round (ibsim's old rhythm)."""
+    if gw.tick_mode == "change" and sub.sent.get(key) == data:
+        return
+    sub.sent[key] = data
+    s.send(data)
+
+
+def stock_touch(spot: float) -> tuple[float, float, float]:
+    """SPY's bid, ask and last at `spot` (Market.stock_quote at another price)."""
+    bid = ticks_down(spot - 0.005)
+    ask = max(bid + TICK, ticks_up(spot + 0.005))
+    return round(bid, 2), round(ask, 2), round(spot, 2)
 
 
 def send_quote(gw: Gateway, s: Session, sub: Subscription) -> None:
+    if sub.held:
+        return  # a competing live session: the line stays open, nothing flows
     c = sub.contract
     if c["symbol"] != "SPY":
         other_quote(gw, s, sub)  # QQQ, IWM, stocks, VIX, forex
         return
-    delayed = s.data_type in (3, 4)
+    delayed = s.data_type in (3, 4) or sub.delayed
+    # Delayed data (no live permission, /fault/market_data delayed): fifteen minutes old.
+    spot = gw.spot_ago(DELAY) if sub.delayed else gw.market.spot
     bid_t, ask_t, last_t = (66, 67, 68) if delayed else (1, 2, 4)
     bsz_t, asz_t = (69, 70) if delayed else (0, 3)
     if c["sec_type"] == "STK":
-        bid, ask, last = gw.market.stock_quote()
-        s.send(wire.tick_price(sub.req_id, bid_t, bid, gw.market.bid_size))
-        s.send(wire.tick_size(sub.req_id, bsz_t, gw.market.bid_size))
-        s.send(wire.tick_price(sub.req_id, ask_t, ask, gw.market.ask_size))
-        s.send(wire.tick_size(sub.req_id, asz_t, gw.market.ask_size))
-        s.send(wire.tick_price(sub.req_id, last_t, last, 100))
+        bid, ask, last = stock_touch(spot) if sub.delayed else gw.market.stock_quote()
+        put(gw, s, sub, bid_t, wire.tick_price(sub.req_id, bid_t, bid, gw.market.bid_size))
+        put(gw, s, sub, bsz_t, wire.tick_size(sub.req_id, bsz_t, gw.market.bid_size))
+        put(gw, s, sub, ask_t, wire.tick_price(sub.req_id, ask_t, ask, gw.market.ask_size))
+        put(gw, s, sub, asz_t, wire.tick_size(sub.req_id, asz_t, gw.market.ask_size))
+        put(gw, s, sub, last_t, wire.tick_price(sub.req_id, last_t, last, 100))
         extra_ticks(gw, s, sub, first=not sub.quoted)
         sub.quoted = True
         sub.touch = (bid_t, ask_t, bid, ask)
         return
-    q = gw.market.option_quote(c["expiry"], c["strike"], c["right"])
-    und = round(gw.market.spot, 2)
-    s.send(wire.tick_price(sub.req_id, bid_t, q.bid, 10))
-    s.send(wire.tick_price(sub.req_id, ask_t, q.ask, 10))
+    q = universe.option_quote(gw.market, spot, c["expiry"], c["strike"], c["right"]) \
+        if sub.delayed else gw.market.option_quote(c["expiry"], c["strike"], c["right"])
+    und = round(spot, 2)
+    put(gw, s, sub, bid_t, wire.tick_price(sub.req_id, bid_t, q.bid, 10))
+    put(gw, s, sub, ask_t, wire.tick_price(sub.req_id, ask_t, q.ask, 10))
     comp = (80, 81, 83) if delayed else (10, 11, 13)
     for tt in comp:
-        s.send(wire.tick_option(sub.req_id, tt, q.iv, q.delta, q.model, q.gamma, q.vega,
-                                q.theta, und))
+        put(gw, s, sub, tt, wire.tick_option(sub.req_id, tt, q.iv, q.delta, q.model, q.gamma,
+                                             q.vega, q.theta, und))
     extra_ticks(gw, s, sub, first=not sub.quoted)
     sub.quoted = True
     sub.touch = (bid_t, ask_t, q.bid, q.ask)
@@ -68,9 +146,17 @@ async def req_mkt_data(gw: Gateway, s: Session, f: list[str]) -> None:
     if len(found) != 1:
         no_secdef(s, req_id)
         return
-    sub = Subscription(req_id, found[0], snapshot, generic=f[i + 1])
+    fate = refuse_line(gw, s, req_id, found[0])
+    if not fate:
+        return
+    sub = Subscription(req_id, found[0], snapshot, generic=f[i + 1],
+                       delayed=fate == "delayed", held=fate == "held")
+    if sub.held:
+        if not snapshot:
+            s.subs[req_id] = sub  # ticks start once the competing session ends
+        return
     s.send(wire.frame(81, req_id, "0.01", "9c0001", 3))
-    s.send(wire.frame(58, 1, req_id, 3 if s.data_type in (3, 4) else 1))
+    s.send(wire.frame(58, 1, req_id, 3 if s.data_type in (3, 4) or sub.delayed else 1))
     if gw.in_outage or "market" in gw.farms_broken or time.time() < gw.mute_until:
         if not snapshot:
             s.subs[req_id] = sub  # ticks start once the farm, link or feed is back
@@ -108,7 +194,7 @@ def extra_ticks(gw: Gateway, s: Session, sub: Subscription, first: bool) -> None
     c = sub.contract
     under = services.walk_symbol(c)
     st = gw.extras.day_stats(under)
-    delayed = s.data_type in (3, 4)
+    delayed = s.data_type in (3, 4) or sub.delayed
     if c["sec_type"] != "OPT":
         st.observe(round(gw.extras.spot(under), services.price_digits(under)))
         # Volume grows a lot every 20 ticks: a feed's volume updates are coarser than quotes.
@@ -156,7 +242,7 @@ def other_quote(gw: Gateway, s: Session, sub: Subscription) -> None:
     """Quotes of the instruments besides SPY: bid/ask/last (an index: last only),
     options with model greeks on their own underlying."""
     c = sub.contract
-    delayed = s.data_type in (3, 4)
+    delayed = s.data_type in (3, 4) or sub.delayed
     bid_t, ask_t, last_t = (66, 67, 68) if delayed else (1, 2, 4)
     q = gw.broker.quote_of(c)
     bid, ask, mark = q
@@ -164,18 +250,18 @@ def other_quote(gw: Gateway, s: Session, sub: Subscription) -> None:
         inst = universe.underlying_of(c)
         und = universe.price(inst, gw.market) if inst else gw.market.spot
         oq = universe.option_quote(gw.market, und, c["expiry"], c["strike"], c["right"])
-        s.send(wire.tick_price(sub.req_id, bid_t, oq.bid, 10))
-        s.send(wire.tick_price(sub.req_id, ask_t, oq.ask, 10))
+        put(gw, s, sub, bid_t, wire.tick_price(sub.req_id, bid_t, oq.bid, 10))
+        put(gw, s, sub, ask_t, wire.tick_price(sub.req_id, ask_t, oq.ask, 10))
         for tt in (80, 81, 83) if delayed else (10, 11, 13):
-            s.send(wire.tick_option(sub.req_id, tt, oq.iv, oq.delta, oq.model, oq.gamma,
-                                    oq.vega, oq.theta, round(und, 2)))
+            put(gw, s, sub, tt, wire.tick_option(sub.req_id, tt, oq.iv, oq.delta, oq.model,
+                                                 oq.gamma, oq.vega, oq.theta, round(und, 2)))
     elif c["sec_type"] == "IND":
-        s.send(wire.tick_price(sub.req_id, last_t, mark, 0))
+        put(gw, s, sub, last_t, wire.tick_price(sub.req_id, last_t, mark, 0))
     else:
         size = 1_000_000 if c["sec_type"] == "CASH" else 100
-        s.send(wire.tick_price(sub.req_id, bid_t, bid, size))
-        s.send(wire.tick_price(sub.req_id, ask_t, ask, size))
+        put(gw, s, sub, bid_t, wire.tick_price(sub.req_id, bid_t, bid, size))
+        put(gw, s, sub, ask_t, wire.tick_price(sub.req_id, ask_t, ask, size))
         if c["sec_type"] == "STK":
-            s.send(wire.tick_price(sub.req_id, last_t, mark, 100))
+            put(gw, s, sub, last_t, wire.tick_price(sub.req_id, last_t, mark, 100))
     extra_ticks(gw, s, sub, first=not sub.quoted)
     sub.quoted = True

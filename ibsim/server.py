@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from collections import deque
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from ibsim.handlers import HANDLERS, Handler
 from ibsim.market import Market
 from ibsim.ordering import Ordering
 
+TICK_MODES = ("change", "interval")
+
 __all__ = ["FARM_CODES", "FARM_MESSAGES", "HANDLERS", "LOSS_TEXT", "LOST_TEXT", "RESTORE_TEXT",
            "Gateway", "Handler", "Session", "Subscription"]
 
@@ -37,9 +40,16 @@ class Gateway(Fanout, Faults, Ordering):
                  tick_interval: float = 0.25, now: str | None = None,
                  master_client_id: int | None = None, cash: float = 100_000.0,
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
-                 spread: float = 0.025) -> None:
+                 spread: float = 0.025, read_only: bool = False, tick_mode: str = "interval",
+                 market_data: dict[str, str] | None = None) -> None:
         if fill_model not in MODELS:
             raise ValueError(f"fill_model must be one of {MODELS}, not {fill_model!r}")
+        if tick_mode not in TICK_MODES:
+            raise ValueError(f"tick_mode must be one of {TICK_MODES}, not {tick_mode!r}")
+        for sec_type, mode in (market_data or {}).items():
+            if mode not in quotes.MD_MODES:
+                raise ValueError(f"market data mode for {sec_type} must be one of"
+                                 f" {quotes.MD_MODES}, not {mode!r}")
         if not 0 < spread <= 0.5:
             raise ValueError("spread (an option's half-spread share of its price) must be in"
                              " (0, 0.5]")
@@ -47,6 +57,10 @@ class Gateway(Fanout, Faults, Ordering):
         # TWS's "Master API client ID" setting: that client also hears the orders and
         # executions of every other client and of orders entered by hand (client 0).
         self.master_client_id = master_client_id
+        # IB Gateway's "Read-Only API" setting (its default): orders, cancels and the
+        # open/completed orders requests are refused with 321 (--read-only,
+        # POST /fault/read_only).
+        self.read_only = read_only
         fixed = datetime.fromisoformat(now) if now else None
         self.market = Market(seed=seed, spot=spot, now=fixed)
         self.market.half_spread = spread
@@ -67,6 +81,16 @@ class Gateway(Fanout, Faults, Ordering):
         self._reauth_seen = max(schedule.last_reauth(self.market.now()).isoformat(),
                                 self._saved_reauth())
         self.tick_interval = tick_interval
+        # IB sends a tick when its value changed ("change"); "interval" re-sends every
+        # line's ticks each round (--tick-mode; benches that want a steady feed).
+        self.tick_mode = tick_mode
+        # The account's market-data permissions by secType (POST /fault/market_data,
+        # --market-data): absent = live; "delayed", "none" or "competing".
+        self.md_modes: dict[str, str] = {k: v for k, v in (market_data or {}).items()
+                                          if v != "live"}
+        # (simulated time, spot) each tick: delayed quotes are priced fifteen minutes back.
+        self.spot_log: deque[tuple[datetime, float]] = deque(maxlen=50_000)
+        self.spot_log.append((self.market.now(), self.market.spot))
         self.sessions: list[Session] = []
         self.server: asyncio.base_events.Server | None = None
         self.outage_until = 0.0
@@ -134,6 +158,7 @@ class Gateway(Fanout, Faults, Ordering):
         if self.logout_until and not self.logged_out:
             self.end_logout()
         self.market.step()
+        self.spot_log.append((self.market.now(), self.market.spot))
         if self.broker.fill_model is not None:
             self.broker.fill_model.dt = self.tick_interval
         self._dispatch(self.broker.settle_expiries())  # the wall clock moves too
@@ -240,6 +265,15 @@ class Gateway(Fanout, Faults, Ordering):
             return
         await handler(self, s, f)
 
+    def spot_ago(self, delay: timedelta) -> float:
+        """SPY's price `delay` ago on ibsim's clock (the oldest known if none is that old:
+        a clock held still keeps its first price as the delayed one)."""
+        when = self.market.now() - delay
+        for t, spot in reversed(self.spot_log):
+            if t <= when:
+                return spot
+        return self.spot_log[0][1]
+
     def set_now(self, now: datetime) -> None:
         self.market.fixed_now = now
         self._dispatch(self.broker.settle_expiries())
@@ -272,6 +306,9 @@ class Gateway(Fanout, Faults, Ordering):
                 "rejects": [r.__dict__ for r in self.broker.rejects],
                 "partial_fills": self.broker.partial_count,
                 "fill_on_cancel": self.fill_on_cancel,
+                "read_only": self.read_only,
+                "market_data": dict(self.md_modes),
             },
+            "tick_mode": self.tick_mode,
         }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ibsim import account, history, reqids, universe, wire
+from ibsim import account, codes, history, reqids, universe, wire
 from ibsim.contracts import contract_from, no_secdef
 from ibsim.market import ET
 
@@ -171,6 +171,9 @@ def _completed_order(o: dict[str, Any], done: datetime) -> bytes:
 
 async def req_completed_orders(gw: Gateway, s: Session, f: list[str]) -> None:
     """The day's filled and cancelled orders (IB's "current day": since the last reset)."""
+    if gw.read_only:  # refused like reqOpenOrders (ib_insync issue #224)
+        s.send(wire.error(-1, 321, codes.read_only("bY")))
+        return
     b = gw.broker
     now = gw.market.now().astimezone(ET)
     last_exec: dict[int, str] = {e["perm_id"]: e["time_str"] for e in b.executions}
