@@ -1,0 +1,155 @@
+"""Issue 30: IB's refusals on a first day, posed by ibsim (issue 31) over TCP to the
+unmodified ib_insync client: each reaches the code path that asked and becomes a named
+outcome (IB's code, text, meaning, fix), one `ib_refused` alert a day per cause however
+often it is retried, a `status` line with its age, and nothing sold."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from actors.connection.loop import IbRefusedError
+from tests.engine.conftest import SESSION_NOW, RunningEngine
+from tests.support.zmq_request import wait_for_value, zmq_request
+from trading.model import OrderRequest
+from trading.order_refs import WHAT_IF_REF
+
+TODAY = SESSION_NOW.date().isoformat()
+
+
+def kinds(eng: RunningEngine) -> list[str]:
+    return [a["kind"] for a in eng.ask("alerts")["alerts"]]
+
+
+def ib_alerts(eng: RunningEngine) -> list[dict[str, Any]]:
+    return [a for a in eng.ask("alerts")["alerts"] if a["kind"] == "ib_refused"]
+
+
+def enter(eng: RunningEngine) -> dict[str, Any]:
+    reply = zmq_request(eng.endpoint, "enter_now", {}, sent_at=time.time())
+    assert reply["ok"], reply
+    return reply["data"]
+
+
+def entry_outcome(eng: RunningEngine, states: tuple[str, ...]) -> Any:
+    """The day's entry once it reached one of `states` (the run is in the background)."""
+    return wait_for_value(
+        lambda: next(iter(eng.book().entries(TODAY).get(timeout=5)), None),
+        lambda e: e is not None and e.state in states,
+        30,
+        f"the entry {states}",
+    )
+
+
+def nothing_sold(sim: Any) -> None:
+    state = sim.get_state()
+    assert state["executions"] == [], state["executions"]
+    assert not [o for o in state["open_orders"] if o["action"] == "SELL"], state["open_orders"]
+
+
+@pytest.mark.parametrize("sim", [{"read_only": True}], indirect=True)
+def test_read_only_api_refuses_every_entry_and_says_so(sim: Any, start_engine: Any) -> None:
+    t0 = time.monotonic()
+    eng = start_engine()
+    # The open-orders request refused at connect ends the sync at once (no timeout wait).
+    assert time.monotonic() - t0 < 10
+    st = wait_for_value(lambda: eng.ask("status"), lambda s: s["read_only"] is not None, 10,
+                        "status says read-only")
+    assert st["link"]["read_only"] is True and st["ready_to_trade"] is False
+    assert "read-only API" in st["link"]["note"] and "Read-Only API" in st["link"]["note"]
+    assert st["refusal"]["code"] == 321 and st["refusal"]["cause"] == "read_only"
+    assert st["refusal"]["age"] is not None and st["refusal"]["age"] >= 0
+    for _ in range(2):  # refused again: still one alert
+        reply = enter(eng)
+        assert not reply["accepted"], reply
+        assert "read-only API" in reply["reason"] and "321" in reply["reason"], reply
+    alerts = wait_for_value(lambda: ib_alerts(eng), lambda a: len(a) >= 1, 10, "ib_refused")
+    assert len(alerts) == 1 and alerts[0]["severity"] == "error", alerts
+    assert "Read-Only" in alerts[0]["message"] and "margin" not in alerts[0]["message"]
+    assert not {"risk_limit", "order_rejected"} & set(kinds(eng))
+    nothing_sold(sim)
+
+
+def test_read_only_ticked_later_names_the_margin_check_read_only(
+        sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    sim.post("/fault/read_only", {"on": True})
+    # The whatIf itself (the margin check's request): IB's 321 named read-only, never
+    # "whatIf answer lacks initMarginBefore" (what the engine said before).
+    spy = eng.engine.directory.proxy("connection").qualify_stock("SPY", "SMART").get(timeout=10)
+    req = OrderRequest(WHAT_IF_REF, spy, "SELL", "LMT", 1, lmt_price=1.0, tif="DAY")
+    with pytest.raises(IbRefusedError) as err:
+        eng.engine.directory.proxy("connection").what_if(req).get(timeout=10)
+    assert err.value.refusal.key == "321:read_only" and err.value.refusal.request == "whatIf"
+    reply = enter(eng)
+    reason = reply["reason"] if not reply["accepted"] else \
+        entry_outcome(eng, ("failed", "skipped")).reason
+    assert "read-only API" in reason and "321" in reason and "fix:" in reason, reason
+    assert "margin" not in reason.split("fix:")[0], reason
+    st = eng.ask("status")
+    assert st["read_only"] is not None and st["refusal"]["code"] == 321
+    assert enter(eng)["accepted"] is False  # the guard refuses now, before any request
+    alerts = wait_for_value(lambda: ib_alerts(eng), lambda a: len(a) >= 1, 10, "ib_refused")
+    assert len(alerts) == 1, alerts
+    assert not {"risk_limit", "order_rejected"} & set(kinds(eng))
+    nothing_sold(sim)
+
+
+def test_no_option_subscription_fails_the_entry_with_354_not_a_wait(
+        sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "none"})
+    t0 = time.monotonic()
+    assert enter(eng)["accepted"]
+    entry = entry_outcome(eng, ("failed", "skipped", "interrupted"))
+    assert entry.state == "failed", entry  # by hand: failed (the schedule: skipped)
+    assert time.monotonic() - t0 < 20  # named at once, not waited out
+    assert "354" in entry.reason and "Market Data Subscription" in entry.reason
+    assert "fix:" in entry.reason
+    assert enter(eng)["accepted"]  # a retry by hand: refused again, no second alert
+    wait_for_value(lambda: eng.book().entries(TODAY).get(timeout=5)[0],
+                   lambda e: e.state == "failed" and e.reason != "manual entry", 30, "retry")
+    st = eng.ask("status")
+    assert st["refusal"]["code"] == 354 and st["refusal"]["request"] == "market data"
+    alerts = ib_alerts(eng)
+    assert len(alerts) == 1 and "354" in alerts[0]["message"], alerts
+    assert not {"risk_limit", "order_rejected"} & set(kinds(eng))
+    nothing_sold(sim)
+
+
+def test_competing_session_is_a_named_wait(sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "competing"})
+    assert enter(eng)["accepted"]
+    entry = entry_outcome(eng, ("interrupted", "failed", "skipped"))
+    # The other session may end: the slot waits (the schedule asks again), named.
+    assert entry.state == "interrupted", entry
+    assert "10197" in entry.reason and "competing" in entry.reason, entry.reason
+    st = eng.ask("status")
+    assert st["refusal"]["code"] == 10197 and st["refusal"]["cause"] == "competing_session"
+    alerts = wait_for_value(lambda: ib_alerts(eng), lambda a: len(a) >= 1, 10, "ib_refused")
+    assert len(alerts) == 1, alerts
+    nothing_sold(sim)
+
+
+PERMISSIONS = ("Order rejected - reason:Your account does not have permissions to trade "
+               "uncovered options")
+
+
+def test_sale_refused_for_permissions_fails_once(sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    sim.post("/fault/reject", {"count": 5, "code": 201, "action": "SELL",
+                               "message": PERMISSIONS})
+    assert enter(eng)["accepted"]
+    entry = entry_outcome(eng, ("failed", "skipped"))
+    assert "201" in entry.reason and "permission" in entry.reason and "fix:" in entry.reason
+    # One attempt, not sale_attempts of them: no attempt can pass.
+    assert sim.get_state()["faults"]["rejects"][0]["count"] == 4
+    st = eng.ask("status")
+    assert st["refusal"]["code"] == 201 and st["refusal"]["cause"] == "permissions"
+    alerts = wait_for_value(lambda: ib_alerts(eng), lambda a: len(a) >= 1, 10, "ib_refused")
+    assert len(alerts) == 1, alerts
+    assert "order_rejected" not in kinds(eng)
+    nothing_sold(sim)
