@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="market-data permissions for the whole session, e.g. OPT=none or"
                         " OPT=delayed,STK=live (modes: live, delayed, none, competing;"
                         " POST /fault/market_data changes them)")
+    p.add_argument("--max-rate", type=int, default=50,
+                   help="IB's pacing: messages per second per client before error 100")
     args = p.parse_args(argv)
     try:
         market_data = parse_market_data(args.market_data)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         master_client_id=args.master_client_id, cash=args.cash,
         ib_schedule=args.ib_schedule, fill_model=args.fill_model,
         buyer_rate=args.buyer_rate, spread=args.spread, read_only=args.read_only,
-        market_data=market_data,
+        market_data=market_data, max_rate=args.max_rate,
     )
 
     async def run() -> None:

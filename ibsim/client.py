@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ibsim.pacing import Pacer
+
 ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -44,7 +46,9 @@ class Session:
     wants_positions: bool = False
     wants_account: bool = False
     closed: bool = False
+    paced_out: bool = False  # closed for a sustained excess of IB's message rate
     held: list[bytes] | None = None  # a stalled gateway: what it will send, in order
+    pacer: Pacer = field(default_factory=Pacer)  # IB's 50 messages a second
     sent: int = 0  # frames sent to this client (its API client counts the same: numMsgRecv)
     # (time, frames sent so far) after each tick: a client's count then dates its lag.
     sent_log: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=200_000))

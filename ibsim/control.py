@@ -1,7 +1,7 @@
 """The control API: HTTP/1.1 + JSON on the control port (loopback), on the gateway's loop.
 
-GET /state; POST /market, /clock, /restart, /fault/{outage,outage_end,farm,drop,logout,login,
-reject,hold_fills,slow_orders,refuse,freeze,mute,read_only,market_data},
+GET /state, /stats; POST /market, /clock, /restart,
+/fault/{outage,outage_end,farm,drop,logout,login,reject,hold_fills,slow_orders,refuse,freeze,mute,read_only,market_data},
 /order/{cancel,external}.
 A bad request gets 400 (404 for an unknown path) with {"error": ...} and changes nothing.
 """
@@ -49,6 +49,7 @@ class ControlServer:
         self.server: asyncio.base_events.Server | None = None
         self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], Awaitable[Any]]] = {
             ("GET", "/state"): self.get_state,
+            ("GET", "/stats"): self.get_stats,
             ("POST", "/market"): self.market,
             ("POST", "/feed"): self.feed,
             ("POST", "/clock"): self.clock,
@@ -130,6 +131,11 @@ class ControlServer:
 
     async def get_state(self, body: dict[str, Any]) -> Any:
         return self.gw.state()
+
+    async def get_stats(self, body: dict[str, Any]) -> Any:
+        """Each client's messages, peak rate (most in one second) and messages refused
+        with 100 (IB's pacing), closed clients included (the last 100)."""
+        return self.gw.stats()
 
     async def market(self, body: dict[str, Any]) -> Any:
         allowed = {"spot", "volatility", "tick_interval", "drift", "walk_sigma", "quote_burst"}

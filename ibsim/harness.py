@@ -71,6 +71,9 @@ class _Control:
     def get_state(self) -> dict[str, Any]:
         return self._request("GET", "/state", None)
 
+    def get(self, path: str) -> dict[str, Any]:
+        return self._request("GET", path, None)
+
     def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._request("POST", path, body)
 

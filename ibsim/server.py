@@ -18,7 +18,7 @@ from typing import Any
 
 from loguru import logger
 
-from ibsim import feed, quotes, schedule, services, wire
+from ibsim import codes, feed, pacing, quotes, schedule, services, wire
 from ibsim.broker import Broker
 from ibsim.client import Session, Subscription, listen
 from ibsim.fanout import Fanout
@@ -41,7 +41,8 @@ class Gateway(Fanout, Faults, Ordering):
                  master_client_id: int | None = None, cash: float = 100_000.0,
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
                  spread: float = 0.025, read_only: bool = False, tick_mode: str = "interval",
-                 market_data: dict[str, str] | None = None) -> None:
+                 market_data: dict[str, str] | None = None,
+                 max_rate: int = pacing.MAX_RATE) -> None:
         if fill_model not in MODELS:
             raise ValueError(f"fill_model must be one of {MODELS}, not {fill_model!r}")
         if tick_mode not in TICK_MODES:
@@ -92,6 +93,10 @@ class Gateway(Fanout, Faults, Ordering):
         self.spot_log: deque[tuple[datetime, float]] = deque(maxlen=50_000)
         self.spot_log.append((self.market.now(), self.market.spot))
         self.sessions: list[Session] = []
+        if max_rate < 1:
+            raise ValueError("max_rate must be at least 1 message per second")
+        self.max_rate = max_rate  # IB's pacing limit (--max-rate; IB's is 50)
+        self.gone: deque[dict[str, Any]] = deque(maxlen=100)  # closed clients' stats
         self.server: asyncio.base_events.Server | None = None
         self.outage_until = 0.0
         self.outage_restore = 1102
@@ -208,6 +213,7 @@ class Gateway(Fanout, Faults, Ordering):
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername"))
         session = Session(writer, peer)
+        session.pacer.max_rate = self.max_rate
         if self.stalled:
             session.held = []
         if time.time() < self.refuse_until:
@@ -230,6 +236,8 @@ class Gateway(Fanout, Faults, Ordering):
                     if session.client_id is None and fields and fields[0].startswith("v"):
                         self._handshake(session)
                         continue
+                    if self._paced(session):
+                        continue
                     try:
                         await self._handle(session, fields)
                     except Exception as exc:  # a bad message: tell this client only
@@ -244,10 +252,36 @@ class Gateway(Fanout, Faults, Ordering):
             pass
         finally:
             session.close()
+            if session.client_id is not None:
+                self.gone.append(self._client_stats(session))
             if session in self.sessions:
                 self.sessions.remove(session)
             if session in self.pending_logins:
                 self.pending_logins.remove(session)
+
+    def _paced(self, s: Session) -> bool:
+        """IB's pacing (ibsim/pacing.py): True when this message is past the limit (100
+        answered, not served; a sustained excess closes the socket)."""
+        rank = s.pacer.admit(time.monotonic())
+        if not rank:
+            return False
+        s.send(wire.error(-1, 100, codes.text(100, max=s.pacer.max_rate, rec=rank)))
+        if s.pacer.sustained and not s.closed:
+            self.log.warning("client {} over {} messages/s for {}s: disconnected",
+                             s.client_id, s.pacer.max_rate, pacing.SUSTAINED)
+            s.paced_out = True
+            s.close()
+        return True
+
+    def _client_stats(self, s: Session) -> dict[str, Any]:
+        return {"client_id": s.client_id, "peer": s.peer, "connected": not s.closed,
+                "disconnected_for_pacing": s.paced_out, **s.pacer.stats()}
+
+    def stats(self) -> dict[str, Any]:
+        """GET /stats: each client's message counts and peak rate (closed ones too)."""
+        return {"max_rate": self.max_rate, "clients": [
+            *list(self.gone), *(self._client_stats(s) for s in self.sessions
+                                if s.client_id is not None)]}
 
     def _handshake(self, s: Session) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")

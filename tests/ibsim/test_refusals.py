@@ -3,7 +3,10 @@ client: the code and IB's text, the id it is tied to, and nothing else changed."
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
+import time
 from typing import Any
 
 import pytest
@@ -206,3 +209,55 @@ def test_competing_session_answers_10197_on_every_line_until_live(sim: Any,
     assert math.isnan(t2.bid)  # nothing ever came on the new line
     sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "live"})
     wait_ib(ib, lambda: t2.bid > 0 and 2104 in [c for _r, c, _m in seen], what="live again")
+
+
+# ---- pacing ----------------------------------------------------------------------------
+
+PACING = re.compile(r"Max rate of messages per second has been exceeded:max=50 rec=(\d+) \(1\)")
+
+
+def test_past_50_messages_a_second_the_excess_gets_100(sim: Any, connect: Any) -> None:
+    ib = connect()
+    seen = errors_of(ib)
+    times: list[Any] = []
+    ib.client.MaxRequests = 0  # ib_insync's own throttle off: a client that floods
+    ib.wrapper.currentTime = lambda t: times.append(t)
+    for _ in range(120):
+        ib.client.reqCurrentTime()
+    paced = lambda: [e for e in seen if e[1] == 100]  # noqa: E731
+    wait_ib(ib, lambda: len(times) + len(paced()) == 120, what="every message answered")
+    assert paced() and all(r == -1 and PACING.fullmatch(m) for r, _c, m in paced())
+    ranks = sorted(int(PACING.fullmatch(m)[1]) for _r, _c, m in paced())
+    assert ranks[0] == 51  # the 51st message of a second is the first refused
+    assert ib.isConnected()  # one second over the limit is not yet a disconnect
+    (mine,) = [c for c in sim.get("/stats")["clients"] if c["client_id"] == ib.client.clientId]
+    assert mine["peak_rate"] >= 60 and mine["refused"] == len(paced())
+    assert not mine["disconnected_for_pacing"]
+
+
+def test_a_throttled_client_is_never_paced(sim: Any, connect: Any) -> None:
+    ib = connect()
+    seen = errors_of(ib)
+    times: list[Any] = []
+    ib.wrapper.currentTime = lambda t: times.append(t)
+    for _ in range(70):  # ib_insync sends these at 45 a second
+        ib.client.reqCurrentTime()
+    wait_ib(ib, lambda: len(times) == 70, timeout=10, what="every answer")
+    assert 100 not in [c for _r, c, _m in seen]
+    (mine,) = [c for c in sim.get("/stats")["clients"] if c["client_id"] == ib.client.clientId]
+    assert mine["peak_rate"] <= 50
+
+
+def test_a_sustained_excess_closes_the_socket(sim: Any, connect: Any) -> None:
+    ib = connect()
+    ib.client.MaxRequests = 0
+    cid = ib.client.clientId
+    deadline = time.monotonic() + 10
+    while ib.isConnected() and time.monotonic() < deadline:
+        for _ in range(40):
+            ib.client.reqCurrentTime()
+        with contextlib.suppress(ConnectionError):  # the gateway closing the socket
+            ib.sleep(0.1)  # 400 a second, second after second
+    assert not ib.isConnected()
+    (gone,) = [c for c in sim.get("/stats")["clients"] if c["client_id"] == cid]
+    assert gone["disconnected_for_pacing"] and not gone["connected"]
