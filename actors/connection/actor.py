@@ -38,7 +38,7 @@ from actors.connection.codes import (
 )
 from actors.connection.codes import effect as code_effect
 from actors.connection.convert import contract_info, fill_info, order_info, quote_of
-from actors.connection.loop import BrokerCallError, LoopThread
+from actors.connection.loop import BrokerCallError, IbRefusedError, LoopThread
 from actors.connection.market import MarketCalls
 from actors.connection.orders import OrderCalls
 from actors.context import EngineContext
@@ -481,8 +481,19 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
 
     def _call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run `fn` on the loop (awaiting it if it returns an awaitable), with a deadline."""
-        return self._loop.call(fn, timeout or self.cfg.gateway.request_timeout,
-                               lambda: self.ib is not None and self.ib.isConnected())
+        timeout = timeout or self.cfg.gateway.request_timeout
+        started = time.time()
+        try:
+            return self._loop.call(fn, timeout,
+                                   lambda: self.ib is not None and self.ib.isConnected())
+        except BrokerCallError as exc:
+            paced = self.directory.refusals.last
+            if isinstance(exc, IbRefusedError) or paced is None or paced.code != 100 \
+                    or paced.time < started:
+                raise
+            # IB answered requests of this call with 100 (over its message rate) and
+            # served none of them: the timeout has that name.
+            raise IbRefusedError(paced) from exc
 
     def status(self) -> LinkStatus:
         return self._status

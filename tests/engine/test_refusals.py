@@ -153,3 +153,41 @@ def test_sale_refused_for_permissions_fails_once(sim: Any, start_engine: Any) ->
     assert len(alerts) == 1, alerts
     assert "order_rejected" not in kinds(eng)
     nothing_sold(sim)
+
+
+def client_stats(sim: Any, client_id: int = 1) -> dict[str, Any]:
+    return next(c for c in sim.get("/stats")["clients"] if c["client_id"] == client_id)
+
+
+def test_entry_by_delta_over_many_strikes_stays_under_ibs_pacing(
+        sim: Any, start_engine: Any) -> None:
+    eng = start_engine()  # the weekly profile: strike by delta over 25 candidate lines
+    assert enter(eng)["accepted"]
+    entry = entry_outcome(eng, ("done", "failed", "skipped", "interrupted"))
+    assert entry.state == "done", entry
+    stats = client_stats(sim)
+    assert stats["refused"] == 0 and 0 < stats["peak_rate"] <= 50, stats
+    pacing = eng.ask("status")["pacing"]
+    assert pacing["limit"] == 50 and pacing["throttle"] == 45
+    assert 0 < pacing["peak_rate"] <= 50, pacing
+    assert eng.ask("status")["refusal"] is None
+    assert "ib_refused" not in kinds(eng)
+
+
+@pytest.mark.parametrize("sim", [{"max_rate": 12}], indirect=True)
+def test_pacing_error_100_is_a_named_refusal(sim: Any, start_engine: Any) -> None:
+    # A gateway stricter than ib_insync's 45/s throttle (as if something bypassed it).
+    eng = start_engine()
+    assert enter(eng)["accepted"]
+    st = wait_for_value(lambda: eng.ask("status"),
+                        lambda s: s["refusal"] is not None and s["refusal"]["code"] == 100,
+                        30, "status names error 100")
+    assert st["refusal"]["cause"] == "pacing" and "Max rate" in st["refusal"]["message"]
+    alerts = wait_for_value(lambda: ib_alerts(eng), lambda a: len(a) >= 1, 10, "ib_refused")
+    assert [a["details"]["code"] for a in alerts if a["details"]["code"] == 100] == [100]
+    entry = entry_outcome(eng, ("done", "failed", "skipped", "interrupted"))
+    if entry.state != "done":  # a request IB did not serve: its timeout named 100
+        assert "IB 100 pacing" in entry.reason, entry.reason
+        nothing_sold(sim)
+    assert client_stats(sim)["refused"] > 0
+    assert len([a for a in ib_alerts(eng) if a["details"]["code"] == 100]) == 1
