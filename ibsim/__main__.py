@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                         " POST /fault/market_data changes them)")
     p.add_argument("--max-rate", type=int, default=50,
                    help="IB's pacing: messages per second per client before error 100")
+    p.add_argument("--tif-preset", choices=("DAY", "GTC", "IOC", "OPG"), default=None,
+                   help="TWS's API order preset for the time in force: an order with another"
+                        " TIF is placed with this one and warned with 10349")
     args = p.parse_args(argv)
     try:
         market_data = parse_market_data(args.market_data)
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         ib_schedule=args.ib_schedule, fill_model=args.fill_model,
         buyer_rate=args.buyer_rate, spread=args.spread, read_only=args.read_only,
         market_data=market_data, max_rate=args.max_rate,
+        tif_preset=args.tif_preset,
     )
 
     async def run() -> None:

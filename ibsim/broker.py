@@ -62,6 +62,9 @@ class Broker(OrderDesk, Matching, Expiries):
     # --fill-model buyers: limits inside the spread wait for a counterparty (ibsim/fills.py);
     # None is the kind model (a seeded fair price each tick).
     fill_model: BuyersModel | None = None
+    # --tif-preset: TWS's API order preset for the time in force ("DAY"): an order with
+    # another TIF is placed with this one and warned of it (10349). None: no preset.
+    tif_preset: str | None = None
 
     def __post_init__(self) -> None:
         # Time-based prefixes keep perm and exec ids unique across restarts without a file.
@@ -125,6 +128,11 @@ class Broker(OrderDesk, Matching, Expiries):
 
     def find(self, client_id: int, order_id: int) -> dict[str, Any] | None:
         return self.orders.get(f"{client_id}:{order_id}")
+
+    def position_of(self, account: str, con_id: int) -> float:
+        """The account's signed position in a contract (0 if none)."""
+        pos = self.positions.get(con_id)
+        return float(pos["position"]) if pos is not None else 0.0
 
     def quote_of(self, contract: dict[str, Any]) -> tuple[float, float, float]:
         """(bid, ask, mark) of a contract now."""

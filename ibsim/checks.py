@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ibsim import account, combos, wire
+from ibsim import account, codes, combos, wire
 from ibsim.contracts import contract_from, no_secdef
 
 if TYPE_CHECKING:
@@ -119,10 +119,8 @@ def _short_of_margin(gw: Gateway, s: Session, f: list[str], found: list[dict[str
         return False
     gw.log.info("order {}/{} rejected: initial margin {:.2f} > equity with loan {:.2f}",
                 s.client_id, order_id, m["init_after"], m["ewl_after"])
-    s.send(wire.error(order_id, 201, "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN"
-                      " ORDER TO OBTAIN THE DESIRED POSITION YOUR EQUITY WITH LOAN VALUE"
-                      f" [{m['ewl_after']:.2f} USD] MUST EXCEED THE INITIAL MARGIN"
-                      f" [{m['init_after']:.2f} USD]"))
+    reason = codes.MARGIN_SHORT.format(ewl=m["ewl_after"], init=m["init_after"])
+    s.send(wire.error(order_id, 201, codes.text(201, reason=reason)))
     return True
 
 

@@ -30,6 +30,9 @@ CODES: dict[int, str] = {
          " menu then under Management choose Market Data Subscription Manager and/or"
          " availability of delayed data.",
     399: "Order message:\n{message}",
+    # 460: IB's table, as quoted in QuantConnect/Lean.Brokerages.InteractiveBrokers pull
+    # request #245 ("Invalidate orders rejected with errors 200 and 460").
+    460: "No trading permissions.",
     1100: "Connectivity between IB and Trader Workstation has been lost.",
     1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
     1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
@@ -59,14 +62,18 @@ INVALID_ACCOUNT = "Invalid account code"
 MARGIN_SHORT = ("YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR"
                 " EQUITY WITH LOAN VALUE [{ewl:.2f} USD] MUST EXCEED THE INITIAL MARGIN"
                 " [{init:.2f} USD]")
-# A naked (uncovered) put sold without the options level that allows it, as IB words it.
-# Source: IBKR Knowledge Base / IB's order-reject messages as users quote them
-# ("YOUR ACCOUNT IS NOT PERMITTED TO TRADE UNCOVERED OPTIONS" wording; see the
-# `NAKED_PUT_SOURCE` below). Posed with POST /fault/reject {"code": 201, "message":
-# codes.text(201, reason=codes.NO_NAKED_PUTS), "sec_type": "OPT", "action": "SELL"}.
-NO_NAKED_PUTS = ("YOUR ORDER IS NOT ACCEPTED BECAUSE YOUR ACCOUNT IS NOT APPROVED FOR"
-                 " UNCOVERED OPTIONS.")
-NAKED_PUT_SOURCE = ""
+# A naked (uncovered) put the account's options permissions do not allow. IB's order
+# reject reads "Account May Not Hold Positions: Short Call" for the call side (an IBKR
+# introducing broker's FAQ on that exact message:
+# https://www.mexem.co.za/faqs/what-does-the-error-message-account-may-not-hold-positions-short-call-mean
+# -- a cash account, or "Limited Option Trading" where a naked put must be cash-covered);
+# the put side is the same message with "Short Put" (its wording inferred from the call's,
+# not seen in a source). With no options permission at all IB answers 460 (in CODES).
+# Posed with POST /fault/reject {"code": 201, "sec_type": "OPT", "action": "SELL",
+# "message": codes.text(201, reason=codes.NO_NAKED_PUTS)}.
+NO_NAKED_PUTS = "Account May Not Hold Positions: Short Put"
+NO_NAKED_PUTS_SOURCE = ("https://www.mexem.co.za/faqs/"
+                        "what-does-the-error-message-account-may-not-hold-positions-short-call-mean")
 
 
 def text(code: int, **fields: Any) -> str:

@@ -243,13 +243,17 @@ class ControlServer:
         otype = body.get("order_type")
         if otype not in (None, "MKT", "LMT", "STP"):
             raise BadRequest("'order_type' must be MKT, LMT or STP")
+        sec_type = body.get("sec_type")
+        if sec_type not in (None, *SEC_TYPES):
+            raise BadRequest(f"'sec_type' must be one of {list(SEC_TYPES)}")
         message = body.get("message", "Order rejected - reason: simulated rejection")
         if not isinstance(message, str):
             raise BadRequest("'message' must be a string")
         if count == 0:
             self.gw.broker.rejects.clear()
         else:
-            self.gw.broker.rejects.append(RejectRule(count, code, message, action, otype))
+            self.gw.broker.rejects.append(RejectRule(count, code, message, action, otype,
+                                                         sec_type))
         return {"rejects": [r.__dict__ for r in self.gw.broker.rejects]}
 
     async def read_only(self, body: dict[str, Any]) -> Any:

@@ -7,12 +7,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ibsim import checks, codes, wire
+from ibsim import checks, codes, universe, wire
 from ibsim.contracts import contract_from, float_field, int_field, no_secdef
 from ibsim.events import Event
 
 if TYPE_CHECKING:
     from ibsim.client import Session
+
+
+def min_tick(c: dict[str, Any]) -> float:
+    """The contract's minimum tick, as its contract details report it (ibsim/wire.py:
+    0.01; a forex pair its own)."""
+    inst = universe.BY_CON_ID.get(c.get("con_id", 0))
+    return inst.tick if inst is not None and c.get("sec_type") == "CASH" else 0.01
 
 
 class Ordering:
@@ -45,8 +52,8 @@ class Ordering:
             self.log.warning("order {}/{} refused: account {} is not managed ({})",
                              s.client_id, order["order_id"], order["account"],
                              self.broker.account)
-            s.send(wire.error(order["order_id"], 321, "Error validating request.-'cq' : cause"
-                                                      " - Invalid account code"))
+            s.send(wire.error(order["order_id"], 321,
+                              codes.text(321, token="cq", cause=codes.INVALID_ACCOUNT)))
             return
         resolved = self.broker.resolve(order["contract"])
         if len(resolved) != 1:
@@ -61,12 +68,34 @@ class Ordering:
             s.send(wire.error(order["order_id"], 201, "Order rejected - reason: a stop order"
                                                       " needs a stop price"))
             return
+        if self._off_tick(s, order):
+            return
+        preset = self.broker.tif_preset
+        if preset and order["tif"] != preset and self.broker.find(*self._key(order)) is None:
+            order["tif"], order["tif_preset_applied"] = preset, True
         if self.slow_orders > 0 and self.slow_orders_action in ("", order["action"]):
             key = (order["client_id"], order["order_id"])
             self._slow_pending[key] = False
             self._spawn(self._place_later(order, self.slow_orders))
             return
         self._place(order)
+
+    @staticmethod
+    def _key(order: dict[str, Any]) -> tuple[int, int]:
+        return order["client_id"], order["order_id"]
+
+    def _off_tick(self, s: Session, order: dict[str, Any]) -> bool:
+        """IB's 110: a limit or stop price that is not a multiple of the contract's minimum
+        tick (the minTick its contract details report). A new order is not placed; a
+        modify leaves the working order as it was. True when refused."""
+        tick = min_tick(order["contract"])
+        for price in (order["lmt_price"], order["aux_price"]):
+            if price is not None and abs(price / tick - round(price / tick)) > 1e-6:
+                self.log.info("order {}/{}: price {} is not a multiple of {}",
+                              s.client_id, order["order_id"], price, tick)
+                s.send(wire.error(order["order_id"], 110, codes.text(110)))
+                return True
+        return False
 
     async def _place_later(self, order: dict[str, Any], delay: float) -> None:
         await asyncio.sleep(delay)

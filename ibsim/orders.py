@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ibsim import sessions
+from ibsim import codes, sessions
 from ibsim.events import DONE, Event
 
 
@@ -19,11 +19,12 @@ class RejectRule:
     message: str
     action: str | None = None
     order_type: str | None = None
+    sec_type: str | None = None  # e.g. "OPT": only orders for options
 
     def matches(self, order: dict[str, Any]) -> bool:
         return (self.action in (None, order["action"])) and (
-            self.order_type in (None, order["order_type"])
-        )
+            self.order_type in (None, order["order_type"])) and (
+            self.sec_type in (None, order["contract"].get("sec_type")))
 
 
 class OrderDesk:
@@ -38,7 +39,7 @@ class OrderDesk:
             if (existing["contract"]["con_id"] != order["contract"]["con_id"]
                     or existing["action"] != order["action"]):
                 # Not a modification: another order under a used id (IB: 103).
-                return [self._reject_event(order, 103, "Duplicate order id")]
+                return [self._reject_event(order, 103, codes.text(103))]
             return self._modify(existing, order)
         if outage:
             return [self._reject_event(order, 201, "Order rejected - reason: the gateway has"
@@ -80,6 +81,13 @@ class OrderDesk:
             o["status"] = "Submitted" if not o.get("parent_id") else "PreSubmitted"
             events.append(Event("order", dict(o), o["client_id"]))
         events.append(Event("order", dict(order), cid))
+        if order.pop("tif_preset_applied", False):
+            # IB's API order preset overrode the order's TIF: a warning, the order works.
+            events.append(Event("error", {"id": order["order_id"], "code": 10349,
+                                          "message": codes.text(10349)}, cid))
+        if self._beyond_position(order):
+            events.append(Event("error", {"id": order["order_id"], "code": 2137,
+                                          "message": codes.text(2137)}, cid))
         if order.get("outside_rth") and order["contract"]["sec_type"] in ("OPT", "BAG"):
             # Options have no extended session: IB ignores the flag and says so (a warning).
             events.append(Event("error", {"id": order["order_id"], "code": 2109, "message":
@@ -92,6 +100,14 @@ class OrderDesk:
                                           "message": warning}, cid))
         self.save()
         return events
+
+    def _beyond_position(self, order: dict[str, Any]) -> bool:
+        """IB's cross-side warning (2137): a BUY larger than the short position, or a SELL
+        larger than the long, of the order's account in that contract."""
+        pos = self.position_of(order.get("account") or self.account,
+                               order["contract"]["con_id"])
+        return (order["action"] == "BUY" and pos < 0 and order["qty"] > -pos) or (
+            order["action"] == "SELL" and pos > 0 and order["qty"] > pos)
 
     def _hold_for_session(self, order: dict[str, Any]) -> str:
         """Outside its session an order rests PreSubmitted until the session opens (IB's
@@ -145,8 +161,11 @@ class OrderDesk:
         o = self.find(client_id, order_id)
         if o is None:
             return [Event("error", {"id": order_id, "code": 10147, "message":
-                                    f"OrderId {order_id} that needs to be cancelled is not"
-                                    " found."}, client_id)]
+                                    codes.text(10147, order_id=order_id)}, client_id)]
+        if o["status"] in ("Cancelled", "Inactive", "PendingCancel"):
+            # Not in a cancellable state (IB: 161); a filled one gets 10148 below.
+            return [Event("error", {"id": order_id, "code": 161, "message":
+                                    codes.text(161, perm_id=o["perm_id"])}, client_id)]
         if o["status"] in DONE:
             return [Event("error", {"id": order_id, "code": 10148, "message":
                                     f"OrderId {order_id} that needs to be cancelled cannot be"

@@ -42,7 +42,7 @@ class Gateway(Fanout, Faults, Ordering):
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
                  spread: float = 0.025, read_only: bool = False, tick_mode: str = "interval",
                  market_data: dict[str, str] | None = None,
-                 max_rate: int = pacing.MAX_RATE) -> None:
+                 max_rate: int = pacing.MAX_RATE, tif_preset: str | None = None) -> None:
         if fill_model not in MODELS:
             raise ValueError(f"fill_model must be one of {MODELS}, not {fill_model!r}")
         if tick_mode not in TICK_MODES:
@@ -66,6 +66,9 @@ class Gateway(Fanout, Faults, Ordering):
         self.market = Market(seed=seed, spot=spot, now=fixed)
         self.market.half_spread = spread
         self.broker = Broker(self.market, account=account, state_file=state_file, cash=cash)
+        if tif_preset not in (None, "", "DAY", "GTC", "IOC", "OPG"):
+            raise ValueError(f"tif_preset must be DAY, GTC, IOC or OPG, not {tif_preset!r}")
+        self.broker.tif_preset = tif_preset or None
         if fill_model == "buyers":
             self.broker.fill_model = BuyersModel(seed, buyer_rate)
         self.fill_model = fill_model

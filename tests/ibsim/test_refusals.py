@@ -261,3 +261,150 @@ def test_a_sustained_excess_closes_the_socket(sim: Any, connect: Any) -> None:
     assert not ib.isConnected()
     (gone,) = [c for c in sim.get("/stats")["clients"] if c["client_id"] == cid]
     assert gone["disconnected_for_pacing"] and not gone["connected"]
+
+
+# ---- order rejections with IB's reasons ------------------------------------------------
+
+
+def only_error(seen: list[Err], req_id: int) -> tuple[int, str]:
+    ((_r, code, msg),) = [e for e in seen if e[0] == req_id]
+    return code, msg
+
+
+def open_ids(sim: Any) -> list[int]:
+    return [o["order_id"] for o in sim.get_state()["open_orders"]]
+
+
+def test_a_rejection_rule_for_options_spares_the_stock(sim: Any, connect: Any) -> None:
+    ib = connect()
+    seen = errors_of(ib)
+    naked = codes.text(201, reason=codes.NO_NAKED_PUTS)
+    sim.post("/fault/reject", {"count": 1, "code": 201, "message": naked, "sec_type": "OPT",
+                               "action": "SELL"})
+    with pytest.raises(ControlError):
+        sim.post("/fault/reject", {"count": 1, "sec_type": "OPTION"})
+    spy = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))[0]
+    stock = ib.placeOrder(spy, LimitOrder("SELL", 1, 700.0))  # a stock order: not the rule's
+    wait_ib(ib, lambda: stock.orderStatus.status == "Submitted")
+    opt, t = put(ib)
+    sale = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2)))
+    oid = sale.order.orderId
+    wait_ib(ib, lambda: codes_for(seen, oid), what="201")
+    assert only_error(seen, oid) == (
+        201, "Order rejected - reason:Account May Not Hold Positions: Short Put")
+    assert open_ids(sim) == [stock.order.orderId]  # nothing of the sale at the broker
+    assert sim.get_state()["faults"]["rejects"] == []  # the rule was used up
+
+
+def test_a_buy_larger_than_the_short_warns_2137_and_stays_live(sim: Any, connect: Any) -> None:
+    ib = connect()
+    seen = errors_of(ib)
+    opt, t = put(ib)
+    sale = ib.placeOrder(opt, LimitOrder("SELL", 1, t.bid))
+    wait_ib(ib, lambda: sale.orderStatus.status == "Filled", what="the sale filled")
+    buy = ib.placeOrder(opt, LimitOrder("BUY", 2, 0.05))
+    oid = buy.order.orderId
+    wait_ib(ib, lambda: codes_for(seen, oid), what="2137")
+    assert only_error(seen, oid) == (
+        2137, "The closing order quantity is greater than your current position.")
+    assert buy.orderStatus.status == "Submitted" and open_ids(sim) == [oid]
+    exact = ib.placeOrder(opt, LimitOrder("BUY", 1, 0.05))  # no more than the short: quiet
+    wait_ib(ib, lambda: exact.orderStatus.status == "Submitted")
+    assert codes_for(seen, exact.order.orderId) == []
+
+
+def test_an_order_short_of_margin_is_rejected_with_ibs_text() -> None:
+    with IbsimThread(seed=5, spot=600.0, tick_interval=0.02, now=NOW, cash=2_000.0) as sim:
+        ib = client(sim, 1)
+        try:
+            seen = errors_of(ib)
+            opt, t = put(ib)
+            sale = ib.placeOrder(opt, LimitOrder("SELL", 5, round(t.ask + 1, 2)))
+            oid = sale.order.orderId
+            wait_ib(ib, lambda: codes_for(seen, oid), what="201")
+            code, msg = only_error(seen, oid)
+            assert code == 201 and re.fullmatch(
+                r"Order rejected - reason:YOUR ORDER IS NOT ACCEPTED\. IN ORDER TO OBTAIN THE"
+                r" DESIRED POSITION YOUR EQUITY WITH LOAN VALUE \[[\d.]+ USD\] MUST EXCEED THE"
+                r" INITIAL MARGIN \[[\d.]+ USD\]", msg)
+            assert open_ids(sim) == []
+        finally:
+            ib.disconnect()
+
+
+def test_a_tif_preset_sets_day_and_warns_10349_the_order_stays_live() -> None:
+    with IbsimThread(seed=5, spot=600.0, tick_interval=0.02, now=NOW, tif_preset="DAY") as sim:
+        ib = client(sim, 1)
+        try:
+            seen = errors_of(ib)
+            opt, t = put(ib)
+            gtc = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2), tif="GTC"))
+            oid = gtc.order.orderId
+            wait_ib(ib, lambda: codes_for(seen, oid), what="10349")
+            assert only_error(seen, oid) == (10349, "Order TIF was set to DAY based on order"
+                                                    " preset.")
+            assert open_ids(sim) == [oid]  # working at IB (ib_insync 0.9 calls it Cancelled)
+            assert sim.call(lambda gw: gw.broker.find(1, oid)["tif"]) == "DAY"
+            day = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 2, 2), tif="DAY"))
+            wait_ib(ib, lambda: day.orderStatus.status == "Submitted")
+            assert codes_for(seen, day.order.orderId) == []
+        finally:
+            ib.disconnect()
+
+
+def test_a_price_off_the_minimum_tick_is_refused_with_110(sim: Any, connect: Any) -> None:
+    ib = connect()
+    seen = errors_of(ib)
+    opt, t = put(ib)
+    (details,) = ib.reqContractDetails(opt)
+    assert details.minTick == 0.01
+    bad = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2) + 0.005))
+    oid = bad.order.orderId
+    wait_ib(ib, lambda: codes_for(seen, oid), what="110")
+    assert only_error(seen, oid) == (110, "The price does not conform to the minimum price"
+                                          " variation for this contract.")
+    assert open_ids(sim) == []
+    good = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2)))
+    wait_ib(ib, lambda: good.orderStatus.status == "Submitted")
+    price = good.order.lmtPrice
+    good.order.lmtPrice = price + 0.003  # a modify off the tick: the order works as it was
+    ib.placeOrder(opt, good.order)
+    gid = good.order.orderId
+    wait_ib(ib, lambda: codes_for(seen, gid), what="110 on the modify")
+    (o,) = sim.get_state()["open_orders"]
+    assert o["order_id"] == gid and o["lmt_price"] == price
+
+
+def test_a_reused_order_id_gets_103_and_changes_nothing(sim: Any, connect: Any) -> None:
+    ib = connect()
+    seen = errors_of(ib)
+    opt, t = put(ib)
+    first = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2)))
+    wait_ib(ib, lambda: first.orderStatus.status == "Submitted")
+    oid = first.order.orderId
+    spy = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))[0]
+    ib.client.placeOrder(oid, spy, LimitOrder("BUY", 1, 500.0))  # the same id, another order
+    wait_ib(ib, lambda: codes_for(seen, oid), what="103")
+    assert only_error(seen, oid) == (103, "Duplicate order id")
+    (o,) = sim.get_state()["open_orders"]
+    assert o["order_id"] == oid and o["con_id"] == opt.conId and o["action"] == "SELL"
+
+
+def test_cancels_of_unknown_and_done_orders_get_10147_and_161(sim: Any, connect: Any) -> None:
+    ib = connect()
+    seen = errors_of(ib)
+    ib.client.cancelOrder(987654)
+    wait_ib(ib, lambda: codes_for(seen, 987654), what="10147")
+    assert only_error(seen, 987654) == (
+        10147, "OrderId 987654 that needs to be cancelled is not found.")
+    opt, t = put(ib)
+    trade = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2)))
+    wait_ib(ib, lambda: trade.orderStatus.status == "Submitted")
+    ib.cancelOrder(trade.order)
+    wait_ib(ib, lambda: trade.orderStatus.status == "Cancelled")
+    oid, perm = trade.order.orderId, trade.order.permId
+    seen.clear()
+    ib.client.cancelOrder(oid)  # cancelled already: not in a cancellable state
+    wait_ib(ib, lambda: codes_for(seen, oid), what="161")
+    assert only_error(seen, oid) == (
+        161, f"Cancel attempted when order is not in a cancellable state. Order permId ={perm}")
