@@ -103,6 +103,12 @@ REFUSAL_CODES: dict[int, RefusalCode] = {c.code: c for c in (
        "the broker rejected the order",
        "read IB's reason; see the order in TWS/Client Portal",
        "error", "dead"),
+    _c(460, "no_trading_permissions",
+       "No trading permissions.",
+       "the account has no trading permission for this product (e.g. options)",
+       "request the options trading permission in Client Portal (Settings > Account "
+       "Settings > Trading Permissions), then wait for IB's approval",
+       "error", "skip"),
     _c(2137, "cross_side_warning",
        "The closing order quantity is greater than your current position.",
        "a warning: a BUY larger than the short position; the order stays live",
@@ -190,8 +196,8 @@ _VARIANTS: dict[tuple[int, str], RefusalCode] = {
         "error", "skip"),
     (201, "permissions"): _c(
         201, "permissions",
-        "Order rejected - reason:Your account does not have permissions to trade ... "
-        "(e.g. naked/uncovered options)",
+        "Order rejected - reason:Account May Not Hold Positions: Short Put (or another "
+        "permissions text)",
         "the account lacks the trading permission for this order (selling uncovered puts "
         "needs options level 'naked' or a cash-secured put approval)",
         "request the options trading permission in Client Portal (Settings > Account "
@@ -222,7 +228,10 @@ def code_of(code: int, message: str = "") -> RefusalCode | None:
     if code == 201:
         if "margin" in text or "equity with loan" in text:
             return _VARIANTS[(201, "margin")]
-        if "permission" in text or "not approved" in text or "not allowed" in text:
+        # "Account May Not Hold Positions: Short Put" is IB's word for a naked put the
+        # options permissions do not allow (ibsim/codes.py names its source).
+        if ("permission" in text or "not approved" in text or "not allowed" in text
+                or "may not hold positions" in text):
             return _VARIANTS[(201, "permissions")]
     if code == 321 and "read-only" not in text and "read only" not in text:
         return _VARIANTS[(321, "validation")]

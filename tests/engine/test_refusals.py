@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from actors.connection.loop import IbRefusedError
+from ibsim import codes
 from tests.engine.conftest import SESSION_NOW, RunningEngine
 from tests.support.zmq_request import wait_for_value, zmq_request
 from trading.model import OrderRequest
@@ -134,17 +135,18 @@ def test_competing_session_is_a_named_wait(sim: Any, start_engine: Any) -> None:
     nothing_sold(sim)
 
 
-PERMISSIONS = ("Order rejected - reason:Your account does not have permissions to trade "
-               "uncovered options")
+# IB's reject of a naked put the account's permissions do not allow (ibsim names the source).
+PERMISSIONS = codes.text(201, reason=codes.NO_NAKED_PUTS)
 
 
 def test_sale_refused_for_permissions_fails_once(sim: Any, start_engine: Any) -> None:
     eng = start_engine()
-    sim.post("/fault/reject", {"count": 5, "code": 201, "action": "SELL",
+    sim.post("/fault/reject", {"count": 5, "code": 201, "action": "SELL", "sec_type": "OPT",
                                "message": PERMISSIONS})
     assert enter(eng)["accepted"]
     entry = entry_outcome(eng, ("failed", "skipped"))
     assert "201" in entry.reason and "permission" in entry.reason and "fix:" in entry.reason
+    assert "Short Put" in entry.reason
     # One attempt, not sale_attempts of them: no attempt can pass.
     assert sim.get_state()["faults"]["rejects"][0]["count"] == 4
     st = eng.ask("status")
@@ -191,3 +193,49 @@ def test_pacing_error_100_is_a_named_refusal(sim: Any, start_engine: Any) -> Non
         nothing_sold(sim)
     assert client_stats(sim)["refused"] > 0
     assert len([a for a in ib_alerts(eng) if a["details"]["code"] == 100]) == 1
+
+
+@pytest.mark.parametrize("sim", [{"tif_preset": "DAY"}], indirect=True)
+def test_tif_preset_10349_leaves_the_exits_live_not_cancelled(
+        sim: Any, start_engine: Any) -> None:
+    # IB's preset turns the GTC exits into DAY orders with 10349: a warning, the orders
+    # work. ib_insync 0.9 marks them Cancelled; the engine must not believe it (no exits
+    # placed again beside them, the lot stays protected).
+    from tests.engine.test_lifecycle import broker_orders, enter_and_wait
+
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    st = wait_for_value(lambda: eng.ask("status"),
+                        lambda s: s["refusal"] is not None and s["refusal"]["code"] == 10349,
+                        10, "status names 10349")
+    assert st["refusal"]["severity"] == "warning"
+    exits = [o for o in broker_orders(sim, lot.con_id)
+             if o["order_ref"] in (lot.tp_order_ref, lot.sl_order_ref)]
+    assert len(exits) == 2, exits
+    reply = zmq_request(eng.endpoint, "repair_exits", {}, sent_at=time.time())
+    assert reply["ok"] and reply["data"]["repaired"] == 0, reply  # nothing to repair
+    after = [o for o in broker_orders(sim, lot.con_id) if o["action"] == "BUY"]
+    assert len(after) == 2, after  # no second pair beside the live one
+    assert eng.book().lot(lot.id).get(timeout=5).state == "open"
+    states = {o["status"] for o in eng.ask("orders")["orders"]
+              if o.get("order_ref") in (lot.tp_order_ref, lot.sl_order_ref)}
+    assert "cancelled" not in {s.lower() for s in states}, states
+    assert [a["details"]["code"] for a in ib_alerts(eng)] == [10349]
+
+
+@pytest.mark.parametrize("sim", [{"tif_preset": "GTC", "fill_model": "buyers", "buyer_rate": 0.3}],
+                         indirect=True)
+def test_tif_preset_10349_on_the_sale_is_not_a_rejected_attempt(
+        sim: Any, start_engine: Any) -> None:
+    from tests.engine.test_lifecycle import enter_and_wait
+
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    sales = [e for e in sim.get_state()["executions"] if e["side"] in ("SLD", "SELL")]
+    assert sales, sim.get_state()["executions"]
+    refs = {e["order_ref"] for e in sales}
+    assert len(refs) == 1, refs  # one attempt sold
+    # The 10349 "Cancelled" was not taken for a rejection: no attempt counted dead for it
+    # (before: "sale attempt 1 rejected: 10349" and an order_rejected alert).
+    assert "order_rejected" not in kinds(eng)
+    assert lot.qty == 1
