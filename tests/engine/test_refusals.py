@@ -98,10 +98,13 @@ def test_read_only_ticked_later_names_the_margin_check_read_only(
     nothing_sold(sim)
 
 
+@pytest.mark.parametrize("mode", ["none", "delayed"])
 def test_no_option_subscription_fails_the_entry_with_354_not_a_wait(
-        sim: Any, start_engine: Any) -> None:
-    eng = start_engine()
-    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "none"})
+        sim: Any, start_engine: Any, mode: str) -> None:
+    # "delayed": IB offers delayed data only to a client that asked for type 3; the
+    # engine (type 1, live) gets 354 and never prices on delayed quotes.
+    eng = start_engine({"schedule": {"entry_times": ["15:00", "15:30", "15:45"]}})
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": mode})
     t0 = time.monotonic()
     assert enter(eng)["accepted"]
     entry = entry_outcome(eng, ("failed", "skipped", "interrupted"))
@@ -111,13 +114,32 @@ def test_no_option_subscription_fails_the_entry_with_354_not_a_wait(
     assert "fix:" in entry.reason
     assert enter(eng)["accepted"]  # a retry by hand: refused again, no second alert
     wait_for_value(lambda: eng.book().entries(TODAY).get(timeout=5)[0],
-                   lambda e: e.state == "failed" and e.reason != "manual entry", 30, "retry")
+                   lambda e: e.state == "failed" and "354" in e.reason, 30, "retry")
     st = eng.ask("status")
     assert st["refusal"]["code"] == 354 and st["refusal"]["request"] == "market data"
+    # The schedule's run of the next slot: skipped (not failed, not waiting), no new alert.
+    result = eng.engine.directory.proxy("order_executor").run_entry(TODAY, "15:45").get(
+        timeout=30)
+    assert not result.accepted
+    slot = next(e for e in eng.book().entries(TODAY).get(timeout=5) if e.slot == "15:45")
+    assert slot.state == "skipped" and "354" in slot.reason, slot
     alerts = ib_alerts(eng)
     assert len(alerts) == 1 and "354" in alerts[0]["message"], alerts
     assert not {"risk_limit", "order_rejected"} & set(kinds(eng))
     nothing_sold(sim)
+
+
+@pytest.mark.parametrize("sim", [{"market_data": {"OPT": "delayed"}}], indirect=True)
+def test_paper_profile_that_allows_delayed_data_says_so(sim: Any, start_engine: Any) -> None:
+    eng = start_engine({"gateway": {"market_data_type": 3}})
+    st = eng.ask("status")
+    assert st["market_data"]["type"] == 3 and st["market_data"]["name"] == "delayed"
+    assert "delayed market data" in st["market_data"]["note"]
+    assert enter(eng)["accepted"]
+    entry = entry_outcome(eng, ("done", "failed", "skipped", "interrupted"))
+    # 10167 is taken in paper with type 3: a warning in the log, no refusal, no alert.
+    assert entry.state == "done", entry
+    assert "ib_refused" not in kinds(eng)
 
 
 def test_competing_session_is_a_named_wait(sim: Any, start_engine: Any) -> None:
