@@ -26,12 +26,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ib_insync import IB, Contract, LimitOrder, Stock, Ticker
 
 from config.loader import Config, cli_config
+from ops.clock_source import clock_from_config
+from trading.calendar import ET, TradingCalendar
 from trading.margin import margin_refusal
 from trading.model import WhatIfInfo
 from trading.refusals import MARKET_DATA_TYPES, Refusal, refusal
@@ -63,6 +65,15 @@ class Doctor:
         self.errors: list[tuple[int, int, str]] = []
         self.ib.errorEvent += lambda req, code, msg, _c: self.errors.append((req, code, msg))
         self.checks: list[Check] = []
+        # The engine's clock (simulated in the demo): the expiry it would choose, and
+        # whether quotes are to be expected now (outside the session IB may send none).
+        now = clock_from_config(cfg.clock).now()
+        self.today = now.astimezone(ET).date()
+        self.market_open = TradingCalendar().is_market_open(now)
+
+    def no_quote(self) -> str:
+        """A missing quote FAILs in the session; outside it, IB may send none: WARN."""
+        return FAIL if self.market_open else WARN
 
     def add(self, name: str, status: str, detail: str, fix: str = "") -> None:
         self.checks.append(Check(name, status, detail, fix))
@@ -168,9 +179,12 @@ class Doctor:
         ticker, r = self._quote(stock, False)
         kind = MARKET_DATA_TYPES.get(ticker.marketDataType, str(ticker.marketDataType))
         if _num(ticker.bid) is None or _num(ticker.ask) is None:
-            self.add("underlying", FAIL, f"{s.symbol} on {s.exchange}: no bid/ask"
-                     + (f": {r.describe()}" if r else " within the request timeout"),
-                     r.fix if r else "check the market-data farm (2104) and subscriptions")
+            self.add("underlying", FAIL if r else self.no_quote(),
+                     f"{s.symbol} on {s.exchange}: no bid/ask"
+                     + (f": {r.describe()}" if r else " within the request timeout"
+                        + ("" if self.market_open else " (market closed now)")),
+                     r.fix if r else "check the market-data farm (2104) and subscriptions; "
+                     "outside the session run it again during market hours")
             return stock  # the chain and the put are still worth asking for
         status = PASS if ticker.marketDataType == 1 else WARN
         self.add("underlying", status, f"{s.symbol} on {s.exchange} bid {ticker.bid} ask "
@@ -187,7 +201,7 @@ class Doctor:
             self.add("chain", FAIL, f"no option chain for {s.symbol} (reqSecDefOptParams "
                      "answered nothing)", "check the sec-def farm (2158) and option permissions")
             return None
-        today = date.fromtimestamp(self.wall())
+        today = self.today
         expiry = choose_expiry_by_rule(sorted(chain.expirations), today, s.target_dte,
                                        s.expiry_rule)
         self.add("chain", PASS, f"{len(chain.expirations)} expiries, {len(chain.strikes)} "
@@ -205,9 +219,11 @@ class Doctor:
         ticker, r = self._quote(put, True)
         greeks = ticker.modelGreeks
         if _num(ticker.bid) is None or _num(ticker.ask) is None:
-            self.add("option", FAIL, f"{put.localSymbol}: no bid/ask"
-                     + (f": {r.describe()}" if r else " within the request timeout"),
-                     r.fix if r else "subscribe to OPRA (US options) for API use")
+            self.add("option", FAIL if r else self.no_quote(), f"{put.localSymbol}: no bid/ask"
+                     + (f": {r.describe()}" if r else " within the request timeout"
+                        + ("" if self.market_open else " (market closed now)")),
+                     r.fix if r else "subscribe to OPRA (US options) for API use; outside "
+                     "the session run it again during market hours")
             return put, 0.0
         kind = MARKET_DATA_TYPES.get(ticker.marketDataType, str(ticker.marketDataType))
         if greeks is None or _num(greeks.delta) is None:

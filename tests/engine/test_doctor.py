@@ -53,3 +53,11 @@ def test_doctor_fails_an_unreachable_gateway(tmp_path: Path, sim: Any) -> None:
     cfg = write_config(tmp_path / "e.toml", sim)
     code, lines, out = doctor(cfg, {"TRADING_BOT__GATEWAY__PORT": "1"})
     assert code == 1 and lines["gateway"] == "FAIL" and "unreachable" in out, out
+
+
+def test_doctor_names_a_missing_options_subscription(tmp_path: Path, sim: Any) -> None:
+    sim.post("/fault/market_data", {"sec_type": "OPT", "mode": "none"})
+    code, lines, out = doctor(write_config(tmp_path / "e.toml", sim))
+    assert code == 1, out
+    assert lines["option"] == "FAIL" and lines["underlying"] == "PASS", out
+    assert "IB 354" in out and "OPRA" in out, out
