@@ -41,6 +41,7 @@ from actors.connection.convert import contract_info, fill_info, order_info, quot
 from actors.connection.loop import BrokerCallError, IbRefusedError, LoopThread
 from actors.connection.market import MarketCalls
 from actors.connection.orders import OrderCalls
+from actors.connection.part import contract_key
 from actors.context import EngineContext
 from actors.messages import (
     CommissionReceived,
@@ -81,7 +82,8 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         # says why ib_insync's own tickers cannot be looked up).
         self._lines: dict[int, Ticker] = {}
         self._line_refusals: dict[int, Refusal] = {}
-        self._request_refusals: dict[int, Refusal] = {}
+        self._request_refusals: dict[int | str, Refusal] = {}
+        self._loose_refusals: list[Refusal] = []
         self._read_only_seen = False  # this connect attempt got 321 read-only
         self._positions: dict[tuple[str, int], float] = {}  # last quantity published
         self._changed: asyncio.Event | None = None
@@ -177,7 +179,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             ib.RequestTimeout = gw.request_timeout
             self.ib = ib
             self._lines = {}  # a new session has no lines
-            self._line_refusals, self._request_refusals = {}, {}
+            self._line_refusals, self._request_refusals, self._loose_refusals = {}, {}, []
             self._read_only_seen = False
             self._throttle_on(ib)
             self._positions = {}  # and has seen no positions yet
@@ -389,14 +391,22 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         named = delayed_allowed(named, gw.market_data_type, gw.mode)
         if request == "market data":
             self._line_refusals[con_id] = named
-        elif request == "request" and con_id:
-            self._request_refusals[con_id] = named
-        if named.severity == "info":
-            return named  # a warning the order lives through, or a race: nothing to tell
+        elif request == "request" and contract is not None:
+            self._request_refusals[contract_key(contract)] = named
+        elif request == "request":
+            self._loose_refusals = [*self._loose_refusals[-19:], named]
+        if named.severity == "info" or code == 200:
+            # A warning the order lives through, a race, or an unknown strike among many
+            # asked (the asker reports a 200 that matters: told()).
+            return named
+        self.told(named)
+        return named
+
+    def told(self, named: Refusal) -> Refusal:
+        """Note a refusal for `status`, log it, and alert it (once per cause and day)."""
         self.directory.refusals.note(named)
         logger.bind(actor=self.name).warning("IB refused: {}", named.describe())
-        if code != 200:  # an unknown strike among many asked: the asker reports it
-            self.actor_ref.tell(IbRefused(named))
+        self.actor_ref.tell(IbRefused(named))
         return named
 
     def _untrust_error_cancel(self, trade: Trade, code: int) -> None:

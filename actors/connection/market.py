@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 
 from ib_insync import Contract, Stock, Ticker
 
 from actors.connection.convert import contract_info, quote_of, to_contract
 from actors.connection.loop import BrokerCallError, IbRefusedError
-from actors.connection.part import ConnectionPart
+from actors.connection.part import ConnectionPart, contract_key
 from trading.model import ContractInfo, Quote
 from trading.refusals import Refusal
 
@@ -27,8 +28,12 @@ class MarketCalls(ConnectionPart):
         async def run() -> ContractInfo:
             assert self.ib is not None
             c = Stock(symbol, exchange, "USD")
+            self._request_refusals.pop(contract_key(c), None)
             done = await self.ib.qualifyContractsAsync(c)
             if not done:
+                refused = self._request_refusals.pop(contract_key(c), None)
+                if refused is not None:  # 200 no security definition, named
+                    raise IbRefusedError(self.told(replace(refused, request="contract details")))
                 raise BrokerCallError(f"unknown contract {symbol} on {exchange}")
             return contract_info(done[0])
 
@@ -37,7 +42,12 @@ class MarketCalls(ConnectionPart):
     def option_chain(self, symbol: str, underlying_con_id: int) -> tuple[list[str], list[float]]:
         async def run() -> tuple[list[str], list[float]]:
             assert self.ib is not None
+            started = time.time()
             params = await self.ib.reqSecDefOptParamsAsync(symbol, "", "STK", underlying_con_id)
+            refused = next((r for r in reversed(self._loose_refusals) if r.time >= started),
+                           None)
+            if not params and refused is not None:
+                raise IbRefusedError(replace(refused, request="option chain", subject=symbol))
             if not params:
                 raise BrokerCallError(f"no option chain for {symbol}")
             chain = next((p for p in params if p.exchange == "SMART"), params[0])
@@ -62,8 +72,17 @@ class MarketCalls(ConnectionPart):
                 )
                 for s in strikes
             ]
+            keys = [contract_key(c) for c in contracts]
+            for key in keys:
+                self._request_refusals.pop(key, None)
             done = await self.ib.qualifyContractsAsync(*contracts)
-            return [contract_info(c) for c in done if c.conId]
+            found = [contract_info(c) for c in done if c.conId]
+            refused = [r for k in keys if (r := self._request_refusals.pop(k, None))]
+            if not found and refused:
+                # Not one of the puts exists (an unknown strike among many is normal).
+                raise IbRefusedError(self.told(replace(
+                    refused[0], request="contract details", subject=f"{symbol} {expiry} {right}")))
+            return found
 
         return self._call(run, self.cfg.gateway.request_timeout * 2)
 
@@ -90,8 +109,6 @@ class MarketCalls(ConnectionPart):
         """A line IB answered with 10167 streams delayed ticks, whatever the ticker says."""
         r = self._line_refusals.get(q.con_id)
         if r is not None and r.code == 10167 and q.data_type == 1:
-            from dataclasses import replace
-
             return replace(q, data_type=3)
         return q
 

@@ -23,7 +23,7 @@ from actors.connection.convert import (
     with_status,
 )
 from actors.connection.loop import BrokerCallError, IbRefusedError
-from actors.connection.part import ConnectionPart
+from actors.connection.part import ConnectionPart, contract_key
 from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
 from trading.risk import OrderRefused, order_violation
 
@@ -38,10 +38,10 @@ class OrderCalls(ConnectionPart):
         async def run() -> WhatIfInfo:
             assert self.ib is not None
             order = what_if_order(req, self._order_account([req]))
-            con_id = req.contract.con_id
-            self._request_refusals.pop(con_id, None)
-            state = await self.ib.whatIfOrderAsync(to_contract(req.contract), order)
-            refused = self._request_refusals.pop(con_id, None)
+            contract = to_contract(req.contract)
+            self._request_refusals.pop(contract_key(contract), None)
+            state = await self.ib.whatIfOrderAsync(contract, order)
+            refused = self._request_refusals.pop(contract_key(contract), None)
             if refused is not None:
                 # 321 read-only (or another code): named, never "lacks initMarginBefore".
                 raise IbRefusedError(replace(refused, request="whatIf"))

@@ -261,3 +261,21 @@ def test_tif_preset_10349_on_the_sale_is_not_a_rejected_attempt(
     # (before: "sale attempt 1 rejected: 10349" and an order_rejected alert).
     assert "order_rejected" not in kinds(eng)
     assert lot.qty == 1
+
+
+def test_no_security_definition_is_named_by_the_lookup_that_asked(
+        sim: Any, start_engine: Any) -> None:
+    eng = start_engine()
+    conn = eng.engine.directory.proxy("connection")
+    with pytest.raises(IbRefusedError) as err:
+        conn.qualify_stock("NOSUCH", "SMART").get(timeout=10)
+    r = err.value.refusal
+    assert r.code == 200 and r.request == "contract details", r
+    assert "No security definition" in r.message and r.fix
+    # One unknown strike among many asked is not a refusal: the others qualify.
+    spy = conn.qualify_stock("SPY", "SMART").get(timeout=10)
+    expirations, strikes = conn.option_chain("SPY", spy.con_id).get(timeout=10)
+    found = conn.qualify_options("SPY", expirations[3], [strikes[100], 0.5], "P").get(
+        timeout=20)
+    assert [c.strike for c in found] == [strikes[100]]
+    assert eng.ask("status")["refusal"]["code"] == 200
