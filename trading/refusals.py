@@ -331,13 +331,29 @@ class RefusalLog:
             self.read_only = None
 
     def alert_once(self, alerts: Any, r: Refusal, day: date | str) -> bool:
-        """Send the `ib_refused` alert for `r` unless its cause was alerted today."""
-        if not self.first_today(r, day):
+        """Send the `ib_refused` alert for `r` unless its cause was alerted today, by this
+        process or (the alert store remembers: `day` in its details) one before it."""
+        if not self.first_today(r, day) or _sent_before(alerts, r, str(day)):
             return False
         alerts.raise_alert("ib_refused", r.describe(), severity=r.severity,
                            details={"code": r.code, "cause": r.cause, "request": r.request,
-                                    "subject": r.subject, "fix": r.fix})
+                                    "subject": r.subject, "fix": r.fix, "day": str(day)})
         return True
+
+
+def _sent_before(alerts: Any, r: Refusal, day: str) -> bool:
+    """An `ib_refused` alert of this cause and day among the latest stored alerts (an
+    engine restarted by the watchdog or by hand must not alert the same cause again)."""
+    recent = getattr(alerts, "recent", None)
+    if recent is None:
+        return False
+    try:
+        rows = recent(200)
+    except Exception:  # the store is busy: an alert too many beats one missing
+        return False
+    return any(a.get("kind") == "ib_refused" and (a.get("details") or {}).get("day") == day
+               and (a.get("details") or {}).get("code") == r.code
+               and (a.get("details") or {}).get("cause") == r.cause for a in rows)
 
 
 MARKET_DATA_TYPES = {1: "live", 2: "frozen", 3: "delayed", 4: "delayed frozen"}

@@ -71,6 +71,13 @@ def test_read_only_api_refuses_every_entry_and_says_so(sim: Any, start_engine: A
     assert "Read-Only" in alerts[0]["message"] and "margin" not in alerts[0]["message"]
     assert not {"risk_limit", "order_rejected"} & set(kinds(eng))
     nothing_sold(sim)
+    # An engine started again the same day (a restart) does not alert the cause again.
+    eng.engine.stop()
+    again = start_engine()
+    wait_for_value(lambda: again.ask("status"), lambda s: s["read_only"] is not None, 10,
+                   "read-only again")
+    assert not enter(again)["accepted"]
+    assert len(ib_alerts(again)) == 1
 
 
 def test_read_only_ticked_later_names_the_margin_check_read_only(
@@ -186,7 +193,11 @@ def client_stats(sim: Any, client_id: int = 1) -> dict[str, Any]:
 
 
 def test_entry_by_delta_over_many_strikes_stays_under_ibs_pacing(
-        sim: Any, start_engine: Any) -> None:
+        sim: Any, start_engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ib_insync import Client
+
+    # Something in the process turned ib_insync's throttle off: the engine turns it on.
+    monkeypatch.setattr(Client, "MaxRequests", 0)
     eng = start_engine()  # the weekly profile: strike by delta over 25 candidate lines
     assert enter(eng)["accepted"]
     entry = entry_outcome(eng, ("done", "failed", "skipped", "interrupted"))

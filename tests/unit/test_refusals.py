@@ -117,3 +117,17 @@ def test_config_refuses_a_shared_doctor_id_and_delayed_data_in_live_mode(
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, environ=env)
     assert load_config(None, environ={}).gateway.doctor_client_id == 99
+
+
+def test_a_cause_alerted_by_an_earlier_process_today_is_not_alerted_again() -> None:
+    class Stored(Alerts):
+        def recent(self, limit: int) -> list[dict[str, Any]]:
+            return [{"kind": k, "details": d} for k, _m, _s, d in self.sent]
+
+    alerts = Stored()
+    r = refusal(354, "Requested market data is not subscribed.", "market data")
+    assert r is not None
+    assert RefusalLog().alert_once(alerts, r, "2026-11-24")
+    assert not RefusalLog().alert_once(alerts, r, "2026-11-24")  # a new process
+    assert RefusalLog().alert_once(alerts, r, "2026-11-25")
+    assert len(alerts.sent) == 2
