@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(args.seed)
     lat: list[float] = []
     with bc.workdir() as tmp, IbsimProcess(seed=5, now=IBSIM_NOW,
-                                        tick_interval=args.tick_interval) as sim:
+                                        tick_interval=args.tick_interval,
+                                        tick_mode="change") as sim:  # IB's rhythm
         clock_file = Path(tmp) / "clock.json"
         # Frozen before the first slot while the engine starts (a slow start sells nothing).
         write_clock_file(clock_file, FIRST_SLOT - timedelta(minutes=5), 0.0)

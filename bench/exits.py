@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--entries", type=int, default=100)
     args = ap.parse_args(argv)
     n = args.entries
-    with workdir() as tmp, IbsimProcess(seed=5, now=NOW, tick_interval=0.02) as sim:
+    with workdir() as tmp, IbsimProcess(seed=5, now=NOW, tick_interval=0.02,
+                                           tick_mode="change") as sim:  # IB's rhythm
         # Half the baseline before the engine's entries and half after: ibsim's own
         # cost per order grows a little with its book, so both ends are measured.
         base = baseline_round_trips(sim.port, 50)

@@ -91,7 +91,9 @@ def run_rate(args: argparse.Namespace, rate: float, spot_list: list[float],
     """One arrival rate (buyers per walk step): the walk against MKT on fresh ibsims."""
     kw: dict[str, Any] = dict(seed=args.seed, now=NOW, tick_interval=args.tick_interval,
                               fill_model=args.fill_model, buyer_rate=rate / walk_interval,
-                              spread=args.spread)
+                              spread=args.spread,
+                              # IB's rhythm: fills do not depend on which ticks are sent.
+                              tick_mode="change")
     took: list[float] = []
     with workdir() as tmp, IbsimProcess(**kw) as sim, IbsimProcess(**kw) as base:
         sold = engine_sales(sim, Path(tmp), spot_list, walk_interval, took)

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     expiry = next(e for e in expirations(now)
                   if datetime.strptime(e, "%Y%m%d").date() >= now.date() + timedelta(days=25))
     con_ids = [option_con_id(expiry, float(k), "P") for k in range(540, 590)]
-    with workdir() as tmp, IbsimProcess(seed=4, now=NOW, tick_interval=0.05) as sim:
+    with workdir() as tmp, IbsimProcess(seed=4, now=NOW, tick_interval=0.05,
+                                           tick_mode="interval") as sim:  # a steady load
         book = Path(tmp) / "book.sqlite"
         trades = trade_refs(args.trades, con_ids)
         zmq_ep = f"tcp://127.0.0.1:{free_port()}"

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     stop_echo = echo_server(echo_ep)
     request = msgpack.packb({"v": 1, "id": "b1", "op": "status", "args": {}})
     with workdir() as tmp, WebhookSink() as sink, \
-            IbsimProcess(seed=3, now=NOW, tick_interval=0.05) as sim:
+            IbsimProcess(seed=3, now=NOW, tick_interval=0.05,
+                         tick_mode="change") as sim:  # IB's rhythm: event latencies
         zmq_ep = f"tcp://127.0.0.1:{free_port()}"
         cfg = engine_config(Path(tmp), sim.port, zmq_ep, {
             "alerts": {"coalesce_window": 0.0, "retry_initial": 0.05},

@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="offered msg/s of the ramp's steps")
     args = ap.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
-    with workdir() as tmp, IbsimProcess(seed=9, now=NOW, tick_interval=0.05) as sim:
+    with workdir() as tmp, IbsimProcess(seed=9, now=NOW, tick_interval=0.05,
+                                           tick_mode="interval") as sim:  # a steady feed
         zmq_ep = f"tcp://127.0.0.1:{free_port()}"
         slots = [f"12:{i:02d}" for i in range(args.lots)]
         cfg = engine_config(Path(tmp), sim.port, zmq_ep, streaming_profile(NOW, slots))

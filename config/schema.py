@@ -131,10 +131,12 @@ class WatchdogConfig:
     stable_after: float = 300.0
     # Gateway restarts (escalation) per ET day at most; none inside IB's reset windows
     # ("DAYS HH:MM-HH:MM" in ET, DAYS a day or a range, e.g. "Sun-Thu"; a window may
-    # cross midnight and belongs to the day it starts on).
+    # cross midnight and belongs to the day it starts on). The default is IB's published
+    # North America schedule (https://www.interactivebrokers.com/en/software/systemStatus.php):
+    # daily reset Sunday-Friday 00:15-01:45 ET, weekend Friday 23:00 - Saturday 03:00 ET.
     max_gateway_restarts: int = 3
     quiet_windows: list[str] = field(
-        default_factory=lambda: ["Sun-Thu 23:45-00:45", "Fri 23:00-03:00"]
+        default_factory=lambda: ["Sun-Fri 00:15-01:45", "Fri 23:00-03:00"]
     )
     supervisor_url: str = "unix:///tmp/trading-bot-supervisor.sock"
     docker_socket: str = "/var/run/docker.sock"
@@ -178,6 +180,9 @@ class IbsimConfig:
     control_port: int = 4010
     state_file: str = ""  # empty: ibsim-state.json beside the SQLite file
     now: str = ""  # simulated start (ISO with offset); empty: clock.start, else real time
+    # "change": a quote line ticks when its value changed (IB's rhythm); "interval":
+    # every line each tick (ibsim --tick-mode).
+    tick_mode: str = "change"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ibsim.control import SEC_TYPES
 from ibsim.fills import MODELS
 from ibsim.logs import setup_logging
 from ibsim.quotes import MD_MODES
+from ibsim.server import TICK_MODES
 
 
 def parse_market_data(text: str) -> dict[str, str]:
@@ -64,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="market-data permissions for the whole session, e.g. OPT=none or"
                         " OPT=delayed,STK=live (modes: live, delayed, none, competing;"
                         " POST /fault/market_data changes them)")
+    p.add_argument("--accounts", default="", metavar="DU111,DU222",
+                   help="the accounts the login manages (managedAccounts lists them; the"
+                        " first replaces --account); positions and executions per account")
+    p.add_argument("--tick-mode", choices=TICK_MODES, default="change",
+                   help="change (IB's): a line ticks when its value changed, a new line gets"
+                        " its current values at once; interval: every line's ticks each"
+                        " --tick-interval (a steady feed for benchmarks)")
     p.add_argument("--max-rate", type=int, default=50,
                    help="IB's pacing: messages per second per client before error 100")
     p.add_argument("--tif-preset", choices=("DAY", "GTC", "IOC", "OPG"), default=None,
@@ -85,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         ib_schedule=args.ib_schedule, fill_model=args.fill_model,
         buyer_rate=args.buyer_rate, spread=args.spread, read_only=args.read_only,
         market_data=market_data, max_rate=args.max_rate,
-        tif_preset=args.tif_preset,
+        tif_preset=args.tif_preset, tick_mode=args.tick_mode,
+        accounts=[a.strip() for a in args.accounts.split(",")] if args.accounts else None,
     )
 
     async def run() -> None:

@@ -62,6 +62,11 @@ class Broker(OrderDesk, Matching, Expiries):
     # --fill-model buyers: limits inside the spread wait for a counterparty (ibsim/fills.py);
     # None is the kind model (a seeded fair price each tick).
     fill_model: BuyersModel | None = None
+    # --accounts: every account the login manages (managedAccounts); the first is
+    # `account`. Positions and executions are kept per account; cash, margin and the
+    # account values are modelled for the first account only.
+    accounts: list[str] = field(default_factory=list)
+    others: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     # --tif-preset: TWS's API order preset for the time in force ("DAY"): an order with
     # another TIF is placed with this one and warned of it (10349). None: no preset.
     tif_preset: str | None = None
@@ -71,7 +76,12 @@ class Broker(OrderDesk, Matching, Expiries):
         self.run_prefix = int(time.time()) % 100_000_000
         if self.next_perm_id == 0:
             self.next_perm_id = self.run_prefix * 10 + 1
+        if not self.accounts:
+            self.accounts = [self.account]
+        self.account = self.accounts[0]
         self.load()
+        for acct in self.accounts[1:]:
+            self.others.setdefault(acct, {})
 
     # ---- persistence -------------------------------------------------------------------
 
@@ -81,6 +91,8 @@ class Broker(OrderDesk, Matching, Expiries):
         data = json.loads(Path(self.state_file).read_text())
         self.orders = data["orders"]
         self.positions = {int(k): v for k, v in data["positions"].items()}
+        self.others = {a: {int(k): v for k, v in book.items()}
+                       for a, book in data.get("others", {}).items()}
         self.executions = data["executions"]
         self.cash, self.realized = data["cash"], data["realized"]
         self.next_order_id = data["next_order_id"]
@@ -115,6 +127,7 @@ class Broker(OrderDesk, Matching, Expiries):
             "next_order_id": self.next_order_id, "next_perm_id": self.next_perm_id,
             "next_exec": self.next_exec, "settled": self.settled, "spot": self.market.spot,
             "expiring": self.expiring,
+            "others": {a: {str(k): v for k, v in book.items()} for a, book in self.others.items()},
         }
         tmp = f"{self.state_file}.tmp"
         Path(tmp).write_text(json.dumps(data))
@@ -129,9 +142,18 @@ class Broker(OrderDesk, Matching, Expiries):
     def find(self, client_id: int, order_id: int) -> dict[str, Any] | None:
         return self.orders.get(f"{client_id}:{order_id}")
 
+    def book(self, account: str | None = None) -> dict[int, dict[str, Any]]:
+        """An account's positions by con_id (the first account's: `positions`)."""
+        if not account or account == self.account:
+            return self.positions
+        return self.others.setdefault(account, {})
+
+    def books(self) -> list[tuple[str, dict[int, dict[str, Any]]]]:
+        return [(self.account, self.positions), *self.others.items()]
+
     def position_of(self, account: str, con_id: int) -> float:
         """The account's signed position in a contract (0 if none)."""
-        pos = self.positions.get(con_id)
+        pos = self.book(account).get(con_id)
         return float(pos["position"]) if pos is not None else 0.0
 
     def quote_of(self, contract: dict[str, Any]) -> tuple[float, float, float]:
@@ -147,7 +169,8 @@ class Broker(OrderDesk, Matching, Expiries):
 
     def resolve(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         """Contracts matching a (partial) contract from the client."""
-        return contracts.resolve(self.market, self.positions, spec)
+        held = {k: v for _a, book in reversed(self.books()) for k, v in book.items()}
+        return contracts.resolve(self.market, held, spec)
 
     # ---- control -----------------------------------------------------------------------
 
@@ -168,14 +191,14 @@ class Broker(OrderDesk, Matching, Expiries):
             "positions": [
                 {"con_id": k, "local_symbol": p["contract"].get("local_symbol", ""),
                  "sec_type": p["contract"]["sec_type"], "position": p["position"],
-                 "avg_cost": round(p["avg_cost"], 4)}
-                for k, p in self.positions.items() if p["position"] != 0
+                 "avg_cost": round(p["avg_cost"], 4), "account": acct}
+                for acct, book in self.books() for k, p in book.items() if p["position"] != 0
             ],
             "open_orders": [order_view(o) for o in self.open_orders()],
             "executions": [
                 {k: e[k] for k in ("exec_id", "order_id", "client_id", "perm_id", "order_ref",
                                    "con_id", "local_symbol", "side", "qty", "price", "time",
-                                   "commission")}
+                                   "commission", "account")}
                 for e in self.executions[-500:]
             ],
             "cash": round(self.cash, 2), "realized": round(self.realized, 2),

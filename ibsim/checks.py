@@ -11,7 +11,7 @@ from ibsim.contracts import contract_from, no_secdef
 
 if TYPE_CHECKING:
     from ibsim.client import Session
-    from ibsim.server import Gateway
+    from ibsim.parts import Parts
 
 
 def order_layout(f: list[str]) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def order_layout(f: list[str]) -> dict[str, Any]:
     return {"legs": legs, "oca_type": oca_type, "what_if": what_if}
 
 
-def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
+def check_order(gw: Parts, s: Session, f: list[str]) -> bool:
     """Before the server places an order: answer a whatIf, refuse what ibsim cannot
     trade, each tied to the order's id. True when the order was handled here."""
     order_id = int(f[1])
@@ -102,11 +102,13 @@ def check_order(gw: Gateway, s: Session, f: list[str]) -> bool:
     return True
 
 
-def _short_of_margin(gw: Gateway, s: Session, f: list[str], found: list[dict[str, Any]]
+def _short_of_margin(gw: Parts, s: Session, f: list[str], found: list[dict[str, Any]]
                      ) -> bool:
     """IB's pre-trade margin check: a new order whose initial margin after it would pass
     the equity with loan value is rejected (201, IB's text). True when rejected."""
     order_id, action, qty = int(f[1]), f[16], float(f[17] or 0)
+    if f[23] and f[23] != gw.broker.account:
+        return False  # margin is modelled for the first account only
     if len(found) != 1 or action not in ("BUY", "SELL") or qty <= 0 or (
             gw.broker.find(s.client_id or 0, order_id) is not None):  # a modify
         return False
@@ -124,7 +126,7 @@ def _short_of_margin(gw: Gateway, s: Session, f: list[str], found: list[dict[str
     return True
 
 
-def _whatif_reply(gw: Gateway, s: Session, order: dict[str, Any], m: dict[str, float],
+def _whatif_reply(gw: Parts, s: Session, order: dict[str, Any], m: dict[str, float],
                   commission: float) -> None:
     state: dict[int, Any] = {85: 1}
     for k, name in enumerate(("init_before", "maint_before", "ewl_before", "init_change",
@@ -136,7 +138,7 @@ def _whatif_reply(gw: Gateway, s: Session, order: dict[str, Any], m: dict[str, f
     s.send(wire.open_order(dict(order, perm_id=0, status="PreSubmitted"), extra=state))
 
 
-def place_combo(gw: Gateway, s: Session, f: list[str], layout: dict[str, Any]) -> None:
+def place_combo(gw: Parts, s: Session, f: list[str], layout: dict[str, Any]) -> None:
     """A BAG order: its legs checked, then placed (or, with whatIf, margined)."""
     order_id = int(f[1])
 

@@ -1,21 +1,19 @@
-"""Contracts: the 12 contract fields of a request read, a (partial) contract resolved to
-the contracts ibsim knows, and the contract requests (reqContractDetails,
-reqSecDefOptParams) answered."""
+"""Contracts: the 12 contract fields of a request read, and a (partial) contract
+resolved to the contracts ibsim knows (the requests that look them up: ibsim/lookups.py)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ibsim import sessions, universe, wire
+from ibsim import codes, universe, wire
 from ibsim.market import SPY_CON_ID, expirations, option_con_id, option_contract, stock_contract
 
 if TYPE_CHECKING:
     from ibsim.client import Session
     from ibsim.market import Market
-    from ibsim.server import Gateway
 
 
-NO_SECDEF = "No security definition has been found for the request"
+NO_SECDEF = codes.text(200)
 
 
 def int_field(v: str, default: int = 0) -> int:
@@ -88,46 +86,3 @@ def under_con_id(c: dict[str, Any]) -> int:
         return 0
     inst = universe.underlying_of(c)
     return inst.con_id if inst else SPY_CON_ID
-
-
-async def req_contract_details(gw: Gateway, s: Session, f: list[str]) -> None:
-    req_id = int(f[2])
-    if "secdef" in gw.farms_broken:
-        return  # no farm to look it up: the request goes unanswered (client timeout)
-    spec = contract_from(f, 3)
-    found = gw.broker.resolve(spec)
-    if spec["exchange"] and spec["sec_type"] in ("", "STK"):
-        found = [dict(c, exchange=spec["exchange"]) for c in found]
-    if not found:
-        no_secdef(s, req_id)
-        return
-    for c in found:
-        now = gw.market.now()
-        s.send(wire.contract_details(req_id, c, under_con_id(c),
-                                     sessions.hours(c, now, liquid=False),
-                                     sessions.hours(c, now, liquid=True)))
-    s.send(wire.frame(52, 1, req_id))
-
-
-async def req_sec_def_opt_params(gw: Gateway, s: Session, f: list[str]) -> None:
-    """The option chains: SPY's, QQQ's and IWM's. A broken secdef farm answers nothing
-    for SPY (QQQ's and IWM's chains come regardless)."""
-    inst = universe.WITH_OPTIONS.get(f[2].upper()) if len(f) > 2 else None
-    req_id = int(f[1])
-    if inst is None:
-        if "secdef" in gw.farms_broken:
-            return
-        if f[2].upper() != "SPY":
-            no_secdef(s, req_id)
-            return
-        con_id, symbol = SPY_CON_ID, "SPY"
-        exps = expirations(gw.market.now())
-        strikes = gw.market.strikes()
-    else:
-        con_id, symbol = inst.con_id, inst.symbol
-        exps = expirations(gw.market.now())
-        strikes = universe.strikes(inst, gw.market)
-    for exch in ("SMART", "CBOE"):
-        s.send(wire.frame(75, req_id, exch, con_id, symbol, 100, len(exps), *exps,
-                          len(strikes), *strikes))
-    s.send(wire.frame(76, req_id))

@@ -2,7 +2,7 @@
 
 GET /state, /stats; POST /market, /clock, /restart,
 /fault/{outage,outage_end,farm,drop,logout,login,reject,hold_fills,slow_orders,refuse,freeze,mute,read_only,market_data},
-/order/{cancel,external}.
+/order/{cancel,external}, /scenario/filled_while_away.
 A bad request gets 400 (404 for an unknown path) with {"error": ...} and changes nothing.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from ibsim import quotes
+from ibsim import quotes, schedule
 from ibsim.client import listen
 from ibsim.orders import RejectRule
 from ibsim.server import Gateway
@@ -74,6 +74,7 @@ class ControlServer:
             ("POST", "/assign"): self.assign,
             ("POST", "/fault/read_only"): self.read_only,
             ("POST", "/fault/market_data"): self.market_data,
+            ("POST", "/scenario/filled_while_away"): self.filled_while_away,
         }
 
     async def start(self) -> None:
@@ -287,6 +288,38 @@ class ControlServer:
             raise BadRequest(f"'mode' must be one of {list(quotes.MD_MODES)}")
         quotes.set_md_mode(self.gw, sec_type, mode)
         return {"market_data": dict(self.gw.md_modes)}
+
+    async def filled_while_away(self, body: dict[str, Any]) -> Any:
+        """The sale filled while the engine was down, and the reset passed, in one call
+        (stop the engine first). {"order_ref": R} | {"order_ref_prefix": P} |
+        {"perm_id": N} | {} (every open order): those orders fill whole now, at their
+        limit, then the clock moves past the next daily reset. After it, reqExecutions
+        and reqCompletedOrders no longer report the fills (IB's current day turned
+        over); positions, portfolio and the account show them. Returns the filled
+        orders (order_id, perm_id, order_ref), the fill time and the new clock."""
+        unknown = set(body) - {"order_ref", "order_ref_prefix", "perm_id"}
+        if unknown:
+            raise BadRequest(f"unknown keys {sorted(unknown)}")
+        ref, prefix, perm = body.get("order_ref"), body.get("order_ref_prefix"), \
+            body.get("perm_id")
+        if any(v is not None and not isinstance(v, t) for v, t in
+               ((ref, str), (prefix, str), (perm, int))):
+            raise BadRequest("'order_ref' and 'order_ref_prefix' are strings, 'perm_id' an"
+                             " integer")
+        matches = [o for o in self.gw.broker.open_orders()
+                   if o["status"] != "PendingSubmit"
+                   and (ref is None or o.get("order_ref") == ref)
+                   and (prefix is None or o.get("order_ref", "").startswith(prefix))
+                   and (perm is None or o["perm_id"] == perm)]
+        if not matches:
+            raise BadRequest("no such open order")
+        filled_at = self.gw.market.now()
+        for o in matches:
+            self.gw._dispatch(self.gw.broker.fill_before(o))
+        self.gw.set_now(schedule.after_next_reset(filled_at))
+        return {"filled": [{"order_id": o["order_id"], "perm_id": o["perm_id"],
+                            "order_ref": o.get("order_ref", "")} for o in matches],
+                "filled_at": filled_at.isoformat(), "now": self.gw.market.now().isoformat()}
 
     async def hold_fills(self, body: dict[str, Any]) -> Any:
         seconds = _num(body, "seconds", 60.0, 0.0, 86400.0)

@@ -25,53 +25,64 @@ class Expiries:
         not at the close."""
         now = self.market.now()
         events: list[Event] = []
-        for con_id, pos in list(self.positions.items()):
-            c = pos["contract"]
-            if c["sec_type"] != "OPT" or pos["position"] == 0:
-                continue
-            close_at = expiry_close(c["expiry"])
-            if now < close_at:
-                continue
-            inst = universe.underlying_of(c)  # a QQQ/IWM option settles on its own price
-            pending = self.expiring.setdefault(str(con_id), {
-                "close": round(universe.price(inst, self.market) if inst else self.market.spot,
-                               2),
-                "settle_at": datetime.combine(calendar.next_session(close_at.date()),
-                                              SETTLE_AT, ET).isoformat()})
-            if now < datetime.fromisoformat(pending["settle_at"]):
-                continue
-            del self.expiring[str(con_id)]
-            spot = pending["close"]
-            shares_of = universe.stock_contract(inst) if inst else stock_contract("SMART")
-            itm_by = c["strike"] - spot if c["right"] == "P" else spot - c["strike"]
-            itm = round(itm_by, 2) >= 0.01  # OCC exercise by exception: $0.01 or more
-            qty = pos["position"]
-            if itm:
-                events += self._deliver(c, shares_of, qty)
-            else:
-                self.realized += -qty * pos["avg_cost"]  # the premium is kept (or lost)
-            del self.positions[con_id]
-            outcome = "assigned" if itm and qty < 0 else "exercised" if itm else "expired"
-            self.settled.append({"con_id": con_id, "local_symbol": c["local_symbol"],
-                                 "qty": qty, "outcome": outcome, "spot": spot,
-                                 "time": now.isoformat()})
-            for o in self.open_orders():
-                if o["contract"]["con_id"] == con_id:
-                    events += self._cancel(o, f"Order Canceled - reason: option {outcome}")
-            events.append(Event("position", {"con_id": con_id}))
+        settled: set[str] = set()
+        for acct, book in self.books():  # every account's positions settle alike
+            for con_id, pos in list(book.items()):
+                events += self._settle_one(acct, book, con_id, pos, now, settled)
+        for key in settled:
+            self.expiring.pop(key, None)
         if events:
             self.save()
         return events
 
-    def _deliver(self, c: dict[str, Any], shares_of: dict[str, Any], qty: float
-                 ) -> list[Event]:
+    def _settle_one(self, acct: str, book: dict[int, dict[str, Any]], con_id: int,
+                    pos: dict[str, Any], now: datetime, settled: set[str]) -> list[Event]:
+        c = pos["contract"]
+        if c["sec_type"] != "OPT" or pos["position"] == 0:
+            return []
+        close_at = expiry_close(c["expiry"])
+        if now < close_at:
+            return []
+        inst = universe.underlying_of(c)  # a QQQ/IWM option settles on its own price
+        pending = self.expiring.setdefault(str(con_id), {
+            "close": round(universe.price(inst, self.market) if inst else self.market.spot,
+                           2),
+            "settle_at": datetime.combine(calendar.next_session(close_at.date()),
+                                          SETTLE_AT, ET).isoformat()})
+        if now < datetime.fromisoformat(pending["settle_at"]):
+            return []
+        settled.add(str(con_id))
+        spot = pending["close"]
+        shares_of = universe.stock_contract(inst) if inst else stock_contract("SMART")
+        itm_by = c["strike"] - spot if c["right"] == "P" else spot - c["strike"]
+        itm = round(itm_by, 2) >= 0.01  # OCC exercise by exception: $0.01 or more
+        qty = pos["position"]
+        events: list[Event] = []
+        if itm:
+            events += self._deliver(c, shares_of, qty, acct)
+        elif book is self.positions:
+            self.realized += -qty * pos["avg_cost"]  # the premium is kept (or lost)
+        del book[con_id]
+        outcome = "assigned" if itm and qty < 0 else "exercised" if itm else "expired"
+        self.settled.append({"con_id": con_id, "local_symbol": c["local_symbol"],
+                             "qty": qty, "outcome": outcome, "spot": spot,
+                             "time": now.isoformat(), "account": acct})
+        for o in self.open_orders():
+            if o["contract"]["con_id"] == con_id and o.get("account", acct) in ("", acct):
+                events += self._cancel(o, f"Order Canceled - reason: option {outcome}")
+        events.append(Event("position", {"con_id": con_id, "account": acct}))
+        return events
+
+    def _deliver(self, c: dict[str, Any], shares_of: dict[str, Any], qty: float,
+                 account: str | None = None) -> list[Event]:
         """Exercise or assignment of `qty` contracts (signed: < 0 short): 100 shares each
         at the strike. A short put buys them, a short call sells them. No execution is
         reported: IB books it overnight, the API sees only positions change."""
         shares = 100 * qty * (1 if c["right"] == "C" else -1)
-        self._apply_position(shares_of, shares, c["strike"])
-        self.cash -= shares * c["strike"]
-        return [Event("position", {"con_id": shares_of["con_id"]})]
+        self._apply_position(shares_of, shares, c["strike"], account)
+        if account in (None, "", self.account):
+            self.cash -= shares * c["strike"]
+        return [Event("position", {"con_id": shares_of["con_id"], "account": account})]
 
     def assign(self, con_id: int, qty: int, first: str = "both") -> list[Event]:
         """Early assignment of `qty` contracts of a short option (POST /assign): the option

@@ -47,14 +47,17 @@ class Fanout:
                 for s in self._clients(ev.client_id):
                     s.send(wire.error(ev.data["id"], ev.data["code"], ev.data["message"]))
             elif ev.kind == "position":
-                self._push_positions(ev.data["con_id"])
+                self._push_positions(ev.data["con_id"], ev.data.get("account"))
 
-    def _push_positions(self, con_id: int) -> None:
+    def _push_positions(self, con_id: int, account: str | None = None) -> None:
         b = self.broker
-        pos = b.positions.get(con_id)
+        account = account or b.account
+        pos = b.book(account).get(con_id)
         for s in self.sessions:
             if pos is not None and s.wants_positions:
-                s.send(wire.position(b.account, pos["contract"], pos["position"], pos["avg_cost"]))
+                s.send(wire.position(account, pos["contract"], pos["position"], pos["avg_cost"]))
+            if account != b.account:
+                continue  # portfolio and account values: the first account's (reqAccountUpdates)
             if s.wants_account:
                 if pos is not None:
                     self._send_portfolio(s, pos)

@@ -8,30 +8,19 @@ import asyncio
 import json
 import time
 
-from ibsim import wire
+from ibsim import codes, wire
 
-FARM_MESSAGES = [
-    (2104, "Market data farm connection is OK:usfarm"),
-    (2106, "HMDS data farm connection is OK:ushmds"),
-    (2158, "Sec-def data farm connection is OK:secdefnj"),
-]
+FARM_MESSAGES = [(code, codes.text(code)) for code in (2104, 2106, 2158)]
 # Farm codes by farm: (broken, OK) as IB sends them (TWS API "Message Codes").
 FARM_CODES = {
-    "market": ((2103, "Market data farm connection is broken:usfarm"), FARM_MESSAGES[0]),
-    "hmds": ((2105, "HMDS data farm connection is broken:ushmds"), FARM_MESSAGES[1]),
-    "secdef": ((2157, "Sec-def data farm connection is broken:secdefnj"), FARM_MESSAGES[2]),
+    farm: ((broken, codes.text(broken)), (ok, codes.text(ok)))
+    for farm, broken, ok in (("market", 2103, 2104), ("hmds", 2105, 2106),
+                             ("secdef", 2157, 2158))
 }
-RESTORE_TEXT = {
-    1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
-    1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
-}
-LOST_TEXT = "Connectivity between IB and Trader Workstation has been lost."
+RESTORE_TEXT = {1101: codes.text(1101), 1102: codes.text(1102)}
+LOST_TEXT = codes.text(1100)
 # 2110 is a loss like 1100 (IB: "It will be restored automatically", by 1101/1102).
-LOSS_TEXT = {
-    1100: LOST_TEXT,
-    2110: "Connectivity between Trader Workstation and server is broken. It will be restored"
-          " automatically.",
-}
+LOSS_TEXT = {1100: LOST_TEXT, 2110: codes.text(2110)}
 
 
 class Faults:
@@ -91,6 +80,8 @@ class Faults:
             self.farms_broken.discard(farm)
         if was == broken:
             return
+        if farm == "market" and not broken:
+            self.refresh_lines()
         code, text = FARM_CODES[farm][0 if broken else 1]
         for s in self._clients(None):
             s.send(wire.error(-1, code, text))
@@ -99,6 +90,7 @@ class Faults:
     def end_outage(self) -> None:
         code = self.outage_restore
         self.outage_until = 0.0
+        self.refresh_lines()
         for s in self._clients(None):
             if code == 1101:
                 s.subs.clear()  # data lost: the client must request it again

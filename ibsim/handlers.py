@@ -6,28 +6,27 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ibsim import account, codes, contracts, quotes, schedule, services, wire
+from ibsim import account, codes, lookups, quotes, schedule, services, wire
 from ibsim.contracts import int_field
 from ibsim.faults import FARM_CODES, LOSS_TEXT
 from ibsim.ordering import Ordering
 
 if TYPE_CHECKING:
     from ibsim.client import Session
-    from ibsim.server import Gateway
+    from ibsim.parts import Handler, Parts
 
 
-async def start_api(gw: Gateway, s: Session, f: list[str]) -> None:
+async def start_api(gw: Parts, s: Session, f: list[str]) -> None:
     client_id = int(f[2])
     if any(o.client_id == client_id for o in gw.sessions if o is not s):
-        s.send(wire.error(-1, 326, "Unable to connect as the client id is already in use."
-                                    " Retry with a unique client id."))
+        s.send(wire.error(-1, 326, codes.text(326)))
         await s.writer.drain()
         s.close()
         return
     s.client_id = client_id
-    s.send(wire.frame(15, 1, gw.broker.account))
+    s.send(wire.frame(15, 1, ",".join(gw.broker.accounts)))
     s.send(wire.frame(9, 1, gw.broker.next_order_id))
     if gw.in_outage:
         # A gateway cut off from IB says so at once, and has no farm to report OK.
@@ -39,20 +38,20 @@ async def start_api(gw: Gateway, s: Session, f: list[str]) -> None:
     gw.log.info("client {} connected from {}", client_id, s.peer)
 
 
-async def req_positions(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_positions(gw: Parts, s: Session, f: list[str]) -> None:
     s.wants_positions = True
-    for pos in gw.broker.positions.values():
-        if pos["position"] != 0:
-            s.send(wire.position(gw.broker.account, pos["contract"], pos["position"],
-                                 pos["avg_cost"]))
+    for acct, book in gw.broker.books():  # every managed account's (IB: reqPositions)
+        for pos in book.values():
+            if pos["position"] != 0:
+                s.send(wire.position(acct, pos["contract"], pos["position"], pos["avg_cost"]))
     s.send(wire.frame(62, 1))
 
 
-async def cancel_positions(gw: Gateway, s: Session, f: list[str]) -> None:
+async def cancel_positions(gw: Parts, s: Session, f: list[str]) -> None:
     s.wants_positions = False
 
 
-async def req_open_orders(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_open_orders(gw: Parts, s: Session, f: list[str]) -> None:
     if gw.read_only:
         # IB: 321 on id -1 and no openOrderEnd; ib_insync's connect waits out its timeout
         # for the open orders ("open orders request timed out") unless readonly=True.
@@ -67,9 +66,22 @@ async def req_open_orders(gw: Gateway, s: Session, f: list[str]) -> None:
     s.send(wire.frame(53, 1))
 
 
-async def req_account_updates(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_account_updates(gw: Parts, s: Session, f: list[str]) -> None:
     s.wants_account = f[2] == "1"
     if not s.wants_account:
+        return
+    acct = f[3] if len(f) > 3 and f[3] else gw.broker.account
+    if acct != gw.broker.account:
+        # Another managed account: its portfolio; its values are not modelled.
+        s.wants_account = False
+        for pos in gw.broker.book(acct).values():
+            if pos["position"] != 0:
+                _bid, _ask, mark = gw.broker.quote_of(pos["contract"])
+                mult = float(pos["contract"].get("multiplier") or 1)
+                s.send(wire.portfolio(acct, pos["contract"], pos["position"], mark,
+                                      pos["avg_cost"],
+                                      pos["position"] * (mark * mult - pos["avg_cost"]), 0.0))
+        s.send(wire.frame(54, 1, acct))
         return
     gw._send_account_values(s)
     for pos in gw.broker.positions.values():
@@ -79,7 +91,7 @@ async def req_account_updates(gw: Gateway, s: Session, f: list[str]) -> None:
     s.send(wire.frame(54, 1, gw.broker.account))
 
 
-async def req_account_summary(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_account_summary(gw: Parts, s: Session, f: list[str]) -> None:
     req_id = int(f[2])
     tags = f[4] if len(f) > 4 else "All"
     fig = gw.extras.account.figures()
@@ -88,18 +100,21 @@ async def req_account_summary(gw: Gateway, s: Session, f: list[str]) -> None:
     s.send(wire.frame(64, 1, req_id))
 
 
-async def req_account_multi(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_account_multi(gw: Parts, s: Session, f: list[str]) -> None:
     req_id = int(f[2])
+    if len(f) > 3 and f[3] and f[3] != gw.broker.account:
+        s.send(wire.frame(74, 1, req_id))  # another account: values not modelled
+        return
     fig = gw.extras.account.figures()
     for key, value, ccy in account.update_rows(fig):
         s.send(wire.frame(73, 1, req_id, gw.broker.account, "", key, value, ccy))
     s.send(wire.frame(74, 1, req_id))
 
 
-async def req_executions(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_executions(gw: Parts, s: Session, f: list[str]) -> None:
     req_id = int(f[2])
     want_client = int_field(f[3]) if len(f) > 3 else 0
-    # IB's "current day": only executions since the last daily reset (23:45 ET).
+    # IB's "current day": only executions since the last reset (00:15 ET; ibsim/schedule.py).
     since = schedule.last_reset(gw.market.now()).isoformat()
     for e in gw.broker.executions:
         if want_client and e["client_id"] != want_client:
@@ -112,33 +127,32 @@ async def req_executions(gw: Gateway, s: Session, f: list[str]) -> None:
     s.send(wire.frame(55, 1, req_id))
 
 
-async def req_current_time(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_current_time(gw: Parts, s: Session, f: list[str]) -> None:
     s.send(wire.frame(49, 1, int(time.time())))
 
 
-async def req_ids(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_ids(gw: Parts, s: Session, f: list[str]) -> None:
     s.send(wire.frame(9, 1, gw.broker.next_order_id))
 
 
-async def req_global_cancel(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_global_cancel(gw: Parts, s: Session, f: list[str]) -> None:
     gw._dispatch(gw.broker.cancel_all())
 
 
-async def req_market_data_type(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_market_data_type(gw: Parts, s: Session, f: list[str]) -> None:
     s.data_type = int(f[2])
 
 
-async def noop(gw: Gateway, s: Session, f: list[str]) -> None:
+async def noop(gw: Parts, s: Session, f: list[str]) -> None:
     return None
 
 
-Handler = Any
 HANDLERS: dict[int, Handler] = {
     71: start_api, 61: req_positions, 64: cancel_positions, 5: req_open_orders,
     16: req_open_orders, 15: noop, 63: noop, 90: noop, 6: req_account_updates,
     76: req_account_multi, 62: req_account_summary, 7: req_executions,
     49: req_current_time, 8: req_ids, 58: req_global_cancel, 59: req_market_data_type,
-    9: contracts.req_contract_details, 78: contracts.req_sec_def_opt_params,
+    9: lookups.req_contract_details, 78: lookups.req_sec_def_opt_params,
     1: quotes.req_mkt_data, 2: quotes.cancel_mkt_data, 3: Ordering.place_order,
     4: Ordering.cancel_order, 20: services.req_historical_data,
     87: services.req_head_timestamp, 99: services.req_completed_orders,

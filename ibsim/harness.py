@@ -77,6 +77,13 @@ class _Control:
     def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._request("POST", path, body)
 
+    def filled_while_away(self, **which: Any) -> dict[str, Any]:
+        """"The sale filled while the engine was down, and the reset passed", in one call:
+        the open orders named (order_ref=, order_ref_prefix=, perm_id=; none: all) fill
+        now, then the clock moves past the next daily reset, after which IB reports the
+        fills only as positions (POST /scenario/filled_while_away)."""
+        return self.post("/scenario/filled_while_away", which)
+
     def _check_alive(self) -> None:
         """Raise if the simulator died (a subprocess that exited)."""
 

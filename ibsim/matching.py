@@ -125,8 +125,10 @@ class Matching:
             + " US/Eastern", "commission": commission, "sim_time": now.isoformat(),
         }
         self.executions.append(execution)
-        self._apply_position(c, signed, price * mult)
-        self.cash -= signed * price * mult + commission
+        mine = o["account"] in ("", self.account)  # cash and margin: the first account's
+        self._apply_position(c, signed, price * mult, o["account"])
+        if mine:
+            self.cash -= signed * price * mult + commission
         events = [Event("exec", execution, o["client_id"]), Event("order", dict(o), o["client_id"])]
         # OCA: ocaType 1 cancels the siblings at the first fill, even a partial one (IB:
         # "cancel all remaining orders"); 2 and 3 reduce them by the quantity filled.
@@ -145,15 +147,17 @@ class Matching:
             if child.get("parent_id") == o["order_id"] and child["client_id"] == o["client_id"]:
                 child["status"] = "Submitted"
                 events.append(Event("order", dict(child), child["client_id"]))
-        events.append(Event("position", {"con_id": c["con_id"]}))
+        events.append(Event("position", {"con_id": c["con_id"], "account": o["account"]}))
         self.save()
         return events
 
-    def _apply_position(self, c: dict[str, Any], signed: float, unit_cost: float) -> None:
-        pos = self.positions.get(c["con_id"])
+    def _apply_position(self, c: dict[str, Any], signed: float, unit_cost: float,
+                        account: str | None = None) -> None:
+        book = self.book(account)
+        pos = book.get(c["con_id"])
         if pos is None:
             pos = {"contract": c, "position": 0.0, "avg_cost": 0.0}
-            self.positions[c["con_id"]] = pos
+            book[c["con_id"]] = pos
         old = pos["position"]
         new = old + signed
         if old == 0 or (old > 0) == (signed > 0):
@@ -161,7 +165,8 @@ class Matching:
         else:
             closed = min(abs(old), abs(signed))
             direction = 1 if old > 0 else -1
-            self.realized += direction * closed * (unit_cost - pos["avg_cost"])
+            if book is self.positions:  # realized P&L: the first account's
+                self.realized += direction * closed * (unit_cost - pos["avg_cost"])
             if abs(signed) > abs(old):
                 pos["avg_cost"] = unit_cost
         pos["position"] = new

@@ -46,12 +46,12 @@ class Ordering:
         }
         if order["action"] not in ("BUY", "SELL"):
             raise ValueError(f"bad action {order['action']!r}")
-        if order["account"] != self.broker.account:
+        if order["account"] not in self.broker.accounts:
             # IB validates the account before it takes the order: 321 on the order id,
             # no openOrder, no orderStatus (README: "Accounts").
             self.log.warning("order {}/{} refused: account {} is not managed ({})",
                              s.client_id, order["order_id"], order["account"],
-                             self.broker.account)
+                             ",".join(self.broker.accounts))
             s.send(wire.error(order["order_id"], 321,
                               codes.text(321, token="cq", cause=codes.INVALID_ACCOUNT)))
             return
@@ -144,12 +144,10 @@ class Ordering:
                          "modify" if modify else "cancel")
         self._dispatch(self.broker.fill_before(o))
         if modify:
-            code, text = 104, "Can't modify a filled order"
+            code, text = 104, codes.text(104)
         elif self.late_cancel_code == 161:
-            code, text = 161, ("Cancel attempted when order is not in a cancellable state."
-                               f" Order permId ={o['perm_id']}")
+            code, text = 161, codes.text(161, perm_id=o["perm_id"])
         else:
-            code, text = 10148, (f"OrderId {key[1]} that needs to be cancelled cannot be"
-                                 " cancelled, state: Filled.")
+            code, text = 10148, codes.text(10148, order_id=key[1], state="Filled")
         self._dispatch([Event("error", {"id": key[1], "code": code, "message": text}, key[0])])
         return True

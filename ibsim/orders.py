@@ -90,11 +90,8 @@ class OrderDesk:
                                           "message": codes.text(2137)}, cid))
         if order.get("outside_rth") and order["contract"]["sec_type"] in ("OPT", "BAG"):
             # Options have no extended session: IB ignores the flag and says so (a warning).
-            events.append(Event("error", {"id": order["order_id"], "code": 2109, "message":
-                                          "Order Event Warning:Attribute \"Outside Regular"
-                                          " Trading Hours\" is ignored based on the order type"
-                                          " and destination. PlaceOrder is now being"
-                                          " processed."}, cid))
+            events.append(Event("error", {"id": order["order_id"], "code": 2109,
+                                          "message": codes.text(2109)}, cid))
         if warning:  # a warning: the order stays working (ib_insync keeps it active)
             events.append(Event("error", {"id": order["order_id"], "code": 399,
                                           "message": warning}, cid))
@@ -145,7 +142,7 @@ class OrderDesk:
 
     def _modify(self, existing: dict[str, Any], order: dict[str, Any]) -> list[Event]:
         if existing["status"] in DONE:
-            return [self._reject_event(order, 104, "Can't modify a filled order")
+            return [self._reject_event(order, 104, codes.text(104))
                     if existing["status"] == "Filled" else
                     self._reject_event(order, 10148, "OrderId that needs to be modified can not"
                                        " be modified, state: Cancelled.")]
@@ -167,9 +164,8 @@ class OrderDesk:
             return [Event("error", {"id": order_id, "code": 161, "message":
                                     codes.text(161, perm_id=o["perm_id"])}, client_id)]
         if o["status"] in DONE:
-            return [Event("error", {"id": order_id, "code": 10148, "message":
-                                    f"OrderId {order_id} that needs to be cancelled cannot be"
-                                    f" cancelled, state: {o['status']}."}, client_id)]
+            return [Event("error", {"id": order_id, "code": 10148, "message": codes.text(
+                10148, order_id=order_id, state=o["status"])}, client_id)]
         return self._cancel(o, "Order Canceled - reason:")
 
     def _cancel(self, o: dict[str, Any], reason: str) -> list[Event]:

@@ -17,7 +17,7 @@ from ibsim.market import TICK, ticks_down, ticks_up
 
 if TYPE_CHECKING:
     from ibsim.client import Session
-    from ibsim.server import Gateway
+    from ibsim.parts import Parts
 
 
 MAX_LINES = 100  # IB's default market-data lines per client
@@ -25,11 +25,11 @@ MD_MODES = ("live", "delayed", "none", "competing")  # POST /fault/market_data
 DELAY = timedelta(minutes=15)  # IB's delayed data: fifteen minutes old
 
 
-def md_mode(gw: Gateway, c: dict[str, Any]) -> str:
+def md_mode(gw: Parts, c: dict[str, Any]) -> str:
     return gw.md_modes.get(c["sec_type"], "live")
 
 
-def refuse_line(gw: Gateway, s: Session, req_id: int, c: dict[str, Any]) -> str:
+def refuse_line(gw: Parts, s: Session, req_id: int, c: dict[str, Any]) -> str:
     """A market-data line under the account's permissions (/fault/market_data): "live",
     "delayed" (10167 sent: delayed ticks follow), "held" (10197 sent: a competing live
     session; the line stays, silent) or "" (354 sent: refused, no line)."""
@@ -47,7 +47,7 @@ def refuse_line(gw: Gateway, s: Session, req_id: int, c: dict[str, Any]) -> str:
     return ""
 
 
-def set_md_mode(gw: Gateway, sec_type: str, mode: str) -> None:
+def set_md_mode(gw: Parts, sec_type: str, mode: str) -> None:
     """The account's permissions for `sec_type` change: the lines already open hear it
     (354 and dropped, 10167 and delayed, 10197 and silent), and "live" restores them
     (their current values at once, and the market farm's OK)."""
@@ -77,7 +77,7 @@ def set_md_mode(gw: Gateway, sec_type: str, mode: str) -> None:
             s.send(wire.error(-1, code, text))
 
 
-def put(gw: Gateway, s: Session, sub: Subscription, key: int, data: bytes) -> None:
+def put(gw: Parts, s: Session, sub: Subscription, key: int, data: bytes) -> None:
     """One tick of a line. IB sends a tick only when its value changed (--tick-mode
     change, the default): the same frame as the line's last of this tick type is not
     sent again. --tick-mode interval sends every tick each round (ibsim's old rhythm)."""
@@ -94,7 +94,7 @@ def stock_touch(spot: float) -> tuple[float, float, float]:
     return round(bid, 2), round(ask, 2), round(spot, 2)
 
 
-def send_quote(gw: Gateway, s: Session, sub: Subscription) -> None:
+def send_quote(gw: Parts, s: Session, sub: Subscription) -> None:
     if sub.held:
         return  # a competing live session: the line stays open, nothing flows
     c = sub.contract
@@ -131,7 +131,7 @@ def send_quote(gw: Gateway, s: Session, sub: Subscription) -> None:
     sub.touch = (bid_t, ask_t, q.bid, q.ask)
 
 
-async def req_mkt_data(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_mkt_data(gw: Parts, s: Session, f: list[str]) -> None:
     req_id = int(f[2])
     spec = contract_from(f, 3)
     i = 15
@@ -168,7 +168,7 @@ async def req_mkt_data(gw: Gateway, s: Session, f: list[str]) -> None:
         s.subs[req_id] = sub
 
 
-async def cancel_mkt_data(gw: Gateway, s: Session, f: list[str]) -> None:
+async def cancel_mkt_data(gw: Parts, s: Session, f: list[str]) -> None:
     s.subs.pop(int(f[2]), None)
 
 
@@ -176,7 +176,7 @@ def line_limit_reached(s: Session, req_id: int, snapshot: bool) -> bool:
     """IB's 100 lines per client: one more streaming line gets error 101."""
     if snapshot or req_id in s.subs or len(s.subs) < MAX_LINES:
         return False
-    s.send(wire.error(req_id, 101, "Max number of tickers has been reached."))
+    s.send(wire.error(req_id, 101, codes.text(101)))
     return True
 
 
@@ -188,7 +188,7 @@ def open_interest(c: dict[str, Any], spot: float) -> int:
     return int(base * (0.5 + h / 1000))
 
 
-def extra_ticks(gw: Gateway, s: Session, sub: Subscription, first: bool) -> None:
+def extra_ticks(gw: Parts, s: Session, sub: Subscription, first: bool) -> None:
     """The ticks a real feed adds: day stats for every line, open interest with
     generic tick 101. Static ones are sent once, on the first quote."""
     c = sub.contract
@@ -238,7 +238,7 @@ def extra_ticks(gw: Gateway, s: Session, sub: Subscription, first: bool) -> None
         s.send(wire.tick_size(sub.req_id, 27 if c["right"] == "C" else 28, float(oi)))
 
 
-def other_quote(gw: Gateway, s: Session, sub: Subscription) -> None:
+def other_quote(gw: Parts, s: Session, sub: Subscription) -> None:
     """Quotes of the instruments besides SPY: bid/ask/last (an index: last only),
     options with model greeks on their own underlying."""
     c = sub.contract

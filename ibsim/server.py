@@ -1,5 +1,6 @@
 """The gateway: an asyncio TCP server speaking the TWS API to each client session,
-a market tick loop, and the faults the control API injects.
+a market tick loop, and the faults the control API injects. It has the parts the
+request handlers take (ibsim/parts.py); they never import it.
 
 All simulator state is touched only on this server's loop thread. The gateway's
 concerns live beside it: ibsim/client.py (a session), ibsim/handlers.py (the request
@@ -21,12 +22,14 @@ from loguru import logger
 from ibsim import codes, feed, pacing, quotes, schedule, services, wire
 from ibsim.broker import Broker
 from ibsim.client import Session, Subscription, listen
+from ibsim.extras import Extras
 from ibsim.fanout import Fanout
 from ibsim.faults import FARM_CODES, FARM_MESSAGES, LOSS_TEXT, LOST_TEXT, RESTORE_TEXT, Faults
 from ibsim.fills import MODELS, BuyersModel
-from ibsim.handlers import HANDLERS, Handler
+from ibsim.handlers import HANDLERS
 from ibsim.market import Market
 from ibsim.ordering import Ordering
+from ibsim.parts import Handler
 
 TICK_MODES = ("change", "interval")
 
@@ -40,9 +43,10 @@ class Gateway(Fanout, Faults, Ordering):
                  tick_interval: float = 0.25, now: str | None = None,
                  master_client_id: int | None = None, cash: float = 100_000.0,
                  ib_schedule: bool = False, fill_model: str = "kind", buyer_rate: float = 1.0,
-                 spread: float = 0.025, read_only: bool = False, tick_mode: str = "interval",
+                 spread: float = 0.025, read_only: bool = False, tick_mode: str = "change",
                  market_data: dict[str, str] | None = None,
-                 max_rate: int = pacing.MAX_RATE, tif_preset: str | None = None) -> None:
+                 max_rate: int = pacing.MAX_RATE, tif_preset: str | None = None,
+                 accounts: list[str] | None = None) -> None:
         if fill_model not in MODELS:
             raise ValueError(f"fill_model must be one of {MODELS}, not {fill_model!r}")
         if tick_mode not in TICK_MODES:
@@ -65,7 +69,13 @@ class Gateway(Fanout, Faults, Ordering):
         fixed = datetime.fromisoformat(now) if now else None
         self.market = Market(seed=seed, spot=spot, now=fixed)
         self.market.half_spread = spread
-        self.broker = Broker(self.market, account=account, state_file=state_file, cash=cash)
+        if accounts is not None and (not accounts or not all(accounts)
+                                     or len(set(accounts)) != len(accounts)):
+            raise ValueError(f"accounts must be distinct non-empty names, not {accounts!r}")
+        # --accounts DU111,DU222: the login manages several; the first is `account`.
+        self.broker = Broker(self.market, account=accounts[0] if accounts else account,
+                             state_file=state_file, cash=cash,
+                             accounts=list(accounts) if accounts else [account])
         if tif_preset not in (None, "", "DAY", "GTC", "IOC", "OPG"):
             raise ValueError(f"tif_preset must be DAY, GTC, IOC or OPG, not {tif_preset!r}")
         self.broker.tif_preset = tif_preset or None
@@ -95,6 +105,7 @@ class Gateway(Fanout, Faults, Ordering):
         # (simulated time, spot) each tick: delayed quotes are priced fifteen minutes back.
         self.spot_log: deque[tuple[datetime, float]] = deque(maxlen=50_000)
         self.spot_log.append((self.market.now(), self.market.spot))
+        self._lines_paused = False  # quotes held back (mute, broken farm): refresh after
         self.sessions: list[Session] = []
         if max_rate < 1:
             raise ValueError("max_rate must be at least 1 message per second")
@@ -124,7 +135,7 @@ class Gateway(Fanout, Faults, Ordering):
         self.started = time.time()
         self.log = logger.bind(actor="gateway")
         self._load_pending_login()
-        self.extras = services.Extras(self, seed)
+        self.extras = Extras(self.broker, self.market, seed)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -175,7 +186,10 @@ class Gateway(Fanout, Faults, Ordering):
         if not self.in_outage:
             self._dispatch(self.broker.match())
             if time.time() < self.mute_until or "market" in self.farms_broken:
+                self._lines_paused = True
                 return
+            if self._lines_paused:
+                self.refresh_lines()
             for s in self.sessions:
                 for sub in list(s.subs.values()):
                     quotes.send_quote(self, s, sub)
@@ -302,6 +316,14 @@ class Gateway(Fanout, Faults, Ordering):
             return
         await handler(self, s, f)
 
+    def refresh_lines(self) -> None:
+        """Quotes flow again after a pause (link, farm or feed back): every line gets its
+        current values at the next tick, changed or not (--tick-mode change)."""
+        self._lines_paused = False
+        for s in self.sessions:
+            for sub in s.subs.values():
+                sub.sent = {}
+
     def spot_ago(self, delay: timedelta) -> float:
         """SPY's price `delay` ago on ibsim's clock (the oldest known if none is that old:
         a clock held still keeps its first price as the delayed one)."""
@@ -322,7 +344,7 @@ class Gateway(Fanout, Faults, Ordering):
         snap = self.broker.snapshot()
         now = time.time()
         return {
-            "accounts": [self.broker.account],
+            "accounts": list(self.broker.accounts),
             "spot": round(self.market.spot, 4), "bid": bid, "ask": ask, "last": last,
             "now": self.market.now().isoformat(),
             "tick": self.market.tick_no,

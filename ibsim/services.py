@@ -1,7 +1,7 @@
 """What outside IB clients ask of a gateway beyond the bot's own needs: historical
 bars and head timestamps, completed orders, and an error with the request's own id
-for anything ibsim does not serve; `Extras` holds the per-gateway state (the margin
-account, the seeded walks and day stats) these and the market-data ticks share.
+for anything ibsim does not serve. The per-gateway state they and the market-data
+ticks share (margin account, seeded walks, day stats) is ibsim/extras.py's `Extras`.
 """
 
 from __future__ import annotations
@@ -9,40 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ibsim import account, codes, history, reqids, universe, wire
+from ibsim import codes, history, reqids, wire
 from ibsim.contracts import contract_from, no_secdef
+from ibsim.extras import price_digits
 from ibsim.market import ET
 
 if TYPE_CHECKING:
     from ibsim.client import Session
-    from ibsim.server import Gateway
-
-
-class Extras:
-    """Per-gateway state of these services."""
-
-    def __init__(self, gw: Gateway, seed: int = 0) -> None:
-        self.gw = gw
-        self.seed = seed
-        self.account = account.AccountModel(gw.broker)
-        self.stats: dict[str, history.DayStats] = {}
-        universe.start_spot(gw.market)  # other instruments move relative to SPY from here
-
-    def spot(self, symbol: str) -> float:
-        inst = universe.INSTRUMENTS.get(symbol)
-        return universe.price(inst, self.gw.market) if inst else self.gw.market.spot
-
-    def walk(self, symbol: str = "SPY") -> history.Walk:
-        m = self.gw.market
-        return history.Walk(self.seed, symbol, m.volatility, self.spot(symbol), m.now())
-
-    def day_stats(self, symbol: str = "SPY") -> history.DayStats:
-        today = self.gw.market.now().astimezone(ET).date()
-        st = self.stats.get(symbol)
-        if st is None or st.day != today:
-            st = history.day_stats(self.walk(symbol), price_digits(symbol))
-            self.stats[symbol] = st
-        return st
+    from ibsim.parts import Parts
 
 
 # ---- requests ibsim cannot serve --------------------------------------------------------
@@ -66,7 +40,7 @@ def unserved(s: Session, f: list[str], why: str | None = None) -> None:
 # ---- historical data -------------------------------------------------------------------
 
 
-def _requested(gw: Gateway, s: Session, f: list[str]) -> tuple[int, dict[str, Any] | None]:
+def _requested(gw: Parts, s: Session, f: list[str]) -> tuple[int, dict[str, Any] | None]:
     """A history request's id and its one contract (fields 2-13); None, after error 200,
     when the contract is not exactly one ibsim knows."""
     req_id = int(f[1])
@@ -77,7 +51,7 @@ def _requested(gw: Gateway, s: Session, f: list[str]) -> tuple[int, dict[str, An
     return req_id, found[0]
 
 
-async def req_historical_data(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_historical_data(gw: Parts, s: Session, f: list[str]) -> None:
     # 20 | reqId | C12 | includeExpired | end | barSize | duration | useRTH | whatToShow |
     # formatDate | [BAG legs] | keepUpToDate | chartOptions
     req_id, c = _requested(gw, s, f)
@@ -115,20 +89,12 @@ async def req_historical_data(gw: Gateway, s: Session, f: list[str]) -> None:
     s.send(wire.frame(*fields))
 
 
-def price_digits(symbol: str) -> int:
-    """Decimals a price of this walk is quoted in (forex: 5, yen pairs 3)."""
-    inst = universe.INSTRUMENTS.get(symbol)
-    if inst is None or inst.sec_type != "CASH":
-        return 2
-    return 3 if inst.currency == "JPY" else 5
-
-
 def walk_symbol(c: dict[str, Any]) -> str:
     """The walk a contract's history follows: its underlying's (a forex pair by pair)."""
     return c["symbol"] + c["currency"] if c["sec_type"] == "CASH" else c["symbol"]
 
 
-async def req_head_timestamp(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_head_timestamp(gw: Parts, s: Session, f: list[str]) -> None:
     # 87 | reqId | C12 | includeExpired | useRTH | whatToShow | formatDate
     req_id, c = _requested(gw, s, f)
     if c is None:
@@ -169,7 +135,7 @@ def _completed_order(o: dict[str, Any], done: datetime) -> bytes:
     return wire.frame(*f)
 
 
-async def req_completed_orders(gw: Gateway, s: Session, f: list[str]) -> None:
+async def req_completed_orders(gw: Parts, s: Session, f: list[str]) -> None:
     """The day's filled and cancelled orders (IB's "current day": since the last reset)."""
     if gw.read_only:  # refused like reqOpenOrders (ib_insync issue #224)
         s.send(wire.error(-1, 321, codes.read_only("bY")))

@@ -21,7 +21,7 @@ def ibsim_argv(cfg: Config) -> list[str]:
     state = cfg.ibsim.state_file or str(Path(cfg.storage.path).parent / "ibsim-state.json")
     argv = [sys.executable, "-m", "ibsim", "--host", cfg.gateway.host,
             "--port", str(cfg.gateway.port), "--control-port", str(cfg.ibsim.control_port),
-            "--state-file", state]
+            "--state-file", state, "--tick-mode", cfg.ibsim.tick_mode]
     now = cfg.ibsim.now or cfg.clock.start
     if now:
         argv += ["--now", now]

@@ -28,8 +28,8 @@ control API. Each simulated day:
 3. past the catch-up deadline (10:31) and past the close (16:01): the day's
    entries are final (a missed one needs an alert), expired options settle and
    the book still matches the broker;
-4. IB's daily reset on the soak's clock (ibsim `--ib-schedule`): 1100 at 23:45 ET, then
-   1102 (Friday: 1101 after an hour); the link must be READY again. Each Sunday the
+4. IB's daily reset on the soak's clock (ibsim `--ib-schedule`): 1100 at 00:15 ET, then
+   1102 (Friday 23:00 to Saturday 03:00: 1101); the link must be READY again. Each Sunday the
    01:00 ET re-authentication logs the gateway out until the soak logs in.
 
 At the end: every fill stored exactly once, realized P&L equal to the sum over
@@ -146,15 +146,18 @@ class Soak(Faults, Checks):
                  f"{len(self.report.violations)}")
 
     def nightly_reset(self, day: date) -> None:
-        """IB's daily reset on the soak's clock (ibsim --ib-schedule): 1100 at 23:45 ET,
-        1102 three minutes later (Friday: 1101 at 00:45); the link must be READY after."""
-        at = datetime(day.year, day.month, day.day, 23, 46, tzinfo=ET)
+        """IB's reset after this day, on the soak's clock (ibsim --ib-schedule, IB's
+        published windows): 1100 at 00:15 ET, 1102 three minutes later; Friday the
+        weekend reset, 23:00 to Saturday 03:00 ET, ends in 1101; READY again after."""
+        next_day = day + timedelta(days=1)
+        at = datetime(next_day.year, next_day.month, next_day.day, 0, 16, tzinfo=ET)
+        end = datetime(next_day.year, next_day.month, next_day.day, 0, 19, tzinfo=ET)
+        if day.weekday() == 4:  # the weekend reset
+            at = datetime(day.year, day.month, day.day, 23, 1, tzinfo=ET)
+            end = datetime(next_day.year, next_day.month, next_day.day, 3, 1, tzinfo=ET)
         if not self.scheduled_fault("daily_reset", "outage", at):
             return
         self.wait(lambda: self.link_state() != "READY", 5)  # the engine hears the 1100
-        end = datetime(day.year, day.month, day.day, 23, 49, tzinfo=ET)
-        if day.weekday() == 4:  # the weekend reset: an hour, ends in 1101
-            end = datetime(day.year, day.month, day.day, 0, 46, tzinfo=ET) + timedelta(days=1)
         self.set_clock(end, 1.0)
         self.expect_ready(day.isoformat(), "ready_after_reset", 60,
                           "link not READY 60 s after IB's daily reset")

@@ -270,7 +270,8 @@ def test_logout_one_gateway_restart_then_login_required_and_no_loop(
 def test_no_gateway_restart_inside_ibs_reset_window(
     sim: Any, start_engine: Any, sink: WebhookSink
 ) -> None:
-    logged_out_at(sim, start_engine, sink, datetime(2026, 11, 24, 23, 50, tzinfo=ET))
+    # IB's daily reset window, 00:15-01:45 ET (its system status page): watchdog.quiet_windows.
+    logged_out_at(sim, start_engine, sink, datetime(2026, 11, 25, 0, 30, tzinfo=ET))
     sink.wait_for(lambda s: s.bodies("link_down"), 10)
     hold(4.0, lambda: not kinds(sink, "gateway_restart") or pytest.fail("restarted"))
     assert not kinds(sink, "login_required")

@@ -129,17 +129,21 @@ def _tp_fills_while_down(sim: Any, eng: RunningEngine) -> Lot:
     return lot
 
 
-def test_tp_filled_before_the_daily_reset_is_found_in_completed_orders(
+def test_tp_filled_before_the_daily_reset_is_found_in_executions(
     sim: Any, start_engine: Any
 ) -> None:
+    """The engine back the same evening, before IB's daily reset (00:15 ET, IB's system
+    status page): reqExecutions still reports the TP's fill, at its real price."""
     lot = _tp_fills_while_down(sim, start_engine(cfg()))
-    after_reset = datetime(2026, 11, 24, 23, 50, tzinfo=ET)  # reqExecutions: nothing since 23:45
-    set_time(sim, None, after_reset)
-    eng = start_engine(cfg(), now=after_reset)
+    (fill,) = [e for e in sim.get_state()["executions"] if e["side"] == "BOT"]
+    before_reset = datetime(2026, 11, 24, 23, 50, tzinfo=ET)
+    set_time(sim, None, before_reset)
+    eng = start_engine(cfg(), now=before_reset)
     got = closed(eng, lot.id, 20)
-    assert got.close_reason == "take_profit" and got.exit_price == lot.tp_price
-    assert got.realized_pnl == round((lot.entry_price - lot.tp_price) * 100
-                                        - SALE_FEE, 2)
+    assert got.close_reason == "take_profit" and got.exit_price == fill["price"]
+    assert got.exit_price <= lot.tp_price  # the TP limit, or better
+    assert got.realized_pnl == round((lot.entry_price - fill["price"]) * 100
+                                        - SALE_FEE - fill["commission"], 2)
     assert not got.pnl_estimated
     assert alerts(eng, "closed_outside") == [] and alerts(eng, "reconciled_estimated") == []
 

@@ -24,16 +24,16 @@ def test_executions_are_the_days_since_the_last_reset(sim: Any, connect: Any) ->
     sale = ib.placeOrder(opt, MarketOrder("SELL", 1, orderRef="day1"))
     wait_ib(ib, lambda: sale.orderStatus.status == "Filled", what="sale")
     assert [f.execution.orderRef for f in ib.reqExecutions()] == ["day1"]
-    sim.post("/clock", {"now": "2026-11-24T23:44:00-05:00"})  # before the reset: still there
+    sim.post("/clock", {"now": "2026-11-25T00:14:00-05:00"})  # before the reset: still there
     assert [f.execution.orderRef for f in ib.reqExecutions()] == ["day1"]
     sim.post("/clock", {"now": "2026-11-25T09:31:00-05:00"})
-    assert ib.reqExecutions() == []  # IB's current day began at 23:45
+    assert ib.reqExecutions() == []  # IB's current day began at the 00:15 ET reset
     assert sim.get_state()["executions"]  # the control API keeps the record
 
 
 @pytest.fixture
 def scheduled() -> Any:
-    with IbsimThread(seed=5, tick_interval=0.02, now="2026-11-24T23:40:00-05:00",
+    with IbsimThread(seed=5, tick_interval=0.02, now="2026-11-25T00:10:00-05:00",
                      ib_schedule=True) as s:
         yield s
 
@@ -41,26 +41,26 @@ def scheduled() -> Any:
 def test_weeknight_reset_1100_for_minutes_then_1102(scheduled: Any) -> None:
     with connected(scheduled) as ib:
         codes = codes_of(ib)
-        scheduled.post("/clock", {"now": "2026-11-24T23:46:00-05:00"})
+        scheduled.post("/clock", {"now": "2026-11-25T00:16:00-05:00"})  # IB: 00:15-01:45 ET
         wait_ib(ib, lambda: 1100 in codes, what="1100 at the reset")
         assert scheduled.get_state()["faults"]["outage"]
-        scheduled.post("/clock", {"now": "2026-11-24T23:47:30-05:00"})
+        scheduled.post("/clock", {"now": "2026-11-25T00:17:30-05:00"})
         ib.sleep(0.2)
         assert 1102 not in codes
-        scheduled.post("/clock", {"now": "2026-11-24T23:48:30-05:00"})
+        scheduled.post("/clock", {"now": "2026-11-25T00:18:30-05:00"})
         wait_ib(ib, lambda: 1102 in codes, what="1102 after a few minutes")
         assert not scheduled.get_state()["faults"]["outage"]
 
 
 def test_friday_night_reset_is_longer_and_loses_data(scheduled: Any) -> None:
-    with connected(scheduled, "2026-11-27T23:30:00-05:00") as ib:
+    with connected(scheduled, "2026-11-27T22:30:00-05:00") as ib:
         codes = codes_of(ib)
-        scheduled.post("/clock", {"now": "2026-11-27T23:50:00-05:00"})
+        scheduled.post("/clock", {"now": "2026-11-27T23:01:00-05:00"})  # IB: Fri 23:00 ET
         wait_ib(ib, lambda: 1100 in codes, what="1100")
-        scheduled.post("/clock", {"now": "2026-11-28T00:30:00-05:00"})
+        scheduled.post("/clock", {"now": "2026-11-28T02:30:00-05:00"})
         ib.sleep(0.2)
         assert 1101 not in codes and 1102 not in codes
-        scheduled.post("/clock", {"now": "2026-11-28T00:46:00-05:00"})
+        scheduled.post("/clock", {"now": "2026-11-28T03:01:00-05:00"})  # to Sat 03:00 ET
         wait_ib(ib, lambda: 1101 in codes, what="1101 after the weekend reset")
 
 
@@ -81,6 +81,6 @@ def test_sunday_reauth_logs_out_until_login(scheduled: Any) -> None:
 def test_no_schedule_by_default(sim: Any, connect: Any) -> None:
     ib = connect()
     codes = codes_of(ib)
-    sim.post("/clock", {"now": "2026-11-24T23:46:00-05:00"})
+    sim.post("/clock", {"now": "2026-11-25T00:16:00-05:00"})
     ib.sleep(0.3)
     assert 1100 not in codes and not sim.get_state()["faults"]["outage"]

@@ -36,3 +36,41 @@ def test_calendar_has_real_closes_and_follows_the_clock() -> None:
     assert not calendar.is_session(date(2041, 12, 25))
     assert calendar.is_session(date(2041, 12, 26))
     assert calendar.next_session(date(2026, 11, 25)) == date(2026, 11, 27)
+
+
+def _ibsim_imports() -> dict[str, set[str]]:
+    """ibsim's modules and the ibsim modules each imports (TYPE_CHECKING ones too)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(IBSIM.glob("*.py")):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "ibsim":
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ibsim."):
+                deps.add(node.module.split(".")[1])  # type: ignore[union-attr]
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names
+                         if a.name.startswith("ibsim.")}
+        graph[path.stem] = deps - {path.stem}
+    return graph
+
+
+def test_ibsim_has_no_import_circle() -> None:
+    """Issue 31: the request handlers take the gateway's parts (ibsim/parts.py), not the
+    Gateway class: no module below the gateway imports ibsim.server, and no loop."""
+    graph = _ibsim_imports()
+    above = {"server", "control", "app", "harness", "__main__"}
+    assert sorted(m for m, deps in graph.items() if "server" in deps and m not in above) == []
+    done: set[str] = set()
+
+    def visit(mod: str, path: list[str]) -> None:
+        if mod in path:
+            raise AssertionError("import circle: " + " -> ".join([*path, mod]))
+        if mod in done or mod not in graph:
+            return
+        for dep in sorted(graph[mod]):
+            visit(dep, [*path, mod])
+        done.add(mod)
+
+    for mod in sorted(graph):
+        visit(mod, [])

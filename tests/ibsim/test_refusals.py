@@ -408,3 +408,73 @@ def test_cancels_of_unknown_and_done_orders_get_10147_and_161(sim: Any, connect:
     wait_ib(ib, lambda: codes_for(seen, oid), what="161")
     assert only_error(seen, oid) == (
         161, f"Cancel attempted when order is not in a cancellable state. Order permId ={perm}")
+
+
+# ---- a fill while the client is away, across the daily reset ---------------------------
+
+
+def test_filled_while_away_fills_then_moves_past_the_reset(sim: Any) -> None:
+    ib = client(sim, 7)
+    opt, t = put(ib)
+    sale = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1, 2), orderRef="tb:9:sale"))
+    wait_ib(ib, lambda: sale.orderStatus.status == "Submitted")
+    ib.disconnect()  # the engine goes down
+    with pytest.raises(ControlError):
+        sim.filled_while_away(order_ref="no-such-order")
+    got = sim.filled_while_away(order_ref="tb:9:sale")
+    assert [f["order_ref"] for f in got["filled"]] == ["tb:9:sale"]
+    assert got["filled_at"] == "2026-11-24T10:00:00-05:00"
+    assert got["now"] == "2026-11-25T00:19:00-05:00"  # past IB's 00:15 ET reset
+    ib = client(sim, 7)  # the engine back
+    try:
+        assert ib.reqExecutions() == []  # IB's current day turned over
+        assert [tr for tr in ib.reqCompletedOrders(False)
+                if tr.order.orderRef == "tb:9:sale"] == []
+        assert [(p.contract.conId, p.position) for p in ib.positions()] == [(opt.conId, -1)]
+        assert ib.openTrades() == []
+        assert sim.get_state()["executions"][-1]["order_ref"] == "tb:9:sale"  # the record
+    finally:
+        ib.disconnect()
+
+
+# ---- ticks on change (IB's rhythm) -----------------------------------------------------
+
+
+def _ticks_while_still(sim: Any, ib: IB) -> tuple[int, int]:
+    """(ticks of a put line on subscribing, frames ibsim sent the client over the next
+    ten ticks) with the market held still (ib_insync drops a repeated tick itself, so
+    the later ones are counted at ibsim)."""
+    sim.post("/market", {"walk_sigma": 0.0, "drift": 0.0})
+    ticks = ticks_of(ib)
+    opt = an_option(ib)
+    t = ib.reqMktData(opt)
+    wait_ib(ib, lambda: t.bid > 0 and t.ask > 0, what="the current values at once")
+    req = ib.wrapper.ticker2ReqId["mktData"][t]
+    ib.sleep(0.1)
+    first = sum(1 for r, _tt in ticks if r == req)
+
+    def sent() -> int:
+        (mine,) = [c for c in sim.post("/feed", {"since": 1e11})["sessions"]
+                   if c["client_id"] == ib.client.clientId]
+        return int(mine["sent"])
+
+    before, tick_no = sent(), sim.get_state()["tick"]
+    wait_ib(ib, lambda: sim.get_state()["tick"] >= tick_no + 10, what="ten ticks")
+    return first, sent() - before
+
+
+def test_ticks_only_on_change_by_default(sim: Any, connect: Any) -> None:
+    assert sim.get_state()["tick_mode"] == "change"
+    first, later = _ticks_while_still(sim, connect())
+    assert first >= 4 and later == 0  # bid, ask, greeks... once; nothing while still
+
+
+def test_tick_mode_interval_resends_every_tick() -> None:
+    with IbsimThread(seed=5, spot=600.0, tick_interval=0.02, now=NOW,
+                     tick_mode="interval") as sim:
+        ib = client(sim, 1)
+        try:
+            first, later = _ticks_while_still(sim, ib)
+            assert first >= 4 and later >= 10 * 4  # each tick: bid, ask, greeks again
+        finally:
+            ib.disconnect()

@@ -125,9 +125,11 @@ def test_watchdog_escalation_keys_and_quiet_windows(tmp_path: Path) -> None:
         load_config(environ={"TRADING_BOT__WATCHDOG__MAX_GATEWAY_RESTARTS": "-1"})
     et = ZoneInfo("America/New_York")
     windows = cfg.watchdog.quiet_windows
-    assert in_quiet_window(datetime(2026, 11, 24, 23, 50, tzinfo=et), windows)  # Tue night
-    assert in_quiet_window(datetime(2026, 11, 25, 0, 30, tzinfo=et), windows)  # past midnight
-    assert not in_quiet_window(datetime(2026, 11, 25, 0, 50, tzinfo=et), windows)
+    # IB's published windows: 00:15-01:45 ET Sunday-Friday, Friday 23:00 - Saturday 03:00.
+    assert not in_quiet_window(datetime(2026, 11, 24, 23, 50, tzinfo=et), windows)
+    assert in_quiet_window(datetime(2026, 11, 25, 0, 30, tzinfo=et), windows)  # Wed 00:30
+    assert in_quiet_window(datetime(2026, 11, 29, 1, 40, tzinfo=et), windows)  # Sun 01:40
+    assert not in_quiet_window(datetime(2026, 11, 25, 1, 50, tzinfo=et), windows)
     assert in_quiet_window(datetime(2026, 11, 28, 2, 0, tzinfo=et), windows)  # Fri into Sat
     assert not in_quiet_window(datetime(2026, 11, 24, 10, 0, tzinfo=et), windows)
     assert weekly_reauth(datetime(2026, 11, 29, 1, 0, tzinfo=et))
