@@ -10,7 +10,7 @@ SEED ?= 1
 DAYS ?= 20
 QUANTITY ?= 1
 
-.PHONY: venv test lint demo stop clean browser soak bench
+.PHONY: venv test lint demo stop clean browser soak bench doctor
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(STAMP)
 	@n=0; total=$$(echo $(BENCHES) | wc -w); for b in $(BENCHES); do n=$$((n+1)); \
 	  echo "bench $$n/$$total: bench.$$b (started $$(date -u +%H:%M:%S) UTC)"; \
 	  $(BIN)/python -m bench.$$b || exit 1; done
+
+# The preflight before a first sale (README "First contact"): CONFIG=path, as the engine.
+doctor: $(STAMP)
+	$(BIN)/python -m ops.doctor $(if $(CONFIG),--config $(CONFIG),)
 
 demo: $(STAMP)
 	bash scripts/demo.sh

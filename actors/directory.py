@@ -13,6 +13,8 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from trading.refusals import RefusalLog
+
 
 class ActorDirectory:
     """Thread-safe name -> ActorRef map, kept current by the Supervisor."""
@@ -45,6 +47,13 @@ class ActorDirectory:
         # ZeroMQ workers call them on their own thread (the Store is locked per
         # statement), so a dashboard read makes no round trip through the book's mailbox.
         self.views: Any = None
+        # IB's refusals (trading/refusals.py): the last one, the causes alerted today, and
+        # the Read-Only API when the gateway said so; written by Connection and the
+        # executor, read by the status view.
+        self.refusals = RefusalLog()
+        # Messages sent to the gateway per second: the peak of the session and now, and
+        # how often ib_insync's throttle held requests back (set by Connection).
+        self.pacing: dict[str, Any] = {}
 
     def set(self, name: str, ref: pykka.ActorRef[Any] | None) -> None:
         with self._lock:

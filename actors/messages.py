@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trading.model import FillInfo, LinkState, LinkStatus, OrderInfo, PositionInfo, Quote
+from trading.refusals import Refusal
 
 
 @dataclass(frozen=True)
@@ -106,3 +107,11 @@ class EntryResult:
     reason: str = ""
     lot_id: int | None = None
     details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IbRefused:
+    """An IB error tied to a request the engine made, named (trading/refusals.py):
+    Connection tells it to itself to alert off the IB loop thread."""
+
+    refusal: Refusal

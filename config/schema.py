@@ -21,6 +21,8 @@ class GatewayConfig:
     connect_timeout: float = 5.0
     request_timeout: float = 5.0
     market_data_type: int = 1
+    # The preflight's (python -m ops.doctor) own client id: never the engine's.
+    doctor_client_id: int = 99
     # The gateway's own supervisord program (demo: ibsim) or Docker container.
     program: str = "ibsim"
     container: str = "ib-gateway"

@@ -53,6 +53,18 @@ def _zmq_curve(cfg: Config) -> None:
         _fail("zmq.curve", "false is refused on a tcp endpoint in live mode (use ipc://)")
 
 
+def _gateway_ids(cfg: Config) -> None:
+    gw = cfg.gateway
+    if gw.doctor_client_id < 0 or gw.doctor_client_id == gw.client_id:
+        # The doctor beside a running engine would take its session (IB: 326).
+        _fail("gateway.doctor_client_id", f"must be >= 0 and not gateway.client_id "
+              f"({gw.client_id}), got {gw.doctor_client_id}")
+    if gw.mode == "live" and gw.market_data_type != 1:
+        # A live sale is never priced on delayed or frozen quotes (issue 30).
+        _fail("gateway.market_data_type", f"must be 1 (live) in live mode, got "
+              f"{gw.market_data_type}")
+
+
 def _entry_times(cfg: Config) -> None:
     # An empty schedule is allowed: no scheduled entry, entries by hand only (a warning
     # at start and on the dashboard, see schedule_warnings).
@@ -114,6 +126,7 @@ _CHECKS: tuple[tuple[str, Callable[[Any], Any], str] | Callable[[Config], None],
     ("zmq.endpoint", lambda v: not re.match(r"^(tcp://[^:]+:\d+|ipc://.+)$", v),
      "expected tcp://HOST:PORT or ipc://PATH, got {v!r}"),
     _zmq_curve,
+    _gateway_ids,
     _entry_times,
     ("schedule.catch_up_until", lambda v: not _HHMM.match(v), _HHMM_WHY),
     ("schedule.snapshot_time", lambda v: not _HHMM.match(v), _HHMM_WHY),

@@ -57,6 +57,9 @@ class Quote:
     delta: float | None = None
     iv: float | None = None
     und_price: float | None = None
+    # IB's market-data type of the line: 1 live, 2 frozen, 3 delayed, 4 delayed frozen.
+    # A live sale is never priced on anything but 1.
+    data_type: int = 1
 
     @property
     def mid(self) -> float | None:

@@ -20,9 +20,10 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from ib_insync import IB, Ticker, Trade
+from ib_insync import IB, Client, Ticker, Trade
 from ib_insync.objects import Fill
 from loguru import logger
 
@@ -30,18 +31,22 @@ from actors.connection.codes import (
     CLIENT_ID_IN_USE,
     FARM_BROKEN,
     FARM_OK,
+    IB_MAX_MESSAGES,
     LINK_LOST,
     LINK_RESTORED,
+    THROTTLE_PER_SECOND,
 )
 from actors.connection.codes import effect as code_effect
 from actors.connection.convert import contract_info, fill_info, order_info, quote_of
-from actors.connection.loop import BrokerCallError, LoopThread
+from actors.connection.loop import BrokerCallError, IbRefusedError, LoopThread
 from actors.connection.market import MarketCalls
 from actors.connection.orders import OrderCalls
+from actors.connection.part import contract_key
 from actors.context import EngineContext
 from actors.messages import (
     CommissionReceived,
     FillReceived,
+    IbRefused,
     LinkChanged,
     OrderUpdated,
     PositionChanged,
@@ -49,7 +54,9 @@ from actors.messages import (
 )
 from actors.supervisor import SupervisedActor
 from ops.backoff import Backoff
+from trading.calendar import ET
 from trading.model import LinkState, LinkStatus, PositionInfo
+from trading.refusals import Refusal, delayed_allowed, refusal
 from trading.risk import verify_account
 
 # ib_insync keeps every Trade and Fill of a session (an Order alone holds ~150 fields):
@@ -74,6 +81,10 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         # Streaming market-data lines of the current IB session, by con_id (market.py
         # says why ib_insync's own tickers cannot be looked up).
         self._lines: dict[int, Ticker] = {}
+        self._line_refusals: dict[int, Refusal] = {}
+        self._request_refusals: dict[int | str, Refusal] = {}
+        self._loose_refusals: list[Refusal] = []
+        self._read_only_seen = False  # this connect attempt got 321 read-only
         self._positions: dict[tuple[str, int], float] = {}  # last quantity published
         self._changed: asyncio.Event | None = None
         self._disconnected: asyncio.Event | None = None
@@ -90,6 +101,13 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
 
     def on_start(self) -> None:
         self._loop.start(self._maintain())
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, IbRefused):
+            # Here, off the IB loop thread: the alert writes to SQLite.
+            day = self.clock.now().astimezone(ET).date()
+            self.directory.refusals.alert_once(self.alerts, message.refusal, day)
+        return None
 
     def on_stop(self) -> None:
         self._stopping = True
@@ -161,6 +179,9 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             ib.RequestTimeout = gw.request_timeout
             self.ib = ib
             self._lines = {}  # a new session has no lines
+            self._line_refusals, self._request_refusals, self._loose_refusals = {}, {}, []
+            self._read_only_seen = False
+            self._throttle_on(ib)
             self._positions = {}  # and has seen no positions yet
             self._lost, self._evidence, self._connected = False, "", False
             self._id_refused = False
@@ -194,7 +215,11 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                 continue
             self._id_in_use = 0
             self.directory.client_id_refusals = 0
+            if not self._read_only_seen:
+                # A session whose open orders were answered: not (or no longer) read-only.
+                self.directory.refusals.clear_read_only()
             ib.reqMarketDataType(gw.market_data_type)
+            pacing = asyncio.ensure_future(self._sample_pacing(ib))
             retry.reset()
             self._connected = True
             if self._status.state == LinkState.CONNECTING:
@@ -203,9 +228,49 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                                 " side (farm code, account update or quote)", linked=False)
             self._maybe_ready()
             await self._disconnected.wait()
+            pacing.cancel()
             if not self._stopping:
                 self._set_state(LinkState.DISCONNECTED, "socket closed by the gateway")
                 await asyncio.sleep(retry.delay)
+
+    def _throttle_on(self, ib: IB) -> None:
+        """IB allows 50 messages a second and answers 100 past it (and may disconnect):
+        ib_insync's own throttle (Client.MaxRequests per RequestsInterval) must stay on
+        for every request this session sends. No second limiter: this checks it."""
+        if not 0 < Client.MaxRequests <= THROTTLE_PER_SECOND or Client.RequestsInterval < 1:
+            logger.bind(actor=self.name).warning(
+                "ib_insync throttle was {}/{}s: set back to {}/1s", Client.MaxRequests,
+                Client.RequestsInterval, THROTTLE_PER_SECOND)
+        ib.client.MaxRequests = min(Client.MaxRequests, THROTTLE_PER_SECOND) \
+            if Client.MaxRequests > 0 else THROTTLE_PER_SECOND
+        ib.client.RequestsInterval = max(1, Client.RequestsInterval)
+        self.directory.pacing = {**self.directory.pacing, "limit": IB_MAX_MESSAGES,
+                                 "throttle": ib.client.MaxRequests}
+
+        def throttled() -> None:
+            p = self.directory.pacing
+            self.directory.pacing = {**p, "throttled": int(p.get("throttled", 0)) + 1,
+                                     "throttled_at": time.time()}
+
+        ib.client.throttleStart += throttled
+
+    async def _sample_pacing(self, ib: IB) -> None:
+        """Messages sent per second (a one-second window, sampled four times a second):
+        the session's peak goes to `status`."""
+        samples: list[tuple[float, int]] = []
+        peak, peak_at = 0, 0.0
+        while ib.isConnected():
+            now = time.monotonic()
+            sent = ib.client.connectionStats().numMsgSent
+            samples.append((now, sent))
+            while samples and now - samples[0][0] > 1.0:
+                samples.pop(0)
+            rate = sent - samples[0][1]
+            if rate > peak:
+                peak, peak_at = rate, time.time()
+            self.directory.pacing = {**self.directory.pacing, "rate": rate,
+                                     "peak_rate": peak, "peak_at": peak_at}
+            await asyncio.sleep(0.25)
 
     def _wire_events(self, ib: IB) -> None:
         ib.errorEvent += self._on_error
@@ -274,14 +339,89 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             self.directory.farms_broken = broken
             if code in FARM_OK:
                 self._on_evidence(f"{code} {eff.farm} farm OK")
+        named = self._route_refusal(req_id, code, message, contract)
         if req_id > 0 and self.ib is not None:
             # Only an order's own id makes an order error: an error on a market-data or
             # contract request id (354, 10167, 200 ...) is that request's, not an order's.
             trade = next((t for t in self.ib.trades() if t.order.orderId == req_id), None)
             if trade is not None:
+                if named is not None and named.effect == "live":
+                    self._untrust_error_cancel(trade, code)
                 self._order_errors[req_id] = (code, message)
                 self.directory.publish(OrderUpdated(order_info(trade, (code, message))))
                 self._notify()
+
+    def _route_refusal(self, req_id: int, code: int, message: str,
+                       contract: Any) -> Refusal | None:
+        """Name an IB error tied to a request of ours (trading/refusals.py) and leave it
+        where the code path that asked reads it: per market-data line, per other request
+        (whatIf, contract details) by con_id, per order (_order_errors). Noted for
+        `status`, and alerted once per cause per day (off this thread)."""
+        if self.ib is None:
+            return None
+        gw = self.cfg.gateway
+        request, subject, con_id = "request", "", 0
+        trade = next((t for t in self.ib.trades() if t.order.orderId == req_id), None) \
+            if req_id > 0 else None
+        ticker = self.ib.wrapper.reqId2Ticker.get(req_id) if req_id > 0 else None
+        if trade is not None:
+            request, con_id = "order", int(trade.contract.conId or 0)
+            subject = trade.order.orderRef or str(req_id)
+        elif ticker is not None and ticker.contract is not None:
+            request, con_id = "market data", int(ticker.contract.conId or 0)
+            subject = ticker.contract.localSymbol or ticker.contract.symbol
+        elif contract is not None:
+            con_id = int(getattr(contract, "conId", 0) or 0)
+            subject = getattr(contract, "localSymbol", "") or getattr(contract, "symbol", "")
+        elif req_id == -1:
+            request = "connection"
+        named = refusal(code, message, request, subject, time.time(), req_id)
+        if named is None:
+            return None
+        if named.key == "321:read_only" and request in ("request", "connection") \
+                and not con_id:
+            # The open-orders request (at connect: why ib_insync has readonly=True) has no
+            # id of its own: its caller would wait its timeout for an answer that never
+            # comes. ib_insync has no public way to end it; this is its own end call.
+            named = replace(named, request="connect" if not self._connected
+                            else "open orders")
+            self._read_only_seen = self._read_only_seen or not self._connected
+            for key in ("openOrders", "completedOrders"):
+                self.ib.wrapper._endReq(key)
+        named = delayed_allowed(named, gw.market_data_type, gw.mode)
+        if request == "market data":
+            self._line_refusals[con_id] = named
+        elif request == "request" and contract is not None:
+            self._request_refusals[contract_key(contract)] = named
+        elif request == "request":
+            self._loose_refusals = [*self._loose_refusals[-19:], named]
+        if named.severity == "info" or code == 200:
+            # A warning the order lives through, a race, or an unknown strike among many
+            # asked (the asker reports a 200 that matters: told()).
+            return named
+        self.told(named)
+        return named
+
+    def told(self, named: Refusal) -> Refusal:
+        """Note a refusal for `status`, log it, and alert it (once per cause and day)."""
+        self.directory.refusals.note(named)
+        logger.bind(actor=self.name).warning("IB refused: {}", named.describe())
+        self.actor_ref.tell(IbRefused(named))
+        return named
+
+    def _untrust_error_cancel(self, trade: Trade, code: int) -> None:
+        """ib_insync 0.9 marks an order Cancelled on any error outside its warning set,
+        also on 10349 ("TIF set to DAY by preset") after which the order stays live at the
+        broker: the status before the error stands until the gateway's own orderStatus."""
+        log = trade.log
+        if trade.orderStatus.status != "Cancelled" or not log or log[-1].errorCode != code:
+            return
+        before = next((e.status for e in reversed(log[:-1]) if e.status != "Cancelled"),
+                      "PreSubmitted")
+        trade.orderStatus.status = before or "PreSubmitted"
+        logger.bind(actor=self.name).warning(
+            "order {} ({}): IB {} is a warning, the order stays {} until the gateway says "
+            "otherwise", trade.order.orderId, trade.order.orderRef, code, trade.orderStatus.status)
 
     def _on_order(self, trade: Trade) -> None:
         self.directory.last_message_at = time.time()
@@ -351,8 +491,19 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
 
     def _call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run `fn` on the loop (awaiting it if it returns an awaitable), with a deadline."""
-        return self._loop.call(fn, timeout or self.cfg.gateway.request_timeout,
-                               lambda: self.ib is not None and self.ib.isConnected())
+        timeout = timeout or self.cfg.gateway.request_timeout
+        started = time.time()
+        try:
+            return self._loop.call(fn, timeout,
+                                   lambda: self.ib is not None and self.ib.isConnected())
+        except BrokerCallError as exc:
+            paced = self.directory.refusals.last
+            if isinstance(exc, IbRefusedError) or paced is None or paced.code != 100 \
+                    or paced.time < started:
+                raise
+            # IB answered requests of this call with 100 (over its message rate) and
+            # served none of them: the timeout has that name.
+            raise IbRefusedError(paced) from exc
 
     def status(self) -> LinkStatus:
         return self._status

@@ -56,6 +56,10 @@ LINK_RESTORED = frozenset(c for c, e in IB_CODES.items() if e.link == "restored"
 FARM_OK = frozenset(c for c, e in IB_CODES.items() if e.link == "evidence")
 FARM_BROKEN = frozenset(c for c, e in IB_CODES.items() if e.farm and e.link != "evidence")
 CLIENT_ID_IN_USE = 326
+# IB's pacing: 50 messages a second per client, error 100 past it (trading/refusals.py);
+# ib_insync's throttle (Client.MaxRequests per second) keeps under it.
+IB_MAX_MESSAGES = 50
+THROTTLE_PER_SECOND = 45
 
 
 def effect(code: int) -> CodeEffect | None:

@@ -153,4 +153,5 @@ def quote_of(t: Ticker) -> Quote:
         delta=num(greeks.delta) if greeks else None,
         iv=num(greeks.impliedVol) if greeks else None,
         und_price=num(greeks.undPrice) if greeks else None,
+        data_type=int(getattr(t, "marketDataType", 1) or 1),
     )

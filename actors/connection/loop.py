@@ -13,9 +13,20 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
+from trading.refusals import Refusal
+
 
 class BrokerCallError(RuntimeError):
     """A request to the gateway failed or timed out; the message says which."""
+
+
+class IbRefusedError(BrokerCallError):
+    """The gateway refused the request with an IB code: `refusal` names it (code, IB's
+    text, meaning, fix; trading/refusals.py)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.describe())
+        self.refusal = refusal
 
 
 class LoopThread:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 
 from ib_insync import Contract, Stock, Ticker
 
 from actors.connection.convert import contract_info, quote_of, to_contract
-from actors.connection.loop import BrokerCallError
-from actors.connection.part import ConnectionPart
+from actors.connection.loop import BrokerCallError, IbRefusedError
+from actors.connection.part import ConnectionPart, contract_key
 from trading.model import ContractInfo, Quote
+from trading.refusals import Refusal
 
 
 class MarketCalls(ConnectionPart):
@@ -26,8 +28,12 @@ class MarketCalls(ConnectionPart):
         async def run() -> ContractInfo:
             assert self.ib is not None
             c = Stock(symbol, exchange, "USD")
+            self._request_refusals.pop(contract_key(c), None)
             done = await self.ib.qualifyContractsAsync(c)
             if not done:
+                refused = self._request_refusals.pop(contract_key(c), None)
+                if refused is not None:  # 200 no security definition, named
+                    raise IbRefusedError(self.told(replace(refused, request="contract details")))
                 raise BrokerCallError(f"unknown contract {symbol} on {exchange}")
             return contract_info(done[0])
 
@@ -36,7 +42,12 @@ class MarketCalls(ConnectionPart):
     def option_chain(self, symbol: str, underlying_con_id: int) -> tuple[list[str], list[float]]:
         async def run() -> tuple[list[str], list[float]]:
             assert self.ib is not None
+            started = time.time()
             params = await self.ib.reqSecDefOptParamsAsync(symbol, "", "STK", underlying_con_id)
+            refused = next((r for r in reversed(self._loose_refusals) if r.time >= started),
+                           None)
+            if not params and refused is not None:
+                raise IbRefusedError(replace(refused, request="option chain", subject=symbol))
             if not params:
                 raise BrokerCallError(f"no option chain for {symbol}")
             chain = next((p for p in params if p.exchange == "SMART"), params[0])
@@ -61,8 +72,17 @@ class MarketCalls(ConnectionPart):
                 )
                 for s in strikes
             ]
+            keys = [contract_key(c) for c in contracts]
+            for key in keys:
+                self._request_refusals.pop(key, None)
             done = await self.ib.qualifyContractsAsync(*contracts)
-            return [contract_info(c) for c in done if c.conId]
+            found = [contract_info(c) for c in done if c.conId]
+            refused = [r for k in keys if (r := self._request_refusals.pop(k, None))]
+            if not found and refused:
+                # Not one of the puts exists (an unknown strike among many is normal).
+                raise IbRefusedError(self.told(replace(
+                    refused[0], request="contract details", subject=f"{symbol} {expiry} {right}")))
+            return found
 
         return self._call(run, self.cfg.gateway.request_timeout * 2)
 
@@ -70,9 +90,27 @@ class MarketCalls(ConnectionPart):
         assert self.ib is not None
         ticker = self._lines.get(info.con_id)
         if ticker is None:
+            self._line_refusals.pop(info.con_id, None)  # a new request, a new answer
             ticker = self.ib.reqMktData(to_contract(info), "", False, False)
             self._lines[info.con_id] = ticker
         return ticker
+
+    def _line_refused(self, contracts: list[ContractInfo]) -> Refusal | None:
+        """The first refusal of these lines that no waiting will turn into a quote (354,
+        10089, 10168, 10167 where delayed data is not allowed, 10197 while it lasts);
+        10090 (partial) is waited through: bid and ask may still come."""
+        for info in contracts:
+            r = self._line_refusals.get(info.con_id)
+            if r is not None and r.effect in ("skip", "wait") and r.code != 10090:
+                return r
+        return None
+
+    def _marked(self, q: Quote) -> Quote:
+        """A line IB answered with 10167 streams delayed ticks, whatever the ticker says."""
+        r = self._line_refusals.get(q.con_id)
+        if r is not None and r.code == 10167 and q.data_type == 1:
+            return replace(q, data_type=3)
+        return q
 
     def _close_line(self, con_id: int) -> None:
         ticker = self._lines.pop(con_id, None)
@@ -109,6 +147,7 @@ class MarketCalls(ConnectionPart):
                     self.ib.cancelMktData(t.contract)
             for con_id, t in lines:
                 assert t.contract is not None
+                self._line_refusals.pop(con_id, None)
                 self._lines[con_id] = self.ib.reqMktData(t.contract, "", False, False)
             return len(lines)
 
@@ -141,6 +180,10 @@ class MarketCalls(ConnectionPart):
             refreshed = False
             try:
                 while time.monotonic() < deadline and not all(complete(t) for t in tickers):
+                    refused = self._line_refused(contracts)
+                    if refused is not None:
+                        # A named refusal, not a silent wait until the deadline.
+                        raise IbRefusedError(refused)
                     half_way = time.monotonic() > start + wait / 2
                     if max_age is not None and not refreshed and half_way:
                         # IB sends a tick only on a change: a quiet line kept open (a held
@@ -150,12 +193,16 @@ class MarketCalls(ConnectionPart):
                         for i, (info, t) in enumerate(zip(contracts, tickers, strict=True)):
                             if info.con_id not in opened and not complete(t) and t.contract:
                                 self.ib.cancelMktData(t.contract)
+                                self._line_refusals.pop(info.con_id, None)
                                 # A new Contract object: ib_insync keys tickers by the
                                 # object and ignores an unchanged tick on the old one.
                                 tickers[i] = self._lines[info.con_id] = self.ib.reqMktData(
                                     to_contract(info), "", False, False)
                     await asyncio.sleep(0.02)
-                return [quote_of(t) for t in tickers]
+                refused = self._line_refused(contracts)
+                if refused is not None:
+                    raise IbRefusedError(refused)
+                return [self._marked(quote_of(t)) for t in tickers]
             finally:
                 for con_id in opened:  # lines opened for this look only are closed again
                     self._close_line(con_id)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from ib_insync import Trade
 from loguru import logger
@@ -21,8 +22,8 @@ from actors.connection.convert import (
     what_if_order,
     with_status,
 )
-from actors.connection.loop import BrokerCallError
-from actors.connection.part import ConnectionPart
+from actors.connection.loop import BrokerCallError, IbRefusedError
+from actors.connection.part import ConnectionPart, contract_key
 from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
 from trading.risk import OrderRefused, order_violation
 
@@ -37,7 +38,13 @@ class OrderCalls(ConnectionPart):
         async def run() -> WhatIfInfo:
             assert self.ib is not None
             order = what_if_order(req, self._order_account([req]))
-            state = await self.ib.whatIfOrderAsync(to_contract(req.contract), order)
+            contract = to_contract(req.contract)
+            self._request_refusals.pop(contract_key(contract), None)
+            state = await self.ib.whatIfOrderAsync(contract, order)
+            refused = self._request_refusals.pop(contract_key(contract), None)
+            if refused is not None:
+                # 321 read-only (or another code): named, never "lacks initMarginBefore".
+                raise IbRefusedError(replace(refused, request="whatIf"))
             if state is None:
                 raise BrokerCallError(f"no whatIf answer for {req.contract.local_symbol}")
             net = next((num(v.value) for v in self.ib.accountValues(order.account)
@@ -49,6 +56,7 @@ class OrderCalls(ConnectionPart):
             if missing or net is None:
                 raise BrokerCallError("whatIf answer lacks "
                                       + ", ".join(missing or ["net liquidation"]))
+            self.directory.refusals.clear_read_only()  # the gateway took an order request
             return WhatIfInfo(
                 init_before=figures["initMarginBefore"] or 0.0,
                 init_change=figures["initMarginChange"] or 0.0,

@@ -193,8 +193,17 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
     def _alert_refusal(self, trade_date: str, slot: str, exc: EntryRefused) -> None:
         """A refusal by hand that the operator must hear of even when nobody watches the
         dashboard (the account check): the schedule's refusals alert on their own."""
-        if exc.alert:
+        if exc.refusal is not None:
+            self._alert_ib(exc)
+        elif exc.alert:
             self.alerts.raise_alert(exc.alert, f"entry {trade_date} {slot} refused: {exc}")
+
+    def _alert_ib(self, exc: EntryRefused) -> None:
+        """IB's refusal behind an entry's outcome: one `ib_refused` alert per cause and
+        day (Connection may have sent it already), never one per retry."""
+        if exc.refusal is not None:
+            self.directory.refusals.alert_once(self.alerts, exc.refusal,
+                                               self.clock.now().astimezone(ET).date())
 
     def run_entry(self, trade_date: str, slot: str, manual: bool = False) -> EntryResult:
         self.busy = True
@@ -228,7 +237,11 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             if exc.kind == "skip" and not manual and self._claim(trade_date, slot, False):
                 # Recorded once, so the schedule does not ask (and alert) again.
                 self.book.finish_entry(trade_date, slot, "skipped", str(exc)).get(timeout=self._t())
-                self.alerts.raise_alert("risk_limit", f"entry {trade_date} {slot} skipped: {exc}")
+                if exc.refusal is not None:
+                    self._alert_ib(exc)
+                else:
+                    self.alerts.raise_alert("risk_limit",
+                                            f"entry {trade_date} {slot} skipped: {exc}")
             elif manual:
                 self._alert_refusal(trade_date, slot, exc)
             return EntryResult(False, "refused", str(exc))
@@ -240,7 +253,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             self._check_order_sanity(contract, quote.bid or 0.0, spot)
             self._check_margin(contract, quote.bid or 0.0, spot)
         except EntryRefused as exc:
-            if exc.kind == "wait" or exc.alert:
+            if exc.kind == "wait" or exc.alert or exc.refusal is not None:
                 return self._refused_after_claim(trade_date, slot, exc, manual)
             return self._entry_failed(trade_date, slot, f"no contract: {exc}")
         except Exception as exc:
@@ -310,6 +323,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             # slot goes back to the schedule, which asks again until catch_up_until; only
             # that deadline makes it `missed` (alerted).
             self.log.warning("entry {} {} waits: {}", trade_date, slot, exc)
+            self._alert_ib(exc)  # a named wait (10197 competing session): told once a day
             self.book.interrupt_entry(trade_date, slot, f"waiting: {exc}").get(timeout=self._t())
             return EntryResult(False, "waiting", str(exc))
         # A policy said no (margin): the slot is skipped, like the other risk limits; by
@@ -317,8 +331,11 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         state = "failed" if manual else "skipped"
         self.log.warning("entry {} {} {}: {}", trade_date, slot, state, exc)
         self.book.finish_entry(trade_date, slot, state, str(exc)).get(timeout=self._t())
-        self.alerts.raise_alert(exc.alert or "risk_limit",
-                                f"entry {trade_date} {slot} {state}: {exc}")
+        if exc.refusal is not None:
+            self._alert_ib(exc)
+        else:
+            self.alerts.raise_alert(exc.alert or "risk_limit",
+                                    f"entry {trade_date} {slot} {state}: {exc}")
         return EntryResult(False, "refused", str(exc))
 
     def _entry_failed(self, trade_date: str, slot: str, reason: str) -> EntryResult:

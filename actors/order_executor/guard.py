@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.connection.loop import IbRefusedError
 from actors.order_executor.part import ExecutorPart
 from trading.calendar import ET, TradingCalendar
 from trading.margin import margin_refusal
 from trading.model import ContractInfo, LinkState, LinkStatus, OrderRequest
 from trading.order_refs import CHECK_REF, WHAT_IF_REF
+from trading.refusals import Refusal
 from trading.risk import OrderRefused, order_violation, verify_account
 
 
@@ -22,10 +24,21 @@ class EntryRefused(Exception):
     switch, risk limits, account mismatch; the slot is recorded as skipped).
     """
 
-    def __init__(self, message: str, kind: str = "skip", alert: str = "") -> None:
+    def __init__(self, message: str, kind: str = "skip", alert: str = "",
+                 refusal: Refusal | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.alert = alert  # an alert kind a refusal by hand raises too ("" = none)
+        # IB's refusal behind it (trading/refusals.py): alerted as `ib_refused` once per
+        # cause per day, instead of the alert a policy refusal raises.
+        self.refusal = refusal
+
+
+def ib_refused(r: Refusal, what: str = "") -> EntryRefused:
+    """An IB refusal as the entry's outcome: skipped (or failed by hand) where waiting
+    cannot help, a wait otherwise; the message carries IB's code, text and the fix."""
+    return EntryRefused(f"{what}{r.describe()}", "skip" if r.blocking else "wait",
+                        refusal=r)
 
 
 
@@ -53,6 +66,10 @@ class GuardMixin(ExecutorPart):
         now = self.clock.now()
         if not self.calendar.is_market_open(now):
             raise EntryRefused(f"market closed at {now.astimezone(ET):%Y-%m-%d %H:%M} ET", "wait")
+        read_only = self.directory.refusals.read_only
+        if read_only is not None:
+            # The gateway refuses every order: no entry starts (the link card says so).
+            raise ib_refused(read_only, "read-only API: ")
         if self.book.is_paused().get(timeout=self._t()):
             raise EntryRefused("trading is paused")
         if self.book.kill_switch_on().get(timeout=self._t()):
@@ -106,6 +123,11 @@ class GuardMixin(ExecutorPart):
             answer = self.conn.what_if(req).get(timeout=self._t())
         except OrderRefused as exc:
             raise EntryRefused(f"margin check refused: {exc}", alert="risk_limit") from exc
+        except IbRefusedError as exc:
+            # 321 here is the Read-Only API, not margin: the refusal says which.
+            what = "read-only API: " if exc.refusal.key == "321:read_only" else \
+                "margin check refused: "
+            raise ib_refused(exc.refusal, what) from exc
         except Exception as exc:
             raise EntryRefused(f"margin check unanswered: {exc}", "wait") from exc
         refusal = margin_refusal(answer, self.cfg.risk.max_margin_use)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from actors.connection.loop import IbRefusedError
 from actors.order_executor.entry_prep import PreparedEntry, wanted_strikes
-from actors.order_executor.guard import EntryRefused
+from actors.order_executor.guard import EntryRefused, ib_refused
 from actors.order_executor.part import ExecutorPart
 from trading.fills import sold_by
 from trading.freshness import stale_reason
@@ -17,6 +18,7 @@ from trading.model import ContractInfo, OrderInfo, OrderRequest
 from trading.order_refs import sale_prefix, sale_ref
 from trading.pricing import limit_walk
 from trading.records import Lot
+from trading.refusals import MARKET_DATA_TYPES, refusal
 from trading.risk import OrderRefused
 from trading.strikes import choose_expiry_by_rule, choose_strike_by_delta
 
@@ -36,10 +38,20 @@ class SaleMixin(ExecutorPart):
         """Quotes whose last tick is within strategy.max_quote_age, or EntryRefused
         ("wait"): a line left open through a silence answers at once with old values."""
         max_age = self.cfg.strategy.max_quote_age
-        quotes = self.conn.quotes(contracts, wait, need_delta, max_age).get(
-            timeout=self._t(wait + 2))
+        try:
+            quotes = self.conn.quotes(contracts, wait, need_delta, max_age).get(
+                timeout=self._t(wait + 2))
+        except IbRefusedError as exc:  # 354, 10167, 10197 ...: named, not a silent wait
+            raise ib_refused(exc.refusal, "no quote: ") from exc
         now = time.time()
+        gw = self.cfg.gateway
         for c, q in zip(contracts, quotes, strict=True):
+            if q.data_type != 1 and (gw.mode == "live" or gw.market_data_type == 1):
+                # Delayed or frozen quotes never price a live sale.
+                raise EntryRefused(
+                    f"{c.local_symbol or c.symbol}: {MARKET_DATA_TYPES.get(q.data_type)} "
+                    f"quote (type {q.data_type}) in {gw.mode} mode with market_data_type "
+                    f"{gw.market_data_type}: no sale is priced on it")
             why = stale_reason(q, now, max_age, c.local_symbol or c.symbol)
             if why and q.bid is not None:  # no bid at all: the callers' own "no quote"
                 raise EntryRefused(why, "wait")
@@ -191,6 +203,13 @@ class SaleMixin(ExecutorPart):
             if info.status == "Unknown":
                 # The order may be live: never send another; reconciliation settles it.
                 return False, None, "sale outcome unknown (no ack); left to reconciliation"
+            named = refusal(info.error_code, info.error_message, "order", ref) \
+                if info.is_dead and info.error_code else None
+            if named is not None and named.blocking:
+                # 201 permissions or margin, 321 read-only: no attempt can pass; the entry
+                # says which and what to do (one ib_refused alert, not one per attempt).
+                self.log.warning("sale attempt {} refused: {}", attempt, named.describe())
+                raise ib_refused(named, "sale refused: ")
             if info.is_dead:
                 reason = f"rejected: {info.error_code} {info.error_message}".strip()
                 self.log.warning("sale attempt {} {}", attempt, reason)

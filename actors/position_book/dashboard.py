@@ -4,12 +4,30 @@ the book gives them their inputs."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from actors.position_book.base import BookState
 from book import views
 from trading.calendar import ET
+from trading.clock import RealClock
 from trading.model import ContractInfo
+from trading.refusals import ib_status
+
+
+def with_ib_status(out: dict[str, Any], d: Any, gw: Any) -> dict[str, Any]:
+    """IB's last refusal with its age, the Read-Only API, the market-data type and the
+    send rate (trading/refusals.py) added to a `status` reply (issue 30)."""
+    ib = ib_status(d.refusals, time.time(), gw.market_data_type, gw.mode, d.pacing)
+    out.update(ib)
+    if ib["read_only"] is not None:
+        # The link card's word for it: reads work, every order is refused.
+        out["link"]["read_only"] = True
+        out["link"]["note"] = "read-only API: " + ib["read_only"]["fix"]
+        out["ready_to_trade"] = False
+    else:
+        out["link"]["read_only"] = False
+    return out
 
 
 class DashboardMixin(BookState):
@@ -71,7 +89,11 @@ class DashboardMixin(BookState):
             reconciled_at=self.reconciled_at,
             alert_delivery=self.alerts.delivery_status(),
         )
-        return views.status_view(self._snap(), self._spy(), self._today(), link, eng)
+        out = views.status_view(self._snap(), self._spy(), self._today(), link, eng)
+        # One clock on the page (issue 30): a simulated engine clock (the demo's) shifts
+        # every time the page shows onto it, and the page says so.
+        out["engine"]["simulated"] = not isinstance(self.clock, RealClock)
+        return with_ib_status(out, d, self.cfg.gateway)
 
     def pnl_history_view(self) -> dict[str, Any]:
         return views.pnl_history_view(self.db)

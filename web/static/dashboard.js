@@ -11,7 +11,11 @@ const fmt = (v, d = 2) => (v === null || v === undefined ? "–" : Number(v).toF
 const age = (t) => (t ? `${Math.max(0, now() - t).toFixed(0)}s ago` : "–");
 const ET_TIME = new Intl.DateTimeFormat("en-GB", { timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 const ET_DAY = new Intl.DateTimeFormat("en-CA", { timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit" });
-const clock = (t) => (t ? `${ET_TIME.format(new Date(t * 1000))} ET` : "–");
+// One clock on the page (issue 30): every time shown is on the engine's clock. In the demo
+// that clock is simulated: wall-clock stamps (link, quotes, alerts) are shifted by the
+// engine's offset, and the header says "simulated".
+let clockOffset = 0;
+const clock = (t) => (t ? `${ET_TIME.format(new Date((t + clockOffset) * 1000))} ET` : "–");
 const stamp = (t) => (t ? `${ET_DAY.format(new Date(t * 1000))} ${clock(t)}` : "–");
 let loggedIn = document.body.dataset.loggedIn === "yes";
 let lastAnswer = 0;
@@ -73,11 +77,19 @@ async function refresh() {
     const link = st.link;
     // The engine's own clock (the schedule runs on it; simulated in the demo and the tests).
     const engClock = Date.parse(st.engine.clock) / 1000;
-    set("engine-clock", Number.isNaN(engClock) ? "–" : clock(engClock), now() - st.engine.now > STALE ? "stale" : "");
+    clockOffset = st.engine.simulated && !Number.isNaN(engClock) ? engClock - st.engine.now : 0;
+    set("clock-kind", st.engine.simulated ? "simulated clock: every time on this page is the engine's" : "", st.engine.simulated ? "warn" : "");
+    set("engine-clock", Number.isNaN(engClock) ? "–" : clock(engClock - clockOffset), now() - st.engine.now > STALE ? "stale" : "");
     set("link-state", link.state, `big state-${link.state}`);
     set("link-since", clock(link.since));
     set("link-age", age(link.updated_at), now() - link.updated_at > STALE ? "stale" : "");
-    set("link-reason", link.note ? `${link.note} (${link.reason})` : (link.reason || ""));
+    set("link-reason", link.note ? `${link.note} (${link.reason})` : (link.reason || ""), link.read_only ? "sub bad" : "sub");
+    // IB's last refusal, named, with its age (issue 30): code, meaning, fix.
+    const rf = st.refusal;
+    set("link-refusal", rf ? `IB ${rf.code} ${rf.cause.replaceAll("_", " ")}${rf.subject ? ` (${rf.subject})` : ""}, ${age(rf.time)}: ${rf.meaning}. Fix: ${rf.fix}` : "no IB refusal", rf ? (rf.severity === "error" ? "sub bad" : "sub warn") : "sub muted");
+    const md = st.market_data || {}, pc = st.pacing || {};
+    set("link-mdtype", md.type === 1 ? "live" : `${md.name} (type ${md.type}) — not for live sales`, md.type === 1 ? "" : "warn");
+    set("link-rate", pc.peak_rate === undefined ? "–" : `${pc.peak_rate}/s peak (IB allows ${pc.limit}/s, throttle ${pc.throttle}/s)`);
     set("link-heard", age(link.last_message_at), link.last_message_age > STALE ? "stale" : "");
     set("link-quote", age(link.last_quote_at), link.last_quote_age > STALE ? "stale" : "");
     set("gw-linked", link.gateway_linked ? "yes" : "NO", link.gateway_linked ? "good" : "bad");
