@@ -27,3 +27,12 @@ def _collect_garbage_between_tests() -> Iterator[None]:
     """
     yield
     gc.collect()
+
+
+# The longest tests (chaos, slow) go first: xdist hands tests out in collection order, so
+# a two-minute soak started last would run alone at the end while the other workers idle.
+_LONG_MARKERS = ("chaos", "slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in _LONG_MARKERS))
