@@ -203,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.exception("engine failed to start: {}", exc)
         engine.stop()
         return 1
-    engine.stopped.wait()
+    # Woken twice a second: a SIGTERM delivered to another thread (ib-loop, zmq) only sets
+    # CPython's pending flag, and a main thread blocked in a wait without timeout never
+    # runs the handler (seen: `supervisorctl stop` / a test's terminate() waited forever).
+    while not engine.stopped.wait(0.5):
+        pass
     engine.stop()
     logger.info("engine stopped (exit {})", engine.exit_code or 0)
     return engine.exit_code or 0
