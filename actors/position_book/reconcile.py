@@ -40,7 +40,9 @@ class ReconcileMixin(BookState):
         def apply_fill(self, fill: FillInfo) -> int | None: ...
         def apply_order(self, info: OrderInfo) -> None: ...
         def set_kv(self, key: str, value: Any) -> None: ...
-        def _apply_completed(self, completed: list[OrderInfo]) -> set[str]: ...
+        def _apply_completed(
+            self, completed: list[OrderInfo], positions: list[Any] | None = None
+        ) -> set[str]: ...
         def _match_positions(
             self, positions: list[Any], exits_known: bool = False
         ) -> tuple[int, int]: ...
@@ -143,7 +145,7 @@ class ReconcileMixin(BookState):
             before = self.db.fill_count()
             self.apply_fill(fill)
             counts["fills"] += self.db.fill_count() - before
-        done_refs = self._apply_completed(completed or [])
+        done_refs = self._apply_completed(completed or [], positions)
         live_refs = set()
         for info in open_orders:
             if not is_ours(info.order_ref):

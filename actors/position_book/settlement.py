@@ -9,14 +9,14 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from actors.messages import RepairExits
+from actors.messages import ProtectLot, RepairExits
 from actors.position_book.base import BookState
 from trading import pnl as pnl_math
 from trading import settlement as rules
 from trading.calendar import ET, TradingCalendar
-from trading.model import LinkState, OrderInfo
+from trading.model import FillInfo, LinkState, OrderInfo
 from trading.order_refs import is_ours
-from trading.records import Lot
+from trading.records import Lot, OrderRecord
 
 SETTLE_POLL_SECONDS = 60.0  # position checks while an in-the-money expiry awaits the broker
 
@@ -39,6 +39,8 @@ class SettlementMixin(BookState):
         def _unwatch(self, con_id: int) -> None: ...
         def _check_daily_loss(self) -> None: ...
         def _fetch_for_reconcile(self, attempt: int, full: bool = True) -> None: ...
+        def _open_lot_from_sale(self, order: OrderRecord, fill: FillInfo) -> int: ...
+        def contract(self, con_id: int) -> Any: ...
 
     def _now_ts(self) -> float:
         # The engine's clock: the daily loss limit and the P&L history count by its date.
@@ -76,11 +78,14 @@ class SettlementMixin(BookState):
         self._closed(lot, lot.id)
         return True
 
-    def _apply_completed(self, completed: list[OrderInfo]) -> set[str]:
-        """Exits filled while the engine was away whose executions are no longer
+    def _apply_completed(
+        self, completed: list[OrderInfo], positions: list[Any] | None = None
+    ) -> set[str]:
+        """Orders filled while the engine was away whose executions are no longer
         reported (IB answers reqExecutions only since the daily reset): the completed
-        orders still say so. Closed at the order's own price (the TP's limit; the SL's
-        stop, marked estimated). Returns the refs found filled."""
+        orders still say so. An exit closes its lot at the order's own price (the TP's
+        limit; the SL's stop, marked estimated); a sale the broker's short confirms
+        opens its lot (then protected). Returns the refs found filled."""
         filled: set[str] = set()
         for info in completed:
             if not is_ours(info.order_ref) or info.status != "Filled":
@@ -89,6 +94,8 @@ class SettlementMixin(BookState):
             if row is None:
                 continue
             filled.add(info.order_ref)
+            if row.role == "sale" and self.db.lot_by_order_ref(info.order_ref) is None:
+                self._open_lot_from_completed(row, info, positions or [])
             if row.status == "filled":
                 continue
             self.db.mark_order(info.order_ref, status="filled",
@@ -119,6 +126,60 @@ class SettlementMixin(BookState):
             )
             self._closed(lot, lot.id)
         return filled
+
+    def _open_lot_from_completed(
+        self, row: OrderRecord, info: OrderInfo, positions: list[Any]
+    ) -> None:
+        """Our sale filled while the engine was away and its executions are gone (the
+        daily reset): the completed order (by orderRef) and the broker's short on its
+        contract make it our lot, whatever the executions say. Sized by what the
+        broker holds beyond the book's lots on that contract (never more than the order
+        filled); priced by the broker's average cost when the lot is the whole position,
+        else by the order's limit (a floor for a sale: marked estimated)."""
+        short = 0
+        avg_cost = 0.0
+        for p in positions:
+            c = p.contract
+            if c.con_id == row.con_id and c.sec_type == "OPT" and p.qty < 0:
+                short += -int(p.qty)
+                avg_cost = float(p.avg_cost or 0.0)
+        held = sum(lot.qty for lot in self.db.open_lots() if lot.con_id == row.con_id)
+        filled = int(info.filled or 0) or int(row.qty)
+        qty = min(filled, short - held)
+        if qty <= 0:
+            self.log.warning("sale {} filled (completed orders) but the broker holds no "
+                             "short for it: no lot", info.order_ref)
+            return
+        mult = 100
+        known = self.contract(row.con_id)
+        if known is not None and known.multiplier:
+            mult = int(known.multiplier)
+        whole = held == 0 and qty == short and avg_cost > 0
+        price = round(avg_cost / mult, 4) if whole else (info.lmt_price or row.lmt_price)
+        if not price:
+            self.log.error("sale {} filled (completed orders) with no price known: no lot",
+                           info.order_ref)
+            return
+        self.db.mark_order(info.order_ref, status="filled",
+                           error="filled (completed orders; no execution reported)")
+        fill = FillInfo(exec_id="", order_id=info.order_id or row.order_id or 0,
+                        perm_id=info.perm_id, order_ref=info.order_ref, con_id=row.con_id,
+                        local_symbol=info.local_symbol, side="SLD", qty=qty,
+                        price=float(price), time=time.time())
+        lot_id = self._open_lot_from_sale(row, fill)
+        if not whole:
+            self.db.mark_pnl_estimated(lot_id)
+        how = "the broker's average cost" if whole else "its limit (estimated)"
+        self.log.warning("sale {} filled while the engine was away: lot {} x{} at {} ({})",
+                         info.order_ref, lot_id, qty, price, how)
+        self.alerts.raise_alert(
+            "entry_done",
+            f"sale {info.order_ref} filled while the engine was away (found in the "
+            f"completed orders, its execution no longer reported): lot {lot_id} "
+            f"{info.local_symbol} x{qty} at {price} ({how}); exits being placed",
+            severity="warning", details={"lot_id": lot_id, "order_ref": info.order_ref},
+        )
+        self.directory.tell("order_executor", ProtectLot(lot_id, "sale filled while away"))
 
     # ---- expiry ------------------------------------------------------------------------
 
