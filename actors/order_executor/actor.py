@@ -237,6 +237,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         log.info("entry {} {} started ({})", trade_date, slot, "manual" if manual else "schedule")
         try:
             contract, quote, spot = self._choose_contract(trade_date)
+            self._check_notional(contract)
             self._check_order_sanity(contract, quote.bid or 0.0, spot)
             self._check_margin(contract, quote.bid or 0.0, spot)
         except EntryRefused as exc:

@@ -55,3 +55,23 @@ def test_a_sale_filled_while_away_across_the_daily_reset_is_our_lot_with_exits(
     assert lot.order_ref == sale_ref
     assert [(e.state, e.lot_id) for e in store.entries()] == [("done", lot.id)]
     assert SESSION_NOW.date().isoformat() == lot.trade_date
+
+
+def test_the_short_notional_cap_counts_the_sale_being_judged(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 2: a cap of 50,000 with no lot held and a ~589 put to sell (58,900 for one
+    contract). The old code counted only the lots held and sold it; now the cap counts
+    the candidate (strike x 100 x quantity) and refuses the first lot: nothing is sent,
+    a `risk_limit` alert names the notional."""
+    eng = start_engine({"risk": {"max_short_notional": 50_000.0}})
+    assert eng.ask("enter_now")["accepted"]
+    rows = wait_for_value(lambda: eng.book().entries().get(timeout=5),
+                          lambda r: r and r[0].state not in ("started", "interrupted"),
+                          30, "the entry decided")
+    assert rows[0].state == "failed" and "notional" in rows[0].reason, rows
+    alerts = [a for a in eng.ask("alerts")["alerts"] if a["kind"] == "risk_limit"]
+    assert len(alerts) == 1 and "notional" in alerts[0]["message"], alerts
+    state = sim.get_state()
+    assert state["executions"] == [] and state["open_orders"] == []
+    assert eng.open_lots() == []
