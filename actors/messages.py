@@ -79,6 +79,14 @@ class RepairExits:
 
 
 @dataclass(frozen=True)
+class FitExits:
+    """A further slice of its sale grew a lot: the executor makes its exit pair cover
+    exactly what is held (the same orders, their quantity changed in place)."""
+
+    lot_id: int
+
+
+@dataclass(frozen=True)
 class ProtectLot:
     """A lot was opened by a sale fill the broker reported (a late fill after the entry
     gave up, or one seen at reconnect): the executor gives it exits at once, unless it

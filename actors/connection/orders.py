@@ -158,6 +158,26 @@ class OrderCalls(ConnectionPart):
 
         return self._call(run)
 
+    def modify_quantity(self, order_id: int, total_qty: float) -> OrderInfo:
+        """Change a working order's total quantity (filled part included), in place: an
+        exit pair keeps its orders and OCA group while its lot grows or shrinks."""
+        async def run() -> OrderInfo:
+            trade = self._find_trade(order_id)
+            if trade is None:
+                raise BrokerCallError(f"order {order_id} is not known to this session")
+            if trade.isDone():
+                return order_info(trade, self._order_errors.get(order_id))
+            if not total_qty > 0:
+                raise OrderRefused(
+                    f"quantity of {trade.order.orderRef} to {total_qty} is out of bounds")
+            trade.order.totalQuantity = total_qty
+            trade.order.account = self._order_account([])
+            assert self.ib is not None
+            self.ib.placeOrder(trade.contract, trade.order)
+            return order_info(trade, self._order_errors.get(order_id))
+
+        return self._call(run)
+
     def wait_order(self, order_id: int, timeout: float) -> OrderInfo:
         """Wait until the order is done (filled, cancelled, rejected) or `timeout`."""
 

@@ -24,6 +24,7 @@ from loguru import logger
 from actors.context import EngineContext
 from actors.messages import (
     EntryResult,
+    FitExits,
     PrepareEntry,
     ProtectLot,
     RepairExits,
@@ -86,6 +87,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             self.repair_exits(message.reason)
         elif isinstance(message, ProtectLot):
             self.protect_lot(message.lot_id, message.reason)
+        elif isinstance(message, FitExits):
+            self.fit_exits(message.lot_id)
         elif isinstance(message, PrepareEntry):
             self.prepare_entry(message.trade_date, message.slot)
         elif isinstance(message, SellShares):
@@ -135,7 +138,15 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         if lot is None or lot.state != "unprotected" or lot.tp_order_ref:
             return False  # closed, or protected already
         self.log.warning("lot {} opened by a late {}: placing its exits now", lot_id, reason)
+        # IB takes no BUY beside our SELL still working on the same contract: the rest of
+        # a sale the entry gave up on is cancelled first, and the lot is what filled.
+        if self._end_sale_rest(lot):
+            lot = self.book.lot(lot_id).get(timeout=self._t())
+            if lot is None or lot.state != "unprotected" or lot.tp_order_ref:
+                return False
         protected = self.place_exits(lot)
+        if protected:
+            self.fit_exits(lot_id)  # a slice that raced the cancel grew the lot
         contract = self.book.contract(lot.con_id).get(timeout=self._t())
         if contract is not None:
             self._watch(contract)  # its quote and P&L, as for a lot the entry opened

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from actors.order_executor.part import ExecutorPart
 from ops.backoff import backoff_delay
-from trading.fills import EXIT_OCA_TYPE
+from trading.fills import EXIT_OCA_TYPE, remaining
 from trading.model import ContractInfo, OrderInfo, OrderRequest
 from trading.order_refs import exit_refs
 from trading.pricing import exit_prices, round_to_tick
@@ -195,6 +195,64 @@ class ExitsMixin(ExecutorPart):
                 time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
         self._mark_unprotected(lot, f"{s.exit_attempts} attempts failed: {last_error}")
         return False
+
+    def _end_sale_rest(self, lot: Lot) -> bool:
+        """Cancel what still works of the sale that opened `lot` (a late fill of a sale
+        the entry gave up on); the lot is sized by what it filled. True if one worked."""
+        if not lot.order_ref:
+            return False
+        try:
+            working = [o for o in self.conn.open_orders().get(timeout=self._t())
+                       if o.order_ref == lot.order_ref
+                       and (o.is_live or o.status == "PendingCancel")]
+        except Exception as exc:
+            self.log.warning("lot {}: its sale's rest not looked up: {}", lot.id, exc)
+            return False
+        for o in working:
+            self.log.warning("lot {}: cancelling the rest of its sale {} ({} of {} filled) "
+                             "before its exits", lot.id, o.order_ref, int(o.filled), int(o.qty))
+            try:
+                info = self.conn.cancel_order(o.order_id).get(timeout=self._t())
+            except Exception as exc:
+                self.log.error("cancel of the rest of {} failed: {}", o.order_ref, exc)
+                continue
+            self._record(info)
+            if info.filled > 0:
+                self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price,
+                                            int(info.filled)).get(timeout=self._t())
+        return bool(working)
+
+    def fit_exits(self, lot_id: int) -> bool:
+        """The lot's live exit pair made to cover exactly what is held: both legs'
+        quantity changed in place (same orders, same OCA group; never a second pair).
+        A pair not found whole is left to the repair job. True if it fits now."""
+        lot = self.book.lot(lot_id).get(timeout=self._t())
+        if lot is None or lot.state == "closed" or not lot.tp_order_ref:
+            return False
+        refs = (lot.tp_order_ref, lot.sl_order_ref)
+        try:
+            legs = [o for o in self.conn.open_orders().get(timeout=self._t())
+                    if o.order_ref in refs and o.is_live]
+        except Exception as exc:
+            self.log.warning("lot {}: exits not fitted: {}", lot_id, exc)
+            return False
+        if len(legs) != 2:
+            return False
+        if all(remaining(o.qty, o.filled) == lot.qty for o in legs):
+            return True
+        self.log.warning("lot {}: exits cover {} of {} held: resizing the pair in place",
+                         lot_id, remaining(legs[0].qty, legs[0].filled), lot.qty)
+        ok = True
+        for o in legs:
+            try:
+                info = self.conn.modify_quantity(o.order_id, o.filled + lot.qty).get(
+                    timeout=self._t())
+                self._record(info)
+                ok = ok and not info.is_dead
+            except Exception as exc:
+                self.log.error("resize of {} failed: {}", o.order_ref, exc)
+                ok = False
+        return ok
 
     def _lot_closed(self, lot_id: int) -> bool:
         # The book is asked after the last leg's ack, so a fill that came before that

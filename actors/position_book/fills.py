@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from actors.messages import ProtectLot
+from actors.messages import FitExits, ProtectLot
 from actors.position_book.base import BookState
 from trading import pnl as pnl_math
 from trading.fills import exit_slice, vwap
@@ -105,6 +105,9 @@ class FillsMixin(BookState):
                                  info.min_tick if info else 0.01)
         self.db.resize_sale_lot(lot_id, got, price, tp, sl)
         self.log.info("lot {} is {} contracts at {} (sale slices)", lot_id, got, price)
+        if lot.tp_order_ref and got != lot.qty:
+            # Its exits were placed for fewer: they grow with it now, not at the repair tick.
+            self.directory.tell("order_executor", FitExits(lot_id))
 
     def _store_outside_fill(self, fill: FillInfo) -> None:
         """An execution of an order that is not ours (entered in TWS or the app): kept

@@ -107,24 +107,30 @@ class SettlementMixin(BookState):
             price = row.lmt_price if role == "tp" else row.aux_price
             if price is None:
                 continue
+            # The lot closes by what the exit filled (an exit sized for fewer than the
+            # lot leaves the rest open; the position check sees it held).
+            qty = min(int(info.filled), lot.qty) if info.filled else lot.qty
+            piece_id = self._split(lot, qty)
+            if piece_id is None:
+                continue
             realized = pnl_math.realized_pnl(
-                lot.entry_price, price, lot.qty, self._commissions(lot.id),
-                lot.mult)
+                lot.entry_price, price, qty, self._commissions(piece_id), lot.mult)
             reason = "take_profit" if role == "tp" else "stop_loss"
-            if not self.db.close_lot(lot.id, price, self._now_ts(), reason, realized):
+            if not self.db.close_lot(piece_id, price, self._now_ts(), reason, realized):
                 continue
             if role == "sl":
-                self.db.mark_pnl_estimated(lot.id)  # a stop fills at the market
-            self.log.warning("lot {} closed by {} at {} from the completed orders",
-                             lot.id, reason, price)
+                self.db.mark_pnl_estimated(piece_id)  # a stop fills at the market
+            self.log.warning("lot {} closed by {} at {} from the completed orders ({} of "
+                             "{})", lot.id, reason, price, qty, lot.qty)
+            part = f" ({qty} of {lot.qty}, as lot {piece_id})" if piece_id != lot.id else ""
             self.alerts.raise_alert(
                 "lot_closed",
-                f"lot {lot.id} {lot.local_symbol} closed by {reason} at {price} while "
-                f"the engine was away (from the completed orders): realized P&L "
+                f"lot {lot.id} {lot.local_symbol}{part} closed by {reason} at {price} "
+                f"while the engine was away (from the completed orders): realized P&L "
                 f"{realized:+.2f}" + (" (estimated from the stop)" if role == "sl" else ""),
                 severity="info", details={"lot_id": lot.id, "reason": reason},
             )
-            self._closed(lot, lot.id)
+            self._closed(lot, piece_id)
         return filled
 
     def _open_lot_from_completed(

@@ -4,12 +4,17 @@ poses its finding through ibsim over real sockets with the unmodified ib_insync 
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.engine.conftest import ET, SESSION_NOW, engine_subprocess
+from tests.engine.conftest import ET, SESSION_NOW, RunningEngine, engine_subprocess
 from tests.engine.test_crash_recovery import _ask, _kill, _live, _sales, _start_ready
+from tests.engine.test_money_paths import live_buys, on_executions, watch_live_exits
 from tests.support.zmq_request import wait_for_value, wait_until
 
 
@@ -75,3 +80,108 @@ def test_the_short_notional_cap_counts_the_sale_being_judged(
     state = sim.get_state()
     assert state["executions"] == [] and state["open_orders"] == []
     assert eng.open_lots() == []
+
+
+def _sold(sim: Any) -> int:
+    return int(sum(e["qty"] for e in sim.get_state()["executions"] if e["side"] == "SLD"))
+
+
+def _exit_sizes(sim: Any) -> list[int]:
+    return sorted(int(o["qty"] - o["filled"]) for o in live_buys(sim))
+
+
+@contextmanager
+def watch_cover(sim: Any) -> Iterator[list[tuple[int, list[int]]]]:
+    """Samples the broker every ~20 ms: each moment our live exit legs' remaining
+    quantity exceeded the short held (a BUY that would open a long)."""
+    over: list[tuple[int, list[int]]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            state = sim.get_state()
+            short = -int(sum(p["position"] for p in state["positions"]
+                             if p["sec_type"] == "OPT"))
+            sizes = sorted(int(o["qty"] - o["filled"]) for o in state["open_orders"]
+                           if o["action"] == "BUY")
+            if sizes and max(sizes) > short:
+                over.append((short, sizes))
+            stop.wait(0.02)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        yield over
+    finally:
+        stop.set()
+        t.join(5)
+
+
+def _late_sliced_sale(sim: Any, start_engine: Any) -> RunningEngine:
+    """A sale of 3 acknowledged after order_ack_timeout (the entry gives up on it),
+    then filled in slices of 1."""
+    eng = start_engine({"strategy": {"quantity": 3, "order_ack_timeout": 0.5}})
+    # The first reconciliation's repair is queued before the entry (else it takes the
+    # given-up sale for a leftover and walks it, a path of its own).
+    wait_until(lambda: eng.book().get_kv("last_reconciled_at").get(timeout=5), 20,
+               message="the first reconciliation")
+    sim.post("/fault/slow_orders", {"seconds": 2.0, "action": "SELL"})
+    sim.post("/fault/partial_fills", {"count": 1, "slices": 3})
+    return eng
+
+
+def _selling(sim: Any) -> list[dict[str, Any]]:
+    return [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
+
+
+def test_a_late_sale_slice_is_protected_within_seconds_at_what_is_held(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 3: the first slice of a sale the entry gave up on opens the lot; the rest
+    still works, and IB takes no BUY beside our SELL on the same contract. The old code
+    tried exits for the first slice at once (refused: self-cross), left the lot
+    unprotected until the repair tick, and the later slices grew it uncovered. Now the
+    sale's rest is cancelled first (the entry had given it up), and the lot is protected
+    within seconds by one pair covering exactly what is held."""
+    eng = _late_sliced_sale(sim, start_engine)
+
+    def hold() -> None:
+        sim.post("/fault/hold_fills", {"seconds": 120})
+
+    with watch_live_exits(sim) as worst, watch_cover(sim) as over, \
+            on_executions(sim, "SLD", {1: hold}):
+        assert eng.ask("enter_now")["accepted"]
+        wait_until(lambda: _sold(sim) == 1, 30, message="the first slice sold")
+        t0 = time.monotonic()
+        wait_until(lambda: _exit_sizes(sim) == [1, 1] and not _selling(sim), 10,
+                   message="the rest cancelled, exits for 1")
+        took = time.monotonic() - t0
+        sim.post("/fault/hold_fills", {"seconds": 0})
+        lot = wait_for_value(eng.open_lots, lambda ls: ls and ls[0].state == "open", 10,
+                             "the lot protected")[0]
+    assert took < 3.0, f"protected {took:.1f}s after the slice"
+    assert worst["orders"] <= 2 and worst["groups"] <= 1 and not over, (worst, over)
+    assert lot.qty == _sold(sim) == 1
+    kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
+    assert "lot_unprotected" not in kinds and "outside_position" not in kinds, kinds
+
+
+def test_exits_grow_with_sale_slices_that_race_the_cancel(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 3: the slices come 0.15 s apart, faster than the cancel of the sale's rest:
+    whatever filled, the one pair ends covering exactly the lot (resized in place),
+    never more than is held, and no slice is left outside the lot."""
+    eng = _late_sliced_sale(sim, start_engine)
+    with watch_live_exits(sim) as worst, watch_cover(sim) as over:
+        assert eng.ask("enter_now")["accepted"]
+        wait_until(lambda: _sold(sim) >= 1, 30, message="the first slice sold")
+        wait_until(lambda: not _selling(sim) and _exit_sizes(sim) == [_sold(sim)] * 2, 10,
+                   message="exits covering what was sold")
+        lot = wait_for_value(eng.open_lots, lambda ls: ls and ls[0].qty == _sold(sim)
+                             and ls[0].state == "open", 10, "the lot of what sold")[0]
+    assert worst["orders"] <= 2 and worst["groups"] <= 1 and not over, (worst, over)
+    kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
+    assert "outside_position" not in kinds, kinds
+    assert lot.tp_order_ref and {o["order_ref"] for o in live_buys(sim)} == {
+        lot.tp_order_ref, lot.sl_order_ref}
