@@ -128,13 +128,17 @@ class ReconcileMixin(BookState):
         timeout = self.cfg.gateway.request_timeout + 2
         counts = {"fills": 0, "orders": 0, "closed": 0, "imported": 0}
         try:
+            # Positions first, as the fetch asks them: a fill that moved them is then
+            # among the executions (an exit filling in between is never taken for a
+            # position gone unseen, closed at a guessed price).
+            positions = proxy.positions().get(timeout=timeout)
             fills: list[FillInfo] = proxy.executions().get(timeout=timeout)
             open_orders: list[OrderInfo] = proxy.open_orders().get(timeout=timeout)
-            positions = proxy.positions().get(timeout=timeout)
+            completed: list[OrderInfo] = proxy.completed_orders().get(timeout=timeout)
         except Exception as exc:
             self.log.warning("reconciliation skipped: {}", exc)
             return counts
-        return self._apply_snapshot(fills, open_orders, positions)
+        return self._apply_snapshot(fills, open_orders, positions, completed)
 
     def _apply_snapshot(
         self, fills: list[FillInfo], open_orders: list[OrderInfo], positions: list[Any],

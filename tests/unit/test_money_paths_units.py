@@ -1,0 +1,50 @@
+"""Money paths, second pass (issue 32): the findings no wire scenario can pose in a
+deterministic way (a race inside one reconciliation), shown on the book's own code."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from actors.position_book.reconcile import ReconcileMixin
+
+
+class _Answer:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def get(self, timeout: float | None = None) -> Any:
+        return self.value
+
+
+class _Conn:
+    """A Connection proxy that records the order in which the broker is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call() -> _Answer:
+            self.asked.append(name)
+            return _Answer([])
+        return call
+
+
+def test_the_reconcile_fallback_reads_positions_before_executions() -> None:
+    """Item 9: the fallback (a snapshot overtaken three times) read executions, then
+    open orders, then positions: an exit filling in between was a position gone with no
+    execution, closed `reconciled_estimated` at a guessed price. Positions first (the
+    rule the fetch follows): a fill that moved them is then among the executions. It
+    asks the completed orders too, as the full reconciliation does."""
+    conn = _Conn()
+    book: Any = ReconcileMixin()
+    book.directory = SimpleNamespace(ref=lambda name: SimpleNamespace(proxy=lambda: conn))
+    book.cfg = SimpleNamespace(gateway=SimpleNamespace(request_timeout=1.0))
+    book.log = SimpleNamespace(warning=lambda *a: None)
+    got: list[Any] = []
+    book._apply_snapshot = lambda *args: got.append(args) or {}
+    book.reconcile()
+    assert conn.asked[0] == "positions", conn.asked
+    assert conn.asked.index("positions") < conn.asked.index("executions")
+    assert "completed_orders" in conn.asked
+    assert len(got) == 1 and len(got[0]) == 4
