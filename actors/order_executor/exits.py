@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from actors.order_executor.part import ExecutorPart
 from ops.backoff import backoff_delay
 from trading.fills import EXIT_OCA_TYPE, remaining
 from trading.model import ContractInfo, OrderInfo, OrderRequest
-from trading.order_refs import exit_refs
+from trading.order_refs import exit_refs, lot_prefix
 from trading.pricing import exit_prices, round_to_tick
 from trading.records import Lot, OrderIntent
 from trading.risk import OrderRefused
@@ -19,6 +20,11 @@ from trading.risk import OrderRefused
 
 class ExitsMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
+
+    if TYPE_CHECKING:  # RepairMixin's
+        @staticmethod
+        def _live_pair(lot: Lot, mine: list[OrderInfo]
+                       ) -> tuple[OrderInfo, OrderInfo] | None: ...
 
     def place_exits(self, lot: Lot, contract: ContractInfo | None = None) -> bool:
         """TP (BUY LMT) and SL (BUY STP) as one OCA group; retried; alert if it fails.
@@ -105,6 +111,8 @@ class ExitsMixin(ExecutorPart):
                 "lot {}: contract {} unknown, cannot place exits", lot.id, lot.con_id
             )
             return False
+        if self._keep_live_pair(lot):
+            return True
         tp_price, sl_price = lot.tp_price, lot.sl_price
         if not tp_price or not sl_price:
             tp_price, sl_price = exit_prices(
@@ -195,6 +203,38 @@ class ExitsMixin(ExecutorPart):
                 time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
         self._mark_unprotected(lot, f"{s.exit_attempts} attempts failed: {last_error}")
         return False
+
+    def _keep_live_pair(self, lot: Lot) -> bool:
+        """Never two exit pairs for one lot: a lot that ever had exit legs (its intent
+        rows say so) may have a pair live whatever the caller believes (a cancel answered
+        Unknown, a resumed sale, a late fill): asked at the broker first. A live pair is
+        adopted and fitted to what is held (True); lone legs are cancelled (half a pair
+        is no protection) before a new pair goes out (False)."""
+        if not self.intents.exit_orders_of(lot.id):
+            return False  # a lot that never had exits: nothing to look up (no delay)
+        try:
+            mine = [o for o in self.conn.open_orders().get(timeout=self._t())
+                    if o.order_ref.startswith(lot_prefix(lot.id)) and o.is_live]
+        except Exception as exc:
+            self.log.warning("lot {}: live exits not looked up ({}): placing", lot.id, exc)
+            return False
+        pair = self._live_pair(lot, mine)
+        keep = {pair[0].order_id, pair[1].order_id} if pair else set()
+        strays = [o for o in mine if o.order_id not in keep]
+        if strays:
+            self._cancel_legs(strays, "exit leg beside the lot's pair")
+        if pair is None:
+            return False
+        tp, sl = pair
+        if (lot.tp_order_ref, lot.sl_order_ref, lot.state) != (tp.order_ref, sl.order_ref,
+                                                                "open"):
+            self.book.set_exits(lot.id, tp_order_id=tp.order_id, sl_order_id=sl.order_id,
+                                tp_order_ref=tp.order_ref, sl_order_ref=sl.order_ref,
+                                oca_group=tp.oca_group, state="open").get(timeout=self._t())
+        self.log.info("lot {}: its pair {} / {} is live: kept, no second pair", lot.id,
+                      tp.order_ref, sl.order_ref)
+        self.fit_exits(lot.id)
+        return True
 
     def _end_sale_rest(self, lot: Lot) -> bool:
         """Cancel what still works of the sale that opened `lot` (a late fill of a sale

@@ -185,3 +185,27 @@ def test_exits_grow_with_sale_slices_that_race_the_cancel(
     assert "outside_position" not in kinds, kinds
     assert lot.tp_order_ref and {o["order_ref"] for o in live_buys(sim)} == {
         lot.tp_order_ref, lot.sl_order_ref}
+
+
+def test_placing_exits_for_a_lot_with_a_live_pair_adopts_it_not_a_second_pair(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 7: callers that believe a lot's exits gone when they may be live (a restore
+    after a cancel answered Unknown, a resumed sale, a late fill beside a finished
+    entry) call place_exits. The old code sent a second pair (4 live BUYs on one lot);
+    now the lot's live pair is looked up at the broker first and kept."""
+    eng = start_engine({"strategy": {"quantity": 2}})
+    assert eng.ask("enter_now")["accepted"]
+    lot = wait_for_value(eng.open_lots, lambda ls: ls and ls[0].state == "open", 40,
+                         "one protected lot")[0]
+    wait_until(lambda: len(live_buys(sim)) == 2, 10, message="the pair live")
+    executor = eng.engine.directory.proxy("order_executor")
+    with watch_live_exits(sim) as worst:
+        assert executor.place_exits(lot).get(timeout=30)
+        assert executor.place_exits(lot).get(timeout=30)
+    assert worst["orders"] <= 2 and worst["groups"] <= 1, worst
+    assert {o["order_ref"] for o in live_buys(sim)} == {lot.tp_order_ref, lot.sl_order_ref}
+    assert _exit_sizes(sim) == [2, 2]
+    again = eng.book().lot(lot.id).get(timeout=5)
+    assert (again.tp_order_ref, again.sl_order_ref, again.state) == (
+        lot.tp_order_ref, lot.sl_order_ref, "open")
