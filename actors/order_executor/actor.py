@@ -247,6 +247,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             return EntryResult(False, "refused", f"entry {trade_date} {slot} already claimed")
         log.info("entry {} {} started ({})", trade_date, slot, "manual" if manual else "schedule")
         try:
+            self._resolve_earlier_sales(trade_date, slot)
             contract, quote, spot = self._choose_contract(trade_date)
             self._check_notional(contract)
             self._check_order_sanity(contract, quote.bid or 0.0, spot)

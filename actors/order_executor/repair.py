@@ -129,6 +129,54 @@ class RepairMixin(ExecutorPart):
         except Exception as exc:
             self.log.warning("position check skipped: {}", exc)
 
+    def _resolve_earlier_sales(self, trade_date: str, slot: str) -> None:
+        """Before an entry sells: any sale of ours the book still has unresolved (sent,
+        unknown: an entry that gave up on it, another slot's) is settled at the broker
+        first, so two sales never work at once (with `entry_times = []` a retry by hand
+        is a new slot that _earlier_sale does not look at). A working one is cancelled
+        (its entry had given it up); one that filled opens its lot and this entry is
+        refused; one still unanswered makes the entry wait (EntryRefused "wait")."""
+        own = sale_prefix(trade_date, slot)
+        rows = [o for o in self.intents.orders_by_status(
+                    ["intent", "sent", "submitted", "unknown"])
+                if o.role == "sale" and not o.order_ref.startswith(own)]
+        if not rows:
+            return
+        refs = {o.order_ref for o in rows}
+        try:
+            broker = {o.order_ref: o for o in self.conn.open_orders().get(timeout=self._t())
+                      if o.order_ref in refs}
+            sold = {f.order_ref for f in self.conn.executions().get(timeout=self._t())
+                    if f.order_ref in refs}
+        except Exception as exc:
+            raise EntryRefused(f"cannot settle an earlier sale at the broker: {exc}",
+                               "wait") from exc
+        if sold:
+            raise EntryRefused(f"an earlier sale filled ({', '.join(sorted(sold))}): its lot "
+                               "is being opened; no second sale beside it", alert="risk_limit")
+        for row in rows:
+            info = broker.get(row.order_ref)
+            order_id = info.order_id if info is not None else (row.order_id or 0)
+            if info is not None and not (info.is_live or info.status == "PendingCancel"):
+                continue
+            if not order_id:
+                continue  # never reached the gateway under an id: reconciliation's
+            self.log.warning("entry {} {}: cancelling earlier sale {} first (unresolved)",
+                             trade_date, slot, row.order_ref)
+            try:
+                done = self.conn.cancel_order(order_id).get(timeout=self._t())
+            except Exception as exc:
+                raise EntryRefused(f"earlier sale {row.order_ref} not settled: {exc}",
+                                   "wait") from exc
+            self._record(done)
+            if done.filled > 0:
+                raise EntryRefused(f"earlier sale {row.order_ref} filled "
+                                   f"{int(done.filled)}: no second sale beside it",
+                                   alert="risk_limit")
+            if not done.is_dead:
+                raise EntryRefused(f"earlier sale {row.order_ref} still unanswered "
+                                   f"({done.status})", "wait")
+
     def _release_interrupted_entries(self, live: list[OrderInfo]) -> None:
         """Entries a dead run left 'started' with no sale live: the slot is free again.
 

@@ -209,3 +209,56 @@ def test_placing_exits_for_a_lot_with_a_live_pair_adopts_it_not_a_second_pair(
     again = eng.book().lot(lot.id).get(timeout=5)
     assert (again.tp_order_ref, again.sl_order_ref, again.state) == (
         lot.tp_order_ref, lot.sl_order_ref, "open")
+
+
+def _sale_refs_at_broker(sim: Any) -> set[str]:
+    state = sim.get_state()
+    return {o["order_ref"] for o in state["open_orders"] if o["action"] == "SELL"} | {
+        e["order_ref"] for e in state["executions"] if e["side"] == "SLD"}
+
+
+def test_a_manual_entry_first_resolves_an_unresolved_sale_of_ours(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 8: entries by hand only (`entry_times = []`); the first sale's ack comes
+    late (the entry gives up: 'outcome unknown') and it then rests unfilled. A retry a
+    minute later is a new slot: the old code sold again beside it (two sales working).
+    Now the entry first resolves the earlier sale at the broker (cancelled, as it did
+    not fill), so one sale at most works at any time."""
+    eng = start_engine({"schedule": {"entry_times": []},
+                        "strategy": {"order_ack_timeout": 0.5}})
+    wait_until(lambda: eng.book().get_kv("last_reconciled_at").get(timeout=5), 20,
+               message="the first reconciliation")
+    sim.post("/fault/hold_fills", {"seconds": 300})
+    sim.post("/fault/slow_orders", {"seconds": 1.5, "action": "SELL"})
+    assert eng.ask("enter_now")["accepted"]
+    first = wait_for_value(lambda: eng.book().entries().get(timeout=5),
+                           lambda r: r and r[0].state == "failed", 30, "the entry gave up")
+    wait_until(lambda: _selling(sim), 10, message="the first sale resting at the broker")
+    sim.post("/fault/slow_orders", {"seconds": 0})
+    later = SESSION_NOW.replace(minute=1)
+    sim.post("/clock", {"now": later.isoformat()})
+    eng.clock.set(later)
+    most = {"selling": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            most["selling"] = max(most["selling"], len(_selling(sim)))
+            stop.wait(0.02)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        assert eng.ask("enter_now")["accepted"]
+        wait_until(lambda: len(eng.book().entries().get(timeout=5)) == 2 and all(
+            e.state != "started" for e in eng.book().entries().get(timeout=5)), 40,
+            message="the second entry finished")
+    finally:
+        stop.set()
+        t.join(5)
+    assert most["selling"] <= 1, most
+    assert first[0].slot == "10:00"
+    refs = _sale_refs_at_broker(sim)
+    assert not [r for r in refs if ":1000:" in r and r in {
+        o["order_ref"] for o in _selling(sim)}], refs
