@@ -107,6 +107,20 @@ class Lots(Repository):
             )
             return cur.rowcount == 1
 
+    def reclose_lot(self, lot_id: int, exit_price: float | None, reason: str,
+                    realized_pnl: float | None, estimated: bool, was: str) -> bool:
+        """A closed lot whose cause came to light later (an assignment's shares after
+        the lot was taken for a hand close): its reason and P&L replaced, in one
+        transaction, only if it is still closed as `was`."""
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE lots SET exit_price = ?, close_reason = ?, realized_pnl = ?,"
+                " pnl_estimated = ?, updated_at = ? WHERE id = ? AND state = 'closed'"
+                " AND close_reason = ?",
+                (exit_price, reason, realized_pnl, int(estimated), time.time(), lot_id, was),
+            )
+            return cur.rowcount == 1
+
     def mark_pnl_estimated(self, lot_id: int) -> None:
         with self._db.tx() as c:
             c.execute("UPDATE lots SET pnl_estimated = 1 WHERE id = ?", (lot_id,))

@@ -24,6 +24,8 @@ class AssignmentMixin(BookState):
         def _split(self, lot: Lot, qty: int) -> int | None: ...
         def _commissions(self, lot_id: int) -> float: ...
         def _closed(self, lot: Lot, piece_id: int) -> None: ...
+        def _spot(self) -> float | None: ...
+        def _check_daily_loss(self) -> None: ...
 
     def _stock(self, positions: list[Any]) -> rules.Shares:
         qty = cost = 0.0
@@ -49,6 +51,10 @@ class AssignmentMixin(BookState):
             return set()
         before = rules.Shares(*seen)
         if before == after:
+            self._shares_changed = None
+            return set()
+        if not missing and self._late_assignment(before, after):
+            self.db.set_kv(key, [after.qty, after.avg_cost])
             self._shares_changed = None
             return set()
         if not missing:
@@ -83,6 +89,40 @@ class AssignmentMixin(BookState):
                 return {cid}
         return set()
 
+    def _late_assignment(self, before: rules.Shares, after: rules.Shares) -> bool:
+        """Shares that arrive after their option was gone long enough to be taken for a
+        hand close (IB books the legs apart, sometimes seconds apart): a lot closed
+        `closed_outside` with no outside execution (estimated) in the last day that
+        these shares explain was assigned. Its close is corrected and announced."""
+        horizon = time.time() - 86400
+        candidates = [
+            lot for lot in self.db.lots(["closed"])
+            if lot.close_reason == "closed_outside" and lot.pnl_estimated and lot.strike
+            and (lot.exit_time or 0) >= horizon
+        ]
+        for lot in sorted(candidates, key=lambda x: x.exit_time or 0, reverse=True):
+            sign = 1 if lot.put_call == "P" else -1
+            if not rules.shares_explained(
+                    [(float(sign * lot.mult * lot.qty), float(lot.strike))], before, after):
+                continue
+            spot = self._spot()
+            value = rules.intrinsic(lot.put_call, lot.strike, spot) if spot else None
+            realized = (rules.assigned_pnl(lot.entry_price, value, lot.qty, lot.mult,
+                                           self._commissions(lot.id))
+                        if value is not None else None)
+            if not self.db.reclose_lot(lot.id, value, "assigned", realized, True,
+                                       "closed_outside"):
+                continue
+            # The share count this alert states is the one that explained it.
+            self.db.set_kv(f"shares_seen:{self.cfg.strategy.symbol}",
+                           [after.qty, after.avg_cost])
+            self._announce_assigned(lot, lot.id, lot.qty, value, realized,
+                                    " (its shares arrived after the option was gone: first "
+                                    "taken for a close by hand, corrected)")
+            self._check_daily_loss()
+            return True
+        return False
+
     def _close_assigned(
         self, lot: Lot, qty: int, spot: float | None, estimated: bool
     ) -> bool:
@@ -100,6 +140,13 @@ class AssignmentMixin(BookState):
             return False
         if estimated or value is None:
             self.db.mark_pnl_estimated(piece_id)
+        self._announce_assigned(lot, piece_id, qty, value, realized, "")
+        self._closed(lot, piece_id)
+        return True
+
+    def _announce_assigned(self, lot: Lot, piece_id: int, qty: int, value: float | None,
+                           realized: float | None, note: str) -> None:
+        mult = lot.mult
         symbol = self.cfg.strategy.symbol
         shares = int(mult * qty)
         held = self.db.get_kv(f"shares_seen:{symbol}") or [0, 0]
@@ -108,7 +155,7 @@ class AssignmentMixin(BookState):
             f"lot {lot.id} {lot.local_symbol} x{qty} assigned: {shares} {symbol} shares "
             f"{'bought' if lot.put_call == 'P' else 'sold'} at {lot.strike}, "
             f"{int(held[0])} {symbol} shares now held; option P&L {pnl} (intrinsic "
-            f"{value if value is not None else '?'}); its exits are cancelled"
+            f"{value if value is not None else '?'}); its exits are cancelled{note}"
         )
         if self.cfg.strategy.on_assignment == "close_shares":
             at = self._queue_share_sale(
@@ -123,8 +170,6 @@ class AssignmentMixin(BookState):
                      "shares": shares, "shares_held": held[0], "strike": lot.strike,
                      "symbol": symbol},
         )
-        self._closed(lot, piece_id)
-        return True
 
     # ---- strategy.on_assignment = "close_shares" -----------------------------------------
 

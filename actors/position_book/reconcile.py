@@ -50,10 +50,21 @@ class ReconcileMixin(BookState):
     def _on_position(self, pos: PositionInfo) -> None:
         """A position update no fill of ours explains: check the broker at once."""
         c = pos.contract
-        if c.sec_type != "OPT" or c.symbol != self.cfg.strategy.symbol:
+        if c.symbol != self.cfg.strategy.symbol or c.sec_type not in ("OPT", "STK"):
             return
         if self.link.state != LinkState.READY:
             return  # the reconciliation at READY covers it
+        if c.sec_type == "STK":
+            # Shares of the underlying moved: an assignment's shares may come after its
+            # option leg (whenever they arrive, they are matched: _late_assignment).
+            seen = self.db.get_kv(f"shares_seen:{c.symbol}")
+            if seen is not None and float(seen[0]) == float(pos.qty):
+                return
+            if self._checking:
+                self._check_again = True
+                return
+            self._fetch_for_reconcile(1, full=False)
+            return
         book_qty = sum(lot.qty for lot in self.db.open_lots() if lot.con_id == c.con_id)
         if -int(pos.qty) == book_qty:
             return

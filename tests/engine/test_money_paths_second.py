@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.engine.conftest import ET, SESSION_NOW, RunningEngine, engine_subprocess
 from tests.engine.test_crash_recovery import _ask, _kill, _live, _sales, _start_ready
 from tests.engine.test_money_paths import live_buys, on_executions, watch_live_exits
@@ -262,3 +264,34 @@ def test_a_manual_entry_first_resolves_an_unresolved_sale_of_ours(
     refs = _sale_refs_at_broker(sim)
     assert not [r for r in refs if ":1000:" in r and r in {
         o["order_ref"] for o in _selling(sim)}], refs
+
+
+def test_an_assignment_is_recognised_from_shares_that_arrive_late(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 4: IB books the option leg of an early assignment, and the shares come 5 s
+    later (past the 2 s the book waits for them). The old code closed the lot
+    `closed_outside` and later absorbed the shares silently: no `assigned` alert. Now
+    the shares, whenever they arrive (a STK position update too), turn that close into
+    `assigned` with its alert."""
+    from tests.engine.test_lifecycle import enter_and_wait
+    from tests.engine.test_outside_close import alerts, cfg
+
+    eng = start_engine(cfg(stop_loss_ratio=20.0))
+    lot = enter_and_wait(eng, 0)
+    spot = lot.strike - 2.0
+    sim.post("/market", {"spot": spot, "walk_sigma": 0.0})
+    wait_until(lambda: abs((eng.engine.directory.quotes[eng.engine.directory.spy_con_id].mid
+                            or 0) - spot) < 0.02, 10, message="the engine sees the new spot")
+    sim.post("/assign", {"con_id": lot.con_id, "qty": 1, "first": "option", "gap": 5.0})
+    first = wait_for_value(lambda: eng.book().lot(lot.id).get(timeout=5),
+                           lambda x: x.state == "closed", 15, "the lot closed")
+    assert first.close_reason in ("closed_outside", "assigned")
+    wait_until(lambda: any(p["sec_type"] == "STK" for p in sim.get_state()["positions"]),
+               15, message="the shares booked")
+    got = wait_for_value(lambda: eng.book().lot(lot.id).get(timeout=5),
+                         lambda x: x.close_reason == "assigned", 15, "the lot assigned")
+    assert got.exit_price == pytest.approx(2.0, abs=0.05)
+    (alert,) = wait_for_value(lambda: alerts(eng, "assigned"), lambda a: len(a) == 1, 10,
+                              "the assigned alert")
+    assert "100 SPY shares bought at" in alert["message"]
