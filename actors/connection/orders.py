@@ -24,7 +24,7 @@ from actors.connection.convert import (
 from actors.connection.loop import BrokerCallError
 from actors.connection.part import ConnectionPart
 from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
-from trading.risk import OrderRefused, order_violation
+from trading.risk import OrderRefused, of_account, order_violation
 
 
 class OrderCalls(ConnectionPart):
@@ -225,7 +225,10 @@ class OrderCalls(ConnectionPart):
             # collects every position message until positionEnd: an update that races the
             # answer lists a contract twice (an assignment's shares counted 200 for 100).
             # One per account and contract, the last word wins.
-            latest = {(p.account, p.contract.conId): p for p in positions}
+            # Only the verified account's (a login may manage several).
+            account = self._status.account
+            latest = {(p.account, p.contract.conId): p for p in positions
+                      if of_account(account, p.account)}
             return [
                 PositionInfo(
                     p.account, contract_info(p.contract), float(p.position), float(p.avgCost)
@@ -240,7 +243,9 @@ class OrderCalls(ConnectionPart):
             assert self.ib is not None
             fills = await self.ib.reqExecutionsAsync()
             known = {f.execution.execId: f for f in self.ib.fills()}
-            return [fill_info(known.get(f.execution.execId, f)) for f in fills]
+            account = self._status.account
+            return [fill_info(known.get(f.execution.execId, f)) for f in fills
+                    if of_account(account, f.execution.acctNumber)]
 
         return self._call(run)
 

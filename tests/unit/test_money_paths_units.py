@@ -48,3 +48,16 @@ def test_the_reconcile_fallback_reads_positions_before_executions() -> None:
     assert conn.asked.index("positions") < conn.asked.index("executions")
     assert "completed_orders" in conn.asked
     assert len(got) == 1 and len(got[0]) == 4
+
+
+def test_only_the_verified_accounts_positions_and_executions_are_ours() -> None:
+    """Item 6: a login that manages several accounts reports all their positions and
+    executions; before, the book matched them all against its lots (another account's
+    put on the same contract could close our lot or be adopted). ibsim manages one
+    account only (orders for another are refused), so this is shown on the rule the
+    Connection filters positions, position updates and executions by."""
+    from trading.risk import of_account
+
+    assert of_account("DU111", "DU111")
+    assert not of_account("DU111", "DU222")
+    assert of_account("", "DU222")  # nothing verified yet: nothing reconciled either
