@@ -10,6 +10,9 @@ has passed, and later repeats fold into that held one (its `count` and
 `last_time` grow) as long as it is still held; nothing folds into an alert that
 is being sent, so every repeat is counted exactly once. So twenty 1100s in ten
 seconds reach a webhook as two alerts: the first at once, then one with a count.
+A folded alert takes the highest severity of its repeats; a new critical alert (or a
+repeat that made a held one critical) releases the alerts held for coalescing, so it
+never waits behind them and the queue stays in order.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON alert_outbox(target_hash, delivered
 """
 
 
+# Severity order: a folded alert takes the highest of its repeats.
+SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
+
+
 class AlertStore:
     def __init__(self, path: str | Path, targets: list[str] | None = None) -> None:
         self._conn = connect(path)
@@ -70,10 +77,11 @@ class AlertStore:
             self._writes += 1
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                critical = severity == "critical"
                 row = self._conn.execute(
-                    "SELECT a.id, a.time, (SELECT MAX(o.next_attempt_at) FROM alert_outbox o"
-                    " WHERE o.alert_id = a.id) AS hold, EXISTS (SELECT 1 FROM alert_outbox o"
-                    " WHERE o.alert_id = a.id AND o.delivered_at IS NULL AND"
+                    "SELECT a.id, a.time, a.severity, (SELECT MAX(o.next_attempt_at) FROM"
+                    " alert_outbox o WHERE o.alert_id = a.id) AS hold, EXISTS (SELECT 1 FROM"
+                    " alert_outbox o WHERE o.alert_id = a.id AND o.delivered_at IS NULL AND"
                     " o.next_attempt_at > ?) AS held FROM alerts a"
                     " WHERE a.kind = ? AND a.coalesce_key = ? AND a.time >= ?"
                     " ORDER BY a.id DESC LIMIT 1",
@@ -85,9 +93,13 @@ class AlertStore:
                     hold_until = max(row["time"], row["hold"] or 0.0) + coalesce_window
                     row = None
                 if row is not None:
+                    worst = max((row["severity"], severity),
+                                key=lambda x: SEVERITY_RANK.get(x, 1))
                     self._conn.execute(
-                        "UPDATE alerts SET count = count + 1, last_time = ?, message = ?"
-                        " WHERE id = ?", (now, message, row["id"]))
+                        "UPDATE alerts SET count = count + 1, last_time = ?, message = ?,"
+                        " severity = ? WHERE id = ?", (now, message, worst, row["id"]))
+                    if critical and row["severity"] != "critical":
+                        self._release_held(now)  # news: worse than what was held
                     self._conn.execute("COMMIT")
                     return int(row["id"]), True
                 cur = self._conn.execute(
@@ -100,11 +112,21 @@ class AlertStore:
                     self._conn.execute(
                         "INSERT INTO alert_outbox(alert_id, target_index, target_hash,"
                         " next_attempt_at) VALUES (?,?,?,?)", (alert_id, i, target, hold_until))
+                if critical and not hold_until:
+                    self._release_held(now)  # a new critical (not a repeat) waits for none
                 self._conn.execute("COMMIT")
                 return alert_id, False
             except Exception:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    def _release_held(self, now: float) -> None:
+        """A new critical alert never waits behind one held for coalescing (a queue is
+        in order): the held ones go now, with their count so far, and it right after.
+        A critical repeat of a critical already sent is still held (flapping)."""
+        self._conn.execute(
+            "UPDATE alert_outbox SET next_attempt_at = ? WHERE delivered_at IS NULL AND"
+            " parked_at IS NULL AND attempts = 0 AND next_attempt_at > ?", (now, now))
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._lock:
