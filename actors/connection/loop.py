@@ -18,6 +18,11 @@ class BrokerCallError(RuntimeError):
     """A request to the gateway failed or timed out; the message says which."""
 
 
+class NotConnected(BrokerCallError):
+    """Refused before anything was sent: no connection to the gateway (an order
+    refused so is known not to exist, unlike one whose answer timed out)."""
+
+
 class LoopThread:
     """One event loop on its own daemon thread, from start to close."""
 
@@ -43,7 +48,7 @@ class LoopThread:
 
         async def invoke() -> Any:
             if not connected():
-                raise BrokerCallError("not connected to the gateway")
+                raise NotConnected("not connected to the gateway")
             result = fn()
             if isinstance(result, Awaitable):
                 result = await result

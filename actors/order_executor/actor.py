@@ -140,6 +140,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self.log.warning("lot {} opened by a late {}: placing its exits now", lot_id, reason)
         # IB takes no BUY beside our SELL still working on the same contract: the rest of
         # a sale the entry gave up on is cancelled first, and the lot is what filled.
+        self._wait_ready(self.cfg.strategy.exit_unknown_wait)
         if self._end_sale_rest(lot):
             lot = self.book.lot(lot_id).get(timeout=self._t())
             if lot is None or lot.state != "unprotected" or lot.tp_order_ref:

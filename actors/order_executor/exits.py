@@ -8,10 +8,11 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from actors.connection.loop import NotConnected
 from actors.order_executor.part import ExecutorPart
 from ops.backoff import backoff_delay
 from trading.fills import EXIT_OCA_TYPE, remaining
-from trading.model import ContractInfo, OrderInfo, OrderRequest
+from trading.model import ContractInfo, LinkState, OrderInfo, OrderRequest
 from trading.order_refs import exit_refs, lot_prefix
 from trading.pricing import exit_prices, round_to_tick
 from trading.records import Lot, OrderIntent
@@ -122,6 +123,10 @@ class ExitsMixin(ExecutorPart):
         for attempt in range(1, s.exit_attempts + 1):
             if attempt > 1 and self._lot_closed(lot.id):
                 return True  # closed meanwhile (an exit or a hand close): nothing to protect
+            if not self._wait_ready(s.exit_unknown_wait):
+                # Nothing can be sent: the reconciliation at READY repairs it at once.
+                self._mark_unprotected(lot, "the link to the gateway is down")
+                return False
             serial = int(time.time() * 1000) % 10**10
             tp_ref, sl_ref, oca = exit_refs(lot.id, serial)
             legs = (
@@ -149,9 +154,21 @@ class ExitsMixin(ExecutorPart):
                 for row in rows:
                     self.intents.mark_order(row.order_ref, status="refused", error=str(exc))
                 last_error = f"refused before the broker: {exc}"
+            except NotConnected as exc:  # nothing was sent: tried again once READY
+                for row in rows:
+                    self.intents.mark_order(row.order_ref, status="cancelled", error=str(exc))
+                last_error = f"exits: {exc}"
             except Exception as exc:  # a drop, a restarted Connection, a timeout
                 last_error = f"exits: {exc}"
                 maybe_sent = True
+            if not maybe_sent and len(infos) != len(legs):
+                # Refused before anything was sent (a guard, no connection): no leg
+                # exists; tried again after the backoff.
+                self.log.warning("exits for lot {} attempt {} not sent: {}", lot.id, attempt,
+                                 last_error)
+                if attempt < s.exit_attempts:
+                    time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
+                continue
             if maybe_sent or any(i.status in ("Unknown", "PendingSubmit") for i in infos):
                 self.log.warning("lot {}: exit legs {} / {} unacknowledged: asking the broker",
                                  lot.id, tp_ref, sl_ref)
@@ -203,6 +220,20 @@ class ExitsMixin(ExecutorPart):
                 time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
         self._mark_unprotected(lot, f"{s.exit_attempts} attempts failed: {last_error}")
         return False
+
+    def _wait_ready(self, seconds: float) -> bool:
+        """The link READY within `seconds` (a drop of a second or two is waited out:
+        exits sent into a dead socket only become legs of unknown fate)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if self.book.link_status().get(timeout=self._t()).state == LinkState.READY:
+                    return True
+            except Exception as exc:
+                self.log.warning("link state not known: {}", exc)
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     def _keep_live_pair(self, lot: Lot) -> bool:
         """Never two exit pairs for one lot: a lot that ever had exit legs (its intent

@@ -295,3 +295,31 @@ def test_an_assignment_is_recognised_from_shares_that_arrive_late(
     (alert,) = wait_for_value(lambda: alerts(eng, "assigned"), lambda a: len(a) == 1, 10,
                               "the assigned alert")
     assert "100 SPY shares bought at" in alert["message"]
+
+
+def test_exits_asked_for_while_the_gateway_restarts_go_out_once_it_is_back(
+    sim: Any, start_engine: Any
+) -> None:
+    """Found by the soak at quantity 3: a late sale slice asked for exits during a
+    gateway drop. The old code took the refused send for legs of unknown fate and
+    looked for them for 2 x exit_unknown_wait (20 s) before the repair placed them;
+    now a send refused for want of a connection is known unsent: the lot is protected
+    as soon as the link is READY again."""
+    eng = start_engine({"strategy": {"exit_attempts": 1}})
+    sim.post("/fault/reject", {"count": 2, "action": "BUY"})  # the entry's exits fail
+    assert eng.ask("enter_now")["accepted"]
+    wait_until(lambda: [a for a in eng.ask("alerts")["alerts"]
+                        if a["kind"] == "lot_unprotected"], 40, message="the exits refused")
+    lot = wait_for_value(eng.open_lots, lambda ls: ls and ls[0].state == "unprotected", 10,
+                         "an unprotected lot")[0]
+    assert not live_buys(sim)
+    executor = eng.engine.directory.proxy("order_executor")
+    sim.post("/restart", {"seconds": 2.0})
+    wait_until(lambda: eng.book().link_status().get(timeout=5).state.value != "READY", 10,
+               message="the link down")
+    t0 = time.monotonic()
+    assert executor.place_exits(lot).get(timeout=60)
+    took = time.monotonic() - t0
+    assert took < 9.0, f"protected {took:.1f}s after the call"
+    assert _exit_sizes(sim) == [1, 1]
+    assert eng.book().lot(lot.id).get(timeout=5).state == "open"
