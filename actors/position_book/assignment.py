@@ -91,14 +91,19 @@ class AssignmentMixin(BookState):
 
     def _late_assignment(self, before: rules.Shares, after: rules.Shares) -> bool:
         """Shares that arrive after their option was gone long enough to be taken for a
-        hand close (IB books the legs apart, sometimes seconds apart): a lot closed
-        `closed_outside` with no outside execution (estimated) in the last day that
-        these shares explain was assigned. Its close is corrected and announced."""
-        horizon = time.time() - 86400
+        hand close (IB books the legs apart, sometimes seconds apart), or after it was
+        called expired worthless (exercised after the close, assigned overnight): a lot
+        closed `closed_outside` with no outside execution (estimated), or `expired`, in
+        the last four days that these shares explain was assigned. Its close is
+        corrected and announced."""
+        # By the engine's clock (an expiry is closed on it); a weekend for an expiry
+        # called worthless on Friday and assigned overnight.
+        horizon = self._now_ts() - 4 * 86400
         candidates = [
             lot for lot in self.db.lots(["closed"])
-            if lot.close_reason == "closed_outside" and lot.pnl_estimated and lot.strike
-            and (lot.exit_time or 0) >= horizon
+            if ((lot.close_reason == "closed_outside" and lot.pnl_estimated)
+                or lot.close_reason == "expired")
+            and lot.strike and (lot.exit_time or 0) >= horizon
         ]
         for lot in sorted(candidates, key=lambda x: x.exit_time or 0, reverse=True):
             sign = 1 if lot.put_call == "P" else -1
@@ -111,14 +116,14 @@ class AssignmentMixin(BookState):
                                            self._commissions(lot.id))
                         if value is not None else None)
             if not self.db.reclose_lot(lot.id, value, "assigned", realized, True,
-                                       "closed_outside"):
+                                       str(lot.close_reason)):
                 continue
             # The share count this alert states is the one that explained it.
             self.db.set_kv(f"shares_seen:{self.cfg.strategy.symbol}",
                            [after.qty, after.avg_cost])
             self._announce_assigned(lot, lot.id, lot.qty, value, realized,
                                     " (its shares arrived after the option was gone: first "
-                                    "taken for a close by hand, corrected)")
+                                    f"taken as {lot.close_reason}, corrected)")
             self._check_daily_loss()
             return True
         return False

@@ -14,6 +14,7 @@ from actors.position_book.base import BookState
 from trading import pnl as pnl_math
 from trading import settlement as rules
 from trading.calendar import ET, TradingCalendar
+from trading.freshness import stale_reason
 from trading.model import FillInfo, LinkState, OrderInfo
 from trading.order_refs import is_ours
 from trading.records import Lot, OrderRecord
@@ -32,6 +33,7 @@ class SettlementMixin(BookState):
     """Mixed into PositionBook; also the closing helpers the other endings share."""
 
     _settle_polled: float = 0.0
+    _stale_close_logged: set[str]  # set by PositionBook: expiries not judged yet (logged)
 
     if TYPE_CHECKING:  # provided by the other mixins
         def _quotes(self, con_ids: list[int]) -> dict[int, Any]: ...
@@ -199,8 +201,17 @@ class SettlementMixin(BookState):
         stored = self.db.get_kv(key)
         if stored:
             return float(stored["price"]), bool(stored["estimated"])
-        spot = self._spot()
+        spy = self._spy()
+        if spy is None:
+            return None
+        # Judged on a live quote only: a line silent since before the close keeps its
+        # last value (the quote-age rule of the sale, strategy.max_quote_age).
+        why = stale_reason(spy, time.time(), self.cfg.strategy.max_quote_age, lot.symbol)
+        spot = (spy.mid or spy.last) if not why else None
         if spot is None:
+            if key not in self._stale_close_logged:
+                self._stale_close_logged.add(key)
+                self.log.warning("expiry {} not judged yet: {}", key, why or "no price")
             return None
         close_at = rules.expiry_close(lot.expiry, cal)
         estimated = now.astimezone(ET) >= _next_open(close_at.date(), cal)

@@ -323,3 +323,57 @@ def test_exits_asked_for_while_the_gateway_restarts_go_out_once_it_is_back(
     assert took < 9.0, f"protected {took:.1f}s after the call"
     assert _exit_sizes(sim) == [1, 1]
     assert eng.book().lot(lot.id).get(timeout=5).state == "open"
+
+
+def test_a_lot_called_expired_then_assigned_is_announced_as_assigned(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 5: the lot expires out of the money at the half day's close (closed
+    `expired`), but the holder exercises after the close (IB assigns it that night).
+    The old code never looked at the broker again: 100 shares arrived unannounced. Now
+    the shares turn the expiry into `assigned`, with its alert."""
+    from tests.engine.test_outside_close import alerts, cfg
+    from tests.engine.test_settlement import closed, enter_and_wait, set_time
+
+    eng = start_engine(cfg(target_dte=3))
+    lot = enter_and_wait(eng, 0)
+    assert lot.expiry == "20261127"
+    sim.post("/market", {"walk_sigma": 0.0})
+    set_time(sim, eng, datetime(2026, 11, 27, 13, 5, tzinfo=ET))
+    got = closed(eng, lot.id)
+    assert got.close_reason == "expired"
+    sim.post("/assign", {"con_id": lot.con_id, "qty": 1, "first": "both"})
+    again = wait_for_value(lambda: eng.book().lot(lot.id).get(timeout=5),
+                           lambda x: x.close_reason == "assigned", 15, "the lot assigned")
+    assert again.pnl_estimated
+    (alert,) = wait_for_value(lambda: alerts(eng, "assigned"), lambda a: len(a) == 1, 10,
+                              "the assigned alert")
+    assert "100 SPY shares bought at" in alert["message"]
+
+
+def test_expiry_is_not_judged_on_a_stale_spot_quote(sim: Any, start_engine: Any) -> None:
+    """Item 5: market data stops before the half day's close (the SPY line keeps its
+    last value). The old code judged the expiry on that quote at once; now a spot quote
+    older than strategy.max_quote_age decides nothing, and the expiry is judged once
+    ticks are fresh again."""
+    from tests.engine.test_outside_close import cfg
+    from tests.engine.test_settlement import closed, enter_and_wait, set_time
+
+    eng = start_engine(cfg(target_dte=3))
+    lot = enter_and_wait(eng, 0)
+    sim.post("/market", {"walk_sigma": 0.0})
+    quotes = eng.engine.directory.quotes
+    spy = eng.engine.directory.spy_con_id
+    sim.post("/fault/mute", {"seconds": 30})
+    wait_until(lambda: time.time() - quotes[spy].time > 2.5, 15,
+               message="the SPY line silent for longer than max_quote_age")
+    set_time(sim, eng, datetime(2026, 11, 27, 13, 5, tzinfo=ET))
+    eng.ask("repair_exits")
+    time.sleep(1.0)  # the settlement job runs on the scheduler's tick: give it a few
+    assert sim.get_state()["faults"]["muted"], "the mute ended too early: too slow"
+    assert eng.book().lot(lot.id).get(timeout=5).state == "open"
+    key = f"underlying_close:SPY:{lot.expiry}"
+    assert eng.book().get_kv(key).get(timeout=5) is None
+    sim.post("/fault/mute", {"seconds": 0})
+    got = closed(eng, lot.id, 20)
+    assert got.close_reason == "expired"
