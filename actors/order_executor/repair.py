@@ -4,12 +4,14 @@ and make every open lot protected (adopt a live pair, resize, or place it again)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from actors.order_executor.guard import EntryRefused
 from actors.order_executor.part import ExecutorPart
 from trading.fills import remaining
+from trading.freshness import stale_reason
 from trading.model import ContractInfo, LinkState, OrderInfo
 from trading.order_refs import is_sale, lot_prefix, parse_exit, parse_sale, sale_prefix
 from trading.records import Lot
@@ -25,6 +27,7 @@ class RepairMixin(ExecutorPart):
         def _watch(self, contract: ContractInfo) -> None: ...
         def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo: ...
         def _check_trading_allowed(self) -> None: ...
+        def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
         def place_exits(self, lot: Lot,
                         contract: ContractInfo | None = None) -> bool: ...
         def _cancel_legs(self, legs: Iterable[OrderInfo], what: str) -> None: ...
@@ -258,8 +261,7 @@ class RepairMixin(ExecutorPart):
         contract: ContractInfo | None = None
         try:
             contract = self.book.contract(order.con_id).get(timeout=self._t())
-            quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
-            prices = [quote.bid] if quote.bid else []
+            prices = self._resume_prices(order, contract)
             info = self._walk(order, prices)
         except Exception as exc:
             self.log.error("resuming {} failed: {}; cancelling", order.order_ref, exc)
@@ -292,6 +294,26 @@ class RepairMixin(ExecutorPart):
                 self.book.finish_entry(
                     trade_date, slot, "failed", "interrupted sale did not fill"
                 ).get(timeout=self._t())
+
+    def _resume_prices(self, order: OrderInfo, contract: ContractInfo) -> list[float]:
+        """The bid a leftover sale is re-priced at, under the rules of any sale: a quote
+        within strategy.max_quote_age and the broker's margin check. [] (the sale is
+        then cancelled) when either says no: a silent line keeps old values."""
+        max_age = self.cfg.strategy.max_quote_age
+        quote = self.conn.quotes([contract], 2.0, False, max_age).get(timeout=self._t(3))[0]
+        why = stale_reason(quote, time.time(), max_age, contract.local_symbol)
+        if why or not quote.bid:
+            self.log.warning("sale {} not re-priced: {}", order.order_ref, why or "no bid")
+            return []
+        d = self.directory
+        spy = d.quotes.get(d.spy_con_id) if d.spy_con_id else None
+        spot = (spy.mid or spy.last) if spy is not None else None
+        try:
+            self._check_margin(contract, quote.bid, spot or 0.0)
+        except EntryRefused as exc:
+            self.log.warning("sale {} not re-priced: {}", order.order_ref, exc)
+            return []
+        return [quote.bid]
 
     def _cancel_legs_of_closed_lots(self, live: list[OrderInfo], open_ids: set[int]) -> None:
         """An exit order of ours whose lot is closed protects nothing and could open a

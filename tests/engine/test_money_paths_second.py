@@ -377,3 +377,52 @@ def test_expiry_is_not_judged_on_a_stale_spot_quote(sim: Any, start_engine: Any)
     sim.post("/fault/mute", {"seconds": 0})
     got = closed(eng, lot.id, 20)
     assert got.close_reason == "expired"
+
+
+def test_a_resumed_sale_is_not_re_priced_on_a_stale_quote(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 11: a sale the entry gave up on (its ack came late) rests unfilled; market
+    data then stops and the repair job finds the sale working with no entry running.
+    The old code re-priced it at the silent line's old bid (the quote-age rule guarded
+    only new sales); now a stale quote re-prices nothing: the leftover sale is
+    cancelled, as when it cannot be resumed."""
+    eng = start_engine({"strategy": {"order_ack_timeout": 0.5, "sale_attempts": 1,
+                                     "limit_walk_interval": 0.5}})
+    wait_until(lambda: eng.book().get_kv("last_reconciled_at").get(timeout=5), 20,
+               message="the first reconciliation")
+    sim.post("/fault/hold_fills", {"seconds": 300})
+    sim.post("/fault/slow_orders", {"seconds": 1.5, "action": "SELL"})
+    assert eng.ask("enter_now")["accepted"]
+    wait_for_value(lambda: eng.book().entries().get(timeout=5),
+                   lambda r: r and r[0].state == "failed", 30, "the entry gave up")
+    (resting,) = wait_until(lambda: _selling(sim), 10, message="the sale resting")
+    sim.post("/fault/slow_orders", {"seconds": 0})
+    # The put's line stays open (as a held lot's or a prepared entry's would).
+    conn = eng.engine.directory.proxy("connection")
+    put = eng.book().contract(resting["con_id"]).get(timeout=5)
+    conn.subscribe([put]).get(timeout=10)
+    wait_until(lambda: conn.quotes([put], 0.5).get(timeout=10)[0].bid, 20,
+               message="the put's line quoting")
+    sim.post("/fault/mute", {"seconds": 60})
+    wait_until(lambda: time.time() - conn.quotes([put], 0.1).get(timeout=10)[0].time > 2.5,
+               15, message="the put's line silent for longer than max_quote_age")
+    seen: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            seen.extend(o["lmt_price"] for o in _selling(sim))
+            stop.wait(0.02)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        eng.ask("repair_exits", timeout=40)
+    finally:
+        stop.set()
+        t.join(5)
+    assert sim.get_state()["faults"]["muted"], "the mute ended too early: too slow"
+    assert set(seen) <= {resting["lmt_price"]}, (resting["lmt_price"], sorted(set(seen)))
+    assert not _selling(sim) and not [
+        e for e in sim.get_state()["executions"] if e["side"] == "SLD"]
