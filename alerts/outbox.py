@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from book.alert_rows import AlertRow, add_alert
 from book.db import connect
 
 SCHEMA = """
@@ -42,10 +43,6 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON alert_outbox(target_hash, delivered_at, id);
 """
-
-
-# Severity order: a folded alert takes the highest of its repeats.
-SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 
 
 class AlertStore:
@@ -71,62 +68,18 @@ class AlertStore:
             details: dict[str, Any] | None = None, coalesce_window: float = 60.0,
             coalesce_key: str | None = None) -> tuple[int, bool]:
         """Store an alert; returns (alert id, True if folded into an earlier one)."""
-        now = time.time()
-        key = coalesce_key or ""
+        row = AlertRow(kind, message, severity, dict(details or {}), tuple(self.targets),
+                       coalesce_window, coalesce_key or "")
         with self._lock:
             self._writes += 1
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                critical = severity == "critical"
-                row = self._conn.execute(
-                    "SELECT a.id, a.time, a.severity, (SELECT MAX(o.next_attempt_at) FROM"
-                    " alert_outbox o WHERE o.alert_id = a.id) AS hold, EXISTS (SELECT 1 FROM"
-                    " alert_outbox o WHERE o.alert_id = a.id AND o.delivered_at IS NULL AND"
-                    " o.next_attempt_at > ?) AS held FROM alerts a"
-                    " WHERE a.kind = ? AND a.coalesce_key = ? AND a.time >= ?"
-                    " ORDER BY a.id DESC LIMIT 1",
-                    (now, kind, key, now - coalesce_window),
-                ).fetchone() if coalesce_window > 0 and self.targets else None
-                hold_until = 0.0
-                if row is not None and not row["held"]:
-                    # Sent (or being sent): the repeat waits for the window to pass.
-                    hold_until = max(row["time"], row["hold"] or 0.0) + coalesce_window
-                    row = None
-                if row is not None:
-                    worst = max((row["severity"], severity),
-                                key=lambda x: SEVERITY_RANK.get(x, 1))
-                    self._conn.execute(
-                        "UPDATE alerts SET count = count + 1, last_time = ?, message = ?,"
-                        " severity = ? WHERE id = ?", (now, message, worst, row["id"]))
-                    if critical and row["severity"] != "critical":
-                        self._release_held(now)  # news: worse than what was held
-                    self._conn.execute("COMMIT")
-                    return int(row["id"]), True
-                cur = self._conn.execute(
-                    "INSERT INTO alerts(time, kind, severity, message, details, last_time,"
-                    " coalesce_key) VALUES (?,?,?,?,?,?,?)",
-                    (now, kind, severity, message, json.dumps(details or {}, default=str), now,
-                     key))
-                alert_id = int(cur.lastrowid or 0)
-                for i, target in enumerate(self.targets):
-                    self._conn.execute(
-                        "INSERT INTO alert_outbox(alert_id, target_index, target_hash,"
-                        " next_attempt_at) VALUES (?,?,?,?)", (alert_id, i, target, hold_until))
-                if critical and not hold_until:
-                    self._release_held(now)  # a new critical (not a repeat) waits for none
+                out = add_alert(self._conn, row, time.time())
                 self._conn.execute("COMMIT")
-                return alert_id, False
+                return out
             except Exception:
                 self._conn.execute("ROLLBACK")
                 raise
-
-    def _release_held(self, now: float) -> None:
-        """A new critical alert never waits behind one held for coalescing (a queue is
-        in order): the held ones go now, with their count so far, and it right after.
-        A critical repeat of a critical already sent is still held (flapping)."""
-        self._conn.execute(
-            "UPDATE alert_outbox SET next_attempt_at = ? WHERE delivered_at IS NULL AND"
-            " parked_at IS NULL AND attempts = 0 AND next_attempt_at > ?", (now, now))
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._lock:

@@ -24,6 +24,11 @@ class AssignmentMixin(BookState):
         def _split(self, lot: Lot, qty: int) -> int | None: ...
         def _commissions(self, lot_id: int) -> float: ...
         def _closed(self, lot: Lot, piece_id: int) -> None: ...
+        def _close_announced(
+            self, lot_id: int, price: float | None, when: float, reason: str,
+            realized: float | None, kind: str, message: str, severity: str,
+            details: dict[str, Any],
+        ) -> bool: ...
         def _spot(self) -> float | None: ...
         def _check_daily_loss(self) -> None: ...
 
@@ -141,16 +146,33 @@ class AssignmentMixin(BookState):
                                self._commissions(piece_id))
             if value is not None else None
         )
-        if not self.db.close_lot(piece_id, value, self._now_ts(), "assigned", realized):
+        msg, details, queue = self._assigned_alert(lot, piece_id, qty, value, realized, "")
+        # The close and its alert in one transaction (a crash cannot lose the alert).
+        if not self._close_announced(piece_id, value, self._now_ts(), "assigned", realized,
+                                     "assigned", msg, "warning", details):
             return False
         if estimated or value is None:
             self.db.mark_pnl_estimated(piece_id)
-        self._announce_assigned(lot, piece_id, qty, value, realized, "")
+        if queue:
+            self._queue_share_sale(piece_id, self.cfg.strategy.symbol, queue)
+        self.log.warning(msg)
         self._closed(lot, piece_id)
         return True
 
     def _announce_assigned(self, lot: Lot, piece_id: int, qty: int, value: float | None,
                            realized: float | None, note: str) -> None:
+        msg, details, queue = self._assigned_alert(lot, piece_id, qty, value, realized, note)
+        if queue:
+            self._queue_share_sale(piece_id, self.cfg.strategy.symbol, queue)
+        self.log.warning(msg)
+        self.alerts.raise_alert("assigned", msg, severity="warning", details=details)
+
+    def _assigned_alert(
+        self, lot: Lot, piece_id: int, qty: int, value: float | None,
+        realized: float | None, note: str,
+    ) -> tuple[str, dict[str, Any], int]:
+        """The `assigned` alert's text and details, and the shares to queue for sale
+        (strategy.on_assignment = "close_shares"; 0 = none)."""
         mult = lot.mult
         symbol = self.cfg.strategy.symbol
         shares = int(mult * qty)
@@ -162,30 +184,31 @@ class AssignmentMixin(BookState):
             f"{int(held[0])} {symbol} shares now held; option P&L {pnl} (intrinsic "
             f"{value if value is not None else '?'}); its exits are cancelled{note}"
         )
+        queue = 0
         if self.cfg.strategy.on_assignment == "close_shares":
-            at = self._queue_share_sale(
-                piece_id, symbol, shares if lot.put_call == "P" else -shares)
+            queue = shares if lot.put_call == "P" else -shares
+            at = self._share_sale_open()
             msg += f"; the shares will be sold at the open {at:%Y-%m-%d %H:%M} ET"
         else:
             msg += " (strategy.on_assignment = alert: the shares are left to the operator)"
-        self.log.warning(msg)
-        self.alerts.raise_alert(
-            "assigned", msg, severity="warning",
-            details={"lot_id": lot.id, "closed_lot_id": piece_id, "qty": qty,
-                     "shares": shares, "shares_held": held[0], "strike": lot.strike,
-                     "symbol": symbol},
-        )
+        details = {"lot_id": lot.id, "closed_lot_id": piece_id, "qty": qty,
+                   "shares": shares, "shares_held": held[0], "strike": lot.strike,
+                   "symbol": symbol}
+        return msg, details, queue
 
     # ---- strategy.on_assignment = "close_shares" -----------------------------------------
 
-    def _queue_share_sale(self, lot_id: int, symbol: str, qty: int) -> datetime:
+    def _share_sale_open(self) -> datetime:
+        """The open a share sale queued now waits for (today's if still to come)."""
         now = self.clock.now().astimezone(ET)
         cal = self.calendar
         today = now.date()
         if cal.is_session(today) and now < cal.session_open_close(today)[0]:
-            at = cal.session_open_close(today)[0]
-        else:
-            at = _next_open(today, cal)
+            return cal.session_open_close(today)[0]
+        return _next_open(today, cal)
+
+    def _queue_share_sale(self, lot_id: int, symbol: str, qty: int) -> datetime:
+        at = self._share_sale_open()
         self.db.set_kv(f"share_sale:{lot_id}", {
             "lot_id": lot_id, "symbol": symbol, "qty": qty, "not_before": at.timestamp(),
             "state": "pending", "attempts": 1, "note": ""})

@@ -63,20 +63,39 @@ class SettlementMixin(BookState):
             self._unwatch(lot.con_id)
         self._check_daily_loss()
 
+    def _close_announced(
+        self, lot_id: int, price: float | None, when: float, reason: str,
+        realized: float | None, kind: str, message: str, severity: str,
+        details: dict[str, Any],
+    ) -> bool:
+        """Close the lot and write the alert that announces it in one transaction: a
+        crash between the two can no longer leave a closed lot nobody was told of."""
+        prepare = getattr(self.alerts, "prepare", None)
+        if prepare is None:  # an alerter without an outbox in this file
+            if not self.db.close_lot(lot_id, price, when, reason, realized):
+                return False
+            self.alerts.raise_alert(kind, message, severity=severity, details=details)
+            return True
+        row = prepare(kind, message, severity, details)
+        written = self.db.close_lot_with_alert(lot_id, price, when, reason, realized, row)
+        if written is None:
+            return False
+        self.alerts.announced(written[0], written[1], row)
+        return True
+
     def _close_expired(self, lot: Lot, close: float) -> bool:
         mult = lot.mult
         realized = rules.expired_pnl(
             lot.entry_price, lot.qty, mult, self._commissions(lot.id))
-        if not self.db.close_lot(lot.id, 0.0, self._now_ts(), "expired", realized):
+        if not self._close_announced(
+            lot.id, 0.0, self._now_ts(), "expired", realized, "lot_closed",
+            f"lot {lot.id} {lot.local_symbol} expired worthless ({lot.symbol} "
+            f"closed at {close}): realized P&L {realized:+.2f}",
+            "info", {"lot_id": lot.id, "reason": "expired"},
+        ):
             return False
         self.log.info("lot {} expired worthless ({} closed at {}): realized {}",
                       lot.id, lot.symbol, close, realized)
-        self.alerts.raise_alert(
-            "lot_closed",
-            f"lot {lot.id} {lot.local_symbol} expired worthless ({lot.symbol} "
-            f"closed at {close}): realized P&L {realized:+.2f}",
-            severity="info", details={"lot_id": lot.id, "reason": "expired"},
-        )
         self._closed(lot, lot.id)
         return True
 
@@ -118,20 +137,19 @@ class SettlementMixin(BookState):
             realized = pnl_math.realized_pnl(
                 lot.entry_price, price, qty, self._commissions(piece_id), lot.mult)
             reason = "take_profit" if role == "tp" else "stop_loss"
-            if not self.db.close_lot(piece_id, price, self._now_ts(), reason, realized):
+            part = f" ({qty} of {lot.qty}, as lot {piece_id})" if piece_id != lot.id else ""
+            if not self._close_announced(
+                piece_id, price, self._now_ts(), reason, realized, "lot_closed",
+                f"lot {lot.id} {lot.local_symbol}{part} closed by {reason} at {price} "
+                f"while the engine was away (from the completed orders): realized P&L "
+                f"{realized:+.2f}" + (" (estimated from the stop)" if role == "sl" else ""),
+                "info", {"lot_id": lot.id, "reason": reason},
+            ):
                 continue
             if role == "sl":
                 self.db.mark_pnl_estimated(piece_id)  # a stop fills at the market
             self.log.warning("lot {} closed by {} at {} from the completed orders ({} of "
                              "{})", lot.id, reason, price, qty, lot.qty)
-            part = f" ({qty} of {lot.qty}, as lot {piece_id})" if piece_id != lot.id else ""
-            self.alerts.raise_alert(
-                "lot_closed",
-                f"lot {lot.id} {lot.local_symbol}{part} closed by {reason} at {price} "
-                f"while the engine was away (from the completed orders): realized P&L "
-                f"{realized:+.2f}" + (" (estimated from the stop)" if role == "sl" else ""),
-                severity="info", details={"lot_id": lot.id, "reason": reason},
-            )
             self._closed(lot, piece_id)
         return filled
 

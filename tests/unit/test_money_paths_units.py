@@ -61,3 +61,33 @@ def test_only_the_verified_accounts_positions_and_executions_are_ours() -> None:
     assert of_account("DU111", "DU111")
     assert not of_account("DU111", "DU222")
     assert of_account("", "DU222")  # nothing verified yet: nothing reconciled either
+
+
+def test_a_lot_close_and_its_alert_commit_together(tmp_path: Any) -> None:
+    """Item 10: the book closed a lot in one commit and wrote its alert in another: a
+    process dying in between lost the alert (`assigned`, `lot_closed`). Now both are
+    one transaction: both are there, or (the alert cannot be written) neither."""
+    import pytest
+
+    from alerts.outbox import AlertStore
+    from book.alert_rows import AlertRow
+    from book.store import Store
+    from tests.unit.test_store import _lot
+
+    bare = Store(tmp_path / "bare.sqlite")  # no alert tables: the alert's write fails
+    lot_id = _lot(bare)
+    row = AlertRow("assigned", "lot 1 assigned", "warning", {"lot_id": lot_id}, ("t",))
+    with pytest.raises(Exception, match="alert"):
+        bare.close_lot_with_alert(lot_id, 2.0, 1.0, "assigned", 10.0, row)
+    assert bare.lot(lot_id).state != "closed"  # rolled back with it
+
+    path = tmp_path / "book.sqlite"
+    outbox = AlertStore(path, ["t"])
+    store = Store(path)
+    lot_id = _lot(store)
+    alert_id, folded = store.close_lot_with_alert(lot_id, 2.0, 1.0, "assigned", 10.0, row)
+    assert not folded and store.lot(lot_id).close_reason == "assigned"
+    (stored,) = outbox.recent(5)
+    assert stored["id"] == alert_id and stored["kind"] == "assigned"
+    assert outbox.next_pending("t")["id"] == alert_id
+    assert store.close_lot_with_alert(lot_id, 2.0, 1.0, "assigned", 10.0, row) is None
