@@ -91,3 +91,22 @@ def test_a_lot_close_and_its_alert_commit_together(tmp_path: Any) -> None:
     assert stored["id"] == alert_id and stored["kind"] == "assigned"
     assert outbox.next_pending("t")["id"] == alert_id
     assert store.close_lot_with_alert(lot_id, 2.0, 1.0, "assigned", 10.0, row) is None
+
+
+def test_a_done_entry_is_never_turned_failed_by_a_late_finish(tmp_path: Any) -> None:
+    """Item 7: the entry gave up on its sale and, a moment later, wrote `failed`
+    unconditionally: a late fill that had opened the lot (entry `done`, same
+    transaction) in between was overwritten, and the slot could run again (a second
+    lot, a second exit pair). A done entry stays done."""
+    from book.store import Store
+
+    store = Store(tmp_path / "b.sqlite")
+    assert store.start_entry("2026-11-24", "09:35")
+    lot_id = store.open_lot(
+        entry=("2026-11-24", "09:35"), trade_date="2026-11-24", slot="09:35", con_id=42,
+        symbol="SPY", expiry="20261201", strike=585.0, right="P", local_symbol="SPY P585",
+        multiplier=100, qty=1, entry_price=1.0, entry_time=1.0, order_ref="r",
+        tp_price=0.4, sl_price=3.0)
+    store.finish_entry("2026-11-24", "09:35", "failed", "sale outcome unknown")
+    entry = store.entry("2026-11-24", "09:35")
+    assert (entry.state, entry.lot_id) == ("done", lot_id)
