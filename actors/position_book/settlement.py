@@ -109,7 +109,16 @@ class SettlementMixin(BookState):
         opens its lot (then protected). Returns the refs found filled."""
         filled: set[str] = set()
         for info in completed:
-            if not is_ours(info.order_ref) or info.status != "Filled":
+            if not is_ours(info.order_ref):
+                continue
+            if info.status != "Filled":
+                # A sale partly filled, its rest cancelled (a DAY order at the close, a
+                # cancel by hand) while the engine was away: what filled is ours too.
+                row = self.db.order_by_ref(info.order_ref) if info.filled > 0 else None
+                if (row is not None and row.role == "sale"
+                        and self.db.lot_by_order_ref(info.order_ref) is None):
+                    filled.add(info.order_ref)
+                    self._open_lot_from_completed(row, info, positions or [])
                 continue
             row = self.db.order_by_ref(info.order_ref)
             if row is None:

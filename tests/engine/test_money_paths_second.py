@@ -426,3 +426,51 @@ def test_a_resumed_sale_is_not_re_priced_on_a_stale_quote(
     assert set(seen) <= {resting["lmt_price"]}, (resting["lmt_price"], sorted(set(seen)))
     assert not _selling(sim) and not [
         e for e in sim.get_state()["executions"] if e["side"] == "SLD"]
+
+
+def test_a_sale_partly_filled_then_cancelled_while_away_is_a_lot_of_what_filled(
+    tmp_path: Path, sim: Any
+) -> None:
+    """Item 1, its partial form: the engine is killed while its sale of 3 rests; one
+    slice fills, the rest is cancelled (by hand in TWS here; a DAY order's rest at the
+    close alike), and the clock passes the daily reset. The completed order says
+    `Cancelled` with 1 filled: that 1 is our lot, with exits for 1."""
+    from tests.engine.conftest import write_config
+    from tests.engine.test_crash_recovery import _port, _start
+
+    cfg = write_config(tmp_path / "engine.toml", sim,
+                       {"strategy": {"limit_walk_interval": 2.0, "quantity": 3}})
+    endpoint = f"tcp://127.0.0.1:{_port(cfg)}"
+    proc = _start(cfg)
+    try:
+        wait_until(lambda: _ask(endpoint, "status")["link"]["state"] == "READY", 30,
+                   message="READY")
+        sim.post("/fault/hold_fills", {"seconds": 120})
+        sim.post("/fault/partial_fills", {"count": 1, "slices": 3})
+        assert _ask(endpoint, "enter_now")["accepted"]
+        (sale,) = wait_until(lambda: _live(sim, "sale"), 20, message="sale resting")
+        _kill(proc)
+
+        def hold() -> None:
+            sim.post("/fault/hold_fills", {"seconds": 120})
+
+        with on_executions(sim, "SLD", {1: hold}):
+            sim.post("/fault/hold_fills", {"seconds": 0})
+            wait_until(lambda: _sold(sim) == 1, 20, message="one slice sold while away")
+        sim.post("/order/cancel", {"order_ref": sale["order_ref"]})
+        wait_until(lambda: not _live(sim, "sale"), 10, message="the rest cancelled")
+        after_reset = datetime(2026, 11, 24, 23, 50, tzinfo=ET)
+        sim.post("/clock", {"now": after_reset.isoformat()})
+        proc = engine_subprocess(
+            cfg, {"TRADING_BOT__CLOCK__START": f'"{after_reset.isoformat()}"'})
+        lots = wait_for_value(
+            lambda: _ask(endpoint, "positions")["lots"],
+            lambda lots: len(lots) == 1 and lots[0]["protected"], 40, "one protected lot")
+        assert lots[0]["qty"] == 1
+        assert _exit_sizes(sim) == [1, 1]
+        kinds = [a["kind"] for a in _ask(endpoint, "alerts")["alerts"]]
+        assert "outside_position" not in kinds and "entry_interrupted" not in kinds, kinds
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
