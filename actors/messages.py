@@ -7,6 +7,7 @@ these, so no other actor can reach into the library's state from its thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from trading.model import FillInfo, LinkState, LinkStatus, OrderInfo, PositionInfo, Quote
 
@@ -64,6 +65,18 @@ class PrepareEntry:
 
     trade_date: str
     slot: str
+
+
+@dataclass(frozen=True)
+class EntryPrepared:
+    """A preparation done off the executor's thread (its lookups take seconds, and a
+    late fill's protection must not wait behind them): `prepared` is a PreparedEntry,
+    or None when it failed (`error` says why)."""
+
+    trade_date: str
+    slot: str
+    prepared: Any = None
+    error: str = ""
 
 
 @dataclass(frozen=True)

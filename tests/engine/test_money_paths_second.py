@@ -474,3 +474,32 @@ def test_a_sale_partly_filled_then_cancelled_while_away_is_a_lot_of_what_filled(
         if proc.poll() is None:
             proc.terminate()
             proc.wait(20)
+
+
+def test_an_entry_preparation_does_not_hold_up_the_executor(
+    sim: Any, start_engine: Any
+) -> None:
+    """Item 11: the preparation a minute before a slot (contract lookups, ~30 lines
+    opened) ran on the executor's thread: for its seconds (tens on a slow gateway) a
+    late fill's ProtectLot waited behind it. Now it runs off the thread: the executor
+    answers at once while the lines open, and the preparation still lands."""
+    eng = start_engine()
+    executor = eng.engine.directory.proxy("order_executor")
+
+    def lines() -> int:
+        return int(next(c for c in sim.get_state()["clients"] if c["client_id"] == 1)
+                   ["subscriptions"])
+
+    d = eng.engine.directory
+    wait_until(lambda: d.spy_con_id in d.quotes and d.quotes[d.spy_con_id].mid, 20,
+               message="the spot known")
+    before = lines()
+    t0 = time.monotonic()
+    assert executor.prepare_entry("2026-11-24", "15:00").get(timeout=60)
+    executor.today().get(timeout=60)
+    answered = time.monotonic() - t0
+    opened_by_then = lines()
+    wait_until(lambda: lines() > before + 20, 30, message="the candidate lines open")
+    assert answered < 0.5 and opened_by_then < before + 20, (answered, opened_by_then)
+    executor.today().get(timeout=60)  # after the preparation's answer: kept, not released
+    assert lines() > before + 20
