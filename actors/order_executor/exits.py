@@ -226,14 +226,14 @@ class ExitsMixin(ExecutorPart):
         exits sent into a dead socket only become legs of unknown fate)."""
         deadline = time.monotonic() + seconds
         while True:
-            try:
-                if self.book.link_status().get(timeout=self._t()).state == LinkState.READY:
-                    return True
-            except Exception as exc:
-                self.log.warning("link state not known: {}", exc)
+            # The Connection's own word, shared (not the book's mailbox: the exits of a
+            # fresh fill must not queue behind the fill's durable writes, bench.exits).
+            link = self.directory.link
+            if link is not None and link.state == LinkState.READY:
+                return True
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     def _keep_live_pair(self, lot: Lot) -> bool:
         """Never two exit pairs for one lot: a lot that ever had exit legs (its intent

@@ -494,12 +494,12 @@ def test_an_entry_preparation_does_not_hold_up_the_executor(
     wait_until(lambda: d.spy_con_id in d.quotes and d.quotes[d.spy_con_id].mid, 20,
                message="the spot known")
     before = lines()
-    t0 = time.monotonic()
     assert executor.prepare_entry("2026-11-24", "15:00").get(timeout=60)
     executor.today().get(timeout=60)
-    answered = time.monotonic() - t0
+    # Answered before the preparation opened its lines (the old code answered only
+    # after all of them: ~30 lines, a second on ibsim).
     opened_by_then = lines()
     wait_until(lambda: lines() > before + 20, 30, message="the candidate lines open")
-    assert answered < 0.5 and opened_by_then < before + 20, (answered, opened_by_then)
+    assert opened_by_then < before + 20, (before, opened_by_then)
     executor.today().get(timeout=60)  # after the preparation's answer: kept, not released
     assert lines() > before + 20
