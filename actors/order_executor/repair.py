@@ -162,6 +162,8 @@ class RepairMixin(ExecutorPart):
             order_id = info.order_id if info is not None else (row.order_id or 0)
             if info is not None and not (info.is_live or info.status == "PendingCancel"):
                 continue
+            if info is None and row.status == "submitted":
+                continue  # acknowledged once and no longer working: done (reconciliation's)
             if not order_id:
                 continue  # never reached the gateway under an id: reconciliation's
             self.log.warning("entry {} {}: cancelling earlier sale {} first (unresolved)",
@@ -169,6 +171,8 @@ class RepairMixin(ExecutorPart):
             try:
                 done = self.conn.cancel_order(order_id).get(timeout=self._t())
             except Exception as exc:
+                if info is None and "not known to this session" in str(exc):
+                    continue  # a previous session's order the broker no longer lists
                 raise EntryRefused(f"earlier sale {row.order_ref} not settled: {exc}",
                                    "wait") from exc
             self._record(done)
