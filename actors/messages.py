@@ -7,6 +7,7 @@ these, so no other actor can reach into the library's state from its thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from trading.model import FillInfo, LinkState, LinkStatus, OrderInfo, PositionInfo, Quote
 from trading.refusals import Refusal
@@ -68,6 +69,18 @@ class PrepareEntry:
 
 
 @dataclass(frozen=True)
+class EntryPrepared:
+    """A preparation done off the executor's thread (its lookups take seconds, and a
+    late fill's protection must not wait behind them): `prepared` is a PreparedEntry,
+    or None when it failed (`error` says why)."""
+
+    trade_date: str
+    slot: str
+    prepared: Any = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class SellShares:
     """Sell the shares an assignment of this lot delivered (strategy.on_assignment)."""
 
@@ -77,6 +90,14 @@ class SellShares:
 @dataclass(frozen=True)
 class RepairExits:
     reason: str = "scheduled"
+
+
+@dataclass(frozen=True)
+class FitExits:
+    """A further slice of its sale grew a lot: the executor makes its exit pair cover
+    exactly what is held (the same orders, their quantity changed in place)."""
+
+    lot_id: int
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from loguru import logger
 
 from alerts.outbox import AlertStore
+from book.alert_rows import AlertRow
 from config.loader import Config, WebhookConfig
 from ops.backoff import Backoff
 from ops.logs import redact
@@ -156,6 +157,25 @@ class AlertDispatcher:
         with self._wake:
             self._wake.notify_all()
         return alert_id
+
+    def prepare(self, kind: str, message: str, severity: str = "warning",
+                details: dict[str, Any] | None = None) -> AlertRow:
+        """An alert for the book to write in the same transaction as the change it
+        announces (book/alert_rows.py); `announced` then logs it and wakes delivery."""
+        return AlertRow(str(kind), redact(message), severity, dict(details or {}),
+                        tuple(self.hashes), self.cfg.alerts.coalesce_window,
+                        coalesce_key(details))
+
+    def announced(self, alert_id: int, folded: bool, row: AlertRow) -> None:
+        log = self.log.opt(depth=1)
+        if folded:
+            log.info("alert {} {} repeated (folded into #{}): {}", row.kind, row.severity,
+                     alert_id, row.message)
+        else:
+            log.warning("ALERT #{} {} [{}]: {}", alert_id, row.kind, row.severity,
+                        row.message)
+        with self._wake:
+            self._wake.notify_all()
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         return self.store.recent(limit)

@@ -10,6 +10,9 @@ has passed, and later repeats fold into that held one (its `count` and
 `last_time` grow) as long as it is still held; nothing folds into an alert that
 is being sent, so every repeat is counted exactly once. So twenty 1100s in ten
 seconds reach a webhook as two alerts: the first at once, then one with a count.
+A folded alert takes the highest severity of its repeats; a new critical alert (or a
+repeat that made a held one critical) releases the alerts held for coalescing, so it
+never waits behind them and the queue stays in order.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from book.alert_rows import AlertRow, add_alert
 from book.db import connect
 
 SCHEMA = """
@@ -64,44 +68,15 @@ class AlertStore:
             details: dict[str, Any] | None = None, coalesce_window: float = 60.0,
             coalesce_key: str | None = None) -> tuple[int, bool]:
         """Store an alert; returns (alert id, True if folded into an earlier one)."""
-        now = time.time()
-        key = coalesce_key or ""
+        row = AlertRow(kind, message, severity, dict(details or {}), tuple(self.targets),
+                       coalesce_window, coalesce_key or "")
         with self._lock:
             self._writes += 1
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                row = self._conn.execute(
-                    "SELECT a.id, a.time, (SELECT MAX(o.next_attempt_at) FROM alert_outbox o"
-                    " WHERE o.alert_id = a.id) AS hold, EXISTS (SELECT 1 FROM alert_outbox o"
-                    " WHERE o.alert_id = a.id AND o.delivered_at IS NULL AND"
-                    " o.next_attempt_at > ?) AS held FROM alerts a"
-                    " WHERE a.kind = ? AND a.coalesce_key = ? AND a.time >= ?"
-                    " ORDER BY a.id DESC LIMIT 1",
-                    (now, kind, key, now - coalesce_window),
-                ).fetchone() if coalesce_window > 0 and self.targets else None
-                hold_until = 0.0
-                if row is not None and not row["held"]:
-                    # Sent (or being sent): the repeat waits for the window to pass.
-                    hold_until = max(row["time"], row["hold"] or 0.0) + coalesce_window
-                    row = None
-                if row is not None:
-                    self._conn.execute(
-                        "UPDATE alerts SET count = count + 1, last_time = ?, message = ?"
-                        " WHERE id = ?", (now, message, row["id"]))
-                    self._conn.execute("COMMIT")
-                    return int(row["id"]), True
-                cur = self._conn.execute(
-                    "INSERT INTO alerts(time, kind, severity, message, details, last_time,"
-                    " coalesce_key) VALUES (?,?,?,?,?,?,?)",
-                    (now, kind, severity, message, json.dumps(details or {}, default=str), now,
-                     key))
-                alert_id = int(cur.lastrowid or 0)
-                for i, target in enumerate(self.targets):
-                    self._conn.execute(
-                        "INSERT INTO alert_outbox(alert_id, target_index, target_hash,"
-                        " next_attempt_at) VALUES (?,?,?,?)", (alert_id, i, target, hold_until))
+                out = add_alert(self._conn, row, time.time())
                 self._conn.execute("COMMIT")
-                return alert_id, False
+                return out
             except Exception:
                 self._conn.execute("ROLLBACK")
                 raise

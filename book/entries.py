@@ -50,11 +50,14 @@ class Entries(Repository):
         reason: str | None = None,
         lot_id: int | None = None,
     ) -> None:
+        # A `done` entry (its sale filled: a lot exists) stays done: a late fill may have
+        # finished it between the caller's look and this write (issue 32, item 7).
         with self._db.tx() as c:
             c.execute(
                 "UPDATE entry_attempts SET state = ?, reason = ?,"
-                " lot_id = COALESCE(?, lot_id), updated_at = ? WHERE trade_date = ? AND slot = ?",
-                (state, reason, lot_id, time.time(), trade_date, slot),
+                " lot_id = COALESCE(?, lot_id), updated_at = ? WHERE trade_date = ? AND slot = ?"
+                " AND (state != 'done' OR ? = 'done')",
+                (state, reason, lot_id, time.time(), trade_date, slot, state),
             )
 
     def entries_in_state(self, state: str) -> list[EntryAttempt]:

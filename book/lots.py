@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from book.alert_rows import AlertRow, add_alert
 from book.db import Repository
 from trading.records import Lot
 
@@ -104,6 +105,38 @@ class Lots(Repository):
                 " close_reason = ?, realized_pnl = ?, updated_at = ? WHERE id = ? AND"
                 " state != 'closed'",
                 (exit_price, exit_time, reason, realized_pnl, time.time(), lot_id),
+            )
+            return cur.rowcount == 1
+
+    def close_lot_with_alert(
+        self, lot_id: int, exit_price: float | None, exit_time: float, reason: str,
+        realized_pnl: float | None, alert: AlertRow,
+    ) -> tuple[int, bool] | None:
+        """close_lot and the alert announcing it in one transaction (a crash between
+        them can no longer lose the alert); (alert id, folded), None if the lot was
+        closed already (nothing written)."""
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE lots SET state = 'closed', exit_price = ?, exit_time = ?,"
+                " close_reason = ?, realized_pnl = ?, updated_at = ? WHERE id = ? AND"
+                " state != 'closed'",
+                (exit_price, exit_time, reason, realized_pnl, time.time(), lot_id),
+            )
+            if cur.rowcount != 1:
+                return None
+            return add_alert(c, alert, time.time())
+
+    def reclose_lot(self, lot_id: int, exit_price: float | None, reason: str,
+                    realized_pnl: float | None, estimated: bool, was: str) -> bool:
+        """A closed lot whose cause came to light later (an assignment's shares after
+        the lot was taken for a hand close): its reason and P&L replaced, in one
+        transaction, only if it is still closed as `was`."""
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE lots SET exit_price = ?, close_reason = ?, realized_pnl = ?,"
+                " pnl_estimated = ?, updated_at = ? WHERE id = ? AND state = 'closed'"
+                " AND close_reason = ?",
+                (exit_price, reason, realized_pnl, int(estimated), time.time(), lot_id, was),
             )
             return cur.rowcount == 1
 

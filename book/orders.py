@@ -97,6 +97,14 @@ class Orders(Repository):
         return self._db.records(OrderRecord.from_row,
                                 f"SELECT * FROM orders WHERE order_ref IN ({marks})", refs)
 
+    def exit_orders_of(self, lot_id: int) -> list[OrderRecord]:
+        """Every exit leg ever recorded for the lot (intent rows are written before
+        the order is sent: none here means none can be live at the broker)."""
+        return self._db.records(
+            OrderRecord.from_row,
+            "SELECT * FROM orders WHERE lot_id = ? AND role IN ('tp', 'sl') ORDER BY id",
+            (lot_id,))
+
     def orders_by_status(self, statuses: list[str]) -> list[OrderRecord]:
         marks = ",".join("?" * len(statuses))
         return self._db.records(

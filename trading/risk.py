@@ -89,3 +89,11 @@ def verify_account(
     if mode == "paper" and not is_paper_account(account):
         return "", f"config says paper but account {account} is a live account"
     return account, ""
+
+
+def of_account(account: str, position_account: str) -> bool:
+    """Is a position (or execution) of `position_account` one the engine trades? Only
+    the verified account's: a login that manages several accounts reports all of them,
+    and another account's put on the same contract must never close or grow our lot.
+    Nothing verified yet (""): nothing is filtered (nothing is reconciled then either)."""
+    return not account or not position_account or position_account == account

@@ -57,7 +57,7 @@ from ops.backoff import Backoff
 from trading.calendar import ET
 from trading.model import LinkState, LinkStatus, PositionInfo
 from trading.refusals import Refusal, delayed_allowed, refusal
-from trading.risk import verify_account
+from trading.risk import of_account, verify_account
 
 # ib_insync keeps every Trade and Fill of a session (an Order alone holds ~150 fields):
 # bench.memory saw ~30 KB per trade, 98 -> 160 MB over 2,000 trades. The book has them
@@ -452,6 +452,8 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         return dropped
 
     def _on_exec(self, trade: Trade, fill: Fill) -> None:
+        if not of_account(self._status.account, fill.execution.acctNumber):
+            return  # another account of the login's: not ours to book
         self.directory.publish(FillReceived(fill_info(fill)))
         self._notify()
 
@@ -471,6 +473,8 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         """Publish a position only when its quantity changed: portfolio updates repeat
         it with every new market value, and each published change makes the book ask
         the broker (three round trips), which a stream of them would flood."""
+        if not of_account(self._status.account, account):
+            return  # another account of the login: never ours to match (issue 32, 6)
         key = (account, int(contract.conId))
         if self._positions.get(key) == qty:
             return

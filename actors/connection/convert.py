@@ -110,7 +110,9 @@ def order_info(trade: Trade, error: tuple[int, str] | None = None) -> OrderInfo:
         aux_price=num(o.auxPrice),
         oca_group=o.ocaGroup or "",
         status=s.status,
-        filled=float(s.filled or 0),
+        # A completed order (reqCompletedOrders) has no order status of its own: its
+        # filled quantity is the order's filledQuantity.
+        filled=float(s.filled or num(getattr(o, "filledQuantity", None)) or 0),
         avg_fill_price=float(s.avgFillPrice or 0),
         error_code=code,
         error_message=msg,

@@ -29,6 +29,11 @@ class IbRefusedError(BrokerCallError):
         self.refusal = refusal
 
 
+class NotConnected(BrokerCallError):
+    """Refused before anything was sent: no connection to the gateway (an order
+    refused so is known not to exist, unlike one whose answer timed out)."""
+
+
 class LoopThread:
     """One event loop on its own daemon thread, from start to close."""
 
@@ -54,7 +59,7 @@ class LoopThread:
 
         async def invoke() -> Any:
             if not connected():
-                raise BrokerCallError("not connected to the gateway")
+                raise NotConnected("not connected to the gateway")
             result = fn()
             if isinstance(result, Awaitable):
                 result = await result

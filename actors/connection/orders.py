@@ -25,7 +25,7 @@ from actors.connection.convert import (
 from actors.connection.loop import BrokerCallError, IbRefusedError
 from actors.connection.part import ConnectionPart, contract_key
 from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
-from trading.risk import OrderRefused, order_violation
+from trading.risk import OrderRefused, of_account, order_violation
 
 
 class OrderCalls(ConnectionPart):
@@ -166,6 +166,26 @@ class OrderCalls(ConnectionPart):
 
         return self._call(run)
 
+    def modify_quantity(self, order_id: int, total_qty: float) -> OrderInfo:
+        """Change a working order's total quantity (filled part included), in place: an
+        exit pair keeps its orders and OCA group while its lot grows or shrinks."""
+        async def run() -> OrderInfo:
+            trade = self._find_trade(order_id)
+            if trade is None:
+                raise BrokerCallError(f"order {order_id} is not known to this session")
+            if trade.isDone():
+                return order_info(trade, self._order_errors.get(order_id))
+            if not total_qty > 0:
+                raise OrderRefused(
+                    f"quantity of {trade.order.orderRef} to {total_qty} is out of bounds")
+            trade.order.totalQuantity = total_qty
+            trade.order.account = self._order_account([])
+            assert self.ib is not None
+            self.ib.placeOrder(trade.contract, trade.order)
+            return order_info(trade, self._order_errors.get(order_id))
+
+        return self._call(run)
+
     def wait_order(self, order_id: int, timeout: float) -> OrderInfo:
         """Wait until the order is done (filled, cancelled, rejected) or `timeout`."""
 
@@ -213,7 +233,10 @@ class OrderCalls(ConnectionPart):
             # collects every position message until positionEnd: an update that races the
             # answer lists a contract twice (an assignment's shares counted 200 for 100).
             # One per account and contract, the last word wins.
-            latest = {(p.account, p.contract.conId): p for p in positions}
+            # Only the verified account's (a login may manage several).
+            account = self._status.account
+            latest = {(p.account, p.contract.conId): p for p in positions
+                      if of_account(account, p.account)}
             return [
                 PositionInfo(
                     p.account, contract_info(p.contract), float(p.position), float(p.avgCost)
@@ -228,7 +251,9 @@ class OrderCalls(ConnectionPart):
             assert self.ib is not None
             fills = await self.ib.reqExecutionsAsync()
             known = {f.execution.execId: f for f in self.ib.fills()}
-            return [fill_info(known.get(f.execution.execId, f)) for f in fills]
+            account = self._status.account
+            return [fill_info(known.get(f.execution.execId, f)) for f in fills
+                    if of_account(account, f.execution.acctNumber)]
 
         return self._call(run)
 

@@ -15,15 +15,20 @@ what was ours and finish what a crash interrupted.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from dataclasses import asdict
 from typing import Any
 
+import pykka
 from loguru import logger
 
 from actors.context import EngineContext
 from actors.messages import (
+    EntryPrepared,
     EntryResult,
+    FitExits,
     PrepareEntry,
     ProtectLot,
     RepairExits,
@@ -51,6 +56,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self.busy = False
         self._lots_sold_here: set[int] = set()  # lots this executor protects itself
         self._prepared: PreparedEntry | None = None  # the next slot's lookups and lines
+        self._preparing = False  # a preparation runs on its own thread
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -86,8 +92,12 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             self.repair_exits(message.reason)
         elif isinstance(message, ProtectLot):
             self.protect_lot(message.lot_id, message.reason)
+        elif isinstance(message, FitExits):
+            self.fit_exits(message.lot_id)
         elif isinstance(message, PrepareEntry):
             self.prepare_entry(message.trade_date, message.slot)
+        elif isinstance(message, EntryPrepared):
+            self._entry_prepared(message)
         elif isinstance(message, SellShares):
             sell_shares(self, message.lot_id)  # share_sale.py (issue 16)
         return None
@@ -105,16 +115,42 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         spot = (spy.mid or spy.last) if spy is not None else None
         if not spot:
             return False
-        try:
-            self._release_prepared()
-            self._prepared = prepare(self.conn, self.cfg.strategy, trade_date, slot, spot,
-                                     self._t())
-        except Exception as exc:
-            self.log.warning("entry {} {} not prepared: {}", trade_date, slot, exc)
+        if self._preparing:
             return False
-        self.log.info("entry {} {} prepared: {} candidate lines open", trade_date, slot,
-                      len(self._prepared.contracts))
+        # Off this thread: the lookups and line openings take seconds (tens on a slow
+        # gateway), and a late fill's ProtectLot must not wait behind them.
+        self._preparing = True
+        conn, strategy, timeout, me = self.conn, self.cfg.strategy, self._t(), self.actor_ref
+
+        def work() -> None:
+            try:
+                done = prepare(conn, strategy, trade_date, slot, spot, timeout)
+                message = EntryPrepared(trade_date, slot, done)
+            except Exception as exc:
+                message = EntryPrepared(trade_date, slot, None, str(exc))
+            with contextlib.suppress(pykka.ActorDeadError):
+                me.tell(message)
+
+        threading.Thread(target=work, name="entry-prep", daemon=True).start()
         return True
+
+    def _entry_prepared(self, message: EntryPrepared) -> None:
+        """A preparation came back: kept for its slot, unless the slot ran meanwhile."""
+        self._preparing = False
+        trade_date, slot, prepared = message.trade_date, message.slot, message.prepared
+        if prepared is None:
+            self.log.warning("entry {} {} not prepared: {}", trade_date, slot, message.error)
+            return
+        entry = self.book.entry(trade_date, slot).get(timeout=self._t())
+        if self.busy or (entry is not None and entry.state != "interrupted"):
+            self._release_prepared()
+            self._prepared = prepared
+            self._release_prepared()  # the slot ran (or runs) without it: lines closed
+            return
+        self._release_prepared()
+        self._prepared = prepared
+        self.log.info("entry {} {} prepared: {} candidate lines open", trade_date, slot,
+                      len(prepared.contracts))
 
     def _release_prepared(self) -> None:
         if self._prepared is None:
@@ -135,7 +171,16 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         if lot is None or lot.state != "unprotected" or lot.tp_order_ref:
             return False  # closed, or protected already
         self.log.warning("lot {} opened by a late {}: placing its exits now", lot_id, reason)
+        # IB takes no BUY beside our SELL still working on the same contract: the rest of
+        # a sale the entry gave up on is cancelled first, and the lot is what filled.
+        self._wait_ready(self.cfg.strategy.exit_unknown_wait)
+        if self._end_sale_rest(lot):
+            lot = self.book.lot(lot_id).get(timeout=self._t())
+            if lot is None or lot.state != "unprotected" or lot.tp_order_ref:
+                return False
         protected = self.place_exits(lot)
+        if protected:
+            self.fit_exits(lot_id)  # a slice that raced the cancel grew the lot
         contract = self.book.contract(lot.con_id).get(timeout=self._t())
         if contract is not None:
             self._watch(contract)  # its quote and P&L, as for a lot the entry opened
@@ -249,7 +294,9 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             return EntryResult(False, "refused", f"entry {trade_date} {slot} already claimed")
         log.info("entry {} {} started ({})", trade_date, slot, "manual" if manual else "schedule")
         try:
+            self._resolve_earlier_sales(trade_date, slot)
             contract, quote, spot = self._choose_contract(trade_date)
+            self._check_notional(contract)
             self._check_order_sanity(contract, quote.bid or 0.0, spot)
             self._check_margin(contract, quote.bid or 0.0, spot)
         except EntryRefused as exc:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from actors.connection.loop import NotConnected
 from actors.order_executor.part import ExecutorPart
 from ops.backoff import backoff_delay
-from trading.fills import EXIT_OCA_TYPE
-from trading.model import ContractInfo, OrderInfo, OrderRequest
-from trading.order_refs import exit_refs
+from trading.fills import EXIT_OCA_TYPE, remaining
+from trading.model import ContractInfo, LinkState, OrderInfo, OrderRequest
+from trading.order_refs import exit_refs, lot_prefix
 from trading.pricing import exit_prices, round_to_tick
 from trading.records import Lot, OrderIntent
 from trading.risk import OrderRefused
@@ -19,6 +21,11 @@ from trading.risk import OrderRefused
 
 class ExitsMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
+
+    if TYPE_CHECKING:  # RepairMixin's
+        @staticmethod
+        def _live_pair(lot: Lot, mine: list[OrderInfo]
+                       ) -> tuple[OrderInfo, OrderInfo] | None: ...
 
     def place_exits(self, lot: Lot, contract: ContractInfo | None = None) -> bool:
         """TP (BUY LMT) and SL (BUY STP) as one OCA group; retried; alert if it fails.
@@ -105,6 +112,8 @@ class ExitsMixin(ExecutorPart):
                 "lot {}: contract {} unknown, cannot place exits", lot.id, lot.con_id
             )
             return False
+        if self._keep_live_pair(lot):
+            return True
         tp_price, sl_price = lot.tp_price, lot.sl_price
         if not tp_price or not sl_price:
             tp_price, sl_price = exit_prices(
@@ -114,6 +123,10 @@ class ExitsMixin(ExecutorPart):
         for attempt in range(1, s.exit_attempts + 1):
             if attempt > 1 and self._lot_closed(lot.id):
                 return True  # closed meanwhile (an exit or a hand close): nothing to protect
+            if not self._wait_ready(s.exit_unknown_wait):
+                # Nothing can be sent: the reconciliation at READY repairs it at once.
+                self._mark_unprotected(lot, "the link to the gateway is down")
+                return False
             serial = int(time.time() * 1000) % 10**10
             tp_ref, sl_ref, oca = exit_refs(lot.id, serial)
             legs = (
@@ -141,9 +154,21 @@ class ExitsMixin(ExecutorPart):
                 for row in rows:
                     self.intents.mark_order(row.order_ref, status="refused", error=str(exc))
                 last_error = f"refused before the broker: {exc}"
+            except NotConnected as exc:  # nothing was sent: tried again once READY
+                for row in rows:
+                    self.intents.mark_order(row.order_ref, status="cancelled", error=str(exc))
+                last_error = f"exits: {exc}"
             except Exception as exc:  # a drop, a restarted Connection, a timeout
                 last_error = f"exits: {exc}"
                 maybe_sent = True
+            if not maybe_sent and len(infos) != len(legs):
+                # Refused before anything was sent (a guard, no connection): no leg
+                # exists; tried again after the backoff.
+                self.log.warning("exits for lot {} attempt {} not sent: {}", lot.id, attempt,
+                                 last_error)
+                if attempt < s.exit_attempts:
+                    time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
+                continue
             if maybe_sent or any(i.status in ("Unknown", "PendingSubmit") for i in infos):
                 self.log.warning("lot {}: exit legs {} / {} unacknowledged: asking the broker",
                                  lot.id, tp_ref, sl_ref)
@@ -195,6 +220,110 @@ class ExitsMixin(ExecutorPart):
                 time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
         self._mark_unprotected(lot, f"{s.exit_attempts} attempts failed: {last_error}")
         return False
+
+    def _wait_ready(self, seconds: float) -> bool:
+        """The link READY within `seconds` (a drop of a second or two is waited out:
+        exits sent into a dead socket only become legs of unknown fate)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            # The Connection's own word, shared (not the book's mailbox: the exits of a
+            # fresh fill must not queue behind the fill's durable writes, bench.exits).
+            link = self.directory.link
+            if link is not None and link.state == LinkState.READY:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def _keep_live_pair(self, lot: Lot) -> bool:
+        """Never two exit pairs for one lot: a lot that ever had exit legs (its intent
+        rows say so) may have a pair live whatever the caller believes (a cancel answered
+        Unknown, a resumed sale, a late fill): asked at the broker first. A live pair is
+        adopted and fitted to what is held (True); lone legs are cancelled (half a pair
+        is no protection) before a new pair goes out (False)."""
+        if not self.intents.exit_orders_of(lot.id):
+            return False  # a lot that never had exits: nothing to look up (no delay)
+        try:
+            mine = [o for o in self.conn.open_orders().get(timeout=self._t())
+                    if o.order_ref.startswith(lot_prefix(lot.id)) and o.is_live]
+        except Exception as exc:
+            self.log.warning("lot {}: live exits not looked up ({}): placing", lot.id, exc)
+            return False
+        pair = self._live_pair(lot, mine)
+        keep = {pair[0].order_id, pair[1].order_id} if pair else set()
+        strays = [o for o in mine if o.order_id not in keep]
+        if strays:
+            self._cancel_legs(strays, "exit leg beside the lot's pair")
+        if pair is None:
+            return False
+        tp, sl = pair
+        if (lot.tp_order_ref, lot.sl_order_ref, lot.state) != (tp.order_ref, sl.order_ref,
+                                                                "open"):
+            self.book.set_exits(lot.id, tp_order_id=tp.order_id, sl_order_id=sl.order_id,
+                                tp_order_ref=tp.order_ref, sl_order_ref=sl.order_ref,
+                                oca_group=tp.oca_group, state="open").get(timeout=self._t())
+        self.log.info("lot {}: its pair {} / {} is live: kept, no second pair", lot.id,
+                      tp.order_ref, sl.order_ref)
+        self.fit_exits(lot.id)
+        return True
+
+    def _end_sale_rest(self, lot: Lot) -> bool:
+        """Cancel what still works of the sale that opened `lot` (a late fill of a sale
+        the entry gave up on); the lot is sized by what it filled. True if one worked."""
+        if not lot.order_ref:
+            return False
+        try:
+            working = [o for o in self.conn.open_orders().get(timeout=self._t())
+                       if o.order_ref == lot.order_ref
+                       and (o.is_live or o.status == "PendingCancel")]
+        except Exception as exc:
+            self.log.warning("lot {}: its sale's rest not looked up: {}", lot.id, exc)
+            return False
+        for o in working:
+            self.log.warning("lot {}: cancelling the rest of its sale {} ({} of {} filled) "
+                             "before its exits", lot.id, o.order_ref, int(o.filled), int(o.qty))
+            try:
+                info = self.conn.cancel_order(o.order_id).get(timeout=self._t())
+            except Exception as exc:
+                self.log.error("cancel of the rest of {} failed: {}", o.order_ref, exc)
+                continue
+            self._record(info)
+            if info.filled > 0:
+                self.book.open_lot_for_sale(info.order_ref, info.avg_fill_price,
+                                            int(info.filled)).get(timeout=self._t())
+        return bool(working)
+
+    def fit_exits(self, lot_id: int) -> bool:
+        """The lot's live exit pair made to cover exactly what is held: both legs'
+        quantity changed in place (same orders, same OCA group; never a second pair).
+        A pair not found whole is left to the repair job. True if it fits now."""
+        lot = self.book.lot(lot_id).get(timeout=self._t())
+        if lot is None or lot.state == "closed" or not lot.tp_order_ref:
+            return False
+        refs = (lot.tp_order_ref, lot.sl_order_ref)
+        try:
+            legs = [o for o in self.conn.open_orders().get(timeout=self._t())
+                    if o.order_ref in refs and o.is_live]
+        except Exception as exc:
+            self.log.warning("lot {}: exits not fitted: {}", lot_id, exc)
+            return False
+        if len(legs) != 2:
+            return False
+        if all(remaining(o.qty, o.filled) == lot.qty for o in legs):
+            return True
+        self.log.warning("lot {}: exits cover {} of {} held: resizing the pair in place",
+                         lot_id, remaining(legs[0].qty, legs[0].filled), lot.qty)
+        ok = True
+        for o in legs:
+            try:
+                info = self.conn.modify_quantity(o.order_id, o.filled + lot.qty).get(
+                    timeout=self._t())
+                self._record(info)
+                ok = ok and not info.is_dead
+            except Exception as exc:
+                self.log.error("resize of {} failed: {}", o.order_ref, exc)
+                ok = False
+        return ok
 
     def _lot_closed(self, lot_id: int) -> bool:
         # The book is asked after the last leg's ack, so a fill that came before that

@@ -96,13 +96,26 @@ class GuardMixin(ExecutorPart):
             raise EntryRefused(
                 f"max contracts per day reached ({sold}/{risk.max_contracts_per_day})"
             )
-        notional = sum(lot.strike * 100 * lot.qty for lot in lots)
+        notional = sum(lot.strike * lot.mult * lot.qty for lot in lots)
         if notional >= risk.max_short_notional:
             raise EntryRefused(f"max short-put notional reached ({notional:.0f})")
         if risk.daily_loss_limit > 0:
             realized = self.book.realized_on_date(trade_date).get(timeout=self._t())
             if realized <= -risk.daily_loss_limit:
                 raise EntryRefused(f"daily loss limit hit ({realized:.2f})")
+
+    def _check_notional(self, contract: ContractInfo) -> None:
+        """risk.max_short_notional counts the sale being judged (its strike x multiplier x
+        quantity) on top of the lots held, as max_contracts_per_day counts its quantity."""
+        cap = self.cfg.risk.max_short_notional
+        qty = self.cfg.strategy.quantity
+        lots = self.book.open_lots().get(timeout=self._t())
+        held = sum(lot.strike * lot.mult * lot.qty for lot in lots)
+        this = contract.strike * (contract.multiplier or 100) * qty
+        if held + this > cap:
+            raise EntryRefused(
+                f"max short-put notional: {held:.0f} held + {this:.0f} for this sale "
+                f"({qty} x {contract.local_symbol}) > {cap:.0f}", alert="risk_limit")
 
     def _check_order_sanity(self, contract: ContractInfo, price: float, spot: float) -> None:
         """The broker-side guard, asked early: refuse before any exit is cancelled."""

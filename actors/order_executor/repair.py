@@ -4,12 +4,14 @@ and make every open lot protected (adopt a live pair, resize, or place it again)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from actors.order_executor.guard import EntryRefused
 from actors.order_executor.part import ExecutorPart
 from trading.fills import remaining
+from trading.freshness import stale_reason
 from trading.model import ContractInfo, LinkState, OrderInfo
 from trading.order_refs import is_sale, lot_prefix, parse_exit, parse_sale, sale_prefix
 from trading.records import Lot
@@ -25,6 +27,7 @@ class RepairMixin(ExecutorPart):
         def _watch(self, contract: ContractInfo) -> None: ...
         def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo: ...
         def _check_trading_allowed(self) -> None: ...
+        def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
         def place_exits(self, lot: Lot,
                         contract: ContractInfo | None = None) -> bool: ...
         def _cancel_legs(self, legs: Iterable[OrderInfo], what: str) -> None: ...
@@ -129,6 +132,58 @@ class RepairMixin(ExecutorPart):
         except Exception as exc:
             self.log.warning("position check skipped: {}", exc)
 
+    def _resolve_earlier_sales(self, trade_date: str, slot: str) -> None:
+        """Before an entry sells: any sale of ours the book still has unresolved (sent,
+        unknown: an entry that gave up on it, another slot's) is settled at the broker
+        first, so two sales never work at once (with `entry_times = []` a retry by hand
+        is a new slot that _earlier_sale does not look at). A working one is cancelled
+        (its entry had given it up); one that filled opens its lot and this entry is
+        refused; one still unanswered makes the entry wait (EntryRefused "wait")."""
+        own = sale_prefix(trade_date, slot)
+        rows = [o for o in self.intents.orders_by_status(
+                    ["intent", "sent", "submitted", "unknown"])
+                if o.role == "sale" and not o.order_ref.startswith(own)]
+        if not rows:
+            return
+        refs = {o.order_ref for o in rows}
+        try:
+            broker = {o.order_ref: o for o in self.conn.open_orders().get(timeout=self._t())
+                      if o.order_ref in refs}
+            sold = {f.order_ref for f in self.conn.executions().get(timeout=self._t())
+                    if f.order_ref in refs}
+        except Exception as exc:
+            raise EntryRefused(f"cannot settle an earlier sale at the broker: {exc}",
+                               "wait") from exc
+        if sold:
+            raise EntryRefused(f"an earlier sale filled ({', '.join(sorted(sold))}): its lot "
+                               "is being opened; no second sale beside it", alert="risk_limit")
+        for row in rows:
+            info = broker.get(row.order_ref)
+            order_id = info.order_id if info is not None else (row.order_id or 0)
+            if info is not None and not (info.is_live or info.status == "PendingCancel"):
+                continue
+            if info is None and row.status == "submitted":
+                continue  # acknowledged once and no longer working: done (reconciliation's)
+            if not order_id:
+                continue  # never reached the gateway under an id: reconciliation's
+            self.log.warning("entry {} {}: cancelling earlier sale {} first (unresolved)",
+                             trade_date, slot, row.order_ref)
+            try:
+                done = self.conn.cancel_order(order_id).get(timeout=self._t())
+            except Exception as exc:
+                if info is None and "not known to this session" in str(exc):
+                    continue  # a previous session's order the broker no longer lists
+                raise EntryRefused(f"earlier sale {row.order_ref} not settled: {exc}",
+                                   "wait") from exc
+            self._record(done)
+            if done.filled > 0:
+                raise EntryRefused(f"earlier sale {row.order_ref} filled "
+                                   f"{int(done.filled)}: no second sale beside it",
+                                   alert="risk_limit")
+            if not done.is_dead:
+                raise EntryRefused(f"earlier sale {row.order_ref} still unanswered "
+                                   f"({done.status})", "wait")
+
     def _release_interrupted_entries(self, live: list[OrderInfo]) -> None:
         """Entries a dead run left 'started' with no sale live: the slot is free again.
 
@@ -210,8 +265,7 @@ class RepairMixin(ExecutorPart):
         contract: ContractInfo | None = None
         try:
             contract = self.book.contract(order.con_id).get(timeout=self._t())
-            quote = self.conn.quotes([contract], 2.0).get(timeout=self._t(3))[0]
-            prices = [quote.bid] if quote.bid else []
+            prices = self._resume_prices(order, contract)
             info = self._walk(order, prices)
         except Exception as exc:
             self.log.error("resuming {} failed: {}; cancelling", order.order_ref, exc)
@@ -244,6 +298,26 @@ class RepairMixin(ExecutorPart):
                 self.book.finish_entry(
                     trade_date, slot, "failed", "interrupted sale did not fill"
                 ).get(timeout=self._t())
+
+    def _resume_prices(self, order: OrderInfo, contract: ContractInfo) -> list[float]:
+        """The bid a leftover sale is re-priced at, under the rules of any sale: a quote
+        within strategy.max_quote_age and the broker's margin check. [] (the sale is
+        then cancelled) when either says no: a silent line keeps old values."""
+        max_age = self.cfg.strategy.max_quote_age
+        quote = self.conn.quotes([contract], 2.0, False, max_age).get(timeout=self._t(3))[0]
+        why = stale_reason(quote, time.time(), max_age, contract.local_symbol)
+        if why or not quote.bid:
+            self.log.warning("sale {} not re-priced: {}", order.order_ref, why or "no bid")
+            return []
+        d = self.directory
+        spy = d.quotes.get(d.spy_con_id) if d.spy_con_id else None
+        spot = (spy.mid or spy.last) if spy is not None else None
+        try:
+            self._check_margin(contract, quote.bid, spot or 0.0)
+        except EntryRefused as exc:
+            self.log.warning("sale {} not re-priced: {}", order.order_ref, exc)
+            return []
+        return [quote.bid]
 
     def _cancel_legs_of_closed_lots(self, live: list[OrderInfo], open_ids: set[int]) -> None:
         """An exit order of ours whose lot is closed protects nothing and could open a

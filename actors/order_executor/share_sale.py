@@ -6,8 +6,10 @@ itself (pending, selling, sold, failed) is the book's, in its key-value table.""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from trading.freshness import stale_reason
 from trading.model import OrderRequest
 from trading.order_refs import share_sale_ref
 from trading.pricing import limit_walk
@@ -23,9 +25,13 @@ def sell_shares(ex: Any, lot_id: int) -> str:
     state, note = "pending", ""
     try:
         contract = ex.conn.qualify_stock(job["symbol"], s.exchange).get(timeout=ex._t())
-        quote = ex.conn.quotes([contract], 2.0).get(timeout=ex._t(3))[0]
+        quote = ex.conn.quotes([contract], 2.0, False, s.max_quote_age).get(
+            timeout=ex._t(3))[0]
+        stale = stale_reason(quote, time.time(), s.max_quote_age, job["symbol"])
         if quote.bid is None or quote.ask is None:
             note = "no quote"
+        elif stale:  # the quote-age rule of every sale: tried again later
+            note = stale
         else:
             action = "SELL" if job["qty"] > 0 else "BUY"
             qty = abs(int(job["qty"]))

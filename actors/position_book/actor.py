@@ -55,6 +55,7 @@ class PositionBook(
         self._check_again = False  # a position changed while it was
         self._gone_since: dict[int, float] = {}
         self._shares_changed: tuple[Any, float] | None = None
+        self._stale_close_logged: set[str] = set()  # expiries not judged on a stale quote
         self._views_cache: views.SnapshotCache | None = None
         self._warnings = schedule_warnings(self.cfg)  # the config does not change while running
 

@@ -24,6 +24,13 @@ class AssignmentMixin(BookState):
         def _split(self, lot: Lot, qty: int) -> int | None: ...
         def _commissions(self, lot_id: int) -> float: ...
         def _closed(self, lot: Lot, piece_id: int) -> None: ...
+        def _close_announced(
+            self, lot_id: int, price: float | None, when: float, reason: str,
+            realized: float | None, kind: str, message: str, severity: str,
+            details: dict[str, Any],
+        ) -> bool: ...
+        def _spot(self) -> float | None: ...
+        def _check_daily_loss(self) -> None: ...
 
     def _stock(self, positions: list[Any]) -> rules.Shares:
         qty = cost = 0.0
@@ -49,6 +56,10 @@ class AssignmentMixin(BookState):
             return set()
         before = rules.Shares(*seen)
         if before == after:
+            self._shares_changed = None
+            return set()
+        if not missing and self._late_assignment(before, after):
+            self.db.set_kv(key, [after.qty, after.avg_cost])
             self._shares_changed = None
             return set()
         if not missing:
@@ -83,6 +94,45 @@ class AssignmentMixin(BookState):
                 return {cid}
         return set()
 
+    def _late_assignment(self, before: rules.Shares, after: rules.Shares) -> bool:
+        """Shares that arrive after their option was gone long enough to be taken for a
+        hand close (IB books the legs apart, sometimes seconds apart), or after it was
+        called expired worthless (exercised after the close, assigned overnight): a lot
+        closed `closed_outside` with no outside execution (estimated), or `expired`, in
+        the last four days that these shares explain was assigned. Its close is
+        corrected and announced."""
+        # By the engine's clock (an expiry is closed on it); a weekend for an expiry
+        # called worthless on Friday and assigned overnight.
+        horizon = self._now_ts() - 4 * 86400
+        candidates = [
+            lot for lot in self.db.lots(["closed"])
+            if ((lot.close_reason == "closed_outside" and lot.pnl_estimated)
+                or lot.close_reason == "expired")
+            and lot.strike and (lot.exit_time or 0) >= horizon
+        ]
+        for lot in sorted(candidates, key=lambda x: x.exit_time or 0, reverse=True):
+            sign = 1 if lot.put_call == "P" else -1
+            if not rules.shares_explained(
+                    [(float(sign * lot.mult * lot.qty), float(lot.strike))], before, after):
+                continue
+            spot = self._spot()
+            value = rules.intrinsic(lot.put_call, lot.strike, spot) if spot else None
+            realized = (rules.assigned_pnl(lot.entry_price, value, lot.qty, lot.mult,
+                                           self._commissions(lot.id))
+                        if value is not None else None)
+            if not self.db.reclose_lot(lot.id, value, "assigned", realized, True,
+                                       str(lot.close_reason)):
+                continue
+            # The share count this alert states is the one that explained it.
+            self.db.set_kv(f"shares_seen:{self.cfg.strategy.symbol}",
+                           [after.qty, after.avg_cost])
+            self._announce_assigned(lot, lot.id, lot.qty, value, realized,
+                                    " (its shares arrived after the option was gone: first "
+                                    f"taken as {lot.close_reason}, corrected)")
+            self._check_daily_loss()
+            return True
+        return False
+
     def _close_assigned(
         self, lot: Lot, qty: int, spot: float | None, estimated: bool
     ) -> bool:
@@ -96,10 +146,34 @@ class AssignmentMixin(BookState):
                                self._commissions(piece_id))
             if value is not None else None
         )
-        if not self.db.close_lot(piece_id, value, self._now_ts(), "assigned", realized):
+        msg, details, queue = self._assigned_alert(lot, piece_id, qty, value, realized, "")
+        # The close and its alert in one transaction (a crash cannot lose the alert).
+        if not self._close_announced(piece_id, value, self._now_ts(), "assigned", realized,
+                                     "assigned", msg, "warning", details):
             return False
         if estimated or value is None:
             self.db.mark_pnl_estimated(piece_id)
+        if queue:
+            self._queue_share_sale(piece_id, self.cfg.strategy.symbol, queue)
+        self.log.warning(msg)
+        self._closed(lot, piece_id)
+        return True
+
+    def _announce_assigned(self, lot: Lot, piece_id: int, qty: int, value: float | None,
+                           realized: float | None, note: str) -> None:
+        msg, details, queue = self._assigned_alert(lot, piece_id, qty, value, realized, note)
+        if queue:
+            self._queue_share_sale(piece_id, self.cfg.strategy.symbol, queue)
+        self.log.warning(msg)
+        self.alerts.raise_alert("assigned", msg, severity="warning", details=details)
+
+    def _assigned_alert(
+        self, lot: Lot, piece_id: int, qty: int, value: float | None,
+        realized: float | None, note: str,
+    ) -> tuple[str, dict[str, Any], int]:
+        """The `assigned` alert's text and details, and the shares to queue for sale
+        (strategy.on_assignment = "close_shares"; 0 = none)."""
+        mult = lot.mult
         symbol = self.cfg.strategy.symbol
         shares = int(mult * qty)
         held = self.db.get_kv(f"shares_seen:{symbol}") or [0, 0]
@@ -108,34 +182,33 @@ class AssignmentMixin(BookState):
             f"lot {lot.id} {lot.local_symbol} x{qty} assigned: {shares} {symbol} shares "
             f"{'bought' if lot.put_call == 'P' else 'sold'} at {lot.strike}, "
             f"{int(held[0])} {symbol} shares now held; option P&L {pnl} (intrinsic "
-            f"{value if value is not None else '?'}); its exits are cancelled"
+            f"{value if value is not None else '?'}); its exits are cancelled{note}"
         )
+        queue = 0
         if self.cfg.strategy.on_assignment == "close_shares":
-            at = self._queue_share_sale(
-                piece_id, symbol, shares if lot.put_call == "P" else -shares)
+            queue = shares if lot.put_call == "P" else -shares
+            at = self._share_sale_open()
             msg += f"; the shares will be sold at the open {at:%Y-%m-%d %H:%M} ET"
         else:
             msg += " (strategy.on_assignment = alert: the shares are left to the operator)"
-        self.log.warning(msg)
-        self.alerts.raise_alert(
-            "assigned", msg, severity="warning",
-            details={"lot_id": lot.id, "closed_lot_id": piece_id, "qty": qty,
-                     "shares": shares, "shares_held": held[0], "strike": lot.strike,
-                     "symbol": symbol},
-        )
-        self._closed(lot, piece_id)
-        return True
+        details = {"lot_id": lot.id, "closed_lot_id": piece_id, "qty": qty,
+                   "shares": shares, "shares_held": held[0], "strike": lot.strike,
+                   "symbol": symbol}
+        return msg, details, queue
 
     # ---- strategy.on_assignment = "close_shares" -----------------------------------------
 
-    def _queue_share_sale(self, lot_id: int, symbol: str, qty: int) -> datetime:
+    def _share_sale_open(self) -> datetime:
+        """The open a share sale queued now waits for (today's if still to come)."""
         now = self.clock.now().astimezone(ET)
         cal = self.calendar
         today = now.date()
         if cal.is_session(today) and now < cal.session_open_close(today)[0]:
-            at = cal.session_open_close(today)[0]
-        else:
-            at = _next_open(today, cal)
+            return cal.session_open_close(today)[0]
+        return _next_open(today, cal)
+
+    def _queue_share_sale(self, lot_id: int, symbol: str, qty: int) -> datetime:
+        at = self._share_sale_open()
         self.db.set_kv(f"share_sale:{lot_id}", {
             "lot_id": lot_id, "symbol": symbol, "qty": qty, "not_before": at.timestamp(),
             "state": "pending", "attempts": 1, "note": ""})

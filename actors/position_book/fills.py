@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from actors.messages import ProtectLot
+from actors.messages import FitExits, ProtectLot
 from actors.position_book.base import BookState
 from trading import pnl as pnl_math
 from trading.fills import exit_slice, vwap
@@ -36,6 +36,11 @@ class FillsMixin(BookState):
         def _today(self) -> str: ...
         def _shares_sold(self, side: str, qty: float) -> None: ...
         def _check_daily_loss(self) -> None: ...
+        def _close_announced(
+            self, lot_id: int, price: float | None, when: float, reason: str,
+            realized: float | None, kind: str, message: str, severity: str,
+            details: dict[str, Any],
+        ) -> bool: ...
 
     def apply_fill(self, fill: FillInfo) -> int | None:
         """Store the fill once; a sale fill opens its lot, an exit fill closes its lot."""
@@ -105,6 +110,9 @@ class FillsMixin(BookState):
                                  info.min_tick if info else 0.01)
         self.db.resize_sale_lot(lot_id, got, price, tp, sl)
         self.log.info("lot {} is {} contracts at {} (sale slices)", lot_id, got, price)
+        if lot.tp_order_ref and got != lot.qty:
+            # Its exits were placed for fewer: they grow with it now, not at the repair tick.
+            self.directory.tell("order_executor", FitExits(lot_id))
 
     def _store_outside_fill(self, fill: FillInfo) -> None:
         """An execution of an order that is not ours (entered in TWS or the app): kept
@@ -215,16 +223,13 @@ class FillsMixin(BookState):
             multiplier=lot.mult,
         )
         reason = "take_profit" if role == "tp" else "stop_loss"
-        if self.db.close_lot(lot_id, fill.price, fill.time, reason, realized):
+        if self._close_announced(
+            lot_id, fill.price, fill.time, reason, realized, "lot_closed",
+            f"lot {lot_id} {lot.local_symbol} closed by {reason} at {fill.price}: "
+            f"realized P&L {realized:+.2f}", "info", {"lot_id": lot_id, "reason": reason},
+        ):
             self.log.info(
                 "lot {} closed by {} @ {}: realized {}", lot_id, reason, fill.price, realized
-            )
-            self.alerts.raise_alert(
-                "lot_closed",
-                f"lot {lot_id} {lot.local_symbol} closed by {reason} at {fill.price}: "
-                f"realized P&L {realized:+.2f}",
-                severity="info",
-                details={"lot_id": lot_id, "reason": reason},
             )
             self._unwatch(lot.con_id)
             self._check_daily_loss()

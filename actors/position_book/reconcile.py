@@ -40,7 +40,9 @@ class ReconcileMixin(BookState):
         def apply_fill(self, fill: FillInfo) -> int | None: ...
         def apply_order(self, info: OrderInfo) -> None: ...
         def set_kv(self, key: str, value: Any) -> None: ...
-        def _apply_completed(self, completed: list[OrderInfo]) -> set[str]: ...
+        def _apply_completed(
+            self, completed: list[OrderInfo], positions: list[Any] | None = None
+        ) -> set[str]: ...
         def _match_positions(
             self, positions: list[Any], exits_known: bool = False
         ) -> tuple[int, int]: ...
@@ -48,10 +50,21 @@ class ReconcileMixin(BookState):
     def _on_position(self, pos: PositionInfo) -> None:
         """A position update no fill of ours explains: check the broker at once."""
         c = pos.contract
-        if c.sec_type != "OPT" or c.symbol != self.cfg.strategy.symbol:
+        if c.symbol != self.cfg.strategy.symbol or c.sec_type not in ("OPT", "STK"):
             return
         if self.link.state != LinkState.READY:
             return  # the reconciliation at READY covers it
+        if c.sec_type == "STK":
+            # Shares of the underlying moved: an assignment's shares may come after its
+            # option leg (whenever they arrive, they are matched: _late_assignment).
+            seen = self.db.get_kv(f"shares_seen:{c.symbol}")
+            if seen is not None and float(seen[0]) == float(pos.qty):
+                return
+            if self._checking:
+                self._check_again = True
+                return
+            self._fetch_for_reconcile(1, full=False)
+            return
         book_qty = sum(lot.qty for lot in self.db.open_lots() if lot.con_id == c.con_id)
         if -int(pos.qty) == book_qty:
             return
@@ -126,13 +139,17 @@ class ReconcileMixin(BookState):
         timeout = self.cfg.gateway.request_timeout + 2
         counts = {"fills": 0, "orders": 0, "closed": 0, "imported": 0}
         try:
+            # Positions first, as the fetch asks them: a fill that moved them is then
+            # among the executions (an exit filling in between is never taken for a
+            # position gone unseen, closed at a guessed price).
+            positions = proxy.positions().get(timeout=timeout)
             fills: list[FillInfo] = proxy.executions().get(timeout=timeout)
             open_orders: list[OrderInfo] = proxy.open_orders().get(timeout=timeout)
-            positions = proxy.positions().get(timeout=timeout)
+            completed: list[OrderInfo] = proxy.completed_orders().get(timeout=timeout)
         except Exception as exc:
             self.log.warning("reconciliation skipped: {}", exc)
             return counts
-        return self._apply_snapshot(fills, open_orders, positions)
+        return self._apply_snapshot(fills, open_orders, positions, completed)
 
     def _apply_snapshot(
         self, fills: list[FillInfo], open_orders: list[OrderInfo], positions: list[Any],
@@ -143,7 +160,7 @@ class ReconcileMixin(BookState):
             before = self.db.fill_count()
             self.apply_fill(fill)
             counts["fills"] += self.db.fill_count() - before
-        done_refs = self._apply_completed(completed or [])
+        done_refs = self._apply_completed(completed or [], positions)
         live_refs = set()
         for info in open_orders:
             if not is_ours(info.order_ref):

@@ -119,6 +119,9 @@ class Checks(Harness):
                 self.report.violate(end, f"lots {[lot['id'] for lot in lots]} realized "
                                          f"{realized:.2f} but their fills say {expected}")
         self.report.lots["open"] = len(self.open_lots())
+        # Lots of our sales (pieces included; not imported ones): what the soak traded.
+        self.report.contracts_sold = int(sum(lot["qty"] for lot in self.rows(
+            "SELECT qty FROM lots WHERE order_ref != '' AND imported = 0")))
         # Alerts: all delivered, each once, in order.
         self.report.checks["alerts_delivered"] += 1
         delivered = self.wait(lambda: not self.rows(

@@ -66,7 +66,10 @@ class Harness:
                          "probe_interval": 1.0},
             "alerts": {"retry_initial": 0.1, "retry_max": 0.5, "coalesce_window": 2.0},
             "zmq": {"command_max_age": 30.0},
-        }, env={"IBSIM_IB_SCHEDULE": "1"})  # IB's daily reset and Sunday re-auth, on our clock
+        }, env={"IBSIM_IB_SCHEDULE": "1",  # IB's daily reset and Sunday re-auth, on our clock
+                # The margin check (risk.max_margin_use) scales with the quantity: an
+                # account sized for it, else most entries at quantity 3 are skipped.
+                "IBSIM_CASH": str(100_000 * max(1, quantity))})
         self.sampler = Sampler(self.broker, lambda: self.rows("SELECT * FROM fills"),
                                lambda: self.link_state() == "READY", quantity, NAKED_LIMIT,
                                lambda what: self.report.violate(self.day, what))

@@ -37,7 +37,7 @@ FAULT_KINDS = (
     "sink_down",
     "outage_2110",  # IB's other loss code (issue 13): restored by 1101/1102
     "farm_break",  # a data farm breaks (2103/2105/2157) and comes back
-    "early_assignment",  # issue 16: the lot closes `assigned`, its exits are cancelled
+    "early_assignment",  # issue 16: the lot closes `assigned` (issue 32: shares late too)
     "partial_fills",  # issue 14: orders of quantity >= 2 fill in slices
     "stall",  # issue 14: the gateway acts but answers late (past the ack timeout)
     "fill_on_cancel",  # issue 14: a cancel or modify crosses a fill

@@ -26,6 +26,7 @@ class Report:
     crash_alerts: int = 0
     seconds: float = 0.0
     quantity: int = 1
+    contracts_sold: int = 0  # by the engine's sales (lots of ours), however they closed
     samples: int = 0
     worst_naked: float = 0.0  # while the engine could act
     worst_naked_wall: float = 0.0  # counting outages, logouts and kills too
@@ -54,6 +55,7 @@ class Report:
             + "  ".join(f"{k}={v}" for k, v in sorted(self.checks.items())),
             "entries: " + "  ".join(f"{k}={v}" for k, v in sorted(self.entries.items())),
             "lots: " + "  ".join(f"{k}={v}" for k, v in sorted(self.lots.items())),
+            f"contracts sold: {self.contracts_sold} (quantity {self.quantity})",
             f"alerts delivered: {self.alerts_delivered} (+{self.crash_alerts} process_crashed"
             " from the supervisord listener)",
             "alert kinds: " + "  ".join(f"{k}={v}" for k, v in sorted(self.alert_kinds.items())),
@@ -78,6 +80,7 @@ class Report:
             "waiting": self.waiting, "skipped": dict(self.skipped),
             "alerts_delivered": self.alerts_delivered, "alert_kinds": dict(self.alert_kinds),
             "seconds": round(self.seconds, 1), "quantity": self.quantity,
+            "contracts_sold": self.contracts_sold,
             "samples": self.samples, "worst_naked": round(self.worst_naked, 1),
             "worst_naked_wall": round(self.worst_naked_wall, 1),
         }, sort_keys=True)
