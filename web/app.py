@@ -98,6 +98,8 @@ def _error(status: int, code: str, message: str) -> ResponseReturnValue:
 
 def create_app(cfg: Config, client: EngineClient | None = None) -> Flask:
     app = Flask(__name__)
+    # A doubled slash is no route: Werkzeug would answer an HTML 308 redirect on /api/.
+    app.url_map.merge_slashes = False
     app.secret_key = os.environ.get(SECRET_ENV) or secrets.token_hex(32)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
     engine = client or EngineClient(cfg.zmq, curve_keys_dir(cfg))

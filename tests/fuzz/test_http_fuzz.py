@@ -61,6 +61,9 @@ def test_random_requests_get_clean_answers_and_change_nothing(
              as_json=False)
     @example(method="GET", path="/api/pause", body=None, hdrs={}, logged_in=True,
              as_json=False)
+    # Found by the fuzzer: Werkzeug merged the slashes and answered an HTML redirect.
+    @example(method="GET", path="/api//0", body=None, hdrs={}, logged_in=False,
+             as_json=False)
     def one(method: str, path: str, body: Any, hdrs: dict[str, str], logged_in: bool,
             as_json: bool) -> None:
         client = app.test_client()
