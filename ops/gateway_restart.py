@@ -101,7 +101,7 @@ def restart_via_supervisor(url: str, program: str, timeout: float = 30.0) -> str
             return f"supervisord is already starting {name} ({state}): nothing sent"
     except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError) as exc:
         raise GatewayRestartError(f"supervisord restart of {program} failed: {exc}") from exc
-    return done + _watch(url, program, old_pid, timeout)
+    return done + _watch(url, program, old_pid, min(timeout, 10.0))
 
 
 def _watch(url: str, program: str, old_pid: int, timeout: float) -> str:

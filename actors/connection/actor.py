@@ -181,6 +181,14 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                 with contextlib.suppress(Exception):
                     ib.disconnect()
                 reason = f"connect failed: {type(exc).__name__}: {exc}".rstrip(": ")
+                if not self._stopping:
+                    # Nothing listens on the API port: the Watchdog's own cause once it
+                    # lasts (a stopped gateway is not one waiting for a login).
+                    if isinstance(exc, ConnectionRefusedError):
+                        if not self.directory.gateway_refused_since:
+                            self.directory.gateway_refused_since = time.time()
+                    else:
+                        self.directory.gateway_refused_since = 0.0
                 if self._id_refused:
                     # Usually the gateway has not yet noticed our previous (dead) socket:
                     # retried with the same backoff; the Watchdog alerts from the 2nd try.
@@ -194,6 +202,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                 continue
             self._id_in_use = 0
             self.directory.client_id_refusals = 0
+            self.directory.gateway_refused_since = 0.0
             ib.reqMarketDataType(gw.market_data_type)
             retry.reset()
             self._connected = True
