@@ -77,12 +77,15 @@ class Watchdog(SupervisedActor):
         self.wait_reports = 0
         self.next_wait_report = 0.0
         self.budget_alerted = ""
-        self.stopped_alerted = ""
         # The gateway program's state as last read (None: the method cannot tell), and
         # since when (monotonic) it has been seen not running.
         self.gateway_seen: str | None = None
         self.not_running_since: float | None = None
         self.next_gateway_check = 0.0
+        # A gateway restart asked for and not yet reported (saved before the call): an
+        # engine killed during it finds this set when it starts again, and says so.
+        self.restart_pending = False
+        self.interrupted_restart = False
         self.weekly_noted = ""
         self.escalated_at: float | None = None
         # When this Watchdog last asked for a gateway restart (epoch s): a READY the
@@ -123,6 +126,7 @@ class Watchdog(SupervisedActor):
             self.next_wait_report = float(saved.get("next_report_at") or 0.0)
         except (TypeError, ValueError):
             self.login_wait_since, self.wait_reports = time.time(), int(self.login_alerted)
+        self.interrupted_restart = bool(saved.get("restart_pending", False))
         if self.link.state == LinkState.READY:
             # READY already (published before we subscribed): the login came.
             self._login_seen()
@@ -156,7 +160,8 @@ class Watchdog(SupervisedActor):
         state = {"day": self.gateway_day, "restarts": self.gateway_restarts,
                  "awaiting_login": self.awaiting_login, "login_alerted": self.login_alerted,
                  "wait_since": self.login_wait_since, "wait_reports": self.wait_reports,
-                 "next_report_at": self.next_wait_report}
+                 "next_report_at": self.next_wait_report,
+                 "restart_pending": self.restart_pending}
         try:
             self.directory.proxy("position_book").set_kv(ESCALATION_KEY, state).get(timeout=5)
         except Exception as exc:
@@ -263,6 +268,9 @@ class Watchdog(SupervisedActor):
     # ---- periodic checks ---------------------------------------------------------------
 
     def _tick(self) -> None:
+        if self.interrupted_restart:
+            self.interrupted_restart = False
+            self._finish_interrupted_restart()
         current = self.directory.link
         if (
             current is not None
@@ -338,14 +346,46 @@ class Watchdog(SupervisedActor):
             return
         self._start_stopped_gateway(state)
 
+    def _finish_interrupted_restart(self) -> None:
+        """The engine before this one was stopped (kill -9, a crash) during a gateway
+        restart it asked for: say what became of it, in one alert; a gateway left not
+        running is started (the restart already counted in the day's budget)."""
+        from ops.gateway_restart import NOT_RUNNING, GatewayRestartError, gateway_state
+
+        method, program = self.cfg.watchdog.gateway_restart, self.cfg.gateway.program
+        ago = time.time() - self.login_wait_since
+        try:
+            state = gateway_state(method, self.cfg, timeout=5.0)
+        except GatewayRestartError as exc:
+            state = f"unknown ({exc})"
+        self.gateway_seen = state
+        self.next_gateway_check = time.monotonic() + GATEWAY_CHECK_SECONDS
+        if state in NOT_RUNNING:
+            self.restart_gateway(
+                "watchdog", why=f"the engine was stopped during the gateway restart it began "
+                f"{ago:.0f}s ago and the gateway program {program} was left {state}: "
+                f"starting it")
+            return
+        self.restart_pending = False
+        self._save_escalation()
+        seen = f"the gateway program {program} is {state}" if state else \
+            f"the '{method}' method shows no state; the link will tell"
+        self.log.warning("a gateway restart was interrupted by the engine's stop: {}", seen)
+        self.alerts.raise_alert(
+            "gateway_restart",
+            f"the engine was stopped during the gateway restart it began {ago:.0f}s ago: "
+            f"{seen} (the restart is one call its keeper completes alone)",
+            severity="warning",
+        )
+
     def _start_stopped_gateway(self, state: str) -> None:
         w, program = self.cfg.watchdog, self.cfg.gateway.program
         day = self.clock.now().astimezone(ET).date().isoformat()
         if day != self.gateway_day:
             self.gateway_day, self.gateway_restarts = day, 0
         if self.gateway_restarts >= w.max_gateway_restarts:
-            if self.stopped_alerted != day:
-                self.stopped_alerted = day
+            if self.budget_alerted != day:  # one "budget spent" a day, whatever the cause
+                self.budget_alerted = day
                 self.log.error("gateway program {} is {}; restart budget spent", program, state)
                 self.alerts.raise_alert(
                     "gateway_restart",
@@ -536,6 +576,8 @@ class Watchdog(SupervisedActor):
             why = (f"link down for {down_for:.0f}s" if down_for is not None
                    else f"requested by {by}")
         self.gateway_restart_at = time.time()  # a READY older than this predates the restart
+        self.restart_pending = True
+        self._save_escalation()
         try:
             message = restart_gateway(method, self.cfg)
             ok = method != "none"
@@ -547,6 +589,8 @@ class Watchdog(SupervisedActor):
             f"gateway restart via {method} ({why}): {message}",
             severity="warning" if ok else "error",
         )
+        self.restart_pending = False
+        self._save_escalation()
         if by != "watchdog":
             # The operator's login: escalation may try again if this one does not help.
             self.awaiting_login = self.login_alerted = False
