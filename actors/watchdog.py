@@ -224,7 +224,13 @@ class Watchdog(SupervisedActor):
             self.alerts.raise_alert(
                 "link_down",
                 f"client id {self.cfg.gateway.client_id} in use at the gateway (326), "
-                f"{tries} tries so far; retrying with backoff",
+                f"{tries} tries so far; retrying with backoff. Likely cause: our own old "
+                f"socket the gateway has not yet noticed is gone (clears by itself within "
+                f"a minute or so), or another program connected with the same client id. "
+                f"What to do: if it persists, find the API client holding id "
+                f"{self.cfg.gateway.client_id} in the gateway's API connections and close "
+                f"it, or restart the gateway (dashboard login button); never give two "
+                f"programs the same gateway.client_id",
                 severity="error",
             )
 
