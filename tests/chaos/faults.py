@@ -118,6 +118,7 @@ class Faults(Harness):
         except ValueError:
             self.report.skipped["kill"] += 1  # between a kill and supervisord's restart
             return
+        self.kill_times.append(time.time())
         os.kill(pid, signal.SIGKILL)
         self.report.kills += 1
         self.check_integrity(f"after kill {self.report.kills}")

@@ -57,6 +57,7 @@ class Harness:
         self.endings: list[tuple[float, str, Callable[[], None]]] = []
         self.assigned_at = -1e9  # when the last early assignment was posted (monotonic)
         self.missed_days: list[str] = []
+        self.kill_times: list[float] = []  # wall time of each kill -9 of the engine
         self.sink = WebhookSink()
         self.sink_port = self.sink.port
         self.logins_answered = 0  # login_required alerts the operator has acted on

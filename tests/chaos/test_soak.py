@@ -105,3 +105,20 @@ def test_a_day_past_its_budget_is_a_violation_with_what_replays_it(tmp_path: Pat
         assert "replay: make soak SEED=90417" in soak.report.text()
     finally:
         soak.sink.stop()
+
+
+def test_an_alert_sent_again_only_after_a_kill_hit_its_delivery_is_no_violation(
+    tmp_path: Path,
+) -> None:
+    """kill -9 between the sink's receipt and the engine's mark sends the alert again
+    (same id): counted apart; a repeat with no kill between the copies stays a violation."""
+    soak = Soak(1, 1, tmp_path, log=lambda line: None)
+    try:
+        now = time.time()
+        for alert_id, at in ((7, now), (7, now + 3.0), (8, now + 4.0), (8, now + 5.0)):
+            soak.sink.requests.append({"json": {"id": alert_id}, "time": at})
+        soak.kill_times = [now + 0.01]
+        assert soak.redelivered_after_kill(7)
+        assert not soak.redelivered_after_kill(8)  # no kill between its two copies
+    finally:
+        soak.sink.stop()
