@@ -39,6 +39,9 @@ class ActorDirectory:
         self.last_message_at: float = 0.0
         # Connects refused in a row with 326 (client id in use); set by Connection.
         self.client_id_refusals: int = 0
+        # Since when (epoch s) every connect has been refused at the TCP level (nothing
+        # listens on the API port), 0.0 while connects reach the gateway; set by Connection.
+        self.gateway_refused_since: float = 0.0
         # The latest quote per con_id, written by MarketData only; readers (the book's
         # dashboard views) take them without queueing behind MarketData's mailbox.
         self.quotes: dict[int, Any] = {}

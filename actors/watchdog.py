@@ -34,6 +34,14 @@ WEEKLY_REAUTH = "weekly re-authentication"
 # supervisord) must not restart the gateway once more while a login is awaited, nor spend
 # the day's restarts anew.
 ESCALATION_KEY = "watchdog_escalation"
+# How often the gateway program's state is read (supervisord) while the link is down.
+GATEWAY_CHECK_SECONDS = 2.0
+# A program seen EXITED or FATAL this long is not one supervisord is restarting itself
+# (autorestart acts within its next loop, about a second); STOPPED is acted on at once.
+NOT_RUNNING_GRACE = 2.5
+# The wait for a login is reported at escalate_after, then at doubling intervals up to
+# this (or escalate_after when that is longer): an end to silence, not a 2FA loop.
+WAIT_REPORT_MAX = 3600.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,20 @@ class Watchdog(SupervisedActor):
         self.gateway_restarts = 0
         self.awaiting_login = False
         self.login_alerted = False
+        # The wait after a gateway restart (epoch s): since when, reports made, next one.
+        self.login_wait_since = 0.0
+        self.wait_reports = 0
+        self.next_wait_report = 0.0
         self.budget_alerted = ""
+        # The gateway program's state as last read (None: the method cannot tell), and
+        # since when (monotonic) it has been seen not running.
+        self.gateway_seen: str | None = None
+        self.not_running_since: float | None = None
+        self.next_gateway_check = 0.0
+        # A gateway restart asked for and not yet reported (saved before the call): an
+        # engine killed during it finds this set when it starts again, and says so.
+        self.restart_pending = False
+        self.interrupted_restart = False
         self.weekly_noted = ""
         self.escalated_at: float | None = None
         # When this Watchdog last asked for a gateway restart (epoch s): a READY the
@@ -99,24 +120,48 @@ class Watchdog(SupervisedActor):
         self.gateway_day, self.gateway_restarts = day, restarts
         self.awaiting_login = bool(saved.get("awaiting_login", False))
         self.login_alerted = bool(saved.get("login_alerted", False))
+        try:
+            self.login_wait_since = float(saved.get("wait_since") or time.time())
+            self.wait_reports = int(saved.get("wait_reports") or int(self.login_alerted))
+            self.next_wait_report = float(saved.get("next_report_at") or 0.0)
+        except (TypeError, ValueError):
+            self.login_wait_since, self.wait_reports = time.time(), int(self.login_alerted)
+        self.interrupted_restart = bool(saved.get("restart_pending", False))
         if self.link.state == LinkState.READY:
             # READY already (published before we subscribed): the login came.
             self._login_seen()
         elif self.awaiting_login:
-            # Counted from now: a fresh escalate_after before the login_required alert.
+            # Counted from now: a fresh escalate_after before the next escalation. The
+            # gateway's state is read at the first tick: a restart cut short (the old
+            # two-step one, or an operator's stop) may have left it stopped (issue 33).
             self.escalated_at = time.monotonic()
-            self.log.warning("a gateway restart is still awaiting a login (2FA): no other "
-                             "restart until the link is READY or an operator asks")
+            self.next_gateway_check = 0.0
+            self.next_wait_report = max(self.next_wait_report,
+                                        time.time() + self.cfg.watchdog.escalate_after)
+            self.log.warning("a gateway restart is still awaiting a login (2FA) since {:.0f}s "
+                             "ago: no other restart until the link is READY or an operator "
+                             "asks (unless the gateway is found stopped)",
+                             time.time() - self.login_wait_since)
 
     def _login_seen(self) -> None:
         """The link is READY after any gateway restart we asked for: no login awaited."""
         if self.awaiting_login or self.login_alerted:
             self.awaiting_login = self.login_alerted = False
+            self.wait_reports = 0
             self._save_escalation()
+
+    def _begin_wait(self) -> None:
+        """A gateway restart was asked for: from now a login may be awaited."""
+        self.awaiting_login, self.login_alerted = True, False
+        self.login_wait_since, self.wait_reports = time.time(), 0
+        self.next_wait_report = time.time() + self.cfg.watchdog.escalate_after
 
     def _save_escalation(self) -> None:
         state = {"day": self.gateway_day, "restarts": self.gateway_restarts,
-                 "awaiting_login": self.awaiting_login, "login_alerted": self.login_alerted}
+                 "awaiting_login": self.awaiting_login, "login_alerted": self.login_alerted,
+                 "wait_since": self.login_wait_since, "wait_reports": self.wait_reports,
+                 "next_report_at": self.next_wait_report,
+                 "restart_pending": self.restart_pending}
         try:
             self.directory.proxy("position_book").set_kv(ESCALATION_KEY, state).get(timeout=5)
         except Exception as exc:
@@ -179,7 +224,13 @@ class Watchdog(SupervisedActor):
             self.alerts.raise_alert(
                 "link_down",
                 f"client id {self.cfg.gateway.client_id} in use at the gateway (326), "
-                f"{tries} tries so far; retrying with backoff",
+                f"{tries} tries so far; retrying with backoff. Likely cause: our own old "
+                f"socket the gateway has not yet noticed is gone (clears by itself within "
+                f"a minute or so), or another program connected with the same client id. "
+                f"What to do: if it persists, find the API client holding id "
+                f"{self.cfg.gateway.client_id} in the gateway's API connections and close "
+                f"it, or restart the gateway (dashboard login button); never give two "
+                f"programs the same gateway.client_id",
                 severity="error",
             )
 
@@ -223,6 +274,9 @@ class Watchdog(SupervisedActor):
     # ---- periodic checks ---------------------------------------------------------------
 
     def _tick(self) -> None:
+        if self.interrupted_restart:
+            self.interrupted_restart = False
+            self._finish_interrupted_restart()
         current = self.directory.link
         if (
             current is not None
@@ -254,11 +308,161 @@ class Watchdog(SupervisedActor):
         socket_up = self.link.state == LinkState.CONNECTED
         if socket_up and now >= self.next_restart_at:
             self._restart_connection(f"link not READY: {self.link.reason}")
-        if now - self.down_since >= w.escalate_after and (
+        if now >= self.next_gateway_check:
+            self.next_gateway_check = now + GATEWAY_CHECK_SECONDS
+            self._check_gateway(now)
+        if self.awaiting_login:
+            # No other restart while a login is awaited; the wait is reported, spaced.
+            if time.time() >= self.next_wait_report:
+                self._report_wait()
+        elif now - self.down_since >= w.escalate_after and (
             self.escalated_at is None or now - self.escalated_at >= w.escalate_after
         ):
             self.escalated_at = now
             self._escalate(now - self.down_since)
+
+    # ---- the gateway program's state ------------------------------------------------------
+
+    def _refused_for(self) -> float:
+        """How long every connect has been refused at the TCP level (0: not refused)."""
+        since = self.directory.gateway_refused_since
+        return time.time() - since if since else 0.0
+
+    def _check_gateway(self, now: float) -> None:
+        """Read the gateway program's state (supervisord); one not running is started
+        (within the day's budget) rather than waited on for a login."""
+        from ops.gateway_restart import NOT_RUNNING, GatewayRestartError, gateway_state
+
+        try:
+            state = gateway_state(self.cfg.watchdog.gateway_restart, self.cfg, timeout=5.0)
+        except GatewayRestartError as exc:
+            if self.gateway_seen != "unknown":
+                self.log.warning("gateway state unreadable: {}", exc)
+            self.gateway_seen = "unknown"
+            return
+        self.gateway_seen = state
+        if state not in NOT_RUNNING:
+            self.not_running_since = None
+            return
+        if self.not_running_since is None:
+            self.not_running_since = now
+        if state != "STOPPED" and now - self.not_running_since < NOT_RUNNING_GRACE:
+            return  # EXITED after our signal: supervisord is starting it itself
+        if time.time() - self.gateway_restart_at < NOT_RUNNING_GRACE:
+            return
+        self._start_stopped_gateway(state)
+
+    def _finish_interrupted_restart(self) -> None:
+        """The engine before this one was stopped (kill -9, a crash) during a gateway
+        restart it asked for: say what became of it, in one alert; a gateway left not
+        running is started (the restart already counted in the day's budget)."""
+        from ops.gateway_restart import NOT_RUNNING, GatewayRestartError, gateway_state
+
+        method, program = self.cfg.watchdog.gateway_restart, self.cfg.gateway.program
+        ago = time.time() - self.login_wait_since
+        try:
+            state = gateway_state(method, self.cfg, timeout=5.0)
+        except GatewayRestartError as exc:
+            state = f"unknown ({exc})"
+        self.gateway_seen = state
+        self.next_gateway_check = time.monotonic() + GATEWAY_CHECK_SECONDS
+        if state in NOT_RUNNING:
+            self.restart_gateway(
+                "watchdog", why=f"the engine was stopped during the gateway restart it began "
+                f"{ago:.0f}s ago and the gateway program {program} was left {state}: "
+                f"starting it")
+            return
+        self.restart_pending = False
+        self._save_escalation()
+        seen = f"the gateway program {program} is {state}" if state else \
+            f"the '{method}' method shows no state; the link will tell"
+        self.log.warning("a gateway restart was interrupted by the engine's stop: {}", seen)
+        self.alerts.raise_alert(
+            "gateway_restart",
+            f"the engine was stopped during the gateway restart it began {ago:.0f}s ago: "
+            f"{seen} (the restart is one call its keeper completes alone)",
+            severity="warning",
+        )
+
+    def _start_stopped_gateway(self, state: str) -> None:
+        w, program = self.cfg.watchdog, self.cfg.gateway.program
+        day = self.clock.now().astimezone(ET).date().isoformat()
+        if day != self.gateway_day:
+            self.gateway_day, self.gateway_restarts = day, 0
+        if self.gateway_restarts >= w.max_gateway_restarts:
+            if self.budget_alerted != day:  # one "budget spent" a day, whatever the cause
+                self.budget_alerted = day
+                self.log.error("gateway program {} is {}; restart budget spent", program, state)
+                self.alerts.raise_alert(
+                    "gateway_restart",
+                    f"the gateway program {program} is {state} and the day's "
+                    f"{w.max_gateway_restarts} gateway restarts are spent: not starting it; "
+                    f"waiting for an operator (supervisorctl start {program})",
+                    severity="error",
+                )
+            return
+        self.gateway_restarts += 1
+        self._begin_wait()
+        self._save_escalation()  # before the start: a crash during it still remembers
+        down = time.monotonic() - self.down_since if self.down_since is not None else 0.0
+        result = self.restart_gateway(
+            "watchdog", why=f"the gateway program {program} was {state}, link down {down:.0f}s")
+        self.not_running_since = None
+        if not result["started"]:
+            self.awaiting_login = False
+            self._save_escalation()
+
+    def _report_wait(self) -> None:
+        """The wait after a gateway restart, said again at spaced intervals: how long,
+        the gateway's state, and the cause: a refused API port is not a login wait."""
+        w, gw = self.cfg.watchdog, self.cfg.gateway
+        now = time.time()
+        refused = self._refused_for()
+        if 0 < refused < w.escalate_after:
+            # Refused, but not yet for long: its own report once escalate_after is up.
+            self.next_wait_report = now + (w.escalate_after - refused)
+            return
+        from ops.gateway_restart import NOT_RUNNING
+
+        if self.gateway_seen in NOT_RUNNING:
+            self.next_wait_report = now + GATEWAY_CHECK_SECONDS  # _check_gateway acts
+            return
+        waited = now - self.login_wait_since
+        self.wait_reports += 1
+        interval = min(max(WAIT_REPORT_MAX, w.escalate_after),
+                       w.escalate_after * 2 ** self.wait_reports)
+        self.next_wait_report = now + interval
+        method = w.gateway_restart
+        state = (f"gateway program {gw.program} {self.gateway_seen}" if self.gateway_seen
+                 else f"gateway state not visible to the '{method}' method")
+        if refused:
+            self.alerts.raise_alert(
+                "link_down",
+                f"the gateway refuses connections at {gw.host}:{gw.port} for {refused:.0f}s "
+                f"({state}): it is not running or its API port is closed, not waiting for "
+                f"a login; {waited:.0f}s since the gateway restart; next report in "
+                f"{interval:.0f}s",
+                severity="critical",
+                details={"waited_seconds": round(waited), "refused_seconds": round(refused),
+                         "gateway_state": self.gateway_seen or "unknown"},
+            )
+            if self.gateway_seen is None and method != "none":
+                # Unseen (Docker): the restart did not bring it up; the budget may try again.
+                self.awaiting_login = False
+                self.escalated_at = None
+            self._save_escalation()
+            return
+        self.login_alerted = True
+        self._save_escalation()
+        self.alerts.raise_alert(
+            "login_required",
+            f"the gateway was restarted {waited:.0f}s ago and the link is still not READY "
+            f"({state}, accepting the API port): log in (2FA), then press the dashboard's "
+            f"login button; no further restart until then; next reminder in {interval:.0f}s",
+            severity="error",
+            details={"waited_seconds": round(waited),
+                     "gateway_state": self.gateway_seen or "unknown"},
+        )
 
     def _escalate(self, down_for: float) -> None:
         """A gateway restart, bounded: at most `max_gateway_restarts` per ET day, never in
@@ -266,17 +470,7 @@ class Watchdog(SupervisedActor):
         w = self.cfg.watchdog
         et = self.clock.now().astimezone(ET)
         if self.awaiting_login:
-            if not self.login_alerted:
-                self.login_alerted = True
-                self._save_escalation()
-                self.alerts.raise_alert(
-                    "login_required",
-                    f"the gateway was restarted and the link is still not READY after "
-                    f"{down_for:.0f}s: log in (2FA), then press the dashboard's login button; "
-                    f"no further restart until then",
-                    severity="error",
-                )
-            return
+            return  # reported by _report_wait, spaced
         if weekly_reauth(et):
             self._note_weekly_reauth()
             return  # a restart would only ask for the same login again
@@ -298,7 +492,7 @@ class Watchdog(SupervisedActor):
                 )
             return
         self.gateway_restarts += 1
-        self.awaiting_login = True
+        self._begin_wait()
         self._save_escalation()  # before the restart: a crash during it still remembers
         # From here a READY is the old gateway's (the restart will end it) ...
         self.gateway_restart_at = time.time()
@@ -309,7 +503,10 @@ class Watchdog(SupervisedActor):
             self.awaiting_login = False
             self._save_escalation()
             return
-        result = self.restart_gateway("watchdog", down_for=down_for)
+        refused = self._refused_for()
+        why = (f"link down for {down_for:.0f}s, the API port refusing connections for "
+               f"{refused:.0f}s" if refused else None)
+        result = self.restart_gateway("watchdog", down_for=down_for, why=why)
         if not result["started"] and result["method"] != "none":
             self.awaiting_login = False  # it failed: the next escalation may try again
             self._save_escalation()
@@ -376,13 +573,17 @@ class Watchdog(SupervisedActor):
     # ---- gateway restart (escalation and the dashboard's login button) ------------------
 
     def restart_gateway(
-        self, by: str = "operator", down_for: float | None = None
+        self, by: str = "operator", down_for: float | None = None, why: str | None = None
     ) -> dict[str, Any]:
         from ops.gateway_restart import restart_gateway
 
         method = self.cfg.watchdog.gateway_restart
-        why = f"link down for {down_for:.0f}s" if down_for is not None else f"requested by {by}"
+        if why is None:
+            why = (f"link down for {down_for:.0f}s" if down_for is not None
+                   else f"requested by {by}")
         self.gateway_restart_at = time.time()  # a READY older than this predates the restart
+        self.restart_pending = True
+        self._save_escalation()
         try:
             message = restart_gateway(method, self.cfg)
             ok = method != "none"
@@ -394,6 +595,8 @@ class Watchdog(SupervisedActor):
             f"gateway restart via {method} ({why}): {message}",
             severity="warning" if ok else "error",
         )
+        self.restart_pending = False
+        self._save_escalation()
         if by != "watchdog":
             # The operator's login: escalation may try again if this one does not help.
             self.awaiting_login = self.login_alerted = False

@@ -89,6 +89,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         self._changed: asyncio.Event | None = None
         self._disconnected: asyncio.Event | None = None
         self._stopping = False
+        self._registered = False  # seen as the directory's Connection (see _superseded)
         # Evidence of IB's side since the last connect (READY needs it, see module doc).
         self._lost = False  # a 1100/2110 since connect, not yet restored
         self._evidence = ""  # what showed IB's side alive ("" = nothing yet)
@@ -111,12 +112,9 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
 
     def on_stop(self) -> None:
         self._stopping = True
-
-        def disconnect() -> None:
-            if self.ib is not None:
-                self.ib.disconnect()
-
-        self._loop.close(disconnect)
+        # Runs on the loop until no task is left: a connect in flight is cancelled, and
+        # a socket that opened anyway (a handshake answered after the stop) is closed.
+        self._loop.close(self._hang_up)
         current = self.directory.ref("connection")
         if current is None or current == self.actor_ref:
             # A stop that came late (the Supervisor gave up waiting and started the next
@@ -167,8 +165,49 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             if publish:
                 self.directory.publish(LinkChanged(self._status, old.state))
 
+    def _hang_up(self) -> None:
+        """Close this instance's socket in any state (loop thread). ib.disconnect() alone
+        does nothing mid-connect (ib_insync's client is CONNECTING, not CONNECTED, while
+        the handshake is pending), so the client's transport is closed as well."""
+        ib = self.ib
+        if ib is None:
+            return
+        with contextlib.suppress(Exception):
+            ib.disconnect()
+        with contextlib.suppress(Exception):
+            ib.client.disconnect()
+
+    def _superseded(self) -> bool:
+        """This instance is no longer the directory's Connection (the Supervisor clears
+        the entry before it stops an instance, and a stop may wait behind a long call):
+        it must hold no socket, or the next instance meets 326 on the same client id."""
+        ref = self.directory.ref("connection")
+        if ref is not None and ref == self.actor_ref:
+            self._registered = True
+            return False
+        return self._registered or ref is not None
+
+    async def _guard(self, main: asyncio.Task[Any]) -> None:
+        """Ends this instance's connection the moment it is stopped or superseded,
+        without waiting for the actor thread to run on_stop."""
+        while not (self._stopping or self._superseded()):
+            await asyncio.sleep(0.1)
+        self._stopping = True
+        self._hang_up()
+        main.cancel()
+
     async def _maintain(self) -> None:
         """Connect; when the socket drops, reconnect with backoff (1 s doubling)."""
+        main = asyncio.current_task()
+        assert main is not None
+        guard = asyncio.ensure_future(self._guard(main))
+        try:
+            await self._maintain_link()
+        finally:
+            guard.cancel()
+            self._hang_up()
+
+    async def _maintain_link(self) -> None:
         gw = self.cfg.gateway
         retry = Backoff(self.cfg.watchdog.backoff_initial, self.cfg.watchdog.backoff_max)
         self._changed = asyncio.Event()
@@ -199,9 +238,18 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                     account="",
                 )
             except Exception as exc:
-                with contextlib.suppress(Exception):
-                    ib.disconnect()
+                self._hang_up()
+                if self._stopping:
+                    return
                 reason = f"connect failed: {type(exc).__name__}: {exc}".rstrip(": ")
+                if not self._stopping:
+                    # Nothing listens on the API port: the Watchdog's own cause once it
+                    # lasts (a stopped gateway is not one waiting for a login).
+                    if isinstance(exc, ConnectionRefusedError):
+                        if not self.directory.gateway_refused_since:
+                            self.directory.gateway_refused_since = time.time()
+                    else:
+                        self.directory.gateway_refused_since = 0.0
                 if self._id_refused:
                     # Usually the gateway has not yet noticed our previous (dead) socket:
                     # retried with the same backoff; the Watchdog alerts from the 2nd try.
@@ -213,11 +261,17 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                 await asyncio.sleep(retry.delay)
                 retry.grow()
                 continue
+            if self._stopping:
+                # The connect completed after the stop (Python 3.11's wait_for can swallow
+                # a cancel that meets a finished connect): this socket must not stay.
+                self._hang_up()
+                return
             self._id_in_use = 0
             self.directory.client_id_refusals = 0
             if not self._read_only_seen:
                 # A session whose open orders were answered: not (or no longer) read-only.
                 self.directory.refusals.clear_read_only()
+            self.directory.gateway_refused_since = 0.0
             ib.reqMarketDataType(gw.market_data_type)
             pacing = asyncio.ensure_future(self._sample_pacing(ib))
             retry.reset()

@@ -44,7 +44,10 @@ class LoopThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
 
     def start(self, main: Coroutine[Any, Any, Any]) -> None:
         """Start the thread and run `main` (the connection's lifetime) on it."""
@@ -76,25 +79,30 @@ class LoopThread:
         except ConnectionError as exc:
             raise BrokerCallError(f"connection lost: {exc}") from exc
 
-    def close(self, disconnect: Callable[[], None]) -> None:
-        """Run `disconnect` on the loop, then stop and close it (from the actor thread)."""
+    def close(self, disconnect: Callable[[], None], wait: float = 5.0) -> None:
+        """Run `disconnect`, cancel every task and repeat until none is left, then stop
+        the loop (from the actor thread, waiting up to `wait` s). The loop is never
+        stopped with work pending: a task stopped mid-connect could hold its socket
+        open for good. When the wait is over first, the loop finishes on its own."""
 
         async def shutdown() -> None:
-            # Disconnect, then cancel and await every task of this loop: nothing is left
-            # pending for the garbage collector to finalize later at a random moment.
-            disconnect()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=2)
+            me = asyncio.current_task()
+            for _ in range(60):  # each round waits up to 0.5 s for its cancels
+                disconnect()
+                tasks = [t for t in asyncio.all_tasks() if t is not me]
+                if not tasks:
+                    break
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks, timeout=0.5)
+            disconnect()  # a socket that opened while the tasks were ending
 
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(4)
-        if self._main_task is not None:
-            self._main_task.cancel()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=3)
         if not self._thread.is_alive():
             with contextlib.suppress(Exception):
                 self.loop.close()
+            return
+        if self._main_task is not None:
+            self._main_task.cancel()
+        done = asyncio.run_coroutine_threadsafe(shutdown(), self.loop)
+        done.add_done_callback(lambda _: self.loop.call_soon_threadsafe(self.loop.stop))
+        self._thread.join(timeout=wait)

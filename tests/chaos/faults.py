@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from typing import Any
 
 from tests.chaos.harness import Harness
-from tests.chaos.plan import ASSIGN_GRACE, Fault
+from tests.chaos.plan import (
+    ASSIGN_GRACE,
+    GATEWAY_RESTART_STEPS,
+    KILL_IN_GATEWAY_RESTART,
+    Fault,
+)
+from tests.support.zmq_request import zmq_request
 
 
 class Faults(Harness):
@@ -19,6 +27,9 @@ class Faults(Harness):
         ok = True
         if k == "kill":
             self.kill_engine()
+            return
+        if k == KILL_IN_GATEWAY_RESTART:
+            self.kill_in_gateway_restart(GATEWAY_RESTART_STEPS[int(fault.size)])
             return
         if k == "outage_2110":
             restore = self.rng.choice([1101, 1102])
@@ -110,6 +121,46 @@ class Faults(Harness):
         except ValueError:
             self.report.skipped["kill"] += 1  # between a kill and supervisord's restart
             return
+        self.kill_times.append(time.time())
         os.kill(pid, signal.SIGKILL)
         self.report.kills += 1
         self.check_integrity(f"after kill {self.report.kills}")
+
+    def _ibsim_info(self) -> dict[str, Any] | None:
+        from ops.gateway_restart import supervisor_proxy
+
+        try:
+            proxy = supervisor_proxy(f"unix://{self.stack.root}/run/supervisor.sock", 5)
+            return dict(proxy.supervisor.getProcessInfo("ibsim"))
+        except Exception:  # supervisord busy or the program unknown: no step seen
+            return None
+
+    def kill_in_gateway_restart(self, step: str) -> None:
+        """Issue 33: the engine asked to restart the gateway (the dashboard's login
+        button, the same call as the Watchdog's escalation) and killed at `step`. The
+        day's settle then needs the gateway RUNNING and the link READY again."""
+        before = self._ibsim_info()
+        if before is None or before["statename"] != "RUNNING":
+            self.report.skipped[KILL_IN_GATEWAY_RESTART] += 1
+            return
+
+        def ask() -> None:
+            try:
+                zmq_request(self.stack.zmq, "restart_gateway", sent_at=time.time(),
+                            timeout=30)
+            except Exception:  # the engine is killed under it: expected
+                pass
+
+        threading.Thread(target=ask, name="soak-restart-gateway", daemon=True).start()
+        deadline = time.monotonic() + 10.0
+        while step != "request_sent" and time.monotonic() < deadline:
+            info = self._ibsim_info()
+            if info is not None and (
+                (step == "gateway_down" and (info["statename"] != "RUNNING"
+                                             or info["pid"] != before["pid"]))
+                or (step == "gateway_back" and info["statename"] == "RUNNING"
+                    and info["pid"] != before["pid"])):
+                break
+            time.sleep(0.01)
+        self.kill_engine()
+        self.report.faults[f"{KILL_IN_GATEWAY_RESTART}@{step}"] += 1

@@ -13,7 +13,14 @@ from typing import Any
 
 from ops.clock_source import write_clock_file
 from tests.chaos.invariants import Sampler
-from tests.chaos.plan import ENTRY_TIMES, ET, NAKED_LIMIT, OPERATOR_LOGIN_AFTER, REPAIR_INTERVAL
+from tests.chaos.plan import (
+    DAY_BUDGET,
+    ENTRY_TIMES,
+    ET,
+    NAKED_LIMIT,
+    OPERATOR_LOGIN_AFTER,
+    REPAIR_INTERVAL,
+)
 from tests.chaos.report import Report
 from tests.support.stack import Stack
 from tests.support.webhook_sink import WebhookSink
@@ -31,6 +38,11 @@ class Harness:
         self.seed, self.days, self.workdir = seed, days, workdir
         self.with_waiting = with_waiting
         self.rng = random.Random(seed)
+        # The kill during a gateway restart (issue 33) on its own stream: the seed's other
+        # faults stay the ones it always drew.
+        self.extra_rng = random.Random(f"{seed}:kill_in_gateway_restart")
+        self.day_budget = DAY_BUDGET
+        self.day_plan: list[Any] = []
         self.faults_per_day, self.kills_per_day = faults_per_day, kills_per_day
         self.quantity = quantity
         self.report = Report(seed, days, quantity=quantity)
@@ -45,6 +57,7 @@ class Harness:
         self.endings: list[tuple[float, str, Callable[[], None]]] = []
         self.assigned_at = -1e9  # when the last early assignment was posted (monotonic)
         self.missed_days: list[str] = []
+        self.kill_times: list[float] = []  # wall time of each kill -9 of the engine
         self.sink = WebhookSink()
         self.sink_port = self.sink.port
         self.logins_answered = 0  # login_required alerts the operator has acted on
@@ -186,3 +199,14 @@ class Harness:
             result = conn.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
             self.report.violate(when, f"PRAGMA integrity_check: {result}")
+
+    def last_log_lines(self, lines: int = 12) -> str:
+        """The last lines of each program's log (supervisord's too), for a report."""
+        out = []
+        for path in sorted((self.stack.root / "run").glob("*.log")):
+            try:
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError as exc:
+                tail = [f"(unreadable: {exc})"]
+            out.append(f"    == {path.name} ==\n" + "\n".join(f"    {ln}" for ln in tail))
+        return "\n".join(out) or "    (no logs)"

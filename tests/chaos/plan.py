@@ -50,6 +50,16 @@ WAITING_FAULTS: dict[str, str] = {}
 # Scheduled by the calendar, not drawn: IB's daily reset (every session night, on the
 # soak's clock, ibsim's --ib-schedule) and the Sunday re-authentication (each weekend).
 SCHEDULED_FAULTS = ("daily_reset", "sunday_reauth")
+# Issue 33: `kill -9` of the engine during a gateway restart it was asked for, at one of
+# its steps (size): 0 the moment the request is sent, 1 once supervisord shows the
+# gateway going down, 2 once the new gateway runs (the engine still watching it). Drawn
+# on its own seeded stream (see plan_day), on about half the days.
+KILL_IN_GATEWAY_RESTART = "kill_in_gateway_restart"
+KILL_IN_GATEWAY_RESTART_ODDS = 0.5
+GATEWAY_RESTART_STEPS = ("request_sent", "gateway_down", "gateway_back")
+# A simulated day longer than this (real seconds) is a violation: the soak reports it
+# (seed, day, faults drawn, the programs' last log lines) and stops, never hangs.
+DAY_BUDGET = 600.0
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,10 @@ class Fault:
 
 
 def plan_day(rng: random.Random, faults_per_day: int, kills_per_day: int,
-             with_waiting: bool = False) -> list[Fault]:
-    """The day's faults and kills at random moments of the chaos window."""
+             with_waiting: bool = False, extra: random.Random | None = None) -> list[Fault]:
+    """The day's faults and kills at random moments of the chaos window. `extra` draws
+    the kill during a gateway restart: its own stream, so that a seed's other faults are
+    the ones it always drew."""
     plan: list[Fault] = []
     kinds, weights = FAULT_KINDS, FAULT_WEIGHTS
     if with_waiting:
@@ -92,4 +104,7 @@ def plan_day(rng: random.Random, faults_per_day: int, kills_per_day: int,
             plan.append(Fault(at, kind, 0.0))
     for _ in range(kills_per_day):
         plan.append(Fault(rng.uniform(1.0, CHAOS_SECONDS - 2.0), "kill", 0.0))
+    if extra is not None and extra.random() < KILL_IN_GATEWAY_RESTART_ODDS:
+        plan.append(Fault(extra.uniform(1.0, CHAOS_SECONDS - 6.0), KILL_IN_GATEWAY_RESTART,
+                          0.0, float(extra.randrange(len(GATEWAY_RESTART_STEPS)))))
     return sorted(plan, key=lambda f: f.at)

@@ -30,6 +30,8 @@ class Report:
     samples: int = 0
     worst_naked: float = 0.0  # while the engine could act
     worst_naked_wall: float = 0.0  # counting outages, logouts and kills too
+    # Alerts whose delivery raced a kill -9 and came again (same id; at least once).
+    redelivered_after_kill: list[int] = field(default_factory=list)
 
     waiting: dict[str, str] = field(default_factory=lambda: dict(WAITING_FAULTS))
 
@@ -57,7 +59,9 @@ class Report:
             "lots: " + "  ".join(f"{k}={v}" for k, v in sorted(self.lots.items())),
             f"contracts sold: {self.contracts_sold} (quantity {self.quantity})",
             f"alerts delivered: {self.alerts_delivered} (+{self.crash_alerts} process_crashed"
-            " from the supervisord listener)",
+            " from the supervisord listener)"
+            + (f"; sent again after a kill -9 hit their delivery (same id):"
+               f" {self.redelivered_after_kill}" if self.redelivered_after_kill else ""),
             "alert kinds: " + "  ".join(f"{k}={v}" for k, v in sorted(self.alert_kinds.items())),
             f"invariant samples: {self.samples}; worst naked short: {self.worst_naked:.1f} s"
             f" while the engine could act (limit {NAKED_LIMIT:.0f} s),"
@@ -83,5 +87,6 @@ class Report:
             "contracts_sold": self.contracts_sold,
             "samples": self.samples, "worst_naked": round(self.worst_naked, 1),
             "worst_naked_wall": round(self.worst_naked_wall, 1),
+            "redelivered_after_kill": self.redelivered_after_kill,
         }, sort_keys=True)
 

@@ -13,7 +13,9 @@ control API. Each simulated day:
    logouts past the escalation time, rejected sales and exits, held fills, spot
    jumps through TP and SL, the webhook sink down, 2110 outages, data farm breaks,
    early assignment: the lot must close `assigned`, a closed lot always has a reason)
-   and `kill -9` of the engine (PRAGMA integrity_check right after each kill).
+   and `kill -9` of the engine (PRAGMA integrity_check right after each kill), on about
+   half the days while a gateway restart it was asked for is under way (issue 33: at
+   the request, with the gateway going down, or with the new one up; its own stream).
    partial fills (quantity >= 2 in slices), stalls past the ack timeout and
    fill-on-cancel races are drawn too (WAITING_FAULTS lists any adversity the engine
    does not survive yet, with its engine issue, drawn only with `--with-waiting`).
@@ -32,6 +34,10 @@ control API. Each simulated day:
    1102 (Friday 23:00 to Saturday 03:00: 1101); the link must be READY again. Each Sunday the
    01:00 ET re-authentication logs the gateway out until the soak logs in.
 
+A day that does not finish within `--day-budget` real seconds (600) is a violation
+naming the seed, the day, the faults drawn and the last log lines of each program; the
+soak then stops with its report instead of hanging.
+
 At the end: every fill stored exactly once, realized P&L equal to the sum over
 fills, every alert delivered once and in order after the sink came back. The
 report prints the seed, the counts of faults, kills and checks, and every
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -52,6 +59,7 @@ from tests.chaos.faults import Faults
 from tests.chaos.plan import (
     CHAOS_SECONDS,
     CHAOS_SPEED,
+    DAY_BUDGET,
     ENTRY_TIMES,
     ET,
     FAULT_KINDS,
@@ -80,7 +88,9 @@ class Soak(Faults, Checks):
 
     def run_day(self, day: date) -> None:
         d = day.isoformat()
-        plan = plan_day(self.rng, self.faults_per_day, self.kills_per_day, self.with_waiting)
+        plan = plan_day(self.rng, self.faults_per_day, self.kills_per_day, self.with_waiting,
+                        self.extra_rng)
+        self.day_plan = plan
         self.log(f"[{d}] chaos: " + ", ".join(f"{f.kind}@{f.at:.1f}s" for f in plan))
         self.post("spot", "/market", {"spot": 600.0})
         self.set_clock(datetime(day.year, day.month, day.day, 9, 33, tzinfo=ET), CHAOS_SPEED)
@@ -144,6 +154,36 @@ class Soak(Faults, Checks):
         self.nightly_reset(day)
         self.log(f"[{d}] done in {time.monotonic() - t0:.0f} s; violations so far: "
                  f"{len(self.report.violations)}")
+
+    def run_day_within_budget(self, day: date) -> bool:
+        """run_day on a worker thread, given `day_budget` real seconds: a day that does
+        not finish is a violation naming the seed, the day, the faults drawn and the last
+        log lines of each program, and the soak stops there with its report (the stack
+        is shut down under the stuck day). True when the day finished."""
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                self.run_day(day)
+            except BaseException as exc:  # reported by the caller, never lost
+                failure.append(exc)
+
+        worker = threading.Thread(target=work, name=f"soak-day-{day}", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        worker.join(self.day_budget)
+        if worker.is_alive():
+            faults = ", ".join(f"{f.kind}@{f.at:.1f}s" for f in self.day_plan) or "none"
+            self.report.violate(day.isoformat(), (
+                f"the day did not finish within its budget of {self.day_budget:.0f} s "
+                f"(seed {self.seed}, day {day.isoformat()}, still running after "
+                f"{time.monotonic() - started:.0f} s; last link status {self.last_link}); "
+                f"faults drawn: {faults}; last log lines:\n{self.last_log_lines()}"))
+            self.log(f"[{day.isoformat()}] over its budget: the soak stops with its report")
+            return False
+        if failure:
+            raise failure[0]
+        return True
 
     def nightly_reset(self, day: date) -> None:
         """IB's reset after this day, on the soak's clock (ibsim --ib-schedule, IB's
@@ -213,7 +253,8 @@ class Soak(Faults, Checks):
                 if day.weekday() == 6 and done:
                     self.sunday_reauth(day)
                 if self.calendar.is_session(day):
-                    self.run_day(day)
+                    if not self.run_day_within_budget(day):
+                        return self.report  # a hung day: its report, not the rest
                     done += 1
                     self.progress(day, done, started)
                 day += timedelta(days=1)
@@ -235,12 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantity", type=int, default=1,
                         help="the strategy's quantity (contracts per sale)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, book)")
+    parser.add_argument("--day-budget", type=float, default=DAY_BUDGET,
+                        help="real seconds a simulated day may take before it is reported "
+                             "as a violation and the soak stops")
     parser.add_argument("--with-waiting", action="store_true",
                         help="also draw the faults waiting for their engine issue")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix=f"soak-{args.seed}-"))
-    report = Soak(args.seed, args.days, workdir, args.faults_per_day, args.kills_per_day,
-                  with_waiting=args.with_waiting, quantity=args.quantity).run()
+    soak = Soak(args.seed, args.days, workdir, args.faults_per_day, args.kills_per_day,
+                  with_waiting=args.with_waiting, quantity=args.quantity)
+    soak.day_budget = args.day_budget
+    report = soak.run()
     print(report.text())
     print("SOAK_JSON " + report.as_json())
     print(f"work dir: {workdir}" if args.keep else "")

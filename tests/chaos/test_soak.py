@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,73 @@ def test_every_fault_can_be_drawn_and_the_waiting_ones_are_listed_not_drawn() ->
     assert {"partial_fills", "stall", "fill_on_cancel", "early_assignment"} <= drawn
     text = Report(1, 1).text()
     assert all(f"{k} -> {why}" in text for k, why in WAITING_FAULTS.items())
+
+
+def test_the_kill_during_a_gateway_restart_is_drawn_on_its_own_stream() -> None:
+    """Issue 33: the new fault is drawn on purpose, on a stream of its own, so that a
+    seed's other faults are the ones it always drew."""
+    import random
+
+    from tests.chaos.plan import GATEWAY_RESTART_STEPS, KILL_IN_GATEWAY_RESTART
+    from tests.chaos.soak import plan_day
+
+    extra = random.Random("90417:kill_in_gateway_restart")
+    steps = set()
+    for day in range(40):
+        with_extra = plan_day(random.Random(day), 9, 1, extra=extra)
+        assert [f for f in with_extra if f.kind != KILL_IN_GATEWAY_RESTART] == plan_day(
+            random.Random(day), 9, 1)
+        steps |= {GATEWAY_RESTART_STEPS[int(f.size)] for f in with_extra
+                  if f.kind == KILL_IN_GATEWAY_RESTART}
+    assert steps == set(GATEWAY_RESTART_STEPS)  # every step of the restart is drawn
+
+
+def test_a_day_past_its_budget_is_a_violation_with_what_replays_it(tmp_path: Path) -> None:
+    """Issue 33: a day that does not finish never hangs the soak: it is reported with
+    the seed, the day, the faults drawn and each program's last log lines."""
+    import threading
+    from datetime import date
+
+    from tests.chaos.plan import Fault
+
+    soak = Soak(90417, 3, tmp_path, log=lambda line: None)
+    try:
+        (soak.stack.root / "run" / "engine.log").write_text(
+            "".join(f"engine line {i}\n" for i in range(40)))
+        stuck = threading.Event()
+
+        def hang(day: date) -> None:
+            soak.day_plan = [Fault(3.5, "kill_in_gateway_restart", 0.0, 1.0)]
+            stuck.wait(30)  # a day that never ends (until the test lets it go)
+
+        soak.run_day = hang  # type: ignore[method-assign]
+        soak.day_budget = 0.5
+        t0 = time.monotonic()
+        assert not soak.run_day_within_budget(date(2026, 11, 30))
+        assert time.monotonic() - t0 < 10
+        stuck.set()
+        [violation] = soak.report.violations
+        assert violation.startswith("2026-11-30: the day did not finish within its budget")
+        assert "seed 90417" in violation and "kill_in_gateway_restart@3.5s" in violation
+        assert "== engine.log ==" in violation and "engine line 39" in violation
+        assert "engine line 20" not in violation  # the last lines, not the whole log
+        assert "replay: make soak SEED=90417" in soak.report.text()
+    finally:
+        soak.sink.stop()
+
+
+def test_an_alert_sent_again_only_after_a_kill_hit_its_delivery_is_no_violation(
+    tmp_path: Path,
+) -> None:
+    """kill -9 between the sink's receipt and the engine's mark sends the alert again
+    (same id): counted apart; a repeat with no kill between the copies stays a violation."""
+    soak = Soak(1, 1, tmp_path, log=lambda line: None)
+    try:
+        now = time.time()
+        for alert_id, at in ((7, now), (7, now + 3.0), (8, now + 4.0), (8, now + 5.0)):
+            soak.sink.requests.append({"json": {"id": alert_id}, "time": at})
+        soak.kill_times = [now + 0.01]
+        assert soak.redelivered_after_kill(7)
+        assert not soak.redelivered_after_kill(8)  # no kill between its two copies
+    finally:
+        soak.sink.stop()
