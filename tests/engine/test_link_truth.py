@@ -127,7 +127,7 @@ def test_2110_is_a_loss_and_1102_restores(sim: Any, start_engine: Any) -> None:
                              if a["kind"] == "link_down")
 
 
-@pytest.mark.parametrize(("count", "code"), [(10, 1100), (50, 2110)])
+@pytest.mark.parametrize(("count", "code"), [(10, 1100), (30, 2110)])
 def test_flapping_is_absorbed(sim: Any, start_engine: Any, count: int, code: int) -> None:
     eng: RunningEngine = start_engine(SHIPPED_BACKOFF)
     with LinkRecorder(eng.engine) as rec:
