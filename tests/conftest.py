@@ -29,10 +29,28 @@ def _collect_garbage_between_tests() -> Iterator[None]:
     gc.collect()
 
 
-# The longest tests (chaos, slow) go first: xdist hands tests out in collection order, so
-# a two-minute soak started last would run alone at the end while the other workers idle.
-_LONG_MARKERS = ("chaos", "slow")
+# The long tests (marked `slow` or `chaos`, each with its reason and rough `seconds`) start
+# first, longest first, each followed by a short one: `make test` runs xdist with
+# `--maxschedchunk 2`, so a worker is handed two tests at a time and no worker starts with
+# two long ones, and no two-minute soak is left to run alone at the end.
+_LONG_MARKERS = {"chaos": 120.0, "slow": 30.0}
+
+
+def _expected_seconds(item: pytest.Item) -> float:
+    for name, default in _LONG_MARKERS.items():
+        mark = item.get_closest_marker(name)
+        if mark is not None:
+            return float(mark.kwargs.get("seconds", default))
+    return 0.0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in _LONG_MARKERS))
+    long = sorted((i for i in items if _expected_seconds(i)), key=_expected_seconds,
+                  reverse=True)
+    short = [i for i in items if not _expected_seconds(i)]
+    ordered: list[pytest.Item] = []
+    for item in long:
+        ordered.append(item)
+        if short:
+            ordered.append(short.pop(0))
+    items[:] = ordered + short

@@ -15,7 +15,8 @@ from tests.chaos.soak import Soak
 CI_SEED, CI_DAYS = 2, 4
 
 
-@pytest.mark.chaos
+@pytest.mark.chaos(seconds=110, reason="a few simulated days of a supervisord stack, with kills "
+                   "and faults drawn")
 @pytest.mark.timeout(300)
 def test_short_chaos_soak_keeps_every_invariant(tmp_path: Path) -> None:
     lines: list[str] = []

@@ -69,7 +69,7 @@ def hold(seconds: float, check: Any) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25, reason="two engine kills and gateway restarts under supervisord")
 def test_engine_killed_during_its_gateway_restart(tmp_path: Path) -> None:
     with WebhookSink() as sink:
         stack = make_stack(tmp_path, sink)
@@ -127,7 +127,7 @@ def test_engine_killed_during_its_gateway_restart(tmp_path: Path) -> None:
             stack.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=22, reason="spends the day's restart budget under supervisord")
 def test_a_gateway_stopped_by_hand_is_started_within_the_budget(tmp_path: Path) -> None:
     with WebhookSink() as sink:
         stack = make_stack(tmp_path, sink, max_gateway_restarts=1)

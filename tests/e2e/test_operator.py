@@ -89,7 +89,7 @@ def test_operator_enter_now_kill_restart_still_one_sale(tmp_path: Path) -> None:
             engine.wait(20)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=100, reason="a simulated week on a fast clock, one real engine process")
 def test_fast_clock_week_from_outside_sells_once_per_session(tmp_path: Path) -> None:
     # ibsim's clock stays put while the engine's runs fast: put it inside the session
     # (IB's default is regular hours only: an order at 09:20 would rest with 399).

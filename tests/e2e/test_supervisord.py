@@ -36,7 +36,7 @@ def _api_ok(stack: Stack, path: str) -> Any:
         return None
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25, reason="the whole supervisord stack started, driven and stopped")
 def test_whole_stack_under_supervisord(tmp_path: Path) -> None:
     with WebhookSink() as sink:
         stack = make_stack(tmp_path, sink)
@@ -93,7 +93,7 @@ def test_whole_stack_under_supervisord(tmp_path: Path) -> None:
             stack.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=36, reason="waits out escalate_after twice under a real supervisord")
 def test_a_logout_gets_one_gateway_restart_then_login_required(tmp_path: Path) -> None:
     """Link truth (issue 15) under a real supervisord: the gateway is logged out and its
     login waits for 2FA, which a restart does not give (ibsim keeps the pending login

@@ -62,7 +62,7 @@ def engine_pid(root: Path, env: dict[str, str]) -> int:
     return int(run(root, env, "supervisorctl", "pid", "engine").strip())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=14, reason="supervisord and supervisorctl as an operator types them")
 def test_supervisord_and_supervisorctl_as_typed_with_a_clean_environment(
     tmp_path: Path,
 ) -> None:
@@ -109,7 +109,7 @@ def test_supervisord_and_supervisorctl_as_typed_with_a_clean_environment(
                    "supervisord gone")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=9, reason="runs make demo")
 def test_make_demo_prints_plain_supervisorctl_commands(tmp_path: Path) -> None:
     root, ports = demo_root(tmp_path)
     env = {**clean_env(tmp_path), "TRADING_BOT_WEB_PASSWORD": "demo-pw-123"}

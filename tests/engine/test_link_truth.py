@@ -29,7 +29,7 @@ ET = ZoneInfo("America/New_York")
 # are speed goals: `python -m bench.outage --flaps` measures and prints them. Here the
 # bounds only say "at once" in a way a loaded 2-core CI machine still meets (each
 # span includes ibsim's control round trip).
-SEEN_WITHIN = 1.0
+SEEN_WITHIN = 2.5  # seen 1.55 s once with four test workers and a bench beside them
 READY_WITHIN = 2.0
 # The Watchdog as shipped (1 s doubling to 60 s), not the fast test profile.
 SHIPPED_BACKOFF = {"watchdog": {"backoff_initial": 1.0, "backoff_max": 60.0}}
@@ -127,7 +127,10 @@ def test_2110_is_a_loss_and_1102_restores(sim: Any, start_engine: Any) -> None:
                              if a["kind"] == "link_down")
 
 
-@pytest.mark.parametrize(("count", "code"), [(10, 1100), (30, 2110)])
+@pytest.mark.parametrize(("count", "code"), [
+    pytest.param(10, 1100, marks=pytest.mark.slow(seconds=15, reason="ten 1 s outages")),
+    pytest.param(30, 2110, marks=pytest.mark.slow(seconds=45, reason="thirty 1 s outages")),
+])
 def test_flapping_is_absorbed(sim: Any, start_engine: Any, count: int, code: int) -> None:
     eng: RunningEngine = start_engine(SHIPPED_BACKOFF)
     with LinkRecorder(eng.engine) as rec:
@@ -252,6 +255,7 @@ def logged_out_at(
     return eng
 
 
+@pytest.mark.slow(seconds=11, reason="waits out escalate_after and the login reminders")
 def test_logout_one_gateway_restart_then_login_required_and_no_loop(
     sim: Any, start_engine: Any, sink: WebhookSink
 ) -> None:

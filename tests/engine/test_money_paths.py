@@ -125,6 +125,7 @@ def test_path_8_a_slot_run_again_uses_a_fresh_attempt_serial(
     assert [(e.slot, e.state) for e in entries] == [(failed[0].slot, "done")]
 
 
+@pytest.mark.slow(seconds=15, reason="waits out a ZeroMQ request deadline and the entry after it")
 def test_path_10_an_enter_now_that_timed_out_does_not_run_later(
     sim: Any, start_engine: Any
 ) -> None:
@@ -407,6 +408,8 @@ def live_sells(sim: Any) -> list[dict[str, Any]]:
     return [o for o in sim.get_state()["open_orders"] if o["action"] == "SELL"]
 
 
+@pytest.mark.slow(seconds=27, reason="two entries walk their limits attempt by attempt on the "
+                  "wall clock")
 def test_path_4_a_fill_between_sale_attempts_is_looked_for_at_the_broker(
     sim: Any, start_engine: Any
 ) -> None:

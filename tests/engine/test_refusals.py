@@ -211,6 +211,7 @@ def test_entry_by_delta_over_many_strikes_stays_under_ibs_pacing(
     assert "ib_refused" not in kinds(eng)
 
 
+@pytest.mark.slow(seconds=12, reason="paces requests at a low rate for several seconds")
 @pytest.mark.parametrize("sim", [{"max_rate": 12}], indirect=True)
 def test_pacing_error_100_is_a_named_refusal(sim: Any, start_engine: Any) -> None:
     # A gateway stricter than ib_insync's 45/s throttle (as if something bypassed it).
