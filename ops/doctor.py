@@ -20,6 +20,7 @@ IB's refusals are named from the engine's own table (trading/refusals.py).
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import sys
@@ -330,6 +331,9 @@ def table(checks: list[Check]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = cli_config("python -m ops.doctor", argv, description=__doc__.split("\n\n")[0])
+    # The table names every refusal with its fix: ib_insync's own error lines would repeat
+    # them after it, out of order, on stderr.
+    logging.getLogger("ib_insync").setLevel(logging.CRITICAL)
     checks = Doctor(cfg).run()
     print(table(checks))
     failed = [c.name for c in checks if c.status == FAIL]
