@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
@@ -100,13 +101,7 @@ class Lots(Repository):
     ) -> bool:
         """Close an open lot; a closed one is left as it is (returns False)."""
         with self._db.tx() as c:
-            cur = c.execute(
-                "UPDATE lots SET state = 'closed', exit_price = ?, exit_time = ?,"
-                " close_reason = ?, realized_pnl = ?, updated_at = ? WHERE id = ? AND"
-                " state != 'closed'",
-                (exit_price, exit_time, reason, realized_pnl, time.time(), lot_id),
-            )
-            return cur.rowcount == 1
+            return _close_open_lot(c, lot_id, exit_price, exit_time, reason, realized_pnl)
 
     def close_lot_with_alert(
         self, lot_id: int, exit_price: float | None, exit_time: float, reason: str,
@@ -116,13 +111,7 @@ class Lots(Repository):
         them can no longer lose the alert); (alert id, folded), None if the lot was
         closed already (nothing written)."""
         with self._db.tx() as c:
-            cur = c.execute(
-                "UPDATE lots SET state = 'closed', exit_price = ?, exit_time = ?,"
-                " close_reason = ?, realized_pnl = ?, updated_at = ? WHERE id = ? AND"
-                " state != 'closed'",
-                (exit_price, exit_time, reason, realized_pnl, time.time(), lot_id),
-            )
-            if cur.rowcount != 1:
+            if not _close_open_lot(c, lot_id, exit_price, exit_time, reason, realized_pnl):
                 return None
             return add_alert(c, alert, time.time())
 
@@ -204,3 +193,16 @@ class Lots(Repository):
             (trade_date,),
         )
         return int(row["n"]) if row else 0
+
+
+def _close_open_lot(c: sqlite3.Connection, lot_id: int, exit_price: float | None,
+                    exit_time: float, reason: str, realized_pnl: float | None) -> bool:
+    """The one UPDATE that closes a lot, inside the caller's transaction; False when the
+    lot was closed already."""
+    cur = c.execute(
+        "UPDATE lots SET state = 'closed', exit_price = ?, exit_time = ?,"
+        " close_reason = ?, realized_pnl = ?, updated_at = ? WHERE id = ? AND"
+        " state != 'closed'",
+        (exit_price, exit_time, reason, realized_pnl, time.time(), lot_id),
+    )
+    return cur.rowcount == 1

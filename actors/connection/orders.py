@@ -147,38 +147,37 @@ class OrderCalls(ConnectionPart):
         return self.ib.placeOrder(to_contract(req.contract), to_order(req, account))
 
     def modify_limit(self, order_id: int, lmt_price: float) -> OrderInfo:
-        async def run() -> OrderInfo:
-            trade = self._find_trade(order_id)
-            if trade is None:
-                raise BrokerCallError(f"order {order_id} is not known to this session")
-            if trade.isDone():
-                return order_info(trade, self._order_errors.get(order_id))
+        def change(trade: Trade) -> None:
             strike = float(trade.contract.strike or 0.0)
             if not lmt_price > 0 or (trade.contract.right == "P" and lmt_price >= strike > 0):
                 raise OrderRefused(
                     f"re-price of {trade.order.orderRef} to {lmt_price} is out of bounds"
                 )
             trade.order.lmtPrice = lmt_price
-            trade.order.account = self._order_account([])
-            assert self.ib is not None
-            self.ib.placeOrder(trade.contract, trade.order)
-            return order_info(trade, self._order_errors.get(order_id))
 
-        return self._call(run)
+        return self._modify(order_id, change)
 
     def modify_quantity(self, order_id: int, total_qty: float) -> OrderInfo:
         """Change a working order's total quantity (filled part included), in place: an
         exit pair keeps its orders and OCA group while its lot grows or shrinks."""
+        def change(trade: Trade) -> None:
+            if not total_qty > 0:
+                raise OrderRefused(
+                    f"quantity of {trade.order.orderRef} to {total_qty} is out of bounds")
+            trade.order.totalQuantity = total_qty
+
+        return self._modify(order_id, change)
+
+    def _modify(self, order_id: int, change: Callable[[Trade], None]) -> OrderInfo:
+        """One working order of this session changed in place (same id, orderRef, OCA
+        group) and sent again; a done order is returned as it is, unchanged."""
         async def run() -> OrderInfo:
             trade = self._find_trade(order_id)
             if trade is None:
                 raise BrokerCallError(f"order {order_id} is not known to this session")
             if trade.isDone():
                 return order_info(trade, self._order_errors.get(order_id))
-            if not total_qty > 0:
-                raise OrderRefused(
-                    f"quantity of {trade.order.orderRef} to {total_qty} is out of bounds")
-            trade.order.totalQuantity = total_qty
+            change(trade)
             trade.order.account = self._order_account([])
             assert self.ib is not None
             self.ib.placeOrder(trade.contract, trade.order)
