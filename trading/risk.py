@@ -95,5 +95,6 @@ def of_account(account: str, position_account: str) -> bool:
     """Is a position (or execution) of `position_account` one the engine trades? Only
     the verified account's: a login that manages several accounts reports all of them,
     and another account's put on the same contract must never close or grow our lot.
-    Nothing verified yet (""): nothing is filtered (nothing is reconciled then either)."""
-    return not account or not position_account or position_account == account
+    Nothing verified (""; several accounts and none configured, or the check failed):
+    nothing is ours, and the whole-account reads refuse rather than answer empty."""
+    return bool(account) and (not position_account or position_account == account)

@@ -38,7 +38,7 @@ from actors.connection.codes import (
 )
 from actors.connection.codes import effect as code_effect
 from actors.connection.convert import contract_info, fill_info, order_info, quote_of
-from actors.connection.loop import BrokerCallError, IbRefusedError, LoopThread
+from actors.connection.loop import BrokerCallError, IbRefusedError, LoopThread, NotConnected
 from actors.connection.market import MarketCalls
 from actors.connection.orders import OrderCalls
 from actors.connection.part import contract_key
@@ -556,9 +556,9 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                                    lambda: self.ib is not None and self.ib.isConnected())
         except BrokerCallError as exc:
             paced = self.directory.refusals.last
-            if isinstance(exc, IbRefusedError) or paced is None or paced.code != 100 \
-                    or paced.time < started:
-                raise
+            if isinstance(exc, IbRefusedError | NotConnected) or paced is None \
+                    or paced.code != 100 or paced.time < started:
+                raise  # NotConnected keeps its name: what it refused was never sent
             # IB answered requests of this call with 100 (over its message rate) and
             # served none of them: the timeout has that name.
             raise IbRefusedError(paced) from exc

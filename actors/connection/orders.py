@@ -233,7 +233,7 @@ class OrderCalls(ConnectionPart):
             # answer lists a contract twice (an assignment's shares counted 200 for 100).
             # One per account and contract, the last word wins.
             # Only the verified account's (a login may manage several).
-            account = self._status.account
+            account = self._verified_account("positions")
             latest = {(p.account, p.contract.conId): p for p in positions
                       if of_account(account, p.account)}
             return [
@@ -245,12 +245,21 @@ class OrderCalls(ConnectionPart):
 
         return self._call(run)
 
+    def _verified_account(self, what: str) -> str:
+        """The account whose positions and executions are ours; with none verified the
+        read is refused (an empty answer would make every lot look gone)."""
+        account = self._status.account
+        if not account:
+            problem = self._status.account_problem or "no account verified yet"
+            raise BrokerCallError(f"{what} not read: {problem}")
+        return account
+
     def executions(self) -> list[FillInfo]:
         async def run() -> list[FillInfo]:
             assert self.ib is not None
             fills = await self.ib.reqExecutionsAsync()
             known = {f.execution.execId: f for f in self.ib.fills()}
-            account = self._status.account
+            account = self._verified_account("executions")
             return [fill_info(known.get(f.execution.execId, f)) for f in fills
                     if of_account(account, f.execution.acctNumber)]
 

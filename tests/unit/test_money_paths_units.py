@@ -60,7 +60,7 @@ def test_only_the_verified_accounts_positions_and_executions_are_ours() -> None:
 
     assert of_account("DU111", "DU111")
     assert not of_account("DU111", "DU222")
-    assert of_account("", "DU222")  # nothing verified yet: nothing reconciled either
+    assert not of_account("", "DU222")  # nothing verified: nothing is ours
 
 
 def test_a_lot_close_and_its_alert_commit_together(tmp_path: Any) -> None:
