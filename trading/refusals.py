@@ -160,13 +160,13 @@ REFUSAL_CODES: dict[int, RefusalCode] = {c.code: c for c in (
        "IB's precautionary settings blocked the order",
        "in TWS: Global Configuration > API > Precautions (bypass for API orders) or "
        "Presets > Precautionary Settings",
-       "error", "dead"),
+       "error", "skip"),
     _c(451, "precautionary_value",
        "The value estimate ... exceeds the Total Value Limit ...",
        "IB's precautionary size/value limit blocked the order",
        "raise the Total Value Limit in TWS Presets > Precautionary Settings (or bypass "
        "precautions for API orders)",
-       "error", "dead"),
+       "error", "skip"),
     _c(10147, "cancel_unknown",
        "OrderId ... that needs to be cancelled is not found.",
        "nothing to cancel: the order is unknown or already done",

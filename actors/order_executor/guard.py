@@ -111,7 +111,10 @@ class GuardMixin(ExecutorPart):
         qty = self.cfg.strategy.quantity
         lots = self.book.open_lots().get(timeout=self._t())
         held = sum(lot.strike * lot.mult * lot.qty for lot in lots)
-        this = contract.strike * (contract.multiplier or 100) * qty
+        # A contract reported without a multiplier reads 1 (ContractInfo's default): an
+        # equity option's is 100, and counting 1 would let a sale 100x the cap through.
+        mult = contract.multiplier if contract.multiplier > 1 else 100
+        this = contract.strike * mult * qty
         if held + this > cap:
             raise EntryRefused(
                 f"max short-put notional: {held:.0f} held + {this:.0f} for this sale "

@@ -49,6 +49,13 @@ def test_201_and_321_are_told_apart_by_ibs_text() -> None:
     assert len({(c.code, c.cause) for c in all_codes()}) == len(all_codes())
 
 
+@pytest.mark.parametrize("code", [321, 10311, 451])
+def test_a_refusal_a_retry_cannot_change_stops_the_sale(code: int) -> None:
+    # A setting in TWS (read-only API, precautionary presets) refuses every attempt alike:
+    # a second SELL would only be refused again, with another alert.
+    assert REFUSAL_CODES[code].effect == "skip"
+
+
 def test_a_refusal_names_code_text_meaning_and_fix() -> None:
     r = refusal(354, "Requested market data is not subscribed.", "market data", "SPY P540")
     assert r is not None and r.blocking
