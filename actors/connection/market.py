@@ -20,6 +20,11 @@ from actors.connection.part import ConnectionPart, contract_key
 from trading.model import ContractInfo, Quote
 from trading.refusals import Refusal
 
+# How long a refused market-data line is taken at its word before it is asked for again,
+# by the refusal's effect: a competing session ("wait") may end any minute; a missing
+# subscription ("skip") changes only when the operator adds it.
+REFUSED_LINE_RETRY = {"wait": 30.0, "skip": 300.0}
+
 
 class MarketCalls(ConnectionPart):
     """Mixed into Connection: these run on the actor thread and hand work to the loop."""
@@ -98,12 +103,37 @@ class MarketCalls(ConnectionPart):
     def _line_refused(self, contracts: list[ContractInfo]) -> Refusal | None:
         """The first refusal of these lines that no waiting will turn into a quote (354,
         10089, 10168, 10167 where delayed data is not allowed, 10197 while it lasts);
-        10090 (partial) is waited through: bid and ask may still come."""
+        10090 (partial) is waited through: bid and ask may still come. A refusal that
+        ticks have followed is over (a competing session logged out, a subscription
+        added); 10167's ticks are the delayed ones it announced, so it stands."""
         for info in contracts:
             r = self._line_refusals.get(info.con_id)
-            if r is not None and r.effect in ("skip", "wait") and r.code != 10090:
-                return r
+            if r is None or r.effect not in ("skip", "wait") or r.code == 10090:
+                continue
+            line = self._lines.get(info.con_id)
+            if r.code != 10167 and line is not None and quote_of(line).time > r.time:
+                self._line_refusals.pop(info.con_id, None)
+                continue
+            return r
         return None
+
+    def _ask_refused_lines_again(self, contracts: list[ContractInfo]) -> None:
+        """A line refused a while ago is asked for again, so the answer is today's: IB
+        does not say when a competing session ends (10197) or a subscription is added
+        (354), and an open line that IB refused may never tick again."""
+        assert self.ib is not None
+        now = time.time()
+        for info in contracts:
+            r = self._line_refusals.get(info.con_id)
+            line = self._lines.get(info.con_id)
+            if r is None or line is None or line.contract is None:
+                continue
+            if now - r.time < REFUSED_LINE_RETRY.get(r.effect, float("inf")):
+                continue
+            self.ib.cancelMktData(line.contract)
+            self._line_refusals.pop(info.con_id, None)
+            # A new Contract object: ib_insync keys tickers by the object.
+            self._lines[info.con_id] = self.ib.reqMktData(to_contract(info), "", False, False)
 
     def _marked(self, q: Quote) -> Quote:
         """A line IB answered with 10167 streams delayed ticks, whatever the ticker says."""
@@ -164,6 +194,7 @@ class MarketCalls(ConnectionPart):
         async def run() -> list[Quote]:
             assert self.ib is not None
             opened = [c.con_id for c in contracts if c.con_id not in self._lines]
+            self._ask_refused_lines_again(contracts)
             tickers = [self._open_line(info) for info in contracts]
 
             def complete(t: Ticker) -> bool:

@@ -166,6 +166,24 @@ def test_competing_session_is_a_named_wait(sim: Any, start_engine: Any) -> None:
     nothing_sold(sim)
 
 
+def test_a_competing_session_that_ends_no_longer_refuses_the_lines_kept_open(
+    sim: Any, start_engine: Any
+) -> None:
+    # The SPY line stays open all day (MarketData's): the 10197 it got must not outlive
+    # the other session, or every later entry would fail on an answer IB no longer gives.
+    eng = start_engine()
+    sim.post("/fault/market_data", {"sec_type": "STK", "mode": "competing"})
+    assert enter(eng)["accepted"]
+    entry = entry_outcome(eng, ("interrupted", "failed", "skipped"))
+    assert "10197" in entry.reason, entry.reason
+    nothing_sold(sim)
+    sim.post("/fault/market_data", {"sec_type": "STK", "mode": "live"})  # logged out there
+    assert enter(eng)["accepted"]
+    done = entry_outcome(eng, ("done",))
+    assert done.lot_id is not None
+    assert [e["side"] for e in sim.get_state()["executions"]] == ["SLD"]
+
+
 # IB's reject of a naked put the account's permissions do not allow (ibsim names the source).
 PERMISSIONS = codes.text(201, reason=codes.NO_NAKED_PUTS)
 
