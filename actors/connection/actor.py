@@ -67,6 +67,19 @@ KEEP_FINISHED_TRADES = 500
 KEEP_FILLS = 2000
 
 
+# Errors on a request about an order the gateway had already accepted (a modify or a
+# cancel refused: read-only API 321, price off the tick 110, too late to modify 104 or to
+# cancel 161/10148) leave that order as it was at the broker; ib_insync 0.9 marks it
+# Cancelled all the same, and a live exit taken for cancelled would get a second pair.
+STAYS_WORKING_AFTER = frozenset({321, 110, 104, 161, 10148})
+
+
+def _acknowledged(trade: Trade) -> bool:
+    """The gateway had accepted this order before the error (a status of its own)."""
+    return any(e.status in ("PreSubmitted", "Submitted", "PendingCancel")
+               for e in trade.log[:-1])
+
+
 class Connection(MarketCalls, OrderCalls, SupervisedActor):
     name = "connection"
 
@@ -399,7 +412,8 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             # contract request id (354, 10167, 200 ...) is that request's, not an order's.
             trade = next((t for t in self.ib.trades() if t.order.orderId == req_id), None)
             if trade is not None:
-                if named is not None and named.effect == "live":
+                if (named is not None and named.effect == "live") or (
+                        code in STAYS_WORKING_AFTER and _acknowledged(trade)):
                     self._untrust_error_cancel(trade, code)
                 self._order_errors[req_id] = (code, message)
                 self.directory.publish(OrderUpdated(order_info(trade, (code, message))))

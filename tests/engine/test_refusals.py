@@ -277,6 +277,29 @@ def test_tif_preset_10349_leaves_the_exits_live_not_cancelled(
     assert [a["details"]["code"] for a in ib_alerts(eng)] == [10349]
 
 
+def test_a_cancel_refused_by_a_read_only_gateway_leaves_the_exit_working(
+        sim: Any, start_engine: Any) -> None:
+    # Read-Only API ticked after the exits went out: IB refuses the cancel with 321 on
+    # the exit's id and the exit works on. ib_insync 0.9 marks it Cancelled; the engine
+    # must not (a repair would then place a second pair beside a live one).
+    from tests.engine.test_lifecycle import broker_orders, enter_and_wait
+
+    eng = start_engine()
+    lot = enter_and_wait(eng, 0)
+    tp = next(o for o in eng.ask("orders")["orders"] if o.get("order_ref") == lot.tp_order_ref)
+    sim.post("/fault/read_only", {"on": True})
+    conn = eng.engine.directory.proxy("connection")
+    info = conn.cancel_order(tp["order_id"], 1.0).get(timeout=10)
+    assert info.error_code == 321 and info.status != "Cancelled", info
+    live = [o for o in broker_orders(sim, lot.con_id) if o["order_ref"] == lot.tp_order_ref]
+    assert len(live) == 1, live
+    sim.post("/fault/read_only", {"on": False})
+    reply = zmq_request(eng.endpoint, "repair_exits", {}, sent_at=time.time())
+    assert reply["ok"], reply
+    after = [o for o in broker_orders(sim, lot.con_id) if o["action"] == "BUY"]
+    assert len(after) == 2, after  # still the one pair
+
+
 @pytest.mark.parametrize("sim", [{"tif_preset": "GTC", "fill_model": "buyers", "buyer_rate": 0.3}],
                          indirect=True)
 def test_tif_preset_10349_on_the_sale_is_not_a_rejected_attempt(
