@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from typing import Any
@@ -116,10 +117,15 @@ class Lots(Repository):
             return add_alert(c, alert, time.time())
 
     def reclose_lot(self, lot_id: int, exit_price: float | None, reason: str,
-                    realized_pnl: float | None, estimated: bool, was: str) -> bool:
+                    realized_pnl: float | None, estimated: bool, was: str,
+                    alert: AlertRow | None = None, kv: dict[str, Any] | None = None,
+                    ) -> tuple[int, bool] | bool:
         """A closed lot whose cause came to light later (an assignment's shares after
         the lot was taken for a hand close): its reason and P&L replaced, in one
-        transaction, only if it is still closed as `was`."""
+        transaction, only if it is still closed as `was`. With `alert`, the alert that
+        announces the correction is written in the same transaction ((alert id, folded)
+        then; False when nothing was written), and so are the settings rows in `kv` (a
+        share sale the alert promises)."""
         with self._db.tx() as c:
             cur = c.execute(
                 "UPDATE lots SET exit_price = ?, close_reason = ?, realized_pnl = ?,"
@@ -127,7 +133,12 @@ class Lots(Repository):
                 " AND close_reason = ?",
                 (exit_price, reason, realized_pnl, int(estimated), time.time(), lot_id, was),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            for key, value in (kv or {}).items():
+                c.execute("INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+                          " SET value = excluded.value", (key, json.dumps(value)))
+            return add_alert(c, alert, time.time()) if alert is not None else True
 
     def mark_pnl_estimated(self, lot_id: int) -> None:
         with self._db.tx() as c:

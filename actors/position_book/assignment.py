@@ -120,15 +120,32 @@ class AssignmentMixin(BookState):
             realized = (rules.assigned_pnl(lot.entry_price, value, lot.qty, lot.mult,
                                            self._commissions(lot.id))
                         if value is not None else None)
-            if not self.db.reclose_lot(lot.id, value, "assigned", realized, True,
-                                       str(lot.close_reason)):
-                continue
-            # The share count this alert states is the one that explained it.
+            # The share count the alert states is the one that explained it.
             self.db.set_kv(f"shares_seen:{self.cfg.strategy.symbol}",
                            [after.qty, after.avg_cost])
-            self._announce_assigned(lot, lot.id, lot.qty, value, realized,
-                                    " (its shares arrived after the option was gone: first "
-                                    f"taken as {lot.close_reason}, corrected)")
+            note = (" (its shares arrived after the option was gone: first taken as "
+                    f"{lot.close_reason}, corrected)")
+            msg, details, queue = self._assigned_alert(lot, lot.id, lot.qty, value, realized,
+                                                       note)
+            # The correction, its alert and the share sale it promises in one transaction:
+            # a crash between them would leave the lot `assigned` (no longer a candidate),
+            # the shares held, and nobody told or nothing queued.
+            prepare = getattr(self.alerts, "prepare", None)
+            row = prepare("assigned", msg, "warning", details) if prepare else None
+            job = self._share_sale_job(lot.id, self.cfg.strategy.symbol, queue) if queue \
+                else {}
+            written = self.db.reclose_lot(lot.id, value, "assigned", realized, True,
+                                          str(lot.close_reason), alert=row, kv=job)
+            if not written:
+                continue
+            if queue:
+                self.log.warning("lot {}: {} {} shares to be sold at the open", lot.id, queue,
+                                 self.cfg.strategy.symbol)
+            self.log.warning(msg)
+            if row is None:
+                self.alerts.raise_alert("assigned", msg, severity="warning", details=details)
+            elif isinstance(written, tuple):
+                self.alerts.announced(written[0], written[1], row)
             self._check_daily_loss()
             return True
         return False
@@ -158,14 +175,6 @@ class AssignmentMixin(BookState):
         self.log.warning(msg)
         self._closed(lot, piece_id)
         return True
-
-    def _announce_assigned(self, lot: Lot, piece_id: int, qty: int, value: float | None,
-                           realized: float | None, note: str) -> None:
-        msg, details, queue = self._assigned_alert(lot, piece_id, qty, value, realized, note)
-        if queue:
-            self._queue_share_sale(piece_id, self.cfg.strategy.symbol, queue)
-        self.log.warning(msg)
-        self.alerts.raise_alert("assigned", msg, severity="warning", details=details)
 
     def _assigned_alert(
         self, lot: Lot, piece_id: int, qty: int, value: float | None,
@@ -207,12 +216,20 @@ class AssignmentMixin(BookState):
             return cal.session_open_close(today)[0]
         return _next_open(today, cal)
 
+    def _share_sale_job(self, lot_id: int, symbol: str, qty: int) -> dict[str, Any]:
+        """The settings rows that queue a share sale (written by the caller)."""
+        at = self._share_sale_open()
+        return {
+            f"share_sale:{lot_id}": {
+                "lot_id": lot_id, "symbol": symbol, "qty": qty, "not_before": at.timestamp(),
+                "state": "pending", "attempts": 1, "note": ""},
+            "share_sales": sorted({*(self.db.get_kv("share_sales") or []), lot_id}),
+        }
+
     def _queue_share_sale(self, lot_id: int, symbol: str, qty: int) -> datetime:
         at = self._share_sale_open()
-        self.db.set_kv(f"share_sale:{lot_id}", {
-            "lot_id": lot_id, "symbol": symbol, "qty": qty, "not_before": at.timestamp(),
-            "state": "pending", "attempts": 1, "note": ""})
-        self.db.set_kv("share_sales", sorted({*(self.db.get_kv("share_sales") or []), lot_id}))
+        for key, value in self._share_sale_job(lot_id, symbol, qty).items():
+            self.db.set_kv(key, value)
         self.log.warning("lot {}: {} {} shares to be sold at the open {:%Y-%m-%d %H:%M} ET",
                          lot_id, qty, symbol, at)
         return at

@@ -266,8 +266,9 @@ def test_a_manual_entry_first_resolves_an_unresolved_sale_of_ours(
         o["order_ref"] for o in _selling(sim)}], refs
 
 
+@pytest.mark.parametrize("on_assignment", ["alert", "close_shares"])
 def test_an_assignment_is_recognised_from_shares_that_arrive_late(
-    sim: Any, start_engine: Any
+    sim: Any, start_engine: Any, on_assignment: str
 ) -> None:
     """Item 4: IB books the option leg of an early assignment, and the shares come 5 s
     later (past the 2 s the book waits for them). The old code closed the lot
@@ -277,7 +278,7 @@ def test_an_assignment_is_recognised_from_shares_that_arrive_late(
     from tests.engine.test_lifecycle import enter_and_wait
     from tests.engine.test_outside_close import alerts, cfg
 
-    eng = start_engine(cfg(stop_loss_ratio=20.0))
+    eng = start_engine(cfg(stop_loss_ratio=20.0, on_assignment=on_assignment))
     lot = enter_and_wait(eng, 0)
     spot = lot.strike - 2.0
     sim.post("/market", {"spot": spot, "walk_sigma": 0.0})
@@ -295,6 +296,11 @@ def test_an_assignment_is_recognised_from_shares_that_arrive_late(
     (alert,) = wait_for_value(lambda: alerts(eng, "assigned"), lambda a: len(a) == 1, 10,
                               "the assigned alert")
     assert "100 SPY shares bought at" in alert["message"]
+    if on_assignment == "close_shares":
+        # The sale the alert promises was queued with the correction (one transaction).
+        assert "sold at the open" in alert["message"]
+        job = eng.book().get_kv(f"share_sale:{lot.id}").get(timeout=5)
+        assert job is not None and job["state"] == "pending" and job["qty"] == 100, job
 
 
 def test_exits_asked_for_while_the_gateway_restarts_go_out_once_it_is_back(
