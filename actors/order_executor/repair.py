@@ -143,20 +143,26 @@ class RepairMixin(ExecutorPart):
         rows = [o for o in self.intents.orders_by_status(
                     ["intent", "sent", "submitted", "unknown"])
                 if o.role == "sale" and not o.order_ref.startswith(own)]
-        if not rows:
+        # A sale of today's marked filled at its first slice may still work for the rest
+        # (a cancel of the rest answered PendingCancel or Unknown): looked up too.
+        partly = [o for o in self.intents.orders_by_status(["filled"])
+                  if o.role == "sale" and o.trade_date == trade_date
+                  and not o.order_ref.startswith(own)]
+        if not rows and not partly:
             return
         refs = {o.order_ref for o in rows}
         try:
             broker = {o.order_ref: o for o in self.conn.open_orders().get(timeout=self._t())
-                      if o.order_ref in refs}
+                      if o.order_ref in refs | {p.order_ref for p in partly}}
             sold = {f.order_ref for f in self.conn.executions().get(timeout=self._t())
-                    if f.order_ref in refs}
+                    if f.order_ref in refs} if rows else set()
         except Exception as exc:
             raise EntryRefused(f"cannot settle an earlier sale at the broker: {exc}",
                                "wait") from exc
         if sold:
             raise EntryRefused(f"an earlier sale filled ({', '.join(sorted(sold))}): its lot "
                                "is being opened; no second sale beside it", alert="risk_limit")
+        rows += [p for p in partly if p.order_ref in broker]  # only a rest still working
         for row in rows:
             info = broker.get(row.order_ref)
             order_id = info.order_id if info is not None else (row.order_id or 0)
@@ -176,6 +182,8 @@ class RepairMixin(ExecutorPart):
                 raise EntryRefused(f"earlier sale {row.order_ref} not settled: {exc}",
                                    "wait") from exc
             self._record(done)
+            if row.status == "filled" and done.is_dead:
+                continue  # the rest of a sale whose lot holds what filled: ended now
             if done.filled > 0:
                 raise EntryRefused(f"earlier sale {row.order_ref} filled "
                                    f"{int(done.filled)}: no second sale beside it",
