@@ -192,7 +192,7 @@ function setLoggedIn(on) {
   loggedIn = on;
   document.body.dataset.loggedIn = on ? "yes" : "no";
   document.querySelectorAll("button[data-action]").forEach((b) => { b.disabled = !on; b.title = on ? (b.dataset.title || "") : "log in to use the actions"; });
-  set("action-hint", on ? "" : "Log in to use the actions (read-only view).");
+  set("action-hint", on ? "" : "Log in to use the actions (view only).");
 }
 function confirmFirst(text) {
   return new Promise((resolve) => {
