@@ -115,8 +115,11 @@ class SaleMixin(ExecutorPart):
             for lot in self.book.open_lots().get(timeout=self._t())
             if lot.con_id == contract.con_id
         ]
-        for lot in lots:  # each marked before any of its exits goes
-            self.book.set_lot_state(lot.id, "unprotected").get(timeout=self._t())
+        # Every lot marked before any exit goes; asked all at once (the book takes them in
+        # order), not one round trip each.
+        marks = [self.book.set_lot_state(lot.id, "unprotected") for lot in lots]
+        for mark in marks:
+            mark.get(timeout=self._t())
         legs = [(lot.id, role, order_id) for lot in lots for role in ("tp", "sl")
                 if (order_id := lot.exit_order_id(role))]
         if legs:
