@@ -235,11 +235,13 @@ class Watchdog(SupervisedActor):
             )
 
     def _schedule_restart(self) -> None:
-        """The earliest moment for the next deliberate Connection restart."""
+        """The earliest moment for the next deliberate Connection restart: never within
+        `restart_grace` of the loss (a short blip is restored on the live socket, and a
+        restart in its middle only delays READY), then backed off as before."""
         w = self.cfg.watchdog
         assert self.down_since is not None
         self.next_restart_at = max(
-            self.down_since + w.backoff_initial,
+            self.down_since + max(w.restart_grace, w.backoff_initial),
             self.last_restart_at + backoff_delay(self.restarts + 1, w.backoff_initial,
                                                  w.backoff_max),
         )

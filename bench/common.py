@@ -70,13 +70,20 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "host": platform.node()}
+
+
+def machine_line() -> str:
+    """The machine a figure was measured on, in words: figures only compare on it."""
+    m = machine()
+    return f"{m['cpus']} CPUs, {m['cpu'] or 'cpu unknown'}, Python {m['python']}, host {m['host']}"
 
 
 def report(name: str, rows: list[Row], notes: list[str] | None = None) -> dict[str, Any]:
     """Print the table and the JSON line; return the JSON object."""
     width = max(len(r.figure) for r in rows) + 2
-    print(f"\n== bench.{name} ==")
+    print(f"\n== bench.{name} == on {machine_line()}")
     print(f"{'figure':<{width}}{'value':>12}  {'unit':<8}{'goal':<22}{'met':<5}limited by")
     for r in rows:
         met = "" if r.met is None else ("yes" if r.met else "NO")

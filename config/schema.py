@@ -127,6 +127,11 @@ class WatchdogConfig:
     gateway_restart: str = "none"
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    # The first deliberate Connection restart after a loss comes only this long (s) after
+    # it: IB's short blips (a farm reconnecting, 1100 -> 1102 within seconds) are restored
+    # on the live socket, and a restart in their middle only makes READY wait for a fresh
+    # connect and its evidence. Later restarts are backed off from there as before.
+    restart_grace: float = 5.0
     # READY this long (s) puts the Connection-restart backoff back to backoff_initial.
     stable_after: float = 300.0
     # Gateway restarts (escalation) per ET day at most; none inside IB's reset windows

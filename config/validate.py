@@ -157,6 +157,7 @@ _CHECKS: tuple[tuple[str, Callable[[Any], Any], str] | Callable[[Config], None],
     *((f"watchdog.{key}", lambda v: v <= 0, "must be > 0") for key in (
         "probe_interval", "escalate_after", "backoff_initial", "backoff_max", "stable_after")),
     ("watchdog.max_gateway_restarts", lambda v: v < 0, "must be >= 0"),
+    ("watchdog.restart_grace", lambda v: not v >= 0, "must be >= 0 seconds, got {v}"),
     _quiet_windows,
 )
 

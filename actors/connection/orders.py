@@ -214,6 +214,31 @@ class OrderCalls(ConnectionPart):
 
         return self._call(run, timeout + 1.0)
 
+    def cancel_orders(self, order_ids: list[int],
+                      timeout: float | None = None) -> list[OrderInfo | str]:
+        """Cancel several orders at once and wait for all (one round trip, not one each:
+        an entry on a contract whose open lots hold exits cancels them all before its
+        sale). Per order: its OrderInfo as cancel_order gives it, or why it failed."""
+        timeout = timeout or self.cfg.strategy.order_ack_timeout
+
+        async def one(order_id: int) -> OrderInfo | str:
+            assert self.ib is not None
+            trade = self._find_trade(order_id)
+            if trade is None:
+                return f"order {order_id} is not known to this session"
+            if not trade.isDone():
+                self.ib.cancelOrder(trade.order)  # every cancel is sent before any wait
+                await self._wait_trade(trade, lambda t: t.isDone(), timeout)
+            info = order_info(trade, self._order_errors.get(order_id))
+            return info if trade.isDone() else with_status(info, "Unknown")
+
+        async def run() -> list[OrderInfo | str]:
+            done = await asyncio.gather(*(one(i) for i in order_ids), return_exceptions=True)
+            return [f"{type(r).__name__}: {r}" if isinstance(r, BaseException) else r
+                    for r in done]
+
+        return list(self._call(run, timeout + 1.0))
+
     def open_orders(self) -> list[OrderInfo]:
         async def run() -> list[OrderInfo]:
             assert self.ib is not None

@@ -115,23 +115,30 @@ class SaleMixin(ExecutorPart):
             for lot in self.book.open_lots().get(timeout=self._t())
             if lot.con_id == contract.con_id
         ]
-        cancelled = []
+        # Every lot marked before any exit goes; asked all at once (the book takes them in
+        # order), not one round trip each.
+        marks = [self.book.set_lot_state(lot.id, "unprotected") for lot in lots]
+        for mark in marks:
+            mark.get(timeout=self._t())
+        legs = [(lot.id, role, order_id) for lot in lots for role in ("tp", "sl")
+                if (order_id := lot.exit_order_id(role))]
+        if legs:
+            # All at once, one round trip: one by one cost an ack each, before the sale
+            # (bench.entry: 6-12 ms per lot holding exits on the contract).
+            try:
+                answers: list[Any] = self.conn.cancel_orders([o for *_, o in legs]).get(
+                    timeout=self._t(self.cfg.strategy.order_ack_timeout))
+            except Exception as exc:
+                answers = [str(exc)] * len(legs)
+            for (lot_id, role, order_id), answer in zip(legs, answers, strict=True):
+                if isinstance(answer, str):
+                    self.log.warning("cancel of lot {} {} {} failed: {}", lot_id, role,
+                                     order_id, answer)
+                else:
+                    self._record(answer)
         for lot in lots:
-            self.book.set_lot_state(lot.id, "unprotected").get(timeout=self._t())
-            self._cancel_exits_of(lot)
-            cancelled.append(lot.id)
             self.log.info("cancelled exits of lot {} before selling the same contract", lot.id)
-        return cancelled
-
-    def _cancel_exits_of(self, lot: Lot) -> None:
-        for role in ("tp", "sl"):
-            order_id = lot.exit_order_id(role)
-            if order_id:
-                try:
-                    info = self.conn.cancel_order(order_id).get(timeout=self._t())
-                    self._record(info)
-                except Exception as exc:
-                    self.log.warning("cancel of {} {} failed: {}", role, order_id, exc)
+        return [lot.id for lot in lots]
 
     def _restore(self, lot_ids: list[int]) -> None:
         for lot_id in lot_ids:

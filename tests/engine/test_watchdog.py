@@ -130,3 +130,40 @@ def test_alerts_raised_while_the_sink_is_down_arrive_once_in_order(
     kinds = [b["kind"] for b in sink.bodies()]
     assert kinds.count("link_down") == 1 and kinds.count("link_restored") == 1
     assert kinds.index("link_down") < kinds.index("link_restored")
+
+
+def test_a_blip_shorter_than_the_grace_is_restored_on_the_live_socket_no_restart(
+    sim: Any, start_engine: Any
+) -> None:
+    """Issue 34: an outage shorter than watchdog.restart_grace is never raced by a
+    Connection restart (the old first restart came backoff_initial, here 0.2 s, after the
+    loss): the 1102 lands on the live socket and READY comes with it. An outage longer
+    than the grace still gets its restart, not before the grace."""
+    grace = 3.0
+    eng = start_engine({"watchdog": {"restart_grace": grace, "backoff_initial": 0.2,
+                                     "backoff_max": 1.0}})
+    directory = eng.engine.directory
+    wd = directory.proxy("watchdog")
+    conn = directory.ref("connection")
+    sim.post("/fault/outage", {"seconds": 3600, "code": 1100, "restore_code": 1102})
+    wait_until(lambda: directory.link.state.value != "READY", 5, 0.001, "1100 seen")
+    # Long past backoff_initial, well inside the grace (the fault's length, not a sync).
+    time.sleep(1.0)
+    assert wd.restarts.get(timeout=5) == 0, directory.link
+    t_end = time.monotonic()
+    sim.post("/fault/outage_end", {})
+    wait_until(lambda: directory.link.state.value == "READY", 5, 0.001, "READY after 1102")
+    assert time.monotonic() - t_end < 2.0  # "at once", as a loaded machine still meets
+    link = directory.link  # the same Connection actor, its socket READY on IB's 1102
+    assert directory.ref("connection") == conn and link.reason.startswith("1102"), link
+    assert wd.restarts.get(timeout=5) == 0
+
+    t0 = time.monotonic()
+    sim.post("/fault/outage", {"seconds": 3600, "code": 1100, "restore_code": 1102})
+    wait_until(lambda: wd.restarts.get(timeout=5) >= 1, grace + 15, 0.01,
+               "a Connection restart once the outage outlasts the grace")
+    assert time.monotonic() - t0 >= grace
+    assert directory.link.state.value != "READY"
+    sim.post("/fault/outage_end", {})
+    wait_until(lambda: directory.link.state.value == "READY", 20, 0.005, "READY again")
+    assert directory.ref("connection") != conn

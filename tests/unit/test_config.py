@@ -123,6 +123,12 @@ def test_watchdog_escalation_keys_and_quiet_windows(tmp_path: Path) -> None:
             load_config(environ={"TRADING_BOT__WATCHDOG__QUIET_WINDOWS": bad})
     with pytest.raises(ConfigError, match=r"watchdog\.max_gateway_restarts"):
         load_config(environ={"TRADING_BOT__WATCHDOG__MAX_GATEWAY_RESTARTS": "-1"})
+    assert cfg.watchdog.restart_grace == 5.0  # issue 34: a short blip is not raced
+    for bad in ("-0.5", "nan"):
+        with pytest.raises(ConfigError, match=r"watchdog\.restart_grace"):
+            load_config(environ={"TRADING_BOT__WATCHDOG__RESTART_GRACE": bad})
+    assert load_config(environ={"TRADING_BOT__WATCHDOG__RESTART_GRACE": "0"}
+                       ).watchdog.restart_grace == 0.0
     et = ZoneInfo("America/New_York")
     windows = cfg.watchdog.quiet_windows
     # IB's published windows: 00:15-01:45 ET Sunday-Friday, Friday 23:00 - Saturday 03:00.
