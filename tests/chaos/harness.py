@@ -47,7 +47,10 @@ class Harness:
         # fills) on a stream of their own too.
         self.money_rng = random.Random(f"{seed}:money_paths")
         self.away_ref = ""  # the sale filled while the engine was away, that day
+        # Every such sale: its execution is never reported to the engine (the reset).
+        self.away_refs: list[str] = []
         self.away_pending = False  # fills held: waiting for a sale of ours to rest
+        self.away_hold_at = 0.0  # when the hold was last posted (monotonic)
         self.day_budget = DAY_BUDGET
         self.day_plan: list[Any] = []
         self.faults_per_day, self.kills_per_day = faults_per_day, kills_per_day

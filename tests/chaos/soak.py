@@ -114,6 +114,8 @@ class Soak(Faults, Checks):
         if self.away_pending:  # no sale of ours rested in the window
             self.away_pending = False
             self.report.skipped[RESET_WHILE_SALE_FILLS] += 1
+            self.log(f"[{d}] {RESET_WHILE_SALE_FILLS}: no sale of ours rested in the window")
+            self._quiet_post("/fault/hold_fills", {"seconds": 0})
         away = bool(self.away_ref)
         deadline = datetime(day.year, day.month, day.day, 10, 31, tzinfo=ET)
         # Some days an outage outlasts the catch-up deadline: what is not sold is missed.
