@@ -117,13 +117,16 @@ class Faults(Harness):
         if state is None:
             self.report.skipped[OTHER_ACCOUNT_TRADE] += 1
             return
-        puts = [p for acct in (OUR_ACCOUNT, OTHER_ACCOUNT) for p in state["positions"]
-                if p["account"] == acct and p["sec_type"] == "OPT"
-                and (acct == OTHER_ACCOUNT or p["position"] < 0)]
+        puts = [p["con_id"] for acct in (OUR_ACCOUNT, OTHER_ACCOUNT)
+                for p in state["positions"] if p["account"] == acct
+                and p["sec_type"] == "OPT" and (acct == OTHER_ACCOUNT or p["position"] < 0)]
+        # Else the put our last sale sold (today's, as likely as not).
+        puts += [e["con_id"] for e in reversed(state["executions"])
+                 if ":sale:" in e["order_ref"] and e["side"] in ("SLD", "SELL")]
         if not puts:
             self.report.skipped[OTHER_ACCOUNT_TRADE] += 1
             return
-        order = {"order_ref": "", "con_id": puts[0]["con_id"],
+        order = {"order_ref": "", "con_id": puts[0],
                  "action": "SELL" if size > 0 else "BUY", "qty": abs(size),
                  "account": OTHER_ACCOUNT}
         if self.post(OTHER_ACCOUNT_TRADE, "/order/external", {"client_id": 0,
