@@ -79,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="market-data permissions for the whole session, e.g. OPT=none or"
                         " OPT=delayed,STK=live (modes: live, delayed, none, competing;"
                         " POST /fault/market_data changes them)")
-    p.add_argument("--accounts", default="", metavar="DU111,DU222",
+    p.add_argument("--accounts", default=os.environ.get("IBSIM_ACCOUNTS", ""),
+                   metavar="DU111,DU222",
                    help="the accounts the login manages (managedAccounts lists them; the"
-                        " first replaces --account); positions and executions per account")
+                        " first replaces --account); positions and executions per account"
+                        " (env IBSIM_ACCOUNTS)")
     p.add_argument("--tick-mode", choices=TICK_MODES, default="change",
                    help="change (IB's): a line ticks when its value changed, a new line gets"
                         " its current values at once; interval: every line's ticks each"

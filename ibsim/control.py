@@ -420,7 +420,12 @@ class ControlServer:
             resolved = self.gw.broker.resolve({"con_id": con_id})
             if len(resolved) != 1:
                 raise BadRequest(f"no contract with con_id {con_id}")
-            checked.append((resolved[0], o["action"], qty, o["order_ref"]))
+            # "account": one of --accounts (a hand order in another account of the
+            # login); absent or empty, the login's first account.
+            account = o.get("account") or self.gw.broker.account
+            if account not in self.gw.broker.accounts:
+                raise BadRequest(f"account {account!r} is not one the login manages")
+            checked.append((resolved[0], o["action"], qty, o["order_ref"], account))
         broker = self.gw.broker
         ids = []
         broker.defer_saves = True
@@ -434,11 +439,11 @@ class ControlServer:
     def _place_external(self, client_id: int, checked: list[tuple[Any, ...]],
                         ids: list[int]) -> None:
         broker = self.gw.broker
-        for contract, action, qty, ref in checked:
+        for contract, action, qty, ref, account in checked:
             order = {
                 "order_id": broker.next_order_id, "client_id": client_id, "contract": contract,
                 "action": action, "qty": qty, "order_type": "MKT", "lmt_price": None,
-                "aux_price": None, "tif": "DAY", "oca_group": "", "account": broker.account,
+                "aux_price": None, "tif": "DAY", "oca_group": "", "account": account,
                 "order_ref": ref, "transmit": True, "parent_id": 0, "oca_type": 0,
             }
             ids.append(order["order_id"])

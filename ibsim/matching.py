@@ -34,8 +34,10 @@ class Matching:
         now = self.market.now()
         for o in list(self.open_orders()):
             in_session = sessions.in_session(o["contract"], now, o.get("outside_rth", False))
-            if o.get("session_hold") and in_session:
-                o["status"], o["session_hold"] = "Submitted", False  # the session opened
+            if o.get("session_hold") and in_session and o["status"] == "PreSubmitted":
+                # The session opened. (Only a held order: an OCA sibling cancelled by a
+                # fill earlier in this pass stays cancelled.)
+                o["status"], o["session_hold"] = "Submitted", False
                 events.append(Event("order", dict(o), o["client_id"]))
             if o["status"] != "Submitted" or not in_session:
                 continue  # outside its session: stops do not trigger, limits do not fill

@@ -46,6 +46,10 @@ class ReconcileMixin(BookState):
         def _match_positions(
             self, positions: list[Any], exits_known: bool = False
         ) -> tuple[int, int]: ...
+        def _open_lot_from_completed(
+            self, row: Any, info: OrderInfo, positions: list[Any],
+            source: str = "the completed orders",
+        ) -> None: ...
 
     def _on_position(self, pos: PositionInfo) -> None:
         """A position update no fill of ours explains: check the broker at once."""
@@ -172,6 +176,7 @@ class ReconcileMixin(BookState):
             self.apply_order(info)
             counts["orders"] += 1
         filled_refs = {f.order_ref for f in fills} | done_refs
+        filled_refs |= self._sales_shown_by_positions(live_refs, filled_refs, positions)
         for row in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
             ref = row.order_ref
             if ref not in live_refs and ref not in filled_refs:
@@ -183,6 +188,40 @@ class ReconcileMixin(BookState):
         self.log.info("reconciled with the broker: {}", counts)
         self.directory.tell("order_executor", RepairExits("reconciled"))
         return counts
+
+    def _sales_shown_by_positions(
+        self, live_refs: set[str], filled_refs: set[str], positions: list[Any]
+    ) -> set[str]:
+        """Sales of ours the broker took (sent, acknowledged or of unknown fate), no
+        longer live, that neither an execution nor a completed order explains: past IB's
+        daily reset both forget a fill made while the engine was away. A short on the
+        sale's contract beyond the book's lots is then that sale: our lot (sized by
+        what is held beyond the book, priced as _open_lot_from_completed says), not an
+        outside sale. Returns the refs so taken."""
+        found: set[str] = set()
+        for row in self.db.orders_by_status(["sent", "submitted", "unknown"]):
+            ref = row.order_ref
+            if (row.role != "sale" or ref in live_refs or ref in filled_refs
+                    or self.db.lot_by_order_ref(ref) is not None):
+                continue
+            short = sum(-int(p.qty) for p in positions if p.contract.con_id == row.con_id
+                        and p.contract.sec_type == "OPT" and p.qty < 0)
+            held = sum(lot.qty for lot in self.db.open_lots() if lot.con_id == row.con_id)
+            if short <= held:
+                continue  # nothing unexplained on its contract: it did not fill
+            info = OrderInfo(
+                order_id=row.order_id or 0, perm_id=row.perm_id or 0, order_ref=ref,
+                con_id=row.con_id, local_symbol=next(
+                    (p.contract.local_symbol for p in positions
+                     if p.contract.con_id == row.con_id), ""),
+                action=row.action, order_type=row.order_type, qty=float(row.qty),
+                lmt_price=row.lmt_price, aux_price=row.aux_price,
+                oca_group=row.oca_group or "", status="Filled")
+            before = self.db.lot_by_order_ref(ref)
+            self._open_lot_from_completed(row, info, positions, "the broker's position")
+            if before is None and self.db.lot_by_order_ref(ref) is not None:
+                found.add(ref)
+        return found
 
     def reconcile_positions(
         self, positions: list[Any], fills: list[FillInfo], notify: bool = True

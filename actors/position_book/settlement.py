@@ -163,7 +163,8 @@ class SettlementMixin(BookState):
         return filled
 
     def _open_lot_from_completed(
-        self, row: OrderRecord, info: OrderInfo, positions: list[Any]
+        self, row: OrderRecord, info: OrderInfo, positions: list[Any],
+        source: str = "the completed orders",
     ) -> None:
         """Our sale filled while the engine was away and its executions are gone (the
         daily reset): the completed order (by orderRef) and the broker's short on its
@@ -209,8 +210,8 @@ class SettlementMixin(BookState):
                          info.order_ref, lot_id, qty, price, how)
         self.alerts.raise_alert(
             "entry_done",
-            f"sale {info.order_ref} filled while the engine was away (found in the "
-            f"completed orders, its execution no longer reported): lot {lot_id} "
+            f"sale {info.order_ref} filled while the engine was away (found in "
+            f"{source}, its execution no longer reported): lot {lot_id} "
             f"{info.local_symbol} x{qty} at {price} ({how}); exits being placed",
             severity="warning", details={"lot_id": lot_id, "order_ref": info.order_ref},
         )

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 from tests.chaos.harness import Harness
@@ -14,6 +15,10 @@ from tests.chaos.plan import (
     ASSIGN_GRACE,
     GATEWAY_RESTART_STEPS,
     KILL_IN_GATEWAY_RESTART,
+    OTHER_ACCOUNT,
+    OTHER_ACCOUNT_TRADE,
+    OUR_ACCOUNT,
+    RESET_WHILE_SALE_FILLS,
     Fault,
 )
 from tests.support.zmq_request import zmq_request
@@ -30,6 +35,15 @@ class Faults(Harness):
             return
         if k == KILL_IN_GATEWAY_RESTART:
             self.kill_in_gateway_restart(GATEWAY_RESTART_STEPS[int(fault.size)])
+            return
+        if k == RESET_WHILE_SALE_FILLS:
+            # The sale must rest: fills held until the scenario has stopped the engine
+            # (run_day then waits for a sale of ours at the broker).
+            self.away_pending = True
+            self.away_hold_at = 0.0  # run_day keeps the hold posted (a restart drops it)
+            return
+        if k == OTHER_ACCOUNT_TRADE:
+            self.other_account_trade(int(fault.size))
             return
         if k == "outage_2110":
             restore = self.rng.choice([1101, 1102])
@@ -95,6 +109,77 @@ class Faults(Harness):
             self.endings.append((time.monotonic() + s, "sink_up", self.sink_up))
         if ok:
             self.report.faults[k] += 1
+
+    def other_account_trade(self, size: int) -> None:
+        """The login's other account trades (a hand order, filled at once) a put our
+        account is short (any put it holds itself when ours holds none)."""
+        state = self.broker()
+        if state is None:
+            self.report.skipped[OTHER_ACCOUNT_TRADE] += 1
+            return
+        puts = [p["con_id"] for acct in (OUR_ACCOUNT, OTHER_ACCOUNT)
+                for p in state["positions"] if p["account"] == acct
+                and p["sec_type"] == "OPT" and (acct == OTHER_ACCOUNT or p["position"] < 0)]
+        # Else the put our last sale sold (today's, as likely as not).
+        puts += [e["con_id"] for e in reversed(state["executions"])
+                 if ":sale:" in e["order_ref"] and e["side"] in ("SLD", "SELL")]
+        if not puts:
+            self.report.skipped[OTHER_ACCOUNT_TRADE] += 1
+            return
+        order = {"order_ref": "", "con_id": puts[0],
+                 "action": "SELL" if size > 0 else "BUY", "qty": abs(size),
+                 "account": OTHER_ACCOUNT}
+        if self.post(OTHER_ACCOUNT_TRADE, "/order/external", {"client_id": 0,
+                                                              "orders": [order]}):
+            self.report.faults[OTHER_ACCOUNT_TRADE] += 1
+
+    def reset_while_sale_fills(self, d: str) -> bool:
+        """Once a sale of ours (today's) rests at the broker: stop the engine, fill the
+        sale and move past IB's daily reset (ibsim's scenario), move the soak's clock
+        there, start the engine. True when it was posed (the day's chaos ends there)."""
+        # Posted again and again: a gateway restarted meanwhile forgot the hold.
+        if time.monotonic() - self.away_hold_at > 0.5 and self._quiet_post(
+                "/fault/hold_fills", {"seconds": 30.0}):
+            self.away_hold_at = time.monotonic()
+        state = self.broker()
+        if state is None:
+            return False
+        resting = [o for o in state["open_orders"] if o["action"] == "SELL"
+                   and o["status"] == "Submitted" and o["filled"] == 0
+                   and o["order_ref"].startswith(f"tb:{d}:") and ":sale:" in o["order_ref"]]
+        if not resting:
+            return False
+        ref = resting[0]["order_ref"]
+        try:
+            pid = self.stack.pid("engine")
+        except ValueError:
+            return False  # between a kill and supervisord's restart: the next sale
+        self.away_pending = False
+        # Frozen at once (SIGSTOP), not stopped: on SIGTERM the engine works on for a few
+        # seconds and cancels its sale. Then the sale fills and the reset passes, and
+        # the frozen engine dies (kill -9); supervisord starts it past the reset.
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            reply = self.stack.ibsim_post("/scenario/filled_while_away", {"order_ref": ref})
+        except OSError:  # the gateway is away (restarting): not posed
+            reply = None
+        self._quiet_post("/fault/hold_fills", {"seconds": 0})
+        if reply is not None:
+            self.set_clock(datetime.fromisoformat(reply["now"]), 1.0)
+            self.sync_gateway_clock()
+        self.kill_times.append(time.time())
+        os.kill(pid, signal.SIGKILL)  # (a stopped process dies on it all the same)
+        self.report.kills += 1
+        self.check_integrity(f"after kill {self.report.kills}")
+        if reply is None:
+            self.report.skipped[RESET_WHILE_SALE_FILLS] += 1
+            return False
+        self.away_ref = ref
+        self.away_refs.append(ref)
+        self.report.faults[RESET_WHILE_SALE_FILLS] += 1
+        self.log(f"[{d}] {RESET_WHILE_SALE_FILLS}: {ref} filled while the engine was "
+                 f"stopped; now {reply['now']}")
+        return True
 
     def sink_up(self) -> None:
         if self.sink._server is None:

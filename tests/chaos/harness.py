@@ -19,6 +19,8 @@ from tests.chaos.plan import (
     ET,
     NAKED_LIMIT,
     OPERATOR_LOGIN_AFTER,
+    OTHER_ACCOUNT,
+    OUR_ACCOUNT,
     REPAIR_INTERVAL,
 )
 from tests.chaos.report import Report
@@ -41,6 +43,14 @@ class Harness:
         # The kill during a gateway restart (issue 33) on its own stream: the seed's other
         # faults stay the ones it always drew.
         self.extra_rng = random.Random(f"{seed}:kill_in_gateway_restart")
+        # Issue 32's scenarios (a second account's trades, the reset while a sale
+        # fills) on a stream of their own too.
+        self.money_rng = random.Random(f"{seed}:money_paths")
+        self.away_ref = ""  # the sale filled while the engine was away, that day
+        # Every such sale: its execution is never reported to the engine (the reset).
+        self.away_refs: list[str] = []
+        self.away_pending = False  # fills held: waiting for a sale of ours to rest
+        self.away_hold_at = 0.0  # when the hold was last posted (monotonic)
         self.day_budget = DAY_BUDGET
         self.day_plan: list[Any] = []
         self.faults_per_day, self.kills_per_day = faults_per_day, kills_per_day
@@ -63,7 +73,8 @@ class Harness:
         self.logins_answered = 0  # login_required alerts the operator has acted on
         self.set_clock(self.sim_at, 0.0)
         self.stack = Stack(workdir, self.sink.url, self.sim_at.isoformat(), {
-            "gateway": {"request_timeout": 4.0},
+            # The login manages two accounts (IBSIM_ACCOUNTS): the engine trades ours.
+            "gateway": {"request_timeout": 4.0, "account": OUR_ACCOUNT},
             "clock": {"file": str(self.clock_path)},
             "schedule": {"entry_times": ENTRY_TIMES, "repair_interval": REPAIR_INTERVAL,
                          "tick_seconds": 0.05},
@@ -80,12 +91,14 @@ class Harness:
             "alerts": {"retry_initial": 0.1, "retry_max": 0.5, "coalesce_window": 2.0},
             "zmq": {"command_max_age": 30.0},
         }, env={"IBSIM_IB_SCHEDULE": "1",  # IB's daily reset and Sunday re-auth, on our clock
+                "IBSIM_ACCOUNTS": f"{OUR_ACCOUNT},{OTHER_ACCOUNT}",
                 # The margin check (risk.max_margin_use) scales with the quantity: an
                 # account sized for it, else most entries at quantity 3 are skipped.
                 "IBSIM_CASH": str(100_000 * max(1, quantity))})
         self.sampler = Sampler(self.broker, lambda: self.rows("SELECT * FROM fills"),
                                lambda: self.link_state() == "READY", quantity, NAKED_LIMIT,
-                               lambda what: self.report.violate(self.day, what))
+                               lambda what: self.report.violate(self.day, what),
+                               account=OUR_ACCOUNT)
         self.day = "start"
         self.last_link = "not asked yet"
 

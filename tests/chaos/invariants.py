@@ -16,6 +16,18 @@ _EXIT = re.compile(r"^tb:lot(\d+):(tp|sl):")
 _SALE = re.compile(r"^tb:(\d{4}-\d{2}-\d{2}):(\d{4}):sale:\d+$")
 
 
+def ours(state: dict[str, Any], account: str) -> dict[str, Any]:
+    """ibsim's state with only `account`'s positions and executions ('' : every
+    account's): a login may manage several, and the other's are never the engine's."""
+    if not account:
+        return state
+    return {**state,
+            "positions": [p for p in state["positions"]
+                          if p.get("account", account) == account],
+            "executions": [e for e in state["executions"]
+                           if e.get("account", account) == account]}
+
+
 def _live_exits(state: dict[str, Any]) -> list[dict[str, Any]]:
     return [o for o in state["open_orders"]
             if o["action"] == "BUY" and _EXIT.match(o.get("order_ref") or "")]
@@ -100,10 +112,12 @@ class Sampler:
     def __init__(self, broker: Callable[[], dict[str, Any] | None],
                  stored_fills: Callable[[], list[dict[str, Any]]],
                  link_ready: Callable[[], bool], quantity: int, naked_limit: float,
-                 violate: Callable[[str], None], every: float = 0.5) -> None:
+                 violate: Callable[[str], None], every: float = 0.5,
+                 account: str = "") -> None:
         self.broker, self.stored_fills, self.link_ready = broker, stored_fills, link_ready
         self.quantity, self.naked_limit, self.violate = quantity, naked_limit, violate
         self.every = every
+        self.account = account  # the engine's account: the invariants look at it only
         self.samples = 0
         self.worst_naked = 0.0  # seconds a short stayed naked while the engine could act
         self.worst_naked_wall = 0.0  # the same, counting outages and kills too
@@ -148,6 +162,7 @@ class Sampler:
         state = self.broker()
         if state is None:
             return
+        state = ours(state, self.account)
         self.samples += 1
         for p in exit_qty_over_position(state):
             con_id = int(p.split(":")[0].removeprefix("con_id "))

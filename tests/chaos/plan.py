@@ -108,3 +108,32 @@ def plan_day(rng: random.Random, faults_per_day: int, kills_per_day: int,
         plan.append(Fault(extra.uniform(1.0, CHAOS_SECONDS - 6.0), KILL_IN_GATEWAY_RESTART,
                           0.0, float(extra.randrange(len(GATEWAY_RESTART_STEPS)))))
     return sorted(plan, key=lambda f: f.at)
+
+
+# Issue 32's scenarios, drawn on their own seeded stream (plan_money_paths) so that a
+# seed's other faults are the ones it always drew.
+# The login manages two accounts (ibsim IBSIM_ACCOUNTS); the engine trades the first.
+OUR_ACCOUNT, OTHER_ACCOUNT = "DU1234567", "DU7654321"
+# The other account trades (a hand order, filled at once) the put we hold: size > 0 a
+# sale of that many, < 0 a buy. Nothing of it may touch our lots, exits or checks.
+OTHER_ACCOUNT_TRADE = "other_account_trade"
+# "Reset while a sale fills": fills are held before the day's first slot; once a sale
+# of ours rests the engine is stopped, the sale fills and the clock moves past IB's
+# daily reset (ibsim /scenario/filled_while_away), then the engine starts again: the
+# sale must be our lot with exits (not an outside sale, not "nothing was sold").
+RESET_WHILE_SALE_FILLS = "reset_while_sale_fills"
+RESET_WHILE_SALE_FILLS_ODDS = 0.3
+HOLD_FILLS_AT = 2.0  # real s into the chaos window: before the 09:35 slot (at ~3 s)
+
+
+def plan_money_paths(rng: random.Random) -> list[Fault]:
+    """The day's other-account trades (none to two) and, on some days, the reset while
+    a sale fills (at HOLD_FILLS_AT, when its fills are held)."""
+    plan = []
+    for _ in range(rng.randint(0, 2)):
+        qty = float(rng.randint(1, 2))
+        plan.append(Fault(rng.uniform(4.0, CHAOS_SECONDS - 1.0), OTHER_ACCOUNT_TRADE, 0.0,
+                          qty if rng.random() < 0.5 else -qty))
+    if rng.random() < RESET_WHILE_SALE_FILLS_ODDS:
+        plan.append(Fault(HOLD_FILLS_AT, RESET_WHILE_SALE_FILLS, 0.0))
+    return sorted(plan, key=lambda f: f.at)

@@ -67,11 +67,13 @@ from tests.chaos.plan import (
     FINAL_ENTRY_STATES,
     FIRST_DAY,
     REPAIR_INTERVAL,
+    RESET_WHILE_SALE_FILLS,
     SCHEDULED_FAULTS,
     SETTLE_SLACK,
     WAITING_FAULTS,
     Fault,
     plan_day,
+    plan_money_paths,
 )
 from tests.chaos.report import Report
 
@@ -90,7 +92,9 @@ class Soak(Faults, Checks):
         d = day.isoformat()
         plan = plan_day(self.rng, self.faults_per_day, self.kills_per_day, self.with_waiting,
                         self.extra_rng)
+        plan = sorted(plan + plan_money_paths(self.money_rng), key=lambda f: f.at)
         self.day_plan = plan
+        self.away_ref, self.away_pending = "", False
         self.log(f"[{d}] chaos: " + ", ".join(f"{f.kind}@{f.at:.1f}s" for f in plan))
         self.post("spot", "/market", {"spot": 600.0})
         self.set_clock(datetime(day.year, day.month, day.day, 9, 33, tzinfo=ET), CHAOS_SPEED)
@@ -102,12 +106,21 @@ class Soak(Faults, Checks):
             now = time.monotonic()
             while pending and now - t0 >= pending[0].at:
                 self.apply(pending.pop(0), t0)
+            if self.away_pending and self.reset_while_sale_fills(d):
+                break  # the clock is past tonight's reset: the day's chaos is over
             self.operator()
             self.sync_gateway_clock()
             time.sleep(0.05)  # the scenario's pace, not a wait for a result
+        if self.away_pending:  # no sale of ours rested in the window
+            self.away_pending = False
+            self.report.skipped[RESET_WHILE_SALE_FILLS] += 1
+            self.log(f"[{d}] {RESET_WHILE_SALE_FILLS}: no sale of ours rested in the window")
+            self._quiet_post("/fault/hold_fills", {"seconds": 0})
+        away = bool(self.away_ref)
         deadline = datetime(day.year, day.month, day.day, 10, 31, tzinfo=ET)
         # Some days an outage outlasts the catch-up deadline: what is not sold is missed.
-        if self.rng.random() < 0.25 and self.post(
+        # (Drawn every day, so the seed's stream stays as it was; not past the reset.)
+        if self.rng.random() < 0.25 and not away and self.post(
             "outage_past_deadline", "/fault/outage", {"seconds": 600, "restore_code": 1102}
         ):
             self.report.faults["outage_past_deadline"] += 1
@@ -131,13 +144,19 @@ class Soak(Faults, Checks):
             "SELECT 1 FROM entry_attempts WHERE trade_date = ? AND state = 'started'", (d,)), 60)
         self.check(d, "protected", self.unprotected, REPAIR_INTERVAL + SETTLE_SLACK)
         self.check(d, "book_matches_broker", self.mismatch, 20)
+        if away:
+            # The sale that filled while the engine was away across the reset is our
+            # lot (the protected check above saw its exits; the sampler its naked time).
+            self.check(d, "sale_filled_while_away_is_a_lot", self.away_not_a_lot, 20)
         # Past the catch-up deadline: the day's entries are final.
         if self.sim_now() < deadline:
             self.set_clock(deadline, 1.0)
         self.report.checks["entries_final"] += 1
+        # Past the reset the day's later slots never started (the engine was away).
+        slots = 1 if away else len(ENTRY_TIMES)
         final = self.wait(lambda: (rows := self.rows(
-            "SELECT * FROM entry_attempts WHERE trade_date = ?", (d,))) and len(rows) == len(
-            ENTRY_TIMES) and all(r["state"] in FINAL_ENTRY_STATES for r in rows) and rows, 30)
+            "SELECT * FROM entry_attempts WHERE trade_date = ?", (d,))) and len(rows) >= slots
+            and all(r["state"] in FINAL_ENTRY_STATES for r in rows) and rows, 30)
         if not final:
             states = [(r["slot"], r["state"]) for r in self.rows(
                 "SELECT * FROM entry_attempts WHERE trade_date = ?", (d,))]
@@ -147,11 +166,13 @@ class Soak(Faults, Checks):
                 self.report.entries[r["state"]] += 1
                 if r["state"] == "missed":
                     self.missed_days.append(d)
-        # After the close: expiries settle at the broker and in the book.
-        self.set_clock(datetime(day.year, day.month, day.day, 16, 1, tzinfo=ET), 1.0)
-        self.check(d, "book_matches_broker_after_expiry", self.mismatch, 30)
-        self.check(d, "protected_after_close", self.unprotected, REPAIR_INTERVAL + SETTLE_SLACK)
-        self.nightly_reset(day)
+        if not away:  # (past the reset already: the close and the reset are behind)
+            # After the close: expiries settle at the broker and in the book.
+            self.set_clock(datetime(day.year, day.month, day.day, 16, 1, tzinfo=ET), 1.0)
+            self.check(d, "book_matches_broker_after_expiry", self.mismatch, 30)
+            self.check(d, "protected_after_close", self.unprotected,
+                       REPAIR_INTERVAL + SETTLE_SLACK)
+            self.nightly_reset(day)
         self.log(f"[{d}] done in {time.monotonic() - t0:.0f} s; violations so far: "
                  f"{len(self.report.violations)}")
 

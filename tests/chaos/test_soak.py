@@ -123,3 +123,20 @@ def test_an_alert_sent_again_only_after_a_kill_hit_its_delivery_is_no_violation(
         assert not soak.redelivered_after_kill(8)  # no kill between its two copies
     finally:
         soak.sink.stop()
+
+
+def test_issue_32s_scenarios_are_drawn_on_their_own_stream() -> None:
+    """The second account's trades and the reset while a sale fills: a stream of their
+    own (the seed's other faults unchanged), each drawn within some days."""
+    import random
+
+    from tests.chaos.plan import OTHER_ACCOUNT_TRADE, RESET_WHILE_SALE_FILLS, plan_money_paths
+
+    money = random.Random("5101:money_paths")
+    drawn = [plan_money_paths(money) for _ in range(20)]
+    kinds = {f.kind for day in drawn for f in day}
+    assert kinds == {OTHER_ACCOUNT_TRADE, RESET_WHILE_SALE_FILLS}
+    sizes = {f.size > 0 for day in drawn for f in day if f.kind == OTHER_ACCOUNT_TRADE}
+    assert sizes == {True, False}  # sales and buys
+    assert drawn == [plan_money_paths(m) for m in [random.Random("5101:money_paths")]
+                     for _ in range(20)]

@@ -83,3 +83,28 @@ def test_half_day_closes_options_at_13_and_details_carry_the_hours(early: Any) -
         wait_ib(ib, lambda: any(c == 399 for _r, c, _m in seen), what="399 after 13:00")
         assert "2026-11-30 09:30:00" in next(m for _r, c, m in seen if c == 399)
         assert sale.orderStatus.status == "PreSubmitted"
+
+
+def test_an_oca_pair_held_for_the_open_fills_one_leg_only(early: Any) -> None:
+    """Both legs of an OCA pair placed before the open rest PreSubmitted; at the open the
+    first to fill cancels the other, which stays cancelled (the release of held orders
+    revived it in the same pass and it filled too: found by the chaos soak)."""
+    with connected(early) as ib:
+        (opt,) = ib.qualifyContracts(Option("SPY", "20261201", 585, "P", "SMART"))
+        t = ib.reqMktData(opt)
+        wait_ib(ib, lambda: t.ask > 0, what="quote")
+        legs = []
+        for order in (LimitOrder("BUY", 1, round(t.ask + 1.0, 2)),  # marketable
+                      StopOrder("BUY", 1, round(t.ask * 0.5, 2))):  # through
+            order.ocaGroup, order.ocaType = "pair-1", 2
+            legs.append(ib.placeOrder(opt, order))
+        wait_ib(ib, lambda: all(x.orderStatus.status == "PreSubmitted" for x in legs),
+                what="both legs held for the open")
+        early.post("/clock", {"now": "2026-11-24T09:31:00-05:00"})
+        wait_ib(ib, lambda: any(x.orderStatus.status == "Filled" for x in legs),
+                what="a leg filled at the open")
+        wait_ib(ib, lambda: any(x.orderStatus.status == "Cancelled" for x in legs),
+                what="the other leg cancelled")
+        ib.sleep(0.5)  # many ticks: the cancelled leg must not come back
+        assert sorted(x.orderStatus.status for x in legs) == ["Cancelled", "Filled"]
+        assert len(early.get_state()["executions"]) == 1
