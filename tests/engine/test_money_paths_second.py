@@ -19,6 +19,28 @@ from tests.engine.test_crash_recovery import _ask, _kill, _live, _sales, _start_
 from tests.engine.test_money_paths import live_buys, on_executions, watch_live_exits
 from tests.support.zmq_request import wait_for_value, wait_until
 
+# Past IB's daily reset (00:15 ET, IB's system status page): reqExecutions and the
+# completed orders no longer report the day before's fills.
+AFTER_RESET = datetime(2026, 11, 25, 0, 20, tzinfo=ET)
+
+
+def restarted_past_the_reset(sim: Any, cfg: Path, endpoint: str, after_reset: datetime,
+                             move_clock: bool = True) -> Any:
+    """The engine started again past the reset (ibsim's clock moved there first unless
+    the scenario did it); returns its process once it holds one protected lot of 1 and
+    has called none of it an outside sale or an interrupted entry."""
+    if move_clock:
+        sim.post("/clock", {"now": after_reset.isoformat()})
+    proc = engine_subprocess(
+        cfg, {"TRADING_BOT__CLOCK__START": f'"{after_reset.isoformat()}"'})
+    lots = wait_for_value(
+        lambda: _ask(endpoint, "positions")["lots"],
+        lambda lots: len(lots) == 1 and lots[0]["protected"], 40, "one protected lot")
+    assert lots[0]["qty"] == 1
+    kinds = [a["kind"] for a in _ask(endpoint, "alerts")["alerts"]]
+    assert "outside_position" not in kinds and "entry_interrupted" not in kinds, kinds
+    return proc
+
 
 def test_a_sale_filled_while_away_across_the_daily_reset_is_our_lot_with_exits(
     tmp_path: Path, sim: Any
@@ -26,8 +48,9 @@ def test_a_sale_filled_while_away_across_the_daily_reset_is_our_lot_with_exits(
     """Item 1: the engine is killed while its sale rests; the sale fills; the clock
     passes IB's daily reset (reqExecutions no longer reports the fill); the engine
     restarts. The old code marked the sale cancelled, alerted 'nothing was sold' and
-    called its own short an outside sale with no exits. Now the completed order (by
-    orderRef) and the broker's short make it our lot, protected by a TP+SL pair."""
+    called its own short an outside sale with no exits. Now the sale intent of ours and
+    the broker's short (past the reset neither executions nor completed orders tell) make
+    it our lot, protected by a TP+SL pair."""
     cfg, endpoint, proc = _start_ready(tmp_path, sim)
     try:
         sim.post("/fault/hold_fills", {"seconds": 120})
@@ -37,19 +60,10 @@ def test_a_sale_filled_while_away_across_the_daily_reset_is_our_lot_with_exits(
         sim.post("/fault/hold_fills", {"seconds": 0})
         wait_until(lambda: _sales(sim), 20, message="the sale filled while the engine was away")
         sale_ref = _sales(sim)[0]["order_ref"]
-        after_reset = datetime(2026, 11, 24, 23, 50, tzinfo=ET)
-        sim.post("/clock", {"now": after_reset.isoformat()})
-        proc = engine_subprocess(
-            cfg, {"TRADING_BOT__CLOCK__START": f'"{after_reset.isoformat()}"'})
-        lots = wait_for_value(
-            lambda: _ask(endpoint, "positions")["lots"],
-            lambda lots: len(lots) == 1 and lots[0]["protected"], 40, "one protected lot")
-        assert lots[0]["qty"] == 1
+        proc = restarted_past_the_reset(sim, cfg, endpoint, AFTER_RESET)
         tps, sls = _live(sim, "tp"), _live(sim, "sl")
         assert len(tps) == 1 and len(sls) == 1, (tps, sls)
         assert tps[0]["oca_group"] == sls[0]["oca_group"]
-        kinds = [a["kind"] for a in _ask(endpoint, "alerts")["alerts"]]
-        assert "outside_position" not in kinds and "entry_interrupted" not in kinds, kinds
         assert len(_sales(sim)) == 1
     finally:
         if proc.poll() is None:
@@ -465,17 +479,8 @@ def test_a_sale_partly_filled_then_cancelled_while_away_is_a_lot_of_what_filled(
             wait_until(lambda: _sold(sim) == 1, 20, message="one slice sold while away")
         sim.post("/order/cancel", {"order_ref": sale["order_ref"]})
         wait_until(lambda: not _live(sim, "sale"), 10, message="the rest cancelled")
-        after_reset = datetime(2026, 11, 24, 23, 50, tzinfo=ET)
-        sim.post("/clock", {"now": after_reset.isoformat()})
-        proc = engine_subprocess(
-            cfg, {"TRADING_BOT__CLOCK__START": f'"{after_reset.isoformat()}"'})
-        lots = wait_for_value(
-            lambda: _ask(endpoint, "positions")["lots"],
-            lambda lots: len(lots) == 1 and lots[0]["protected"], 40, "one protected lot")
-        assert lots[0]["qty"] == 1
+        proc = restarted_past_the_reset(sim, cfg, endpoint, AFTER_RESET)
         assert _exit_sizes(sim) == [1, 1]
-        kinds = [a["kind"] for a in _ask(endpoint, "alerts")["alerts"]]
-        assert "outside_position" not in kinds and "entry_interrupted" not in kinds, kinds
     finally:
         if proc.poll() is None:
             proc.terminate()

@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.engine.conftest import engine_subprocess
 from tests.engine.test_crash_recovery import _ask, _kill, _live, _sales, _start_ready
-from tests.support.zmq_request import wait_for_value, wait_until
+from tests.engine.test_money_paths_second import restarted_past_the_reset
+from tests.support.zmq_request import wait_until
 
 
 def test_a_sale_the_reset_hides_from_executions_and_completed_orders_is_our_lot(
@@ -28,18 +28,11 @@ def test_a_sale_the_reset_hides_from_executions_and_completed_orders_is_our_lot(
         reply = sim.post("/scenario/filled_while_away", {"order_ref": sale_ref})
         sim.post("/fault/hold_fills", {"seconds": 0})
         assert len(_sales(sim)) == 1
-        after_reset = datetime.fromisoformat(reply["now"])
-        proc = engine_subprocess(
-            cfg, {"TRADING_BOT__CLOCK__START": f'"{after_reset.isoformat()}"'})
-        lots = wait_for_value(
-            lambda: _ask(endpoint, "positions")["lots"],
-            lambda lots: len(lots) == 1 and lots[0]["protected"], 40, "one protected lot")
-        assert lots[0]["qty"] == 1
+        proc = restarted_past_the_reset(sim, cfg, endpoint,
+                                        datetime.fromisoformat(reply["now"]), move_clock=False)
         tps, sls = _live(sim, "tp"), _live(sim, "sl")
         assert len(tps) == 1 and len(sls) == 1, (tps, sls)
         assert tps[0]["oca_group"] == sls[0]["oca_group"]
-        kinds = [a["kind"] for a in _ask(endpoint, "alerts")["alerts"]]
-        assert "outside_position" not in kinds and "entry_interrupted" not in kinds, kinds
         assert len(_sales(sim)) == 1
     finally:
         if proc.poll() is None:
