@@ -296,6 +296,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         try:
             self._resolve_earlier_sales(trade_date, slot)
             contract, quote, spot = self._choose_contract(trade_date)
+            self._check_not_held_long(contract)
             self._check_notional(contract)
             self._check_order_sanity(contract, quote.bid or 0.0, spot)
             self._check_margin(contract, quote.bid or 0.0, spot)

@@ -104,6 +104,17 @@ class GuardMixin(ExecutorPart):
             if realized <= -risk.daily_loss_limit:
                 raise EntryRefused(f"daily loss limit hit ({realized:.2f})")
 
+    def _check_not_held_long(self, contract: ContractInfo) -> None:
+        """The account holds the chosen put long (an exit that filled past its lot, a buy
+        by hand; alerted critical): a sale would net against it, and the new lot and its
+        exits would cover more than the short (the soak, seed 5106, quantity 3)."""
+        longs = self.book.get_kv("long_positions").get(timeout=self._t()) or []
+        if contract.con_id in longs:
+            raise EntryRefused(
+                f"the account holds {contract.local_symbol} long (see the outside_position "
+                f"alert): a sale would net against it; close the long first",
+                alert="risk_limit")
+
     def _check_notional(self, contract: ContractInfo) -> None:
         """risk.max_short_notional counts the sale being judged (its strike x multiplier x
         quantity) on top of the lots held, as max_contracts_per_day counts its quantity."""

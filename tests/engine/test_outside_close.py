@@ -209,3 +209,28 @@ def test_a_long_put_no_lot_explains_is_alerted_and_never_traded(
                            if "LONG" in a["message"]) == 2, REPAIR + 5,
                message="the long held again is reported again")
     assert eng.open_lots() == []
+
+
+def test_no_sale_on_a_put_the_account_holds_long(sim: Any, start_engine: Any) -> None:
+    """Found by the chaos soak (seed 5106, quantity 3): a sale on a put held long (an exit
+    that filled past its lot) netted against it, and the new lot's exits covered more than
+    the short. The entry now refuses that put, with a risk_limit alert."""
+    sim.post("/market", {"walk_sigma": 0.0})  # spot stays: the second entry picks the same put
+    conf = cfg()
+    conf["schedule"]["entry_times"] = ["15:00", "15:30"]
+    eng = start_engine(conf)
+    lot = enter_and_wait(eng, 0)
+    hand_order(sim, lot.con_id, "BUY", qty=2)  # closes the lot by hand, and one more: long
+    wait_for_value(lambda: [a for a in alerts(eng, "outside_position") if "LONG" in a["message"]],
+                   lambda a: a, REPAIR + 5, "an alert about the long put")
+    wait_until(lambda: lot.con_id in (eng.book().get_kv("long_positions").get(timeout=5) or []),
+               10, message="the book knows the long")
+    sells = len([e for e in sim.get_state()["executions"] if e["side"] == "SLD"])
+    reply = eng.ask("enter_now", {"slot": "15:30"})
+    assert reply["accepted"], reply
+    entry = wait_for_value(
+        lambda: [e for e in eng.book().entries().get(timeout=5) if e.slot == "15:30"],
+        lambda rows: rows and rows[0].state not in ("started",), 30, "the second entry")[0]
+    assert "long" in (entry.reason or ""), entry
+    assert len([e for e in sim.get_state()["executions"] if e["side"] == "SLD"]) == sells
+    assert any("long" in a["message"] for a in alerts(eng, "risk_limit"))
