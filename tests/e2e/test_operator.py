@@ -89,12 +89,14 @@ def test_operator_enter_now_kill_restart_still_one_sale(tmp_path: Path) -> None:
             engine.wait(20)
 
 
-@pytest.mark.slow(seconds=100, reason="a simulated week on a fast clock, one real engine process")
+@pytest.mark.slow(seconds=105, reason="a simulated week on a fast clock, one real engine process")
 def test_fast_clock_week_from_outside_sells_once_per_session(tmp_path: Path) -> None:
     # ibsim's clock stays put while the engine's runs fast: put it inside the session
-    # (IB's default is regular hours only: an order at 09:20 would rest with 399).
+    # (IB's default is regular hours only: an order at 09:20 would rest with 399). The
+    # engine starts at 04:00: at 3600x the link has 5.5 s to be READY before Monday's
+    # 09:35 (from 09:20 it had 1 s, and a loaded machine missed Monday's entry).
     with IbsimProcess(seed=8, now="2026-11-23T10:00:00-05:00") as sim:
-        engine = start_engine(tmp_path, sim, free_port(), "2026-11-23T09:20:00-05:00", 3600,
+        engine = start_engine(tmp_path, sim, free_port(), "2026-11-23T04:00:00-05:00", 3600,
                               {"TRADING_BOT__RISK__MAX_OPEN_LOTS": "10"})
         try:
             store = Store(tmp_path / "book.sqlite")
