@@ -67,11 +67,12 @@ KEEP_FINISHED_TRADES = 500
 KEEP_FILLS = 2000
 
 
-# Errors on a request about an order the gateway had already accepted (a modify or a
-# cancel refused: read-only API 321, price off the tick 110, too late to modify 104 or to
-# cancel 161/10148) leave that order as it was at the broker; ib_insync 0.9 marks it
-# Cancelled all the same, and a live exit taken for cancelled would get a second pair.
-STAYS_WORKING_AFTER = frozenset({321, 110, 104, 161, 10148})
+# Errors on a request about an order the gateway had already accepted that refuse only the
+# request (a modify or a cancel under the read-only API, 321; a modify's price off the
+# tick, 110) leave that order working at the broker; ib_insync 0.9 marks it Cancelled all
+# the same, and a live exit taken for cancelled would get a second pair. Not 104/161/10148:
+# they say the order is past modifying or cancelling (often filled: its fill follows).
+STAYS_WORKING_AFTER = frozenset({321, 110})
 
 
 def _acknowledged(trade: Trade) -> bool:
