@@ -386,26 +386,31 @@ class Watchdog(SupervisedActor):
             severity="warning",
         )
 
+    def _spend_gateway_restart(self, day: str, spent: str) -> bool:
+        """One of the ET day's `max_gateway_restarts`, counted and saved before the restart
+        (a crash during it still remembers); with none left, `spent` is alerted once a
+        day, whatever the cause, and False returned."""
+        if day != self.gateway_day:
+            self.gateway_day, self.gateway_restarts = day, 0
+        if self.gateway_restarts >= self.cfg.watchdog.max_gateway_restarts:
+            if self.budget_alerted != day:
+                self.budget_alerted = day
+                self.log.error("{}", spent)
+                self.alerts.raise_alert("gateway_restart", spent, severity="error")
+            return False
+        self.gateway_restarts += 1
+        self._begin_wait()
+        self._save_escalation()
+        return True
+
     def _start_stopped_gateway(self, state: str) -> None:
         w, program = self.cfg.watchdog, self.cfg.gateway.program
         day = self.clock.now().astimezone(ET).date().isoformat()
-        if day != self.gateway_day:
-            self.gateway_day, self.gateway_restarts = day, 0
-        if self.gateway_restarts >= w.max_gateway_restarts:
-            if self.budget_alerted != day:  # one "budget spent" a day, whatever the cause
-                self.budget_alerted = day
-                self.log.error("gateway program {} is {}; restart budget spent", program, state)
-                self.alerts.raise_alert(
-                    "gateway_restart",
-                    f"the gateway program {program} is {state} and the day's "
-                    f"{w.max_gateway_restarts} gateway restarts are spent: not starting it; "
-                    f"waiting for an operator (supervisorctl start {program})",
-                    severity="error",
-                )
+        if not self._spend_gateway_restart(
+                day, f"the gateway program {program} is {state} and the day's "
+                f"{w.max_gateway_restarts} gateway restarts are spent: not starting it; "
+                f"waiting for an operator (supervisorctl start {program})"):
             return
-        self.gateway_restarts += 1
-        self._begin_wait()
-        self._save_escalation()  # before the start: a crash during it still remembers
         down = time.monotonic() - self.down_since if self.down_since is not None else 0.0
         result = self.restart_gateway(
             "watchdog", why=f"the gateway program {program} was {state}, link down {down:.0f}s")
@@ -480,22 +485,10 @@ class Watchdog(SupervisedActor):
             self.log.info("link down {:.0f}s inside IB's reset window: no gateway restart",
                           down_for)
             return
-        day = et.date().isoformat()
-        if day != self.gateway_day:
-            self.gateway_day, self.gateway_restarts = day, 0
-        if self.gateway_restarts >= w.max_gateway_restarts:
-            if self.budget_alerted != day:
-                self.budget_alerted = day
-                self.alerts.raise_alert(
-                    "gateway_restart",
-                    f"link down {down_for:.0f}s; the day's {w.max_gateway_restarts} gateway "
-                    f"restarts are spent: waiting for an operator",
-                    severity="error",
-                )
+        if not self._spend_gateway_restart(
+                et.date().isoformat(), f"link down {down_for:.0f}s; the day's "
+                f"{w.max_gateway_restarts} gateway restarts are spent: waiting for an operator"):
             return
-        self.gateway_restarts += 1
-        self._begin_wait()
-        self._save_escalation()  # before the restart: a crash during it still remembers
         # From here a READY is the old gateway's (the restart will end it) ...
         self.gateway_restart_at = time.time()
         current = self.directory.link

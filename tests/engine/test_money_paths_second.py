@@ -28,7 +28,8 @@ def restarted_past_the_reset(sim: Any, cfg: Path, endpoint: str, after_reset: da
                              move_clock: bool = True) -> Any:
     """The engine started again past the reset (ibsim's clock moved there first unless
     the scenario did it); returns its process once it holds one protected lot of 1 and
-    has called none of it an outside sale or an interrupted entry."""
+    has called none of it an outside sale or an interrupted entry, with one OCA pair and
+    one sale at the broker."""
     if move_clock:
         sim.post("/clock", {"now": after_reset.isoformat()})
     proc = engine_subprocess(
@@ -39,6 +40,10 @@ def restarted_past_the_reset(sim: Any, cfg: Path, endpoint: str, after_reset: da
     assert lots[0]["qty"] == 1
     kinds = [a["kind"] for a in _ask(endpoint, "alerts")["alerts"]]
     assert "outside_position" not in kinds and "entry_interrupted" not in kinds, kinds
+    tps, sls = _live(sim, "tp"), _live(sim, "sl")  # one OCA pair, one sale at the broker
+    assert len(tps) == 1 and len(sls) == 1, (tps, sls)
+    assert tps[0]["oca_group"] == sls[0]["oca_group"]
+    assert len(_sales(sim)) == 1
     return proc
 
 
@@ -61,10 +66,6 @@ def test_a_sale_filled_while_away_across_the_daily_reset_is_our_lot_with_exits(
         wait_until(lambda: _sales(sim), 20, message="the sale filled while the engine was away")
         sale_ref = _sales(sim)[0]["order_ref"]
         proc = restarted_past_the_reset(sim, cfg, endpoint, AFTER_RESET)
-        tps, sls = _live(sim, "tp"), _live(sim, "sl")
-        assert len(tps) == 1 and len(sls) == 1, (tps, sls)
-        assert tps[0]["oca_group"] == sls[0]["oca_group"]
-        assert len(_sales(sim)) == 1
     finally:
         if proc.poll() is None:
             proc.terminate()
