@@ -390,7 +390,11 @@ def test_expiry_is_not_judged_on_a_stale_spot_quote(sim: Any, start_engine: Any)
                message="the SPY line silent for longer than max_quote_age")
     set_time(sim, eng, datetime(2026, 11, 27, 13, 5, tzinfo=ET))
     eng.ask("repair_exits")
-    time.sleep(1.0)  # the settlement job runs on the scheduler's tick: give it a few
+    # The settlement job runs on the scheduler's tick: three ticks pass, the lot stays.
+    sched = eng.engine.directory.proxy("scheduler")
+    ticks = sched.tick_count().get(timeout=5)
+    wait_until(lambda: sched.tick_count().get(timeout=5) >= ticks + 3, 15,
+               message="three scheduler ticks")
     assert sim.get_state()["faults"]["muted"], "the mute ended too early: too slow"
     assert eng.book().lot(lot.id).get(timeout=5).state == "open"
     key = f"underlying_close:SPY:{lot.expiry}"
