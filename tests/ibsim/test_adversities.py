@@ -115,7 +115,8 @@ def test_fill_on_cancel_fills_first_then_10148_and_the_trade_ends_filled_at_ib(
     ib = connect()
     opt, t = put(ib)
     seen = errors_of(ib)
-    resting = ib.placeOrder(opt, LimitOrder("SELL", 1, round(t.ask + 1.0, 2), orderRef="foc"))
+    limit = round(t.ask + 1.0, 2)  # t is live: its ask may move before the fill
+    resting = ib.placeOrder(opt, LimitOrder("SELL", 1, limit, orderRef="foc"))
     wait_ib(ib, lambda: resting.orderStatus.status == "Submitted", what="resting")
     sim.post("/fault/fill_on_cancel", {"count": 1})
     ib.cancelOrder(resting.order)
@@ -123,7 +124,7 @@ def test_fill_on_cancel_fills_first_then_10148_and_the_trade_ends_filled_at_ib(
     req, _c, msg = next(x for x in seen if x[1] == 10148)
     assert req == resting.order.orderId and "state: Filled" in msg
     wait_ib(ib, lambda: resting.fills, what="the fill")
-    assert resting.fills[0].execution.price == round(t.ask + 1.0, 2)  # at its limit
+    assert resting.fills[0].execution.price == limit  # at its limit
     state = sim.get_state()
     assert {p["con_id"]: p["position"] for p in state["positions"]}[opt.conId] == -1
     assert not [o for o in state["open_orders"] if o["order_ref"] == "foc"]
