@@ -59,7 +59,10 @@ def new_engine_pid(stack: Stack, old: int) -> int:
 
 
 def gateway_alerts(sink: WebhookSink) -> list[dict[str, Any]]:
-    return list(sink.bodies("gateway_restart"))
+    """The gateway_restart alerts the sink received, one per alert id: delivery is at
+    least once (an engine killed after the webhook answered, before it marked the alert
+    delivered, sends the same id again; README, Alerts), and receivers dedupe by id."""
+    return list({body["id"]: body for body in sink.bodies("gateway_restart")}.values())
 
 
 def hold(seconds: float, check: Any) -> None:
