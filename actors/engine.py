@@ -136,8 +136,17 @@ class Engine:
                     raise OpError("bad_args", "limit must be an integer 1..1000")
                 return {"alerts": self.alerts.recent(limit)}
             if op == "market_data":
-                stats = d.proxy("market_data").stats().get(timeout=5)
-                return {**stats, "lines": d.proxy("connection").lines().get(timeout=5)}
+                since = args.get("samples_since")
+                if since is not None and (isinstance(since, bool)
+                                          or not isinstance(since, int | float)):
+                    raise OpError("bad_args", "samples_since must be a time (epoch seconds)")
+                md = d.proxy("market_data")
+                stats = md.stats().get(timeout=5)
+                reply = {**stats, "lines": d.proxy("connection").lines().get(timeout=5)}
+                if since is not None:  # bench.ticks: the count samples of a ramp step
+                    reply["samples"] = [list(s) for s in
+                                        md.count_samples(float(since)).get(timeout=5)]
+                return reply
             if op in READ_OPS:
                 views = d.views
                 if views is not None:  # on this worker's thread (bench.dashboard)

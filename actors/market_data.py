@@ -19,6 +19,12 @@ from actors.messages import LinkChanged, QuotesUpdated
 from actors.supervisor import SupervisedActor
 from trading.model import ContractInfo, LinkState, Quote
 
+# The message-count samples (when applied, the client's count then): one each 20 ms at
+# most, a minute's worth kept. bench.ticks dates the newest applied message by them, as
+# its bare client samples its own count on its loop: both read where they applied ticks.
+SAMPLE_EVERY = 0.02
+SAMPLES_KEPT = 3000
+
 
 class MarketData(SupervisedActor):
     name = "market_data"
@@ -33,6 +39,7 @@ class MarketData(SupervisedActor):
         self.messages_received = 0
         # Recent quote lags: decoded by Connection -> applied here (a backlog shows here).
         self.lags: deque[float] = deque(maxlen=2000)
+        self.samples: deque[tuple[float, int]] = deque(maxlen=SAMPLES_KEPT)
 
     def on_start(self) -> None:
         self.directory.subscribe(QuotesUpdated, self.name)
@@ -65,6 +72,8 @@ class MarketData(SupervisedActor):
             self.messages_received = max(self.messages_received, message.messages_received)
             if message.quotes:
                 self.lags.append(now - message.quotes[0].time)
+            if not self.samples or now - self.samples[-1][0] >= SAMPLE_EVERY:
+                self.samples.append((now, self.messages_received))
         elif isinstance(message, LinkChanged):
             status = message.status
             if status.state == LinkState.READY:
@@ -117,6 +126,10 @@ class MarketData(SupervisedActor):
         conn = self.directory.ref("connection")
         if gone and conn is not None:
             conn.proxy().unsubscribe(gone)  # not waited for: nothing depends on it
+
+    def count_samples(self, since: float) -> list[tuple[float, int]]:
+        """(time applied, message count then) samples taken since `since` (epoch s)."""
+        return [s for s in self.samples if s[0] >= since]
 
     def stats(self) -> dict[str, float]:
         lags = sorted(self.lags)
