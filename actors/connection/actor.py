@@ -27,6 +27,7 @@ from ib_insync import IB, Client, Ticker, Trade
 from ib_insync.objects import Fill
 from loguru import logger
 
+from actors.connection import frames
 from actors.connection.codes import (
     CLIENT_ID_IN_USE,
     FARM_BROKEN,
@@ -229,6 +230,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             self._generation += 1
             self._disconnected = asyncio.Event()
             ib = IB()
+            frames.install(ib.client)  # linear-time frame reading (frames.py says why)
             ib.RequestTimeout = gw.request_timeout
             self.ib = ib
             self._lines = {}  # a new session has no lines

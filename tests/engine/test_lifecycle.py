@@ -280,3 +280,30 @@ def test_repair_cancels_exits_left_on_a_closed_lot(sim: Any, start_engine: Any) 
     wait_until(lambda: not broker_orders(sim, lot.con_id), 20, message="both legs cancelled")
     wait_until(lambda: "stray_exits_cancelled" in [a["kind"] for a in eng.ask("alerts")["alerts"]],
                10, message="stray_exits_cancelled alert")
+
+
+def test_market_data_samples_date_the_counts_it_applied(sim: Any, start_engine: Any) -> None:
+    """bench.ticks reads the engine's message-count samples of a step once (no polling
+    during it): each is when MarketData applied a batch and the client's count then,
+    at most one per 20 ms, only those since the time asked; a bad time changes nothing."""
+    import itertools
+    import time
+
+    from tests.support.zmq_request import zmq_request
+
+    eng = start_engine()
+    since = time.time()
+    samples = wait_for_value(
+        lambda: eng.ask("market_data", {"samples_since": since})["samples"],
+        lambda s: len(s) >= 3, 15, "three count samples")
+    times = [t for t, _n in samples]
+    counts = [n for _t, n in samples]
+    assert times[0] >= since and times == sorted(times)
+    assert all(b - a >= 0.02 for a, b in itertools.pairwise(times))
+    assert counts == sorted(counts) and counts[0] > 0
+    later = eng.ask("market_data", {"samples_since": times[-1] + 1e-6})["samples"]
+    assert all(t > times[-1] for t, _n in later)
+    assert counts[-1] <= eng.ask("market_data")["messages_received"]
+    assert "samples" not in eng.ask("market_data")  # not asked: the reply as before
+    reply = zmq_request(eng.endpoint, "market_data", {"samples_since": "now"})
+    assert not reply["ok"] and reply["error"]["code"] == "bad_args"
