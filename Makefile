@@ -14,7 +14,7 @@ SEED ?= 1
 DAYS ?= 20
 QUANTITY ?= 1
 
-.PHONY: venv test lint demo stop clean browser soak bench doctor
+.PHONY: venv test lint demo stop clean browser soak bench bench-readme doctor
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,10 +45,17 @@ soak: $(STAMP)
 
 # The benchmarks (bench/): each prints a table and a BENCH_JSON line, under 2 min each.
 BENCHES ?= outage exits entry dashboard ticks fills memory
+BENCH_RESULTS ?= bench/results/latest.jsonl
 bench: $(STAMP)
 	@n=0; total=$$(echo $(BENCHES) | wc -w); for b in $(BENCHES); do n=$$((n+1)); \
 	  echo "bench $$n/$$total: bench.$$b (started $$(date -u +%H:%M:%S) UTC)"; \
-	  $(BIN)/python -m bench.$$b || exit 1; done
+	  BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.$$b || exit 1; done; \
+	  $(BIN)/python -m bench.readme --results $(BENCH_RESULTS)
+
+# The README's performance table from the results file: each bench's latest run, dated
+# (`make bench BENCHES=exits` replaces the exits rows only).
+bench-readme: $(STAMP)
+	$(BIN)/python -m bench.readme --results $(BENCH_RESULTS)
 
 # The preflight before a first sale (README "First contact"): CONFIG=path, as the engine.
 doctor: $(STAMP)

@@ -97,8 +97,17 @@ def report(name: str, rows: list[Row], notes: list[str] | None = None) -> dict[s
         "limited_by": {r.figure: r.limit for r in rows if r.limit},
         "notes": notes or [],
         "machine": machine(),
+        "units": {r.figure: r.unit for r in rows},
+        "goals": {r.figure: r.goal for r in rows if r.goal},
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print("BENCH_JSON " + json.dumps(out, sort_keys=True))
+    line = json.dumps(out, sort_keys=True)
+    print("BENCH_JSON " + line)
+    results = os.environ.get("BENCH_RESULTS")
+    if results:  # `make bench` collects every script's figures for the README's table
+        Path(results).parent.mkdir(parents=True, exist_ok=True)
+        with open(results, "a") as f:
+            f.write(line + "\n")
     return out
 
 

@@ -385,7 +385,7 @@ def test_expiry_is_not_judged_on_a_stale_spot_quote(sim: Any, start_engine: Any)
     sim.post("/market", {"walk_sigma": 0.0})
     quotes = eng.engine.directory.quotes
     spy = eng.engine.directory.spy_con_id
-    sim.post("/fault/mute", {"seconds": 30})
+    sim.post("/fault/mute", {"seconds": 120})  # long enough for a loaded machine
     wait_until(lambda: time.time() - quotes[spy].time > 2.5, 15,
                message="the SPY line silent for longer than max_quote_age")
     set_time(sim, eng, datetime(2026, 11, 27, 13, 5, tzinfo=ET))
