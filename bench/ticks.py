@@ -12,10 +12,10 @@ Both clients sample the same way, where they apply ticks, at most every 20 ms: t
 bare client in its pendingTickersEvent handler, the engine in MarketData as it
 applies a batch (the count Connection read in the same event), fetched over ZeroMQ
 once after each step, so nothing polls the engine during a step (the bare client is
-never polled either). An
-engine sample dates a quote as it becomes visible to the strategy, actor hop and
-all; a 20 ms poll over ZeroMQ instead read MarketData only after its mailbox had
-drained, hiding that hop, and loaded the engine with 50 asks a second.
+never polled either). An engine sample dates a quote as it becomes visible to the
+strategy, actor hop and all; a 20 ms poll over ZeroMQ instead read MarketData only
+after its mailbox had drained, hiding that hop, and loaded the engine with 50 asks a
+second the bare client never had.
 A client's ramp ends after two steps in a row whose p99 passes 100 ms (one may be
 another process's burst on a shared machine). The saturation point is the highest
 rate absorbed with lag p99 under 100 ms; the steps are 1.25x apart from 40,000, so
