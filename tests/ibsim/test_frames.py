@@ -114,3 +114,18 @@ def test_installed_reader_runs_a_live_client(sim: IbsimThread) -> None:
         ib.disconnect()
     other = client(sim, 9)  # the gateway still serves a plain client beside it
     other.disconnect()
+
+
+def test_installed_reader_replaces_ib_insyncs_own(sim: IbsimThread) -> None:
+    """Installed, it is the socket's only reader: every frame is handled once."""
+    stream, lines = capture_session(sim)
+    ib = IB()
+    frames.install(ib.client)
+    ib.client.sendMsg = lambda msg: None
+    seen: list[str] = []
+    interpret = ib.client.decoder.interpret
+    ib.client.decoder.interpret = lambda f: (seen.append(f[0]), interpret(f))
+    ib.client.conn.hasData.emit(stream)
+    plain = replay(stream, lines, [], lambda c, d: c._onSocketHasData(d))
+    assert ib.client._numMsgRecv == plain["messages"]
+    assert len(seen) == len(plain["handled"])
