@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import ib_insync
 from ib_insync import IB, Client, Ticker, Trade
 from ib_insync.objects import Fill
 from loguru import logger
@@ -230,7 +231,10 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             self._generation += 1
             self._disconnected = asyncio.Event()
             ib = IB()
-            frames.install(ib.client)  # linear-time frame reading (frames.py says why)
+            if not frames.install(ib.client):  # linear-time frame reading (frames.py)
+                logger.bind(actor=self.name).warning(
+                    "ib_insync {} is not {}: its own frame reader is used",
+                    ib_insync.__version__, frames.READER_OF)
             ib.RequestTimeout = gw.request_timeout
             self.ib = ib
             self._lines = {}  # a new session has no lines

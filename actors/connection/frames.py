@@ -18,19 +18,29 @@ import logging
 import struct
 from typing import Any
 
+import ib_insync
 from ib_insync import Client
 
 _LENGTH = struct.Struct(">I")
 
 
-def install(client: Client) -> None:
-    """Read `client`'s socket with `read_frames` instead of its own reader."""
+# The ib_insync release whose reader `read_frames` copies, line for line. Another release
+# keeps its own reader: a copy of code that changed could mis-frame the wire.
+READER_OF = "0.9.86"
+
+
+def install(client: Client) -> bool:
+    """Read `client`'s socket with `read_frames` instead of its own reader (True), or
+    leave ib_insync's reader when this is not the release it was copied from (False)."""
+    if ib_insync.__version__ != READER_OF or not hasattr(client, "_onSocketHasData"):
+        return False
     client.conn.hasData -= client._onSocketHasData
 
     def on_data(data: bytes) -> None:
         read_frames(client, data)
 
     client.conn.hasData += on_data
+    return True
 
 
 def read_frames(client: Any, data: bytes) -> None:

@@ -129,3 +129,21 @@ def test_installed_reader_replaces_ib_insyncs_own(sim: IbsimThread) -> None:
     plain = replay(stream, lines, [], lambda c, d: c._onSocketHasData(d))
     assert ib.client._numMsgRecv == plain["messages"]
     assert len(seen) == len(plain["handled"])
+
+
+def test_another_ib_insync_release_keeps_its_own_reader(monkeypatch: Any) -> None:
+    """The reader is a copy of 0.9.86's: under another release ib_insync's stays."""
+    import ib_insync
+
+    monkeypatch.setattr(ib_insync, "__version__", "0.9.87")
+    ib = IB()
+    assert frames.install(ib.client) is False
+    assert ib.client._onSocketHasData in ib.client.conn.hasData
+    assert len(ib.client.conn.hasData) == 1
+
+
+def test_installed_reader_is_the_only_reader() -> None:
+    ib = IB()
+    assert frames.install(ib.client) is True
+    assert ib.client._onSocketHasData not in ib.client.conn.hasData
+    assert len(ib.client.conn.hasData) == 1
