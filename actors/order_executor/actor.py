@@ -45,6 +45,7 @@ from actors.supervisor import SupervisedActor
 from book.store import Store
 from trading.calendar import ET
 from trading.model import ContractInfo, LinkState, OrderInfo
+from trading.steps import Steps
 
 
 class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedActor):
@@ -57,6 +58,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._lots_sold_here: set[int] = set()  # lots this executor protects itself
         self._prepared: PreparedEntry | None = None  # the next slot's lookups and lines
         self._preparing = False  # a preparation runs on its own thread
+        self._steps: Steps | None = None  # the sale's preparation, timed (bench.entry)
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -256,6 +258,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             return self._run_entry(trade_date, slot, manual)
         finally:
             self.busy = False
+            self._steps = None
             self._release_prepared()
 
     def _claim(self, trade_date: str, slot: str, manual: bool) -> bool:
@@ -310,7 +313,9 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             self.book.finish_entry(trade_date, slot, "failed", reason).get(timeout=self._t())
             self.alerts.raise_alert("order_rejected", f"entry {trade_date} {slot} failed: {reason}")
             return EntryResult(False, "failed", reason)
+        self._steps = Steps()  # margin checked -> SELL sent, logged with the first attempt
         self.book.remember_contract(contract).get(timeout=self._t())
+        self._step("remember_contract")
         cancelled = self._cancel_conflicting_exits(contract)
         try:
             filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled, spot)

@@ -20,6 +20,7 @@ from trading.pricing import limit_walk
 from trading.records import Lot
 from trading.refusals import MARKET_DATA_TYPES, refusal
 from trading.risk import OrderRefused
+from trading.steps import Steps
 from trading.strikes import choose_expiry_by_rule, choose_strike_by_delta
 
 
@@ -27,11 +28,16 @@ class SaleMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
 
     _prepared: PreparedEntry | None
+    _steps: Steps | None
 
     if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
         def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
         def place_exits(self, lot: Lot,
                         contract: ContractInfo | None = None) -> bool: ...
+
+    def _step(self, name: str) -> None:
+        if self._steps is not None:
+            self._steps.mark(name)
 
     def _fresh_quotes(self, contracts: list[ContractInfo], wait: float,
                       need_delta: bool = False) -> list[Any]:
@@ -115,11 +121,13 @@ class SaleMixin(ExecutorPart):
             for lot in self.book.open_lots().get(timeout=self._t())
             if lot.con_id == contract.con_id
         ]
+        self._step("open_lots")
         # Every lot marked before any exit goes; asked all at once (the book takes them in
         # order), not one round trip each.
         marks = [self.book.set_lot_state(lot.id, "unprotected") for lot in lots]
         for mark in marks:
             mark.get(timeout=self._t())
+        self._step("lots_marked")
         legs = [(lot.id, role, order_id) for lot in lots for role in ("tp", "sl")
                 if (order_id := lot.exit_order_id(role))]
         if legs:
@@ -138,6 +146,7 @@ class SaleMixin(ExecutorPart):
                     self._record(answer)
         for lot in lots:
             self.log.info("cancelled exits of lot {} before selling the same contract", lot.id)
+        self._step("exits_cancelled")
         return [lot.id for lot in lots]
 
     def _restore(self, lot_ids: list[int]) -> None:
@@ -160,10 +169,12 @@ class SaleMixin(ExecutorPart):
         # from its last serial: an orderRef is never reused (it is UNIQUE in the book and
         # the key by which the broker is asked).
         first = self.book.next_sale_serial(trade_date, slot).get(timeout=self._t())
+        self._step("sale_serial")
         for attempt in range(first, first + s.sale_attempts):
             # Never two sales for one slot: an earlier attempt (this run's, or a run that
             # gave up) may have filled or still be working whatever this session thinks.
             earlier, found = self._earlier_sale(trade_date, slot, contract)
+            self._step("earlier_sale")
             if earlier == "filled" and found is not None:
                 return True, found, "filled (an earlier attempt)"
             if earlier != "clear":
@@ -172,6 +183,7 @@ class SaleMixin(ExecutorPart):
                 self._restore(cancelled)  # after every failed attempt, at once
                 self._cancel_conflicting_exits(contract)
             quote = self._fresh_quotes([contract], 2.0)[0]
+            self._step("quote")
             if quote.bid is None or quote.ask is None:
                 reason = "no quote"
                 continue
@@ -189,6 +201,7 @@ class SaleMixin(ExecutorPart):
                 lmt_price=prices[0],
                 trade_date=trade_date,
             )
+            self._step("intent")
             req = OrderRequest(
                 ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY", spot=spot
             )
@@ -202,6 +215,10 @@ class SaleMixin(ExecutorPart):
             )
             try:
                 info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
+                if self._steps is not None:  # after the send: the line costs it nothing
+                    self.log.info("sale attempt {} steps (ms): {}", attempt,
+                                  self._steps.render())
+                    self._steps = None
             except OrderRefused as exc:
                 # A guard refusal is not transient: no further attempt.
                 self.book.mark_order(ref, status="refused", error=str(exc)).get(timeout=self._t())
@@ -255,9 +272,11 @@ class SaleMixin(ExecutorPart):
         while True:
             try:
                 fills = self.conn.executions().get(timeout=self._t())
+                self._step("executions")
                 live = [o for o in self.conn.open_orders().get(timeout=self._t())
                         if (o.is_live or o.status == "PendingCancel")
                         and o.order_ref.startswith(prefix)]
+                self._step("open_orders")
             except Exception as exc:
                 return f"cannot confirm at the broker that no earlier attempt works: {exc}", None
             if live:
