@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from ib_insync import Trade
@@ -22,7 +22,7 @@ from actors.connection.convert import (
     what_if_order,
     with_status,
 )
-from actors.connection.loop import BrokerCallError, IbRefusedError
+from actors.connection.loop import BrokerCallError, IbRefusedError, PendingCall
 from actors.connection.part import ConnectionPart, contract_key
 from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
 from trading.risk import OrderRefused, of_account, order_violation
@@ -220,7 +220,18 @@ class OrderCalls(ConnectionPart):
         an entry on a contract whose open lots hold exits cancels them all before its
         sale). Per order: its OrderInfo as cancel_order gives it, or why it failed."""
         timeout = timeout or self.cfg.strategy.order_ack_timeout
+        return list(self._call(self._cancels(order_ids, timeout), timeout + 1.0))
 
+    def start_cancel_orders(self, order_ids: list[int],
+                            timeout: float | None = None) -> PendingCall:
+        """cancel_orders, sent now and answered later (.result(): the same list): this
+        actor is free meanwhile, so the sale's own lookups (executions, open orders, the
+        quote) go out while the gateway answers the cancels, not after them."""
+        timeout = timeout or self.cfg.strategy.order_ack_timeout
+        return self._submit(self._cancels(order_ids, timeout), timeout + 1.0)
+
+    def _cancels(self, order_ids: list[int],
+                 timeout: float) -> Callable[[], Awaitable[list[OrderInfo | str]]]:
         async def one(order_id: int) -> OrderInfo | str:
             assert self.ib is not None
             trade = self._find_trade(order_id)
@@ -237,7 +248,7 @@ class OrderCalls(ConnectionPart):
             return [f"{type(r).__name__}: {r}" if isinstance(r, BaseException) else r
                     for r in done]
 
-        return list(self._call(run, timeout + 1.0))
+        return run
 
     def open_orders(self) -> list[OrderInfo]:
         async def run() -> list[OrderInfo]:

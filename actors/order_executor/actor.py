@@ -39,7 +39,7 @@ from actors.order_executor.entry_prep import PreparedEntry, prepare, release
 from actors.order_executor.exits import ExitsMixin
 from actors.order_executor.guard import EntryRefused, GuardMixin
 from actors.order_executor.repair import RepairMixin
-from actors.order_executor.sale import SaleMixin
+from actors.order_executor.sale import ExitCancels, SaleMixin
 from actors.order_executor.share_sale import sell_shares
 from actors.supervisor import SupervisedActor
 from book.store import Store
@@ -59,6 +59,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._prepared: PreparedEntry | None = None  # the next slot's lookups and lines
         self._preparing = False  # a preparation runs on its own thread
         self._steps: Steps | None = None  # the sale's preparation, timed (bench.entry)
+        self._cancels: ExitCancels | None = None  # exit cancels sent before a sale
+        self._remembered: Any = None  # the book's answer to remember_contract
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -258,7 +260,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             return self._run_entry(trade_date, slot, manual)
         finally:
             self.busy = False
-            self._steps = None
+            self._exits_cancelled()  # answered and recorded on every path
+            self._steps = self._remembered = None
             self._release_prepared()
 
     def _claim(self, trade_date: str, slot: str, manual: bool) -> bool:
@@ -314,9 +317,12 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             self.alerts.raise_alert("order_rejected", f"entry {trade_date} {slot} failed: {reason}")
             return EntryResult(False, "failed", reason)
         self._steps = Steps()  # margin checked -> SELL sent, logged with the first attempt
-        self.book.remember_contract(contract).get(timeout=self._t())
-        self._step("remember_contract")
-        cancelled = self._cancel_conflicting_exits(contract)
+        # Not waited for here: the book takes it before anything later asks of the
+        # contract (its mailbox keeps the order: the fill, the lot); _sell reads the
+        # answer before the sale goes, so a book that cannot store it still sells nothing.
+        self._remembered = self.book.remember_contract(contract)
+        # The exits' cancels go out now; _sell's lookups run while they are answered.
+        cancelled = self._start_cancelling_exits(contract).lot_ids
         try:
             filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled, spot)
         except EntryRefused as exc:

@@ -6,6 +6,7 @@ attempts, and never send a new attempt beside an earlier one that filled or stil
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.connection.loop import IbRefusedError
@@ -24,11 +25,24 @@ from trading.steps import Steps
 from trading.strikes import choose_expiry_by_rule, choose_strike_by_delta
 
 
+@dataclass
+class ExitCancels:
+    """Our exits on the contract being cancelled before its sale: the lots marked
+    unprotected, their legs (lot id, role, order id), and the cancels' pending answer
+    (Connection's PendingCall, or the error that kept them from being sent)."""
+
+    lot_ids: list[int]
+    legs: list[tuple[int, str, int]]
+    pending: Any
+
+
 class SaleMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
 
     _prepared: PreparedEntry | None
     _steps: Steps | None
+    _cancels: ExitCancels | None  # sent, not yet answered (_exits_cancelled)
+    _remembered: Any  # the book's future for remember_contract, read before the sale
 
     if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
         def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
@@ -116,40 +130,59 @@ class SaleMixin(ExecutorPart):
 
     def _cancel_conflicting_exits(self, contract: ContractInfo) -> list[int]:
         """Cancel our resting BUY exits on the contract we are about to sell."""
-        lots = [
-            lot
-            for lot in self.book.open_lots().get(timeout=self._t())
-            if lot.con_id == contract.con_id
-        ]
-        self._step("open_lots")
-        # Every lot marked before any exit goes; asked all at once (the book takes them in
-        # order), not one round trip each.
-        marks = [self.book.set_lot_state(lot.id, "unprotected") for lot in lots]
-        for mark in marks:
-            mark.get(timeout=self._t())
+        cancels = self._start_cancelling_exits(contract)
+        self._exits_cancelled()
+        return cancels.lot_ids
+
+    def _start_cancelling_exits(self, contract: ContractInfo) -> ExitCancels:
+        """Mark every open lot on the contract unprotected (one transaction, waited: the
+        mark is what a restart or the repair job reads if we die before the restore),
+        then send the cancels of their exits without waiting for the answers: the
+        sale's own lookups go out meanwhile. _exits_cancelled() waits for them, and
+        nothing is sent or re-priced on the contract before it has (_sell, _earlier_sale)."""
+        lots = self.book.unprotect_lots_on(contract.con_id).get(timeout=self._t())
         self._step("lots_marked")
         legs = [(lot.id, role, order_id) for lot in lots for role in ("tp", "sl")
                 if (order_id := lot.exit_order_id(role))]
+        pending: Any = None
         if legs:
             # All at once, one round trip: one by one cost an ack each, before the sale
             # (bench.entry: 6-12 ms per lot holding exits on the contract).
             try:
-                answers: list[Any] = self.conn.cancel_orders([o for *_, o in legs]).get(
-                    timeout=self._t(self.cfg.strategy.order_ack_timeout))
+                pending = self.conn.start_cancel_orders([o for *_, o in legs]).get(
+                    timeout=self._t())
             except Exception as exc:
-                answers = [str(exc)] * len(legs)
-            for (lot_id, role, order_id), answer in zip(legs, answers, strict=True):
+                pending = exc
+        self._cancels = ExitCancels([lot.id for lot in lots], legs, pending)
+        return self._cancels
+
+    def _exits_cancelled(self) -> None:
+        """The cancels _start_cancelling_exits sent, answered (or timed out) and recorded;
+        at once when there are none or they were waited for already."""
+        cancels, self._cancels = self._cancels, None
+        if cancels is None:
+            return
+        if cancels.legs:
+            answers: list[Any]
+            if isinstance(cancels.pending, Exception):
+                answers = [str(cancels.pending)] * len(cancels.legs)
+            else:
+                try:
+                    answers = list(cancels.pending.result())
+                except Exception as exc:
+                    answers = [str(exc)] * len(cancels.legs)
+            for (lot_id, role, order_id), answer in zip(cancels.legs, answers, strict=True):
                 if isinstance(answer, str):
                     self.log.warning("cancel of lot {} {} {} failed: {}", lot_id, role,
                                      order_id, answer)
                 else:
                     self._record(answer)
-        for lot in lots:
-            self.log.info("cancelled exits of lot {} before selling the same contract", lot.id)
+        for lot_id in cancels.lot_ids:
+            self.log.info("cancelled exits of lot {} before selling the same contract", lot_id)
         self._step("exits_cancelled")
-        return [lot.id for lot in lots]
 
     def _restore(self, lot_ids: list[int]) -> None:
+        self._exits_cancelled()  # never placed again while their cancels are unanswered
         for lot_id in lot_ids:
             lot = self.book.lot(lot_id).get(timeout=self._t())
             if lot and lot.state != "closed":
@@ -167,8 +200,11 @@ class SaleMixin(ExecutorPart):
         reason = "no attempt made"
         # A slot run again (by hand after a failure, or after an interrupted run) goes on
         # from its last serial: an orderRef is never reused (it is UNIQUE in the book and
-        # the key by which the broker is asked).
-        first = self.book.next_sale_serial(trade_date, slot).get(timeout=self._t())
+        # the key by which the broker is asked). Read on the executor's own connection:
+        # the sale rows are written there (record_intent below), so it knows every one,
+        # and it does not wait behind the book's mailbox (the cancels' answers queue
+        # their writes there just before).
+        first = self.intents.next_sale_serial(trade_date, slot)
         self._step("sale_serial")
         for attempt in range(first, first + s.sale_attempts):
             # Never two sales for one slot: an earlier attempt (this run's, or a run that
@@ -190,6 +226,12 @@ class SaleMixin(ExecutorPart):
             prices = self._sale_prices(quote, contract)
             if attempt > first:  # before each sale (the first was checked before any cancel)
                 self._check_margin(contract, prices[0], spot)
+            # IB takes no SELL beside our BUY exits on the contract: their cancels are
+            # answered before the sale goes (they were sent before the lookups above).
+            self._exits_cancelled()
+            if self._remembered is not None:  # asked before the cancels: a failure sells nothing
+                remembered, self._remembered = self._remembered, None
+                remembered.get(timeout=self._t())
             ref = sale_ref(trade_date, slot, attempt)
             self.intents.record_intent(
                 order_ref=ref,
@@ -280,6 +322,7 @@ class SaleMixin(ExecutorPart):
             except Exception as exc:
                 return f"cannot confirm at the broker that no earlier attempt works: {exc}", None
             if live:
+                self._exits_cancelled()  # nothing is re-priced beside our exits either
                 order = live[0]
                 if order.status in ("PendingSubmit", "ApiPending"):
                     if time.monotonic() >= deadline:

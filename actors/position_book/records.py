@@ -82,6 +82,9 @@ class RecordsMixin(BookState):
     def set_lot_state(self, lot_id: int, state: str) -> None:
         self.db.set_lot_state(lot_id, state)
 
+    def unprotect_lots_on(self, con_id: int) -> list[Lot]:
+        return self.db.unprotect_lots_on(con_id)
+
     def get_kv(self, key: str, default: Any = None) -> Any:
         return self.db.get_kv(key, default)
 

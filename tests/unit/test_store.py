@@ -199,3 +199,24 @@ def test_rows_come_back_as_typed_records(tmp_path: Path) -> None:
     store.start_entry("d", "09:35")
     assert isinstance(store.entry("d", "09:35"), EntryAttempt)
     store.close()
+
+
+def test_lots_on_a_contract_are_marked_unprotected_in_one_commit(tmp_path: Path) -> None:
+    """An entry about to sell a contract marks every open lot on it unprotected before
+    their exits are cancelled: one transaction (one durable commit, not one per lot),
+    closed lots and other contracts left as they are."""
+    store = Store(tmp_path / "b.sqlite")
+    opened = _lot(store, state="open", order_ref="tb:a")
+    already = _lot(store, state="unprotected", order_ref="tb:b")
+    closed = _lot(store, state="open", order_ref="tb:c")
+    assert store.close_lot(closed, 1.0, 2.0, "tp", 5.0)
+    other = _lot(store, state="open", con_id=43, order_ref="tb:d")
+    commits = store._db.version
+    marked = store.unprotect_lots_on(42)
+    assert store._db.version == commits + 1
+    assert [lot.id for lot in marked] == [opened, already]
+    assert {lot.state for lot in marked} == {"unprotected"}
+    again = Store(tmp_path / "b.sqlite")  # durable: another connection reads it
+    assert {lot.id: lot.state for lot in again.lots()} == {
+        opened: "unprotected", already: "unprotected", closed: "closed", other: "open"}
+    assert store.unprotect_lots_on(44) == []
