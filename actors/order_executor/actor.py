@@ -61,6 +61,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._steps: Steps | None = None  # the sale's preparation, timed (bench.entry)
         self._cancels: ExitCancels | None = None  # exit cancels sent before a sale
         self._remembered: Any = None  # the book's answer to remember_contract
+        self._unrecorded: list[OrderInfo] = []  # cancel answers for the book, after the sale
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -261,6 +262,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         finally:
             self.busy = False
             self._exits_cancelled()  # answered and recorded on every path
+            self._record_cancels()
             self._steps = self._remembered = None
             self._release_prepared()
 
@@ -412,12 +414,17 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         """The broker's answer, for the book. Not waited for: the intent is already
         durable, the book's mailbox keeps the order, and reconciliation settles any
         status the book misses; waiting here queued the exits behind the book."""
+        self._record_all([info])
+
+    def _record_all(self, infos: list[OrderInfo]) -> None:
+        """Several answers in one book transaction (one durable commit, not one each)."""
         from actors.position_book import _status_name
 
-        self.book.mark_order(
-            info.order_ref,
-            status=_status_name(info),
-            order_id=info.order_id or None,
-            perm_id=info.perm_id or None,
-            error=f"{info.error_code}: {info.error_message}" if info.error_code else None,
-        )
+        if not infos:
+            return
+        self.book.mark_orders([(info.order_ref, {
+            "status": _status_name(info),
+            "order_id": info.order_id or None,
+            "perm_id": info.perm_id or None,
+            "error": f"{info.error_code}: {info.error_message}" if info.error_code else None,
+        }) for info in infos])

@@ -43,6 +43,7 @@ class SaleMixin(ExecutorPart):
     _steps: Steps | None
     _cancels: ExitCancels | None  # sent, not yet answered (_exits_cancelled)
     _remembered: Any  # the book's future for remember_contract, read before the sale
+    _unrecorded: list[OrderInfo]  # cancel answers the book has not been given yet
 
     if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
         def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
@@ -156,11 +157,15 @@ class SaleMixin(ExecutorPart):
         self._cancels = ExitCancels([lot.id for lot in lots], legs, pending)
         return self._cancels
 
-    def _exits_cancelled(self) -> None:
-        """The cancels _start_cancelling_exits sent, answered (or timed out) and recorded;
-        at once when there are none or they were waited for already."""
+    def _exits_cancelled(self, record: bool = True) -> None:
+        """The cancels _start_cancelling_exits sent, answered (or timed out) and logged;
+        at once when there are none or they were waited for already. Their answers go to
+        the book now, or (`record=False`, just before the sale) once the sale is sent:
+        nothing reads them before, and their commit would hold up the sale's intent."""
         cancels, self._cancels = self._cancels, None
         if cancels is None:
+            if record:
+                self._record_cancels()
             return
         if cancels.legs:
             answers: list[Any]
@@ -176,10 +181,16 @@ class SaleMixin(ExecutorPart):
                     self.log.warning("cancel of lot {} {} {} failed: {}", lot_id, role,
                                      order_id, answer)
                 else:
-                    self._record(answer)
+                    self._unrecorded.append(answer)
         for lot_id in cancels.lot_ids:
             self.log.info("cancelled exits of lot {} before selling the same contract", lot_id)
+        if record:
+            self._record_cancels()
         self._step("exits_cancelled")
+
+    def _record_cancels(self) -> None:
+        answers, self._unrecorded = self._unrecorded, []
+        self._record_all(answers)
 
     def _restore(self, lot_ids: list[int]) -> None:
         self._exits_cancelled()  # never placed again while their cancels are unanswered
@@ -228,7 +239,7 @@ class SaleMixin(ExecutorPart):
                 self._check_margin(contract, prices[0], spot)
             # IB takes no SELL beside our BUY exits on the contract: their cancels are
             # answered before the sale goes (they were sent before the lookups above).
-            self._exits_cancelled()
+            self._exits_cancelled(record=False)
             if self._remembered is not None:  # asked before the cancels: a failure sells nothing
                 remembered, self._remembered = self._remembered, None
                 remembered.get(timeout=self._t())
@@ -261,6 +272,7 @@ class SaleMixin(ExecutorPart):
                     self.log.info("sale attempt {} steps (ms): {}", attempt,
                                   self._steps.render())
                     self._steps = None
+                self._record_cancels()  # the exits' cancel answers, one commit, now
             except OrderRefused as exc:
                 # A guard refusal is not transient: no further attempt.
                 self.book.mark_order(ref, status="refused", error=str(exc)).get(timeout=self._t())

@@ -22,6 +22,9 @@ class RecordsMixin(BookState):
     def mark_order(self, order_ref: str, **kwargs: Any) -> None:
         self.db.mark_order(order_ref, **kwargs)
 
+    def mark_orders(self, marks: list[tuple[str, dict[str, Any]]]) -> None:
+        self.db.mark_orders(marks)
+
     def remember_contract(self, info: ContractInfo) -> None:
         self.db.set_kv(contract_key(info.con_id), asdict(info))
 

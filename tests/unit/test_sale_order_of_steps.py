@@ -120,12 +120,17 @@ class _Executor(SaleMixin):
         self.alerts = SimpleNamespace(raise_alert=lambda *a, **k: None)
         self.directory = SimpleNamespace(farms_broken=set())
         self._steps = self._cancels = self._remembered = None
+        self._unrecorded: list[OrderInfo] = []
 
     def _t(self, extra: float = 0.0) -> float:
         return 5.0 + extra
 
     def _record(self, info: OrderInfo) -> None:
-        pass
+        self._record_all([info])
+
+    def _record_all(self, infos: list[OrderInfo]) -> None:
+        if infos:
+            self.said.append(f"recorded {sorted(i.order_id for i in infos)}")
 
     def place_exits(self, lot: Any, contract: Any = None) -> bool:
         self.said.append(f"exits placed for lot {lot.id}")
@@ -142,7 +147,8 @@ def test_the_lookups_go_out_while_the_cancels_are_answered_and_the_sale_after(
     assert filled and info is not None
     ref = sale_ref("2026-11-24", "09:35", 1)
     assert ex.said == ["lots marked", "cancels sent [11, 12]", "executions", "open orders",
-                       "quote", "cancels answered", f"intent {ref}", f"SELL {ref}"], ex.said
+                       "quote", "cancels answered", f"intent {ref}", f"SELL {ref}",
+                       "recorded [11, 12]", "recorded [99]"], ex.said  # answers: after the send
 
 
 def test_exits_are_never_placed_again_before_their_cancels_are_answered(
