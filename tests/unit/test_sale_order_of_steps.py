@@ -17,11 +17,13 @@ import pytest
 from loguru import logger
 
 from actors.order_executor.guard import EntryRefused
+from actors.order_executor.repair import RepairMixin
 from actors.order_executor.sale import SaleMixin
 from book.store import Store
 from config.loader import load_config
 from trading.model import ContractInfo, OrderInfo, Quote
 from trading.order_refs import sale_ref
+from trading.records import StoredFill
 
 PUT = ContractInfo(7, "SPY", "OPT", "20261201", 585.0, "P", 100, local_symbol="SPY P585")
 
@@ -164,3 +166,55 @@ def test_exits_are_never_placed_again_before_their_cancels_are_answered(
     ex._restore(cancelled)
     assert ex.said.index("cancels answered") < ex.said.index("exits placed for lot 3")
     assert not any(s.startswith(("intent", "SELL")) for s in ex.said), ex.said
+
+
+class _Repair(RepairMixin):
+    """The executor's repair part with a Connection that says what it is asked."""
+
+    def __init__(self, tmp: Path, live: list[OrderInfo]) -> None:
+        self.said: list[str] = []
+        self.intents = Store(tmp / "book.sqlite")
+        self.live = live
+        conn = SimpleNamespace(
+            open_orders=lambda: self.said.append("open orders") or _Answer(self.live),
+            executions=lambda: self.said.append("executions") or _Answer([]),
+            cancel_order=lambda oid: self.said.append(f"cancel {oid}") or _Answer(
+                _info(oid, "rest", "Cancelled")),
+        )
+        self.conn = conn  # type: ignore[misc]
+        self.log = logger
+
+    def _t(self, extra: float = 0.0) -> float:
+        return 5.0 + extra
+
+    def _record(self, info: OrderInfo) -> None:
+        pass
+
+    def sale(self, ref: str, qty: int, sold: int) -> None:
+        """Today's earlier sale of `qty`, marked filled at its first slice of `sold`."""
+        self.intents.record_intent(order_ref=ref, role="sale", con_id=PUT.con_id,
+                                   action="SELL", order_type="LMT", qty=qty, lmt_price=1.0,
+                                   trade_date="2026-11-24")
+        self.intents.mark_order(ref, status="filled", order_id=40 + qty)
+        self.intents.add_fill(StoredFill(f"e-{ref}", ref, 40 + qty, 1, PUT.con_id, "SLD",
+                                         sold, 1.0, None, 1.0, None))
+
+
+def test_an_earlier_sale_sold_in_full_is_not_asked_of_the_broker(tmp_path: Path) -> None:
+    """Each entry asked the broker's open orders for every sale of the day marked filled
+    (its rest might still work): by the day's end a request listing every exit, ms per
+    entry. A sale whose stored fills cover its quantity has no rest: not asked."""
+    rep = _Repair(tmp_path, [])
+    rep.sale(sale_ref("2026-11-24", "09:35", 1), 1, 1)
+    rep._resolve_earlier_sales("2026-11-24", "09:36")
+    assert rep.said == []
+
+
+def test_the_working_rest_of_a_sale_filled_in_part_is_still_ended_first(
+    tmp_path: Path,
+) -> None:
+    rest = _info(42, sale_ref("2026-11-24", "09:35", 1), "PendingCancel", 1.0)
+    rep = _Repair(tmp_path, [rest])
+    rep.sale(sale_ref("2026-11-24", "09:35", 1), 2, 1)  # one of two sold, the rest works
+    rep._resolve_earlier_sales("2026-11-24", "09:36")
+    assert rep.said == ["open orders", "cancel 42"]
