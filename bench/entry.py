@@ -30,6 +30,7 @@ from bench.common import Row, ZmqClient
 from ibsim.harness import IbsimProcess, free_port
 from ops.clock_source import write_clock_file
 from trading.order_refs import sale_prefix
+from trading.steps import parse as parse_steps
 
 DAY = "2026-11-24"  # a Tuesday session
 IBSIM_NOW = f"{DAY}T09:31:00-05:00"
@@ -91,8 +92,14 @@ PHASES = (
 )
 
 
+# The engine times the steps of "margin -> SELL sent" itself and logs them after the send
+# (trading/steps.py): each is printed as a sub-phase of it.
+STEPS_LINE = "sale attempt 1 steps (ms):"
+
+
 def phases(log: Path, slot_walls: list[tuple[str, float, float]]) -> dict[str, list[float]]:
-    """Per phase, its seconds in each entry (slot wall instant .. SELL at ibsim)."""
+    """Per phase, its seconds in each entry (slot wall instant .. SELL at ibsim), then the
+    steps of "margin -> SELL sent" (`    > name`)."""
     lines = []
     for raw in log.read_text().splitlines():
         try:
@@ -116,7 +123,12 @@ def phases(log: Path, slot_walls: list[tuple[str, float, float]]) -> dict[str, l
             at = t
         if ok:
             out["SELL sent -> at ibsim"].append(created - at)
-    return out
+        steps = next((m for t, m in lines if t >= start and STEPS_LINE in m), None)
+        for name, seconds in parse_steps(steps.split(STEPS_LINE, 1)[1] if steps else "").items():
+            out.setdefault(f"  > {name}", []).append(seconds)
+    # The steps printed under their phase, before the hop to ibsim.
+    last = out.pop("SELL sent -> at ibsim")
+    return {**out, "SELL sent -> at ibsim": last}
 
 
 def main(argv: list[str] | None = None) -> None:

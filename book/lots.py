@@ -92,6 +92,23 @@ class Lots(Repository):
                 (state, time.time(), lot_id),
             )
 
+    def unprotect_lots_on(self, con_id: int) -> list[Lot]:
+        """Every open lot on the contract marked `unprotected`, in one transaction (one
+        commit, not one per lot), and returned as marked: an entry about to sell the
+        contract cancels their exits next, and a lot is never unmarked while they go."""
+        now = time.time()
+        with self._db.tx() as c:
+            c.execute(
+                "UPDATE lots SET state = 'unprotected', updated_at = ?"
+                " WHERE con_id = ? AND state IN ('open', 'unprotected')",
+                (now, con_id),
+            )
+            rows = c.execute(
+                "SELECT * FROM lots WHERE con_id = ? AND state = 'unprotected' ORDER BY id",
+                (con_id,),
+            ).fetchall()
+        return [Lot.from_row(r) for r in rows]
+
     def close_lot(
         self,
         lot_id: int,

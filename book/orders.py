@@ -4,10 +4,13 @@ with what the broker said (the `orders` table)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from book.db import Repository
 from trading.order_refs import sale_prefix
 from trading.records import OrderIntent, OrderRecord
+
+_MARK_FIELDS = {"status", "order_id", "perm_id", "error", "lot_id", "lmt_price"}
 
 
 class Orders(Repository):
@@ -57,25 +60,30 @@ class Orders(Repository):
         lot_id: int | None = None,
         lmt_price: float | None = None,
     ) -> None:
-        sets, args = ["updated_at = ?"], [time.time()]
-        if status is not None:
-            # A fill is final: a late "submitted" or "cancelled" never undoes it.
-            sets.append("status = CASE WHEN status = 'filled' THEN status ELSE ? END")
-            args.append(status)
-        for col, val in (
-            ("order_id", order_id),
-            ("perm_id", perm_id),
-            ("error", error),
-            ("lot_id", lot_id),
-            ("lmt_price", lmt_price),
-        ):
-            if val is not None:
-                sets.append(f"{col} = ?")
-                args.append(val)
+        self.mark_orders([(order_ref, {"status": status, "order_id": order_id,
+                                       "perm_id": perm_id, "error": error, "lot_id": lot_id,
+                                       "lmt_price": lmt_price})])
+
+    def mark_orders(self, marks: list[tuple[str, dict[str, Any]]]) -> None:
+        """mark_order for several orders (ref, fields) in one transaction: one durable
+        commit for a batch of broker answers (an entry's exit cancels), not one each."""
+        unknown = {k for _, fields in marks for k in fields} - _MARK_FIELDS
+        if unknown:
+            raise ValueError(f"unknown order fields: {sorted(unknown)}")
+        now = time.time()
         with self._db.tx() as c:
-            c.execute(
-                f"UPDATE orders SET {', '.join(sets)} WHERE order_ref = ?", (*args, order_ref)
-            )
+            for order_ref, fields in marks:
+                sets, args = ["updated_at = ?"], [now]
+                if fields.get("status") is not None:
+                    # A fill is final: a late "submitted" or "cancelled" never undoes it.
+                    sets.append("status = CASE WHEN status = 'filled' THEN status ELSE ? END")
+                    args.append(fields["status"])
+                for col in ("order_id", "perm_id", "error", "lot_id", "lmt_price"):
+                    if fields.get(col) is not None:
+                        sets.append(f"{col} = ?")
+                        args.append(fields[col])
+                c.execute(f"UPDATE orders SET {', '.join(sets)} WHERE order_ref = ?",
+                          (*args, order_ref))
 
     def order_by_ref(self, ref: str) -> OrderRecord | None:
         return self._db.record(OrderRecord.from_row,

@@ -50,6 +50,7 @@ class Broker(OrderDesk, Matching, Expiries):
     next_exec: int = 0
     hold_fills_until: float = 0.0
     defer_saves: bool = False  # a batch of orders saves once, at its end
+    save_deferred: bool = False  # a save was asked for while deferred
     rejects: list[RejectRule] = field(default_factory=list)
     settled: list[dict[str, Any]] = field(default_factory=list)
     # /fault/partial_fills: the next `count` orders of qty >= 2 fill in `slices` slices.
@@ -116,7 +117,9 @@ class Broker(OrderDesk, Matching, Expiries):
         are trimmed first, so its cost stays flat over a long run (it grew with the
         history before: bench.exits)."""
         if self.defer_saves:
+            self.save_deferred = True
             return
+        self.save_deferred = False
         if len(self.orders) > 2 * PRUNE_KEEP_DONE:
             self.prune(PRUNE_KEEP_DONE)
         if not self.state_file:

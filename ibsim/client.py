@@ -48,6 +48,8 @@ class Session:
     closed: bool = False
     paced_out: bool = False  # closed for a sustained excess of IB's message rate
     held: list[bytes] | None = None  # a stalled gateway: what it will send, in order
+    # Answers to a batch of requests, sent once the batch's state is saved (corked).
+    corked: list[bytes] | None = None
     pacer: Pacer = field(default_factory=Pacer)  # IB's 50 messages a second
     sent: int = 0  # frames sent to this client (its API client counts the same: numMsgRecv)
     # (time, frames sent so far) after each tick: a client's count then dates its lag.
@@ -60,7 +62,25 @@ class Session:
         if self.held is not None:
             self.held.append(data)
             return
+        if self.corked is not None:
+            self.corked.append(data)
+            return
         self.writer.write(data)
+
+    def cork(self) -> None:
+        if self.corked is None:
+            self.corked = []
+
+    def uncork(self) -> None:
+        """What the batch produced goes out, in order (held instead by a stall begun
+        meanwhile, after it)."""
+        corked, self.corked = self.corked, None
+        if not corked or self.closed:
+            return
+        if self.held is not None:
+            self.held[:0] = corked
+        else:
+            self.writer.write(b"".join(corked))
 
     def release(self) -> None:
         """End of a stall: everything held goes out, in the order it was produced."""
@@ -70,6 +90,10 @@ class Session:
 
     def close(self) -> None:
         if not self.closed:
+            corked, self.corked = self.corked, None
+            if corked and self.held is None:  # what it said before closing still goes
+                with contextlib.suppress(Exception):
+                    self.writer.write(b"".join(corked))
             self.closed = True
             with contextlib.suppress(Exception):
                 self.writer.close()

@@ -40,7 +40,13 @@ from actors.connection.codes import (
 )
 from actors.connection.codes import effect as code_effect
 from actors.connection.convert import contract_info, fill_info, order_info, quote_of
-from actors.connection.loop import BrokerCallError, IbRefusedError, LoopThread, NotConnected
+from actors.connection.loop import (
+    BrokerCallError,
+    IbRefusedError,
+    LoopThread,
+    NotConnected,
+    PendingCall,
+)
 from actors.connection.market import MarketCalls
 from actors.connection.orders import OrderCalls
 from actors.connection.part import contract_key
@@ -583,6 +589,12 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             # IB answered requests of this call with 100 (over its message rate) and
             # served none of them: the timeout has that name.
             raise IbRefusedError(paced) from exc
+
+    def _submit(self, fn: Callable[[], Any], timeout: float | None = None) -> PendingCall:
+        """As _call, but this actor does not wait: the caller reads .result() (a pacing
+        100 is not named there: the answer is the timeout)."""
+        return self._loop.submit(fn, timeout or self.cfg.gateway.request_timeout,
+                                 lambda: self.ib is not None and self.ib.isConnected())
 
     def status(self) -> LinkStatus:
         return self._status

@@ -34,6 +34,26 @@ class NotConnected(BrokerCallError):
     refused so is known not to exist, unlike one whose answer timed out)."""
 
 
+class PendingCall:
+    """A call running on the loop; .result() waits for its answer (or its error) within
+    the call's deadline, from any thread, as often as asked."""
+
+    def __init__(self, fut: Future[Any], timeout: float) -> None:
+        self._fut = fut
+        self.timeout = timeout
+
+    def result(self) -> Any:
+        try:
+            return self._fut.result(self.timeout + 1.0)
+        except TimeoutError as exc:
+            self._fut.cancel()
+            raise BrokerCallError(f"gateway did not answer within {self.timeout:.1f}s") from exc
+        except BrokerCallError:
+            raise
+        except ConnectionError as exc:
+            raise BrokerCallError(f"connection lost: {exc}") from exc
+
+
 class LoopThread:
     """One event loop on its own daemon thread, from start to close."""
 
@@ -59,6 +79,12 @@ class LoopThread:
     ) -> Any:
         """Run `fn` on the loop (awaiting it if it returns an awaitable), with a deadline;
         BrokerCallError when not `connected`, on timeout or on a lost connection."""
+        return self.submit(fn, timeout, connected).result()
+
+    def submit(
+        self, fn: Callable[[], Any], timeout: float, connected: Callable[[], bool]
+    ) -> PendingCall:
+        """As `call`, but not waited for: the answer is read later with .result()."""
 
         async def invoke() -> Any:
             if not connected():
@@ -69,15 +95,7 @@ class LoopThread:
             return result
 
         fut = asyncio.run_coroutine_threadsafe(asyncio.wait_for(invoke(), timeout), self.loop)
-        try:
-            return fut.result(timeout + 1.0)
-        except TimeoutError as exc:
-            fut.cancel()
-            raise BrokerCallError(f"gateway did not answer within {timeout:.1f}s") from exc
-        except BrokerCallError:
-            raise
-        except ConnectionError as exc:
-            raise BrokerCallError(f"connection lost: {exc}") from exc
+        return PendingCall(fut, timeout)
 
     def close(self, disconnect: Callable[[], None], wait: float = 5.0) -> None:
         """Run `disconnect`, cancel every task and repeat until none is left, then stop

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from ib_insync import Trade
@@ -22,7 +22,7 @@ from actors.connection.convert import (
     what_if_order,
     with_status,
 )
-from actors.connection.loop import BrokerCallError, IbRefusedError
+from actors.connection.loop import BrokerCallError, IbRefusedError, PendingCall
 from actors.connection.part import ConnectionPart, contract_key
 from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
 from trading.risk import OrderRefused, of_account, order_violation
@@ -77,6 +77,22 @@ class OrderCalls(ConnectionPart):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.ib is None or not self.ib.isConnected():
                 return done(trade)
+            event = self._changed
+            assert event is not None
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, 0.25))
+        return True
+
+    async def _wait_all(
+        self, trades: list[Trade], done: Callable[[Trade], bool], timeout: float
+    ) -> bool:
+        """As _wait_trade, for several trades at once (one wakeup per event, not one per
+        trade and event); True when every one is done."""
+        deadline = time.monotonic() + timeout
+        while not all(done(t) for t in trades):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.ib is None or not self.ib.isConnected():
+                return all(done(t) for t in trades)
             event = self._changed
             assert event is not None
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
@@ -220,24 +236,43 @@ class OrderCalls(ConnectionPart):
         an entry on a contract whose open lots hold exits cancels them all before its
         sale). Per order: its OrderInfo as cancel_order gives it, or why it failed."""
         timeout = timeout or self.cfg.strategy.order_ack_timeout
+        return list(self._call(self._cancels(order_ids, timeout), timeout + 1.0))
 
-        async def one(order_id: int) -> OrderInfo | str:
-            assert self.ib is not None
-            trade = self._find_trade(order_id)
-            if trade is None:
-                return f"order {order_id} is not known to this session"
-            if not trade.isDone():
-                self.ib.cancelOrder(trade.order)  # every cancel is sent before any wait
-                await self._wait_trade(trade, lambda t: t.isDone(), timeout)
-            info = order_info(trade, self._order_errors.get(order_id))
-            return info if trade.isDone() else with_status(info, "Unknown")
+    def start_cancel_orders(self, order_ids: list[int],
+                            timeout: float | None = None) -> PendingCall:
+        """cancel_orders, sent now and answered later (.result(): the same list): this
+        actor is free meanwhile, so the sale's own lookups (executions, open orders, the
+        quote) go out while the gateway answers the cancels, not after them."""
+        timeout = timeout or self.cfg.strategy.order_ack_timeout
+        return self._submit(self._cancels(order_ids, timeout), timeout + 1.0)
 
+    def _cancels(self, order_ids: list[int],
+                 timeout: float) -> Callable[[], Awaitable[list[OrderInfo | str]]]:
         async def run() -> list[OrderInfo | str]:
-            done = await asyncio.gather(*(one(i) for i in order_ids), return_exceptions=True)
-            return [f"{type(r).__name__}: {r}" if isinstance(r, BaseException) else r
-                    for r in done]
+            assert self.ib is not None
+            out: dict[int, OrderInfo | str] = {}
+            waiting: dict[int, Trade] = {}
+            for order_id in order_ids:  # every cancel is sent before any wait
+                trade = self._find_trade(order_id)
+                if trade is None:
+                    out[order_id] = f"order {order_id} is not known to this session"
+                    continue
+                if not trade.isDone():
+                    try:
+                        self.ib.cancelOrder(trade.order)
+                    except Exception as exc:
+                        out[order_id] = f"{type(exc).__name__}: {exc}"
+                        continue
+                waiting[order_id] = trade
+            # One waiter for all, not one per order: each order's answers wake every
+            # waiter, and N waiters cost N^2 wakeups (bench.entry: 36 legs, 100 ms).
+            await self._wait_all(list(waiting.values()), lambda t: t.isDone(), timeout)
+            for order_id, trade in waiting.items():
+                info = order_info(trade, self._order_errors.get(order_id))
+                out[order_id] = info if trade.isDone() else with_status(info, "Unknown")
+            return [out[i] for i in order_ids]
 
-        return list(self._call(run, timeout + 1.0))
+        return run
 
     def open_orders(self) -> list[OrderInfo]:
         async def run() -> list[OrderInfo]:

@@ -39,12 +39,13 @@ from actors.order_executor.entry_prep import PreparedEntry, prepare, release
 from actors.order_executor.exits import ExitsMixin
 from actors.order_executor.guard import EntryRefused, GuardMixin
 from actors.order_executor.repair import RepairMixin
-from actors.order_executor.sale import SaleMixin
+from actors.order_executor.sale import ExitCancels, SaleMixin
 from actors.order_executor.share_sale import sell_shares
 from actors.supervisor import SupervisedActor
 from book.store import Store
 from trading.calendar import ET
 from trading.model import ContractInfo, LinkState, OrderInfo
+from trading.steps import Steps
 
 
 class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedActor):
@@ -57,6 +58,10 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._lots_sold_here: set[int] = set()  # lots this executor protects itself
         self._prepared: PreparedEntry | None = None  # the next slot's lookups and lines
         self._preparing = False  # a preparation runs on its own thread
+        self._steps: Steps | None = None  # the sale's preparation, timed (bench.entry)
+        self._cancels: ExitCancels | None = None  # exit cancels sent before a sale
+        self._remembered: Any = None  # the book's answer to remember_contract
+        self._unrecorded: list[OrderInfo] = []  # cancel answers for the book, after the sale
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
@@ -256,6 +261,9 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             return self._run_entry(trade_date, slot, manual)
         finally:
             self.busy = False
+            self._exits_cancelled()  # answered and recorded on every path
+            self._record_cancels()
+            self._steps = self._remembered = None
             self._release_prepared()
 
     def _claim(self, trade_date: str, slot: str, manual: bool) -> bool:
@@ -310,8 +318,13 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             self.book.finish_entry(trade_date, slot, "failed", reason).get(timeout=self._t())
             self.alerts.raise_alert("order_rejected", f"entry {trade_date} {slot} failed: {reason}")
             return EntryResult(False, "failed", reason)
-        self.book.remember_contract(contract).get(timeout=self._t())
-        cancelled = self._cancel_conflicting_exits(contract)
+        self._steps = Steps()  # margin checked -> SELL sent, logged with the first attempt
+        # Not waited for here: the book takes it before anything later asks of the
+        # contract (its mailbox keeps the order: the fill, the lot); _sell reads the
+        # answer before the sale goes, so a book that cannot store it still sells nothing.
+        self._remembered = self.book.remember_contract(contract)
+        # The exits' cancels go out now; _sell's lookups run while they are answered.
+        cancelled = self._start_cancelling_exits(contract).lot_ids
         try:
             filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled, spot)
         except EntryRefused as exc:
@@ -401,12 +414,17 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         """The broker's answer, for the book. Not waited for: the intent is already
         durable, the book's mailbox keeps the order, and reconciliation settles any
         status the book misses; waiting here queued the exits behind the book."""
+        self._record_all([info])
+
+    def _record_all(self, infos: list[OrderInfo]) -> None:
+        """Several answers in one book transaction (one durable commit, not one each)."""
         from actors.position_book import _status_name
 
-        self.book.mark_order(
-            info.order_ref,
-            status=_status_name(info),
-            order_id=info.order_id or None,
-            perm_id=info.perm_id or None,
-            error=f"{info.error_code}: {info.error_message}" if info.error_code else None,
-        )
+        if not infos:
+            return
+        self.book.mark_orders([(info.order_ref, {
+            "status": _status_name(info),
+            "order_id": info.order_id or None,
+            "perm_id": info.perm_id or None,
+            "error": f"{info.error_code}: {info.error_message}" if info.error_code else None,
+        }) for info in infos])

@@ -145,9 +145,13 @@ class RepairMixin(ExecutorPart):
                 if o.role == "sale" and not o.order_ref.startswith(own)]
         # A sale of today's marked filled at its first slice may still work for the rest
         # (a cancel of the rest answered PendingCancel or Unknown): looked up too.
+        # One whose stored fills cover its whole quantity has no rest left to work: not
+        # asked of the broker (each ask lists every open order: ms per entry by day's end).
         partly = [o for o in self.intents.orders_by_status(["filled"])
                   if o.role == "sale" and o.trade_date == trade_date
-                  and not o.order_ref.startswith(own)]
+                  and not o.order_ref.startswith(own)
+                  and sum(f.qty or 0.0 for f in self.intents.fills_of_order(o.order_ref))
+                  < o.qty]
         if not rows and not partly:
             return
         refs = {o.order_ref for o in rows}

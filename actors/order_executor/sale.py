@@ -6,6 +6,7 @@ attempts, and never send a new attempt beside an earlier one that filled or stil
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.connection.loop import IbRefusedError
@@ -20,18 +21,38 @@ from trading.pricing import limit_walk
 from trading.records import Lot
 from trading.refusals import MARKET_DATA_TYPES, refusal
 from trading.risk import OrderRefused
+from trading.steps import Steps
 from trading.strikes import choose_expiry_by_rule, choose_strike_by_delta
+
+
+@dataclass
+class ExitCancels:
+    """Our exits on the contract being cancelled before its sale: the lots marked
+    unprotected, their legs (lot id, role, order id), and the cancels' pending answer
+    (Connection's PendingCall, or the error that kept them from being sent)."""
+
+    lot_ids: list[int]
+    legs: list[tuple[int, str, int]]
+    pending: Any
 
 
 class SaleMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
 
     _prepared: PreparedEntry | None
+    _steps: Steps | None
+    _cancels: ExitCancels | None  # sent, not yet answered (_exits_cancelled)
+    _remembered: Any  # the book's future for remember_contract, read before the sale
+    _unrecorded: list[OrderInfo]  # cancel answers the book has not been given yet
 
     if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
         def _check_margin(self, contract: ContractInfo, price: float, spot: float) -> None: ...
         def place_exits(self, lot: Lot,
                         contract: ContractInfo | None = None) -> bool: ...
+
+    def _step(self, name: str) -> None:
+        if self._steps is not None:
+            self._steps.mark(name)
 
     def _fresh_quotes(self, contracts: list[ContractInfo], wait: float,
                       need_delta: bool = False) -> list[Any]:
@@ -110,37 +131,69 @@ class SaleMixin(ExecutorPart):
 
     def _cancel_conflicting_exits(self, contract: ContractInfo) -> list[int]:
         """Cancel our resting BUY exits on the contract we are about to sell."""
-        lots = [
-            lot
-            for lot in self.book.open_lots().get(timeout=self._t())
-            if lot.con_id == contract.con_id
-        ]
-        # Every lot marked before any exit goes; asked all at once (the book takes them in
-        # order), not one round trip each.
-        marks = [self.book.set_lot_state(lot.id, "unprotected") for lot in lots]
-        for mark in marks:
-            mark.get(timeout=self._t())
+        cancels = self._start_cancelling_exits(contract)
+        self._exits_cancelled()
+        return cancels.lot_ids
+
+    def _start_cancelling_exits(self, contract: ContractInfo) -> ExitCancels:
+        """Mark every open lot on the contract unprotected (one transaction, waited: the
+        mark is what a restart or the repair job reads if we die before the restore),
+        then send the cancels of their exits without waiting for the answers: the
+        sale's own lookups go out meanwhile. _exits_cancelled() waits for them, and
+        nothing is sent or re-priced on the contract before it has (_sell, _earlier_sale)."""
+        lots = self.book.unprotect_lots_on(contract.con_id).get(timeout=self._t())
+        self._step("lots_marked")
         legs = [(lot.id, role, order_id) for lot in lots for role in ("tp", "sl")
                 if (order_id := lot.exit_order_id(role))]
+        pending: Any = None
         if legs:
             # All at once, one round trip: one by one cost an ack each, before the sale
             # (bench.entry: 6-12 ms per lot holding exits on the contract).
             try:
-                answers: list[Any] = self.conn.cancel_orders([o for *_, o in legs]).get(
-                    timeout=self._t(self.cfg.strategy.order_ack_timeout))
+                pending = self.conn.start_cancel_orders([o for *_, o in legs]).get(
+                    timeout=self._t())
             except Exception as exc:
-                answers = [str(exc)] * len(legs)
-            for (lot_id, role, order_id), answer in zip(legs, answers, strict=True):
+                pending = exc
+        self._cancels = ExitCancels([lot.id for lot in lots], legs, pending)
+        return self._cancels
+
+    def _exits_cancelled(self, record: bool = True) -> None:
+        """The cancels _start_cancelling_exits sent, answered (or timed out) and logged;
+        at once when there are none or they were waited for already. Their answers go to
+        the book now, or (`record=False`, just before the sale) once the sale is sent:
+        nothing reads them before, and their commit would hold up the sale's intent."""
+        cancels, self._cancels = self._cancels, None
+        if cancels is None:
+            if record:
+                self._record_cancels()
+            return
+        if cancels.legs:
+            answers: list[Any]
+            if isinstance(cancels.pending, Exception):
+                answers = [str(cancels.pending)] * len(cancels.legs)
+            else:
+                try:
+                    answers = list(cancels.pending.result())
+                except Exception as exc:
+                    answers = [str(exc)] * len(cancels.legs)
+            for (lot_id, role, order_id), answer in zip(cancels.legs, answers, strict=True):
                 if isinstance(answer, str):
                     self.log.warning("cancel of lot {} {} {} failed: {}", lot_id, role,
                                      order_id, answer)
                 else:
-                    self._record(answer)
-        for lot in lots:
-            self.log.info("cancelled exits of lot {} before selling the same contract", lot.id)
-        return [lot.id for lot in lots]
+                    self._unrecorded.append(answer)
+        for lot_id in cancels.lot_ids:
+            self.log.info("cancelled exits of lot {} before selling the same contract", lot_id)
+        if record:
+            self._record_cancels()
+        self._step("exits_cancelled")
+
+    def _record_cancels(self) -> None:
+        answers, self._unrecorded = self._unrecorded, []
+        self._record_all(answers)
 
     def _restore(self, lot_ids: list[int]) -> None:
+        self._exits_cancelled()  # never placed again while their cancels are unanswered
         for lot_id in lot_ids:
             lot = self.book.lot(lot_id).get(timeout=self._t())
             if lot and lot.state != "closed":
@@ -158,12 +211,17 @@ class SaleMixin(ExecutorPart):
         reason = "no attempt made"
         # A slot run again (by hand after a failure, or after an interrupted run) goes on
         # from its last serial: an orderRef is never reused (it is UNIQUE in the book and
-        # the key by which the broker is asked).
-        first = self.book.next_sale_serial(trade_date, slot).get(timeout=self._t())
+        # the key by which the broker is asked). Read on the executor's own connection:
+        # the sale rows are written there (record_intent below), so it knows every one,
+        # and it does not wait behind the book's mailbox (the cancels' answers queue
+        # their writes there just before).
+        first = self.intents.next_sale_serial(trade_date, slot)
+        self._step("sale_serial")
         for attempt in range(first, first + s.sale_attempts):
             # Never two sales for one slot: an earlier attempt (this run's, or a run that
             # gave up) may have filled or still be working whatever this session thinks.
             earlier, found = self._earlier_sale(trade_date, slot, contract)
+            self._step("earlier_sale")
             if earlier == "filled" and found is not None:
                 return True, found, "filled (an earlier attempt)"
             if earlier != "clear":
@@ -172,12 +230,19 @@ class SaleMixin(ExecutorPart):
                 self._restore(cancelled)  # after every failed attempt, at once
                 self._cancel_conflicting_exits(contract)
             quote = self._fresh_quotes([contract], 2.0)[0]
+            self._step("quote")
             if quote.bid is None or quote.ask is None:
                 reason = "no quote"
                 continue
             prices = self._sale_prices(quote, contract)
             if attempt > first:  # before each sale (the first was checked before any cancel)
                 self._check_margin(contract, prices[0], spot)
+            # IB takes no SELL beside our BUY exits on the contract: their cancels are
+            # answered before the sale goes (they were sent before the lookups above).
+            self._exits_cancelled(record=False)
+            if self._remembered is not None:  # asked before the cancels: a failure sells nothing
+                remembered, self._remembered = self._remembered, None
+                remembered.get(timeout=self._t())
             ref = sale_ref(trade_date, slot, attempt)
             self.intents.record_intent(
                 order_ref=ref,
@@ -189,6 +254,7 @@ class SaleMixin(ExecutorPart):
                 lmt_price=prices[0],
                 trade_date=trade_date,
             )
+            self._step("intent")
             req = OrderRequest(
                 ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY", spot=spot
             )
@@ -202,6 +268,11 @@ class SaleMixin(ExecutorPart):
             )
             try:
                 info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
+                if self._steps is not None:  # after the send: the line costs it nothing
+                    self.log.info("sale attempt {} steps (ms): {}", attempt,
+                                  self._steps.render())
+                    self._steps = None
+                self._record_cancels()  # the exits' cancel answers, one commit, now
             except OrderRefused as exc:
                 # A guard refusal is not transient: no further attempt.
                 self.book.mark_order(ref, status="refused", error=str(exc)).get(timeout=self._t())
@@ -255,12 +326,15 @@ class SaleMixin(ExecutorPart):
         while True:
             try:
                 fills = self.conn.executions().get(timeout=self._t())
+                self._step("executions")
                 live = [o for o in self.conn.open_orders().get(timeout=self._t())
                         if (o.is_live or o.status == "PendingCancel")
                         and o.order_ref.startswith(prefix)]
+                self._step("open_orders")
             except Exception as exc:
                 return f"cannot confirm at the broker that no earlier attempt works: {exc}", None
             if live:
+                self._exits_cancelled()  # nothing is re-priced beside our exits either
                 order = live[0]
                 if order.status in ("PendingSubmit", "ApiPending"):
                     if time.monotonic() >= deadline:

@@ -22,6 +22,9 @@ class RecordsMixin(BookState):
     def mark_order(self, order_ref: str, **kwargs: Any) -> None:
         self.db.mark_order(order_ref, **kwargs)
 
+    def mark_orders(self, marks: list[tuple[str, dict[str, Any]]]) -> None:
+        self.db.mark_orders(marks)
+
     def remember_contract(self, info: ContractInfo) -> None:
         self.db.set_kv(contract_key(info.con_id), asdict(info))
 
@@ -81,6 +84,9 @@ class RecordsMixin(BookState):
 
     def set_lot_state(self, lot_id: int, state: str) -> None:
         self.db.set_lot_state(lot_id, state)
+
+    def unprotect_lots_on(self, con_id: int) -> list[Lot]:
+        return self.db.unprotect_lots_on(con_id)
 
     def get_kv(self, key: str, default: Any = None) -> Any:
         return self.db.get_kv(key, default)

@@ -307,3 +307,31 @@ def test_market_data_samples_date_the_counts_it_applied(sim: Any, start_engine: 
     assert "samples" not in eng.ask("market_data")  # not asked: the reply as before
     reply = zmq_request(eng.endpoint, "market_data", {"samples_since": "now"})
     assert not reply["ok"] and reply["error"]["code"] == "bad_args"
+
+
+def test_a_sale_beside_several_lots_on_its_strike_goes_once_their_exits_are_cancelled(
+    sim: Any, start_engine: Any
+) -> None:
+    """Issue 34: the exits' cancels are sent and the sale's lookups go out while the
+    gateway answers them. ibsim refuses a SELL while a BUY of ours rests on the contract
+    (201, self-cross), so a sale that overtook any of the six cancels would be refused:
+    each entry sells at its first attempt, and every earlier lot gets its exits back."""
+    eng = start_engine(
+        {
+            "schedule": {"entry_times": ["15:00", "15:10", "15:20", "15:30"]},
+            "strategy": {"strike_selection": "otm_distance", "otm_distance": 0.03},
+        }
+    )
+    sim.post("/market", {"spot": 601.0, "walk_sigma": 0.0})
+    lots = [enter_and_wait(eng, 0)]
+    for n in range(1, 4):
+        lots.append(enter_and_wait(eng, n))
+    assert len({lot.con_id for lot in lots}) == 1
+    assert [lot.order_ref.rsplit(":", 1)[1] for lot in lots] == ["1"] * 4  # first attempts
+    kinds = [a["kind"] for a in eng.ask("alerts")["alerts"]]
+    assert "order_rejected" not in kinds, kinds
+    for lot in lots:
+        now = eng.book().lot(lot.id).get(timeout=5)
+        assert now.state == "open"
+        assert_protected_at_broker(sim, now)
+    assert len(sale_executions(sim)) == 4

@@ -512,6 +512,9 @@ def test_an_entry_preparation_does_not_hold_up_the_executor(
     before = lines()
     assert executor.prepare_entry("2026-11-24", "15:00").get(timeout=60)
     executor.today().get(timeout=60)
+    # A late fill's protection (ProtectLot, here for a lot it does not find) is taken
+    # meanwhile too, not after the preparation.
+    assert executor.protect_lot(10**6, "late fill").get(timeout=60) is False
     # Answered before the preparation opened its lines (the old code answered only
     # after all of them: ~30 lines, a second on ibsim).
     opened_by_then = lines()

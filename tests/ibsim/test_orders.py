@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 from ib_insync import IB, LimitOrder, MarketOrder, Option, Order, StopOrder
 
-from ibsim.harness import IbsimProcess
-from tests.ibsim.conftest import EXPIRY, NOW, put, wait_ib
+from ibsim.harness import IbsimProcess, IbsimThread
+from tests.ibsim.conftest import EXPIRY, NOW, client, put, wait_ib
 
 
 def test_sell_limit_at_the_bid_fills_at_once_with_fill_and_commission(
@@ -271,3 +273,60 @@ def test_a_pending_login_survives_a_gateway_restart(tmp_path: Any) -> None:
         sim.kill()
     with IbsimProcess(seed=3, state_file=state, now=NOW) as sim:
         assert not sim.get_state()["faults"]["logged_out"]
+
+
+def test_a_burst_of_cancels_is_saved_once_and_before_any_is_answered(tmp_path: Any) -> None:
+    """Issue 34 (bench.entry): ibsim wrote its whole state file once per cancel (~3 ms
+    with a few hundred orders kept), so an entry cancelling the exits of many lots
+    waited tens of ms on the simulator. Requests read in one go are saved once; no
+    answer leaves before that save (a gateway killed at once loses nothing it answered)."""
+    state = tmp_path / "state.json"
+    with IbsimThread(seed=5, spot=600.0, tick_interval=0.02, now=NOW,
+                     state_file=str(state)) as sim:
+        ib = client(sim, 1)
+        try:
+            opt, _t = put(ib)
+            trades = [ib.placeOrder(opt, LimitOrder("BUY", 1, 0.05)) for _ in range(10)]
+            wait_ib(ib, lambda: all(t.orderStatus.status == "Submitted" for t in trades),
+                    what="ten resting orders")
+            saves: list[int] = []  # orders cancelled at each save
+
+            def count_saves(gw: Any) -> None:
+                real = gw.broker.save
+
+                def save() -> None:
+                    if not gw.broker.defer_saves:
+                        saves.append(sum(o["status"] == "Cancelled"
+                                         for o in gw.broker.orders.values()))
+                    real()
+                gw.broker.save = save
+
+            sim.call(count_saves)
+            # The simulator's loop is held while the client sends: the ten cancels wait in
+            # its socket and are read at once, as a busy gateway reads a burst.
+            entered, release = threading.Event(), threading.Event()
+
+            def hold(gw: Any) -> None:
+                entered.set()
+                release.wait(10)
+
+            holder = threading.Thread(target=sim.call, args=(hold,), daemon=True)
+            holder.start()
+            assert entered.wait(10)
+            for t in trades:
+                ib.cancelOrder(t.order)
+            release.set()
+            seen_on_disk: list[int] = []
+
+            def all_cancelled() -> bool:
+                if not all(t.orderStatus.status == "Cancelled" for t in trades):
+                    return False
+                orders = json.loads(state.read_text())["orders"].values()
+                seen_on_disk.append(sum(o["status"] == "Cancelled" for o in orders))
+                return True
+
+            wait_ib(ib, all_cancelled, what="ten cancels answered")
+            assert seen_on_disk == [10]  # saved by the time the answers arrived
+            assert saves == [10], saves  # one write for the burst, not one per cancel
+        finally:
+            ib.disconnect()

@@ -199,3 +199,48 @@ def test_rows_come_back_as_typed_records(tmp_path: Path) -> None:
     store.start_entry("d", "09:35")
     assert isinstance(store.entry("d", "09:35"), EntryAttempt)
     store.close()
+
+
+def test_lots_on_a_contract_are_marked_unprotected_in_one_commit(tmp_path: Path) -> None:
+    """An entry about to sell a contract marks every open lot on it unprotected before
+    their exits are cancelled: one transaction (one durable commit, not one per lot),
+    closed lots and other contracts left as they are."""
+    store = Store(tmp_path / "b.sqlite")
+    opened = _lot(store, state="open", order_ref="tb:a")
+    already = _lot(store, state="unprotected", order_ref="tb:b")
+    closed = _lot(store, state="open", order_ref="tb:c")
+    assert store.close_lot(closed, 1.0, 2.0, "tp", 5.0)
+    other = _lot(store, state="open", con_id=43, order_ref="tb:d")
+    commits = store._db.version
+    marked = store.unprotect_lots_on(42)
+    assert store._db.version == commits + 1
+    assert [lot.id for lot in marked] == [opened, already]
+    assert {lot.state for lot in marked} == {"unprotected"}
+    again = Store(tmp_path / "b.sqlite")  # durable: another connection reads it
+    assert {lot.id: lot.state for lot in again.lots()} == {
+        opened: "unprotected", already: "unprotected", closed: "closed", other: "open"}
+    assert store.unprotect_lots_on(44) == []
+
+
+def test_several_orders_are_marked_in_one_commit(tmp_path: Path) -> None:
+    """The answers to an entry's exit cancels go to the book as one transaction; a fill
+    stays final, unknown fields are refused and change nothing."""
+    import pytest
+
+    store = Store(tmp_path / "b.sqlite")
+    for ref in ("tb:a", "tb:b", "tb:c"):
+        store.record_intent(order_ref=ref, role="tp", con_id=42, action="BUY",
+                            order_type="LMT", qty=1, lmt_price=1.0)
+    store.mark_order("tb:c", status="filled")
+    commits = store._db.version
+    store.mark_orders([("tb:a", {"status": "cancelled", "order_id": 7}),
+                       ("tb:b", {"status": "cancelled", "error": "202: Order Canceled"}),
+                       ("tb:c", {"status": "cancelled"})])
+    assert store._db.version == commits + 1
+    rows = {o.order_ref: o for o in store.orders_by_refs(["tb:a", "tb:b", "tb:c"])}
+    assert (rows["tb:a"].status, rows["tb:a"].order_id) == ("cancelled", 7)
+    assert (rows["tb:b"].status, rows["tb:b"].error) == ("cancelled", "202: Order Canceled")
+    assert rows["tb:c"].status == "filled"
+    with pytest.raises(ValueError, match="unknown order fields"):
+        store.mark_orders([("tb:a", {"status": "submitted", "bogus": 1})])
+    assert Store(tmp_path / "b.sqlite").order_by_ref("tb:a").status == "cancelled"
