@@ -3,6 +3,9 @@ both exit orders (TP LMT and SL STP) accepted by ibsim (their creation times), b
 stamped by ibsim's clock, over 100 entries of the real engine (a process).
 Baseline: ibsim's own order round trip with a bare ib_insync client (placeOrder ->
 Submitted), measured in the same run: 50 orders before the entries and 50 after.
+Goal (issue 34): p99 within 1.5x of the baseline's p99 (the issue's 20 ms was 1.5x of
+its machine's 13.5 ms). Where the time goes is printed beside it: the phases between
+ibsim's stamps and the engine's own log lines (INFO, JSON, wall-clock stamps).
 
     python -m bench.exits [--entries 100]
 """
@@ -10,7 +13,9 @@ Submitted), measured in the same run: 50 orders before the entries and 50 after.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,10 @@ def baseline_round_trips(port: int, n: int) -> list[float]:
         ib.disconnect()
 
 
+GOAL_MS = 20.0  # issue 34's figure on its machine (1.5x its bare p99 of 13.5 ms)
+GOAL_RATIO = 1.5  # the bar on any machine: p99 / the same run's bare p99
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.exits")
     ap.add_argument("--entries", type=int, default=100)
@@ -58,17 +67,20 @@ def main(argv: list[str] | None = None) -> None:
         # Half the baseline before the engine's entries and half after: ibsim's own
         # cost per order grows a little with its book, so both ends are measured.
         base = baseline_round_trips(sim.port, 50)
-        lat: list[float] = []
+        stamps: list[Stamp] = []
         seen: set[int] = set()
 
         def after(_took: float) -> None:
             # Read while the new lot's exits are live (a later spot move may fill them).
-            lat.extend(protection_times(sim.get_state(), seen))
+            stamps.extend(protection_stamps(sim.get_state(), seen))
             time.sleep(ENTRY_PAUSE)  # pacing (see PACE), not a wait for a result
 
+        # INFO lines in JSON (wall-clock stamps to the microsecond): the phases below.
         sell_by_hand(sim, Path(tmp), NOW, [600.0 + i for i in range(n)], interval=0.01,
-                     after=after)
+                     after=after, extra={"logging": {"level": "INFO", "format": "json"}})
         base += baseline_round_trips(sim.port, 50)
+        spent = phases(Path(tmp) / "engine.log", stamps)
+    lat = [s.later_leg - s.fill for s in stamps]
     ms = 1000.0
     ratio = pct(lat, 99) / pct(base, 99)
     # As fast as ibsim's own order round trip: the figure is ibsim's, not the engine's.
@@ -78,20 +90,82 @@ def main(argv: list[str] | None = None) -> None:
         Row("baseline order round trip p50", pct(base, 50) * ms, "ms"),
         Row("baseline order round trip p99", pct(base, 99) * ms, "ms"),
         Row("fill -> both exits acked p50", pct(lat, 50) * ms, "ms"),
-        Row("fill -> both exits acked p99", pct(lat, 99) * ms, "ms", "<= 50 ms",
-            pct(lat, 99) <= 0.05, limit=harness),
-        Row("p99 / baseline p99", ratio, "x", "<= 5x", ratio <= 5.0, limit=harness),
+        Row("fill -> both exits acked p99", pct(lat, 99) * ms, "ms",
+            f"<= {GOAL_MS:.0f} ms", pct(lat, 99) * ms <= GOAL_MS, limit=harness),
+        Row("p99 / baseline p99", ratio, "x", f"<= {GOAL_RATIO}x", ratio <= GOAL_RATIO,
+            limit=harness),
         Row("entries measured", len(lat), "count"),
     ]
+    for name, values in spent.items():  # where the time goes
+        rows += [Row(f"  {name} p50", pct(values, 50) * ms, "ms"),
+                 Row(f"  {name} p99", pct(values, 99) * ms, "ms")]
     report("exits", rows, ["times from ibsim's clock: execution time of the sale, creation "
-                           "time of the later exit leg",
+                           "time of the later exit leg; phases also from the engine's log "
+                           "(wall clock, same machine)",
                            f"entries {ENTRY_PAUSE}s apart and baseline orders {PACE}s apart:"
-                           " under ib_insync's 45 requests/s throttle"])
+                           " under ib_insync's 45 requests/s throttle",
+                           f"goal: p99 <= {GOAL_RATIO}x the bare round trip's p99 (issue "
+                           f"34; its {GOAL_MS:.0f} ms was that on its machine)", PHASE_NOTE])
 
 
-def protection_times(state: dict[str, Any], seen: set[int]) -> list[float]:
-    """For lots not measured yet: the later exit leg's creation at ibsim minus its
-    sale's execution time at ibsim (the first exit pair of the lot only)."""
+class Stamp:
+    """One lot's protection on ibsim's clock: the sale's execution, its exit legs'
+    creations (the earlier and the later)."""
+
+    def __init__(self, lot: int, fill: float, first_leg: float, later_leg: float) -> None:
+        self.lot, self.fill, self.first_leg, self.later_leg = lot, fill, first_leg, later_leg
+
+
+# Where the time goes, per lot: the engine's log lines between ibsim's stamps.
+PHASE_NAMES = (
+    "fill -> executor knows",
+    "knows -> intents durable",
+    "durable -> 1st leg at ibsim",
+    "1st leg -> 2nd leg at ibsim",
+)
+PHASE_NOTE = ("phases: fill -> executor knows = ibsim sends the fill, the Connection's loop "
+              "reads it, one thread hop (the executor's 'sale filled' line); knows -> intents "
+              "durable = the lot opened and both exit intents committed; durable -> 1st leg = "
+              "the Connection, the wire, ibsim reading it; 1st -> 2nd leg = ibsim's own work "
+              "on the first order (harness)")
+
+
+def phases(log: Path, stamps: list[Stamp]) -> dict[str, list[float]]:
+    """Per phase, its seconds in each lot: the executor's "sale filled" line (the first
+    after the sale's execution) and its "lot N protected ... acked X ms after the intents
+    were durable" line (the ack minus X: when its intents were durable). An engine whose
+    log lacks the offset gets the two middle phases as one."""
+    lines: list[tuple[float, str]] = []
+    for raw in log.read_text().splitlines():
+        try:
+            rec = json.loads(raw)
+            lines.append((datetime.fromisoformat(rec["time"]).timestamp(), rec["message"]))
+        except (ValueError, KeyError):
+            continue
+    merged = "knows -> 1st leg at ibsim"
+    out: dict[str, list[float]] = {name: [] for name in PHASE_NAMES}
+    out[merged] = []
+    for st in stamps:
+        known = next((t for t, m in lines if t >= st.fill - 0.002
+                      and m.startswith("sale filled:")), None)
+        done = next(((t, m) for t, m in lines if m.startswith(f"lot {st.lot} protected:")),
+                    None)
+        if known is None or done is None:
+            continue
+        out[PHASE_NAMES[0]].append(known - st.fill)
+        out[PHASE_NAMES[3]].append(st.later_leg - st.first_leg)
+        out[merged].append(st.first_leg - known)
+        if "ms after the intents were durable" in done[1]:
+            acked = float(done[1].rsplit("acked ", 1)[1].split(" ms")[0]) / 1000.0
+            durable = done[0] - acked
+            out[PHASE_NAMES[1]].append(durable - known)
+            out[PHASE_NAMES[2]].append(st.first_leg - durable)
+    return {k: v for k, v in out.items() if v}
+
+
+def protection_stamps(state: dict[str, Any], seen: set[int]) -> list[Stamp]:
+    """For lots not measured yet: the sale's execution time at ibsim and the creation
+    times of its first exit pair's legs (both at ibsim)."""
     sale_time = {}
     for e in state["executions"]:
         if ":sale:" in e["order_ref"]:
@@ -108,7 +182,7 @@ def protection_times(state: dict[str, Any], seen: set[int]) -> list[float]:
         if lot in seen or len(created) != 2 or int(con_ids[0]) not in sale_time:
             continue
         seen.add(lot)
-        out.append(max(created) - sale_time[int(con_ids[0])])
+        out.append(Stamp(lot, sale_time[int(con_ids[0])], min(created), max(created)))
     return out
 
 

@@ -171,6 +171,7 @@ class ExitsMixin(ExecutorPart):
             ]
             # Both intents in one durable commit, then both orders in one round trip.
             self.intents.record_intents(rows)
+            durable = time.monotonic()
             infos: list[OrderInfo] = []
             maybe_sent = False
             try:
@@ -233,9 +234,11 @@ class ExitsMixin(ExecutorPart):
                     oca_group=oca,
                     state="open",
                 ).get(timeout=self._t())
+                # The broker's part of the protection, for bench.exits' phases.
                 self.log.info(
-                    "lot {} protected: TP {} SL {} (oca {})", lot.id, tp_price, sl_price, oca
-                )
+                    "lot {} protected: TP {} SL {} (oca {}); acked {:.1f} ms after the "
+                    "intents were durable", lot.id, tp_price, sl_price, oca,
+                    (time.monotonic() - durable) * 1000.0)
                 return True
             self._cancel_legs(placed.values(), "half exit pair")  # half a pair is no protection
             self.log.warning(
