@@ -257,13 +257,17 @@ def enter(sim: Any, client: ZmqClient, slot: str, market: dict[str, Any],
 
 def sell_by_hand(sim: Any, tmp: Path, now: str, spot_list: list[float],
                  walk_interval: float = 0.05, interval: float = 0.02,
-                 after: Callable[[float], None] | None = None) -> list[str]:
+                 after: Callable[[float], None] | None = None,
+                 extra: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """One engine (a process) on `sim` with its clock held at `now`: a hand entry per
     spot (held still during the entry), `after(seconds)` run after each with the time
-    it took. Returns the slots sold, in order."""
+    it took; `extra` config sections on top (e.g. logging). Returns the slots sold."""
     slots = manual_slots(len(spot_list))
     zmq_ep = f"tcp://127.0.0.1:{free_port()}"
-    cfg = engine_config(tmp, sim.port, zmq_ep, entries_profile(now, slots, walk_interval))
+    sections = entries_profile(now, slots, walk_interval)
+    for k, v in (extra or {}).items():
+        sections.setdefault(k, {}).update(v)
+    cfg = engine_config(tmp, sim.port, zmq_ep, sections)
     engine = start_engine(cfg)
     client = ZmqClient(zmq_ep, timeout=10)
     try:

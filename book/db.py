@@ -40,6 +40,18 @@ _VERSIONS: dict[str, int] = {}
 _VERSIONS_LOCK = threading.Lock()
 
 
+# One write lock per database file, shared by every connection of this process on it
+# (the book's and the executor's): a writer waits for the other's commit on this lock
+# and goes on the moment it is released, not in SQLite's busy handler, which sleeps
+# 1, 2, 5 ... ms between tries (an exit pair's intents behind a fill's writes).
+_WRITERS: dict[str, threading.RLock] = {}
+
+
+def _writer(key: str) -> threading.RLock:
+    with _VERSIONS_LOCK:
+        return _WRITERS.setdefault(key, threading.RLock())
+
+
 def _bump(path: str) -> None:
     with _VERSIONS_LOCK:
         _VERSIONS[path] = _VERSIONS.get(path, 0) + 1
@@ -53,7 +65,13 @@ class Tx:
 
     def __enter__(self) -> sqlite3.Connection:
         self.db.lock.acquire()
-        self.db.conn.execute("BEGIN IMMEDIATE")
+        self.db.writer.acquire()
+        try:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.db.writer.release()
+            self.db.lock.release()
+            raise
         return self.db.conn
 
     def __exit__(
@@ -65,6 +83,7 @@ class Tx:
             if not exc_type:
                 _bump(self.db.key)
         finally:
+            self.db.writer.release()
             self.db.lock.release()
 
 
@@ -76,6 +95,7 @@ class Db:
         self.key = str(Path(path).resolve()) if self.path != ":memory:" else f"mem:{id(self)}"
         self.conn = connect(path)
         self.lock = threading.RLock()
+        self.writer = _writer(self.key)  # shared with this file's other connections
         with self.lock:
             create_or_migrate(self.conn)
 

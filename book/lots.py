@@ -47,31 +47,34 @@ class Lots(Repository):
         """Create a lot; with `entry` (trade date, slot) the sale's intent row points at
         the lot and the entry is marked done in the same transaction, so a crash can
         never leave a lot whose entry still looks unfinished."""
-        unknown = set(fields) - _LOT_FIELDS
-        if unknown:
-            raise ValueError(f"unknown lot fields: {sorted(unknown)}")
-        fields.setdefault("state", "unprotected")
-        fields["imported"] = int(bool(fields.get("imported", False)))
-        now = time.time()
-        cols = [*fields, "created_at", "updated_at"]
         with self._db.tx() as c:
-            cur = c.execute(
-                f"INSERT INTO lots({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",
-                (*fields.values(), now, now),
-            )
-            lot_id = int(cur.lastrowid or 0)
-            if fields.get("order_ref"):
-                c.execute(
-                    "UPDATE orders SET lot_id = ?, updated_at = ? WHERE order_ref = ?",
-                    (lot_id, now, fields["order_ref"]),
-                )
-            if entry is not None:
-                c.execute(
-                    "UPDATE entry_attempts SET state = 'done', reason = 'sale filled',"
-                    " lot_id = ?, updated_at = ? WHERE trade_date = ? AND slot = ?",
-                    (lot_id, now, entry[0], entry[1]),
-                )
-            return lot_id
+            return _insert_lot(c, entry, fields)
+
+    def open_sale_lot(self, entry: tuple[str, str] | None = None,
+                      **fields: Any) -> tuple[Lot, bool]:
+        """The lot of one sale (`order_ref`, whose intent row must exist, of the same
+        contract), opened at most once: in one transaction, the lot that sale already
+        opened (False), or a new one as open_lot makes it (True). The book (on the fill
+        event) and the executor (on the order's status, on its own connection) may ask
+        at the same moment: the write lock orders them and the second finds the
+        first's lot."""
+        ref = fields.get("order_ref")
+        if not ref:
+            raise ValueError("a sale's lot needs the sale's order_ref")
+        with self._db.tx() as c:
+            sale = c.execute("SELECT con_id FROM orders WHERE order_ref = ?", (ref,)).fetchone()
+            if sale is None:
+                raise KeyError(f"no intent row for {ref}")
+            if "con_id" in fields and int(sale["con_id"]) != int(fields["con_id"]):
+                raise ValueError(f"{ref} sold contract {sale['con_id']}, not "
+                                 f"{fields['con_id']}: no lot opened")
+            row = c.execute("SELECT * FROM lots WHERE order_ref = ? ORDER BY id LIMIT 1",
+                            (ref,)).fetchone()
+            created = row is None
+            if created:
+                lot_id = _insert_lot(c, entry, fields)
+                row = c.execute("SELECT * FROM lots WHERE id = ?", (lot_id,)).fetchone()
+            return Lot.from_row(row), created
 
     def set_exits(self, lot_id: int, state: str = "open", **fields: Any) -> None:
         unknown = set(fields) - _EXIT_FIELDS
@@ -221,6 +224,36 @@ class Lots(Repository):
             (trade_date,),
         )
         return int(row["n"]) if row else 0
+
+
+def _insert_lot(c: sqlite3.Connection, entry: tuple[str, str] | None,
+                fields: dict[str, Any]) -> int:
+    """open_lot's writes, inside the caller's transaction."""
+    unknown = set(fields) - _LOT_FIELDS
+    if unknown:
+        raise ValueError(f"unknown lot fields: {sorted(unknown)}")
+    fields = dict(fields)
+    fields.setdefault("state", "unprotected")
+    fields["imported"] = int(bool(fields.get("imported", False)))
+    now = time.time()
+    cols = [*fields, "created_at", "updated_at"]
+    cur = c.execute(
+        f"INSERT INTO lots({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+        (*fields.values(), now, now),
+    )
+    lot_id = int(cur.lastrowid or 0)
+    if fields.get("order_ref"):
+        c.execute(
+            "UPDATE orders SET lot_id = ?, updated_at = ? WHERE order_ref = ?",
+            (lot_id, now, fields["order_ref"]),
+        )
+    if entry is not None:
+        c.execute(
+            "UPDATE entry_attempts SET state = 'done', reason = 'sale filled',"
+            " lot_id = ?, updated_at = ? WHERE trade_date = ? AND slot = ?",
+            (lot_id, now, entry[0], entry[1]),
+        )
+    return lot_id
 
 
 def _close_open_lot(c: sqlite3.Connection, lot_id: int, exit_price: float | None,

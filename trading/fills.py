@@ -58,3 +58,27 @@ def sold_by(fills: Iterable[Any], prefix: str) -> tuple[str, int, float] | None:
     ref = mine[0].order_ref
     qty, price = vwap(f for f in mine if f.order_ref == ref)
     return ref, qty, price
+
+
+def sale_lot_fields(order_ref: str, trade_date: str, contract: Any, qty: int, price: float,
+                    when: float, take_profit_ratio: float, stop_loss_ratio: float,
+                    local_symbol: str = "") -> tuple[tuple[str, str] | None, dict[str, Any]]:
+    """(entry, the `lots` row) a sale's fill opens: unprotected, exits priced from the
+    fill. `contract` is a ContractInfo; entry is (trade date, slot) for a slot's sale
+    (its entry is marked done with the lot), None for another sale of ours. The book
+    (on the fill event) and the executor (on the order's status) build the same row."""
+    from trading.order_refs import parse_sale
+    from trading.pricing import exit_prices
+
+    tp, sl = exit_prices(price, take_profit_ratio, stop_loss_ratio, contract.min_tick)
+    sale = parse_sale(order_ref)
+    entry = (sale.trade_date, sale.slot) if sale else None
+    return entry, {
+        "trade_date": trade_date, "slot": entry[1] if entry else "",
+        "con_id": contract.con_id, "symbol": contract.symbol, "expiry": contract.expiry,
+        "strike": contract.strike, "right": contract.right or "P",
+        "local_symbol": contract.local_symbol or local_symbol,
+        "multiplier": contract.multiplier or 100, "qty": int(qty), "entry_price": price,
+        "entry_time": when, "order_ref": order_ref, "tp_price": tp, "sl_price": sl,
+        "state": "unprotected",
+    }

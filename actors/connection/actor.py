@@ -109,6 +109,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         self._read_only_seen = False  # this connect attempt got 321 read-only
         self._positions: dict[tuple[str, int], float] = {}  # last quantity published
         self._changed: asyncio.Event | None = None
+        self._order_waiters = []  # watch_order's (orders.py), on the loop thread
         self._disconnected: asyncio.Event | None = None
         self._stopping = False
         self._registered = False  # seen as the directory's Connection (see _superseded)
@@ -368,6 +369,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         if self._changed is not None:
             self._changed.set()
             self._changed = asyncio.Event()
+        self._wake_order_waiters()  # in this event, not at a later turn of the loop
 
     def _on_disconnected(self) -> None:
         if self._disconnected is not None:

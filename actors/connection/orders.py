@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 
 from ib_insync import Trade
 from loguru import logger
@@ -22,14 +23,32 @@ from actors.connection.convert import (
     what_if_order,
     with_status,
 )
-from actors.connection.loop import BrokerCallError, IbRefusedError, PendingCall
+from actors.connection.loop import (
+    BrokerCallError,
+    IbRefusedError,
+    LoopThread,
+    NotConnected,
+    PendingCall,
+)
 from actors.connection.part import ConnectionPart, contract_key
 from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
 from trading.risk import OrderRefused, of_account, order_violation
 
 
+@dataclass(eq=False)
+class OrderWaiter:
+    """One watch_order: its trade, the asker's future, the timer that ends the wait."""
+
+    trade: Trade
+    future: Future[OrderInfo]
+    timer: asyncio.TimerHandle | None = None
+
+
 class OrderCalls(ConnectionPart):
     """Mixed into Connection: these run on the actor thread and hand work to the loop."""
+
+    _loop: LoopThread
+    _order_waiters: list[OrderWaiter]  # watch_order's, touched on the loop thread only
 
     def what_if(self, req: OrderRequest, timeout: float | None = None) -> WhatIfInfo:
         """The broker's margin figures for `req` as if it filled (IB's whatIf): nothing
@@ -212,6 +231,58 @@ class OrderCalls(ConnectionPart):
             return order_info(trade, self._order_errors.get(order_id))
 
         return self._call(run, timeout + 1.0)
+
+    def watch_order(self, order_id: int, timeout: float) -> Future[OrderInfo]:
+        """wait_order without the wait on this actor's thread: a future of the order's
+        OrderInfo that the loop resolves in the very event that ends the order (its fill,
+        cancel or reject), at the link's loss, or after `timeout` with what is known
+        then. The asker waits on the future itself, so a sale's fill reaches the
+        executor in one thread hop, not three (bench.exits). NotConnected or
+        BrokerCallError (an order this session does not know) come through it."""
+        fut: Future[OrderInfo] = Future()
+
+        def register() -> None:
+            if self.ib is None or not self.ib.isConnected():
+                fut.set_exception(NotConnected("not connected to the gateway"))
+                return
+            trade = self._find_trade(order_id)
+            if trade is None:
+                fut.set_exception(BrokerCallError(
+                    f"order {order_id} is not known to this session"))
+                return
+            if trade.isDone():
+                fut.set_result(order_info(trade, self._order_errors.get(order_id)))
+                return
+            waiter = OrderWaiter(trade, fut)
+            self._order_waiters.append(waiter)
+            waiter.timer = asyncio.get_running_loop().call_later(
+                max(0.0, timeout), self._settle_waiter, waiter)
+
+        try:
+            self._loop.loop.call_soon_threadsafe(register)
+        except RuntimeError:  # the loop is closed: this instance is stopping
+            fut.set_exception(NotConnected("the connection is stopping"))
+        return fut
+
+    def _wake_order_waiters(self) -> None:
+        """Loop thread, on every order event and on the loss: the waiters whose order
+        is done (or whose link is gone) get their answer now."""
+        if not self._order_waiters:
+            return
+        connected = self.ib is not None and self.ib.isConnected()
+        for waiter in [w for w in self._order_waiters if not connected or w.trade.isDone()]:
+            self._settle_waiter(waiter)
+
+    def _settle_waiter(self, waiter: OrderWaiter) -> None:
+        """Answer a waiter with what the session knows of its order now (loop thread)."""
+        with contextlib.suppress(ValueError):
+            self._order_waiters.remove(waiter)
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+        if not waiter.future.done():
+            trade = waiter.trade
+            waiter.future.set_result(
+                order_info(trade, self._order_errors.get(trade.order.orderId)))
 
     def cancel_order(self, order_id: int, timeout: float | None = None) -> OrderInfo:
         """Cancel and wait until the gateway says Cancelled (or Filled: a race we report)."""

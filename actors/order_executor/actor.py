@@ -354,14 +354,15 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         # Point of no return: the sale filled. From here the result is success.
         # The lot is what filled (all of it, or the slices before the rest was
         # cancelled), at the broker's volume-weighted average.
-        lot_id = self.book.open_lot_for_sale(
-            info.order_ref, info.avg_fill_price, int(info.filled)
-        ).get(timeout=self._t())
+        lot, opened = self.lot_of_sale(info, contract, trade_date)
+        lot_id = lot.id
         self._lots_sold_here.add(lot_id)
-        lot = self.book.lot(lot_id).get(timeout=self._t())
         # Exits first: opening the lot already marked the entry done in the same
         # transaction, so nothing else stands between the fill and its protection.
         protected = self.place_exits(lot, contract)
+        if opened:  # logged after its exits went out, not before
+            log.info("lot {} opened: {} x{} @ {} (TP {} SL {})", lot_id, lot.local_symbol,
+                     lot.qty, lot.entry_price, lot.tp_price, lot.sl_price)
         self.book.finish_entry(trade_date, slot, "done", "sale filled", lot_id).get(
             timeout=self._t()
         )

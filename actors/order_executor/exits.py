@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from actors.connection.loop import NotConnected
 from actors.order_executor.part import ExecutorPart
 from ops.backoff import backoff_delay
-from trading.fills import EXIT_OCA_TYPE, remaining
+from trading.fills import EXIT_OCA_TYPE, remaining, sale_lot_fields
 from trading.model import ContractInfo, LinkState, OrderInfo, OrderRequest
 from trading.order_refs import exit_refs, lot_prefix
 from trading.pricing import exit_prices, round_to_tick
@@ -38,6 +38,31 @@ class ExitsMixin(ExecutorPart):
             self.log.exception("placing exits for lot {} failed: {}", lot.id, exc)
             self._mark_unprotected(lot, f"error while placing exits: {exc}")
             return False
+
+    def lot_of_sale(self, info: OrderInfo, contract: ContractInfo,
+                    trade_date: str) -> tuple[Lot, bool]:
+        """The lot a filled sale makes, at once: (lot, opened here). Opened on the
+        executor's own connection in one transaction, not through the book's mailbox,
+        which is busy storing that very fill (bench.exits: most of fill -> exits);
+        the fill event may have opened it first: then it is that lot. A lot that is
+        not what the broker says the order filled (its slices still arriving), or a
+        sale the book must size, goes through the book as before."""
+        s = self.cfg.strategy
+        qty, price = int(info.filled), info.avg_fill_price
+        if qty > 0 and price > 0 and info.con_id in (0, contract.con_id):
+            entry, fields = sale_lot_fields(
+                info.order_ref, trade_date, contract, qty, price, time.time(),
+                s.take_profit_ratio, s.stop_loss_ratio, info.local_symbol)
+            try:
+                lot, opened = self.intents.open_sale_lot(entry=entry, **fields)
+            except (KeyError, ValueError) as exc:
+                self.log.warning("lot of {} left to the book: {}", info.order_ref, exc)
+            else:
+                if opened or (lot.state != "closed" and lot.qty == qty
+                              and abs(lot.entry_price - price) < 1e-9):
+                    return lot, opened
+        lot_id = self.book.open_lot_for_sale(info.order_ref, price, qty).get(timeout=self._t())
+        return self.book.lot(lot_id).get(timeout=self._t()), False
 
     def _mark_unprotected(self, lot: Lot, why: str) -> None:
         try:
@@ -146,6 +171,7 @@ class ExitsMixin(ExecutorPart):
             ]
             # Both intents in one durable commit, then both orders in one round trip.
             self.intents.record_intents(rows)
+            durable = time.monotonic()
             infos: list[OrderInfo] = []
             maybe_sent = False
             try:
@@ -208,9 +234,11 @@ class ExitsMixin(ExecutorPart):
                     oca_group=oca,
                     state="open",
                 ).get(timeout=self._t())
+                # The broker's part of the protection, for bench.exits' phases.
                 self.log.info(
-                    "lot {} protected: TP {} SL {} (oca {})", lot.id, tp_price, sl_price, oca
-                )
+                    "lot {} protected: TP {} SL {} (oca {}); acked {:.1f} ms after the "
+                    "intents were durable", lot.id, tp_price, sl_price, oca,
+                    (time.monotonic() - durable) * 1000.0)
                 return True
             self._cancel_legs(placed.values(), "half exit pair")  # half a pair is no protection
             self.log.warning(

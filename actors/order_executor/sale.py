@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from actors.connection.loop import IbRefusedError
+from actors.connection.loop import BrokerCallError, IbRefusedError
 from actors.order_executor.entry_prep import PreparedEntry, wanted_strikes
 from actors.order_executor.guard import EntryRefused, ib_refused
 from actors.order_executor.part import ExecutorPart
@@ -362,10 +362,22 @@ class SaleMixin(ExecutorPart):
                                            filled=qty, avg_fill_price=price)
             return "clear", None
 
+    def _wait_done(self, order_id: int, seconds: float) -> OrderInfo:
+        """The order once done (filled, cancelled, rejected), else after `seconds`: told
+        by the Connection's loop in the very event that ends it (watch_order), so a fill
+        reaches this thread in one hop, not through the Connection's own thread."""
+        answer = self.conn.watch_order(order_id, seconds).get(timeout=self._t())
+        try:
+            info: OrderInfo = answer.result(timeout=self._t(seconds))
+        except TimeoutError as exc:
+            raise BrokerCallError(f"no word on order {order_id} from the connection "
+                                  f"within {self._t(seconds):.0f}s") from exc
+        return info
+
     def _walk(self, info: OrderInfo, prices: list[float]) -> OrderInfo:
         interval = self.cfg.strategy.limit_walk_interval
         for price in prices:
-            info = self.conn.wait_order(info.order_id, interval).get(timeout=self._t(interval))
+            info = self._wait_done(info.order_id, interval)
             if info.is_filled or info.is_dead:
                 return info
             try:
@@ -374,7 +386,7 @@ class SaleMixin(ExecutorPart):
                 self.log.error("walk stopped: {}", exc)
                 break  # the order still rests at its last price: cancelled below
             self.book.mark_order(info.order_ref, status="submitted").get(timeout=self._t())
-        info = self.conn.wait_order(info.order_id, interval).get(timeout=self._t(interval))
+        info = self._wait_done(info.order_id, interval)
         if info.is_filled or info.is_dead:
             self._record(info)
             return info

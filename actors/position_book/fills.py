@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from actors.messages import FitExits, ProtectLot
 from actors.position_book.base import BookState
 from trading import pnl as pnl_math
-from trading.fills import exit_slice, vwap
+from trading.fills import exit_slice, sale_lot_fields, vwap
 from trading.model import ContractInfo, FillInfo, OrderInfo
-from trading.order_refs import is_ours, parse_sale
+from trading.order_refs import is_ours
 from trading.records import OrderRecord, StoredFill
 
 
@@ -58,11 +58,14 @@ class FillsMixin(BookState):
             if existing:
                 lot_id = existing.id
             else:
-                lot_id = self._open_lot_from_sale(order, fill)
-                opened = True
-                # Whoever sold it may have given up already: protection must not wait
-                # for the repair tick (the executor ignores this if it placed exits).
-                self.directory.tell("order_executor", ProtectLot(lot_id, "sale fill"))
+                # The executor may open it on its own connection at this very moment
+                # (it saw the order filled): only the first of the two opens it.
+                lot_id, opened = self._open_sale_lot(order, fill)
+                if opened:
+                    # Whoever sold it may have given up already: protection must not
+                    # wait for the repair tick (the executor ignores this if it placed
+                    # exits).
+                    self.directory.tell("order_executor", ProtectLot(lot_id, "sale fill"))
         new = self.db.add_fill(StoredFill.of(fill, lot_id))
         if not new:
             if fill.commission is not None:
@@ -99,6 +102,11 @@ class FillsMixin(BookState):
         got, price = vwap(self.db.fills_of_order(order_ref))
         if qty > got:
             got, price = qty, avg_price
+        elif got < lot.qty:
+            # The lot was sized by the broker's figures for the whole order (the executor
+            # opens it so when the order says Filled): the slices stored so far are only
+            # the first of them; their price would undo the broker's average.
+            return
         if got <= 0 or (got == lot.qty and abs(price - lot.entry_price) < 1e-9):
             return
         got = max(got, int(lot.qty))  # never below what a slice already made it
@@ -149,11 +157,17 @@ class FillsMixin(BookState):
             price=fill_price,
             time=time.time(),
         )
-        return self._open_lot_from_sale(order, fill)
+        lot_id, opened = self._open_sale_lot(order, fill)
+        if not opened:  # the executor opened it meanwhile
+            self._size_sale_lot(lot_id, order_ref, filled, fill_price)
+        return lot_id
 
     def _open_lot_from_sale(self, order: OrderRecord, fill: FillInfo) -> int:
-        from trading.pricing import exit_prices
+        return self._open_sale_lot(order, fill)[0]
 
+    def _open_sale_lot(self, order: OrderRecord, fill: FillInfo) -> tuple[int, bool]:
+        """The sale's lot, opened from `fill` unless the sale has one already (opened by
+        the executor on its own connection): (lot id, opened here)."""
         info = self.contract(fill.con_id) or ContractInfo(
             con_id=fill.con_id,
             symbol=self.cfg.strategy.symbol,
@@ -161,44 +175,24 @@ class FillsMixin(BookState):
             local_symbol=fill.local_symbol,
             multiplier=100,
         )
-        tp, sl = exit_prices(
-            fill.price,
-            self.cfg.strategy.take_profit_ratio,
-            self.cfg.strategy.stop_loss_ratio,
-            info.min_tick,
-        )
-        trade_date = order.trade_date or self._today()
-        sale = parse_sale(order.order_ref)
-        entry = (sale.trade_date, sale.slot) if sale else None
-        lot_id = self.db.open_lot(
-            entry=entry,
-            trade_date=trade_date,
-            slot=entry[1] if entry else "",
-            con_id=info.con_id,
-            symbol=info.symbol,
-            expiry=info.expiry,
-            strike=info.strike,
-            right=info.right or "P",
-            local_symbol=info.local_symbol or fill.local_symbol,
-            multiplier=info.multiplier or 100,
-            qty=int(fill.qty),  # this slice; further slices grow it (_size_sale_lot)
-            entry_price=fill.price,
-            entry_time=fill.time,
-            order_ref=order.order_ref,
-            tp_price=tp,
-            sl_price=sl,
-            state="unprotected",
-        )
+        s = self.cfg.strategy
+        entry, fields = sale_lot_fields(
+            order.order_ref, order.trade_date or self._today(), info, int(fill.qty),
+            fill.price, fill.time, s.take_profit_ratio, s.stop_loss_ratio,
+            fill.local_symbol)  # this slice; further slices grow it (_size_sale_lot)
+        lot, opened = self.db.open_sale_lot(entry=entry, **fields)
+        if not opened:
+            return lot.id, False  # the caller sizes it (a slice, or the broker's figures)
         self.log.info(
             "lot {} opened: {} x{} @ {} (TP {} SL {})",
-            lot_id,
-            info.local_symbol,
+            lot.id,
+            lot.local_symbol,
             fill.qty,
             fill.price,
-            tp,
-            sl,
+            lot.tp_price,
+            lot.sl_price,
         )
-        return lot_id
+        return lot.id, True
 
     def _close_lot_on_exit(self, lot_id: int, role: str, fill: FillInfo) -> None:
         lot = self.db.lot(lot_id)
