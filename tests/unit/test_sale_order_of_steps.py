@@ -9,6 +9,7 @@ wire scenario can pin down."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -76,8 +77,10 @@ class _Conn:
         self.said.append(f"SELL {req.order_ref}")
         return _Answer(_info(99, req.order_ref, "Filled", 1.0))
 
-    def wait_order(self, order_id: int, timeout: float) -> _Answer:
-        return _Answer(_info(order_id, "s", "Filled", 1.0))
+    def watch_order(self, order_id: int, timeout: float) -> _Answer:
+        done: Future[OrderInfo] = Future()
+        done.set_result(_info(order_id, "s", "Filled", 1.0))
+        return _Answer(done)
 
 
 class _Book:
