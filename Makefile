@@ -8,7 +8,7 @@ RUN_DIR ?= $(CURDIR)/run
 
 # Test workers: most tests wait on sockets and deadlines (the suite keeps two cores
 # about 40 % busy at -n 6), so more workers than cores shorten the run.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 
 SEED ?= 1
 DAYS ?= 20
