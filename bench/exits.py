@@ -78,7 +78,9 @@ def bare_fill_to_pair(port: int, state: Any, n: int) -> list[float]:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and len([
                     t for t in ib.openTrades() if t.order.orderRef.startswith(
-                        f"bench:floor:{i}:") and t.orderStatus.status == "Submitted"]) < 2:
+                        f"bench:floor:{i}:")
+                    # A stop rests PreSubmitted until triggered (IB's and ibsim's way).
+                    and t.orderStatus.status in ("Submitted", "PreSubmitted")]) < 2:
                 ib.waitOnUpdate(timeout=1)
             ib.execDetailsEvent -= protect
             ib.sleep(PACE * 4)
