@@ -220,7 +220,14 @@ class SaleMixin(ExecutorPart):
         for attempt in range(first, first + s.sale_attempts):
             # Never two sales for one slot: an earlier attempt (this run's, or a run that
             # gave up) may have filled or still be working whatever this session thinks.
-            earlier, found = self._earlier_sale(trade_date, slot, contract)
+            # The slot's very first attempt has none to ask about: every sale's intent is
+            # committed to this book before it is sent, and the book holds none for the
+            # slot (serial 1), so the broker could only answer "none" (bench.entry: the
+            # two lookups were 12 ms of the p50, 36 of the p99).
+            if attempt == 1:
+                earlier, found = "clear", None
+            else:
+                earlier, found = self._earlier_sale(trade_date, slot, contract)
             self._step("earlier_sale")
             if earlier == "filled" and found is not None:
                 return True, found, "filled (an earlier attempt)"

@@ -151,9 +151,27 @@ def test_the_lookups_go_out_while_the_cancels_are_answered_and_the_sale_after(
     filled, info, _ = ex._sell("2026-11-24", "09:35", PUT, cancelled, 600.0)
     assert filled and info is not None
     ref = sale_ref("2026-11-24", "09:35", 1)
-    assert ex.said == ["lots marked", "cancels sent [11, 12]", "executions", "open orders",
+    # The slot's first sale: no intent of it in the book, so none at the broker to ask of.
+    assert ex.said == ["lots marked", "cancels sent [11, 12]",
                        "quote", "cancels answered", f"intent {ref}", f"SELL {ref}",
                        "recorded [11, 12]", "recorded [99]"], ex.said  # answers: after the send
+
+
+def test_a_slot_with_an_earlier_sale_intent_asks_the_broker_before_selling(
+    tmp_path: Path,
+) -> None:
+    """A slot run again (its first attempt's intent in the book): the broker is asked
+    for that sale's fills and working orders before the next one goes."""
+    ex = _Executor(tmp_path, time.time())
+    ex.intents.store.record_intent(
+        order_ref=sale_ref("2026-11-24", "09:35", 1), role="sale", con_id=PUT.con_id,
+        action="SELL", order_type="LMT", qty=1, lmt_price=1.0, trade_date="2026-11-24")
+    cancelled = ex._start_cancelling_exits(PUT).lot_ids
+    filled, _info2, _ = ex._sell("2026-11-24", "09:35", PUT, cancelled, 600.0)
+    assert filled
+    ref = sale_ref("2026-11-24", "09:35", 2)
+    assert ex.said.index("executions") < ex.said.index("open orders") \
+        < ex.said.index(f"intent {ref}") < ex.said.index(f"SELL {ref}"), ex.said
 
 
 def test_exits_are_never_placed_again_before_their_cancels_are_answered(
