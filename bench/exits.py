@@ -58,11 +58,12 @@ def bare_fill_to_pair(port: int, state: Any, n: int) -> list[float]:
     at the bid's side fills on arrival) and sends a BUY LMT + BUY STP pair in one OCA
     group from inside its fill event (no book, no intents): the sale's execution to the
     later leg's creation, both at ibsim, as the engine is measured. A strike each, so
-    no pair rests against the next sale (self-cross)."""
+    no pair rests against the next sale (self-cross), and below the engine's (600 up):
+    ibsim, like IB, refuses a SELL beside a BUY of the same account on the contract."""
     ib = IB()
     ib.connect("127.0.0.1", port, clientId=78, timeout=10)
     try:
-        puts = [ib.reqContractDetails(Option("SPY", "20261127", 590.0 + i, "P", "SMART"))[0]
+        puts = [ib.reqContractDetails(Option("SPY", "20261127", 599.0 - i, "P", "SMART"))[0]
                 .contract for i in range(n)]
         for i, put in enumerate(puts):
             def protect(trade: Any, fill: Any, i: int = i, put: Any = put) -> None:
