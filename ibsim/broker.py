@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ibsim import contracts, universe
 from ibsim.events import DONE, Event
 from ibsim.expiry import SETTLE_AT, Expiries
@@ -133,7 +135,10 @@ class Broker(OrderDesk, Matching, Expiries):
             "others": {a: {str(k): v for k, v in book.items()} for a, book in self.others.items()},
         }
         tmp = f"{self.state_file}.tmp"
-        Path(tmp).write_text(json.dumps(data))
+        # orjson: ~10x json's speed, and a save is on every answer's path (the answers
+        # wait for it: bench.entry's cancels, bench.exits' fill and legs); plain JSON out,
+        # read back with json.loads. NaN becomes null, as no IB field carries a NaN.
+        Path(tmp).write_bytes(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS))
         os.replace(tmp, self.state_file)
 
     # ---- queries -----------------------------------------------------------------------
