@@ -30,6 +30,7 @@ from actors.connection.loop import (
     NotConnected,
     PendingCall,
 )
+from actors.connection.one_write import one_write
 from actors.connection.part import ConnectionPart, contract_key
 from trading.model import FillInfo, OrderInfo, OrderRequest, PositionInfo, WhatIfInfo
 from trading.risk import OrderRefused, of_account, order_violation
@@ -144,7 +145,9 @@ class OrderCalls(ConnectionPart):
 
         async def run() -> list[OrderInfo]:
             account = self._order_account(reqs)  # on the loop: the session it is sent on
-            trades = [self._send(req, account) for req in reqs]
+            assert self.ib is not None
+            with one_write(self.ib):  # the pair reaches the gateway in one read
+                trades = [self._send(req, account) for req in reqs]
             acks = await asyncio.gather(*(
                 self._wait_trade(
                     t, lambda t: t.orderStatus.status not in ("PendingSubmit", ""), ack_timeout
@@ -323,18 +326,19 @@ class OrderCalls(ConnectionPart):
             assert self.ib is not None
             out: dict[int, OrderInfo | str] = {}
             waiting: dict[int, Trade] = {}
-            for order_id in order_ids:  # every cancel is sent before any wait
-                trade = self._find_trade(order_id)
-                if trade is None:
-                    out[order_id] = f"order {order_id} is not known to this session"
-                    continue
-                if not trade.isDone():
-                    try:
-                        self.ib.cancelOrder(trade.order)
-                    except Exception as exc:
-                        out[order_id] = f"{type(exc).__name__}: {exc}"
+            with one_write(self.ib):  # every cancel sent before any wait, in one write
+                for order_id in order_ids:
+                    trade = self._find_trade(order_id)
+                    if trade is None:
+                        out[order_id] = f"order {order_id} is not known to this session"
                         continue
-                waiting[order_id] = trade
+                    if not trade.isDone():
+                        try:
+                            self.ib.cancelOrder(trade.order)
+                        except Exception as exc:
+                            out[order_id] = f"{type(exc).__name__}: {exc}"
+                            continue
+                    waiting[order_id] = trade
             # One waiter for all, not one per order: each order's answers wake every
             # waiter, and N waiters cost N^2 wakeups (bench.entry: 36 legs, 100 ms).
             await self._wait_all(list(waiting.values()), lambda t: t.isDone(), timeout)
