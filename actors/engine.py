@@ -28,6 +28,7 @@ from actors.watchdog import Watchdog
 from config.loader import _HHMM, Config, cli_config, schedule_warnings
 from ops import ast_guard
 from ops.clock_source import clock_from_config
+from ops.gc_pauses import freeze_startup_objects
 from ops.logs import setup_logging
 from trading.calendar import TradingCalendar
 from trading.clock import Clock
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.exception("engine failed to start: {}", exc)
         engine.stop()
         return 1
+    logger.info("{} start-up objects frozen (left out of later collections)",
+                freeze_startup_objects())
     # Woken twice a second: a SIGTERM delivered to another thread (ib-loop, zmq) only sets
     # CPython's pending flag, and a main thread blocked in a wait without timeout never
     # runs the handler (seen: `supervisorctl stop` / a test's terminate() waited forever).
