@@ -4,6 +4,7 @@ IB's pre-trade margin check, and combo (BAG) orders placed."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from ibsim import account, codes, combos, wire
@@ -86,7 +87,7 @@ def check_order(gw: Parts, s: Session, f: list[str]) -> bool:
         return True
     c = found[0]
     action, qty = f[16], float(f[17] or 0)
-    if action not in ("BUY", "SELL") or qty <= 0:
+    if action not in ("BUY", "SELL") or not qty > 0 or not math.isfinite(qty):
         s.send(wire.error(order_id, 321, "Error validating request.-'bO' : cause - an order"
                                          " needs BUY or SELL and a positive quantity"))
         return True
@@ -152,7 +153,7 @@ def place_combo(gw: Parts, s: Session, f: list[str], layout: dict[str, Any]) -> 
     action, qty, kind = f[16], float(f[17] or 0), f[18]
     lmt = f[19]
     limit = float(lmt) if lmt and abs(float(lmt)) < 1e300 else None
-    if action not in ("BUY", "SELL") or qty <= 0:
+    if action not in ("BUY", "SELL") or not qty > 0 or not math.isfinite(qty):
         reject("a combo needs BUY or SELL and a positive quantity")
         return
     if kind not in ("MKT", "LMT") or (kind == "LMT" and limit is None):

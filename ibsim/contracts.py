@@ -3,6 +3,7 @@ resolved to the contracts ibsim knows (the requests that look them up: ibsim/loo
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from ibsim import codes, universe, wire
@@ -24,7 +25,10 @@ def float_field(v: str) -> float | None:
     """A price field; empty or IB's "unset" (Double.MAX_VALUE) is None."""
     if v in ("", None) or v.startswith("1.7976931348623157"):
         return None
-    return float(v)
+    x = float(v)
+    if not math.isfinite(x):  # "nan", "inf": no price; and the state file has no NaN
+        raise ValueError(f"not a number: {v!r}")
+    return x
 
 
 def contract_from(f: list[str], i: int) -> dict[str, Any]:

@@ -36,3 +36,5 @@ def one_write(ib: IB) -> Iterator[None]:
             # What was gathered was sent as far as ib_insync knows (its Trade exists):
             # written even if a later request in the block raised.
             send(b"".join(gathered))
+            # One call, many requests: the count the pacing view reads stays per request.
+            conn.numMsgSent += len(gathered) - 1

@@ -350,6 +350,13 @@ class OrderCalls(ConnectionPart):
         return run
 
     def open_orders(self) -> list[OrderInfo]:
+        return list(self._call(self._open_orders_call()))
+
+    def start_open_orders(self) -> PendingCall:
+        """open_orders, asked now and answered later (.result(): the same list)."""
+        return self._submit(self._open_orders_call())
+
+    def _open_orders_call(self) -> Callable[[], Awaitable[list[OrderInfo]]]:
         async def run() -> list[OrderInfo]:
             assert self.ib is not None
             await self.ib.reqOpenOrdersAsync()
@@ -357,7 +364,7 @@ class OrderCalls(ConnectionPart):
                 order_info(t, self._order_errors.get(t.order.orderId)) for t in self.ib.openTrades()
             ]
 
-        return self._call(run)
+        return run
 
     def positions(self) -> list[PositionInfo]:
         async def run() -> list[PositionInfo]:
@@ -390,6 +397,14 @@ class OrderCalls(ConnectionPart):
         return account
 
     def executions(self) -> list[FillInfo]:
+        return list(self._call(self._executions_call()))
+
+    def start_executions(self) -> PendingCall:
+        """executions, asked now and answered later (.result(): the same list): an
+        entry asks while its exits' cancels are answered, not after them."""
+        return self._submit(self._executions_call())
+
+    def _executions_call(self) -> Callable[[], Awaitable[list[FillInfo]]]:
         async def run() -> list[FillInfo]:
             assert self.ib is not None
             fills = await self.ib.reqExecutionsAsync()
@@ -398,7 +413,7 @@ class OrderCalls(ConnectionPart):
             return [fill_info(known.get(f.execution.execId, f)) for f in fills
                     if of_account(account, f.execution.acctNumber)]
 
-        return self._call(run)
+        return run
 
     def completed_orders(self) -> list[OrderInfo]:
         """The day's filled and cancelled orders (reqCompletedOrders): what became of an

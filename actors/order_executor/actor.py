@@ -61,6 +61,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._steps: Steps | None = None  # the sale's preparation, timed (bench.entry)
         self._cancels: ExitCancels | None = None  # exit cancels sent before a sale
         self._remembered: Any = None  # the book's answer to remember_contract
+        self._lookups: tuple[Any, Any] | None = None  # the broker asked ahead of a sale
         self._unrecorded: list[OrderInfo] = []  # cancel answers for the book, after the sale
 
     def on_start(self) -> None:
@@ -323,7 +324,9 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         # contract (its mailbox keeps the order: the fill, the lot); _sell reads the
         # answer before the sale goes, so a book that cannot store it still sells nothing.
         self._remembered = self.book.remember_contract(contract)
-        # The exits' cancels go out now; _sell's lookups run while they are answered.
+        # The broker's executions and open orders are asked, then the exits' cancels go
+        # out: all are answered together while _sell reads its serial and the quote.
+        self._start_earlier_sale_lookups()
         cancelled = self._start_cancelling_exits(contract).lot_ids
         try:
             filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled, spot)
@@ -338,6 +341,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         except Exception as exc:
             log.exception("sale raised")
             filled, info, last_reason = False, None, f"{type(exc).__name__}: {exc}"
+        finally:
+            self._lookups = None  # answers of this entry's moment, never a later one's
         if not filled or info is None:
             self._restore(cancelled)
             entry = self.book.entry(trade_date, slot).get(timeout=self._t())

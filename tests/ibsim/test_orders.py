@@ -330,3 +330,20 @@ def test_a_burst_of_cancels_is_saved_once_and_before_any_is_answered(tmp_path: A
             assert saves == [10], saves  # one write for the burst, not one per cancel
         finally:
             ib.disconnect()
+
+
+def test_an_order_priced_nan_is_refused_and_nothing_is_kept(sim: Any, connect: Any) -> None:
+    """A price of "nan" or "inf" is no price: the order is refused with an error, nothing
+    is stored (the state file, JSON, has no NaN), and the session goes on."""
+    ib = connect()
+    opt, _t = put(ib)
+    errors: list[int] = []
+    ib.errorEvent += lambda _req, code, *_a: errors.append(code)
+    bad = ib.placeOrder(opt, LimitOrder("BUY", 1, float("nan"), orderRef="bad:nan"))
+    worse = ib.placeOrder(opt, StopOrder("BUY", 1, float("inf"), orderRef="bad:inf"))
+    wait_ib(ib, lambda: len(errors) >= 2, what="both refused")
+    assert bad.orderStatus.status != "Submitted" and worse.orderStatus.status != "Submitted"
+    refs = [o["order_ref"] for o in sim.get_state()["open_orders"]]
+    assert "bad:nan" not in refs and "bad:inf" not in refs
+    good = ib.placeOrder(opt, LimitOrder("BUY", 1, 0.05, orderRef="good"))
+    wait_ib(ib, lambda: good.orderStatus.status == "Submitted", what="the next order")

@@ -40,11 +40,12 @@ class _Answer:
 class _Pending:
     """Connection's PendingCall: the cancels' answers, read when asked."""
 
-    def __init__(self, said: list[str], answers: list[Any]) -> None:
-        self.said, self.answers = said, answers
+    def __init__(self, said: list[str], answers: list[Any],
+                 what: str = "cancels answered") -> None:
+        self.said, self.answers, self.what = said, answers, what
 
     def result(self) -> list[Any]:
-        self.said.append("cancels answered")
+        self.said.append(self.what)
         return self.answers
 
 
@@ -64,6 +65,14 @@ class _Conn:
     def executions(self) -> _Answer:
         self.said.append("executions")
         return _Answer([])
+
+    def start_executions(self) -> _Answer:
+        self.said.append("executions asked")
+        return _Answer(_Pending(self.said, [], "executions answered"))
+
+    def start_open_orders(self) -> _Answer:
+        self.said.append("open orders asked")
+        return _Answer(_Pending(self.said, [], "open orders answered"))
 
     def open_orders(self) -> _Answer:
         self.said.append("open orders")
@@ -124,7 +133,7 @@ class _Executor(SaleMixin):
         self.log = logger
         self.alerts = SimpleNamespace(raise_alert=lambda *a, **k: None)
         self.directory = SimpleNamespace(farms_broken=set())
-        self._steps = self._cancels = self._remembered = None
+        self._steps = self._cancels = self._remembered = self._lookups = None
         self._unrecorded: list[OrderInfo] = []
 
     def _t(self, extra: float = 0.0) -> float:
@@ -147,14 +156,18 @@ def test_the_lookups_go_out_while_the_cancels_are_answered_and_the_sale_after(
 ) -> None:
     ex = _Executor(tmp_path, time.time())
     ex._remembered = ex.book.remember_contract(PUT)
+    ex._start_earlier_sale_lookups()
     cancelled = ex._start_cancelling_exits(PUT).lot_ids
     filled, info, _ = ex._sell("2026-11-24", "09:35", PUT, cancelled, 600.0)
     assert filled and info is not None
     ref = sale_ref("2026-11-24", "09:35", 1)
-    # The slot's first sale: no intent of it in the book, so none at the broker to ask of.
-    assert ex.said == ["lots marked", "cancels sent [11, 12]",
+    # The slot's first sale asks the broker too (a restored book may not know a sale),
+    # ahead of the cancels, and reads the answers before the quote and the intent.
+    assert ex.said == ["executions asked", "open orders asked", "lots marked",
+                       "cancels sent [11, 12]", "executions answered", "open orders answered",
                        "quote", "cancels answered", f"intent {ref}", f"SELL {ref}",
                        "recorded [11, 12]", "recorded [99]"], ex.said  # answers: after the send
+    assert ex._lookups is None  # read once: a later look asks afresh
 
 
 def test_a_slot_with_an_earlier_sale_intent_asks_the_broker_before_selling(
