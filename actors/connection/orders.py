@@ -352,14 +352,19 @@ class OrderCalls(ConnectionPart):
     def open_orders(self) -> list[OrderInfo]:
         return list(self._call(self._open_orders_call()))
 
-    def start_open_orders(self) -> PendingCall:
-        """open_orders, asked now and answered later (.result(): the same list)."""
-        return self._submit(self._open_orders_call())
+    def start_open_orders(self, ask: bool = True) -> PendingCall:
+        """open_orders, asked now and answered later (.result(): the same list). With
+        `ask=False` the session's own view, not asked again: reqOpenOrders answers only
+        this client's orders, which the session already holds (synced at connect, kept
+        by the gateway's pushes), and its answer costs an openOrder decode per live order
+        (bench.entry: ~5 ms with forty exit legs resting)."""
+        return self._submit(self._open_orders_call(ask))
 
-    def _open_orders_call(self) -> Callable[[], Awaitable[list[OrderInfo]]]:
+    def _open_orders_call(self, ask: bool = True) -> Callable[[], Awaitable[list[OrderInfo]]]:
         async def run() -> list[OrderInfo]:
             assert self.ib is not None
-            await self.ib.reqOpenOrdersAsync()
+            if ask:
+                await self.ib.reqOpenOrdersAsync()
             return [
                 order_info(t, self._order_errors.get(t.order.orderId)) for t in self.ib.openTrades()
             ]

@@ -142,8 +142,10 @@ class SaleMixin(ExecutorPart):
         while the cancels are answered instead of after them (bench.entry: 12 ms of
         its p50). A lookup that cannot be sent is asked again there."""
         try:
+            # Open orders as the session holds them: the gateway's answer would hold this
+            # client's orders only, which the session has already (see start_open_orders).
             self._lookups = (self.conn.start_executions().get(timeout=self._t()),
-                             self.conn.start_open_orders().get(timeout=self._t()))
+                             self.conn.start_open_orders(ask=False).get(timeout=self._t()))
         except Exception as exc:
             self.log.warning("earlier sales: broker lookups not sent ahead: {}", exc)
             self._lookups = None

@@ -70,7 +70,7 @@ class _Conn:
         self.said.append("executions asked")
         return _Answer(_Pending(self.said, [], "executions answered"))
 
-    def start_open_orders(self) -> _Answer:
+    def start_open_orders(self, ask: bool = True) -> _Answer:
         self.said.append("open orders asked")
         return _Answer(_Pending(self.said, [], "open orders answered"))
 
