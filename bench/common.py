@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +395,16 @@ class workdir:
             print(f"work dir kept: {self.path}")
         else:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def engine_log_lines(log: Path) -> list[tuple[float, str]]:
+    """The engine's JSON log (`[logging] format = "json"`) as (wall-clock time, message)
+    per line; lines that are not its JSON (a child's stray output) are skipped."""
+    lines: list[tuple[float, str]] = []
+    for raw in log.read_text().splitlines():
+        try:
+            rec = json.loads(raw)
+            lines.append((datetime.fromisoformat(rec["time"]).timestamp(), rec["message"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return lines

@@ -104,13 +104,7 @@ STEPS_LINE = "sale attempt 1 steps (ms):"
 def phases(log: Path, slot_walls: list[tuple[str, float, float]]) -> dict[str, list[float]]:
     """Per phase, its seconds in each entry (slot wall instant .. SELL at ibsim), then the
     steps of "margin -> SELL sent" (`    > name`)."""
-    lines = []
-    for raw in log.read_text().splitlines():
-        try:
-            rec = json.loads(raw)
-            lines.append((datetime.fromisoformat(rec["time"]).timestamp(), rec["message"]))
-        except (ValueError, KeyError):
-            continue
+    lines = bc.engine_log_lines(log)
     out: dict[str, list[float]] = {name: [] for name, _ in PHASES}
     out["SELL sent -> at ibsim"] = []
     for hhmm, slot_wall, created in slot_walls:

@@ -13,15 +13,22 @@ ibsim's stamps and the engine's own log lines (INFO, JSON, wall-clock stamps).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ib_insync import IB, LimitOrder, Option, StopOrder
 
-from bench.common import Row, close_to, limited_by, pct, report, sell_by_hand, workdir
+from bench.common import (
+    Row,
+    close_to,
+    engine_log_lines,
+    limited_by,
+    pct,
+    report,
+    sell_by_hand,
+    workdir,
+)
 from ibsim.harness import IbsimProcess
 
 NOW = "2026-11-24T10:00:00-05:00"
@@ -196,13 +203,7 @@ def phases(log: Path, stamps: list[Stamp]) -> dict[str, list[float]]:
     after the sale's execution) and its "lot N protected ... acked X ms after the intents
     were durable" line (the ack minus X: when its intents were durable). An engine whose
     log lacks the offset gets the two middle phases as one."""
-    lines: list[tuple[float, str]] = []
-    for raw in log.read_text().splitlines():
-        try:
-            rec = json.loads(raw)
-            lines.append((datetime.fromisoformat(rec["time"]).timestamp(), rec["message"]))
-        except (ValueError, KeyError):
-            continue
+    lines = engine_log_lines(log)
     merged = "knows -> 1st leg at ibsim"
     out: dict[str, list[float]] = {name: [] for name in PHASE_NAMES}
     out[merged] = []

@@ -16,6 +16,7 @@ import pytest
 from book.store import Store
 from tests.engine.conftest import SESSION_NOW, engine_subprocess, write_config
 from tests.support.zmq_request import use_keys, wait_for_value, wait_until, zmq_request
+from wire.protocol import COMMAND_OPS
 
 
 def _sales(sim: Any) -> list[dict[str, Any]]:
@@ -27,6 +28,14 @@ def _live(sim: Any, role: str) -> list[dict[str, Any]]:
 
 
 def _ask(endpoint: str, op: str) -> Any:
+    """A read, asked again until the engine answers; a command, sent once and waited
+    for (enter_now asked again after a slow answer would meet the entry it had started
+    and come back 'busy': seen on a loaded machine)."""
+    if op in COMMAND_OPS:
+        reply = zmq_request(endpoint, op, timeout=30.0)
+        assert reply.get("ok"), reply
+        return reply["data"]
+
     def ok() -> Any:
         try:
             reply = zmq_request(endpoint, op, timeout=2.0)
