@@ -130,6 +130,12 @@ class Supervisor(pykka.ThreadingActor):
     def _start_child(self, name: str) -> None:
         try:
             ref = self._specs[name].start()
+            # Known at once: what is told while on_start runs waits in its inbox (pykka
+            # runs on_start first), where it was dropped before. A link READY between the
+            # child's look at the link in on_start and its registration was lost, and
+            # MarketData never asked for SPY's quotes (seen in CI: a gateway that answered
+            # within 6 ms of the connect).
+            self._directory.set(name, ref)
             # Wait for on_start (subscriptions) before the next child can publish to it.
             ref.ask(Ping(), timeout=60)
         except Exception as exc:  # on_start failures surface here
@@ -137,7 +143,6 @@ class Supervisor(pykka.ThreadingActor):
             self._directory.set(name, None)
             self._schedule_restart(name, str(exc))
             return
-        self._directory.set(name, ref)
         logger.info("started {}", name)
 
     def _count_restart(self, name: str) -> bool:
