@@ -14,6 +14,7 @@ import pykka
 from actors.directory import ActorDirectory
 from actors.supervisor import ChildSpec, Supervisor
 from config.schema import SupervisionConfig
+from tests.support.zmq_request import wait_until
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ def test_a_message_published_while_a_child_starts_reaches_it() -> None:
     starting.start()
     try:
         assert in_start.wait(10)
+        # Known while its on_start runs (the old Supervisor set it only after): then a
+        # publish reaches its inbox.
+        wait_until(lambda: directory.ref("child") is not None, 10,
+                   message="the child known during its on_start")
         directory.publish(Hello(1))  # the child is still in on_start
         go_on.set()
         starting.join(10)
