@@ -19,6 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-24T10:00:00-05:00"
 
 
+
+def _running_anew(stack: Any, name: str, old: int) -> bool:
+    """The program RUNNING under another pid than `old` (not running: not yet)."""
+    try:
+        return bool(stack.statuses().get(name) == "RUNNING" and stack.pid(name) != old)
+    except ValueError:
+        return False
+
 def make_stack(tmp: Path, sink: WebhookSink) -> Stack:
     return Stack(tmp, sink.url, NOW, {
         "schedule": {"entry_times": ["15:00"]},
@@ -55,8 +63,8 @@ def test_whole_stack_under_supervisord(tmp_path: Path) -> None:
             old = stack.pid("engine")
             os.kill(old, signal.SIGKILL)
             sink.wait_for(lambda s: s.bodies("process_crashed"), 30)
-            wait_until(lambda: stack.statuses().get("engine") == "RUNNING"
-                       and stack.pid("engine") != old, 60, 0.2, "engine restarted")
+            wait_until(lambda: _running_anew(stack, "engine", old), 60, 0.2,
+                       "engine restarted")
             after = wait_for_value(lambda: _api_ok(stack, "/api/positions"),
                                    lambda r: r and r["data"]["lots"] and
                                    r["data"]["lots"][0]["protected"], 60, "lot after restart")
@@ -81,8 +89,8 @@ def test_whole_stack_under_supervisord(tmp_path: Path) -> None:
             ibsim_pid = stack.pid("ibsim")
             stack.ibsim_post("/fault/logout", {"seconds": 600})
             stack.ibsim_post("/fault/drop", {})
-            wait_until(lambda: stack.statuses().get("ibsim") == "RUNNING"
-                       and stack.pid("ibsim") != ibsim_pid, 60, 0.2, "gateway restarted")
+            wait_until(lambda: _running_anew(stack, "ibsim", ibsim_pid), 60, 0.2,
+                       "gateway restarted")
             wait_until(lambda: (s := _api_ok(stack, "/api/status")) and
                        s["data"]["link"]["state"] == "READY", 60, 0.2, "READY after escalation")
             # (ibsim's restart ends its logout, so no login_required: that alert comes

@@ -108,7 +108,13 @@ class Stack:
         return {p[0]: p[1] for p in lines if len(p) > 1}
 
     def pid(self, name: str) -> int:
-        return int(self.ctl("pid", name).strip())
+        """The program's pid; ValueError while it is not running. supervisorctl answers
+        "0" then, and os.kill(0, SIGKILL) kills the caller's whole process group (a
+        soak's kill landing in a restart took itself and a `make test` beside it down)."""
+        pid = int(self.ctl("pid", name).strip())
+        if pid <= 0:
+            raise ValueError(f"{name} is not running (supervisorctl pid: {pid})")
+        return pid
 
     def api(self, path: str) -> Any:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as r:
