@@ -123,8 +123,7 @@ def test_a_logout_gets_one_gateway_restart_then_login_required(tmp_path: Path) -
                        s["data"]["link"]["state"] == "READY", 60, 0.2, "engine READY")
             first = stack.pid("ibsim")
             stack.ibsim_post("/fault/logout", {"seconds": 600, "survive_restart": True})
-            wait_until(lambda: stack.statuses().get("ibsim") == "RUNNING"
-                       and stack.pid("ibsim") != first, 60, 0.2, "one gateway restart")
+            wait_until(lambda: _running_anew(stack, "ibsim", first), 60, 0.2, "one gateway restart")
             second = stack.pid("ibsim")
             sink.wait_for(lambda s: s.bodies("login_required"), 60)
             # No 2FA loop: over several escalation periods the gateway is not restarted
@@ -148,8 +147,8 @@ def test_a_logout_gets_one_gateway_restart_then_login_required(tmp_path: Path) -
             # spacing (the next one's time is remembered too).
             engine = stack.pid("engine")
             os.kill(engine, signal.SIGKILL)
-            wait_until(lambda: stack.statuses().get("engine") == "RUNNING"
-                       and stack.pid("engine") != engine, 60, 0.2, "engine started again")
+            wait_until(lambda: _running_anew(stack, "engine", engine), 60, 0.2,
+                       "engine started again")
             deadline = time.monotonic() + 10.0
             while time.monotonic() < deadline:
                 assert stack.pid("ibsim") == second, "a gateway restart by the new engine"
