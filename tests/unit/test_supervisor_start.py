@@ -44,8 +44,9 @@ def test_a_message_published_while_a_child_starts_reaches_it() -> None:
     in_start, go_on = threading.Event(), threading.Event()
     got: list[int] = []
     spec = ChildSpec("child", lambda: _Child.start(directory, in_start, go_on, got))
-    starting = threading.Thread(target=lambda: Supervisor.start(
-        [spec], directory, SupervisionConfig(), lambda _name: None))
+    supervisor: list[Any] = []
+    starting = threading.Thread(target=lambda: supervisor.append(Supervisor.start(
+        [spec], directory, SupervisionConfig(), lambda _name: None)))
     starting.start()
     try:
         assert in_start.wait(10)
@@ -62,4 +63,9 @@ def test_a_message_published_while_a_child_starts_reaches_it() -> None:
         assert got == [1, 2]
     finally:
         go_on.set()
-        pykka.ActorRegistry.stop_all()
+        starting.join(10)
+        for ref in supervisor:  # this test's actors only (the Supervisor stops its child)
+            ref.stop(timeout=10)
+        child = directory.ref("child")
+        if child is not None:
+            child.stop(timeout=10)
