@@ -20,6 +20,8 @@ class Alerter(Protocol):
         details: dict[str, Any] | None = None,
     ) -> Any: ...
 
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]: ...
+
 
 @dataclass(frozen=True)
 class EngineContext:

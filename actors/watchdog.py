@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from loguru import logger
@@ -86,6 +87,9 @@ class Watchdog(SupervisedActor):
         # engine killed during it finds this set when it starts again, and says so.
         self.restart_pending = False
         self.interrupted_restart = False
+        # When the pending restart was asked for (saved with it): its own report, if the
+        # engine got to send it before the kill, is not sent twice.
+        self.pending_restart_at = 0.0
         self.weekly_noted = ""
         self.escalated_at: float | None = None
         # When this Watchdog last asked for a gateway restart (epoch s): a READY the
@@ -127,6 +131,10 @@ class Watchdog(SupervisedActor):
         except (TypeError, ValueError):
             self.login_wait_since, self.wait_reports = time.time(), int(self.login_alerted)
         self.interrupted_restart = bool(saved.get("restart_pending", False))
+        try:
+            self.pending_restart_at = float(saved.get("restart_at") or 0.0)
+        except (TypeError, ValueError):
+            self.pending_restart_at = 0.0
         if self.link.state == LinkState.READY:
             # READY already (published before we subscribed): the login came.
             self._login_seen()
@@ -161,7 +169,8 @@ class Watchdog(SupervisedActor):
                  "awaiting_login": self.awaiting_login, "login_alerted": self.login_alerted,
                  "wait_since": self.login_wait_since, "wait_reports": self.wait_reports,
                  "next_report_at": self.next_wait_report,
-                 "restart_pending": self.restart_pending}
+                 "restart_pending": self.restart_pending,
+                 "restart_at": self.gateway_restart_at}
         try:
             self.directory.proxy("position_book").set_kv(ESCALATION_KEY, state).get(timeout=5)
         except Exception as exc:
@@ -354,6 +363,24 @@ class Watchdog(SupervisedActor):
             return
         self._start_stopped_gateway(state)
 
+    def _restart_reported_since(self, asked_at: float) -> bool:
+        """A gateway_restart alert stored at or after `asked_at` (epoch s)."""
+        if asked_at <= 0:
+            return False
+        try:
+            recent = self.alerts.recent(50)
+        except Exception as exc:  # unreadable: better a second alert than none
+            self.log.warning("alerts not read: {}", exc)
+            return False
+        for alert in recent:
+            try:
+                at = datetime.fromisoformat(str(alert.get("time"))).timestamp()
+            except ValueError:
+                continue
+            if alert.get("kind") == "gateway_restart" and at >= asked_at:
+                return True
+        return False
+
     def _finish_interrupted_restart(self) -> None:
         """The engine before this one was stopped (kill -9, a crash) during a gateway
         restart it asked for: say what became of it, in one alert; a gateway left not
@@ -376,6 +403,11 @@ class Watchdog(SupervisedActor):
             return
         self.restart_pending = False
         self._save_escalation()
+        if self._restart_reported_since(self.pending_restart_at):
+            # The engine was killed after its own report and before it cleared the pending
+            # mark (two writes): that report said what became of the restart.
+            self.log.info("the interrupted gateway restart was reported before the stop")
+            return
         seen = f"the gateway program {program} is {state}" if state else \
             f"the '{method}' method shows no state; the link will tell"
         self.log.warning("a gateway restart was interrupted by the engine's stop: {}", seen)
