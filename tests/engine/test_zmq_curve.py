@@ -24,6 +24,9 @@ def _raw_request(endpoint: str, op: str, args: dict[str, Any],
     the reply, or None if none came within 3 s."""
     sock = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
+    # A deadline on the send too: a refused handshake can leave a REQ socket with no
+    # peer to queue to, and its send then blocked until pytest's timeout (seen in CI).
+    sock.setsockopt(zmq.SNDTIMEO, 3000)
     if keys is not None:
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
     sock.connect(endpoint)
@@ -31,6 +34,8 @@ def _raw_request(endpoint: str, op: str, args: dict[str, Any],
         sock.send(msgpack.packb({"v": 1, "id": f"x{time.time_ns()}", "op": op, "args": args,
                                  "sent_at": time.time()}))
         return sock.recv() if sock.poll(3000) else None
+    except zmq.Again:  # not even sent: no answer either
+        return None
     finally:
         sock.close(0)
 
