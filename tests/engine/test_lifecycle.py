@@ -137,7 +137,9 @@ def test_exits_rejected_three_times_leave_the_lot_unprotected(sim: Any, start_en
             "message": "Order rejected - reason: test",
         },
     )
-    sim.post("/market", {"spot": 590.0})  # another strike, so the first lot's exits stay
+    # Another strike, so the first lot's exits stay; held still, and not so far down that
+    # the first put (589) reaches its stop (590 with the walk did, now and then).
+    sim.post("/market", {"spot": 594.0, "walk_sigma": 0.0})
     assert eng.ask("enter_now")["accepted"]
     lot = wait_until(
         lambda: next((x for x in eng.open_lots() if x.id != first.id), None),

@@ -41,7 +41,7 @@ def quiet_sim() -> Iterator[IbsimThread]:
 def aib(quiet_sim: IbsimThread) -> Iterator[Any]:
     asyncio.set_event_loop(asyncio.new_event_loop())
     ib = iba.IB()
-    ib.RequestTimeout = 10
+    ib.RequestTimeout = 30  # requests wait behind the client's own 45/s pacing queue
     ib.connect("127.0.0.1", quiet_sim.port, clientId=41, timeout=5)
     yield ib
     ib.disconnect()
