@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import zmq
 
 from actors.engine import Engine
 from config.loader import load_config
@@ -140,11 +142,19 @@ def start_engine(tmp_path: Path, sim: Any) -> Iterator[Callable[..., RunningEngi
         now: datetime = SESSION_NOW,
         weekly: bool = True,
     ) -> RunningEngine:
-        path = write_config(tmp_path / "engine.toml", sim, overrides, weekly)
-        cfg = load_config(path, environ={})
         clock = ManualClock(now)
-        engine = Engine(cfg, clock=clock)
-        engine.start()
+        for attempt in range(3):
+            path = write_config(tmp_path / "engine.toml", sim, overrides, weekly)
+            cfg = load_config(path, environ={})
+            engine = Engine(cfg, clock=clock)
+            try:
+                engine.start()
+                break
+            except zmq.ZMQError as exc:
+                # The free port was taken by another worker before the bind: a new one.
+                engine.stop()
+                if exc.errno != errno.EADDRINUSE or attempt == 2:
+                    raise
         engines.append(engine)
         running = RunningEngine(engine, clock)
         running.wait_ready()
