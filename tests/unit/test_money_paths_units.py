@@ -7,14 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from actors.position_book.reconcile import ReconcileMixin
-
-
-class _Answer:
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def get(self, timeout: float | None = None) -> Any:
-        return self.value
+from tests.support.answered import Answered as _Answer
 
 
 class _Conn:

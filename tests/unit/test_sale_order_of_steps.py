@@ -22,19 +22,12 @@ from actors.order_executor.repair import RepairMixin
 from actors.order_executor.sale import SaleMixin
 from book.store import Store
 from config.loader import load_config
+from tests.support.answered import Answered as _Answer
 from trading.model import ContractInfo, OrderInfo, Quote
 from trading.order_refs import sale_ref
 from trading.records import StoredFill
 
 PUT = ContractInfo(7, "SPY", "OPT", "20261201", 585.0, "P", 100, local_symbol="SPY P585")
-
-
-class _Answer:
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def get(self, timeout: float | None = None) -> Any:
-        return self.value
 
 
 class _Pending:
