@@ -202,10 +202,21 @@ class RepairMixin(ExecutorPart):
         Runs inside this actor, so no entry of this process is between its claim and
         its end; a sale that filled has already made its entry 'done' (same
         transaction as the lot), and live sales were resumed just before.
+
+        An entry with a sale the book has not settled yet (an intent, sent, unknown: the
+        full reconciliation after a connect marks each filled or cancelled) is left to
+        that reconciliation: past IB's daily reset a sale that filled while the engine
+        was away is neither live nor among the executions, and only the reconciliation
+        (the broker's short) tells it from one never sent. A repair tick that beat it to
+        the book would free the slot for a second sale.
         """
+        unsettled = [o.order_ref for o in self.intents.orders_by_status(
+            ["intent", "sent", "submitted", "unknown"]) if o.role == "sale"]
         for entry in self.book.started_entries().get(timeout=self._t()):
             prefix = sale_prefix(entry.trade_date, entry.slot)
             if any(o.order_ref.startswith(prefix) for o in live):
+                continue
+            if any(ref.startswith(prefix) for ref in unsettled):
                 continue
             reason = "interrupted: the engine stopped during the entry; nothing was sold"
             if self.book.interrupt_entry(entry.trade_date, entry.slot, reason).get(

@@ -192,14 +192,17 @@ class ReconcileMixin(BookState):
     def _sales_shown_by_positions(
         self, live_refs: set[str], filled_refs: set[str], positions: list[Any]
     ) -> set[str]:
-        """Sales of ours the broker took (sent, acknowledged or of unknown fate), no
-        longer live, that neither an execution nor a completed order explains: past IB's
-        daily reset both forget a fill made while the engine was away. A short on the
-        sale's contract beyond the book's lots is then that sale: our lot (sized by
-        what is held beyond the book, priced as _open_lot_from_completed says), not an
-        outside sale. Returns the refs so taken."""
+        """Sales of ours the broker may have taken (written as an intent, sent,
+        acknowledged or of unknown fate), no longer live, that neither an execution nor
+        a completed order explains: past IB's daily reset both forget a fill made while
+        the engine was away. A short on the sale's contract beyond the book's lots is
+        then that sale: our lot (sized by what is held beyond the book, priced as
+        _open_lot_from_completed says), not an outside sale. An `intent` counts: a kill
+        between the send and the recorded ack leaves the row there, and the order lives
+        on at IB (an API client's orders outlive its connection). Returns the refs so
+        taken."""
         found: set[str] = set()
-        for row in self.db.orders_by_status(["sent", "submitted", "unknown"]):
+        for row in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
             ref = row.order_ref
             if (row.role != "sale" or ref in live_refs or ref in filled_refs
                     or self.db.lot_by_order_ref(ref) is not None):
