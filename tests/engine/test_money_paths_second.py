@@ -34,16 +34,21 @@ def restarted_past_the_reset(sim: Any, cfg: Path, endpoint: str, after_reset: da
         sim.post("/clock", {"now": after_reset.isoformat()})
     proc = engine_subprocess(
         cfg, {"TRADING_BOT__CLOCK__START": f'"{after_reset.isoformat()}"'})
-    lots = wait_for_value(
-        lambda: _ask(endpoint, "positions")["lots"],
-        lambda lots: len(lots) == 1 and lots[0]["protected"], 40, "one protected lot")
-    assert lots[0]["qty"] == 1
-    kinds = [a["kind"] for a in _ask(endpoint, "alerts")["alerts"]]
-    assert "outside_position" not in kinds and "entry_interrupted" not in kinds, kinds
-    tps, sls = _live(sim, "tp"), _live(sim, "sl")  # one OCA pair, one sale at the broker
-    assert len(tps) == 1 and len(sls) == 1, (tps, sls)
-    assert tps[0]["oca_group"] == sls[0]["oca_group"]
-    assert len(_sales(sim)) == 1
+    try:
+        lots = wait_for_value(
+            lambda: _ask(endpoint, "positions")["lots"],
+            lambda lots: len(lots) == 1 and lots[0]["protected"], 40, "one protected lot")
+        assert lots[0]["qty"] == 1
+        kinds = [a["kind"] for a in _ask(endpoint, "alerts")["alerts"]]
+        assert "outside_position" not in kinds and "entry_interrupted" not in kinds, kinds
+        tps, sls = _live(sim, "tp"), _live(sim, "sl")  # one OCA pair, one sale at the broker
+        assert len(tps) == 1 and len(sls) == 1, (tps, sls)
+        assert tps[0]["oca_group"] == sls[0]["oca_group"]
+        assert len(_sales(sim)) == 1
+    except BaseException:
+        proc.kill()  # the caller never gets it to stop: no engine left running
+        proc.wait(10)
+        raise
     return proc
 
 
