@@ -94,7 +94,14 @@ class LoopThread:
                 result = await result
             return result
 
-        fut = asyncio.run_coroutine_threadsafe(asyncio.wait_for(invoke(), timeout), self.loop)
+        inner = invoke()
+        call = asyncio.wait_for(inner, timeout)
+        try:
+            fut = asyncio.run_coroutine_threadsafe(call, self.loop)
+        except RuntimeError as exc:  # the loop closed: its Connection stopped
+            call.close()
+            inner.close()
+            raise NotConnected(f"not connected to the gateway ({exc})") from exc
         return PendingCall(fut, timeout)
 
     def close(self, disconnect: Callable[[], None], wait: float = 5.0) -> None:
