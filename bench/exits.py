@@ -218,8 +218,13 @@ def phases(log: Path, stamps: list[Stamp]) -> dict[str, list[float]]:
         out[PHASE_NAMES[3]].append(st.later_leg - st.first_leg)
         out[merged].append(st.first_leg - known)
         if "ms after the intents were durable" in done[1]:
-            acked = float(done[1].rsplit("acked ", 1)[1].split(" ms")[0]) / 1000.0
-            durable = done[0] - acked
+            # "... durable (B ms before this line)": the line may come well after the
+            # ack (the book's mailbox stores the pair first); older engines said only
+            # "acked A ms after", measured at the line.
+            tail = done[1].rsplit("(", 1)[-1]
+            back = (tail.split(" ms before")[0] if "ms before this line" in tail
+                    else done[1].rsplit("acked ", 1)[1].split(" ms")[0])
+            durable = done[0] - float(back) / 1000.0
             out[PHASE_NAMES[1]].append(durable - known)
             out[PHASE_NAMES[2]].append(st.first_leg - durable)
     return {k: v for k, v in out.items() if v}

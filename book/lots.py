@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from book.alert_rows import AlertRow, add_alert
 from book.db import Repository
-from trading.records import Lot
+from book.orders import insert_intents
+from trading.records import Lot, OrderIntent
 
 _LOT_FIELDS = {
     "trade_date",
@@ -51,13 +53,16 @@ class Lots(Repository):
             return _insert_lot(c, entry, fields)
 
     def open_sale_lot(self, entry: tuple[str, str] | None = None,
+                      exits: Callable[[Lot], list[OrderIntent]] | None = None,
                       **fields: Any) -> tuple[Lot, bool]:
         """The lot of one sale (`order_ref`, whose intent row must exist, of the same
         contract), opened at most once: in one transaction, the lot that sale already
         opened (False), or a new one as open_lot makes it (True). The book (on the fill
         event) and the executor (on the order's status, on its own connection) may ask
         at the same moment: the write lock orders them and the second finds the
-        first's lot."""
+        first's lot. A new lot's `exits` (its first exit pair's intents, built from the
+        lot) are written in the same transaction: one durable commit between a fill and
+        its protection, not two (bench.exits)."""
         ref = fields.get("order_ref")
         if not ref:
             raise ValueError("a sale's lot needs the sale's order_ref")
@@ -74,6 +79,8 @@ class Lots(Repository):
             if created:
                 lot_id = _insert_lot(c, entry, fields)
                 row = c.execute("SELECT * FROM lots WHERE id = ?", (lot_id,)).fetchone()
+                if exits is not None:
+                    insert_intents(c, exits(Lot.from_row(row)))
             return Lot.from_row(row), created
 
     def set_exits(self, lot_id: int, state: str = "open", **fields: Any) -> None:

@@ -3,6 +3,7 @@ with what the broker said (the `orders` table)."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
@@ -16,18 +17,8 @@ _MARK_FIELDS = {"status", "order_id", "perm_id", "error", "lot_id", "lmt_price"}
 class Orders(Repository):
     def record_intents(self, intents: list[OrderIntent]) -> None:
         """Several intents (an exit pair) in one durable transaction."""
-        now = time.time()
         with self._db.tx() as c:
-            c.executemany(
-                "INSERT INTO orders(order_ref, lot_id, trade_date, role, con_id, action,"
-                " order_type, qty, lmt_price, aux_price, oca_group, status, created_at,"
-                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'intent',?,?)",
-                [
-                    (i.order_ref, i.lot_id, i.trade_date, i.role, i.con_id, i.action,
-                     i.order_type, i.qty, i.lmt_price, i.aux_price, i.oca_group, now, now)
-                    for i in intents
-                ],
-            )
+            insert_intents(c, intents)
 
     def record_intent(
         self,
@@ -118,3 +109,18 @@ class Orders(Repository):
         return self._db.records(
             OrderRecord.from_row,
             f"SELECT * FROM orders WHERE status IN ({marks}) ORDER BY id", statuses)
+
+
+def insert_intents(c: sqlite3.Connection, intents: list[OrderIntent]) -> None:
+    """record_intents' writes, inside the caller's transaction."""
+    now = time.time()
+    c.executemany(
+        "INSERT INTO orders(order_ref, lot_id, trade_date, role, con_id, action,"
+        " order_type, qty, lmt_price, aux_price, oca_group, status, created_at,"
+        " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'intent',?,?)",
+        [
+            (i.order_ref, i.lot_id, i.trade_date, i.role, i.con_id, i.action,
+             i.order_type, i.qty, i.lmt_price, i.aux_price, i.oca_group, now, now)
+            for i in intents
+        ],
+    )

@@ -45,6 +45,7 @@ from actors.supervisor import SupervisedActor
 from book.store import Store
 from trading.calendar import ET
 from trading.model import ContractInfo, LinkState, OrderInfo, OrderRequest
+from trading.records import OrderIntent
 from trading.steps import Steps
 
 
@@ -63,6 +64,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._remembered: Any = None  # the book's answer to remember_contract
         self._lookups: tuple[Any, Any] | None = None  # the broker asked ahead of a sale
         self._unrecorded: list[OrderInfo] = []  # cancel answers for the book, after the sale
+        # A lot's first exit pair, written with the lot (lot_of_sale), sent by place_exits.
+        self._written_exits: dict[int, tuple[list[OrderIntent], float]] = {}
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)

@@ -22,6 +22,9 @@ from trading.risk import OrderRefused
 class ExitsMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, intents, log, alerts …)."""
 
+    # A lot's first pair, written with the lot: (its intents, when they were durable).
+    _written_exits: dict[int, tuple[list[OrderIntent], float]]
+
     if TYPE_CHECKING:  # RepairMixin's
         @staticmethod
         def _live_pair(lot: Lot, mine: list[OrderInfo]
@@ -53,11 +56,20 @@ class ExitsMixin(ExecutorPart):
             entry, fields = sale_lot_fields(
                 info.order_ref, trade_date, contract, qty, price, time.time(),
                 s.take_profit_ratio, s.stop_loss_ratio, info.local_symbol)
+            written: list[OrderIntent] = []
+
+            def first_pair(lot: Lot) -> list[OrderIntent]:
+                written[:] = self._exit_intents(lot, contract)
+                return written
+
             try:
-                lot, opened = self.intents.open_sale_lot(entry=entry, **fields)
+                lot, opened = self.intents.open_sale_lot(entry=entry, exits=first_pair,
+                                                         **fields)
             except (KeyError, ValueError) as exc:
                 self.log.warning("lot of {} left to the book: {}", info.order_ref, exc)
             else:
+                if opened:  # its first pair's intents are durable with it: sent next
+                    self._written_exits[lot.id] = (written, time.monotonic())
                 if opened or (lot.state != "closed" and lot.qty == qty
                               and abs(lot.entry_price - price) < 1e-9):
                     return lot, opened
@@ -130,48 +142,48 @@ class ExitsMixin(ExecutorPart):
 
     def _place_exits(self, lot: Lot, contract: ContractInfo | None = None) -> bool:
         s = self.cfg.strategy
+        # The first pair of a lot this executor just opened: its intents were written
+        # with the lot (nothing was sent for it yet, so no pair can be live to keep).
+        written, durable = self._written_exits.pop(lot.id, (None, 0.0))
         if contract is None or contract.con_id != lot.con_id:
             contract = self.book.contract(lot.con_id).get(timeout=self._t())
+        if written is not None and (contract is None or len(written) != 2
+                                    or written[0].qty != lot.qty):
+            self._drop_unsent(written, "not sent: the lot or its contract changed")
+            written = None
         if contract is None:
             self.log.error(
                 "lot {}: contract {} unknown, cannot place exits", lot.id, lot.con_id
             )
             return False
-        if self._keep_live_pair(lot):
+        if written is None and self._keep_live_pair(lot):
             return True
-        tp_price, sl_price = lot.tp_price, lot.sl_price
-        if not tp_price or not sl_price:
-            tp_price, sl_price = exit_prices(
-                lot.entry_price, s.take_profit_ratio, s.stop_loss_ratio, contract.min_tick
-            )
         last_error = ""
         for attempt in range(1, s.exit_attempts + 1):
             if attempt > 1 and self._lot_closed(lot.id):
                 return True  # closed meanwhile (an exit or a hand close): nothing to protect
             if not self._wait_ready(s.exit_unknown_wait):
                 # Nothing can be sent: the reconciliation at READY repairs it at once.
+                if written is not None:
+                    self._drop_unsent(written, "not sent: the link to the gateway is down")
                 self._mark_unprotected(lot, "the link to the gateway is down")
                 return False
-            serial = int(time.time() * 1000) % 10**10
-            tp_ref, sl_ref, oca = exit_refs(lot.id, serial)
-            legs = (
-                ("tp", tp_ref, "LMT", round_to_tick(tp_price, contract.min_tick), None),
-                ("sl", sl_ref, "STP", None, round_to_tick(sl_price, contract.min_tick)),
-            )
-            rows = [
-                OrderIntent(order_ref=ref, role=role, con_id=lot.con_id, action="BUY",
-                            order_type=otype, qty=lot.qty, lmt_price=lmt, aux_price=aux,
-                            oca_group=oca, lot_id=lot.id, trade_date=lot.trade_date)
-                for role, ref, otype, lmt, aux in legs
-            ]
+            if written is not None:  # durable since the lot's commit
+                rows, written = written, None
+            else:
+                rows = self._exit_intents(lot, contract)
+                # Both intents in one durable commit, then both orders in one round trip.
+                self.intents.record_intents(rows)
+                durable = time.monotonic()
+            tp_ref, sl_ref, oca = rows[0].order_ref, rows[1].order_ref, rows[0].oca_group
+            tp_price, sl_price = rows[0].lmt_price, rows[1].aux_price
+            legs = [(row.role,) for row in rows]
             reqs = [
-                OrderRequest(ref, contract, "BUY", otype, lot.qty, lmt_price=lmt,
-                             aux_price=aux, oca_group=oca, oca_type=EXIT_OCA_TYPE, tif="GTC")
-                for _role, ref, otype, lmt, aux in legs
+                OrderRequest(row.order_ref, contract, "BUY", row.order_type, lot.qty,
+                             lmt_price=row.lmt_price, aux_price=row.aux_price,
+                             oca_group=oca, oca_type=EXIT_OCA_TYPE, tif="GTC")
+                for row in rows
             ]
-            # Both intents in one durable commit, then both orders in one round trip.
-            self.intents.record_intents(rows)
-            durable = time.monotonic()
             infos: list[OrderInfo] = []
             maybe_sent = False
             try:
@@ -205,6 +217,7 @@ class ExitsMixin(ExecutorPart):
                         "more is sent until the broker shows them")
                     return False
                 infos = settled
+            acked = time.monotonic()  # (settled: when that was known)
             placed: dict[str, OrderInfo] = {}
             for (role, *_), info in zip(legs, infos, strict=True):
                 self._record(info)
@@ -235,10 +248,11 @@ class ExitsMixin(ExecutorPart):
                     state="open",
                 ).get(timeout=self._t())
                 # The broker's part of the protection, for bench.exits' phases.
+                now = time.monotonic()
                 self.log.info(
                     "lot {} protected: TP {} SL {} (oca {}); acked {:.1f} ms after the "
-                    "intents were durable", lot.id, tp_price, sl_price, oca,
-                    (time.monotonic() - durable) * 1000.0)
+                    "intents were durable ({:.1f} ms before this line)", lot.id, tp_price,
+                    sl_price, oca, (acked - durable) * 1000.0, (now - durable) * 1000.0)
                 return True
             self._cancel_legs(placed.values(), "half exit pair")  # half a pair is no protection
             self.log.warning(
@@ -248,6 +262,34 @@ class ExitsMixin(ExecutorPart):
                 time.sleep(backoff_delay(attempt, s.exit_retry_backoff))
         self._mark_unprotected(lot, f"{s.exit_attempts} attempts failed: {last_error}")
         return False
+
+    def _exit_intents(self, lot: Lot, contract: ContractInfo) -> list[OrderIntent]:
+        """The lot's next exit pair, as its two intents (TP first, then SL; one OCA
+        group), priced from the lot (or from its entry when the lot has no prices)."""
+        s = self.cfg.strategy
+        tp_price, sl_price = lot.tp_price, lot.sl_price
+        if not tp_price or not sl_price:
+            tp_price, sl_price = exit_prices(
+                lot.entry_price, s.take_profit_ratio, s.stop_loss_ratio, contract.min_tick
+            )
+        serial = int(time.time() * 1000) % 10**10
+        tp_ref, sl_ref, oca = exit_refs(lot.id, serial)
+        legs = (
+            ("tp", tp_ref, "LMT", round_to_tick(tp_price, contract.min_tick), None),
+            ("sl", sl_ref, "STP", None, round_to_tick(sl_price, contract.min_tick)),
+        )
+        return [
+            OrderIntent(order_ref=ref, role=role, con_id=lot.con_id, action="BUY",
+                        order_type=otype, qty=lot.qty, lmt_price=lmt, aux_price=aux,
+                        oca_group=oca, lot_id=lot.id, trade_date=lot.trade_date)
+            for role, ref, otype, lmt, aux in legs
+        ]
+
+    def _drop_unsent(self, rows: list[OrderIntent], why: str) -> None:
+        """Intents written with their lot that will never be sent: said so in the book
+        (never left for the reconciliation to guess at)."""
+        for row in rows:
+            self.intents.mark_order(row.order_ref, status="cancelled", error=why)
 
     def _wait_ready(self, seconds: float) -> bool:
         """The link READY within `seconds` (a drop of a second or two is waited out:

@@ -141,3 +141,43 @@ def test_a_fill_event_first_opens_the_lot_and_asks_for_its_protection(
     entry, fields = _fields()
     lot, opened = store.open_sale_lot(entry=entry, **fields)  # the executor, after it
     assert not opened and lot.id == lot_id and len(book.told) == 1
+
+
+def test_a_new_lots_first_exit_pair_is_written_with_it_and_only_then(tmp_path: Path) -> None:
+    """The executor's first exit pair goes into the lot's own transaction (one durable
+    commit between a fill and its protection, not two); a sale whose lot exists already
+    builds nothing, so no second pair is ever written for it here."""
+    from trading.records import OrderIntent
+
+    store = Store(tmp_path / "b.sqlite")
+    _sold(store)
+    built: list[int] = []
+
+    def pair(lot: Any) -> list[OrderIntent]:
+        built.append(lot.id)
+        return [OrderIntent(f"tb:lot{lot.id}:{role}:1", lot.id, lot.trade_date, role,
+                            lot.con_id, "BUY", otype, lot.qty, lmt, aux, f"oca{lot.id}")
+                for role, otype, lmt, aux in (("tp", "LMT", lot.tp_price, None),
+                                              ("sl", "STP", None, lot.sl_price))]
+
+    entry, fields = _fields()
+    lot, opened = store.open_sale_lot(entry=entry, exits=pair, **fields)
+    assert opened and built == [lot.id]
+    legs = store.exit_orders_of(lot.id)
+    assert [(o.role, o.status, o.lmt_price, o.aux_price) for o in legs] == [
+        ("tp", "intent", lot.tp_price, None), ("sl", "intent", None, lot.sl_price)]
+    again, opened_again = store.open_sale_lot(entry=entry, exits=pair, **fields)
+    assert (again.id, opened_again) == (lot.id, False)
+    assert built == [lot.id] and len(store.exit_orders_of(lot.id)) == 2
+
+    # A pair that cannot be written takes the lot with it: never a lot whose first
+    # pair the executor believes durable and is not.
+    store2 = Store(tmp_path / "c.sqlite")
+    _sold(store2)
+
+    def broken(lot: Any) -> list[OrderIntent]:
+        raise ValueError("no pair")
+
+    with pytest.raises(ValueError):
+        store2.open_sale_lot(entry=entry, exits=broken, **fields)
+    assert store2.lots() == [] and store2.entry("2026-11-24", "09:35").state == "started"
