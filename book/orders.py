@@ -83,8 +83,10 @@ class Orders(Repository):
     def next_sale_serial(self, trade_date: str, slot: str) -> int:
         """1 + the highest attempt serial of the slot's sale orderRefs so far."""
         prefix = sale_prefix(trade_date, slot)
-        rows = self._db.rows("SELECT order_ref FROM orders WHERE order_ref LIKE ? || '%'",
-                             (prefix,))
+        # A range on the UNIQUE index, not LIKE (which scans every order ever stored:
+        # a book of years answered the entry's first step in a table scan).
+        rows = self._db.rows("SELECT order_ref FROM orders WHERE order_ref >= ? AND"
+                             " order_ref < ?", (prefix, prefix + "\U0010ffff"))
         serials = [int(r["order_ref"][len(prefix):]) for r in rows
                    if r["order_ref"][len(prefix):].isdigit()]
         return max(serials, default=0) + 1

@@ -89,12 +89,6 @@ class _Book:
     def __init__(self, said: list[str]) -> None:
         self.said = said
 
-    def unprotect_lots_on(self, con_id: int) -> _Answer:
-        self.said.append("lots marked")
-        lot = SimpleNamespace(id=3, state="unprotected",
-                              exit_order_id=lambda role: {"tp": 11, "sl": 12}[role])
-        return _Answer([lot])
-
     def remember_contract(self, contract: ContractInfo) -> _Answer:
         return _Answer(None)
 
@@ -107,6 +101,11 @@ class _Intents:
 
     def __init__(self, said: list[str], path: Path) -> None:
         self.said, self.store = said, Store(path)
+
+    def unprotect_lots_on(self, con_id: int) -> list[Any]:
+        self.said.append("lots marked")
+        return [SimpleNamespace(id=3, state="unprotected",
+                                exit_order_id=lambda role: {"tp": 11, "sl": 12}[role])]
 
     def next_sale_serial(self, trade_date: str, slot: str) -> int:
         return self.store.next_sale_serial(trade_date, slot)
