@@ -57,10 +57,6 @@ class ActorDirectory:
         # Messages sent to the gateway per second: the peak of the session and now, and
         # how often ib_insync's throttle held requests back (set by Connection).
         self.pacing: dict[str, Any] = {}
-        # The running Connection's OrderDesk (actors/connection/desk.py): the sale and a
-        # fill's exits are sent through it, one thread hop shorter than the mailbox.
-        # None while no Connection runs.
-        self.order_desk: Any = None
 
     def set(self, name: str, ref: pykka.ActorRef[Any] | None) -> None:
         with self._lock:

@@ -40,7 +40,6 @@ from actors.connection.codes import (
 )
 from actors.connection.codes import effect as code_effect
 from actors.connection.convert import contract_info, fill_info, order_info, quote_of
-from actors.connection.desk import OrderDesk
 from actors.connection.loop import (
     BrokerCallError,
     IbRefusedError,
@@ -126,7 +125,6 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
 
     def on_start(self) -> None:
         self._loop.start(self._maintain())
-        self.directory.order_desk = OrderDesk(self)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, IbRefused):
@@ -137,9 +135,6 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
 
     def on_stop(self) -> None:
         self._stopping = True
-        desk = self.directory.order_desk
-        if desk is not None and desk.serves(self):  # never the next instance's desk
-            self.directory.order_desk = None
         # Runs on the loop until no task is left: a connect in flight is cancelled, and
         # a socket that opened anyway (a handshake answered after the stop) is closed.
         self._loop.close(self._hang_up)
@@ -589,20 +584,13 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
             return self._loop.call(fn, timeout,
                                    lambda: self.ib is not None and self.ib.isConnected())
         except BrokerCallError as exc:
-            named = self.paced_name(exc, started)
-            if named is exc:
+            paced = self.directory.refusals.last
+            if isinstance(exc, IbRefusedError | NotConnected) or paced is None \
+                    or paced.code != 100 or paced.time < started:
                 raise  # NotConnected keeps its name: what it refused was never sent
-            raise named from exc
-
-    def paced_name(self, exc: BrokerCallError, started: float) -> BrokerCallError:
-        """A call's failure, named IB's 100 when IB answered requests since `started`
-        with it (over its message rate) and served none: else `exc` itself. Thread-safe
-        (the OrderDesk's callers use it)."""
-        paced = self.directory.refusals.last
-        if isinstance(exc, IbRefusedError | NotConnected) or paced is None \
-                or paced.code != 100 or paced.time < started:
-            return exc
-        return IbRefusedError(paced)
+            # IB answered requests of this call with 100 (over its message rate) and
+            # served none of them: the timeout has that name.
+            raise IbRefusedError(paced) from exc
 
     def _submit(self, fn: Callable[[], Any], timeout: float | None = None) -> PendingCall:
         """As _call, but this actor does not wait: the caller reads .result() (a pacing

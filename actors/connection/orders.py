@@ -137,22 +137,6 @@ class OrderCalls(ConnectionPart):
         """Send the orders back to back, then wait for every ack: an exit pair costs one
         round trip, not two (bench.exits). All pass the guard or none is sent."""
         ack_timeout = ack_timeout or self.cfg.strategy.order_ack_timeout
-        return list(self._call(self._orders_call(reqs, ack_timeout), ack_timeout + 1.0))
-
-    def start_place_orders(
-        self, reqs: list[OrderRequest], ack_timeout: float | None = None
-    ) -> PendingCall:
-        """place_orders, sent now from the caller's thread and answered through the
-        returned call (.result(): the same list). Called through the OrderDesk, not this
-        actor's mailbox: the orders and their acks skip a thread hop each way (a fresh
-        fill's exits, the sale: bench.exits, bench.entry). OrderRefused at once when the
-        guard says no; nothing is sent then."""
-        ack_timeout = ack_timeout or self.cfg.strategy.order_ack_timeout
-        return self._submit(self._orders_call(reqs, ack_timeout), ack_timeout + 1.0)
-
-    def _orders_call(self, reqs: list[OrderRequest],
-                     ack_timeout: float) -> Callable[[], Awaitable[list[OrderInfo]]]:
-        """The guard, now (all pass or none is sent), then the loop's part."""
         for req in reqs:
             refusal = order_violation(req, self.cfg.risk, req.spot)
             if refusal:
@@ -176,7 +160,7 @@ class OrderCalls(ConnectionPart):
                 out.append(info if acked else with_status(info, "Unknown"))
             return out
 
-        return run
+        return self._call(run, ack_timeout + 1.0)
 
     def _order_account(self, reqs: list[OrderRequest]) -> str:
         """The account the gateway reported and the guard verified, or OrderRefused.

@@ -44,7 +44,7 @@ from actors.order_executor.share_sale import sell_shares
 from actors.supervisor import SupervisedActor
 from book.store import Store
 from trading.calendar import ET
-from trading.model import ContractInfo, LinkState, OrderInfo, OrderRequest
+from trading.model import ContractInfo, LinkState, OrderInfo
 from trading.records import OrderIntent
 from trading.steps import Steps
 
@@ -93,17 +93,6 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
 
     def _t(self, extra: float = 0.0) -> float:
         return self.cfg.gateway.request_timeout + 5.0 + extra
-
-    def _send_orders(self, reqs: list[OrderRequest]) -> list[OrderInfo]:
-        """The orders sent and their acks (an ack missing at order_ack_timeout comes
-        back "Unknown"): through the running Connection's OrderDesk, one thread hop
-        shorter each way than its mailbox (a sale, a fill's exits); through the mailbox
-        while no desk is up (it then says NotConnected, as the desk would)."""
-        desk = self.directory.order_desk
-        if desk is None:
-            timeout = self._t(self.cfg.strategy.order_ack_timeout)
-            return list(self.conn.place_orders(reqs).get(timeout=timeout))
-        return desk.place_orders(reqs)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, RunEntry):

@@ -187,7 +187,7 @@ class ExitsMixin(ExecutorPart):
             infos: list[OrderInfo] = []
             maybe_sent = False
             try:
-                infos = self._send_orders(reqs)
+                infos = self.conn.place_orders(reqs).get(timeout=self._t(s.order_ack_timeout))
             except OrderRefused as exc:
                 for row in rows:
                     self.intents.mark_order(row.order_ref, status="refused", error=str(exc))

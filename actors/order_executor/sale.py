@@ -287,7 +287,7 @@ class SaleMixin(ExecutorPart):
                 ref,
             )
             try:
-                (info,) = self._send_orders([req])
+                info = self.conn.place_order(req).get(timeout=self._t(s.order_ack_timeout))
                 if self._steps is not None:  # after the send: the line costs it nothing
                     self.log.info("sale attempt {} steps (ms): {}", attempt,
                                   self._steps.render())

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from actors.connection.loop import BrokerCallError, NotConnected
+from actors.connection.loop import BrokerCallError
 from tests.support.zmq_request import wait_until
 from trading.model import OrderInfo, OrderRequest
-from trading.risk import OrderRefused
 
 
 def _resting_buy(conn: Any, ref: str) -> OrderInfo:
@@ -91,33 +90,3 @@ def test_a_sale_filled_is_one_lot_with_one_pair_and_the_fill_stored_once(
     entries = {e.slot: e for e in eng.book().entries().get(timeout=5)}
     assert sorted((e.state, e.lot_id) for e in entries.values()) == sorted(
         ("done", lot.id) for lot in lots)
-
-
-def test_the_order_desk_sends_from_the_callers_thread_and_follows_the_connection(
-        sim: Any, start_engine: Any) -> None:
-    """The OrderDesk (the sale's and a fill's exits' way out) places and acks on the
-    caller's thread, refuses what the guard refuses without sending it, and is the
-    running Connection's: a restart brings the new instance's desk, and the old one says
-    NotConnected (nothing sent) rather than sending on a socket nobody watches."""
-    eng = start_engine()
-    d = eng.engine.directory
-    conn = d.proxy("connection")
-    put = conn.qualify_options("SPY", "20261127", [590.0], "P").get(timeout=10)[0]
-    desk = d.order_desk
-    assert desk is not None
-    (info,) = desk.place_orders([OrderRequest("tb:lot902:tp:1", put, "BUY", "LMT", 1,
-                                              lmt_price=0.01, tif="GTC")])
-    assert info.is_live and info.order_ref == "tb:lot902:tp:1", info
-    with pytest.raises(OrderRefused, match="max_order_quantity"):
-        desk.place_orders([OrderRequest("tb:lot903:tp:1", put, "BUY", "LMT", 10_000,
-                                        lmt_price=0.01, tif="GTC")])
-    assert not [o for o in sim.get_state()["open_orders"]
-                if o["order_ref"] == "tb:lot903:tp:1"]
-    assert eng.engine.supervisor.proxy().restart("connection").get(timeout=30)
-    wait_until(lambda: d.order_desk is not None and d.order_desk is not desk, 30,
-               message="the new Connection's desk")
-    with pytest.raises(NotConnected):
-        desk.place_orders([OrderRequest("tb:lot904:tp:1", put, "BUY", "LMT", 1,
-                                        lmt_price=0.01, tif="GTC")])
-    assert not [o for o in sim.get_state()["open_orders"]
-                if o["order_ref"] == "tb:lot904:tp:1"]

@@ -142,9 +142,6 @@ class _Executor(SaleMixin):
         self.said.append(f"exits placed for lot {lot.id}")
         return True
 
-    def _send_orders(self, reqs: list[Any]) -> list[OrderInfo]:
-        return [self.conn.place_order(req).get() for req in reqs]
-
 
 def test_the_lookups_go_out_while_the_cancels_are_answered_and_the_sale_after(
     tmp_path: Path,
