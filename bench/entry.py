@@ -95,22 +95,27 @@ PHASES = (
     ("margin -> SELL sent (exits on it cancelled, earlier attempts asked)", "sale attempt 1:"),
 )
 
+SHORT = {name: name.split(" (")[0] for name, _ in PHASES}  # for the slow entries' notes
 
 # The engine times the steps of "margin -> SELL sent" itself and logs them after the send
 # (trading/steps.py): each is printed as a sub-phase of it.
 STEPS_LINE = "sale attempt 1 steps (ms):"
 
 
-def phases(log: Path, slot_walls: list[tuple[str, float, float]]) -> dict[str, list[float]]:
+def phases(log: Path, slot_walls: list[tuple[str, float, float]]
+           ) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
     """Per phase, its seconds in each entry (slot wall instant .. SELL at ibsim), then the
-    steps of "margin -> SELL sent" (`    > name`)."""
+    steps of "margin -> SELL sent" (`    > name`); and each entry's own (by its slot's
+    HH:MM), so the slowest one can say where its time went."""
     lines = bc.engine_log_lines(log)
     out: dict[str, list[float]] = {name: [] for name, _ in PHASES}
     out["SELL sent -> at ibsim"] = []
+    each: dict[str, dict[str, float]] = {}
     for hhmm, slot_wall, created in slot_walls:
         start = next((t for t, m in lines if f" {hhmm} due at" in m), None)
         if start is None:
             continue
+        mine = each.setdefault(hhmm, {})
         at, ok = slot_wall, True
         for name, pattern in PHASES:
             t = next((t for t, m in lines if t >= start and pattern in m), None)
@@ -118,15 +123,30 @@ def phases(log: Path, slot_walls: list[tuple[str, float, float]]) -> dict[str, l
                 ok = False
                 break
             out[name].append(t - at)
+            mine[name] = t - at
             at = t
         if ok:
             out["SELL sent -> at ibsim"].append(created - at)
+            mine["SELL sent -> at ibsim"] = created - at
         steps = next((m for t, m in lines if t >= start and STEPS_LINE in m), None)
         for name, seconds in parse_steps(steps.split(STEPS_LINE, 1)[1] if steps else "").items():
             out.setdefault(f"  > {name}", []).append(seconds)
+            mine[f"> {name}"] = seconds
     # The steps printed under their phase, before the hop to ibsim.
     last = out.pop("SELL sent -> at ibsim")
-    return {**out, "SELL sent -> at ibsim": last}
+    return {**out, "SELL sent -> at ibsim": last}, each
+
+
+def slowest_note(lat: list[float], walls: list[tuple[str, float, float]],
+                 each: dict[str, dict[str, float]], worst: int = 2) -> list[str]:
+    """The slowest entries, phase by phase (ms): the p99 of 20 is their maximum, so
+    what one slow entry spent its time on is what the p99 is made of."""
+    notes = []
+    for i in sorted(range(len(lat)), key=lambda k: lat[k], reverse=True)[:worst]:
+        parts = ", ".join(f"{SHORT.get(name, name.strip())} {sec * 1000:.1f}"
+                          for name, sec in each.get(walls[i][0], {}).items())
+        notes.append(f"slow entry {walls[i][0]}: {lat[i] * 1000:.1f} ms = {parts or '?'}")
+    return notes
 
 
 def bare_order_arrivals(sim: Any, n: int) -> list[float]:
@@ -200,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             client.close()
             bc.stop(engine)
-        spent = phases(Path(tmp) / "engine.log", walls)
+        spent, each = phases(Path(tmp) / "engine.log", walls)
     ms = 1000.0
     p99 = bc.pct(lat, 99)
     ratio = p99 / bc.pct(base, 99)
@@ -227,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         f"strike selection {args.strike_selection}, ibsim quotes every {args.tick_interval}s, "
         f"the engine's clock set {args.lead}s before each slot; the scheduler's tick "
         "(schedule.tick_seconds) is in the figure",
+        *slowest_note(lat, walls, each),
     ])
 
 
