@@ -51,6 +51,24 @@ class Row:
 MEASURED = "measured"  # the figure is bounded by the thing under test
 
 
+def fsync_times(directory: Path, n: int = 100) -> list[float]:
+    """Seconds per fsync of a 4 KiB append in `directory` (where the bench's book is):
+    the price of each durable commit on this disk, to scale a figure to another one."""
+    path = directory / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    out = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"\0" * 4096)
+            t = time.perf_counter()
+            os.fsync(fd)
+            out.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return out
+
+
 def limited_by(measured: bool, why: str) -> str:
     """The `limit` of a figure: the thing measured, or the harness and why."""
     return "measured" if measured else f"harness: {why}"
