@@ -206,9 +206,9 @@ PHASE_NOTE = ("phases: fill -> executor knows = ibsim sends the fill, the Connec
 
 def phases(log: Path, stamps: list[Stamp]) -> dict[str, list[float]]:
     """Per phase, its seconds in each lot: the executor's "sale filled" line (the first
-    after the sale's execution) and its "lot N protected ... acked X ms after the intents
-    were durable" line (the ack minus X: when its intents were durable). An engine whose
-    log lacks the offset gets the two middle phases as one."""
+    after the sale's execution) and its "lot N protected ... (B ms before this line)"
+    line (the line minus B: when its intents were durable). An engine whose log lacks
+    the offset gets the two middle phases as one."""
     lines = engine_log_lines(log)
     merged = "knows -> 1st leg at ibsim"
     out: dict[str, list[float]] = {name: [] for name in PHASE_NAMES}
@@ -257,8 +257,8 @@ def protection_stamps(state: dict[str, Any], seen: set[int]) -> list[Stamp]:
     if not legs:
         return []
     newest = max(lot for lot, _ in legs)
-    if newest in seen:
-        return []
+    if newest in seen or newest <= max(seen, default=0):
+        return []  # each entry opens a lot above every earlier one: not this sale's
     first = min((oca for lot, oca in legs if lot == newest),
                 key=lambda oca: int(oca.rsplit("-", 1)[1]))
     created = legs[(newest, first)]

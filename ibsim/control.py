@@ -329,13 +329,20 @@ class ControlServer:
         return {"hold_fills": bool(seconds), "seconds": seconds}
 
     async def slow_orders(self, body: dict[str, Any]) -> Any:
-        """{"seconds": S, "action": "BUY"|"SELL" (optional: only those orders)}."""
+        """{"seconds": S, "action": "BUY"|"SELL" (optional: only those orders),
+        "release": true (optional: the orders held now go through at once)}."""
         action = body.get("action", "")
         if action not in ("", "BUY", "SELL"):
             raise BadRequest("'action' must be BUY or SELL")
+        release = body.get("release", False)
+        if not isinstance(release, bool):
+            raise BadRequest("'release' must be true or false")
         self.gw.slow_orders = _num(body, "seconds", 1.0, 0.0, 600.0)
         self.gw.slow_orders_action = action
-        return {"slow_orders": self.gw.slow_orders, "action": action}
+        if release:
+            self.gw._slow_release.set()
+            self.gw._slow_release = asyncio.Event()  # later orders are held again
+        return {"slow_orders": self.gw.slow_orders, "action": action, "released": release}
 
     async def stall(self, body: dict[str, Any]) -> Any:
         """{"seconds": S}: requests are taken, nothing is sent for S seconds, then all of it

@@ -5,6 +5,7 @@ once, or late under /fault/slow_orders), cancelled, or losing its race with a fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ibsim import checks, codes, universe, wire
@@ -98,7 +99,10 @@ class Ordering:
         return False
 
     async def _place_later(self, order: dict[str, Any], delay: float) -> None:
-        await asyncio.sleep(delay)
+        # Held `delay` seconds, or until /fault/slow_orders {"release": true} lets every
+        # held order through at once (a test that needs the hold to outlast a kill).
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(self._slow_release.wait(), delay)
         key = (order["client_id"], order["order_id"])
         cancelled = self._slow_pending.pop(key, False)
         self._place(order)

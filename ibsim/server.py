@@ -124,6 +124,7 @@ class Gateway(Fanout, Faults, Ordering):
         self.slow_orders = 0.0
         self.slow_orders_action = ""  # "" = every order, else only BUY or SELL ones
         self._slow_pending: dict[tuple[int, int], bool] = {}  # -> cancel on arrival
+        self._slow_release = asyncio.Event()  # set: every held order goes through now
         self.freeze_until = 0.0  # requests are swallowed: a hung gateway
         self.stall_until = 0.0  # requests are handled, replies held until then
         self.fill_on_cancel = 0  # the next N cancels/modifies arrive after the fill

@@ -66,6 +66,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._unrecorded: list[OrderInfo] = []  # cancel answers for the book, after the sale
         # A lot's first exit pair, written with the lot (lot_of_sale), sent by place_exits.
         self._written_exits: dict[int, tuple[list[OrderIntent], float]] = {}
+        self._told_unsettled: set[tuple[str, str]] = set()
 
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)

@@ -49,7 +49,10 @@ class ExitsMixin(ExecutorPart):
         which is busy storing that very fill (bench.exits: most of fill -> exits);
         the fill event may have opened it first: then it is that lot. A lot that is
         not what the broker says the order filled (its slices still arriving), or a
-        sale the book must size, goes through the book as before."""
+        sale the book must size, goes through the book as before. A lot opened here
+        has its first exit pair's intents written in the same transaction (one durable
+        commit between the fill and its protection): kept in `_written_exits` for
+        place_exits, which sends them (or marks them never sent)."""
         s = self.cfg.strategy
         qty, price = int(info.filled), info.avg_fill_price
         if qty > 0 and price > 0 and info.con_id in (0, contract.con_id):
@@ -59,7 +62,14 @@ class ExitsMixin(ExecutorPart):
             written: list[OrderIntent] = []
 
             def first_pair(lot: Lot) -> list[OrderIntent]:
-                written[:] = self._exit_intents(lot, contract)
+                # Never a reason to lose the lot: a pair that cannot be built here is
+                # built (and its error told) by place_exits, as for any other lot.
+                try:
+                    written[:] = self._exit_intents(lot, contract)
+                except Exception as exc:
+                    self.log.warning("lot {}: first pair not written with it: {}", lot.id,
+                                     exc)
+                    written.clear()
                 return written
 
             try:
@@ -68,7 +78,7 @@ class ExitsMixin(ExecutorPart):
             except (KeyError, ValueError) as exc:
                 self.log.warning("lot of {} left to the book: {}", info.order_ref, exc)
             else:
-                if opened:  # its first pair's intents are durable with it: sent next
+                if opened and written:  # its first pair is durable with it: sent next
                     self._written_exits[lot.id] = (written, time.monotonic())
                 if opened or (lot.state != "closed" and lot.qty == qty
                               and abs(lot.entry_price - price) < 1e-9):
@@ -146,7 +156,12 @@ class ExitsMixin(ExecutorPart):
         # with the lot (nothing was sent for it yet, so no pair can be live to keep).
         written, durable = self._written_exits.pop(lot.id, (None, 0.0))
         if contract is None or contract.con_id != lot.con_id:
-            contract = self.book.contract(lot.con_id).get(timeout=self._t())
+            try:
+                contract = self.book.contract(lot.con_id).get(timeout=self._t())
+            except Exception:
+                if written is not None:
+                    self._drop_unsent(written, "not sent: the lot's contract not known")
+                raise
         if written is not None and (contract is None or len(written) != 2
                                     or written[0].qty != lot.qty):
             self._drop_unsent(written, "not sent: the lot or its contract changed")
@@ -162,10 +177,16 @@ class ExitsMixin(ExecutorPart):
         for attempt in range(1, s.exit_attempts + 1):
             if attempt > 1 and self._lot_closed(lot.id):
                 return True  # closed meanwhile (an exit or a hand close): nothing to protect
+            link = self.directory.link
+            if written is not None and (link is None or link.state != LinkState.READY):
+                # A reconnect's reconciliation may run during the wait and would mark
+                # these rows "not live": they are dropped, and a fresh pair written once
+                # the link is READY.
+                self._drop_unsent(written, "not sent: the link was down; a new pair "
+                                  "is written once it is READY")
+                written = None
             if not self._wait_ready(s.exit_unknown_wait):
                 # Nothing can be sent: the reconciliation at READY repairs it at once.
-                if written is not None:
-                    self._drop_unsent(written, "not sent: the link to the gateway is down")
                 self._mark_unprotected(lot, "the link to the gateway is down")
                 return False
             if written is not None:  # durable since the lot's commit
@@ -177,7 +198,6 @@ class ExitsMixin(ExecutorPart):
                 durable = time.monotonic()
             tp_ref, sl_ref, oca = rows[0].order_ref, rows[1].order_ref, rows[0].oca_group
             tp_price, sl_price = rows[0].lmt_price, rows[1].aux_price
-            legs = [(row.role,) for row in rows]
             reqs = [
                 OrderRequest(row.order_ref, contract, "BUY", row.order_type, lot.qty,
                              lmt_price=row.lmt_price, aux_price=row.aux_price,
@@ -199,7 +219,7 @@ class ExitsMixin(ExecutorPart):
             except Exception as exc:  # a drop, a restarted Connection, a timeout
                 last_error = f"exits: {exc}"
                 maybe_sent = True
-            if not maybe_sent and len(infos) != len(legs):
+            if not maybe_sent and len(infos) != len(rows):
                 # Refused before anything was sent (a guard, no connection): no leg
                 # exists; tried again after the backoff.
                 self.log.warning("exits for lot {} attempt {} not sent: {}", lot.id, attempt,
@@ -219,12 +239,13 @@ class ExitsMixin(ExecutorPart):
                 infos = settled
             acked = time.monotonic()  # (settled: when that was known)
             placed: dict[str, OrderInfo] = {}
-            for (role, *_), info in zip(legs, infos, strict=True):
+            for row, info in zip(rows, infos, strict=True):
                 self._record(info)
                 if info.is_filled or info.is_live:
-                    placed[role] = info
+                    placed[row.role] = info
                 else:
-                    last_error = f"{role} {info.status} {info.error_code} {info.error_message}"
+                    last_error = (f"{row.role} {info.status} {info.error_code} "
+                                  f"{info.error_message}")
             if any(i.is_filled for i in placed.values()):
                 # Hit at once: the lot closes by that fill. A sibling that reached the
                 # broker after it joined a filled OCA group: cancel it.

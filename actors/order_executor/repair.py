@@ -22,6 +22,7 @@ class RepairMixin(ExecutorPart):
     """Mixed into OrderExecutor (which provides cfg, conn, book, log, alerts …)."""
 
     _lots_sold_here: set[int]
+    _told_unsettled: set[tuple[str, str]]  # entries whose unsettled sale was logged
 
     if TYPE_CHECKING:  # provided by OrderExecutor and its other mixins
         def _watch(self, contract: ContractInfo) -> None: ...
@@ -197,18 +198,19 @@ class RepairMixin(ExecutorPart):
                                    f"({done.status})", "wait")
 
     def _release_interrupted_entries(self, live: list[OrderInfo]) -> None:
-        """Entries a dead run left 'started' with no sale live: the slot is free again.
+        """Entries a dead run left 'started' with no sale live and none unsettled: the
+        slot is free again.
 
         Runs inside this actor, so no entry of this process is between its claim and
         its end; a sale that filled has already made its entry 'done' (same
         transaction as the lot), and live sales were resumed just before.
 
-        An entry with a sale the book has not settled yet (an intent, sent, unknown: the
-        full reconciliation after a connect marks each filled or cancelled) is left to
-        that reconciliation: past IB's daily reset a sale that filled while the engine
-        was away is neither live nor among the executions, and only the reconciliation
-        (the broker's short) tells it from one never sent. A repair tick that beat it to
-        the book would free the slot for a second sale.
+        An entry with a sale the book has not settled yet (intent, sent, submitted,
+        unknown: the full reconciliation after a connect marks each filled or
+        cancelled) is left to that reconciliation: past IB's daily reset a sale that
+        filled while the engine was away is neither live nor among the executions, and
+        only the reconciliation (the broker's short) tells it from one never sent. A
+        repair tick that beat it to the book would free the slot for a second sale.
         """
         unsettled = [o.order_ref for o in self.intents.orders_by_status(
             ["intent", "sent", "submitted", "unknown"]) if o.role == "sale"]
@@ -216,7 +218,15 @@ class RepairMixin(ExecutorPart):
             prefix = sale_prefix(entry.trade_date, entry.slot)
             if any(o.order_ref.startswith(prefix) for o in live):
                 continue
-            if any(ref.startswith(prefix) for ref in unsettled):
+            waiting = [ref for ref in unsettled if ref.startswith(prefix)]
+            if waiting:
+                key = (entry.trade_date, entry.slot)
+                if key not in self._told_unsettled:  # once per entry, not every tick
+                    self._told_unsettled.add(key)
+                    self.log.warning(
+                        "entry {} {} stays claimed: its sale {} is not settled in the book "
+                        "yet (the reconciliation after a connect settles it)",
+                        entry.trade_date, entry.slot, ", ".join(waiting))
                 continue
             reason = "interrupted: the engine stopped during the entry; nothing was sold"
             if self.book.interrupt_entry(entry.trade_date, entry.slot, reason).get(

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from actors.connection.loop import BrokerCallError, IbRefusedError
+from actors.connection.loop import BrokerCallError, IbRefusedError, NotConnected
 from actors.order_executor.entry_prep import PreparedEntry, wanted_strikes
 from actors.order_executor.guard import EntryRefused, ib_refused
 from actors.order_executor.part import ExecutorPart
@@ -297,6 +297,11 @@ class SaleMixin(ExecutorPart):
                 # A guard refusal is not transient: no further attempt.
                 self.book.mark_order(ref, status="refused", error=str(exc)).get(timeout=self._t())
                 return False, None, f"refused before the broker: {exc}"
+            except NotConnected as exc:
+                # Nothing went out: said so, never left an `intent` (a restart reads an
+                # intent as maybe sent, and a short on its contract as its fill).
+                self.intents.mark_order(ref, status="cancelled", error=f"not sent: {exc}")
+                return False, None, f"not sent: {exc}"
             self._record(info)
             if info.status == "Unknown":
                 # The order may be live: never send another; reconciliation settles it.

@@ -7,7 +7,8 @@ the kill landed before the ack was recorded, and the restarted engine read the i
 never sent. Past IB's daily reset (neither executions nor completed orders report the
 fill) it marked the sale cancelled, alerted 'interrupted: nothing was sold', called its
 own short an outside sale, and left it with no exits. Here the kill lands there every
-time: ibsim's /fault/slow_orders holds the SELL's acknowledgement while the engine waits.
+time: ibsim's /fault/slow_orders holds the SELL's acknowledgement while the engine waits,
+and releases it only after the kill.
 
 The harsher reading of IB is the one modelled: an intent is *maybe sent* (the process can
 die at any instruction between the write and the socket's send, and IB never says "no
@@ -32,7 +33,11 @@ from tests.support.zmq_request import wait_for_value, wait_until
 def _sale_intents(db: Path) -> list[Any]:
     if not db.exists():
         return []
-    return [o for o in Store(db).orders_by_status(["intent"]) if o.role == "sale"]
+    store = Store(db)
+    try:
+        return [o for o in store.orders_by_status(["intent"]) if o.role == "sale"]
+    finally:
+        store.close()
 
 
 def _killed_before_the_ack(tmp_path: Path, sim: Any) -> tuple[Path, str, str]:
@@ -41,8 +46,8 @@ def _killed_before_the_ack(tmp_path: Path, sim: Any) -> tuple[Path, str, str]:
     cfg, endpoint, proc = _start_ready(tmp_path, sim)
     try:
         sim.post("/fault/hold_fills", {"seconds": 300})
-        # Long enough that the kill below always lands before ibsim takes the order.
-        sim.post("/fault/slow_orders", {"seconds": 4.0, "action": "SELL"})
+        # Held until released below (after the kill), however slow the machine is.
+        sim.post("/fault/slow_orders", {"seconds": 300.0, "action": "SELL"})
         assert _ask(endpoint, "enter_now")["accepted"]
         (intent,) = wait_until(lambda: _sale_intents(tmp_path / "book.sqlite"), 20,
                                message="the sale's intent written")
@@ -50,7 +55,7 @@ def _killed_before_the_ack(tmp_path: Path, sim: Any) -> tuple[Path, str, str]:
     finally:
         _kill(proc)
     assert [o.status for o in _sale_intents(tmp_path / "book.sqlite")] == ["intent"]
-    sim.post("/fault/slow_orders", {"seconds": 0})
+    sim.post("/fault/slow_orders", {"seconds": 0, "release": True})
     wait_until(lambda: _live(sim, "sale"), 20, message="the sale resting at ibsim")
     assert _live(sim, "sale")[0]["order_ref"] == intent.order_ref
     return cfg, endpoint, intent.order_ref

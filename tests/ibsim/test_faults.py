@@ -10,10 +10,10 @@ import urllib.request
 from typing import Any
 
 import pytest
-from ib_insync import IB, Stock
+from ib_insync import IB, LimitOrder, Stock
 
 from ibsim.harness import ControlError
-from tests.ibsim.conftest import wait_ib
+from tests.ibsim.conftest import put, wait_ib
 
 
 def errors_of(ib: IB) -> list[int]:
@@ -184,6 +184,7 @@ def _http(sim: Any, method: str, path: str, body: bytes | None) -> tuple[int, di
         ("/market", b'{"sport": 5}', 400),
         ("/fault/outage", b'{"restore_code": 1234}', 400),
         ("/fault/reject", b'{"count": "two"}', 400),
+        ("/fault/slow_orders", b'{"seconds": 1, "release": "yes"}', 400),
         ("/clock", b'{"now": "soon"}', 400),
         ("/nope", b"{}", 404),
     ],
@@ -221,3 +222,20 @@ def test_expiry_via_the_clock_settles_positions(sim: Any, connect: Any) -> None:
     assert outcomes == {"00595": "expired", "00640": "assigned"}
     positions = {p["local_symbol"]: p["position"] for p in sim.get_state()["positions"]}
     assert positions == {"SPY": 100.0}
+
+
+def test_slow_orders_hold_an_order_until_released(sim: Any, connect: Any) -> None:
+    """/fault/slow_orders holds a new order's acknowledgement for its seconds; with
+    "release": true the orders held now go through at once (a test can kill its client
+    inside the hold however slow the machine is, then let the order arrive)."""
+    ib = connect()
+    opt, _quote = put(ib)
+    sim.post("/fault/slow_orders", {"seconds": 300, "action": "BUY"})
+    trade = ib.placeOrder(opt, LimitOrder("BUY", 1, 0.05, orderRef="tb:lot1:tp:1"))
+    ib.sleep(0.3)  # not a synchronisation: the order must still be held after it
+    assert trade.orderStatus.status == "PendingSubmit"
+    assert not [o for o in sim.get_state()["open_orders"] if o["order_ref"] == "tb:lot1:tp:1"]
+    reply = sim.post("/fault/slow_orders", {"seconds": 0, "release": True})
+    assert reply["released"] is True
+    wait_ib(ib, lambda: trade.orderStatus.status == "Submitted", what="the held order")
+    assert [o["order_ref"] for o in sim.get_state()["open_orders"]] == ["tb:lot1:tp:1"]

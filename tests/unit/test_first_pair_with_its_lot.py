@@ -17,7 +17,7 @@ from actors.order_executor.exits import ExitsMixin
 from book.store import Store
 from config.loader import load_config
 from tests.support.answered import Answered
-from trading.model import ContractInfo, OrderInfo
+from trading.model import ContractInfo, LinkState, OrderInfo
 
 REF = "tb:2026-11-24:0935:sale:1"
 PUT = ContractInfo(con_id=42, symbol="SPY", sec_type="OPT", expiry="20261127",
@@ -37,6 +37,27 @@ class _Executor(ExitsMixin):
             set_lot_state=lambda lot_id, state: Answered(store.set_lot_state(lot_id, state)))
         self.ready = ready
         self._written_exits = {}
+        self.directory = SimpleNamespace(link=SimpleNamespace(
+            state=LinkState.READY if ready else LinkState.CONNECTED))
+        self.sent: list[list[str]] = []
+        self.conn = SimpleNamespace(place_orders=self._place_orders)
+        self.book.set_exits = lambda lot_id, **f: Answered(
+            store.set_exits(lot_id, **{k: v for k, v in f.items() if k != "state"}))
+
+    def _place_orders(self, reqs: list[Any]) -> Answered:
+        """The gateway acks both legs (a TP rests Submitted, a stop PreSubmitted)."""
+        self.sent.append([r.order_ref for r in reqs])
+        return Answered([
+            OrderInfo(100 + i, 200 + i, r.order_ref, r.contract.con_id, "", "BUY",
+                      r.order_type, r.qty, r.lmt_price, r.aux_price, r.oca_group,
+                      "Submitted" if r.order_type == "LMT" else "PreSubmitted")
+            for i, r in enumerate(reqs)])
+
+    def _record(self, info: OrderInfo) -> None:
+        self.intents.mark_order(info.order_ref, status="submitted", order_id=info.order_id)
+
+    def _lot_closed(self, lot_id: int) -> bool:
+        return False
 
     def _wait_ready(self, seconds: float) -> bool:
         return self.ready
@@ -76,8 +97,9 @@ def test_a_first_pair_that_cannot_be_sent_is_marked_never_sent(tmp_path: Path) -
     lot, _ = ex.lot_of_sale(_sold_and_filled(store), PUT, "2026-11-24")
     assert ex.place_exits(lot, PUT) is False
     legs = store.exit_orders_of(lot.id)
-    assert [(o.status, o.error) for o in legs] == [
-        ("cancelled", "not sent: the link to the gateway is down")] * 2
+    assert [o.status for o in legs] == ["cancelled"] * 2
+    assert all(o.error.startswith("not sent: the link was down") for o in legs)
+    assert ex.sent == []
     assert ex._written_exits == {}
     assert store.lot(lot.id).state == "unprotected"
     assert ex.said == ["lot_unprotected"]
@@ -94,3 +116,18 @@ def test_a_lot_the_book_opened_first_writes_no_pair_with_it(tmp_path: Path) -> N
     again, opened_again = ex2.lot_of_sale(info, PUT, "2026-11-24")
     assert (again.id, opened, opened_again) == (first.id, True, False)
     assert ex2._written_exits == {} and len(store.exit_orders_of(first.id)) == 2
+
+
+def test_the_pair_written_with_the_lot_is_the_pair_sent(tmp_path: Path) -> None:
+    """The normal path: the two intents written with the lot are the orders sent, with
+    no second pair written (nothing left as an `intent` for a restart to guess at)."""
+    store = Store(tmp_path / "book.sqlite")
+    ex = _Executor(store, ready=True)
+    lot, _ = ex.lot_of_sale(_sold_and_filled(store), PUT, "2026-11-24")
+    (written, _durable) = ex._written_exits[lot.id]
+    assert ex.place_exits(lot, PUT) is True
+    assert ex.sent == [[r.order_ref for r in written]]
+    legs = store.exit_orders_of(lot.id)
+    assert [o.order_ref for o in legs] == [r.order_ref for r in written]
+    assert [o.status for o in legs] == ["submitted", "submitted"]
+    assert store.lot(lot.id).tp_order_ref == written[0].order_ref

@@ -40,6 +40,7 @@ class _Executor(RepairMixin):
         self.alerts = SimpleNamespace(said=[])
         self.alerts.raise_alert = lambda kind, *a, **k: self.alerts.said.append(kind)
         self.log = logger
+        self._told_unsettled: set[tuple[str, str]] = set()
 
     def _t(self, extra: float = 0.0) -> float:
         return 5.0
@@ -64,12 +65,15 @@ def test_an_entry_with_an_unsettled_sale_waits_for_the_reconciliation(
     _claimed(store, "10:00", "intent")     # killed between the send and the ack
     _claimed(store, "10:30", "unknown")    # no ack within the timeout
     _claimed(store, "11:00", "cancelled")  # settled by the reconciliation: freed
+    _claimed(store, "11:30", "sent")
+    _claimed(store, "12:00", "submitted")  # acked, then nothing more known
     ex = _Executor(store)
     ex._release_interrupted_entries([])
     states = {e.slot: e.state for e in store.entries("2026-11-24")}
     assert states == {"09:35": "interrupted", "10:00": "started", "10:30": "started",
-                      "11:00": "interrupted"}
+                      "11:00": "interrupted", "11:30": "started", "12:00": "started"}
     assert ex.alerts.said == ["entry_interrupted", "entry_interrupted"]
+    assert len(ex._told_unsettled) == 4  # each waiting entry said once in the log
     # The reconciliation then marks the never-filled intent cancelled: the slot is freed.
     store.mark_order(sale_ref("2026-11-24", "10:00", 1), status="cancelled",
                      error="not live at the broker")
