@@ -267,5 +267,6 @@ def protection_stamps(state: dict[str, Any], seen: set[int]) -> list[Stamp]:
     seen.add(newest)
     return [Stamp(newest, sold_at, min(created), max(created))]
 
+
 if __name__ == "__main__":
     main()
