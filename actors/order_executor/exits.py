@@ -24,6 +24,7 @@ class ExitsMixin(ExecutorPart):
 
     # A lot's first pair, written with the lot: (its intents, when they were durable).
     _written_exits: dict[int, tuple[list[OrderIntent], float]]
+    _exit_serial: int = 0  # the last exit pair's serial (see _exit_intents)
 
     if TYPE_CHECKING:  # RepairMixin's
         @staticmethod
@@ -293,7 +294,10 @@ class ExitsMixin(ExecutorPart):
             tp_price, sl_price = exit_prices(
                 lot.entry_price, s.take_profit_ratio, s.stop_loss_ratio, contract.min_tick
             )
-        serial = int(time.time() * 1000) % 10**10
+        # Milliseconds, and never the last one again: a pair dropped unsent and its
+        # successor may be built within one millisecond (orderRefs are UNIQUE).
+        serial = max(int(time.time() * 1000) % 10**10, self._exit_serial + 1)
+        self._exit_serial = serial
         tp_ref, sl_ref, oca = exit_refs(lot.id, serial)
         legs = (
             ("tp", tp_ref, "LMT", round_to_tick(tp_price, contract.min_tick), None),

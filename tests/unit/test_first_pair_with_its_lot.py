@@ -131,3 +131,13 @@ def test_the_pair_written_with_the_lot_is_the_pair_sent(tmp_path: Path) -> None:
     assert [o.order_ref for o in legs] == [r.order_ref for r in written]
     assert [o.status for o in legs] == ["submitted", "submitted"]
     assert store.lot(lot.id).tp_order_ref == written[0].order_ref
+
+
+def test_two_pairs_built_within_one_millisecond_never_share_a_ref(tmp_path: Path) -> None:
+    """A first pair dropped unsent and the fresh one after it can be built in the same
+    millisecond: their orderRefs (UNIQUE in the book) still differ."""
+    store = Store(tmp_path / "book.sqlite")
+    ex = _Executor(store, ready=True)
+    lot, _ = ex.lot_of_sale(_sold_and_filled(store), PUT, "2026-11-24")
+    refs = {r.order_ref for _ in range(50) for r in ex._exit_intents(lot, PUT)}
+    assert len(refs) == 100
