@@ -74,6 +74,12 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         # book's mailbox each waited behind the sale fill's own durable writes (bench.exits:
         # most of fill -> exits). Durable before the order is sent, as before.
         self.intents = Store(self.cfg.storage.path)
+        # A repair of its own at start: the book's reconciliation after a connect tells
+        # this actor to repair, and a fast gateway is READY (and reconciled) before this
+        # actor has started, or while the Supervisor restarts it: that tell was dropped,
+        # and a leftover sale or a lot without exits waited for the next repair tick
+        # (schedule.repair_interval, a minute). Nothing is done unless the link is READY.
+        self.actor_ref.tell(RepairExits("started"))
 
     def on_stop(self) -> None:
         self.intents.close()
