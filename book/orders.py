@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from book.db import Repository
@@ -106,7 +107,7 @@ class Orders(Repository):
             "SELECT * FROM orders WHERE lot_id = ? AND role IN ('tp', 'sl') ORDER BY id",
             (lot_id,))
 
-    def orders_by_status(self, statuses: list[str]) -> list[OrderRecord]:
+    def orders_by_status(self, statuses: Sequence[str]) -> list[OrderRecord]:
         marks = ",".join("?" * len(statuses))
         return self._db.records(
             OrderRecord.from_row,

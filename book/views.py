@@ -22,7 +22,7 @@ from book.store import Store
 from trading import pnl as pnl_math
 from trading.calendar import ET
 from trading.model import ContractInfo, LinkState, LinkStatus, Quote
-from trading.records import EntryAttempt, ExitRole, Lot, OrderRecord
+from trading.records import UNSETTLED_ORDER_STATUSES, EntryAttempt, ExitRole, Lot, OrderRecord
 
 QuoteSource = Callable[[list[int]], dict[int, Quote]]
 
@@ -192,7 +192,7 @@ def positions_view(
 
 def orders_view(store: Store, contract: Callable[[int], ContractInfo | None]) -> dict[str, Any]:
     rows = []
-    for o in store.orders_by_status(["intent", "sent", "submitted", "unknown"]):
+    for o in store.orders_by_status(UNSETTLED_ORDER_STATUSES):
         lot = store.lot(o.lot_id) if o.lot_id else None
         info = contract(o.con_id)
         rows.append(

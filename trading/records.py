@@ -120,6 +120,12 @@ class OrderIntent:
     oca_group: str | None
 
 
+# An order's statuses while the broker may still change its fate: written and maybe
+# sent, sent, acknowledged, or no answer in time. The reconciliation after a connect
+# settles each (filled, cancelled, or live at the broker).
+UNSETTLED_ORDER_STATUSES = ("intent", "sent", "submitted", "unknown")
+
+
 @dataclass(frozen=True)
 class OrderRecord(OrderIntent, _Row):
     """An order intent and what became of it (the `orders` table)."""

@@ -178,8 +178,7 @@ class ExitsMixin(ExecutorPart):
         for attempt in range(1, s.exit_attempts + 1):
             if attempt > 1 and self._lot_closed(lot.id):
                 return True  # closed meanwhile (an exit or a hand close): nothing to protect
-            link = self.directory.link
-            if written is not None and (link is None or link.state != LinkState.READY):
+            if written is not None and not self._link_ready():
                 # A reconnect's reconciliation may run during the wait and would mark
                 # these rows "not live": they are dropped, and a fresh pair written once
                 # the link is READY.
@@ -214,8 +213,7 @@ class ExitsMixin(ExecutorPart):
                     self.intents.mark_order(row.order_ref, status="refused", error=str(exc))
                 last_error = f"refused before the broker: {exc}"
             except NotConnected as exc:  # nothing was sent: tried again once READY
-                for row in rows:
-                    self.intents.mark_order(row.order_ref, status="cancelled", error=str(exc))
+                self._drop_unsent(rows, str(exc))
                 last_error = f"exits: {exc}"
             except Exception as exc:  # a drop, a restarted Connection, a timeout
                 last_error = f"exits: {exc}"
@@ -311,20 +309,23 @@ class ExitsMixin(ExecutorPart):
         ]
 
     def _drop_unsent(self, rows: list[OrderIntent], why: str) -> None:
-        """Intents written with their lot that will never be sent: said so in the book
-        (never left for the reconciliation to guess at)."""
-        for row in rows:
-            self.intents.mark_order(row.order_ref, status="cancelled", error=why)
+        """Intents that were not and will not be sent: said so in the book, in one
+        commit (never left for the reconciliation to guess at)."""
+        self.intents.mark_orders([(row.order_ref, {"status": "cancelled", "error": why})
+                                  for row in rows])
+
+    def _link_ready(self) -> bool:
+        # The Connection's own word, shared (not the book's mailbox: the exits of a
+        # fresh fill must not queue behind the fill's durable writes, bench.exits).
+        link = self.directory.link
+        return link is not None and link.state == LinkState.READY
 
     def _wait_ready(self, seconds: float) -> bool:
         """The link READY within `seconds` (a drop of a second or two is waited out:
         exits sent into a dead socket only become legs of unknown fate)."""
         deadline = time.monotonic() + seconds
         while True:
-            # The Connection's own word, shared (not the book's mailbox: the exits of a
-            # fresh fill must not queue behind the fill's durable writes, bench.exits).
-            link = self.directory.link
-            if link is not None and link.state == LinkState.READY:
+            if self._link_ready():
                 return True
             if time.monotonic() >= deadline:
                 return False

@@ -14,7 +14,7 @@ from trading.fills import remaining
 from trading.freshness import stale_reason
 from trading.model import ContractInfo, LinkState, OrderInfo
 from trading.order_refs import is_sale, lot_prefix, parse_exit, parse_sale, sale_prefix
-from trading.records import Lot
+from trading.records import UNSETTLED_ORDER_STATUSES, Lot
 from trading.settlement import ANNOUNCED_CLOSES
 
 
@@ -142,7 +142,7 @@ class RepairMixin(ExecutorPart):
         refused; one still unanswered makes the entry wait (EntryRefused "wait")."""
         own = sale_prefix(trade_date, slot)
         rows = [o for o in self.intents.orders_by_status(
-                    ["intent", "sent", "submitted", "unknown"])
+                    UNSETTLED_ORDER_STATUSES)
                 if o.role == "sale" and not o.order_ref.startswith(own)]
         # A sale of today's marked filled at its first slice may still work for the rest
         # (a cancel of the rest answered PendingCancel or Unknown): looked up too.
@@ -213,7 +213,7 @@ class RepairMixin(ExecutorPart):
         repair tick that beat it to the book would free the slot for a second sale.
         """
         unsettled = [o.order_ref for o in self.intents.orders_by_status(
-            ["intent", "sent", "submitted", "unknown"]) if o.role == "sale"]
+            UNSETTLED_ORDER_STATUSES) if o.role == "sale"]
         for entry in self.book.started_entries().get(timeout=self._t()):
             prefix = sale_prefix(entry.trade_date, entry.slot)
             if any(o.order_ref.startswith(prefix) for o in live):

@@ -12,7 +12,7 @@ from actors.position_book.base import BookState
 from trading import pnl as pnl_math
 from trading import settlement as rules
 from trading.calendar import TradingCalendar
-from trading.records import Lot, StoredFill
+from trading.records import UNSETTLED_ORDER_STATUSES, Lot, StoredFill
 
 # An assignment reaches the API as two position updates (the option's, the shares'), in
 # no documented order and not always in the same message batch: a contract gone with no
@@ -74,7 +74,7 @@ class PositionsMixin(BookState):
         # size already): not a hand close.
         selling = {
             o.con_id
-            for o in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"])
+            for o in self.db.orders_by_status(UNSETTLED_ORDER_STATUSES)
             if o.role == "sale"
         }
         missing: dict[int, int] = {}

@@ -17,6 +17,7 @@ from actors.position_book.base import BookState
 from ops.backoff import backoff_delay
 from trading.model import FillInfo, LinkState, OrderInfo, PositionInfo
 from trading.order_refs import is_ours
+from trading.records import UNSETTLED_ORDER_STATUSES
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class ReconcileMixin(BookState):
             counts["orders"] += 1
         filled_refs = {f.order_ref for f in fills} | done_refs
         filled_refs |= self._sales_shown_by_positions(live_refs, filled_refs, positions)
-        for row in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
+        for row in self.db.orders_by_status(UNSETTLED_ORDER_STATUSES):
             ref = row.order_ref
             if ref not in live_refs and ref not in filled_refs:
                 self.db.mark_order(ref, status="cancelled", error="not live at the broker")
@@ -202,7 +203,7 @@ class ReconcileMixin(BookState):
         on at IB (an API client's orders outlive its connection). Returns the refs so
         taken."""
         found: set[str] = set()
-        for row in self.db.orders_by_status(["intent", "sent", "submitted", "unknown"]):
+        for row in self.db.orders_by_status(UNSETTLED_ORDER_STATUSES):
             ref = row.order_ref
             if (row.role != "sale" or ref in live_refs or ref in filled_refs
                     or self.db.lot_by_order_ref(ref) is not None):
