@@ -16,7 +16,7 @@ import pytest
 from ops.gateway_restart import supervisor_proxy
 from tests.support.stack import Stack
 from tests.support.webhook_sink import WebhookSink
-from tests.support.zmq_request import wait_until
+from tests.support.zmq_request import hold_for, wait_until
 
 NOW = "2026-11-24T10:00:00-05:00"
 ESCALATE_AFTER = 10.0
@@ -65,13 +65,6 @@ def gateway_alerts(sink: WebhookSink) -> list[dict[str, Any]]:
     return list({body["id"]: body for body in sink.bodies("gateway_restart")}.values())
 
 
-def hold(seconds: float, check: Any) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        check()
-        time.sleep(0.2)
-
-
 @pytest.mark.slow(seconds=25, reason="two engine kills and gateway restarts under supervisord")
 def test_engine_killed_during_its_gateway_restart(tmp_path: Path) -> None:
     with WebhookSink() as sink:
@@ -96,8 +89,8 @@ def test_engine_killed_during_its_gateway_restart(tmp_path: Path) -> None:
             # One alert says what happened (the killed engine's, or the new engine's
             # when the kill came before it could send its own).
             sink.wait_for(lambda s: s.bodies("gateway_restart"), 20)
-            hold(3.0, lambda: len(gateway_alerts(sink)) == 1 or pytest.fail(
-                f"not one gateway_restart alert: {gateway_alerts(sink)}"))
+            hold_for(3.0, lambda: len(gateway_alerts(sink)) == 1 or pytest.fail(
+                f"not one gateway_restart alert: {gateway_alerts(sink)}"), 0.2)
             assert time.monotonic() - t0 < 60
 
             # 2. What the old two-step restart left (issue 33's supervisord.log): the
@@ -120,8 +113,8 @@ def test_engine_killed_during_its_gateway_restart(tmp_path: Path) -> None:
             wait_until(lambda: ready(stack) and ibsim_info(stack)["statename"] == "RUNNING",
                        ESCALATE_AFTER, 0.1, "gateway started again and link READY")
             sink.wait_for(lambda s: len(s.bodies("gateway_restart")) >= 2, 20)
-            hold(3.0, lambda: len(gateway_alerts(sink)) == 2 or pytest.fail(
-                f"not one more gateway_restart alert: {gateway_alerts(sink)}"))
+            hold_for(3.0, lambda: len(gateway_alerts(sink)) == 2 or pytest.fail(
+                f"not one more gateway_restart alert: {gateway_alerts(sink)}"), 0.2)
             said = gateway_alerts(sink)[1]["message"]
             assert "was left STOPPED" in said and "started" in said, said
             # Not a login wait: the gateway ran again and no login was asked for.
@@ -150,8 +143,8 @@ def test_a_gateway_stopped_by_hand_is_started_within_the_budget(tmp_path: Path) 
             sink.wait_for(lambda s: len(s.bodies("gateway_restart")) >= 2, 30)
             said = gateway_alerts(sink)[1]["message"]
             assert "restarts are spent" in said and "STOPPED" in said, said
-            hold(ESCALATE_AFTER + 2, lambda: ibsim_info(stack)["statename"] == "STOPPED"
-                 or pytest.fail("started beyond the budget"))
+            hold_for(ESCALATE_AFTER + 2, lambda: ibsim_info(stack)["statename"] == "STOPPED"
+                 or pytest.fail("started beyond the budget"), 0.2)
             assert len(gateway_alerts(sink)) == 2
             assert not sink.bodies("login_required")  # a stopped gateway awaits no login
             stack.ctl("start", "ibsim")  # the operator

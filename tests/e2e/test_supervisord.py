@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.stack import Stack
 from tests.support.webhook_sink import WebhookSink
-from tests.support.zmq_request import wait_for_value, wait_until, zmq_request
+from tests.support.zmq_request import hold_for, wait_for_value, wait_until, zmq_request
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-24T10:00:00-05:00"
@@ -128,11 +128,11 @@ def test_a_logout_gets_one_gateway_restart_then_login_required(tmp_path: Path) -
             sink.wait_for(lambda s: s.bodies("login_required"), 60)
             # No 2FA loop: over several escalation periods the gateway is not restarted
             # again (an absence, checked all along the window).
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline:
+            def no_second_restart() -> None:
                 assert stack.pid("ibsim") == second, "a second gateway restart"
                 assert stack.ibsim_state()["faults"]["logged_out"]
-                time.sleep(0.5)
+
+            hold_for(10.0, no_second_restart, 0.5)
             # Reminders 3, 6, 12 ... s apart: a few, not a loop; each names the wait and
             # the gateway program's state (RUNNING: the login wait is said only then).
             reports = sink.bodies("login_required")
@@ -149,10 +149,8 @@ def test_a_logout_gets_one_gateway_restart_then_login_required(tmp_path: Path) -
             os.kill(engine, signal.SIGKILL)
             wait_until(lambda: _running_anew(stack, "engine", engine), 60, 0.2,
                        "engine started again")
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline:
-                assert stack.pid("ibsim") == second, "a gateway restart by the new engine"
-                time.sleep(0.5)
+            hold_for(10.0, lambda: stack.pid("ibsim") == second or pytest.fail(
+                "a gateway restart by the new engine"), 0.5)
             assert len(sink.bodies("gateway_restart")) == 1, sink.bodies("gateway_restart")
             waited = [r["details"]["waited_seconds"] for r in sink.bodies("login_required")]
             assert len(waited) <= 4, waited

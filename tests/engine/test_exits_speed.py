@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from actors.connection.loop import BrokerCallError
-from tests.support.zmq_request import wait_until
+from tests.support.zmq_request import hold_for, wait_until
 from trading.model import OrderInfo, OrderRequest
 
 
@@ -34,8 +34,8 @@ def test_watch_order_answers_in_the_event_that_ends_the_order(
     info = _resting_buy(conn, "tb:lot900:tp:1")
     answer = conn.watch_order(info.order_id, 30.0).get(timeout=10)
     assert isinstance(answer, Future)
-    time.sleep(0.3)  # a live order: no answer yet (not a wait for a result)
-    assert not answer.done()
+    # A live order: no answer all along (not a wait for a result).
+    hold_for(0.3, lambda: not answer.done() or pytest.fail("answered a live order"))
     t = time.monotonic()
     conn.cancel_order(info.order_id).get(timeout=10)
     done = answer.result(timeout=10)

@@ -19,7 +19,7 @@ from actors.engine import Engine
 from config.loader import load_config
 from tests.engine.conftest import SESSION_NOW, RunningEngine, write_config
 from tests.support.webhook_sink import WebhookSink
-from tests.support.zmq_request import wait_until
+from tests.support.zmq_request import hold_for, wait_until
 from trading.clock import ManualClock
 from trading.model import LinkState
 
@@ -161,12 +161,12 @@ def test_connect_during_an_outage_stays_connected_until_the_restore(
     wait_until(lambda: (lk := eng.engine.directory.link).generation > gen
                and lk.state == LinkState.CONNECTED, 15, 0.002, "connected again")
     with LinkRecorder(eng.engine) as rec:
-        t0 = time.monotonic()
         # Watch for 4 s: the socket is up, the gateway has no link to IB, so no READY
         # (and the Watchdog's restarts in between reconnect into the same outage).
-        while time.monotonic() - t0 < 4.0:
+        def not_ready() -> None:
             assert rec.state() != READY, eng.engine.directory.link
-            time.sleep(0.01)
+
+        hold_for(4.0, not_ready, 0.01)
         assert any(s == LinkState.CONNECTED for _, s in rec.samples)
         end = time.monotonic()
         sim.post("/fault/outage_end", {})
@@ -235,14 +235,6 @@ def kinds(sink: WebhookSink, kind: str) -> list[dict[str, Any]]:
     return [b for b in sink.bodies(kind)]
 
 
-def hold(seconds: float, check: Any) -> None:
-    """`check()` must hold for `seconds` (an absence over a window, checked all along)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        check()
-        time.sleep(0.05)
-
-
 def logout(sim: Any, eng: RunningEngine) -> None:
     sim.post("/fault/logout", {"seconds": 600})  # waiting for a 2FA login; sockets drop
     wait_until(lambda: eng.engine.directory.link.state != READY, 10, 0.01, "down")
@@ -270,7 +262,7 @@ def test_logout_one_gateway_restart_then_login_required_and_no_loop(
         # Reminders at 1, 2, 4 ... s apart (escalate_after doubling): no alert loop.
         assert len(kinds(sink, "login_required")) <= 3
 
-    hold(5.0, once_each)  # five escalate_after periods: no second restart, no alert loop
+    hold_for(5.0, once_each)  # five escalate_after periods: no second restart, no alert loop
     # The wait has an end to silence (issue 33): it is said again, spaced, each time
     # naming how long it has waited and what is known of the gateway.
     sink.wait_for(lambda s: len(s.bodies("login_required")) >= 3, 20)
@@ -293,7 +285,7 @@ def test_no_gateway_restart_inside_ibs_reset_window(
     # IB's daily reset window, 00:15-01:45 ET (its system status page): watchdog.quiet_windows.
     logged_out_at(sim, start_engine, sink, datetime(2026, 11, 25, 0, 30, tzinfo=ET))
     sink.wait_for(lambda s: s.bodies("link_down"), 10)
-    hold(4.0, lambda: not kinds(sink, "gateway_restart") or pytest.fail("restarted"))
+    hold_for(4.0, lambda: not kinds(sink, "gateway_restart") or pytest.fail("restarted"))
     assert not kinds(sink, "login_required")
 
 
@@ -304,7 +296,7 @@ def test_sunday_reauth_is_named_once_and_in_status(
     sink.wait_for(lambda s: s.bodies("login_required"), 10)
     assert "weekly re-authentication" in kinds(sink, "login_required")[0]["message"]
     assert eng.ask("status")["link"]["note"] == "weekly re-authentication"
-    hold(3.0, lambda: (len(kinds(sink, "login_required")) == 1
+    hold_for(3.0, lambda: (len(kinds(sink, "login_required")) == 1
          and not kinds(sink, "gateway_restart")) or pytest.fail("repeated"))
 
 
@@ -364,6 +356,6 @@ def test_a_stopped_connection_leaves_no_socket_at_any_step_of_its_connect(
     if end:
         sim.post(end, end_body)  # the old handshake, if anything held it, completes now
     eng.wait_ready(30)
-    hold(1.5, lambda: (not (old & peers()) and len(peers()) == 1)
+    hold_for(1.5, lambda: (not (old & peers()) and len(peers()) == 1)
          or pytest.fail(f"sockets to the gateway: {peers()} (old: {old})"))
     assert d.client_id_refusals == 0

@@ -85,6 +85,17 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {message}; last={last!r}")
 
 
+def hold_for(seconds: float, check: Any, interval: float = 0.05) -> None:
+    """`check()` (which asserts) must hold all along `seconds`: an absence over a window
+    (no restart, no READY, no answer yet), the one wait that has no condition to end it."""
+    end = time.monotonic() + seconds
+    while True:
+        check()
+        if time.monotonic() >= end:
+            return
+        time.sleep(interval)
+
+
 def wait_for_value(fetch: Any, accept: Any, timeout: float = 10.0, message: str = "value") -> Any:
     """Fetch repeatedly until `accept(value)` holds; return that value."""
     box: list[Any] = []
