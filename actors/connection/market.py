@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from ib_insync import Contract, Stock, Ticker
 
 from actors.connection.convert import contract_info, quote_of, to_contract
-from actors.connection.loop import BrokerCallError, IbRefusedError
+from actors.connection.loop import BrokerCallError, IbRefusedError, PendingCall
 from actors.connection.part import ConnectionPart, contract_key
 from trading.model import ContractInfo, Quote
 from trading.refusals import Refusal
@@ -190,7 +191,22 @@ class MarketCalls(ConnectionPart):
         """Subscribe (if needed) and return quotes once each has bid/ask (or at `wait`);
         with `max_age`, also a tick no older than that (a line already open answers at
         once with its last values, however old)."""
+        return list(self._call(self._quotes_call(contracts, wait, need_delta, max_age),
+                               wait + 2.0))
 
+    def start_quotes(
+        self, contracts: list[ContractInfo], wait: float = 3.0, need_delta: bool = False,
+        max_age: float | None = None,
+    ) -> PendingCall:
+        """quotes, asked now and answered later (.result(): the same list): an entry asks
+        for its sale's quote before its exits' cancels go out, so the loop answers it
+        before their answers arrive, not after it has read them all."""
+        return self._submit(self._quotes_call(contracts, wait, need_delta, max_age), wait + 2.0)
+
+    def _quotes_call(
+        self, contracts: list[ContractInfo], wait: float, need_delta: bool,
+        max_age: float | None,
+    ) -> Callable[[], Awaitable[list[Quote]]]:
         async def run() -> list[Quote]:
             assert self.ib is not None
             opened = [c.con_id for c in contracts if c.con_id not in self._lines]
@@ -238,4 +254,4 @@ class MarketCalls(ConnectionPart):
                 for con_id in opened:  # lines opened for this look only are closed again
                     self._close_line(con_id)
 
-        return self._call(run, wait + 2.0)
+        return run

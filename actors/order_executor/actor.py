@@ -63,6 +63,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._cancels: ExitCancels | None = None  # exit cancels sent before a sale
         self._remembered: Any = None  # the book's answer to remember_contract
         self._lookups: tuple[Any, Any] | None = None  # the broker asked ahead of a sale
+        self._quote_asked: Any = None  # the sale's quote asked ahead (its first attempt)
         self._unrecorded: list[OrderInfo] = []  # cancel answers for the book, after the sale
         # A lot's first exit pair, written with the lot (lot_of_sale), sent by place_exits.
         self._written_exits: dict[int, tuple[list[OrderIntent], float]] = {}
@@ -274,7 +275,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             self.busy = False
             self._exits_cancelled()  # answered and recorded on every path
             self._record_cancels()
-            self._steps = self._remembered = None
+            self._steps = self._remembered = self._lookups = self._quote_asked = None
             self._release_prepared()
 
     def _claim(self, trade_date: str, slot: str, manual: bool) -> bool:
@@ -336,7 +337,7 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         self._remembered = self.book.remember_contract(contract)
         # The broker's executions and open orders are asked, then the exits' cancels go
         # out: all are answered together while _sell reads its serial and the quote.
-        self._start_earlier_sale_lookups()
+        self._start_earlier_sale_lookups(contract)
         cancelled = self._start_cancelling_exits(contract).lot_ids
         try:
             filled, info, last_reason = self._sell(trade_date, slot, contract, cancelled, spot)
@@ -352,7 +353,8 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
             log.exception("sale raised")
             filled, info, last_reason = False, None, f"{type(exc).__name__}: {exc}"
         finally:
-            self._lookups = None  # answers of this entry's moment, never a later one's
+            # Answers of this entry's moment, never a later one's.
+            self._lookups = self._quote_asked = None
         if not filled or info is None:
             self._restore(cancelled)
             entry = self.book.entry(trade_date, slot).get(timeout=self._t())

@@ -1,7 +1,8 @@
 """The sale's steps between the margin check and the SELL (issue 34, entry at the second):
 our exits on the contract are cancelled without the executor waiting for the answers, and
-the sale's lookups go out meanwhile; the answers are still in before the intent is written
-and the SELL sent, and before any exit is placed again. Shown on the executor's own code
+the sale's lookups and quote are asked before them; the intent is written while they are
+answered, and the answers are in before the SELL is sent and before any exit is placed
+again. Shown on the executor's own code
 with a Connection that records the order it is asked in (the wire is ibsim's, in
 tests/engine/test_lifecycle.py): which of two threads answers first is not something a
 wire scenario can pin down."""
@@ -75,6 +76,11 @@ class _Conn:
         self.said.append("quote")
         return _Answer([Quote(c.con_id, 1.0, 1.1, None, self.quote_time) for c in contracts])
 
+    def start_quotes(self, contracts: list[ContractInfo], *args: Any) -> _Answer:
+        self.said.append("quote asked")
+        return _Answer(_Pending(self.said, [Quote(c.con_id, 1.0, 1.1, None, self.quote_time)
+                                            for c in contracts], "quote answered"))
+
     def place_order(self, req: Any) -> _Answer:
         self.said.append(f"SELL {req.order_ref}")
         return _Answer(_info(99, req.order_ref, "Filled", 1.0))
@@ -126,6 +132,7 @@ class _Executor(SaleMixin):
         self.alerts = SimpleNamespace(raise_alert=lambda *a, **k: None)
         self.directory = SimpleNamespace(farms_broken=set())
         self._steps = self._cancels = self._remembered = self._lookups = None
+        self._quote_asked = None
         self._unrecorded: list[OrderInfo] = []
 
     def _t(self, extra: float = 0.0) -> float:
@@ -148,18 +155,19 @@ def test_the_lookups_go_out_while_the_cancels_are_answered_and_the_sale_after(
 ) -> None:
     ex = _Executor(tmp_path, time.time())
     ex._remembered = ex.book.remember_contract(PUT)
-    ex._start_earlier_sale_lookups()
+    ex._start_earlier_sale_lookups(PUT)
     cancelled = ex._start_cancelling_exits(PUT).lot_ids
     filled, info, _ = ex._sell("2026-11-24", "09:35", PUT, cancelled, 600.0)
     assert filled and info is not None
     ref = sale_ref("2026-11-24", "09:35", 1)
     # The slot's first sale asks the broker too (a restored book may not know a sale),
-    # ahead of the cancels, and reads the answers before the quote and the intent.
-    assert ex.said == ["executions asked", "open orders asked", "lots marked",
+    # and for its quote, ahead of the cancels; it reads the answers, writes the intent
+    # while the cancels are answered, and sells only once they are.
+    assert ex.said == ["executions asked", "open orders asked", "quote asked", "lots marked",
                        "cancels sent [11, 12]", "executions answered", "open orders answered",
-                       "quote", "cancels answered", f"intent {ref}", f"SELL {ref}",
+                       "quote answered", f"intent {ref}", "cancels answered", f"SELL {ref}",
                        "recorded [11, 12]", "recorded [99]"], ex.said  # answers: after the send
-    assert ex._lookups is None  # read once: a later look asks afresh
+    assert ex._lookups is None and ex._quote_asked is None  # read once: a later look asks
 
 
 def test_a_slot_with_an_earlier_sale_intent_asks_the_broker_before_selling(
@@ -244,3 +252,30 @@ def test_the_working_rest_of_a_sale_filled_in_part_is_still_ended_first(
     rep.sale(sale_ref("2026-11-24", "09:35", 1), 2, 1)  # one of two sold, the rest works
     rep._resolve_earlier_sales("2026-11-24", "09:36")
     assert rep.said == ["open orders", "cancel 42"]
+
+
+def test_the_quote_asked_ahead_is_judged_fresh_when_the_sale_is_priced(
+    tmp_path: Path,
+) -> None:
+    """The quote asked before the cancels went out passes the same freshness rule as one
+    asked at the sale (strategy.max_quote_age at the moment of pricing): a stale one
+    sells nothing."""
+    ex = _Executor(tmp_path, time.time() - 600)
+    ex._start_earlier_sale_lookups(PUT)
+    cancelled = ex._start_cancelling_exits(PUT).lot_ids
+    with pytest.raises(EntryRefused):
+        ex._sell("2026-11-24", "09:35", PUT, cancelled, 600.0)
+    assert "quote answered" in ex.said and "quote" not in ex.said
+    assert not any(s.startswith(("intent", "SELL")) for s in ex.said), ex.said
+
+
+def test_a_quote_asked_ahead_that_failed_is_asked_again(tmp_path: Path) -> None:
+    ex = _Executor(tmp_path, time.time())
+
+    class _Lost:
+        def result(self) -> list[Any]:
+            raise TimeoutError("no answer")
+
+    ex._quote_asked = _Lost()
+    filled, _info3, _ = ex._sell("2026-11-24", "09:35", PUT, [], 600.0)
+    assert filled and "quote" in ex.said, ex.said
