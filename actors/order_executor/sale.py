@@ -76,13 +76,17 @@ class SaleMixin(ExecutorPart):
         asked, self._quote_asked = self._quote_asked, None
         if asked is not None:
             try:
-                quotes = list(asked.result())
+                quote = asked.result()[0]
             except IbRefusedError as exc:
                 raise ib_refused(exc.refusal, "no quote: ") from exc
             except Exception as exc:  # unanswered in time: asked once more, as before
                 self.log.warning("sale quote asked ahead failed ({}): asking again", exc)
             else:
-                return self._checked_quotes([contract], quotes)[0]
+                # Past strategy.max_quote_age by now (an earlier attempt was walked
+                # meanwhile), or without a side: asked afresh, as it would have been.
+                if quote.bid is not None and quote.ask is not None and not stale_reason(
+                        quote, time.time(), self.cfg.strategy.max_quote_age):
+                    return self._checked_quotes([contract], [quote])[0]
         return self._fresh_quotes([contract], 2.0)[0]
 
     def _checked_quotes(self, contracts: list[ContractInfo], quotes: list[Any]) -> list[Any]:

@@ -258,15 +258,24 @@ def test_the_quote_asked_ahead_is_judged_fresh_when_the_sale_is_priced(
     tmp_path: Path,
 ) -> None:
     """The quote asked before the cancels went out passes the same freshness rule as one
-    asked at the sale (strategy.max_quote_age at the moment of pricing): a stale one
-    sells nothing."""
+    asked at the sale (strategy.max_quote_age at the moment of pricing): past it (an
+    earlier attempt was walked meanwhile: test_money_paths' path 4), it is asked afresh,
+    and a stale answer then sells nothing."""
     ex = _Executor(tmp_path, time.time() - 600)
     ex._start_earlier_sale_lookups(PUT)
     cancelled = ex._start_cancelling_exits(PUT).lot_ids
     with pytest.raises(EntryRefused):
         ex._sell("2026-11-24", "09:35", PUT, cancelled, 600.0)
-    assert "quote answered" in ex.said and "quote" not in ex.said
+    assert ex.said.index("quote answered") < ex.said.index("quote")
     assert not any(s.startswith(("intent", "SELL")) for s in ex.said), ex.said
+
+
+def test_a_quote_asked_ahead_that_aged_meanwhile_is_asked_again(tmp_path: Path) -> None:
+    ex = _Executor(tmp_path, time.time() - 600)
+    ex._start_earlier_sale_lookups(PUT)
+    ex.conn.quote_time = time.time()  # the line ticks again by the time it is asked
+    filled, _info4, _ = ex._sell("2026-11-24", "09:35", PUT, [], 600.0)
+    assert filled and ex.said.index("quote answered") < ex.said.index("quote"), ex.said
 
 
 def test_a_quote_asked_ahead_that_failed_is_asked_again(tmp_path: Path) -> None:
