@@ -20,8 +20,12 @@ class LinkChanged:
 
 
 @dataclass(frozen=True)
-class OrderUpdated:
-    order: OrderInfo
+class OrdersUpdated:
+    """The order updates of one pass of the Connection's loop, in the order they came:
+    the book stores them in one transaction (an entry's exit cancels answer by the dozen
+    at once)."""
+
+    orders: tuple[OrderInfo, ...]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -56,14 +57,14 @@ from actors.messages import (
     FillReceived,
     IbRefused,
     LinkChanged,
-    OrderUpdated,
+    OrdersUpdated,
     PositionChanged,
     QuotesUpdated,
 )
 from actors.supervisor import SupervisedActor
 from ops.backoff import Backoff
 from trading.calendar import ET
-from trading.model import LinkState, LinkStatus, PositionInfo
+from trading.model import LinkState, LinkStatus, OrderInfo, PositionInfo
 from trading.refusals import Refusal, delayed_allowed, refusal
 from trading.risk import of_account, verify_account
 
@@ -95,6 +96,8 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
     def __init__(self, ctx: EngineContext) -> None:
         super().__init__(ctx)
         self._loop = LoopThread()
+        self._orders_out: list[OrderInfo] = []  # this loop pass's order updates (_publish_order)
+        self._orders_lock = threading.Lock()
         self.ib: IB | None = None
         self._status = LinkStatus(LinkState.DISCONNECTED, time.time(), "not started")
         self._generation = 0
@@ -138,6 +141,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         # Runs on the loop until no task is left: a connect in flight is cancelled, and
         # a socket that opened anyway (a handshake answered after the stop) is closed.
         self._loop.close(self._hang_up)
+        self._flush_orders()  # a flush the closed loop never ran
         current = self.directory.ref("connection")
         if current is None or current == self.actor_ref:
             # A stop that came late (the Supervisor gave up waiting and started the next
@@ -186,7 +190,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                 "link {} -> {} ({})", old.state.value, state.value, reason
             )
             if publish:
-                self.directory.publish(LinkChanged(self._status, old.state))
+                self._publish(LinkChanged(self._status, old.state))
 
     def _hang_up(self) -> None:
         """Close this instance's socket in any state (loop thread). ib.disconnect() alone
@@ -431,7 +435,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
                         code in STAYS_WORKING_AFTER and _acknowledged(trade)):
                     self._untrust_error_cancel(trade, code)
                 self._order_errors[req_id] = (code, message)
-                self.directory.publish(OrderUpdated(order_info(trade, (code, message))))
+                self._publish_order(order_info(trade, (code, message)))
                 self._notify()
 
     def _route_refusal(self, req_id: int, code: int, message: str,
@@ -509,12 +513,37 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
     def _on_order(self, trade: Trade) -> None:
         self.directory.last_message_at = time.time()
         err = self._order_errors.get(trade.order.orderId)
-        self.directory.publish(OrderUpdated(order_info(trade, err)))
+        self._publish_order(order_info(trade, err))
         self._notify()
         if trade.isDone():
             self._finished += 1
             if self._finished % 100 == 0:
                 self.forget_finished_trades()
+
+    def _publish_order(self, info: OrderInfo) -> None:
+        """An order update, told to the book with the others of this pass of the loop:
+        one message and one transaction for an entry's dozens of exit cancels answered
+        at once, not a commit each beside the entry's own writes."""
+        with self._orders_lock:
+            first = not self._orders_out
+            self._orders_out.append(info)
+        if first:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush_orders)
+            except RuntimeError:  # not on the loop: told at once
+                self._flush_orders()
+
+    def _flush_orders(self) -> None:
+        with self._orders_lock:  # held while told: two flushes never cross
+            batch, self._orders_out = self._orders_out, []
+            if batch:
+                self.directory.publish(OrdersUpdated(tuple(batch)))
+
+    def _publish(self, message: object) -> None:
+        """A broker event for the book, told after the order updates that came before it
+        (a fill after its order's status, as the gateway sent them)."""
+        self._flush_orders()
+        self.directory.publish(message)
 
     def forget_finished_trades(self) -> int:
         """Drop the oldest finished trades (and old fills) from ib_insync's session
@@ -537,11 +566,11 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
     def _on_exec(self, trade: Trade, fill: Fill) -> None:
         if not of_account(self._status.account, fill.execution.acctNumber):
             return  # another account of the login's: not ours to book
-        self.directory.publish(FillReceived(fill_info(fill)))
+        self._publish(FillReceived(fill_info(fill)))
         self._notify()
 
     def _on_commission(self, trade: Trade, fill: Fill, report: Any) -> None:
-        self.directory.publish(CommissionReceived(report.execId, float(report.commission)))
+        self._publish(CommissionReceived(report.execId, float(report.commission)))
 
     def _on_position(self, pos: Any) -> None:
         # Every change of the account's positions, also one no order of ours explains
@@ -562,7 +591,7 @@ class Connection(MarketCalls, OrderCalls, SupervisedActor):
         if self._positions.get(key) == qty:
             return
         self._positions[key] = qty
-        self.directory.publish(PositionChanged(PositionInfo(
+        self._publish(PositionChanged(PositionInfo(
             account, contract_info(contract), qty, avg_cost)))
 
     def _on_tickers(self, tickers: set[Ticker]) -> None:

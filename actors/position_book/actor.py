@@ -14,7 +14,7 @@ from actors.messages import (
     CommissionReceived,
     FillReceived,
     LinkChanged,
-    OrderUpdated,
+    OrdersUpdated,
     PositionChanged,
 )
 from actors.position_book.assignment import AssignmentMixin
@@ -64,7 +64,8 @@ class PositionBook(
     def on_start(self) -> None:
         self.log = logger.bind(actor=self.name)
         self.store = Store(self.cfg.storage.path)
-        for kind in (FillReceived, CommissionReceived, OrderUpdated, LinkChanged, PositionChanged):
+        for kind in (FillReceived, CommissionReceived, OrdersUpdated, LinkChanged,
+                     PositionChanged):
             self.directory.subscribe(kind, self.name)
         if self.directory.link is not None:  # restarted while the link was up
             self.link = self.directory.link
@@ -91,14 +92,14 @@ class PositionBook(
         return self.store
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, (FillReceived, CommissionReceived, OrderUpdated)):
+        if isinstance(message, (FillReceived, CommissionReceived, OrdersUpdated)):
             self.last_broker_event = time.monotonic()
         if isinstance(message, FillReceived):
             self.apply_fill(message.fill)
         elif isinstance(message, CommissionReceived):
             self.db.set_commission(message.exec_id, message.commission)  # and realized P&L
-        elif isinstance(message, OrderUpdated):
-            self.apply_order(message.order)
+        elif isinstance(message, OrdersUpdated):
+            self.apply_orders(message.orders)
         elif isinstance(message, PositionChanged):
             self._on_position(message.position)
         elif isinstance(message, LinkChanged):

@@ -4,8 +4,9 @@ execution id), order statuses update the order rows."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from actors.messages import FitExits, ProtectLot
 from actors.position_book.base import BookState
@@ -14,6 +15,16 @@ from trading.fills import exit_slice, sale_lot_fields, vwap
 from trading.model import ContractInfo, FillInfo, OrderInfo
 from trading.order_refs import is_ours
 from trading.records import OrderRecord, StoredFill
+
+
+class _OrderView(NamedTuple):
+    """What apply_orders compares an update with: the stored row, as a batch's earlier
+    updates have marked it."""
+
+    status: str
+    order_id: int | None
+    perm_id: int | None
+    error: str | None
 
 
 def _status_name(info: OrderInfo) -> str:
@@ -236,28 +247,41 @@ class FillsMixin(BookState):
             md.proxy().unwatch([con_id])
 
     def apply_order(self, info: OrderInfo) -> None:
-        if not is_ours(info.order_ref):
-            return
-        row = self.db.order_by_ref(info.order_ref)
-        if row is None:
-            return
-        status = _status_name(info)
-        if row.status == "filled" and status != "filled":
-            return  # a late status never undoes a fill
-        error = f"{info.error_code}: {info.error_message}" if info.error_code else None
-        if (
-            row.status == status
-            and (not info.order_id or row.order_id == info.order_id)
-            and (not info.perm_id or row.perm_id == info.perm_id)
-            and (error is None or row.error == error)
-        ):
-            # Nothing new (openOrder and orderStatus repeat each other): no durable
-            # commit, which was a third of the book's time in bench.memory.
-            return
-        self.db.mark_order(
-            info.order_ref,
-            status=status,
-            order_id=info.order_id or None,
-            perm_id=info.perm_id or None,
-            error=error,
-        )
+        self.apply_orders([info])
+
+    def apply_orders(self, infos: Sequence[OrderInfo]) -> None:
+        """The broker's order updates, in order, stored in one transaction: an entry's
+        exit cancels answer by the dozen at once, and a commit for each, beside the
+        entry's own writes, held up its sale. Each is judged against the row as the
+        earlier ones of the batch left it."""
+        rows: dict[str, _OrderView] = {}
+        marks: list[tuple[str, dict[str, Any]]] = []
+        for info in infos:
+            if not is_ours(info.order_ref):
+                continue
+            row = rows.get(info.order_ref)
+            if row is None:
+                stored = self.db.order_by_ref(info.order_ref)
+                if stored is None:
+                    continue
+                row = _OrderView(stored.status, stored.order_id, stored.perm_id, stored.error)
+            status = _status_name(info)
+            if row.status == "filled" and status != "filled":
+                continue  # a late status never undoes a fill
+            error = f"{info.error_code}: {info.error_message}" if info.error_code else None
+            if (
+                row.status == status
+                and (not info.order_id or row.order_id == info.order_id)
+                and (not info.perm_id or row.perm_id == info.perm_id)
+                and (error is None or row.error == error)
+            ):
+                # Nothing new (openOrder and orderStatus repeat each other): no durable
+                # commit, which was a third of the book's time in bench.memory.
+                continue
+            marks.append((info.order_ref, {"status": status, "order_id": info.order_id or None,
+                                           "perm_id": info.perm_id or None, "error": error}))
+            rows[info.order_ref] = _OrderView(
+                status, info.order_id or row.order_id, info.perm_id or row.perm_id,
+                error if error is not None else row.error)
+        if marks:
+            self.db.mark_orders(marks)
