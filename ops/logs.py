@@ -54,27 +54,28 @@ def _looks_secret(path: str) -> bool:
 _SECRET_ENV_NAMES = re.compile(r"(?i)(PASSWORD|SECRET|TOKEN|WEBHOOK|API_KEY)")
 
 
-# The environment's secret values, read again only when the number of variables changes
-# (or setup_logging starts a process's logging): a process's environment changes only by
-# its own hand (a test's setenv adds a variable). Scanned on every call, it cost 40 us a
-# field, five fields a JSON line and a sink each: bench.entry's log lines before a sale
-# (one per lot whose exits it cancelled) took 0.4 ms each.
-_secret_values: tuple[int, list[str]] | None = None
+# The names of the environment's secret variables, found again only when the number of
+# variables changes (or setup_logging starts a process's logging); their values are read
+# on each call, so a secret changed in place is masked at once. Scanning every variable
+# on every call cost 40 us a field, five fields a JSON line and a sink each: bench.entry's
+# log lines before a sale (one per lot whose exits it cancelled) took 0.4 ms each.
+_secret_names: tuple[int, list[str]] | None = None
 
 
 def _secret_env_values() -> list[str]:
-    global _secret_values
+    global _secret_names
     size = len(os.environ)
-    if _secret_values is None or _secret_values[0] != size:
-        _secret_values = (size, [v for k, v in os.environ.items()
-                                 if _SECRET_ENV_NAMES.search(k) and len(v) >= 6])
-    return _secret_values[1]
+    if _secret_names is None or _secret_names[0] != size:
+        _secret_names = (size, [k for k in os.environ if _SECRET_ENV_NAMES.search(k)])
+    values = (os.environ.get(k, "") for k in _secret_names[1])
+    return [v for v in values if len(v) >= 6]
 
 
 def forget_secret_values() -> None:
-    """Read the environment's secrets afresh on the next line (a value changed in place)."""
-    global _secret_values
-    _secret_values = None
+    """Look for the environment's secret variables afresh on the next line (one was
+    replaced by another of a new name, the count unchanged)."""
+    global _secret_names
+    _secret_names = None
 
 
 def _exception_text(record: Any) -> str:

@@ -335,8 +335,9 @@ class OrderExecutor(GuardMixin, SaleMixin, ExitsMixin, RepairMixin, SupervisedAc
         # contract (its mailbox keeps the order: the fill, the lot); _sell reads the
         # answer before the sale goes, so a book that cannot store it still sells nothing.
         self._remembered = self.book.remember_contract(contract)
-        # The broker's executions and open orders are asked, then the exits' cancels go
-        # out: all are answered together while _sell reads its serial and the quote.
+        # The broker's executions and open orders and the sale's quote are asked, then
+        # the exits' cancels go out: all are answered while _sell reads its serial and
+        # writes the sale's intent; the SELL goes once the cancels are answered.
         self._start_earlier_sale_lookups(contract)
         cancelled = self._start_cancelling_exits(contract).lot_ids
         try:

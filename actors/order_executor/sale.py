@@ -171,28 +171,33 @@ class SaleMixin(ExecutorPart):
         them (bench.entry: 12 ms of its p50). All are asked before any is waited for
         (the Connection passes them on back to back, in its mailbox's order, ahead of the
         cancels). One that cannot be sent is asked again where it is read."""
-        conn = self.conn
-        # Open orders as the session holds them: the gateway's answer would hold this
-        # client's orders only, which the session has already (see start_open_orders).
-        asks = (conn.start_executions(), conn.start_open_orders(ask=False))
-        quote = conn.start_quotes([contract], 2.0, False, self.cfg.strategy.max_quote_age) \
-            if contract is not None else None
+        self._lookups = self._quote_asked = None
+        try:  # a Connection being restarted raises here: nothing asked ahead
+            conn = self.conn
+            # Open orders as the session holds them: the gateway's answer would hold this
+            # client's orders only, which the session has already (see start_open_orders).
+            asks = (conn.start_executions(), conn.start_open_orders(ask=False))
+            quote = conn.start_quotes([contract], 2.0, False,
+                                      self.cfg.strategy.max_quote_age) \
+                if contract is not None else None
+        except Exception as exc:
+            self.log.warning("earlier sales: broker lookups not sent ahead: {}", exc)
+            return
         try:
             self._lookups = (asks[0].get(timeout=self._t()), asks[1].get(timeout=self._t()))
         except Exception as exc:
             self.log.warning("earlier sales: broker lookups not sent ahead: {}", exc)
-            self._lookups = None
         try:
             self._quote_asked = quote.get(timeout=self._t()) if quote is not None else None
         except Exception as exc:
             self.log.warning("sale quote not asked ahead: {}", exc)
-            self._quote_asked = None
 
     def _start_cancelling_exits(self, contract: ContractInfo) -> ExitCancels:
         """Mark every open lot on the contract unprotected (one transaction, waited: the
         mark is what a restart or the repair job reads if we die before the restore),
         then send the cancels of their exits without waiting for the answers: the
-        sale's own lookups go out meanwhile. _exits_cancelled() waits for them, and
+        sale's lookups and quote (asked just before) and its intent are answered and
+        written meanwhile. _exits_cancelled() waits for them, and
         nothing is sent or re-priced on the contract before it has (_sell, _earlier_sale)."""
         # On the executor's own connection (one transaction), not through the book's
         # mailbox, which may be storing a fill or answering the dashboard (bench.entry:
@@ -217,7 +222,7 @@ class SaleMixin(ExecutorPart):
         """The cancels _start_cancelling_exits sent, answered (or timed out) and logged;
         at once when there are none or they were waited for already. Their answers go to
         the book now, or (`record=False`, just before the sale) once the sale is sent:
-        nothing reads them before, and their commit would hold up the sale's intent."""
+        nothing reads them before, and their commit would hold up the SELL."""
         cancels, self._cancels = self._cancels, None
         if cancels is None:
             if record:
@@ -313,11 +318,15 @@ class SaleMixin(ExecutorPart):
             )
             self._step("intent")
             # IB takes no SELL beside our BUY exits on the contract: their cancels are
-            # answered before the sale goes (they were sent before the lookups above). The
-            # intent is written while they are answered, not after (one commit less on the
-            # critical path); a sale that dies here stays an intent: maybe sent, as after
-            # any kill between the intent and the send.
-            self._exits_cancelled(record=False)
+            # answered before the sale goes (they were sent after the lookups and the
+            # quote were asked). The intent is written while they are answered, not after
+            # (one commit less on the critical path); an engine killed here leaves an
+            # intent: maybe sent, as after any kill between the intent and the send.
+            try:
+                self._exits_cancelled(record=False)
+            except Exception as exc:  # nothing went out: never left a maybe-sent intent
+                self.intents.mark_order(ref, status="cancelled", error=f"not sent: {exc}")
+                raise
             req = OrderRequest(
                 ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY", spot=spot
             )

@@ -314,9 +314,10 @@ def test_market_data_samples_date_the_counts_it_applied(sim: Any, start_engine: 
 def test_a_sale_beside_several_lots_on_its_strike_goes_once_their_exits_are_cancelled(
     sim: Any, start_engine: Any
 ) -> None:
-    """Issue 34: the exits' cancels are sent and the sale's lookups go out while the
-    gateway answers them. ibsim refuses a SELL while a BUY of ours rests on the contract
-    (201, self-cross), so a sale that overtook any of the six cancels would be refused:
+    """Issue 34: the sale's lookups and quote are asked, the exits' cancels sent, and
+    the sale's intent written while the gateway answers them. ibsim refuses a SELL
+    while a BUY of ours rests on the contract (201, self-cross), so a sale that overtook
+    any of the six cancels would be refused:
     each entry sells at its first attempt, and every earlier lot gets its exits back."""
     eng = start_engine(
         {

@@ -31,6 +31,14 @@ def test_a_batch_is_one_commit_in_order_and_never_undoes_a_fill(tmp_path: Path) 
     for ref in REFS:
         store.record_intent(ref, "tp", 7, "BUY", "LMT", 1, lmt_price=0.5)
     book = _book(tmp_path / "b.sqlite")
+    marked: list[tuple[str, str | None, str | None]] = []
+    write = book.db.mark_orders
+
+    def mark_orders(marks: list[tuple[str, dict[str, Any]]]) -> None:
+        marked.extend((ref, f["status"], f["error"]) for ref, f in marks)
+        write(marks)
+
+    book.db.mark_orders = mark_orders
     before = store._db.version
     book.apply_orders([
         _info(REFS[0], 11, "Submitted"),
@@ -42,6 +50,11 @@ def test_a_batch_is_one_commit_in_order_and_never_undoes_a_fill(tmp_path: Path) 
         _info("not:ours:1", 14, "Cancelled"),
     ])
     assert store._db.version == before + 1  # one durable commit for the whole pass
+    # Each judged against the row as the earlier updates of the batch left it: nothing
+    # for the late status after the fill, nor for the repeat.
+    assert marked == [(REFS[0], "submitted", None),
+                      (REFS[0], "cancelled", "202: Order Canceled"),
+                      (REFS[1], "filled", None), (REFS[2], "submitted", None)], marked
     rows = {ref: store.order_by_ref(ref) for ref in REFS}
     assert (rows[REFS[0]].status, rows[REFS[0]].error) == ("cancelled", "202: Order Canceled")
     assert rows[REFS[1]].status == "filled"

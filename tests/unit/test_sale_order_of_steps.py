@@ -288,3 +288,20 @@ def test_a_quote_asked_ahead_that_failed_is_asked_again(tmp_path: Path) -> None:
     ex._quote_asked = _Lost()
     filled, _info3, _ = ex._sell("2026-11-24", "09:35", PUT, [], 600.0)
     assert filled and "quote" in ex.said, ex.said
+
+
+def test_lookups_not_asked_ahead_when_the_connection_is_down_are_asked_at_the_sale(
+    tmp_path: Path,
+) -> None:
+    """The Connection being restarted (its proxy raises) does not end the entry in an
+    exception: nothing is asked ahead, and the sale asks the broker itself."""
+    ex = _Executor(tmp_path, time.time())
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("actor connection is not running")
+
+    ex.conn.start_executions = down  # type: ignore[method-assign]
+    ex._start_earlier_sale_lookups(PUT)
+    assert ex._lookups is None and ex._quote_asked is None
+    filled, _info5, _ = ex._sell("2026-11-24", "09:35", PUT, [], 600.0)
+    assert filled and ex.said.index("executions") < ex.said.index("quote"), ex.said
