@@ -373,9 +373,14 @@ class Watchdog(SupervisedActor):
             self.log.warning("alerts not read: {}", exc)
             return False
         for alert in recent:
+            raw = alert.get("time")
             try:
-                at = datetime.fromisoformat(str(alert.get("time"))).timestamp()
-            except ValueError:
+                # The store keeps epoch seconds (a REAL); an ISO text is read too. Parsed
+                # as ISO only, every stored report was skipped: a second alert followed
+                # each kill between the report and the pending mark's clearing (CI).
+                at = float(raw) if isinstance(raw, (int, float)) else \
+                    datetime.fromisoformat(str(raw)).timestamp()
+            except (TypeError, ValueError):
                 continue
             if alert.get("kind") == "gateway_restart" and at >= asked_at:
                 return True
