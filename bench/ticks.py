@@ -207,8 +207,11 @@ def main(argv: list[str] | None = None) -> None:
             poll(lambda: engine_ready(client), 60, 0.05)
             open_streaming_lots(sim, client, slots, 0.05)
             lines = client.ask("market_data")["lines"]
-            engine_id = next(c["client_id"] for c in sim.get_state()["clients"]
-                             if c["subscriptions"] >= len(lines))
+            # Polled: a line the engine lists may reach ibsim a moment later (a
+            # StopIteration once, when it was read just before).
+            engine_id = poll(lambda: next(
+                (c for c in sim.get_state()["clients"] if c["subscriptions"] >= len(lines)),
+                None), 10, 0.05)["client_id"]
             per_tick = 5 * len(lines)  # a tick's own quote: ~5 frames a line
             eng = ramp(sim, rates, args.step_seconds, engine_id, per_tick, len(lines),
                        engine_sampler(client))
