@@ -181,3 +181,24 @@ def test_a_new_lots_first_exit_pair_is_written_with_it_and_only_then(tmp_path: P
     with pytest.raises(ValueError):
         store2.open_sale_lot(entry=entry, exits=broken, **fields)
     assert store2.lots() == [] and store2.entry("2026-11-24", "09:35").state == "started"
+
+
+def test_a_fill_stored_onto_a_closed_lot_moves_its_realized_pnl(tmp_path: Path) -> None:
+    """A closed lot's realized P&L carries every commission of its fills, also of a fill
+    stored (or attached) after the close with its commission already known: before, only
+    a late commission report moved it (the soak, seed 12: realized 78.05, fills 76.05)."""
+    from trading.records import StoredFill
+
+    store = Store(tmp_path / "b.sqlite")
+    _sold(store)
+    entry, fields = _fields(1, 2.0)
+    lot, _ = store.open_sale_lot(entry=entry, **fields)
+    assert store.close_lot(lot.id, 1.2, time.time(), "take_profit", 80.0)
+    store.add_fill(StoredFill("e-sale", REF, 1, 11, PUT.con_id, "SLD", 1, 2.0, 1.0,
+                              time.time(), lot.id))
+    store.add_fill(StoredFill("e-tp", "tb:x:tp:1", 2, 12, PUT.con_id, "BOT", 1, 1.2, None,
+                              time.time(), lot.id))
+    assert store.lot(lot.id).realized_pnl == 79.0
+    store.set_commission("e-tp", 1.0)  # a late report, as before
+    closed = store.lot(lot.id)
+    assert closed.realized_pnl == 78.0 and closed.commissions == 2.0
