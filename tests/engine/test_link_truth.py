@@ -29,7 +29,11 @@ ET = ZoneInfo("America/New_York")
 # are speed goals: `python -m bench.outage --flaps` measures and prints them. Here the
 # bounds only say "at once" in a way a loaded 2-core CI machine still meets (each
 # span includes ibsim's control round trip).
-SEEN_WITHIN = 2.5  # seen 1.55 s once with four test workers and a bench beside them
+# Seen, not missed: the latency itself is bench.outage's figure (1100 -> DOWN p99 7 ms).
+# Seen 1.55 s once with four test workers and a bench beside them, and 2.53 s (the
+# first outage after the start) with six workers and a soak beside them: the bound is
+# the wait outage() itself allows.
+SEEN_WITHIN = 5.0
 READY_WITHIN = 2.0
 # The Watchdog as shipped (1 s doubling to 60 s), not the fast test profile.
 SHIPPED_BACKOFF = {"watchdog": {"backoff_initial": 1.0, "backoff_max": 60.0}}
