@@ -89,8 +89,8 @@ def _lot_follows_its_fills(c: sqlite3.Connection, lot_id: int) -> None:
     """The lot's commissions summed from its fills and, once it is closed, its realized
     P&L with every one of them: a late commission, or a fill (with its commission)
     stored or attached after the close. Before, only a late commission moved a closed
-    lot's P&L; a fill stored onto it with its commission left the P&L without it (the
-    soak, seed 12: realized 78.05, its fills 76.05)."""
+    lot's P&L, and a fill stored with its commission did not move the lot's
+    commissions at all (the module's promise)."""
     c.execute(
         "UPDATE lots SET commissions = (SELECT COALESCE(SUM(commission), 0) FROM fills"
         " WHERE fills.lot_id = lots.id) WHERE id = ?",

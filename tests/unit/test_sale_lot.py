@@ -186,7 +186,7 @@ def test_a_new_lots_first_exit_pair_is_written_with_it_and_only_then(tmp_path: P
 def test_a_fill_stored_onto_a_closed_lot_moves_its_realized_pnl(tmp_path: Path) -> None:
     """A closed lot's realized P&L carries every commission of its fills, also of a fill
     stored (or attached) after the close with its commission already known: before, only
-    a late commission report moved it (the soak, seed 12: realized 78.05, fills 76.05)."""
+    a late commission report moved it."""
     from trading.records import StoredFill
 
     store = Store(tmp_path / "b.sqlite")
