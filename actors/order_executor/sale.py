@@ -164,7 +164,7 @@ class SaleMixin(ExecutorPart):
         self._exits_cancelled()
         return cancels.lot_ids
 
-    def _start_earlier_sale_lookups(self, contract: ContractInfo | None = None) -> None:
+    def _start_earlier_sale_lookups(self, contract: ContractInfo) -> None:
         """The broker's executions and open orders, and the contract's quote, asked now
         (before the exits' cancels go out) and read by the first _earlier_sale and the
         first attempt's _sale_quote: they are answered while the cancels are, not after
@@ -177,9 +177,7 @@ class SaleMixin(ExecutorPart):
             # Open orders as the session holds them: the gateway's answer would hold this
             # client's orders only, which the session has already (see start_open_orders).
             asks = (conn.start_executions(), conn.start_open_orders(ask=False))
-            quote = conn.start_quotes([contract], 2.0, False,
-                                      self.cfg.strategy.max_quote_age) \
-                if contract is not None else None
+            quote = conn.start_quotes([contract], 2.0, False, self.cfg.strategy.max_quote_age)
         except Exception as exc:
             self.log.warning("earlier sales: broker lookups not sent ahead: {}", exc)
             return
@@ -188,7 +186,7 @@ class SaleMixin(ExecutorPart):
         except Exception as exc:
             self.log.warning("earlier sales: broker lookups not sent ahead: {}", exc)
         try:
-            self._quote_asked = quote.get(timeout=self._t()) if quote is not None else None
+            self._quote_asked = quote.get(timeout=self._t())
         except Exception as exc:
             self.log.warning("sale quote not asked ahead: {}", exc)
 

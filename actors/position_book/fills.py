@@ -246,9 +246,6 @@ class FillsMixin(BookState):
         if md is not None:
             md.proxy().unwatch([con_id])
 
-    def apply_order(self, info: OrderInfo) -> None:
-        self.apply_orders([info])
-
     def apply_orders(self, infos: Sequence[OrderInfo]) -> None:
         """The broker's order updates, in order, stored in one transaction: an entry's
         exit cancels answer by the dozen at once, and a commit for each, beside the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ class ReconcileMixin(BookState):
     if TYPE_CHECKING:  # provided by PositionBook and the other mixins
         actor_ref: pykka.ActorRef[Any]
         def apply_fill(self, fill: FillInfo) -> int | None: ...
-        def apply_order(self, info: OrderInfo) -> None: ...
+        def apply_orders(self, infos: Sequence[OrderInfo]) -> None: ...
         def set_kv(self, key: str, value: Any) -> None: ...
         def _apply_completed(
             self, completed: list[OrderInfo], positions: list[Any] | None = None
@@ -166,16 +167,11 @@ class ReconcileMixin(BookState):
             self.apply_fill(fill)
             counts["fills"] += self.db.fill_count() - before
         done_refs = self._apply_completed(completed or [], positions)
-        live_refs = set()
-        for info in open_orders:
-            if not is_ours(info.order_ref):
-                continue
-            live_refs.add(info.order_ref)
-            row = self.db.order_by_ref(info.order_ref)
-            if row is None:
-                continue
-            self.apply_order(info)
-            counts["orders"] += 1
+        live_refs = {info.order_ref for info in open_orders if is_ours(info.order_ref)}
+        known = [info for info in open_orders if info.order_ref in live_refs
+                 and self.db.order_by_ref(info.order_ref) is not None]
+        self.apply_orders(known)  # one transaction, as the Connection's batches are
+        counts["orders"] += len(known)
         filled_refs = {f.order_ref for f in fills} | done_refs
         filled_refs |= self._sales_shown_by_positions(live_refs, filled_refs, positions)
         for row in self.db.orders_by_status(UNSETTLED_ORDER_STATUSES):
