@@ -51,6 +51,11 @@ def _killed_before_the_ack(tmp_path: Path, sim: Any) -> tuple[Path, str, str]:
         assert _ask(endpoint, "enter_now")["accepted"]
         (intent,) = wait_until(lambda: _sale_intents(tmp_path / "book.sqlite"), 20,
                                message="the sale's intent written")
+        # The intent is written just before the send: on a busy machine the kill could
+        # land in between, and then nothing went out (another case: a never-sent intent,
+        # cancelled at the restart). Killed only once ibsim holds the SELL.
+        wait_until(lambda: sim.get_state()["faults"]["slow_pending"] == 1, 20,
+                   message="the SELL received and held by ibsim")
         assert not _live(sim, "sale")  # not taken yet: the ack cannot have been seen
     finally:
         _kill(proc)
