@@ -38,6 +38,24 @@ def vwap(fills: Iterable[Slice]) -> tuple[int, float]:
     return round(qty), round(notional / qty, 6)
 
 
+def first_contracts_vwap(fills: Iterable[Slice], qty: int) -> float | None:
+    """The volume-weighted price of the first `qty` contracts of `fills`, in their order;
+    None when they hold fewer. A lot's exit is the buys that covered its contracts: a
+    further one (both legs of an OCA pair filled in one instant, an overfill) is a long
+    the account now holds, not a part of the lot's exit price."""
+    need = float(qty)
+    got = notional = 0.0
+    for f in fills:
+        take = min(float(f.qty or 0), need - got)
+        if take <= 0:
+            break
+        got += take
+        notional += take * float(f.price or 0.0)
+    if qty <= 0 or got < need - 1e-9:
+        return None
+    return round(notional / got, 6)
+
+
 def exit_slice(lot_qty: int, slice_qty: float) -> int:
     """Contracts an exit slice closes, split off a lot of `lot_qty`: the slice's size,
     never more than the lot (a slice the size of the lot closes the lot itself)."""

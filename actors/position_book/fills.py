@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from actors.messages import FitExits, ProtectLot
 from actors.position_book.base import BookState
 from trading import pnl as pnl_math
-from trading.fills import exit_slice, sale_lot_fields, vwap
+from trading.fills import exit_slice, first_contracts_vwap, sale_lot_fields, vwap
 from trading.model import ContractInfo, FillInfo, OrderInfo
 from trading.order_refs import is_ours
 from trading.records import OrderRecord, StoredFill
@@ -81,6 +81,9 @@ class FillsMixin(BookState):
         if not new:
             if fill.commission is not None:
                 self.db.set_commission(fill.exec_id, fill.commission)  # and realized P&L
+            if order.role in ("tp", "sl") and lot_id is not None:
+                # Again on a repeat: a kill between the store and the re-pricing below.
+                self._exit_fill_after_close(lot_id)
             return lot_id
         self.log.info(
             "fill {} {} {} x{} @ {} ref={}",
@@ -96,9 +99,66 @@ class FillsMixin(BookState):
             self._shares_sold(fill.side, fill.qty)
         if order.role == "sale" and lot_id is not None and not opened:
             self._size_sale_lot(lot_id, fill.order_ref)  # a further slice of the sale
-        if order.role in ("tp", "sl") and lot_id is not None:
-            self._close_lot_on_exit(lot_id, order.role, fill)
+        if (order.role in ("tp", "sl") and lot_id is not None
+                and not self._close_lot_on_exit(lot_id, order.role, fill)):
+            self._exit_fill_after_close(lot_id)
         return lot_id
+
+    def _exit_fill_after_close(self, lot_id: int) -> None:
+        """An exit's fill stored onto a lot that was closed before it came: closed from
+        the completed orders at the SL's stop (marked estimated), from a position check
+        at an estimate, or by hand. The fills are the truth: once the lot's buys cover
+        it, its exit price is theirs, its reason the exit that filled, and its realized
+        P&L (which the daily loss limit reads) follows. Before, the estimate stayed: a
+        stop at 1.92 that filled at 32.78 after a jump read a loss of 129.30, not
+        3,215.30 (the soak, seed 14). Idempotent: a lot already priced by its fills is
+        left as it is (a second leg of an overfilled OCA pair changes nothing)."""
+        lot = self.db.lot(lot_id)
+        if lot is None or lot.state != "closed" or lot.close_reason == "assigned":
+            return  # open: _close_lot_on_exit closes it; assigned: the shares' accounting
+        fills = self.db.fills(lot_id)
+        buys = [f for f in fills if f.side == "BOT" and f.con_id == lot.con_id]
+        price = first_contracts_vwap(buys, lot.qty)
+        if price is None:
+            return  # a slice: the rest is still to come
+        first = self.db.order_by_ref(buys[0].order_ref) if buys[0].order_ref else None
+        reason = {"tp": "take_profit", "sl": "stop_loss"}.get(
+            first.role if first is not None else "", lot.close_reason or "closed_outside")
+        # Estimated stays only while the entry is not known from the sale's fills either.
+        entry_known = first_contracts_vwap(
+            [f for f in fills if f.side == "SLD" and f.con_id == lot.con_id], lot.qty
+        ) is not None
+        estimated = lot.pnl_estimated and not entry_known
+        if (lot.exit_price is not None and abs(price - lot.exit_price) < 1e-9
+                and reason == lot.close_reason and estimated == lot.pnl_estimated):
+            return
+        commissions = sum(f.commission or 0.0 for f in fills)
+        realized = pnl_math.realized_pnl(lot.entry_price, price, lot.qty,
+                                         commissions=commissions, multiplier=lot.mult)
+        was = (f"{lot.close_reason} at {lot.exit_price}"
+               + (" (estimated)" if lot.pnl_estimated else "")
+               + (f", realized {lot.realized_pnl:+.2f}" if lot.realized_pnl is not None
+                  else ""))
+        message = (f"lot {lot.id} {lot.local_symbol} x{lot.qty} re-priced from its exit "
+                   f"fills: {reason} at {price}, realized P&L {realized:+.2f}"
+                   + (" (entry still estimated)" if estimated else "")
+                   + f"; it was closed as {was}")
+        details = {"lot_id": lot.id, "reason": reason, "price": price,
+                   "realized_pnl": realized, "was_price": lot.exit_price,
+                   "was_realized_pnl": lot.realized_pnl}
+        prepare = getattr(self.alerts, "prepare", None)
+        row = prepare("lot_repriced", message, "warning", details) if prepare else None
+        written = self.db.reclose_lot(lot.id, price, reason, realized, estimated,
+                                      was=lot.close_reason or "", alert=row)
+        if not written:
+            return  # re-closed meanwhile (it is read again at the next fill)
+        self.log.warning(message)
+        if row is None:
+            self.alerts.raise_alert("lot_repriced", message, severity="warning",
+                                    details=details)
+        elif isinstance(written, tuple):
+            self.alerts.announced(written[0], written[1], row)
+        self._check_daily_loss()
 
     def _size_sale_lot(self, lot_id: int, order_ref: str, qty: int = 0,
                        avg_price: float = 0.0) -> None:
@@ -205,10 +265,12 @@ class FillsMixin(BookState):
         )
         return lot.id, True
 
-    def _close_lot_on_exit(self, lot_id: int, role: str, fill: FillInfo) -> None:
+    def _close_lot_on_exit(self, lot_id: int, role: str, fill: FillInfo) -> bool:
+        """Close the lot (or a piece of it) by its exit's fill; False if it was closed
+        already."""
         lot = self.db.lot(lot_id)
         if lot is None or lot.state == "closed":
-            return
+            return False
         take = exit_slice(lot.qty, fill.qty)
         if 0 < take < lot.qty:
             # A slice of the exit: it closes a piece of its own (realized P&L per slice);
@@ -228,16 +290,17 @@ class FillsMixin(BookState):
             multiplier=lot.mult,
         )
         reason = "take_profit" if role == "tp" else "stop_loss"
-        if self._close_announced(
+        if not self._close_announced(
             lot_id, fill.price, fill.time, reason, realized, "lot_closed",
             f"lot {lot_id} {lot.local_symbol} closed by {reason} at {fill.price}: "
             f"realized P&L {realized:+.2f}", "info", {"lot_id": lot_id, "reason": reason},
         ):
-            self.log.info(
-                "lot {} closed by {} @ {}: realized {}", lot_id, reason, fill.price, realized
-            )
-            self._unwatch(lot.con_id)
-            self._check_daily_loss()
+            return False  # closed meanwhile by another path
+        self.log.info("lot {} closed by {} @ {}: realized {}", lot_id, reason, fill.price,
+                      realized)
+        self._unwatch(lot.con_id)
+        self._check_daily_loss()
+        return True
 
     def _unwatch(self, con_id: int) -> None:
         if any(lot.con_id == con_id for lot in self.db.open_lots()):

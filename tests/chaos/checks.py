@@ -129,8 +129,17 @@ class Checks(Harness):
             fills = [f for lot in lots
                      for f in self.rows("SELECT * FROM fills WHERE lot_id = ?", (lot["id"],))]
             mult = lots[0]["multiplier"] or 100
-            cash = sum((f["price"] if f["side"] == "SLD" else -f["price"]) * f["qty"] * mult
-                       for f in fills)
+            # The buys that covered the sale: a further one (both legs of an OCA pair
+            # filled in one instant) is a long the account holds, not realized P&L.
+            left = float(sum(lot["qty"] for lot in lots))
+            cash = 0.0
+            for f in sorted(fills, key=lambda f: (f["time"], f["exec_id"])):
+                if f["side"] == "SLD":
+                    cash += f["price"] * f["qty"] * mult
+                else:
+                    take = min(float(f["qty"]), left)
+                    left -= take
+                    cash -= f["price"] * take * mult
             expected = round(cash - sum(f["commission"] or 0.0 for f in fills), 2)
             realized = sum(lot["realized_pnl"] or 0.0 for lot in lots)
             if abs(expected - realized) > 0.011 * len(lots):

@@ -1,0 +1,199 @@
+"""An exit's fill that reaches the book after its lot was closed by another path: the
+fills are the truth, and the lot's price, reason and realized P&L follow them.
+
+Found by the chaos soak (seed 14): a lot sold at 0.64 was closed from the completed
+orders at its stop, 1.92 (marked estimated: a stop fills at the market); the stop had
+filled at 32.78 after a spot jump, and that execution, stored onto the closed lot later,
+left it at 1.92: a realized loss of 129.30 where the fills say 3,215.30, and the daily
+loss limit reads the former. On real SQLite files, through the book's own fill path."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from actors.position_book.fills import FillsMixin
+from book.store import Store
+from trading.fills import first_contracts_vwap, sale_lot_fields
+from trading.model import ContractInfo, FillInfo
+from trading.records import Lot, StoredFill
+
+SALE = "tb:2026-12-01:0935:sale:1"
+PUT = ContractInfo(con_id=42, symbol="SPY", sec_type="OPT", expiry="20261204",
+                   strike=590.0, right="P", multiplier=100,
+                   local_symbol="SPY   261204P00590000")
+
+
+class _Alerts:
+    def __init__(self) -> None:
+        self.raised: list[tuple[str, str, dict[str, Any]]] = []
+
+    def raise_alert(self, kind: str, message: str, severity: str = "warning",
+                    details: dict[str, Any] | None = None) -> None:
+        self.raised.append((kind, message, details or {}))
+
+
+def _book(store: Store) -> Any:
+    book: Any = FillsMixin()
+    book.db = store
+    book.cfg = SimpleNamespace(strategy=SimpleNamespace(
+        take_profit_ratio=0.5, stop_loss_ratio=3.0, symbol="SPY"))
+    book.log = SimpleNamespace(info=lambda *a: None, warning=lambda *a: None)
+    book.directory = SimpleNamespace(tell=lambda name, msg: None, ref=lambda name: None)
+    book.contract = lambda con_id: PUT
+    book._today = lambda: "2026-12-01"
+    book.alerts = _Alerts()
+    book.loss_checks = 0
+
+    def check() -> None:
+        book.loss_checks += 1
+
+    def close_announced(lot_id: int, price: float | None, when: float, reason: str,
+                        realized: float | None, kind: str, message: str, severity: str,
+                        details: dict[str, Any]) -> bool:
+        # settlement's own path for an alerter without an outbox in this file
+        if not store.close_lot(lot_id, price, when, reason, realized):
+            return False
+        book.alerts.raise_alert(kind, message, severity, details)
+        return True
+
+    book._check_daily_loss = check
+    book._close_announced = close_announced
+    book._unwatch = lambda con_id: None
+    return book
+
+
+def _fill(exec_id: str, ref: str, side: str, price: float, qty: float = 1,
+          commission: float | None = 0.65) -> FillInfo:
+    return FillInfo(exec_id=exec_id, order_id=7, perm_id=8, order_ref=ref,
+                    con_id=PUT.con_id, local_symbol=PUT.local_symbol, side=side, qty=qty,
+                    price=price, time=time.time(), commission=commission)
+
+
+def _protected_lot(store: Store, book: Any, entry: float = 0.64, qty: int = 1) -> Lot:
+    """A sale of ours filled (its execution stored), its TP+SL pair recorded."""
+    store.start_entry("2026-12-01", "09:35")
+    store.record_intent(SALE, "sale", PUT.con_id, "SELL", "LMT", qty, lmt_price=entry,
+                        trade_date="2026-12-01")
+    lot_entry, fields = sale_lot_fields(SALE, "2026-12-01", PUT, qty, entry, time.time(),
+                                        0.5, 3.0)
+    lot, _ = store.open_sale_lot(entry=lot_entry, **fields)
+    book.apply_fill(_fill("e-sale", SALE, "SLD", entry, qty))
+    for role, otype in (("tp", "LMT"), ("sl", "STP")):
+        store.record_intent(f"tb:lot{lot.id}:{role}:1", role, PUT.con_id, "BUY", otype, qty,
+                            lmt_price=lot.tp_price if role == "tp" else None,
+                            aux_price=lot.sl_price if role == "sl" else None,
+                            oca_group=f"oca{lot.id}", lot_id=lot.id, trade_date="2026-12-01")
+    got = store.lot(lot.id)
+    assert got is not None
+    return got
+
+
+def test_a_stop_closed_at_its_price_is_repriced_by_its_fill(tmp_path: Path) -> None:
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book)
+    assert lot.sl_price == 1.92
+    # The completed orders' close: at the stop, estimated (settlement._apply_completed).
+    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65)
+    store.mark_pnl_estimated(lot.id)
+
+    book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 32.78))
+
+    after = store.lot(lot.id)
+    assert after is not None
+    assert (after.exit_price, after.close_reason) == (32.78, "stop_loss")
+    assert after.realized_pnl == round((0.64 - 32.78) * 100 - 1.30, 2) == -3215.30
+    assert not after.pnl_estimated  # entry and exit both known from executions now
+    ((kind, message, details),) = [a for a in book.alerts.raised if a[0] != "lot_closed"]
+    assert kind == "lot_repriced" and "32.78" in message and "1.92" in message
+    assert details["was_realized_pnl"] == -129.30 and details["realized_pnl"] == -3215.30
+    assert book.loss_checks == 1  # the daily loss limit judged the true loss
+
+    # The execution reported again (every reconnect asks for them): nothing moves.
+    book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 32.78))
+    assert store.lot(lot.id) == after and len(book.alerts.raised) == 1
+
+
+def test_an_estimated_close_takes_the_reason_of_the_exit_that_filled(tmp_path: Path) -> None:
+    """A position check closed it `reconciled_estimated` at the SL stop (nearer the
+    quote); the take-profit's execution arrives afterwards: it was the take-profit."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book, entry=2.0)
+    assert store.close_lot(lot.id, lot.sl_price, time.time(), "reconciled_estimated", -400.0)
+    store.mark_pnl_estimated(lot.id)
+
+    book.apply_fill(_fill("e-tp", f"tb:lot{lot.id}:tp:1", "BOT", 1.0))
+
+    after = store.lot(lot.id)
+    assert after is not None
+    assert (after.exit_price, after.close_reason) == (1.0, "take_profit")
+    assert after.realized_pnl == 98.70 and not after.pnl_estimated
+
+
+def test_a_kill_between_the_store_and_the_repricing_is_finished_on_the_repeat(
+        tmp_path: Path) -> None:
+    """The execution stored (add_fill committed) and the engine killed before the lot
+    was re-priced: the same execution reported again after the restart finishes it."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book)
+    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65)
+    store.mark_pnl_estimated(lot.id)
+    fill = _fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 32.78)
+    assert store.add_fill(StoredFill.of(fill, lot.id))  # ... and the kill
+
+    book = _book(Store(tmp_path / "book.sqlite"))  # the restarted engine
+    book.apply_fill(fill)
+    after = book.db.lot(lot.id)
+    assert (after.exit_price, after.realized_pnl) == (32.78, -3215.30)
+    assert [k for k, _, _ in book.alerts.raised] == ["lot_repriced"]
+
+
+def test_the_second_leg_of_an_overfilled_pair_leaves_the_lot_as_its_exit_closed_it(
+        tmp_path: Path) -> None:
+    """Both legs of the OCA pair filled in one instant (the soak, seed 12): the lot
+    closed by the first; the second's contract is a long the account now holds, not a
+    part of the lot's exit price. Its commission is the lot's (a cost its exits made)."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book, entry=0.79)
+    book.apply_fill(_fill("e-tp", f"tb:lot{lot.id}:tp:1", "BOT", 0.02))
+    closed = store.lot(lot.id)
+    assert closed is not None
+    assert (closed.exit_price, closed.close_reason, closed.realized_pnl) == (
+        0.02, "take_profit", 75.70)
+
+    book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 0.02))
+
+    after = store.lot(lot.id)
+    assert after is not None
+    assert (after.exit_price, after.close_reason) == (0.02, "take_profit")
+    assert after.realized_pnl == 75.05  # the second leg's commission only
+    assert [k for k, _, _ in book.alerts.raised] == ["lot_closed"]  # and nothing more
+
+
+def test_a_slice_of_the_exit_leaves_the_estimate_until_the_lot_is_covered(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book, entry=1.0, qty=2)
+    assert store.close_lot(lot.id, 3.0, time.time(), "stop_loss", -401.3)
+    store.mark_pnl_estimated(lot.id)
+    ref = f"tb:lot{lot.id}:sl:1"
+    book.apply_fill(_fill("e-sl1", ref, "BOT", 4.0))
+    assert store.lot(lot.id).exit_price == 3.0 and book.alerts.raised == []
+    book.apply_fill(_fill("e-sl2", ref, "BOT", 5.0))
+    after = store.lot(lot.id)
+    assert after.exit_price == 4.5 and after.realized_pnl == round(-700 - 1.95, 2)
+
+
+def test_first_contracts_vwap() -> None:
+    f = SimpleNamespace
+    assert first_contracts_vwap([f(qty=1, price=1.0), f(qty=2, price=2.0)], 2) == 1.5
+    assert first_contracts_vwap([f(qty=1, price=1.0), f(qty=2, price=2.0)], 3) == round(5 / 3, 6)
+    assert first_contracts_vwap([f(qty=1, price=1.0)], 2) is None
+    assert first_contracts_vwap([], 0) is None
