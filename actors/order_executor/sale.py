@@ -194,9 +194,9 @@ class SaleMixin(ExecutorPart):
         """Mark every open lot on the contract unprotected (one transaction, waited: the
         mark is what a restart or the repair job reads if we die before the restore),
         then send the cancels of their exits without waiting for the answers: the
-        sale's lookups and quote (asked just before) and its intent are answered and
-        written meanwhile. _exits_cancelled() waits for them, and
-        nothing is sent or re-priced on the contract before it has (_sell, _earlier_sale)."""
+        sale's lookups and quote (asked just before) are answered meanwhile.
+        _exits_cancelled() waits for them, and no intent is written and nothing is sent
+        or re-priced on the contract before it has (_sell, _earlier_sale)."""
         # On the executor's own connection (one transaction), not through the book's
         # mailbox, which may be storing a fill or answering the dashboard (bench.entry:
         # lots_marked 2.4-3.6 ms p50 through it).
@@ -300,6 +300,14 @@ class SaleMixin(ExecutorPart):
             prices = self._sale_prices(quote, contract)
             if attempt > first:  # before each sale (the first was checked before any cancel)
                 self._check_margin(contract, prices[0], spot)
+            # IB takes no SELL beside our BUY exits on the contract: their cancels are
+            # answered before the intent is written and the sale goes (they were sent
+            # after the lookups and the quote were asked, and are answered meanwhile).
+            # Not after the intent, though one commit sooner: a kill while they are
+            # answered would leave an intent never sent, which a restart reads as maybe
+            # sent (and a short on its contract as its fill), a window wider than the
+            # one between the write and the send.
+            self._exits_cancelled(record=False)
             if self._remembered is not None:  # asked before the cancels: a failure sells nothing
                 remembered, self._remembered = self._remembered, None
                 remembered.get(timeout=self._t())
@@ -315,16 +323,6 @@ class SaleMixin(ExecutorPart):
                 trade_date=trade_date,
             )
             self._step("intent")
-            # IB takes no SELL beside our BUY exits on the contract: their cancels are
-            # answered before the sale goes (they were sent after the lookups and the
-            # quote were asked). The intent is written while they are answered, not after
-            # (one commit less on the critical path); an engine killed here leaves an
-            # intent: maybe sent, as after any kill between the intent and the send.
-            try:
-                self._exits_cancelled(record=False)
-            except Exception as exc:  # nothing went out: never left a maybe-sent intent
-                self.intents.mark_order(ref, status="cancelled", error=f"not sent: {exc}")
-                raise
             req = OrderRequest(
                 ref, contract, "SELL", "LMT", s.quantity, lmt_price=prices[0], tif="DAY", spot=spot
             )

@@ -1,8 +1,7 @@
 """The sale's steps between the margin check and the SELL (issue 34, entry at the second):
 our exits on the contract are cancelled without the executor waiting for the answers, and
-the sale's lookups and quote are asked before them; the intent is written while they are
-answered, and the answers are in before the SELL is sent and before any exit is placed
-again. Shown on the executor's own code
+the sale's lookups and quote are asked before them; the answers are in before the intent
+is written and the SELL is sent, and before any exit is placed again. Shown on the executor's own code
 with a Connection that records the order it is asked in (the wire is ibsim's, in
 tests/engine/test_lifecycle.py): which of two threads answers first is not something a
 wire scenario can pin down."""
@@ -161,11 +160,12 @@ def test_the_lookups_go_out_while_the_cancels_are_answered_and_the_sale_after(
     assert filled and info is not None
     ref = sale_ref("2026-11-24", "09:35", 1)
     # The slot's first sale asks the broker too (a restored book may not know a sale),
-    # and for its quote, ahead of the cancels; it reads the answers, writes the intent
-    # while the cancels are answered, and sells only once they are.
+    # and for its quote, ahead of the cancels; it reads the answers, and writes the
+    # intent and sells only once the cancels are answered (a kill while they are leaves
+    # no intent that was never sent).
     assert ex.said == ["executions asked", "open orders asked", "quote asked", "lots marked",
                        "cancels sent [11, 12]", "executions answered", "open orders answered",
-                       "quote answered", f"intent {ref}", "cancels answered", f"SELL {ref}",
+                       "quote answered", "cancels answered", f"intent {ref}", f"SELL {ref}",
                        "recorded [11, 12]", "recorded [99]"], ex.said  # answers: after the send
     assert ex._lookups is None and ex._quote_asked is None  # read once: a later look asks
 
