@@ -308,6 +308,17 @@ class SaleMixin(ExecutorPart):
             # sent (and a short on its contract as its fill), a window wider than the
             # one between the write and the send.
             self._exits_cancelled(record=False)
+            if stale_reason(quote, time.time(), s.max_quote_age):
+                # The cancels were slow to answer (a gateway in trouble): never a price
+                # from a quote past strategy.max_quote_age; asked again (a stale answer
+                # refuses the entry, as at the first look).
+                self.log.warning("sale quote aged while the exits' cancels were answered:"
+                                 " asking again")
+                quote = self._fresh_quotes([contract], 2.0)[0]
+                if quote.bid is None or quote.ask is None:
+                    reason = "no quote"
+                    continue
+                prices = self._sale_prices(quote, contract)
             if self._remembered is not None:  # asked before the cancels: a failure sells nothing
                 remembered, self._remembered = self._remembered, None
                 remembered.get(timeout=self._t())

@@ -1,8 +1,8 @@
 """The sale's steps between the margin check and the SELL (issue 34, entry at the second):
 our exits on the contract are cancelled without the executor waiting for the answers, and
 the sale's lookups and quote are asked before them; the answers are in before the intent
-is written and the SELL is sent, and before any exit is placed again. Shown on the executor's own code
-with a Connection that records the order it is asked in (the wire is ibsim's, in
+is written and the SELL is sent, and before any exit is placed again. Shown on the
+executor's own code with a Connection that records the order it is asked in (the wire is ibsim's, in
 tests/engine/test_lifecycle.py): which of two threads answers first is not something a
 wire scenario can pin down."""
 
@@ -50,6 +50,7 @@ def _info(order_id: int, ref: str, status: str, filled: float = 0.0) -> OrderInf
 class _Conn:
     def __init__(self, said: list[str], quote_time: float) -> None:
         self.said, self.quote_time = said, quote_time
+        self.bid = 1.0
 
     def start_cancel_orders(self, ids: list[int]) -> _Answer:
         self.said.append(f"cancels sent {ids}")
@@ -73,7 +74,8 @@ class _Conn:
 
     def quotes(self, contracts: list[ContractInfo], *args: Any) -> _Answer:
         self.said.append("quote")
-        return _Answer([Quote(c.con_id, 1.0, 1.1, None, self.quote_time) for c in contracts])
+        return _Answer([Quote(c.con_id, self.bid, 1.1, None, self.quote_time)
+                        for c in contracts])
 
     def start_quotes(self, contracts: list[ContractInfo], *args: Any) -> _Answer:
         self.said.append("quote asked")
@@ -305,3 +307,40 @@ def test_lookups_not_asked_ahead_when_the_connection_is_down_are_asked_at_the_sa
     assert ex._lookups is None and ex._quote_asked is None
     filled, _info5, _ = ex._sell("2026-11-24", "09:35", PUT, [], 600.0)
     assert filled and ex.said.index("executions") < ex.said.index("quote"), ex.said
+
+
+def test_a_quote_that_aged_while_the_cancels_were_answered_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cancels of our exits on the contract answered past strategy.max_quote_age
+    (a gateway in trouble): the sale is priced from a quote asked after them, not from
+    the one read before (the clock is moved, not waited for)."""
+    from actors.order_executor import sale as sale_module
+    from trading.pricing import limit_walk
+
+    moved = [0.0]
+    monkeypatch.setattr(sale_module, "time", SimpleNamespace(
+        time=lambda: time.time() + moved[0], monotonic=time.monotonic))
+    ex = _Executor(tmp_path, time.time())
+    conn = ex.conn
+    max_age = ex.cfg.strategy.max_quote_age
+
+    class _SlowCancels(_Pending):
+        def result(self) -> list[Any]:
+            moved[0] = max_age + 5.0  # the answers came this late
+            conn.quote_time, conn.bid = time.time() + moved[0], 0.9  # the line moved
+            return super().result()
+
+    conn.start_cancel_orders = lambda ids: _Answer(_SlowCancels(  # type: ignore[method-assign]
+        ex.said, [_info(i, f"x:{i}", "Cancelled") for i in ids]))
+    cancelled = ex._start_cancelling_exits(PUT).lot_ids
+    filled, _info5, _ = ex._sell("2026-11-24", "09:35", PUT, cancelled, 600.0)
+    assert filled
+    ref = sale_ref("2026-11-24", "09:35", 1)
+    assert ex.said.index("cancels answered") < ex.said.index("quote", ex.said.index(
+        "cancels answered")) < ex.said.index(f"intent {ref}"), ex.said
+    s = ex.cfg.strategy
+    first = limit_walk(0.9, 1.1, s.limit_walk_step, max(2, round(1 / s.limit_walk_step) + 1),
+                       0.01)[0]
+    assert ex.intents.store.order_by_ref(ref).lmt_price == first != limit_walk(
+        1.0, 1.1, s.limit_walk_step, max(2, round(1 / s.limit_walk_step) + 1), 0.01)[0]
