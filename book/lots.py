@@ -32,6 +32,9 @@ _LOT_FIELDS = {
     "sl_price",
     "state",
     "imported",
+    # A split-off piece keeps its entry's estimate (an open lot's only one).
+    "pnl_estimated",
+    "entry_estimated",
 }
 _EXIT_FIELDS = {
     "tp_order_id",
@@ -167,9 +170,46 @@ class Lots(Repository):
                           " SET value = excluded.value", (key, json.dumps(value)))
             return add_alert(c, alert, time.time()) if alert is not None else True
 
-    def mark_pnl_estimated(self, lot_id: int) -> None:
+    def mark_pnl_estimated(self, lot_id: int, part: str = "exit") -> None:
+        """The lot's P&L is an estimate: its `entry` (a sale's limit, no execution known)
+        or its `exit` (a stop, a quote, a position check)."""
+        if part not in ("entry", "exit"):
+            raise ValueError(f"part must be 'entry' or 'exit', not {part!r}")
         with self._db.tx() as c:
-            c.execute("UPDATE lots SET pnl_estimated = 1 WHERE id = ?", (lot_id,))
+            c.execute(f"UPDATE lots SET pnl_estimated = 1, {part}_estimated = 1 WHERE id = ?",
+                      (lot_id,))
+
+    def mark_exit_unconfirmed(self, lot_id: int) -> None:
+        """The lot's exit price is its take-profit's limit, not its execution's price (a
+        limit fills at it or better): the P&L is not flagged an estimate, but the
+        execution, if it is reported later, re-prices the exit (exit_estimated)."""
+        with self._db.tx() as c:
+            c.execute("UPDATE lots SET exit_estimated = 1 WHERE id = ?", (lot_id,))
+
+    def closed_lots_with_estimated_exit(self) -> list[Lot]:
+        return self._db.records(
+            Lot.from_row,
+            "SELECT * FROM lots WHERE state = 'closed' AND exit_estimated = 1"
+            " AND close_reason != 'assigned' ORDER BY id")  # the shares' accounting
+
+    def reprice_estimated_exit(
+        self, lot_id: int, exit_price: float, reason: str, realized_pnl: float,
+        alert: AlertRow | None = None,
+    ) -> tuple[int, bool] | bool:
+        """A closed lot's estimated exit replaced by what its fills say (price, reason,
+        realized P&L), with the alert that says so in the same transaction ((alert id,
+        folded) then); False, and nothing written, if its exit is no longer an estimate
+        (re-priced already). The P&L stays an estimate while the entry is one."""
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE lots SET exit_price = ?, close_reason = ?, realized_pnl = ?,"
+                " exit_estimated = 0, pnl_estimated = entry_estimated, updated_at = ?"
+                " WHERE id = ? AND state = 'closed' AND exit_estimated = 1",
+                (exit_price, reason, realized_pnl, time.time(), lot_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            return add_alert(c, alert, time.time()) if alert is not None else True
 
     def split_lot(self, lot_id: int, qty: int) -> int | None:
         """Take `qty` contracts off an open lot into a new open lot (same entry), in one

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS lots (
     exit_price REAL, exit_time REAL, close_reason TEXT, realized_pnl REAL,
     commissions REAL NOT NULL DEFAULT 0, imported INTEGER NOT NULL DEFAULT 0,
     pnl_estimated INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    entry_estimated INTEGER NOT NULL DEFAULT 0, exit_estimated INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS lots_state ON lots(state);
 CREATE INDEX IF NOT EXISTS lots_order_ref ON lots(order_ref);
@@ -74,6 +75,31 @@ def create_or_migrate(conn: sqlite3.Connection) -> None:
     cols = {r["name"] for r in conn.execute("PRAGMA table_info(lots)")}
     if "pnl_estimated" not in cols:  # a book written before closed_outside existed
         conn.execute("ALTER TABLE lots ADD COLUMN pnl_estimated INTEGER NOT NULL DEFAULT 0")
+    if "exit_estimated" not in cols:
+        _split_the_estimate(conn)
+
+
+def _split_the_estimate(conn: sqlite3.Connection) -> None:
+    """A book written before a lot said which of its prices is an estimate (its entry
+    from a sale's limit, its exit from a stop, a quote or a position check): read from
+    what it holds. The entry was estimated if no sale execution of the lot is stored;
+    the exit, if the lot is closed. One transaction, the columns looked at again inside
+    it: another process opening the file at the same moment migrates it only once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "exit_estimated" not in {r[1] for r in conn.execute("PRAGMA table_info(lots)")}:
+            for col in ("entry_estimated", "exit_estimated"):
+                conn.execute(f"ALTER TABLE lots ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
+            conn.execute(
+                "UPDATE lots SET entry_estimated = 1 WHERE pnl_estimated = 1 AND NOT EXISTS"
+                " (SELECT 1 FROM fills WHERE fills.lot_id = lots.id AND fills.side = 'SLD')")
+            conn.execute(
+                "UPDATE lots SET exit_estimated = 1 WHERE pnl_estimated = 1"
+                " AND state = 'closed'")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _allow_share_sales(conn: sqlite3.Connection) -> None:

@@ -73,11 +73,14 @@ class Lot(_Row):
     realized_pnl: float | None
     commissions: float
     imported: bool
-    pnl_estimated: bool
+    pnl_estimated: bool  # entry_estimated or exit_estimated: the P&L is an estimate
     created_at: float
     updated_at: float
+    entry_estimated: bool = False  # entry priced by the sale's limit, no execution known
+    exit_estimated: bool = False  # exit priced by a stop, a quote or a position check
 
-    _FLAGS: ClassVar[tuple[str, ...]] = ("imported", "pnl_estimated")
+    _FLAGS: ClassVar[tuple[str, ...]] = (
+        "imported", "pnl_estimated", "entry_estimated", "exit_estimated")
 
     def exit_order_ref(self, role: ExitRole) -> str | None:
         """The orderRef of the lot's take-profit ('tp') or stop-loss ('sl') order."""

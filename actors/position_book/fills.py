@@ -105,17 +105,19 @@ class FillsMixin(BookState):
         return lot_id
 
     def _exit_fill_after_close(self, lot_id: int) -> None:
-        """An exit's fill stored onto a lot that was closed before it came: closed from
-        the completed orders at the SL's stop (marked estimated), from a position check
-        at an estimate, or by hand. The fills are the truth: once the lot's buys cover
-        it, its exit price is theirs, its reason the exit that filled, and its realized
-        P&L (which the daily loss limit reads) follows. Before, the estimate stayed: a
-        stop at 1.92 that filled at 32.78 after a jump read a loss of 129.30, not
-        3,215.30 (the soak, seed 14). Idempotent: a lot already priced by its fills is
-        left as it is (a second leg of an overfilled OCA pair changes nothing)."""
+        """An exit's fill stored onto a lot whose exit was an estimate: closed from the
+        completed orders at the SL's stop, by a position check, or by hand priced from
+        the quote. The fills are the truth: once the lot's buys cover it, its exit price
+        is theirs, its reason the exit that filled, and its realized P&L (which the
+        daily loss limit reads) follows. Before, the estimate stayed: a stop at 1.92
+        that filled at 32.78 after a jump read a loss of 129.30, not 3,215.30 (the soak,
+        seed 14). A lot whose exit came from a fill is never touched (a second leg of
+        an overfilled OCA pair is a long held, not its exit), nor one assigned (the
+        shares' accounting). Idempotent: re-priced once (exit_estimated cleared)."""
         lot = self.db.lot(lot_id)
-        if lot is None or lot.state != "closed" or lot.close_reason == "assigned":
-            return  # open: _close_lot_on_exit closes it; assigned: the shares' accounting
+        if (lot is None or lot.state != "closed" or not lot.exit_estimated
+                or lot.close_reason == "assigned"):
+            return
         fills = self.db.fills(lot_id)
         buys = [f for f in fills if f.side == "BOT" and f.con_id == lot.con_id]
         price = first_contracts_vwap(buys, lot.qty)
@@ -124,34 +126,32 @@ class FillsMixin(BookState):
         first = self.db.order_by_ref(buys[0].order_ref) if buys[0].order_ref else None
         reason = {"tp": "take_profit", "sl": "stop_loss"}.get(
             first.role if first is not None else "", lot.close_reason or "closed_outside")
-        # Estimated stays only while the entry is not known from the sale's fills either.
-        entry_known = first_contracts_vwap(
-            [f for f in fills if f.side == "SLD" and f.con_id == lot.con_id], lot.qty
-        ) is not None
-        estimated = lot.pnl_estimated and not entry_known
-        if (lot.exit_price is not None and abs(price - lot.exit_price) < 1e-9
-                and reason == lot.close_reason and estimated == lot.pnl_estimated):
-            return
         commissions = sum(f.commission or 0.0 for f in fills)
         realized = pnl_math.realized_pnl(lot.entry_price, price, lot.qty,
                                          commissions=commissions, multiplier=lot.mult)
-        was = (f"{lot.close_reason} at {lot.exit_price}"
-               + (" (estimated)" if lot.pnl_estimated else "")
-               + (f", realized {lot.realized_pnl:+.2f}" if lot.realized_pnl is not None
-                  else ""))
+        if (lot.exit_price is not None and abs(price - lot.exit_price) < 5e-5
+                and reason == lot.close_reason):
+            # Confirmed as it stood (a limit filled at it): nothing to tell anyone.
+            if self.db.reprice_estimated_exit(lot.id, price, reason, realized):
+                self.log.info("lot {}: its exit at {} confirmed by its execution", lot.id,
+                              price)
+            return
+        how = "estimated" if lot.pnl_estimated else "its order's price"
+        was = f"{lot.close_reason} at {lot.exit_price} ({how})" + (
+            f", realized {lot.realized_pnl:+.2f}" if lot.realized_pnl is not None else "")
         message = (f"lot {lot.id} {lot.local_symbol} x{lot.qty} re-priced from its exit "
                    f"fills: {reason} at {price}, realized P&L {realized:+.2f}"
-                   + (" (entry still estimated)" if estimated else "")
+                   + (" (its entry still estimated from the sale's limit)"
+                      if lot.entry_estimated else "")
                    + f"; it was closed as {was}")
         details = {"lot_id": lot.id, "reason": reason, "price": price,
                    "realized_pnl": realized, "was_price": lot.exit_price,
                    "was_realized_pnl": lot.realized_pnl}
         prepare = getattr(self.alerts, "prepare", None)
         row = prepare("lot_repriced", message, "warning", details) if prepare else None
-        written = self.db.reclose_lot(lot.id, price, reason, realized, estimated,
-                                      was=lot.close_reason or "", alert=row)
+        written = self.db.reprice_estimated_exit(lot.id, price, reason, realized, alert=row)
         if not written:
-            return  # re-closed meanwhile (it is read again at the next fill)
+            return  # re-priced meanwhile
         self.log.warning(message)
         if row is None:
             self.alerts.raise_alert("lot_repriced", message, severity="warning",
@@ -159,6 +159,13 @@ class FillsMixin(BookState):
         elif isinstance(written, tuple):
             self.alerts.announced(written[0], written[1], row)
         self._check_daily_loss()
+
+    def _reprice_estimated_exits(self) -> None:
+        """Every closed lot whose exit is an estimate, judged against its stored fills:
+        an exit fill stored by an engine killed before it re-priced the lot, and never
+        reported again (IB's executions start at its daily reset), is not left out."""
+        for lot in self.db.closed_lots_with_estimated_exit():
+            self._exit_fill_after_close(lot.id)
 
     def _size_sale_lot(self, lot_id: int, order_ref: str, qty: int = 0,
                        avg_price: float = 0.0) -> None:

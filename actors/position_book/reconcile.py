@@ -41,6 +41,7 @@ class ReconcileMixin(BookState):
         actor_ref: pykka.ActorRef[Any]
         def apply_fill(self, fill: FillInfo) -> int | None: ...
         def apply_orders(self, infos: Sequence[OrderInfo]) -> None: ...
+        def _reprice_estimated_exits(self) -> None: ...
         def set_kv(self, key: str, value: Any) -> None: ...
         def _apply_completed(
             self, completed: list[OrderInfo], positions: list[Any] | None = None
@@ -167,6 +168,7 @@ class ReconcileMixin(BookState):
             self.apply_fill(fill)
             counts["fills"] += self.db.fill_count() - before
         done_refs = self._apply_completed(completed or [], positions)
+        self._reprice_estimated_exits()  # a kill between an exit fill and its re-pricing
         live_refs = {info.order_ref for info in open_orders if is_ours(info.order_ref)}
         known = [info for info in open_orders if info.order_ref in live_refs
                  and self.db.order_by_ref(info.order_ref) is not None]

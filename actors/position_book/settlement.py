@@ -143,6 +143,10 @@ class SettlementMixin(BookState):
             piece_id = self._split(lot, qty)
             if piece_id is None:
                 continue
+            if piece_id != lot.id:
+                # Its executions, if they are reported later, are the piece's: never the
+                # rest's, which is still held (they would close it, or re-price it).
+                self.db.mark_order(info.order_ref, lot_id=piece_id)
             realized = pnl_math.realized_pnl(
                 lot.entry_price, price, qty, self._commissions(piece_id), lot.mult)
             reason = "take_profit" if role == "tp" else "stop_loss"
@@ -157,6 +161,8 @@ class SettlementMixin(BookState):
                 continue
             if role == "sl":
                 self.db.mark_pnl_estimated(piece_id)  # a stop fills at the market
+            else:  # a limit fills at it or better: re-priced if its execution comes
+                self.db.mark_exit_unconfirmed(piece_id)
             self.log.warning("lot {} closed by {} at {} from the completed orders ({} of "
                              "{})", lot.id, reason, price, qty, lot.qty)
             self._closed(lot, piece_id)
@@ -204,7 +210,7 @@ class SettlementMixin(BookState):
                         price=float(price), time=time.time())
         lot_id = self._open_lot_from_sale(row, fill)
         if not whole:
-            self.db.mark_pnl_estimated(lot_id)
+            self.db.mark_pnl_estimated(lot_id, part="entry")
         how = "the broker's average cost" if whole else "its limit (estimated)"
         self.log.warning("sale {} filled while the engine was away: lot {} x{} at {} ({})",
                          info.order_ref, lot_id, qty, price, how)

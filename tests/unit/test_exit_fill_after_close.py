@@ -15,9 +15,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from actors.position_book.fills import FillsMixin
+from actors.position_book.settlement import SettlementMixin
 from book.store import Store
 from trading.fills import first_contracts_vwap, sale_lot_fields
-from trading.model import ContractInfo, FillInfo
+from trading.model import ContractInfo, FillInfo, OrderInfo
 from trading.records import Lot, StoredFill
 
 SALE = "tb:2026-12-01:0935:sale:1"
@@ -35,8 +36,12 @@ class _Alerts:
         self.raised.append((kind, message, details or {}))
 
 
+class _Book(SettlementMixin, FillsMixin):
+    """The book's fill and settlement parts on a real store; the rest stubbed."""
+
+
 def _book(store: Store) -> Any:
-    book: Any = FillsMixin()
+    book: Any = _Book()
     book.db = store
     book.cfg = SimpleNamespace(strategy=SimpleNamespace(
         take_profit_ratio=0.5, stop_loss_ratio=3.0, symbol="SPY"))
@@ -62,14 +67,16 @@ def _book(store: Store) -> Any:
     book._check_daily_loss = check
     book._close_announced = close_announced
     book._unwatch = lambda con_id: None
+    book.clock = SimpleNamespace(now=lambda: __import__("datetime").datetime.now())
     return book
 
 
 def _fill(exec_id: str, ref: str, side: str, price: float, qty: float = 1,
-          commission: float | None = 0.65) -> FillInfo:
+          commission: float | None = 0.65, at: float | None = None) -> FillInfo:
     return FillInfo(exec_id=exec_id, order_id=7, perm_id=8, order_ref=ref,
                     con_id=PUT.con_id, local_symbol=PUT.local_symbol, side=side, qty=qty,
-                    price=price, time=time.time(), commission=commission)
+                    price=price, time=time.time() if at is None else at,
+                    commission=commission)
 
 
 def _protected_lot(store: Store, book: Any, entry: float = 0.64, qty: int = 1) -> Lot:
@@ -106,7 +113,7 @@ def test_a_stop_closed_at_its_price_is_repriced_by_its_fill(tmp_path: Path) -> N
     assert after is not None
     assert (after.exit_price, after.close_reason) == (32.78, "stop_loss")
     assert after.realized_pnl == round((0.64 - 32.78) * 100 - 1.30, 2) == -3215.30
-    assert not after.pnl_estimated  # entry and exit both known from executions now
+    assert not after.pnl_estimated and not after.exit_estimated  # both from executions
     ((kind, message, details),) = [a for a in book.alerts.raised if a[0] != "lot_closed"]
     assert kind == "lot_repriced" and "32.78" in message and "1.92" in message
     assert details["was_realized_pnl"] == -129.30 and details["realized_pnl"] == -3215.30
@@ -114,7 +121,8 @@ def test_a_stop_closed_at_its_price_is_repriced_by_its_fill(tmp_path: Path) -> N
 
     # The execution reported again (every reconnect asks for them): nothing moves.
     book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 32.78))
-    assert store.lot(lot.id) == after and len(book.alerts.raised) == 1
+    assert store.lot(lot.id) == after
+    assert [k for k, _, _ in book.alerts.raised].count("lot_repriced") == 1
 
 
 def test_an_estimated_close_takes_the_reason_of_the_exit_that_filled(tmp_path: Path) -> None:
@@ -153,6 +161,76 @@ def test_a_kill_between_the_store_and_the_repricing_is_finished_on_the_repeat(
     assert [k for k, _, _ in book.alerts.raised] == ["lot_repriced"]
 
 
+def test_a_kill_before_the_repricing_is_finished_by_the_reconciliation(
+        tmp_path: Path) -> None:
+    """... and when the execution is never reported again (the restart came after IB's
+    daily reset), the reconciliation's look at every estimated exit finishes it."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book)
+    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65)
+    store.mark_pnl_estimated(lot.id)
+    assert store.add_fill(StoredFill.of(
+        _fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 32.78), lot.id))
+
+    book = _book(Store(tmp_path / "book.sqlite"))
+    book._reprice_estimated_exits()
+    book._reprice_estimated_exits()  # once only
+    assert book.db.lot(lot.id).exit_price == 32.78
+    assert [k for k, _, _ in book.alerts.raised] == ["lot_repriced"]
+    assert book.db.closed_lots_with_estimated_exit() == []
+
+
+def test_an_entry_estimated_from_the_limit_stays_so(tmp_path: Path) -> None:
+    """The sale's execution was never known (its lot priced by its limit): the exit is
+    re-priced by its fill, the P&L is still marked estimated and the alert says why."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    store.start_entry("2026-12-01", "09:35")
+    store.record_intent(SALE, "sale", PUT.con_id, "SELL", "LMT", 1, lmt_price=0.60,
+                        trade_date="2026-12-01")
+    lot_entry, fields = sale_lot_fields(SALE, "2026-12-01", PUT, 1, 0.60, time.time(),
+                                        0.5, 3.0)
+    lot, _ = store.open_sale_lot(entry=lot_entry, **fields)
+    store.mark_pnl_estimated(lot.id, part="entry")
+    store.record_intent(f"tb:lot{lot.id}:sl:1", "sl", PUT.con_id, "BUY", "STP", 1,
+                        aux_price=lot.sl_price, lot_id=lot.id, trade_date="2026-12-01")
+    assert store.close_lot(lot.id, lot.sl_price, time.time(), "stop_loss", -120.0)
+    store.mark_pnl_estimated(lot.id)
+
+    book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 2.0))
+
+    after = store.lot(lot.id)
+    assert after.exit_price == 2.0 and after.realized_pnl == -140.65
+    assert after.pnl_estimated and after.entry_estimated and not after.exit_estimated
+    ((_, message, _),) = [a for a in book.alerts.raised if a[0] == "lot_repriced"]
+    assert "entry still estimated" in message
+
+
+def test_an_exit_of_a_piece_filled_while_away_belongs_to_the_piece(tmp_path: Path) -> None:
+    """A lot of 2 whose stop was sized for 1 (a part resized) filled while the engine was
+    away: the completed orders close a piece of 1 at the stop (estimated). The stop's
+    execution, reported later, re-prices that piece; the rest, still held, stays open
+    (before, the order still named the whole lot: its late execution closed the rest,
+    or re-priced it when its own exit had closed it already)."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book, entry=0.64, qty=2)
+    ref = f"tb:lot{lot.id}:sl:1"
+    store.mark_order(ref, status="submitted", order_id=21)
+    done = OrderInfo(21, 22, ref, PUT.con_id, PUT.local_symbol, "BUY", "STP", 1.0, None,
+                     lot.sl_price, f"oca{lot.id}", "Filled", filled=1.0)
+    assert book._apply_completed([done], []) == {ref}
+    (piece,) = [x for x in store.lots(["closed"])]
+    assert piece.id != lot.id and piece.exit_estimated and piece.qty == 1
+
+    book.apply_fill(_fill("e-sl", ref, "BOT", 32.78))
+
+    rest, repriced = store.lot(lot.id), store.lot(piece.id)
+    assert rest.state != "closed" and rest.qty == 1
+    assert (repriced.exit_price, repriced.exit_estimated) == (32.78, False)
+
+
 def test_the_second_leg_of_an_overfilled_pair_leaves_the_lot_as_its_exit_closed_it(
         tmp_path: Path) -> None:
     """Both legs of the OCA pair filled in one instant (the soak, seed 12): the lot
@@ -161,13 +239,14 @@ def test_the_second_leg_of_an_overfilled_pair_leaves_the_lot_as_its_exit_closed_
     store = Store(tmp_path / "book.sqlite")
     book = _book(store)
     lot = _protected_lot(store, book, entry=0.79)
-    book.apply_fill(_fill("e-tp", f"tb:lot{lot.id}:tp:1", "BOT", 0.02))
+    at = time.time()  # one second at IB: the other leg's exec id sorts first
+    book.apply_fill(_fill("e-tp", f"tb:lot{lot.id}:tp:1", "BOT", 0.02, at=at))
     closed = store.lot(lot.id)
     assert closed is not None
     assert (closed.exit_price, closed.close_reason, closed.realized_pnl) == (
         0.02, "take_profit", 75.70)
 
-    book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 0.02))
+    book.apply_fill(_fill("e-a-sl", f"tb:lot{lot.id}:sl:1", "BOT", 0.05, at=at))
 
     after = store.lot(lot.id)
     assert after is not None
@@ -197,3 +276,64 @@ def test_first_contracts_vwap() -> None:
     assert first_contracts_vwap([f(qty=1, price=1.0), f(qty=2, price=2.0)], 3) == round(5 / 3, 6)
     assert first_contracts_vwap([f(qty=1, price=1.0)], 2) is None
     assert first_contracts_vwap([], 0) is None
+
+
+def test_a_book_written_before_the_split_estimate_is_read_from_what_it_holds(
+        tmp_path: Path) -> None:
+    """An older book has only pnl_estimated: a closed lot's exit is taken for the
+    estimate, and its entry too when no sale execution of it is stored."""
+    import sqlite3
+
+    path = tmp_path / "book.sqlite"
+    store = Store(path)
+    book = _book(store)
+    sold = _protected_lot(store, book)  # its sale's execution stored
+    assert store.close_lot(sold.id, 1.92, time.time(), "stop_loss", -129.30)
+    store.mark_pnl_estimated(sold.id)
+    lot_entry, fields = sale_lot_fields("tb:2026-12-02:0935:sale:1", "2026-12-02", PUT, 1,
+                                        0.5, time.time(), 0.5, 3.0)
+    store.start_entry("2026-12-02", "09:35")
+    store.record_intent("tb:2026-12-02:0935:sale:1", "sale", PUT.con_id, "SELL", "LMT", 1,
+                        lmt_price=0.5, trade_date="2026-12-02")
+    unsold, _ = store.open_sale_lot(entry=lot_entry, **fields)  # no execution stored
+    store.mark_pnl_estimated(unsold.id, part="entry")
+    store.close()
+    old = sqlite3.connect(path)
+    for col in ("entry_estimated", "exit_estimated"):
+        old.execute(f"ALTER TABLE lots DROP COLUMN {col}")
+    old.commit()
+    old.close()
+
+    again = Store(path)
+    a, b = again.lot(sold.id), again.lot(unsold.id)
+    assert (a.entry_estimated, a.exit_estimated, a.pnl_estimated) == (False, True, True)
+    assert (b.entry_estimated, b.exit_estimated, b.pnl_estimated) == (True, False, True)
+    assert Store(path).lot(sold.id) == a  # opened again: nothing migrated twice
+
+
+def test_a_take_profit_closed_at_its_limit_takes_its_executions_price(
+        tmp_path: Path) -> None:
+    """The completed orders close a lot by its take-profit at the order's limit (not
+    flagged estimated: a limit fills at it or better); its execution, reported later,
+    says what it filled at: a better price re-prices the lot, the limit itself only
+    confirms it (no alert)."""
+    for filled_at, alerts in ((0.30, ["lot_repriced"]), (0.32, [])):
+        store = Store(tmp_path / f"book-{filled_at}.sqlite")
+        book = _book(store)
+        lot = _protected_lot(store, book, entry=0.64)
+        ref = f"tb:lot{lot.id}:tp:1"
+        store.mark_order(ref, status="submitted", order_id=31)
+        done = OrderInfo(31, 32, ref, PUT.con_id, PUT.local_symbol, "BUY", "LMT", 1.0,
+                         lot.tp_price, None, f"oca{lot.id}", "Filled", filled=1.0)
+        book._apply_completed([done], [])
+        closed = store.lot(lot.id)
+        assert (closed.exit_price, closed.pnl_estimated, closed.exit_estimated) == (
+            0.32, False, True)
+
+        book.apply_fill(_fill("e-tp", ref, "BOT", filled_at))
+
+        after = store.lot(lot.id)
+        assert (after.exit_price, after.exit_estimated, after.pnl_estimated) == (
+            filled_at, False, False)
+        assert after.realized_pnl == round((0.64 - filled_at) * 100 - 1.30, 2)
+        assert [k for k, _, _ in book.alerts.raised if k != "lot_closed"] == alerts
