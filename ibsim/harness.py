@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,8 +27,39 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_PORTS = random.Random()  # its own stream: a test that seeds `random` changes nothing here
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A TCP port free on 127.0.0.1 now, for a server that binds it a moment later (an
+    engine or a gateway started with it in its config). Drawn outside the kernel's
+    ephemeral range: a port from bind(0) is one the kernel also hands out as the local
+    end of outgoing connections, and under load (a suite beside a soak) one of those
+    took it before the server bound it ('Address already in use' for an engine's
+    ZeroMQ port). Ours collide only with each other's draws, rarely, and never with a
+    port in use when drawn."""
+    low, high = _ephemeral_range()
+    spans = [(r0, r1) for r0, r1 in ((10000, low), (high + 1, 65536)) if r1 - r0 >= 1000]
+    for _ in range(100):
+        if not spans:
+            break
+        r0, r1 = _PORTS.choice(spans)
+        port = _PORTS.randrange(r0, r1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no room outside the range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
