@@ -129,20 +129,28 @@ class Lots(Repository):
         exit_time: float,
         reason: str,
         realized_pnl: float | None,
+        estimated: str = "",
     ) -> bool:
-        """Close an open lot; a closed one is left as it is (returns False)."""
+        """Close an open lot; a closed one is left as it is (returns False). `estimated`
+        says how far its exit price is a guess, in the same UPDATE (a kill between the
+        close and a second write left a guess that its execution could never correct):
+        "exit" (a stop, a quote, a position check: the P&L is flagged an estimate) or
+        "unconfirmed" (an order's limit, or expired worthless: not flagged, but its
+        execution, if one comes, re-prices it); "" when a fill priced it."""
         with self._db.tx() as c:
-            return _close_open_lot(c, lot_id, exit_price, exit_time, reason, realized_pnl)
+            return _close_open_lot(c, lot_id, exit_price, exit_time, reason, realized_pnl,
+                                   estimated)
 
     def close_lot_with_alert(
         self, lot_id: int, exit_price: float | None, exit_time: float, reason: str,
-        realized_pnl: float | None, alert: AlertRow,
+        realized_pnl: float | None, alert: AlertRow, estimated: str = "",
     ) -> tuple[int, bool] | None:
         """close_lot and the alert announcing it in one transaction (a crash between
         them can no longer lose the alert); (alert id, folded), None if the lot was
         closed already (nothing written)."""
         with self._db.tx() as c:
-            if not _close_open_lot(c, lot_id, exit_price, exit_time, reason, realized_pnl):
+            if not _close_open_lot(c, lot_id, exit_price, exit_time, reason, realized_pnl,
+                                   estimated):
                 return None
             return add_alert(c, alert, time.time())
 
@@ -170,27 +178,14 @@ class Lots(Repository):
                           " SET value = excluded.value", (key, json.dumps(value)))
             return add_alert(c, alert, time.time()) if alert is not None else True
 
-    def mark_pnl_estimated(self, lot_id: int, part: str = "exit") -> None:
-        """The lot's P&L is an estimate: its `entry` (a sale's limit, no execution known)
-        or its `exit` (a stop, a quote, a position check)."""
-        if part not in ("entry", "exit"):
-            raise ValueError(f"part must be 'entry' or 'exit', not {part!r}")
-        with self._db.tx() as c:
-            c.execute(f"UPDATE lots SET pnl_estimated = 1, {part}_estimated = 1 WHERE id = ?",
-                      (lot_id,))
-
-    def mark_exit_unconfirmed(self, lot_id: int) -> None:
-        """The lot's exit price is its take-profit's limit, not its execution's price (a
-        limit fills at it or better): the P&L is not flagged an estimate, but the
-        execution, if it is reported later, re-prices the exit (exit_estimated)."""
-        with self._db.tx() as c:
-            c.execute("UPDATE lots SET exit_estimated = 1 WHERE id = ?", (lot_id,))
-
     def closed_lots_with_estimated_exit(self) -> list[Lot]:
         return self._db.records(
             Lot.from_row,
+            # Not an assigned one (the shares' accounting), nor one with no buy stored
+            # (a stop whose execution never came: the list would only grow).
             "SELECT * FROM lots WHERE state = 'closed' AND exit_estimated = 1"
-            " AND close_reason != 'assigned' ORDER BY id")  # the shares' accounting
+            " AND close_reason != 'assigned' AND EXISTS (SELECT 1 FROM fills WHERE"
+            " fills.lot_id = lots.id AND fills.side = 'BOT') ORDER BY id")
 
     def reprice_estimated_exit(
         self, lot_id: int, exit_price: float, reason: str, realized_pnl: float,
@@ -204,7 +199,8 @@ class Lots(Repository):
             cur = c.execute(
                 "UPDATE lots SET exit_price = ?, close_reason = ?, realized_pnl = ?,"
                 " exit_estimated = 0, pnl_estimated = entry_estimated, updated_at = ?"
-                " WHERE id = ? AND state = 'closed' AND exit_estimated = 1",
+                " WHERE id = ? AND state = 'closed' AND exit_estimated = 1"
+                " AND close_reason != 'assigned'",
                 (exit_price, reason, realized_pnl, time.time(), lot_id),
             )
             if cur.rowcount != 1:
@@ -304,13 +300,18 @@ def _insert_lot(c: sqlite3.Connection, entry: tuple[str, str] | None,
 
 
 def _close_open_lot(c: sqlite3.Connection, lot_id: int, exit_price: float | None,
-                    exit_time: float, reason: str, realized_pnl: float | None) -> bool:
+                    exit_time: float, reason: str, realized_pnl: float | None,
+                    estimated: str = "") -> bool:
     """The one UPDATE that closes a lot, inside the caller's transaction; False when the
-    lot was closed already."""
+    lot was closed already. `estimated`: see Lots.close_lot."""
+    if estimated not in ("", "exit", "unconfirmed"):
+        raise ValueError(f"estimated must be '', 'exit' or 'unconfirmed', not {estimated!r}")
     cur = c.execute(
         "UPDATE lots SET state = 'closed', exit_price = ?, exit_time = ?,"
-        " close_reason = ?, realized_pnl = ?, updated_at = ? WHERE id = ? AND"
+        " close_reason = ?, realized_pnl = ?, exit_estimated = ?,"
+        " pnl_estimated = MAX(pnl_estimated, ?), updated_at = ? WHERE id = ? AND"
         " state != 'closed'",
-        (exit_price, exit_time, reason, realized_pnl, time.time(), lot_id),
+        (exit_price, exit_time, reason, realized_pnl, int(bool(estimated)),
+         int(estimated == "exit"), time.time(), lot_id),
     )
     return cur.rowcount == 1

@@ -82,8 +82,10 @@ def create_or_migrate(conn: sqlite3.Connection) -> None:
 def _split_the_estimate(conn: sqlite3.Connection) -> None:
     """A book written before a lot said which of its prices is an estimate (its entry
     from a sale's limit, its exit from a stop, a quote or a position check): read from
-    what it holds. The entry was estimated if no sale execution of the lot is stored;
-    the exit, if the lot is closed. One transaction, the columns looked at again inside
+    what it holds. The entry was estimated if no execution of its sale is stored (a
+    split-off piece, with no sale of its own, is not marked); the exit, if the lot is
+    closed and its price is not that of a buy of its own stored (an estimated entry's
+    lot closed by its exit's fill). One transaction, the columns looked at again inside
     it: another process opening the file at the same moment migrates it only once."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -91,11 +93,15 @@ def _split_the_estimate(conn: sqlite3.Connection) -> None:
             for col in ("entry_estimated", "exit_estimated"):
                 conn.execute(f"ALTER TABLE lots ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
             conn.execute(
-                "UPDATE lots SET entry_estimated = 1 WHERE pnl_estimated = 1 AND NOT EXISTS"
-                " (SELECT 1 FROM fills WHERE fills.lot_id = lots.id AND fills.side = 'SLD')")
+                "UPDATE lots SET entry_estimated = 1 WHERE pnl_estimated = 1"
+                " AND order_ref != '' AND NOT EXISTS (SELECT 1 FROM fills WHERE"
+                " fills.order_ref = lots.order_ref AND fills.side = 'SLD')")
             conn.execute(
                 "UPDATE lots SET exit_estimated = 1 WHERE pnl_estimated = 1"
-                " AND state = 'closed'")
+                " AND state = 'closed' AND close_reason != 'assigned' AND NOT"
+                " (entry_estimated = 1 AND EXISTS (SELECT 1 FROM fills WHERE"
+                " fills.lot_id = lots.id AND fills.side = 'BOT'"
+                " AND ABS(fills.price - lots.exit_price) < 1e-9))")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

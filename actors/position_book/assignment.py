@@ -27,7 +27,7 @@ class AssignmentMixin(BookState):
         def _close_announced(
             self, lot_id: int, price: float | None, when: float, reason: str,
             realized: float | None, kind: str, message: str, severity: str,
-            details: dict[str, Any],
+            details: dict[str, Any], estimated: str = "",
         ) -> bool: ...
         def _spot(self) -> float | None: ...
         def _check_daily_loss(self) -> None: ...
@@ -106,7 +106,7 @@ class AssignmentMixin(BookState):
         horizon = self._now_ts() - 4 * 86400
         candidates = [
             lot for lot in self.db.lots(["closed"])
-            if ((lot.close_reason == "closed_outside" and lot.pnl_estimated)
+            if ((lot.close_reason == "closed_outside" and lot.exit_estimated)
                 or lot.close_reason == "expired")
             and lot.strike and (lot.exit_time or 0) >= horizon
         ]
@@ -166,10 +166,9 @@ class AssignmentMixin(BookState):
         msg, details, queue = self._assigned_alert(lot, piece_id, qty, value, realized, "")
         # The close and its alert in one transaction (a crash cannot lose the alert).
         if not self._close_announced(piece_id, value, self._now_ts(), "assigned", realized,
-                                     "assigned", msg, "warning", details):
+                                     "assigned", msg, "warning", details,
+                                     "exit" if estimated or value is None else ""):
             return False
-        if estimated or value is None:
-            self.db.mark_pnl_estimated(piece_id)
         if queue:
             self._queue_share_sale(piece_id, self.cfg.strategy.symbol, queue)
         self.log.warning(msg)

@@ -50,7 +50,7 @@ class FillsMixin(BookState):
         def _close_announced(
             self, lot_id: int, price: float | None, when: float, reason: str,
             realized: float | None, kind: str, message: str, severity: str,
-            details: dict[str, Any],
+            details: dict[str, Any], estimated: str = "",
         ) -> bool: ...
 
     def apply_fill(self, fill: FillInfo) -> int | None:
@@ -136,7 +136,8 @@ class FillsMixin(BookState):
                 self.log.info("lot {}: its exit at {} confirmed by its execution", lot.id,
                               price)
             return
-        how = "estimated" if lot.pnl_estimated else "its order's price"
+        how = {"take_profit": "its limit", "expired": "expired worthless"}.get(
+            lot.close_reason or "", "estimated")
         was = f"{lot.close_reason} at {lot.exit_price} ({how})" + (
             f", realized {lot.realized_pnl:+.2f}" if lot.realized_pnl is not None else "")
         message = (f"lot {lot.id} {lot.local_symbol} x{lot.qty} re-priced from its exit "
@@ -147,14 +148,17 @@ class FillsMixin(BookState):
         details = {"lot_id": lot.id, "reason": reason, "price": price,
                    "realized_pnl": realized, "was_price": lot.exit_price,
                    "was_realized_pnl": lot.realized_pnl}
+        # A loss larger than the book said is a warning; a better price, news.
+        worse = lot.realized_pnl is None or realized < lot.realized_pnl
+        severity = "warning" if worse else "info"
         prepare = getattr(self.alerts, "prepare", None)
-        row = prepare("lot_repriced", message, "warning", details) if prepare else None
+        row = prepare("lot_repriced", message, severity, details) if prepare else None
         written = self.db.reprice_estimated_exit(lot.id, price, reason, realized, alert=row)
         if not written:
             return  # re-priced meanwhile
-        self.log.warning(message)
+        (self.log.warning if worse else self.log.info)(message)
         if row is None:
-            self.alerts.raise_alert("lot_repriced", message, severity="warning",
+            self.alerts.raise_alert("lot_repriced", message, severity=severity,
                                     details=details)
         elif isinstance(written, tuple):
             self.alerts.announced(written[0], written[1], row)
@@ -240,12 +244,16 @@ class FillsMixin(BookState):
             self._size_sale_lot(lot_id, order_ref, filled, fill_price)
         return lot_id
 
-    def _open_lot_from_sale(self, order: OrderRecord, fill: FillInfo) -> int:
-        return self._open_sale_lot(order, fill)[0]
+    def _open_lot_from_sale(self, order: OrderRecord, fill: FillInfo,
+                            entry_estimated: bool = False) -> int:
+        return self._open_sale_lot(order, fill, entry_estimated)[0]
 
-    def _open_sale_lot(self, order: OrderRecord, fill: FillInfo) -> tuple[int, bool]:
+    def _open_sale_lot(self, order: OrderRecord, fill: FillInfo,
+                       entry_estimated: bool = False) -> tuple[int, bool]:
         """The sale's lot, opened from `fill` unless the sale has one already (opened by
-        the executor on its own connection): (lot id, opened here)."""
+        the executor on its own connection): (lot id, opened here). `entry_estimated`:
+        the fill's price is the sale's limit, not its execution's (flagged in the same
+        write)."""
         info = self.contract(fill.con_id) or ContractInfo(
             con_id=fill.con_id,
             symbol=self.cfg.strategy.symbol,
@@ -258,6 +266,8 @@ class FillsMixin(BookState):
             order.order_ref, order.trade_date or self._today(), info, int(fill.qty),
             fill.price, fill.time, s.take_profit_ratio, s.stop_loss_ratio,
             fill.local_symbol)  # this slice; further slices grow it (_size_sale_lot)
+        if entry_estimated:
+            fields.update(pnl_estimated=1, entry_estimated=1)
         lot, opened = self.db.open_sale_lot(entry=entry, **fields)
         if not opened:
             return lot.id, False  # the caller sizes it (a slice, or the broker's figures)

@@ -250,9 +250,8 @@ class PositionsMixin(BookState):
             if price is not None else None
         )
         if not self.db.close_lot(piece_id, price, self._now_ts(), "reconciled_estimated",
-                                 realized):
+                                 realized, estimated="exit"):
             return False
-        self.db.mark_pnl_estimated(piece_id)
         pnl = "unknown" if realized is None else f"{realized:+.2f}"
         msg = (
             f"lot {lot.id} {lot.local_symbol} x{qty} is gone at the broker and so are "
@@ -330,10 +329,9 @@ class PositionsMixin(BookState):
             else None
         )
         when = used[-1].time if used else time.time()
-        if not self.db.close_lot(piece_id, price, when, "closed_outside", realized):
+        if not self.db.close_lot(piece_id, price, when, "closed_outside", realized,
+                                 estimated="exit" if estimated else ""):
             return False
-        if estimated:
-            self.db.mark_pnl_estimated(piece_id)
         pnl = "unknown" if realized is None else f"{realized:+.2f}"
         how = "estimated from the quote" if estimated else "from the outside execution"
         left = lot.qty - qty

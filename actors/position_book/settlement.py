@@ -41,7 +41,8 @@ class SettlementMixin(BookState):
         def _unwatch(self, con_id: int) -> None: ...
         def _check_daily_loss(self) -> None: ...
         def _fetch_for_reconcile(self, attempt: int, full: bool = True) -> None: ...
-        def _open_lot_from_sale(self, order: OrderRecord, fill: FillInfo) -> int: ...
+        def _open_lot_from_sale(self, order: OrderRecord, fill: FillInfo,
+                                entry_estimated: bool = False) -> int: ...
         def contract(self, con_id: int) -> Any: ...
 
     def _now_ts(self) -> float:
@@ -66,18 +67,20 @@ class SettlementMixin(BookState):
     def _close_announced(
         self, lot_id: int, price: float | None, when: float, reason: str,
         realized: float | None, kind: str, message: str, severity: str,
-        details: dict[str, Any],
+        details: dict[str, Any], estimated: str = "",
     ) -> bool:
         """Close the lot and write the alert that announces it in one transaction: a
-        crash between the two can no longer leave a closed lot nobody was told of."""
+        crash between the two can no longer leave a closed lot nobody was told of.
+        `estimated`: how far the price is a guess (Lots.close_lot), in the same write."""
         prepare = getattr(self.alerts, "prepare", None)
         if prepare is None:  # an alerter without an outbox in this file
-            if not self.db.close_lot(lot_id, price, when, reason, realized):
+            if not self.db.close_lot(lot_id, price, when, reason, realized, estimated):
                 return False
             self.alerts.raise_alert(kind, message, severity=severity, details=details)
             return True
         row = prepare(kind, message, severity, details)
-        written = self.db.close_lot_with_alert(lot_id, price, when, reason, realized, row)
+        written = self.db.close_lot_with_alert(lot_id, price, when, reason, realized, row,
+                                               estimated)
         if written is None:
             return False
         self.alerts.announced(written[0], written[1], row)
@@ -92,6 +95,9 @@ class SettlementMixin(BookState):
             f"lot {lot.id} {lot.local_symbol} expired worthless ({lot.symbol} "
             f"closed at {close}): realized P&L {realized:+.2f}",
             "info", {"lot_id": lot.id, "reason": "expired"},
+            # A stop that filled before the close, its execution not yet applied,
+            # re-prices it when that comes.
+            estimated="unconfirmed",
         ):
             return False
         self.log.info("lot {} expired worthless ({} closed at {}): realized {}",
@@ -157,12 +163,11 @@ class SettlementMixin(BookState):
                 f"while the engine was away (from the completed orders): realized P&L "
                 f"{realized:+.2f}" + (" (estimated from the stop)" if role == "sl" else ""),
                 "info", {"lot_id": lot.id, "reason": reason},
+                # A stop fills at the market: an estimate. A limit fills at it or better:
+                # unconfirmed. Either is re-priced by its execution if that comes.
+                estimated="exit" if role == "sl" else "unconfirmed",
             ):
                 continue
-            if role == "sl":
-                self.db.mark_pnl_estimated(piece_id)  # a stop fills at the market
-            else:  # a limit fills at it or better: re-priced if its execution comes
-                self.db.mark_exit_unconfirmed(piece_id)
             self.log.warning("lot {} closed by {} at {} from the completed orders ({} of "
                              "{})", lot.id, reason, price, qty, lot.qty)
             self._closed(lot, piece_id)
@@ -208,9 +213,7 @@ class SettlementMixin(BookState):
                         perm_id=info.perm_id, order_ref=info.order_ref, con_id=row.con_id,
                         local_symbol=info.local_symbol, side="SLD", qty=qty,
                         price=float(price), time=time.time())
-        lot_id = self._open_lot_from_sale(row, fill)
-        if not whole:
-            self.db.mark_pnl_estimated(lot_id, part="entry")
+        lot_id = self._open_lot_from_sale(row, fill, entry_estimated=not whole)
         how = "the broker's average cost" if whole else "its limit (estimated)"
         self.log.warning("sale {} filled while the engine was away: lot {} x{} at {} ({})",
                          info.order_ref, lot_id, qty, price, how)

@@ -57,9 +57,9 @@ def _book(store: Store) -> Any:
 
     def close_announced(lot_id: int, price: float | None, when: float, reason: str,
                         realized: float | None, kind: str, message: str, severity: str,
-                        details: dict[str, Any]) -> bool:
+                        details: dict[str, Any], estimated: str = "") -> bool:
         # settlement's own path for an alerter without an outbox in this file
-        if not store.close_lot(lot_id, price, when, reason, realized):
+        if not store.close_lot(lot_id, price, when, reason, realized, estimated):
             return False
         book.alerts.raise_alert(kind, message, severity, details)
         return True
@@ -79,15 +79,17 @@ def _fill(exec_id: str, ref: str, side: str, price: float, qty: float = 1,
                     commission=commission)
 
 
-def _protected_lot(store: Store, book: Any, entry: float = 0.64, qty: int = 1) -> Lot:
+def _protected_lot(store: Store, book: Any, entry: float = 0.64, qty: int = 1,
+                   slot: str = "09:35") -> Lot:
     """A sale of ours filled (its execution stored), its TP+SL pair recorded."""
-    store.start_entry("2026-12-01", "09:35")
-    store.record_intent(SALE, "sale", PUT.con_id, "SELL", "LMT", qty, lmt_price=entry,
+    ref = f"tb:2026-12-01:{slot.replace(':', '')}:sale:1"
+    store.start_entry("2026-12-01", slot)
+    store.record_intent(ref, "sale", PUT.con_id, "SELL", "LMT", qty, lmt_price=entry,
                         trade_date="2026-12-01")
-    lot_entry, fields = sale_lot_fields(SALE, "2026-12-01", PUT, qty, entry, time.time(),
+    lot_entry, fields = sale_lot_fields(ref, "2026-12-01", PUT, qty, entry, time.time(),
                                         0.5, 3.0)
     lot, _ = store.open_sale_lot(entry=lot_entry, **fields)
-    book.apply_fill(_fill("e-sale", SALE, "SLD", entry, qty))
+    book.apply_fill(_fill(f"e-sale-{slot}", ref, "SLD", entry, qty))
     for role, otype in (("tp", "LMT"), ("sl", "STP")):
         store.record_intent(f"tb:lot{lot.id}:{role}:1", role, PUT.con_id, "BUY", otype, qty,
                             lmt_price=lot.tp_price if role == "tp" else None,
@@ -104,8 +106,7 @@ def test_a_stop_closed_at_its_price_is_repriced_by_its_fill(tmp_path: Path) -> N
     lot = _protected_lot(store, book)
     assert lot.sl_price == 1.92
     # The completed orders' close: at the stop, estimated (settlement._apply_completed).
-    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65)
-    store.mark_pnl_estimated(lot.id)
+    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65, estimated="exit")
 
     book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 32.78))
 
@@ -131,8 +132,8 @@ def test_an_estimated_close_takes_the_reason_of_the_exit_that_filled(tmp_path: P
     store = Store(tmp_path / "book.sqlite")
     book = _book(store)
     lot = _protected_lot(store, book, entry=2.0)
-    assert store.close_lot(lot.id, lot.sl_price, time.time(), "reconciled_estimated", -400.0)
-    store.mark_pnl_estimated(lot.id)
+    assert store.close_lot(lot.id, lot.sl_price, time.time(), "reconciled_estimated", -400.0,
+                           estimated="exit")
 
     book.apply_fill(_fill("e-tp", f"tb:lot{lot.id}:tp:1", "BOT", 1.0))
 
@@ -149,8 +150,7 @@ def test_a_kill_between_the_store_and_the_repricing_is_finished_on_the_repeat(
     store = Store(tmp_path / "book.sqlite")
     book = _book(store)
     lot = _protected_lot(store, book)
-    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65)
-    store.mark_pnl_estimated(lot.id)
+    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65, estimated="exit")
     fill = _fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 32.78)
     assert store.add_fill(StoredFill.of(fill, lot.id))  # ... and the kill
 
@@ -168,8 +168,7 @@ def test_a_kill_before_the_repricing_is_finished_by_the_reconciliation(
     store = Store(tmp_path / "book.sqlite")
     book = _book(store)
     lot = _protected_lot(store, book)
-    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65)
-    store.mark_pnl_estimated(lot.id)
+    assert store.close_lot(lot.id, 1.92, time.time(), "stop_loss", -128.65, estimated="exit")
     assert store.add_fill(StoredFill.of(
         _fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 32.78), lot.id))
 
@@ -191,12 +190,12 @@ def test_an_entry_estimated_from_the_limit_stays_so(tmp_path: Path) -> None:
                         trade_date="2026-12-01")
     lot_entry, fields = sale_lot_fields(SALE, "2026-12-01", PUT, 1, 0.60, time.time(),
                                         0.5, 3.0)
-    lot, _ = store.open_sale_lot(entry=lot_entry, **fields)
-    store.mark_pnl_estimated(lot.id, part="entry")
+    lot, _ = store.open_sale_lot(entry=lot_entry, **fields, pnl_estimated=1,
+                                 entry_estimated=1)  # as _open_lot_from_completed does
     store.record_intent(f"tb:lot{lot.id}:sl:1", "sl", PUT.con_id, "BUY", "STP", 1,
                         aux_price=lot.sl_price, lot_id=lot.id, trade_date="2026-12-01")
-    assert store.close_lot(lot.id, lot.sl_price, time.time(), "stop_loss", -120.0)
-    store.mark_pnl_estimated(lot.id)
+    assert store.close_lot(lot.id, lot.sl_price, time.time(), "stop_loss", -120.0,
+                           estimated="exit")
 
     book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 2.0))
 
@@ -260,8 +259,7 @@ def test_a_slice_of_the_exit_leaves_the_estimate_until_the_lot_is_covered(
     store = Store(tmp_path / "book.sqlite")
     book = _book(store)
     lot = _protected_lot(store, book, entry=1.0, qty=2)
-    assert store.close_lot(lot.id, 3.0, time.time(), "stop_loss", -401.3)
-    store.mark_pnl_estimated(lot.id)
+    assert store.close_lot(lot.id, 3.0, time.time(), "stop_loss", -401.3, estimated="exit")
     ref = f"tb:lot{lot.id}:sl:1"
     book.apply_fill(_fill("e-sl1", ref, "BOT", 4.0))
     assert store.lot(lot.id).exit_price == 3.0 and book.alerts.raised == []
@@ -288,15 +286,18 @@ def test_a_book_written_before_the_split_estimate_is_read_from_what_it_holds(
     store = Store(path)
     book = _book(store)
     sold = _protected_lot(store, book)  # its sale's execution stored
-    assert store.close_lot(sold.id, 1.92, time.time(), "stop_loss", -129.30)
-    store.mark_pnl_estimated(sold.id)
+    assert store.close_lot(sold.id, 1.92, time.time(), "stop_loss", -129.30, estimated="exit")
     lot_entry, fields = sale_lot_fields("tb:2026-12-02:0935:sale:1", "2026-12-02", PUT, 1,
                                         0.5, time.time(), 0.5, 3.0)
     store.start_entry("2026-12-02", "09:35")
     store.record_intent("tb:2026-12-02:0935:sale:1", "sale", PUT.con_id, "SELL", "LMT", 1,
                         lmt_price=0.5, trade_date="2026-12-02")
-    unsold, _ = store.open_sale_lot(entry=lot_entry, **fields)  # no execution stored
-    store.mark_pnl_estimated(unsold.id, part="entry")
+    unsold, _ = store.open_sale_lot(entry=lot_entry, **fields, pnl_estimated=1,
+                                    entry_estimated=1)  # no execution stored
+    whole = _protected_lot(store, book, entry=1.0, qty=2, slot="10:05")  # sale stored
+    piece_id = store.split_lot(whole.id, 1)
+    assert piece_id is not None
+    assert store.close_lot(piece_id, 3.0, time.time(), "stop_loss", -200.65, estimated="exit")
     store.close()
     old = sqlite3.connect(path)
     for col in ("entry_estimated", "exit_estimated"):
@@ -308,6 +309,8 @@ def test_a_book_written_before_the_split_estimate_is_read_from_what_it_holds(
     a, b = again.lot(sold.id), again.lot(unsold.id)
     assert (a.entry_estimated, a.exit_estimated, a.pnl_estimated) == (False, True, True)
     assert (b.entry_estimated, b.exit_estimated, b.pnl_estimated) == (True, False, True)
+    piece = again.lot(piece_id)  # no sale of its own: its entry is its lot's, not a guess
+    assert (piece.entry_estimated, piece.exit_estimated) == (False, True)
     assert Store(path).lot(sold.id) == a  # opened again: nothing migrated twice
 
 
@@ -337,3 +340,24 @@ def test_a_take_profit_closed_at_its_limit_takes_its_executions_price(
             filled_at, False, False)
         assert after.realized_pnl == round((0.64 - filled_at) * 100 - 1.30, 2)
         assert [k for k, _, _ in book.alerts.raised if k != "lot_closed"] == alerts
+
+
+def test_a_lot_called_expired_is_repriced_by_its_stops_execution(tmp_path: Path) -> None:
+    """The expiry rule closed a lot `expired` (worthless at the close) before the stop's
+    execution, filled earlier that day, was applied: the fills say it was stopped out."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book, entry=0.64)
+    assert book._close_expired(lot, 601.0)
+    closed = store.lot(lot.id)
+    assert (closed.close_reason, closed.exit_estimated, closed.pnl_estimated) == (
+        "expired", True, False)
+
+    book.apply_fill(_fill("e-sl", f"tb:lot{lot.id}:sl:1", "BOT", 1.95))
+
+    after = store.lot(lot.id)
+    assert (after.close_reason, after.exit_price, after.exit_estimated) == (
+        "stop_loss", 1.95, False)
+    assert after.realized_pnl == round((0.64 - 1.95) * 100 - 1.30, 2)
+    ((_, message, _),) = [a for a in book.alerts.raised if a[0] == "lot_repriced"]
+    assert "expired worthless" in message

@@ -320,7 +320,7 @@ def test_a_quote_that_aged_while_the_cancels_were_answered_is_asked_again(
 
     moved = [0.0]
     monkeypatch.setattr(sale_module, "time", SimpleNamespace(
-        time=lambda: time.time() + moved[0], monotonic=time.monotonic))
+        time=lambda: time.time() + moved[0], monotonic=time.monotonic, sleep=time.sleep))
     ex = _Executor(tmp_path, time.time())
     conn = ex.conn
     max_age = ex.cfg.strategy.max_quote_age
