@@ -199,11 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli_config("python -m actors", argv, __doc__)
     setup_logging("engine", cfg.logging.dir or None, cfg.logging.level, cfg.logging.format)
     engine = Engine(cfg)
+    signalled: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
-        logger.info("signal {}: stopping", signal.Signals(signum).name)
-        engine.exit_code = 0 if engine.exit_code is None else engine.exit_code
-        engine.stopped.set()
+        # A flag only. The handler runs on the main thread between two bytecodes, maybe
+        # inside `engine.stopped.wait()` with the Event's lock held: `stopped.set()`
+        # there waited for that lock forever (a SIGTERM that never stopped the engine,
+        # found under load in the suite), and a log line could do the same with the
+        # logger's. The loop below reads the flag.
+        signalled.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -218,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     # Woken twice a second: a SIGTERM delivered to another thread (ib-loop, zmq) only sets
     # CPython's pending flag, and a main thread blocked in a wait without timeout never
     # runs the handler (seen: `supervisorctl stop` / a test's terminate() waited forever).
-    while not engine.stopped.wait(0.5):
+    while not signalled and not engine.stopped.wait(0.5):
         pass
+    if signalled:
+        logger.info("signal {}: stopping", signal.Signals(signalled[0]).name)
+        engine.exit_code = 0 if engine.exit_code is None else engine.exit_code
     engine.stop()
     logger.info("engine stopped (exit {})", engine.exit_code or 0)
     return engine.exit_code or 0
