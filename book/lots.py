@@ -167,7 +167,8 @@ class Lots(Repository):
         with self._db.tx() as c:
             cur = c.execute(
                 "UPDATE lots SET exit_price = ?, close_reason = ?, realized_pnl = ?,"
-                " pnl_estimated = ?, updated_at = ? WHERE id = ? AND state = 'closed'"
+                " pnl_estimated = MAX(entry_estimated, ?), updated_at = ? WHERE id = ?"
+                " AND state = 'closed'"
                 " AND close_reason = ?",
                 (exit_price, reason, realized_pnl, int(estimated), time.time(), lot_id, was),
             )

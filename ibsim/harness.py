@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 _PORTS = random.Random()  # its own stream: a test that seeds `random` changes nothing here
+_HANDED_OUT: set[int] = set()  # this process's draws: not bound yet, so a probe passes
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -51,13 +52,16 @@ def free_port() -> int:
     for _ in range(100):
         if not spans:
             break
-        r0, r1 = _PORTS.choice(spans)
+        r0, r1 = _PORTS.choices(spans, weights=[r1 - r0 for r0, r1 in spans])[0]
         port = _PORTS.randrange(r0, r1)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     with socket.socket() as s:  # no room outside the range: the kernel's choice
         s.bind(("127.0.0.1", 0))

@@ -77,7 +77,10 @@ class Lot(_Row):
     created_at: float
     updated_at: float
     entry_estimated: bool = False  # entry priced by the sale's limit, no execution known
-    exit_estimated: bool = False  # exit priced by a stop, a quote or a position check
+    # Exit priced by a stop, a quote or a position check (and pnl_estimated), or
+    # unconfirmed: a take-profit's limit, or expired worthless. Its execution, if one
+    # comes, re-prices it.
+    exit_estimated: bool = False
 
     _FLAGS: ClassVar[tuple[str, ...]] = (
         "imported", "pnl_estimated", "entry_estimated", "exit_estimated")

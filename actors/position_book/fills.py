@@ -81,9 +81,16 @@ class FillsMixin(BookState):
         if not new:
             if fill.commission is not None:
                 self.db.set_commission(fill.exec_id, fill.commission)  # and realized P&L
-            if order.role in ("tp", "sl") and lot_id is not None:
-                # Again on a repeat: a kill between the store and the re-pricing below.
-                self._exit_fill_after_close(lot_id)
+            if order.role in ("tp", "sl"):
+                # Again on a repeat: a kill between the store and the close (or the
+                # re-pricing) below left the lot as it was; the completed orders skip an
+                # order the store marked filled. On the lot the stored fill names (a
+                # slice attached to its piece closed that piece already).
+                stored = next((f for f in self.db.fills_of_order(fill.order_ref)
+                               if f.exec_id == fill.exec_id), None)
+                at = stored.lot_id if stored is not None else lot_id
+                if at is not None and not self._close_lot_on_exit(at, order.role, fill):
+                    self._exit_fill_after_close(at)
             return lot_id
         self.log.info(
             "fill {} {} {} x{} @ {} ref={}",
@@ -119,13 +126,20 @@ class FillsMixin(BookState):
                 or lot.close_reason == "assigned"):
             return
         fills = self.db.fills(lot_id)
+        roles = {ref: (row.role if (row := self.db.order_by_ref(ref)) else "")
+                 for ref in {f.order_ref for f in fills if f.order_ref}}
         buys = [f for f in fills if f.side == "BOT" and f.con_id == lot.con_id]
+        # A close that named its exit (the completed orders said which filled) is priced
+        # by that exit's executions alone: the other leg of an overfilled pair may be
+        # reported first, or in the same second with an exec id that sorts first.
+        named = {"take_profit": "tp", "stop_loss": "sl"}.get(lot.close_reason or "")
+        if named is not None:
+            buys = [f for f in buys if roles.get(f.order_ref or "") == named]
         price = first_contracts_vwap(buys, lot.qty)
         if price is None:
             return  # a slice: the rest is still to come
-        first = self.db.order_by_ref(buys[0].order_ref) if buys[0].order_ref else None
         reason = {"tp": "take_profit", "sl": "stop_loss"}.get(
-            first.role if first is not None else "", lot.close_reason or "closed_outside")
+            roles.get(buys[0].order_ref or "", ""), lot.close_reason or "closed_outside")
         commissions = sum(f.commission or 0.0 for f in fills)
         realized = pnl_math.realized_pnl(lot.entry_price, price, lot.qty,
                                          commissions=commissions, multiplier=lot.mult)

@@ -38,5 +38,7 @@ def test_a_sale_the_reset_hides_from_executions_and_completed_orders_is_our_lot(
 
     store = Store(tmp_path / "book.sqlite")
     (lot,) = store.lots()
-    assert lot.order_ref == sale_ref and lot.pnl_estimated is not None
+    assert lot.order_ref == sale_ref
+    # The whole short at the broker's average cost: the entry is known, not the limit.
+    assert (lot.entry_estimated, lot.pnl_estimated) == (False, False)
     assert [(e.state, e.lot_id) for e in store.entries()] == [("done", lot.id)]

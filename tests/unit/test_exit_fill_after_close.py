@@ -279,7 +279,8 @@ def test_first_contracts_vwap() -> None:
 def test_a_book_written_before_the_split_estimate_is_read_from_what_it_holds(
         tmp_path: Path) -> None:
     """An older book has only pnl_estimated: a closed lot's exit is taken for the
-    estimate, and its entry too when no sale execution of it is stored."""
+    estimate (unless its own buy gave its price), and its entry too when no execution
+    of its sale is stored (not a split-off piece's, which has no sale of its own)."""
     import sqlite3
 
     path = tmp_path / "book.sqlite"
@@ -294,6 +295,13 @@ def test_a_book_written_before_the_split_estimate_is_read_from_what_it_holds(
                         lmt_price=0.5, trade_date="2026-12-02")
     unsold, _ = store.open_sale_lot(entry=lot_entry, **fields, pnl_estimated=1,
                                     entry_estimated=1)  # no execution stored
+    # ... and closed by its own stop's execution: its exit is no guess.
+    store.record_intent(f"tb:lot{unsold.id}:sl:1", "sl", PUT.con_id, "BUY", "STP", 1,
+                        aux_price=1.5, lot_id=unsold.id, trade_date="2026-12-02")
+    assert store.add_fill(StoredFill("e-unsold-sl", f"tb:lot{unsold.id}:sl:1", 9, 9,
+                                     PUT.con_id, "BOT", 1, 1.5, 0.65, time.time(),
+                                     unsold.id))
+    assert store.close_lot(unsold.id, 1.5, time.time(), "stop_loss", -100.65)
     whole = _protected_lot(store, book, entry=1.0, qty=2, slot="10:05")  # sale stored
     piece_id = store.split_lot(whole.id, 1)
     assert piece_id is not None
@@ -361,3 +369,68 @@ def test_a_lot_called_expired_is_repriced_by_its_stops_execution(tmp_path: Path)
     assert after.realized_pnl == round((0.64 - 1.95) * 100 - 1.30, 2)
     ((_, message, _),) = [a for a in book.alerts.raised if a[0] == "lot_repriced"]
     assert "expired worthless" in message
+
+
+def test_an_exit_fill_stored_by_a_killed_engine_closes_its_lot_when_reported_again(
+        tmp_path: Path) -> None:
+    """Killed after the execution was stored (its order marked filled) and before the lot
+    was closed: the completed orders skip a filled order, so the execution reported again
+    closes the lot, by its own price (before, the lot stayed open until a position check
+    closed it at an estimate)."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book, entry=0.64)
+    fill = _fill("e-tp", f"tb:lot{lot.id}:tp:1", "BOT", 0.31)
+    assert store.add_fill(StoredFill.of(fill, lot.id))  # ... and the kill
+
+    book = _book(Store(tmp_path / "book.sqlite"))
+    book.apply_fill(fill)
+    after = book.db.lot(lot.id)
+    assert (after.state, after.close_reason, after.exit_price) == ("closed", "take_profit",
+                                                                   0.31)
+    assert not after.exit_estimated and after.realized_pnl == round(33 - 1.30, 2)
+    book.apply_fill(fill)  # and once more: nothing moves
+    assert book.db.lot(lot.id) == after
+
+
+def test_an_unconfirmed_take_profit_keeps_its_leg_when_both_legs_filled_in_one_second(
+        tmp_path: Path) -> None:
+    """Closed at the take-profit's limit from the completed orders; both legs' executions
+    come in one second, the stop's reported first and its exec id sorting first: the
+    lot is priced by its take-profit, as the completed orders said (the stop's contract
+    is a long held)."""
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    lot = _protected_lot(store, book, entry=0.64)
+    assert store.close_lot(lot.id, lot.tp_price, time.time(), "take_profit", 30.7,
+                           estimated="unconfirmed")
+    at = time.time()
+    book.apply_fill(_fill("e-a-sl", f"tb:lot{lot.id}:sl:1", "BOT", 2.50, at=at))
+    assert store.lot(lot.id).exit_price == lot.tp_price  # not the stop's
+    book.apply_fill(_fill("e-b-tp", f"tb:lot{lot.id}:tp:1", "BOT", 0.30, at=at))
+    after = store.lot(lot.id)
+    assert (after.close_reason, after.exit_price) == ("take_profit", 0.30)
+
+
+def test_the_close_and_its_estimate_are_one_write_through_the_alert_outbox(
+        tmp_path: Path) -> None:
+    """The production path (an alerter with an outbox: prepare, then announced): the
+    close, its alert and its estimate flag go in one transaction."""
+    from alerts.outbox import AlertStore
+    from book.alert_rows import AlertRow
+
+    outbox = AlertStore(tmp_path / "book.sqlite", ["t"])
+    store = Store(tmp_path / "book.sqlite")
+    book = _book(store)
+    del book._close_announced  # settlement's own
+    announced: list[int] = []
+    book.alerts = SimpleNamespace(
+        prepare=lambda kind, message, severity, details: AlertRow(
+            kind, message, severity, details, ("t",)),
+        announced=lambda alert_id, folded, row: announced.append(alert_id))
+    lot = _protected_lot(store, book, entry=0.64)
+    assert book._close_expired(lot, 601.0)
+    closed = store.lot(lot.id)
+    assert (closed.close_reason, closed.exit_estimated) == ("expired", True)
+    (row,) = [a for a in outbox.recent(10) if a["kind"] == "lot_closed"]
+    assert announced == [row["id"]]
