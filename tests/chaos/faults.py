@@ -159,6 +159,10 @@ class Faults(Harness):
         # seconds and cancels its sale. Then the sale fills and the reset passes, and
         # the frozen engine dies (kill -9); supervisord starts it past the reset.
         os.kill(pid, signal.SIGSTOP)
+        # kill() returns before every thread has stopped: one still running read the
+        # fill's execution in CI (the book stored it; the scenario is a fill never seen).
+        if not self.wait(lambda: _all_threads_stopped(pid), 10):
+            self.log(f"[{d}] {RESET_WHILE_SALE_FILLS}: engine {pid} not stopped in 10 s")
         try:
             reply = self.stack.ibsim_post("/scenario/filled_while_away", {"order_ref": ref})
         except OSError:  # the gateway is away (restarting): not posed
@@ -249,3 +253,17 @@ class Faults(Harness):
             time.sleep(0.01)
         self.kill_engine()
         self.report.faults[f"{KILL_IN_GATEWAY_RESTART}@{step}"] += 1
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Every thread of `pid` in the stopped state (SIGSTOP taken), from /proc."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        states = []
+        for tid in tasks:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                # "pid (comm) S ...": the state follows the last ')' (comm may hold one)
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+    except (OSError, IndexError):
+        return True  # gone: nothing of it runs
+    return all(state in ("T", "t") for state in states)
