@@ -112,15 +112,17 @@ class FillsMixin(BookState):
         return lot_id
 
     def _exit_fill_after_close(self, lot_id: int) -> None:
-        """An exit's fill stored onto a lot whose exit was an estimate: closed from the
-        completed orders at the SL's stop, by a position check, or by hand priced from
-        the quote. The fills are the truth: once the lot's buys cover it, its exit price
-        is theirs, its reason the exit that filled, and its realized P&L (which the
-        daily loss limit reads) follows. Before, the estimate stayed: a stop at 1.92
-        that filled at 32.78 after a jump read a loss of 129.30, not 3,215.30 (the soak,
-        seed 14). A lot whose exit came from a fill is never touched (a second leg of
-        an overfilled OCA pair is a long held, not its exit), nor one assigned (the
-        shares' accounting). Idempotent: re-priced once (exit_estimated cleared)."""
+        """An exit's fill stored onto a lot whose exit the engine did not price from its
+        execution: an estimate (the completed orders' SL at its stop, a position check,
+        a hand close priced from the quote) or unconfirmed (the completed orders' TP at
+        its limit, a lot called expired). The fills are the truth: once the lot's buys
+        cover it, its exit price is theirs, its reason the exit that filled, and its
+        realized P&L (which the daily loss limit reads) follows. Before, the estimate
+        stayed: a stop at 1.92 that filled at 32.78 after a jump read a loss of 129.30,
+        not 3,215.30 (the soak, seed 14). A lot whose exit came from a fill is never
+        touched (a second leg of an overfilled OCA pair is a long held, not its exit),
+        nor one assigned (the shares' accounting). Idempotent: re-priced once
+        (exit_estimated cleared)."""
         lot = self.db.lot(lot_id)
         if (lot is None or lot.state != "closed" or not lot.exit_estimated
                 or lot.close_reason == "assigned"):
