@@ -5,7 +5,9 @@ shares are queued for sale at the next open (the executor sells them)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from actors.position_book.base import BookState
@@ -14,6 +16,9 @@ from actors.position_book.settlement import _next_open
 from trading import settlement as rules
 from trading.calendar import ET
 from trading.records import Lot
+
+if TYPE_CHECKING:
+    from book.alert_rows import AlertRow
 
 
 class AssignmentMixin(BookState):
@@ -28,6 +33,10 @@ class AssignmentMixin(BookState):
             self, lot_id: int, price: float | None, when: float, reason: str,
             realized: float | None, kind: str, message: str, severity: str,
             details: dict[str, Any], estimated: str = "",
+        ) -> bool: ...
+        def _write_announced(
+            self, kind: str, message: str, severity: str, details: dict[str, Any],
+            write: Callable[[AlertRow | None], Any],
         ) -> bool: ...
         def _spot(self) -> float | None: ...
         def _check_daily_loss(self) -> None: ...
@@ -130,22 +139,17 @@ class AssignmentMixin(BookState):
             # The correction, its alert and the share sale it promises in one transaction:
             # a crash between them would leave the lot `assigned` (no longer a candidate),
             # the shares held, and nobody told or nothing queued.
-            prepare = getattr(self.alerts, "prepare", None)
-            row = prepare("assigned", msg, "warning", details) if prepare else None
             job = self._share_sale_job(lot.id, self.cfg.strategy.symbol, queue) if queue \
                 else {}
-            written = self.db.reclose_lot(lot.id, value, "assigned", realized, True,
-                                          str(lot.close_reason), alert=row, kv=job)
-            if not written:
+            # (reclose_lot's next argument is the alert's row)
+            if not self._write_announced("assigned", msg, "warning", details, partial(
+                    self.db.reclose_lot, lot.id, value, "assigned", realized, True,
+                    str(lot.close_reason), kv=job)):
                 continue
             if queue:
                 self.log.warning("lot {}: {} {} shares to be sold at the open", lot.id, queue,
                                  self.cfg.strategy.symbol)
             self.log.warning(msg)
-            if row is None:
-                self.alerts.raise_alert("assigned", msg, severity="warning", details=details)
-            elif isinstance(written, tuple):
-                self.alerts.announced(written[0], written[1], row)
             self._check_daily_loss()
             return True
         return False

@@ -4,7 +4,7 @@ execution id), order statuses update the order rows."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -15,6 +15,9 @@ from trading.fills import exit_slice, first_contracts_vwap, sale_lot_fields, vwa
 from trading.model import ContractInfo, FillInfo, OrderInfo
 from trading.order_refs import is_ours
 from trading.records import OrderRecord, StoredFill
+
+if TYPE_CHECKING:
+    from book.alert_rows import AlertRow
 
 
 class _OrderView(NamedTuple):
@@ -51,6 +54,10 @@ class FillsMixin(BookState):
             self, lot_id: int, price: float | None, when: float, reason: str,
             realized: float | None, kind: str, message: str, severity: str,
             details: dict[str, Any], estimated: str = "",
+        ) -> bool: ...
+        def _write_announced(
+            self, kind: str, message: str, severity: str, details: dict[str, Any],
+            write: Callable[[AlertRow | None], Any],
         ) -> bool: ...
 
     def apply_fill(self, fill: FillInfo) -> int | None:
@@ -128,9 +135,9 @@ class FillsMixin(BookState):
                 or lot.close_reason == "assigned"):
             return
         fills = self.db.fills(lot_id)
-        roles = {ref: (row.role if (row := self.db.order_by_ref(ref)) else "")
-                 for ref in {f.order_ref for f in fills if f.order_ref}}
         buys = [f for f in fills if f.side == "BOT" and f.con_id == lot.con_id]
+        roles = {ref: (row.role if (row := self.db.order_by_ref(ref)) else "")
+                 for ref in {f.order_ref for f in buys if f.order_ref}}
         # A close that named its exit (the completed orders said which filled) is priced
         # by that exit's executions alone: the other leg of an overfilled pair may be
         # reported first, or in the same second with an exec id that sorts first.
@@ -167,17 +174,10 @@ class FillsMixin(BookState):
         # A loss larger than the book said is a warning; a better price, news.
         worse = lot.realized_pnl is None or realized < lot.realized_pnl
         severity = "warning" if worse else "info"
-        prepare = getattr(self.alerts, "prepare", None)
-        row = prepare("lot_repriced", message, severity, details) if prepare else None
-        written = self.db.reprice_estimated_exit(lot.id, price, reason, realized, alert=row)
-        if not written:
+        if not self._write_announced("lot_repriced", message, severity, details, lambda row: (
+                self.db.reprice_estimated_exit(lot.id, price, reason, realized, alert=row))):
             return  # re-priced meanwhile
         (self.log.warning if worse else self.log.info)(message)
-        if row is None:
-            self.alerts.raise_alert("lot_repriced", message, severity=severity,
-                                    details=details)
-        elif isinstance(written, tuple):
-            self.alerts.announced(written[0], written[1], row)
         self._check_daily_loss()
 
     def _reprice_estimated_exits(self) -> None:
@@ -342,13 +342,15 @@ class FillsMixin(BookState):
         if md is not None:
             md.proxy().unwatch([con_id])
 
-    def apply_orders(self, infos: Sequence[OrderInfo]) -> None:
+    def apply_orders(self, infos: Sequence[OrderInfo]) -> int:
         """The broker's order updates, in order, stored in one transaction: an entry's
         exit cancels answer by the dozen at once, and a commit for each, beside the
         entry's own writes, held up its sale. Each is judged against the row as the
-        earlier ones of the batch left it."""
+        earlier ones of the batch left it. Returns how many were of orders in the
+        book."""
         rows: dict[str, _OrderView] = {}
         marks: list[tuple[str, dict[str, Any]]] = []
+        known = 0
         for info in infos:
             if not is_ours(info.order_ref):
                 continue
@@ -358,6 +360,7 @@ class FillsMixin(BookState):
                 if stored is None:
                     continue
                 row = _OrderView(stored.status, stored.order_id, stored.perm_id, stored.error)
+            known += 1
             status = _status_name(info)
             if row.status == "filled" and status != "filled":
                 continue  # a late status never undoes a fill
@@ -378,3 +381,4 @@ class FillsMixin(BookState):
                 error if error is not None else row.error)
         if marks:
             self.db.mark_orders(marks)
+        return known

@@ -40,7 +40,7 @@ class ReconcileMixin(BookState):
     if TYPE_CHECKING:  # provided by PositionBook and the other mixins
         actor_ref: pykka.ActorRef[Any]
         def apply_fill(self, fill: FillInfo) -> int | None: ...
-        def apply_orders(self, infos: Sequence[OrderInfo]) -> None: ...
+        def apply_orders(self, infos: Sequence[OrderInfo]) -> int: ...
         def _reprice_estimated_exits(self) -> None: ...
         def set_kv(self, key: str, value: Any) -> None: ...
         def _apply_completed(
@@ -170,10 +170,8 @@ class ReconcileMixin(BookState):
         done_refs = self._apply_completed(completed or [], positions)
         self._reprice_estimated_exits()  # a kill between an exit fill and its re-pricing
         live_refs = {info.order_ref for info in open_orders if is_ours(info.order_ref)}
-        known = [info for info in open_orders if info.order_ref in live_refs
-                 and self.db.order_by_ref(info.order_ref) is not None]
-        self.apply_orders(known)  # one transaction, as the Connection's batches are
-        counts["orders"] += len(known)
+        # One transaction, as the Connection's batches are (orders not in the book skipped).
+        counts["orders"] += self.apply_orders(open_orders)
         filled_refs = {f.order_ref for f in fills} | done_refs
         filled_refs |= self._sales_shown_by_positions(live_refs, filled_refs, positions)
         for row in self.db.orders_by_status(UNSETTLED_ORDER_STATUSES):

@@ -6,6 +6,7 @@ broker: the broker's side arrives in a snapshot fetched off the book's thread.""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,9 @@ from trading.freshness import stale_reason
 from trading.model import FillInfo, LinkState, OrderInfo
 from trading.order_refs import is_ours
 from trading.records import Lot, OrderRecord
+
+if TYPE_CHECKING:
+    from book.alert_rows import AlertRow
 
 SETTLE_POLL_SECONDS = 60.0  # position checks while an in-the-money expiry awaits the broker
 
@@ -72,18 +76,29 @@ class SettlementMixin(BookState):
         """Close the lot and write the alert that announces it in one transaction: a
         crash between the two can no longer leave a closed lot nobody was told of.
         `estimated`: how far the price is a guess (Lots.close_lot), in the same write."""
+        return self._write_announced(kind, message, severity, details, lambda row: (
+            self.db.close_lot_with_alert(lot_id, price, when, reason, realized, row,
+                                         estimated) if row is not None
+            else self.db.close_lot(lot_id, price, when, reason, realized, estimated)))
+
+    def _write_announced(
+        self, kind: str, message: str, severity: str, details: dict[str, Any],
+        write: Callable[[AlertRow | None], Any],
+    ) -> bool:
+        """A book write and the alert that announces it. `write` gets the alert's row
+        (None for an alerter without an outbox in this file) and stores it in its own
+        transaction, returning (alert id, folded) then; falsy when it wrote nothing, and
+        then nobody is told. Without an outbox the alert is raised once the write is
+        done. True when written."""
         prepare = getattr(self.alerts, "prepare", None)
-        if prepare is None:  # an alerter without an outbox in this file
-            if not self.db.close_lot(lot_id, price, when, reason, realized, estimated):
-                return False
-            self.alerts.raise_alert(kind, message, severity=severity, details=details)
-            return True
-        row = prepare(kind, message, severity, details)
-        written = self.db.close_lot_with_alert(lot_id, price, when, reason, realized, row,
-                                               estimated)
-        if written is None:
+        row = prepare(kind, message, severity, details) if prepare else None
+        written = write(row)
+        if not written:
             return False
-        self.alerts.announced(written[0], written[1], row)
+        if row is None:
+            self.alerts.raise_alert(kind, message, severity=severity, details=details)
+        elif isinstance(written, tuple):
+            self.alerts.announced(written[0], written[1], row)
         return True
 
     def _close_expired(self, lot: Lot, close: float) -> bool:
